@@ -1,0 +1,322 @@
+"""The Ray actors: thin async shells around `UserHost`, `AlarmScheduler` and `SiteStats`.
+
+All are named, detached and restarted by Ray on failure (`max_restarts=-1`), in the project's
+namespace. Each starts its logic on the first call and every method waits for that start, so no
+request can race the recovery from storage (the seed's constructor did not wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import ray
+from ray.actor import ActorHandle
+
+from tracker import codec
+from tracker.analytics import SiteStats
+from tracker.config import Config
+from tracker.errors import StorageUnavailable
+from tracker.host import HostSettings, UserHost
+from tracker.placement import AGGREGATOR_NAME, SCHEDULER_NAME, host_name
+from tracker.scheduler import AlarmScheduler
+from tracker.schema import Movement
+from tracker.storage import ObjectMissing, open_storage
+from tracker.user_tracker import Limits
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TICK_S = 1.0
+
+
+def host_settings(config: Config) -> HostSettings:
+    return HostSettings(
+        limits=Limits(
+            max_movements=config.max_movements_per_session,
+            session_timeout_ms=int(config.session_timeout_s * 1000),
+            alarm_interval_ms=int(config.alarm_interval_s * 1000),
+            retention_ms=int(config.retention_s * 1000),
+        ),
+        passivate_after_ms=int(config.passivate_after_s * 1000),
+        compact_log_bytes=config.compact_log_bytes,
+        compact_interval_ms=int(config.compact_interval_s * 1000),
+    )
+
+
+class _Started:
+    """Run an async start once, on first use, and make every caller wait for it."""
+
+    def __init__(self, start: Callable[[], Awaitable[None]]) -> None:
+        self._start = start
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait(self) -> None:
+        if self._task is None or (self._task.done() and self._task.exception() is not None):
+            self._task = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._task)
+
+
+class HostActor:
+    """A host of user trackers (sharded), or of exactly one user (per-user placement)."""
+
+    def __init__(self, name: str, config: Config) -> None:
+        self.name = name
+        self.config = config
+        self.per_user = name.startswith("user-")
+        self.delta = SiteStats()
+        self.host = UserHost(
+            name, open_storage(config.storage), host_settings(config), on_track=self._observe
+        )
+        self._ready = _Started(self._start)
+        self._ticker: asyncio.Task[None] | None = None
+
+    def _observe(self, user_id: str, movements: Sequence[Movement], now_ms: int) -> None:
+        self.delta.observe(user_id, movements, now_ms)
+
+    async def _start(self) -> None:
+        await self.host.start()
+        self._ticker = asyncio.create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await self.tick()
+            except Exception as exc:
+                log.warning("host %s: tick failed: %s", self.name, exc)
+
+    async def tick(self) -> None:
+        """Ship analytics and alarm requests, compact, and (per-user) exit when idle."""
+        if not self.delta.is_empty():
+            delta, self.delta = self.delta, SiteStats()
+            aggregator = ray.get_actor(AGGREGATOR_NAME, namespace=self.config.namespace)
+            await aggregator.merge.remote(delta.to_wire())
+        requests = self.host.take_alarm_requests()
+        if requests:
+            scheduler = ray.get_actor(SCHEDULER_NAME, namespace=self.config.namespace)
+            try:
+                await scheduler.ensure_alarms.remote(requests)
+            except Exception:
+                self.host.alarm_requests.update(requests)
+                raise
+        await self.host.compact()
+        if self.per_user and self.host.started and not self.host.slots and not self.host.busy():
+            # Idle: everything is compacted to storage; leave (without a restart by Ray).
+            await self.host.stop()
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+    async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+        await self._ready.wait()
+        return await method(*args)
+
+    async def ready(self) -> str:
+        await self._ready.wait()
+        return self.name
+
+    async def track(self, user_id: str, movement: Any) -> int:
+        return await self._call(self.host.track, user_id, movement)
+
+    async def track_many(self, user_id: str, movements: Sequence[Any]) -> int:
+        return await self._call(self.host.track_many, user_id, movements)
+
+    async def create_session(
+        self, user_id: str, session_id: str, device_info: Any = None
+    ) -> dict[str, Any]:
+        session = await self._call(self.host.create_session, user_id, session_id, device_info)
+        self.delta.observe_session(user_id, session_id, session["startTime"])
+        return session
+
+    async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
+        return await self._call(self.host.get_session, user_id, session_id)
+
+    async def analytics(self, user_id: str) -> dict[str, Any]:
+        return await self._call(self.host.analytics, user_id)
+
+    async def export(self, user_id: str) -> list[dict[str, Any]]:
+        return await self._call(self.host.export, user_id)
+
+    async def erase(self, user_id: str) -> dict[str, Any]:
+        result = await self._call(self.host.erase, user_id)
+        scheduler = ray.get_actor(SCHEDULER_NAME, namespace=self.config.namespace)
+        await scheduler.delete_alarm.remote(user_id)
+        aggregator = ray.get_actor(AGGREGATOR_NAME, namespace=self.config.namespace)
+        await aggregator.forget_user.remote(user_id)
+        return result
+
+    async def alarm(self, user_id: str) -> int | None:
+        return await self._call(self.host.alarm, user_id)
+
+    async def stats(self) -> dict[str, Any]:
+        await self._ready.wait()
+        return {**self.host.stats(), "pid": os.getpid()}
+
+    async def flush(self) -> None:
+        """Ship pending analytics now and compact (used by tests and clean shutdowns)."""
+        await self._ready.wait()
+        await self.tick()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class SchedulerActor:
+    """The one alarm scheduler: fires each user's `alarm()` on the user's host when due."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.scheduler = AlarmScheduler(
+            open_storage(config.storage),
+            self._fire,
+            fallback_interval_ms=int(config.alarm_interval_s * 1000),
+        )
+        self._ready = _Started(self._start)
+        self._runner: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        await self.scheduler.start()
+        self._runner = asyncio.create_task(self.scheduler.run())
+
+    async def _fire(self, user_id: str) -> int | None:
+        handle = host_actor(host_name(user_id, self.config), self.config)
+        result: int | None = await handle.alarm.remote(user_id)
+        return result
+
+    async def ready(self) -> str:
+        await self._ready.wait()
+        return SCHEDULER_NAME
+
+    async def set_alarm(self, user_id: str, due_ms: int) -> None:
+        await self._ready.wait()
+        await self.scheduler.set_alarm(user_id, due_ms)
+
+    async def get_alarm(self, user_id: str) -> int | None:
+        await self._ready.wait()
+        return self.scheduler.get_alarm(user_id)
+
+    async def delete_alarm(self, user_id: str) -> None:
+        await self._ready.wait()
+        await self.scheduler.delete_alarm(user_id)
+
+    async def ensure_alarms(self, requests: dict[str, int]) -> int:
+        await self._ready.wait()
+        return await self.scheduler.ensure_alarms(requests)
+
+    async def stats(self) -> dict[str, Any]:
+        await self._ready.wait()
+        return {**self.scheduler.stats(), "pid": os.getpid()}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+AGGREGATE_KEY = "analytics/site"
+
+
+class AggregatorActor:
+    """Site-wide analytics: merges the deltas hosts ship every second; persisted periodically."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.storage = open_storage(config.storage)
+        self.stats = SiteStats()
+        self.dirty = False
+        self.listeners: list[asyncio.Queue[int]] = []
+        self._ready = _Started(self._start)
+
+    async def _start(self) -> None:
+        with contextlib.suppress(ObjectMissing):
+            data, _ = await self.storage.get(AGGREGATE_KEY)
+            self.stats = SiteStats.from_wire(codec.decode("site", data, AGGREGATE_KEY)["stats"])
+        asyncio.create_task(self._persist_forever())
+
+    async def _persist_forever(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            if self.dirty:
+                self.dirty = False
+                try:
+                    await self.storage.put(
+                        AGGREGATE_KEY, codec.encode("site", {"stats": self.stats.to_wire()})
+                    )
+                except StorageUnavailable as exc:
+                    self.dirty = True
+                    log.warning("aggregator: cannot persist: %s", exc)
+
+    async def ready(self) -> str:
+        await self._ready.wait()
+        return AGGREGATOR_NAME
+
+    async def merge(self, wire: dict[str, Any]) -> None:
+        await self._ready.wait()
+        delta = SiteStats.from_wire(wire)
+        self.stats.merge(delta)
+        self.dirty = True
+        events = delta.total_events()
+        for queue in self.listeners:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(events)
+
+    async def report(self, now_ms: int, filters: dict[str, Any]) -> dict[str, Any]:
+        await self._ready.wait()
+        return self.stats.report(now_ms, **filters)
+
+    async def forget_user(self, user_id: str) -> None:
+        await self._ready.wait()
+        self.stats.forget_user(user_id)
+        self.dirty = True
+
+    async def wait_events(self, timeout_s: float) -> int:
+        """Block until some events arrive (or the timeout); return how many (for live views)."""
+        await self._ready.wait()
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1000)
+        self.listeners.append(queue)
+        try:
+            first = await asyncio.wait_for(queue.get(), timeout=timeout_s)
+        except TimeoutError:
+            return 0
+        finally:
+            self.listeners.remove(queue)
+        total = first
+        while not queue.empty():
+            total += queue.get_nowait()
+        return total
+
+
+def _options(name: str, config: Config) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": config.namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "max_restarts": -1,
+        "max_task_retries": 3,
+        "num_cpus": 0,
+        "max_concurrency": 10_000,
+    }
+
+
+_RemoteHost = ray.remote(HostActor)
+_RemoteScheduler = ray.remote(SchedulerActor)
+_RemoteAggregator = ray.remote(AggregatorActor)
+
+
+def host_actor(name: str, config: Config) -> ActorHandle:
+    """Get or create the named host actor."""
+    options = _options(name, config)
+    if not name.startswith("user-"):
+        options["scheduling_strategy"] = "SPREAD"
+    return _RemoteHost.options(**options).remote(name, config)  # type: ignore[no-any-return]
+
+
+def scheduler_actor(config: Config) -> ActorHandle:
+    return _RemoteScheduler.options(**_options(SCHEDULER_NAME, config)).remote(config)  # type: ignore[no-any-return]
+
+
+def aggregator_actor(config: Config) -> ActorHandle:
+    return _RemoteAggregator.options(**_options(AGGREGATOR_NAME, config)).remote(config)  # type: ignore[no-any-return]

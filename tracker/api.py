@@ -1,0 +1,152 @@
+"""The Python API for programs on the cluster: `connect()`, `Tracker`, `UserHandle`.
+
+    import ray, tracker
+    t = tracker.connect()                      # joins (or starts) Ray, creates the actors
+    user = t.user("3f1c...")                   # a handle on one user's tracker
+    ray.get(user.create_session.remote("s1", {"userAgent": "cli"}))
+    ray.get(user.track.remote({"userId": "3f1c...", "sessionId": "s1", ...}))
+
+Every method of a `UserHandle` follows Ray's handle convention: `.remote(...)` returns an
+ObjectRef (await it, or `ray.get` it). Both placements behave the same. Movements without an
+`eventId` get one here, so Ray's automatic retry of a call to a restarted host never counts an
+event twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray import ObjectRef
+from ray.actor import ActorHandle
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+from tracker.actors import aggregator_actor, host_actor, scheduler_actor
+from tracker.config import Config
+from tracker.placement import host_name, sharded_host_names
+
+_WITH_EVENT_IDS = {"track", "track_many"}
+
+
+def connect(address: str | None = None, *, config: Config | None = None, **overrides: Any) -> Tracker:
+    """Return a `Tracker` bound to a running Ray, starting a local Ray when none is running.
+
+    Configuration is read from the environment (`TRACKER_*`), then keyword overrides apply
+    (`connect(storage="s3://bucket/prefix", placement="per-user")`). The scheduler, the
+    aggregator and (sharded placement) the host actors are created if they do not exist yet.
+    """
+    config = config or Config.from_env(**overrides)
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=config.namespace, log_to_driver=False)
+    return Tracker(config)
+
+
+def _with_event_ids(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    if method == "track" and args and isinstance(args[0], dict) and "eventId" not in args[0]:
+        return ({**args[0], "eventId": uuid.uuid4().hex}, *args[1:])
+    if method == "track_many" and args and isinstance(args[0], list | tuple):
+        movements = [
+            {**m, "eventId": uuid.uuid4().hex} if isinstance(m, dict) and "eventId" not in m else m
+            for m in args[0]
+        ]
+        return (movements, *args[1:])
+    return args
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _call_per_user(config: Config, user_id: str, method: str, args: tuple[Any, ...]) -> Any:
+    """Per-user placement: an idle user's actor exits, so a call may race its exit and must be
+    sent again to a fresh incarnation (which recovers the user from storage)."""
+    for attempt in range(20):
+        handle = host_actor(host_name(user_id, config), config)
+        try:
+            return ray.get(getattr(handle, method).remote(user_id, *args))
+        except (ActorDiedError, ActorUnavailableError):
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+    handle = host_actor(host_name(user_id, config), config)
+    return ray.get(getattr(handle, method).remote(user_id, *args))
+
+
+class _Method:
+    __slots__ = ("_handle", "_name")
+
+    def __init__(self, handle: UserHandle, name: str) -> None:
+        self._handle = handle
+        self._name = name
+
+    def remote(self, *args: Any) -> ObjectRef[Any]:
+        owner = self._handle
+        if self._name in _WITH_EVENT_IDS:
+            args = _with_event_ids(self._name, args)
+        if owner.host is None:
+            ref: ObjectRef[Any] = _call_per_user.remote(
+                owner.config, owner.user_id, self._name, args
+            )
+            return ref
+        result: ObjectRef[Any] = getattr(owner.host, self._name).remote(owner.user_id, *args)
+        return result
+
+
+class UserHandle:
+    """One user's tracker. Methods: track, track_many, create_session, get_session,
+    analytics, export, erase; each with `.remote(...)` returning an ObjectRef."""
+
+    def __init__(self, config: Config, user_id: str, host: ActorHandle | None) -> None:
+        self.config = config
+        self.user_id = user_id
+        self.host = host
+        self.track = _Method(self, "track")
+        self.track_many = _Method(self, "track_many")
+        self.create_session = _Method(self, "create_session")
+        self.get_session = _Method(self, "get_session")
+        self.analytics = _Method(self, "analytics")
+        self.export = _Method(self, "export")
+        self.erase = _Method(self, "erase")
+
+
+class Tracker:
+    """Entry point on a connected Ray: users' handles, site analytics and status."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.scheduler = scheduler_actor(config)
+        self.aggregator = aggregator_actor(config)
+        self.hosts: dict[str, ActorHandle] = {}
+        if config.placement == "sharded":
+            self.hosts = {name: host_actor(name, config) for name in sharded_host_names(config)}
+        ray.get(
+            [self.scheduler.ready.remote(), self.aggregator.ready.remote()]
+            + [h.ready.remote() for h in self.hosts.values()]
+        )
+
+    def user(self, user_id: str) -> UserHandle:
+        """A handle on `user_id`'s tracker (the user is activated on its first call)."""
+        if self.config.placement == "per-user":
+            return UserHandle(self.config, user_id, None)
+        return UserHandle(self.config, user_id, self.hosts[host_name(user_id, self.config)])
+
+    def analytics(self, **filters: Any) -> dict[str, Any]:
+        """Site-wide analytics (see `SiteStats.report` for the filters)."""
+        now_ms = time.time_ns() // 1_000_000
+        result: dict[str, Any] = ray.get(self.aggregator.report.remote(now_ms, filters))
+        return result
+
+    def flush(self) -> None:
+        """Ship every host's pending analytics and compact now (tests, clean shutdowns)."""
+        ray.get([h.flush.remote() for h in self.hosts.values()])
+
+    def status(self) -> dict[str, Any]:
+        """Hosts, users in memory, pending alarms."""
+        hosts: Sequence[dict[str, Any]] = ray.get([h.stats.remote() for h in self.hosts.values()])
+        scheduler: dict[str, Any] = ray.get(self.scheduler.stats.remote())
+        return {
+            "placement": self.config.placement,
+            "storage": self.config.storage,
+            "hosts": list(hosts),
+            "activeUsers": sum(h["activeUsers"] for h in hosts),
+            "pendingAlarms": scheduler["pendingAlarms"],
+            "scheduler": scheduler,
+        }

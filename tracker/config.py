@@ -1,0 +1,100 @@
+"""Configuration, read once from the environment (`TRACKER_*`) into one typed object.
+
+`Config.from_env()` reads the process environment; keyword overrides (as `tracker.connect`
+takes them) win over it. Units are in the names: `_S` seconds, `_MS` milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tracker.errors import ConfigError
+
+Placement = Literal["sharded", "per-user"]
+PLACEMENTS: tuple[Placement, ...] = ("sharded", "per-user")
+
+NAMESPACE = "tracker"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the tracker can be told. Defaults are the embedded single-machine setup."""
+
+    storage: str = "file://./data"
+    placement: Placement = "sharded"
+    hosts: int = 2
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    admin_token: str | None = None
+    secret: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    rate_limit: float = 50.0
+    max_movements_per_session: int = 1000
+    session_timeout_s: float = 30 * 60
+    alarm_interval_s: float = 60 * 60
+    retention_s: float = 30 * 24 * 3600
+    passivate_after_s: float = 15 * 60
+    compact_log_bytes: int = 8 * 1024 * 1024
+    compact_interval_s: float = 30.0
+    namespace: str = NAMESPACE
+    opt_out: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Config:
+        """Read `TRACKER_<FIELD>` for every field, then apply keyword overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = f"TRACKER_{f.name.upper()}"
+            if key in env and env[key] != "":
+                values[f.name] = _cast(key, env[key], f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(
+                f"TRACKER_PLACEMENT={self.placement!r}: expected one of {PLACEMENTS}"
+            )
+        if self.hosts < 1:
+            raise ConfigError(f"TRACKER_HOSTS={self.hosts!r}: must be at least 1")
+        if self.rate_limit < 0:
+            raise ConfigError(f"TRACKER_RATE_LIMIT={self.rate_limit!r}: must be >= 0")
+        if self.max_movements_per_session < 1:
+            raise ConfigError(
+                "TRACKER_MAX_MOVEMENTS_PER_SESSION="
+                f"{self.max_movements_per_session!r}: must be at least 1"
+            )
+        if "://" not in self.storage:
+            raise ConfigError(
+                f"TRACKER_STORAGE={self.storage!r}: expected a URL such as file://./data "
+                "or s3://bucket/prefix"
+            )
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def _cast(key: str, raw: str, annotation: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{key}={raw!r}: expected {kind}") from exc
+    return raw

@@ -1,0 +1,83 @@
+"""The one error tree of the project.
+
+Every error a caller can see is a `TrackerError`. Those caused by bad input also inherit the
+built-in exception a Python caller would reach for (`ValueError`, `KeyError`, `PermissionError`),
+so `except ValueError` works as well as `except InvalidMovement`. HTTP status codes are mapped
+from these classes in exactly one place, `tracker.ingress`.
+"""
+
+from __future__ import annotations
+
+
+class TrackerError(Exception):
+    """Base of every error raised by the tracker."""
+
+
+class InvalidInput(TrackerError, ValueError):
+    """A request or record does not match the declared schema; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[InvalidInput], tuple[str, str]]:
+        return (type(self), (self.field, self.message))
+
+
+class InvalidMovement(InvalidInput):
+    """A movement (tracked event) is malformed."""
+
+
+class InvalidSession(InvalidInput):
+    """A session creation request is malformed."""
+
+
+class TooLarge(InvalidInput):
+    """A body, batch or field is larger than allowed."""
+
+
+class UnknownSession(TrackerError, KeyError):
+    """No session with this ID exists for this user."""
+
+    def __init__(self, user_id: str, session_id: str) -> None:
+        super().__init__(f"no session {session_id!r} for user {user_id!r}")
+        self.user_id = user_id
+        self.session_id = session_id
+
+    def __reduce__(self) -> tuple[type[UnknownSession], tuple[str, str]]:
+        return (type(self), (self.user_id, self.session_id))
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Unauthorized(TrackerError, PermissionError):
+    """Credentials are missing or wrong (HTTP 401)."""
+
+
+class Forbidden(TrackerError, PermissionError):
+    """Credentials are valid but do not allow this user or action (HTTP 403)."""
+
+
+class RateLimited(TrackerError):
+    """Too many requests from one client or for one user (HTTP 429)."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"rate limited; retry after {retry_after_s:.1f}s")
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[float]]:
+        return (type(self), (self.retry_after_s,))
+
+
+class StorageUnavailable(TrackerError):
+    """Object storage refused or failed a write; nothing was acknowledged (HTTP 503)."""
+
+
+class Fenced(StorageUnavailable):
+    """A newer incarnation of this host owns its storage; this one may no longer write."""
+
+
+class ConfigError(TrackerError, ValueError):
+    """A configuration value is missing or malformed; the message names key and value."""

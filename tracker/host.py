@@ -1,0 +1,489 @@
+"""A host of user trackers: activation, group-committed durability, compaction, passivation.
+
+`UserHost` is the logic of a host actor with Ray left out (the actor in `tracker.actors` is a
+thin shell). It keeps many users' `UserTracker`s in memory, Orleans/Durable Objects style:
+
+- **Activation.** A user is loaded from storage on first use: their snapshot, then the history
+  chunks written after it. Concurrent first calls share one load; nothing is served before it.
+- **Durability.** A change is checked, logged to the host's `Journal`, applied in memory, and
+  acknowledged only when the journal commit that holds it is durable. Calls for one user never
+  interleave inside an operation (the check-log-apply step has no await in it); calls for
+  different users run concurrently and share commits. Reads wait for a user's commit in flight
+  so they never show what could still be lost. A failed commit makes the users it touched
+  reload from storage, so memory never keeps what storage refused.
+- **Compaction.** Periodically (or when the log grows past a size) each user's committed
+  records are appended to their own history as one chunk (`users/<key>/chunks/<n>`,
+  create-only), a snapshot of the live state is written when the history since the last one
+  outgrows it, and the log segments are deleted. Host recovery thus replays a bounded log, and
+  user activation reads a snapshot plus a bounded number of chunks.
+- **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
+
+Records carry the log position they were committed at; a user's chunks remember the highest
+position per host, so replaying a log after a crash in the middle of compaction never applies a
+record twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracker import codec
+from tracker.codec import Record
+from tracker.errors import Fenced, StorageUnavailable
+from tracker.journal import Journal, Position
+from tracker.schema import (
+    Movement,
+    check_id,
+    device_info_from_obj,
+    movement_from_obj,
+    movements_from_obj,
+)
+from tracker.storage import ObjectExists, ObjectMissing, PreconditionFailed, Storage
+from tracker.user_tracker import Limits, UserTracker, export_lines
+
+log = logging.getLogger(__name__)
+
+NowMs = Callable[[], int]
+ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
+TrackListener = Callable[[str, Sequence[Movement], int], None]
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def user_key(user_id: str) -> str:
+    """Storage folder of a user: a hash, so no user ID can escape or collide in key space."""
+    digest = hashlib.sha256(user_id.encode()).hexdigest()
+    return f"users/{digest[:2]}/{digest[2:40]}"
+
+
+@dataclass
+class HostSettings:
+    limits: Limits = field(default_factory=Limits)
+    passivate_after_ms: int = 15 * 60 * 1000
+    compact_log_bytes: int = 8 * 1024 * 1024
+    compact_interval_ms: int = 30 * 1000
+
+
+class UserSlot:
+    """A user held in memory, with what is known about their storage."""
+
+    __slots__ = (
+        "applied",
+        "bytes_since_snapshot",
+        "committed",
+        "etag",
+        "inflight",
+        "last_access_ms",
+        "last_commit",
+        "next_chunk",
+        "snapshot_through",
+        "stale",
+        "tracker",
+    )
+
+    def __init__(self, tracker: UserTracker) -> None:
+        self.tracker = tracker
+        self.applied: dict[str, Position] = {}
+        self.committed: list[tuple[Position, Record]] = []
+        self.inflight = 0
+        self.last_commit: asyncio.Future[Position] | None = None
+        self.next_chunk = 1
+        self.snapshot_through = 0
+        self.bytes_since_snapshot = 0
+        self.etag: str | None = None
+        self.last_access_ms = 0
+        self.stale = False
+
+
+class UserHost:
+    """Many users' trackers on one journal. See the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        storage: Storage,
+        settings: HostSettings | None = None,
+        *,
+        now_ms: NowMs = wall_clock_ms,
+        on_track: TrackListener | None = None,
+    ) -> None:
+        self.name = name
+        self.storage = storage
+        self.settings = settings or HostSettings()
+        self.now_ms = now_ms
+        self.on_track = on_track
+        self.journal = Journal(storage, f"hosts/{name}")
+        self.slots: dict[str, UserSlot] = {}
+        self.alarm_requests: dict[str, int] = {}
+        self._loading: dict[str, asyncio.Task[UserSlot]] = {}
+        self._compacting = asyncio.Lock()
+        self._last_compaction_ms = 0
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Claim the journal, replay what was not compacted yet, compact it, start serving."""
+        replay = await self.journal.open()
+        for position, records in replay:
+            for record in records:
+                await self._replay(position, record)
+        await self._flush_users(list(self.slots.values()), upto=None)
+        await self.journal.start()
+        self._last_compaction_ms = self.now_ms()
+        self.started = True
+
+    async def _replay(self, position: Position, record: Record) -> None:
+        user_id = record[1]
+        if record[0] == "erase":
+            self.slots.pop(user_id, None)
+            await self._delete_user_data(user_id)
+            return
+        slot = await self._slot(user_id)
+        applied = slot.applied.get(self.name)
+        if applied is not None and position <= applied:
+            return
+        slot.tracker.apply(record)
+        self._notify(record)
+        slot.committed.append((position, record))
+
+    async def stop(self) -> None:
+        """Compact everything (a clean shutdown leaves an empty log) and stop committing."""
+        with contextlib.suppress(StorageUnavailable):
+            await self.compact(force=True)
+        await self.journal.close()
+
+    # -- the tracker API (what the actor exposes) --------------------------------------------
+
+    async def track(self, user_id: str, movement: Any) -> int:
+        now = self.now_ms()
+        return await self._track(user_id, [movement_from_obj(movement, now)], now)
+
+    async def track_many(self, user_id: str, movements: Sequence[Any]) -> int:
+        now = self.now_ms()
+        return await self._track(user_id, movements_from_obj(list(movements), now), now)
+
+    async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
+        slot = await self._slot(user_id)
+        record, new = slot.tracker.track_record(movements, now)
+        if record is None:
+            await self._settled(slot)
+            return 0
+        await self._commit(user_id, slot, record, movements)
+        return new
+
+    async def create_session(
+        self, user_id: str, session_id: str, device_info: Any = None
+    ) -> dict[str, Any]:
+        check_id("sessionId", session_id)
+        info = device_info_from_obj(device_info)
+        slot = await self._slot(user_id)
+        record = slot.tracker.create_session_record(session_id, info, self.now_ms())
+        await self._commit(user_id, slot, record)
+        return slot.tracker.get_session(session_id)
+
+    async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
+        check_id("sessionId", session_id)
+        slot = await self._slot(user_id)
+        await self._settled(slot)
+        return slot.tracker.get_session(session_id)
+
+    async def analytics(self, user_id: str) -> dict[str, Any]:
+        slot = await self._slot(user_id)
+        await self._settled(slot)
+        return slot.tracker.analytics()
+
+    async def alarm(self, user_id: str) -> int | None:
+        """The user's alarm: end expired sessions, apply retention; return the next due time."""
+        slot = await self._slot(user_id)
+        now = self.now_ms()
+        limits = self.settings.limits
+        await self._commit(user_id, slot, slot.tracker.expire_record(now))
+        remaining = await self._apply_retention(user_id, now)
+        if slot.tracker.is_empty() and not remaining and not slot.committed:
+            return None
+        return now + limits.alarm_interval_ms
+
+    async def export(self, user_id: str) -> list[dict[str, Any]]:
+        """All of the user's stored history (within retention), as NDJSON-ready dicts."""
+        check_id("userId", user_id)
+        slot = self.slots.get(user_id)
+        if slot is not None:
+            await self._settled(slot)
+            await self._flush_users([slot], upto=None)
+        records: list[Record] = []
+        for info in await self.storage.list(f"{user_key(user_id)}/chunks"):
+            data, _ = await self.storage.get(info.key)
+            records.extend(codec.decode("chunk", data, info.key)["records"])
+        return list(export_lines(user_id, records))
+
+    async def erase(self, user_id: str) -> dict[str, Any]:
+        """Remove the user from memory, the log and storage. The caller removes the alarm."""
+        check_id("userId", user_id)
+        await self._wait_loading(user_id)
+        slot = self.slots.get(user_id)
+        if slot is not None:
+            await self._settled(slot)
+        await self._append(["erase", user_id, self.now_ms(), None])
+        self.slots.pop(user_id, None)
+        self.alarm_requests.pop(user_id, None)
+        deleted = await self._delete_user_data(user_id)
+        # The log may still hold the user's earlier records: compact it away now.
+        await self.compact(force=True)
+        return {"userId": user_id, "erased": True, "objectsDeleted": deleted}
+
+    # -- commits ---------------------------------------------------------------------------
+
+    async def _append(self, record: Record) -> Position:
+        return await self.journal.append(record)
+
+    async def _commit(
+        self,
+        user_id: str,
+        slot: UserSlot,
+        record: Record,
+        movements: Sequence[Movement] | None = None,
+    ) -> None:
+        # Log and apply with no await in between: this is the per-user critical section.
+        future = self.journal.append(record)
+        slot.tracker.apply(record)
+        slot.inflight += 1
+        slot.last_commit = future
+        slot.last_access_ms = self.now_ms()
+        try:
+            position = await future
+        except Exception:
+            # Memory may hold what storage refused: reload this user before the next use.
+            slot.stale = True
+            raise
+        finally:
+            slot.inflight -= 1
+        slot.committed.append((position, record))
+        if self.on_track is not None and movements is not None:
+            self.on_track(user_id, movements, record[2])
+
+    def _notify(self, record: Record) -> None:
+        if self.on_track is None or record[0] != "track":
+            return
+        movements = [codec.decode_movement(entry[2]) for entry in record[3]]
+        self.on_track(record[1], movements, record[2])
+
+    async def _settled(self, slot: UserSlot) -> None:
+        """Wait for the user's commit in flight (an output gate for reads)."""
+        if slot.last_commit is not None and not slot.last_commit.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(slot.last_commit)
+
+    # -- activation ------------------------------------------------------------------------
+
+    async def _slot(self, user_id: str) -> UserSlot:
+        slot = self.slots.get(user_id)
+        if slot is not None and not slot.stale:
+            slot.last_access_ms = self.now_ms()
+            return slot
+        check_id("userId", user_id)
+        task = self._loading.get(user_id)
+        if task is None:
+            task = asyncio.create_task(self._load(user_id, slot))
+            self._loading[user_id] = task
+            task.add_done_callback(lambda _t: self._loading.pop(user_id, None))
+        return await asyncio.shield(task)
+
+    async def _wait_loading(self, user_id: str) -> None:
+        task = self._loading.get(user_id)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def _load(self, user_id: str, stale: UserSlot | None) -> UserSlot:
+        slot = UserSlot(UserTracker(user_id, self.settings.limits))
+        key = user_key(user_id)
+        try:
+            data, etag = await self.storage.get(f"{key}/snapshot")
+        except ObjectMissing:
+            pass
+        else:
+            snapshot = codec.decode("snapshot", data, f"{key}/snapshot")
+            slot.tracker.restore(snapshot["sessions"])
+            slot.applied = {h: (p[0], p[1]) for h, p in snapshot["applied"].items()}
+            slot.snapshot_through = snapshot["through"]
+            slot.next_chunk = snapshot["through"] + 1
+            slot.etag = etag
+        for info in await self.storage.list(f"{key}/chunks"):
+            number = int(info.key.rsplit("/", 1)[1])
+            slot.next_chunk = max(slot.next_chunk, number + 1)
+            if number <= slot.snapshot_through:
+                continue
+            data, _ = await self.storage.get(info.key)
+            chunk = codec.decode("chunk", data, info.key)
+            for record in chunk["records"]:
+                slot.tracker.apply(record)
+            for host, pos in chunk["applied"].items():
+                slot.applied[host] = max(slot.applied.get(host, (0, 0)), (pos[0], pos[1]))
+            slot.bytes_since_snapshot += info.size
+        if stale is not None:
+            # Records this host committed but has not compacted yet are only in its log.
+            for position, record in stale.committed:
+                slot.tracker.apply(record)
+                slot.committed.append((position, record))
+        slot.last_access_ms = self.now_ms()
+        self.slots[user_id] = slot
+        if not slot.tracker.is_empty() or stale is None:
+            self.alarm_requests.setdefault(
+                user_id, self.now_ms() + self.settings.limits.alarm_interval_ms
+            )
+        return slot
+
+    # -- compaction and passivation ----------------------------------------------------------
+
+    def needs_compaction(self) -> bool:
+        due = self._last_compaction_ms + self.settings.compact_interval_ms
+        return (
+            self.journal.bytes_since_truncate >= self.settings.compact_log_bytes
+            or self.now_ms() >= due
+        )
+
+    async def compact(self, *, force: bool = False) -> int:
+        """Move committed records into users' histories, truncate the log, passivate idlers.
+
+        Returns how many users were passivated.
+        """
+        if not force and not self.needs_compaction():
+            return 0
+        async with self._compacting:
+            upto = self.journal.last_position()
+            await self._flush_users(list(self.slots.values()), upto=upto)
+            await self.journal.truncate(upto)
+            self._last_compaction_ms = self.now_ms()
+            return self._passivate()
+
+    def _passivate(self) -> int:
+        cutoff = self.now_ms() - self.settings.passivate_after_ms
+        idle = [
+            user_id
+            for user_id, slot in self.slots.items()
+            if slot.last_access_ms < cutoff
+            and not slot.committed
+            and not slot.inflight
+            and user_id not in self._loading
+        ]
+        for user_id in idle:
+            del self.slots[user_id]
+        return len(idle)
+
+    async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> None:
+        semaphore = asyncio.Semaphore(32)
+
+        async def flush(slot: UserSlot) -> None:
+            async with semaphore:
+                await self._flush_user(slot, upto)
+
+        results = await asyncio.gather(
+            *(flush(s) for s in slots if s.committed), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def _flush_user(self, slot: UserSlot, upto: Position | None) -> None:
+        taken = [(p, r) for p, r in slot.committed if upto is None or p <= upto]
+        if not taken:
+            return
+        user_id = slot.tracker.user_id
+        key = user_key(user_id)
+        top = max(p for p, _ in taken)
+        applied = dict(slot.applied)
+        applied[self.name] = max(applied.get(self.name, (0, 0)), top)
+        chunk = codec.encode(
+            "chunk",
+            {
+                "user": user_id,
+                "records": [r for _, r in taken],
+                "applied": {h: list(p) for h, p in applied.items()},
+            },
+        )
+        number = slot.next_chunk
+        try:
+            await self.storage.put(f"{key}/chunks/{number:012d}", chunk, if_absent=True)
+        except ObjectExists:
+            # Another incarnation wrote this user's history meanwhile: reload before going on.
+            slot.stale = True
+            raise Fenced(f"{key}: chunk {number} was written by another host") from None
+        slot.next_chunk = number + 1
+        slot.applied = applied
+        slot.bytes_since_snapshot += len(chunk)
+        done = {id(r) for _, r in taken}
+        slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
+        if slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
+            await self._write_snapshot(slot, through=number)
+
+    async def _write_snapshot(self, slot: UserSlot, through: int) -> None:
+        key = f"{user_key(slot.tracker.user_id)}/snapshot"
+        data = codec.encode(
+            "snapshot",
+            {
+                "user": slot.tracker.user_id,
+                "through": through,
+                "applied": {h: list(p) for h, p in slot.applied.items()},
+                "sessions": slot.tracker.snapshot(),
+            },
+        )
+        try:
+            if slot.etag is None:
+                slot.etag = await self.storage.put(key, data, if_absent=True)
+            else:
+                slot.etag = await self.storage.put(key, data, if_match=slot.etag)
+        except (ObjectExists, PreconditionFailed):
+            slot.stale = True
+            raise Fenced(f"{key} was replaced by another host") from None
+        slot.snapshot_through = through
+        slot.bytes_since_snapshot = 0
+
+    async def _apply_retention(self, user_id: str, now: int) -> int:
+        """Delete history chunks older than retention; return how many remain."""
+        cutoff_s = (now - self.settings.limits.retention_ms) / 1000
+        infos = await self.storage.list(f"{user_key(user_id)}/chunks")
+        slot = self.slots.get(user_id)
+        through = slot.snapshot_through if slot else 0
+        # Chunks not yet folded into a snapshot are still needed to activate the user.
+        doomed = [
+            i.key
+            for i in infos
+            if i.last_modified_s < cutoff_s and int(i.key.rsplit("/", 1)[1]) <= through
+        ]
+        await self.storage.delete(doomed)
+        return len(infos) - len(doomed)
+
+    async def _delete_user_data(self, user_id: str) -> int:
+        infos = await self.storage.list(user_key(user_id))
+        await self.storage.delete([i.key for i in infos])
+        return len(infos)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        """Whether a user is being activated right now."""
+        return bool(self._loading)
+
+    def take_alarm_requests(self) -> dict[str, int]:
+        requests, self.alarm_requests = self.alarm_requests, {}
+        return requests
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "activeUsers": len(self.slots),
+            "epoch": self.journal.epoch,
+            "commits": self.journal.commits,
+            "logBytes": self.journal.bytes_since_truncate,
+            "fenced": self.journal.fenced,
+        }

@@ -1,0 +1,40 @@
+"""Where a user lives: which named, detached host actor holds their tracker.
+
+- `sharded` (default): a fixed set of host actors `host-0 .. host-(N-1)`; a user maps to one by
+  rendezvous hashing (highest random weight), which is stable and moves only 1/N of users when N
+  changes.
+- `per-user`: the seed's literal shape, one actor per user, named from a hash of the user ID
+  (names are bounded and safe whatever the ID).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from tracker.config import Config
+
+SCHEDULER_NAME = "scheduler"
+AGGREGATOR_NAME = "aggregator"
+
+
+def _weight(user_id: str, index: int) -> int:
+    digest = hashlib.blake2b(f"{index}\0{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def shard_of(user_id: str, hosts: int) -> int:
+    """The rendezvous-hashing shard of a user among `hosts` shards."""
+    if hosts == 1:
+        return 0
+    return max(range(hosts), key=lambda index: _weight(user_id, index))
+
+
+def host_name(user_id: str, config: Config) -> str:
+    """Name of the actor that holds `user_id` under the configured placement."""
+    if config.placement == "per-user":
+        return "user-" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
+    return f"host-{shard_of(user_id, config.hosts)}"
+
+
+def sharded_host_names(config: Config) -> list[str]:
+    return [f"host-{index}" for index in range(config.hosts)]

@@ -1,0 +1,205 @@
+"""The declared shapes of what clients send: movements (tracked events) and session requests.
+
+The seed's `UserMovement` and `UserSession` records, with the limits the seed never enforced.
+Validation is done by msgspec against these structs (C speed, unknown keys rejected by name),
+plus the few rules a struct cannot say (metadata size and depth, timestamps not in the future).
+Every failure is an `InvalidMovement` / `InvalidSession` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from tracker.errors import InvalidInput, InvalidMovement, InvalidSession, TooLarge
+
+EVENT_TYPES = ("page_view", "click", "scroll", "hover", "form_interaction")
+MAX_BATCH_EVENTS = 500
+MAX_METADATA_BYTES = 4096
+MAX_METADATA_DEPTH = 4
+MAX_FUTURE_MS = 5 * 60 * 1000
+ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+
+EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction"]
+Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
+# Bounds double as finiteness checks: NaN and infinities fail any comparison.
+Coordinate = Annotated[float, Meta(ge=-1e7, le=1e7)]
+Duration = Annotated[float, Meta(ge=0, le=1e10)]
+Timestamp = Annotated[int, Meta(ge=0, le=10**14)]
+
+
+class Coordinates(Struct, forbid_unknown_fields=True):
+    x: Coordinate
+    y: Coordinate
+
+
+class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    path: Annotated[str, Meta(max_length=2048)] | None = None
+    element: Annotated[str, Meta(max_length=512)] | None = None
+    coordinates: Coordinates | None = None
+    duration: Duration | None = None
+    scrollX: Coordinate | None = None
+    scrollY: Coordinate | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class Movement(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One tracked event, in the seed's camelCase shape plus an optional idempotency key."""
+
+    userId: Id
+    sessionId: Id
+    timestamp: Timestamp
+    event: EventType
+    data: MovementData = msgspec.field(default_factory=MovementData)
+    eventId: Id | None = None
+
+
+class DeviceInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    userAgent: Annotated[str, Meta(max_length=512)]
+    screenResolution: Annotated[str, Meta(max_length=32)] | None = None
+    timezone: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class SessionRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of `POST /api/track/session`."""
+
+    userId: Id
+    sessionId: Id
+    deviceInfo: DeviceInfo | None = None
+
+
+class EventBatch(Struct, forbid_unknown_fields=True):
+    events: list[Movement]
+
+
+_LOCATION = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+
+
+def field_error(
+    exc: msgspec.ValidationError, kind: type[InvalidInput], prefix: str = ""
+) -> InvalidInput:
+    """Turn msgspec's message into our error, with a dotted field name such as `data.path`."""
+    match = _LOCATION.match(str(exc))
+    message = match.group("msg") if match else str(exc)
+    path = (match.group("path") or "") if match else ""
+    field = (prefix + path.replace("[", ".").replace("]", "")).strip(".")
+    named = _UNKNOWN.match(message) or _MISSING.match(message)
+    if named:
+        field = f"{field}.{named.group('name')}" if field else named.group("name")
+    return kind(field or "body", message)
+
+
+def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movement:
+    """Rules a struct cannot declare: future timestamps and the metadata budget."""
+    if movement.timestamp > now_ms + MAX_FUTURE_MS:
+        raise InvalidMovement(
+            f"{prefix}timestamp",
+            f"{movement.timestamp} is more than 5 minutes ahead of the server clock",
+        )
+    metadata = movement.data.metadata
+    if metadata is not None:
+        _check_json_value(metadata, f"{prefix}data.metadata", depth=1)
+        size = len(msgspec.json.encode(metadata))
+        if size > MAX_METADATA_BYTES:
+            raise InvalidMovement(
+                f"{prefix}data.metadata", f"{size} bytes as JSON; at most {MAX_METADATA_BYTES}"
+            )
+    return movement
+
+
+def _check_json_value(value: Any, field: str, depth: int) -> None:
+    if isinstance(value, dict):
+        if depth > MAX_METADATA_DEPTH:
+            raise InvalidMovement(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidMovement(field, f"key {key!r} is not a string")
+            _check_json_value(item, f"{field}.{key}", depth + 1)
+    elif isinstance(value, list):
+        if depth > MAX_METADATA_DEPTH:
+            raise InvalidMovement(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{field}.{index}", depth + 1)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMovement(field, f"{value!r} is not a finite number")
+    elif value is not None and not isinstance(value, str | int | bool):
+        raise InvalidMovement(field, f"{type(value).__name__} is not a JSON value")
+
+
+def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
+    """Validate one movement given as Python objects (a dict, as from JSON)."""
+    if isinstance(raw, Movement):
+        return check_movement(raw, now_ms, prefix)
+    try:
+        movement = msgspec.convert(raw, Movement)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, InvalidMovement, prefix) from None
+    return check_movement(movement, now_ms, prefix)
+
+
+def movements_from_obj(raws: Any, now_ms: int) -> list[Movement]:
+    """Validate a batch given as a list; all or nothing, at most `MAX_BATCH_EVENTS`."""
+    if not isinstance(raws, list | tuple):
+        raise InvalidMovement("events", "expected a list of movements")
+    if len(raws) > MAX_BATCH_EVENTS:
+        raise TooLarge("events", f"{len(raws)} events; at most {MAX_BATCH_EVENTS} per batch")
+    return [movement_from_obj(raw, now_ms, f"events.{i}.") for i, raw in enumerate(raws)]
+
+
+def movements_from_json(body: bytes, now_ms: int) -> list[Movement]:
+    """Parse `POST /api/track`'s body: one movement, a JSON array, or `{"events": [...]}`."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput("body", f"not valid JSON: {exc}") from None
+    if isinstance(raw, dict) and "events" in raw:
+        if set(raw) != {"events"}:
+            extra = sorted(set(raw) - {"events"})[0]
+            raise InvalidMovement(extra, "unknown field beside `events`")
+        raw = raw["events"]
+    if isinstance(raw, list):
+        return movements_from_obj(raw, now_ms)
+    return [movement_from_obj(raw, now_ms)]
+
+
+def session_request_from_obj(raw: Any) -> SessionRequest:
+    """Validate the body of a session creation request."""
+    try:
+        return msgspec.convert(raw, SessionRequest)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, InvalidSession) from None
+
+
+def device_info_from_obj(raw: Any) -> DeviceInfo | None:
+    if raw is None:
+        return None
+    try:
+        return msgspec.convert(raw, DeviceInfo)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, InvalidSession, "deviceInfo.") from None
+
+
+def check_id(field: str, value: Any) -> str:
+    """A user or session ID: 1-128 characters of `[A-Za-z0-9._:@-]`."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 128
+        or not re.fullmatch(ID_PATTERN, value)
+    ):
+        raise InvalidInput(field, f"{value!r} is not 1-128 characters of [A-Za-z0-9._:@-]")
+    return value
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schemas of the request bodies, for the OpenAPI document."""
+    (movement, batch, session), components = msgspec.json.schema_components(
+        [Movement, EventBatch, SessionRequest], ref_template="#/components/schemas/{name}"
+    )
+    return {"Movement": movement, "EventBatch": batch, "SessionRequest": session, **components}

@@ -1,0 +1,309 @@
+"""Object storage: one small async interface, opened by URL.
+
+- `file://path` -> `FileStorage`: plain files, written to a temporary name, fsynced, then
+  published by rename (overwrite) or hard link (create-only), and the directory fsynced, so an
+  acknowledged write survives a crash of the process or the machine. obstore's local store does
+  not fsync, which is why local files have their own small implementation.
+- anything else (`s3://bucket/prefix`, `gs://`, `az://`, `memory://`) -> `ObstoreStorage` over
+  obstore, with endpoint and credentials from the usual environment variables (`AWS_*`).
+
+Both give the two conditional writes the journal needs for fencing: create-only
+(`if_absent=True`) and replace-if-unchanged (`if_match=etag`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from tracker.errors import ConfigError, StorageUnavailable
+
+
+class ObjectExists(StorageUnavailable):
+    """A create-only write found the key already taken."""
+
+
+class PreconditionFailed(StorageUnavailable):
+    """A replace-if-unchanged write found the object changed (or gone)."""
+
+
+class ObjectMissing(KeyError):
+    """No object under this key."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified_s: float
+
+
+class Storage(Protocol):
+    """What the tracker needs from object storage, and nothing more."""
+
+    url: str
+
+    async def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        """Write `data`; return the new ETag. Raise ObjectExists / PreconditionFailed."""
+        ...
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        """Return (data, etag), or raise ObjectMissing."""
+        ...
+
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object under the folder `prefix` (whole path segments), sorted by key."""
+        ...
+
+    async def delete(self, keys: list[str]) -> None:
+        """Delete these keys; missing ones are fine."""
+        ...
+
+
+def open_storage(url: str) -> Storage:
+    """Open the storage named by `url` (`file://...`, `s3://...`, `memory://`, ...)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return FileStorage(url)
+    if not parsed.scheme:
+        raise ConfigError(f"TRACKER_STORAGE={url!r}: expected a URL with a scheme")
+    return ObstoreStorage(url)
+
+
+def local_root(url: str) -> Path:
+    """`file://./data` -> ./data (relative to the working directory); `file:///x` -> /x."""
+    parsed = urlparse(url)
+    return Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
+
+
+def _check_key(key: str) -> None:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
+        raise ValueError(f"unsafe storage key {key!r}")
+
+
+class FileStorage:
+    """Local files with fsync; see the module docstring for the write protocol."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.root = local_root(url).resolve()
+
+    def _path(self, key: str) -> Path:
+        _check_key(key)
+        return self.root / key
+
+    async def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        return await asyncio.to_thread(self._put, key, data, if_absent, if_match)
+
+    def _put(self, key: str, data: bytes, if_absent: bool, if_match: str | None) -> str:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                if if_absent:
+                    try:
+                        os.link(tmp, path)
+                    except FileExistsError:
+                        raise ObjectExists(f"{key} already exists") from None
+                elif if_match is not None:
+                    with self._locked(path):
+                        if _file_etag(path) != if_match:
+                            raise PreconditionFailed(f"{key} changed since it was read")
+                        os.replace(tmp, path)
+                else:
+                    os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            _fsync_dir(path.parent)
+            return _file_etag(path) or ""
+        except StorageUnavailable:
+            raise
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write {key}: {exc.strerror or exc}") from exc
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path) -> Any:
+        lock = os.open(path.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock)
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        return await asyncio.to_thread(self._get, key)
+
+    def _get(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                etag = _stat_etag(os.fstat(f.fileno()))
+                return f.read(), etag
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc.strerror or exc}") from exc
+
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> list[ObjectInfo]:
+        start = self._path(prefix)
+        found: list[ObjectInfo] = []
+        try:
+            for dirpath, _dirs, files in os.walk(start):
+                for name in files:
+                    if name.startswith("."):
+                        continue
+                    full = Path(dirpath) / name
+                    with contextlib.suppress(FileNotFoundError):
+                        st = full.stat()
+                        key = full.relative_to(self.root).as_posix()
+                        found.append(ObjectInfo(key, st.st_size, st.st_mtime))
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot list {prefix}: {exc.strerror or exc}") from exc
+        found.sort(key=lambda info: info.key)
+        return found
+
+    async def delete(self, keys: list[str]) -> None:
+        await asyncio.to_thread(self._delete, keys)
+
+    def _delete(self, keys: list[str]) -> None:
+        parents = set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink()
+                parents.add(path.parent)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageUnavailable(f"cannot delete {key}: {exc.strerror or exc}") from exc
+        for parent in parents:
+            _fsync_dir(parent)
+
+
+def _stat_etag(st: os.stat_result) -> str:
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def _file_etag(path: Path) -> str | None:
+    try:
+        return _stat_etag(path.stat())
+    except FileNotFoundError:
+        return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ObstoreStorage:
+    """S3 and the other object stores obstore speaks, configured from the environment."""
+
+    def __init__(self, url: str) -> None:
+        import obstore.store
+
+        self.url = url
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT", "")
+        client: dict[str, Any] = {"timeout": "10s", "connect_timeout": "3s"}
+        if endpoint.startswith("http://"):
+            client["allow_http"] = True
+        retry: Any = {"max_retries": 2, "retry_timeout": timedelta(seconds=5)}
+        try:
+            self._store: Any = obstore.store.from_url(
+                url, client_options=client, retry_config=retry  # type: ignore[arg-type]
+            )
+        except Exception as exc:
+            raise ConfigError(f"TRACKER_STORAGE={url!r}: {exc}") from exc
+
+    async def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        _check_key(key)
+        mode: Any = "overwrite"
+        if if_absent:
+            mode = "create"
+        elif if_match is not None:
+            mode = {"e_tag": if_match, "version": None}
+        try:
+            result = await obstore.put_async(self._store, key, data, mode=mode)
+        except AlreadyExistsError:
+            raise ObjectExists(f"{key} already exists") from None
+        except PreconditionError:
+            raise PreconditionFailed(f"{key} changed since it was read") from None
+        except Exception as exc:
+            raise StorageUnavailable(f"cannot write {key}: {exc}") from exc
+        return str(result.get("e_tag") or "")
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        _check_key(key)
+        try:
+            result = await obstore.get_async(self._store, key)
+            data = await result.bytes_async()
+        except (NotFoundError, FileNotFoundError):
+            raise ObjectMissing(key) from None
+        except Exception as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
+        return bytes(data), str(result.meta.get("e_tag") or "")
+
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        import obstore
+
+        try:
+            found: list[ObjectInfo] = []
+            stream = obstore.list(self._store, prefix=prefix)
+            async for batch in stream:
+                for meta in batch:
+                    found.append(
+                        ObjectInfo(
+                            str(meta["path"]), int(meta["size"]), meta["last_modified"].timestamp()
+                        )
+                    )
+        except Exception as exc:
+            raise StorageUnavailable(f"cannot list {prefix}: {exc}") from exc
+        found.sort(key=lambda info: info.key)
+        return found
+
+    async def delete(self, keys: list[str]) -> None:
+        import obstore
+
+        if not keys:
+            return
+        try:
+            await obstore.delete_async(self._store, keys)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise StorageUnavailable(f"cannot delete: {exc}") from exc

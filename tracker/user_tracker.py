@@ -1,0 +1,263 @@
+"""`UserTracker`: one user's sessions and movements, as in the seed, in plain Python.
+
+No Ray, no HTTP, no storage, no clock of its own: every method takes `now_ms`. Each change is
+made in two steps, so that what is logged is exactly what is replayed:
+`*_record(...)` checks the request against the current state and returns a record (or raises),
+and `apply(record)` makes the change. Recovery applies the logged records again; `apply` is
+idempotent for movements with an `eventId`, which is what makes retried requests count once.
+
+Movements are held as their msgpack encoding (about 150 bytes each), not as dicts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tracker.codec import Record, encode_movement, movement_dict
+from tracker.errors import InvalidMovement, UnknownSession
+from tracker.schema import DeviceInfo, Movement
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The seed's constants, made configurable."""
+
+    max_movements: int = 1000
+    session_timeout_ms: int = 30 * 60 * 1000
+    alarm_interval_ms: int = 60 * 60 * 1000
+    retention_ms: int = 30 * 24 * 3600 * 1000
+
+
+class SessionState:
+    """One session: the seed's `UserSession`, with movements kept encoded."""
+
+    __slots__ = (
+        "device_info",
+        "event_ids",
+        "last_activity",
+        "movements",
+        "session_id",
+        "start_time",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        start_time: int,
+        device_info: dict[str, Any] | None,
+        max_movements: int,
+    ) -> None:
+        self.session_id = session_id
+        self.start_time = start_time
+        self.last_activity = start_time
+        self.device_info = device_info
+        self.movements: deque[bytes] = deque(maxlen=max_movements)
+        # Event IDs of the movements still held; a retry of an evicted one is rare enough.
+        self.event_ids: deque[str] = deque(maxlen=max_movements)
+
+
+class UserTracker:
+    """All sessions of one user, keyed by session ID."""
+
+    def __init__(self, user_id: str, limits: Limits | None = None) -> None:
+        self.user_id = user_id
+        self.limits = limits or Limits()
+        self.sessions: dict[str, SessionState] = {}
+        self._seen: set[str] = set()
+
+    # -- requests -> records -------------------------------------------------------------
+
+    def create_session_record(
+        self, session_id: str, device_info: DeviceInfo | dict[str, Any] | None, now_ms: int
+    ) -> Record:
+        """Start (or restart) a session. Device info replaces what the session had."""
+        info: Any = device_info
+        if isinstance(device_info, DeviceInfo):
+            import msgspec
+
+            info = msgspec.to_builtins(device_info)
+        return ["session", self.user_id, now_ms, [session_id, info]]
+
+    def track_record(self, movements: Iterable[Movement], now_ms: int) -> tuple[Record | None, int]:
+        """Turn validated movements into one record; duplicates (same eventId) are dropped.
+
+        Returns the record (None when every movement was a duplicate) and how many are new.
+        """
+        entries: list[list[Any]] = []
+        batch_ids: set[str] = set()
+        for index, movement in enumerate(movements):
+            if movement.userId != self.user_id:
+                raise InvalidMovement(
+                    f"events.{index}.userId",
+                    f"{movement.userId!r} is not the user this call is for ({self.user_id!r})",
+                )
+            event_id = movement.eventId
+            if event_id is not None:
+                if event_id in self._seen or event_id in batch_ids:
+                    continue
+                batch_ids.add(event_id)
+            entries.append([movement.sessionId, event_id, encode_movement(movement)])
+        if not entries:
+            return None, 0
+        return ["track", self.user_id, now_ms, entries], len(entries)
+
+    def expire_record(self, now_ms: int) -> Record:
+        return ["expire", self.user_id, now_ms, None]
+
+    # -- applying records ------------------------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        """Make the change a record describes. Records come from `*_record` or from a log."""
+        op, _user, now_ms, payload = record
+        if op == "track":
+            self._apply_track(now_ms, payload)
+        elif op == "session":
+            session_id, device_info = payload
+            session = self.sessions.get(session_id)
+            if session is None:
+                self.sessions[session_id] = SessionState(
+                    session_id, now_ms, device_info, self.limits.max_movements
+                )
+            else:
+                session.last_activity = max(session.last_activity, now_ms)
+                if device_info is not None:
+                    session.device_info = device_info
+        elif op == "expire":
+            self._apply_expire(now_ms)
+        elif op == "erase":
+            self.sessions.clear()
+            self._seen.clear()
+        else:
+            raise ValueError(f"unknown record op {op!r}")
+
+    def _apply_track(self, now_ms: int, entries: list[list[Any]]) -> None:
+        for session_id, event_id, data in entries:
+            if event_id is not None:
+                if event_id in self._seen:
+                    continue
+            session = self.sessions.get(session_id)
+            if session is None:
+                # The seed starts a session on its first movement; so do we.
+                session = SessionState(session_id, now_ms, None, self.limits.max_movements)
+                self.sessions[session_id] = session
+            if len(session.movements) == session.movements.maxlen:
+                # Oldest dropped from memory first; it stays in the user's stored history.
+                session.movements.popleft()
+            session.movements.append(data)
+            if event_id is not None:
+                if len(session.event_ids) == session.event_ids.maxlen:
+                    self._seen.discard(session.event_ids[0])
+                session.event_ids.append(event_id)
+                self._seen.add(event_id)
+            session.last_activity = max(session.last_activity, now_ms)
+
+    def _apply_expire(self, now_ms: int) -> None:
+        cutoff = now_ms - self.limits.session_timeout_ms
+        for session_id in [s for s, v in self.sessions.items() if v.last_activity < cutoff]:
+            session = self.sessions.pop(session_id)
+            self._seen.difference_update(session.event_ids)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """The session in the seed's shape; raises UnknownSession."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise UnknownSession(self.user_id, session_id)
+        return self.session_dict(session)
+
+    def session_dict(self, session: SessionState, *, movements: bool = True) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "userId": self.user_id,
+            "sessionId": session.session_id,
+            "startTime": session.start_time,
+            "lastActivity": session.last_activity,
+        }
+        if movements:
+            result["movements"] = [movement_dict(m) for m in session.movements]
+        else:
+            result["movementCount"] = len(session.movements)
+        if session.device_info is not None:
+            result["deviceInfo"] = session.device_info
+        return result
+
+    def analytics(self) -> dict[str, Any]:
+        """The seed's analytics, for this user: totals, their sessions, ten most recent."""
+        sessions = [self.session_dict(s) for s in self.sessions.values()]
+        recent = sorted(sessions, key=lambda s: s["lastActivity"], reverse=True)[:10]
+        return {"totalSessions": len(sessions), "userSessions": sessions, "recentActivity": recent}
+
+    def is_empty(self) -> bool:
+        return not self.sessions
+
+    def live_bytes(self) -> int:
+        return sum(sum(map(len, s.movements)) + 64 for s in self.sessions.values())
+
+    def last_activity(self) -> int:
+        return max((s.last_activity for s in self.sessions.values()), default=0)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot(self) -> list[Any]:
+        """The live state as plain msgpack-able lists (see `restore`)."""
+        return [
+            [
+                s.session_id,
+                s.start_time,
+                s.last_activity,
+                s.device_info,
+                list(s.movements),
+                list(s.event_ids),
+            ]
+            for s in self.sessions.values()
+        ]
+
+    def restore(self, snapshot: list[Any]) -> None:
+        for session_id, start, last, device_info, movements, event_ids in snapshot:
+            session = SessionState(session_id, start, device_info, self.limits.max_movements)
+            session.last_activity = last
+            session.movements.extend(movements)
+            session.event_ids.extend(event_ids)
+            self._seen.update(session.event_ids)
+            self.sessions[session_id] = session
+
+
+def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
+    """A user's whole stored history as NDJSON-ready dicts: sessions, then their movements.
+
+    Unlike the live state, history has no movement cap: whatever retention still keeps.
+    """
+    sessions: dict[str, dict[str, Any]] = {}
+    movements: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for op, _user, now_ms, payload in records:
+        if op == "erase":
+            sessions.clear()
+            movements.clear()
+            seen.clear()
+        elif op == "session":
+            session_id, device_info = payload
+            entry = sessions.setdefault(
+                session_id, {"type": "session", "userId": user_id, "sessionId": session_id,
+                             "startTime": now_ms, "lastActivity": now_ms},
+            )
+            entry["lastActivity"] = max(entry["lastActivity"], now_ms)
+            if device_info is not None:
+                entry["deviceInfo"] = device_info
+        elif op == "track":
+            for session_id, event_id, data in payload:
+                if event_id is not None:
+                    if event_id in seen:
+                        continue
+                    seen.add(event_id)
+                entry = sessions.setdefault(
+                    session_id, {"type": "session", "userId": user_id, "sessionId": session_id,
+                                 "startTime": now_ms, "lastActivity": now_ms},
+                )
+                entry["lastActivity"] = max(entry["lastActivity"], now_ms)
+                movements.append({"type": "movement", "receivedAt": now_ms, **movement_dict(data)})
+    yield from sessions.values()
+    yield from movements
