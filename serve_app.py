@@ -1,1 +1,75 @@
-"""Ray Serve application (see tracker.ingress)."""
+"""The tracker as a Ray Serve application: one ingress deployment serving the whole HTTP app.
+
+    serve run serve_app:app                         # configuration from TRACKER_* variables
+    serve run serve_app:build storage=s3://b/p      # the same, settings given as arguments
+    serve deploy deploy/serve_config.yaml           # a cluster (import_path: serve_app:app)
+
+`tracker serve` (tracker.server) deploys this same deployment with the fast HTTP path turned on;
+docs/serving.md explains the paths and the ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, cast
+
+from ray import serve
+from ray.serve import Application, Deployment
+from starlette.applications import Starlette
+
+from tracker.config import Config
+from tracker.errors import ConfigError
+
+
+# max_ongoing_requests: Serve's default of 5 would queue everything behind a few open dashboards
+# (each event stream holds one slot while it is open); tracking requests take milliseconds, and
+# 1000 concurrent connections measured no slower than 64 on a hello-world replica.
+# graceful_shutdown_timeout_s: an open event stream never finishes by itself, so a shutdown waits
+# this long for it; every other request finishes well within it. (With direct ingress and an
+# external load balancer, Serve raises it to its draining period; see docs/serving.md.)
+@serve.deployment(name="TrackerIngress", max_ongoing_requests=1000, graceful_shutdown_timeout_s=5)
+@serve.ingress()
+class TrackerIngress:
+    """Connects to the tracker's actors once per replica and serves `tracker.ingress`'s app."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        # Ray is already initialised inside a replica; Tracker creates or finds the actors in
+        # the configured namespace. Secrets are filled here, in the replica, so an embedded setup
+        # needs nothing but the data directory.
+        from tracker.api import Tracker
+        from tracker.auth import ensure_secrets
+
+        self.config = ensure_secrets(config or Config.from_env())
+        self.tracker = Tracker(self.config)
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        # Imported here, in the replica, so that building the application (`serve run`,
+        # `serve deploy`) does not import the web layer into the deploying process.
+        from tracker.ingress import build_app
+
+        return build_app(self.tracker, self.config)
+
+
+def application(config: Config | None = None) -> Application:
+    """The bound application; without `config`, each replica reads its own environment."""
+    # mypy keeps a decorated class's own type; the decorators made it a Deployment.
+    return cast(Deployment, TrackerIngress).bind(config)
+
+
+def build(args: dict[str, str]) -> Application:
+    """Application builder for `serve run serve_app:build key=value ...`.
+
+    Keys are the `tracker.config.Config` field names (`storage`, `rate_limit`, ...); they win over
+    the corresponding TRACKER_* variables of the deploying process.
+    """
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {unknown} (known: {sorted(known)})")
+    environ: dict[str, Any] = dict(os.environ)
+    environ.update({f"TRACKER_{key.upper()}": str(value) for key, value in args.items()})
+    return application(Config.from_env(environ))
+
+
+app = application()

@@ -125,6 +125,11 @@ class HostActor:
     async def track_many(self, user_id: str, movements: Sequence[Any]) -> int:
         return await self._call(self.host.track_many, user_id, movements)
 
+    async def track_batch(
+        self, items: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[int | BaseException]:
+        return await self._call(self.host.track_batch, items)
+
     async def create_session(
         self, user_id: str, session_id: str, device_info: Any = None
     ) -> dict[str, Any]:
@@ -264,7 +269,8 @@ class AggregatorActor:
 
     async def report(self, now_ms: int, filters: dict[str, Any]) -> dict[str, Any]:
         await self._ready.wait()
-        return self.stats.report(now_ms, **filters)
+        report: dict[str, Any] = self.stats.report(now_ms, **filters)
+        return report
 
     async def forget_user(self, user_id: str) -> None:
         await self._ready.wait()
@@ -306,17 +312,22 @@ _RemoteScheduler = ray.remote(SchedulerActor)
 _RemoteAggregator = ray.remote(AggregatorActor)
 
 
-def host_actor(name: str, config: Config) -> ActorHandle:
+def host_actor(name: str, config: Config) -> ActorHandle[Any]:
     """Get or create the named host actor."""
     options = _options(name, config)
     if not name.startswith("user-"):
         options["scheduling_strategy"] = "SPREAD"
-    return _RemoteHost.options(**options).remote(name, config)  # type: ignore[no-any-return]
+    handle: ActorHandle[Any] = _RemoteHost.options(**options).remote(name, config)  # type: ignore[assignment]
+    return handle
 
 
-def scheduler_actor(config: Config) -> ActorHandle:
-    return _RemoteScheduler.options(**_options(SCHEDULER_NAME, config)).remote(config)  # type: ignore[no-any-return]
+def scheduler_actor(config: Config) -> ActorHandle[Any]:
+    options = _options(SCHEDULER_NAME, config)
+    handle: ActorHandle[Any] = _RemoteScheduler.options(**options).remote(config)  # type: ignore[assignment]
+    return handle
 
 
-def aggregator_actor(config: Config) -> ActorHandle:
-    return _RemoteAggregator.options(**_options(AGGREGATOR_NAME, config)).remote(config)  # type: ignore[no-any-return]
+def aggregator_actor(config: Config) -> ActorHandle[Any]:
+    options = _options(AGGREGATOR_NAME, config)
+    handle: ActorHandle[Any] = _RemoteAggregator.options(**options).remote(config)  # type: ignore[assignment]
+    return handle

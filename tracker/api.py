@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -94,7 +93,7 @@ class UserHandle:
     """One user's tracker. Methods: track, track_many, create_session, get_session,
     analytics, export, erase; each with `.remote(...)` returning an ObjectRef."""
 
-    def __init__(self, config: Config, user_id: str, host: ActorHandle | None) -> None:
+    def __init__(self, config: Config, user_id: str, host: ActorHandle[Any] | None) -> None:
         self.config = config
         self.user_id = user_id
         self.host = host
@@ -114,7 +113,7 @@ class Tracker:
         self.config = config
         self.scheduler = scheduler_actor(config)
         self.aggregator = aggregator_actor(config)
-        self.hosts: dict[str, ActorHandle] = {}
+        self.hosts: dict[str, ActorHandle[Any]] = {}
         if config.placement == "sharded":
             self.hosts = {name: host_actor(name, config) for name in sharded_host_names(config)}
         ray.get(
@@ -131,7 +130,8 @@ class Tracker:
     def analytics(self, **filters: Any) -> dict[str, Any]:
         """Site-wide analytics (see `SiteStats.report` for the filters)."""
         now_ms = time.time_ns() // 1_000_000
-        result: dict[str, Any] = ray.get(self.aggregator.report.remote(now_ms, filters))
+        ref: Any = self.aggregator.report.remote(now_ms, filters)
+        result: dict[str, Any] = ray.get(ref)
         return result
 
     def flush(self) -> None:
@@ -140,8 +140,9 @@ class Tracker:
 
     def status(self) -> dict[str, Any]:
         """Hosts, users in memory, pending alarms."""
-        hosts: Sequence[dict[str, Any]] = ray.get([h.stats.remote() for h in self.hosts.values()])
-        scheduler: dict[str, Any] = ray.get(self.scheduler.stats.remote())
+        hosts: list[dict[str, Any]] = ray.get([h.stats.remote() for h in self.hosts.values()])
+        ref: Any = self.scheduler.stats.remote()
+        scheduler: dict[str, Any] = ray.get(ref)
         return {
             "placement": self.config.placement,
             "storage": self.config.storage,
@@ -150,3 +151,16 @@ class Tracker:
             "pendingAlarms": scheduler["pendingAlarms"],
             "scheduler": scheduler,
         }
+
+
+def shutdown(config: Config) -> None:
+    """Kill every actor of this configuration's namespace (tests and teardown scripts).
+
+    State is in storage; the next `connect()` recovers it.
+    """
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == config.namespace:
+            try:
+                ray.kill(ray.get_actor(entry["name"], namespace=config.namespace), no_restart=True)
+            except ValueError:
+                pass

@@ -37,6 +37,10 @@ class TooLarge(InvalidInput):
     """A body, batch or field is larger than allowed."""
 
 
+class UnsupportedMediaType(TrackerError, ValueError):
+    """The request body's content type is not one this route reads (HTTP 415)."""
+
+
 class UnknownSession(TrackerError, KeyError):
     """No session with this ID exists for this user."""
 

@@ -172,6 +172,20 @@ class UserHost:
         now = self.now_ms()
         return await self._track(user_id, movements_from_obj(list(movements), now), now)
 
+    async def track_batch(
+        self, items: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[int | BaseException]:
+        """Several users' batches in one call (an HTTP replica coalesces its requests).
+
+        Each item is all-or-nothing on its own; the result is its count or its error.
+        """
+        now = self.now_ms()
+
+        async def one(user_id: str, raws: Sequence[Any]) -> int:
+            return await self._track(user_id, movements_from_obj(list(raws), now), now)
+
+        return await asyncio.gather(*(one(u, m) for u, m in items), return_exceptions=True)
+
     async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
         slot = await self._slot(user_id)
         record, new = slot.tracker.track_record(movements, now)
@@ -221,7 +235,7 @@ class UserHost:
             await self._settled(slot)
             await self._flush_users([slot], upto=None)
         records: list[Record] = []
-        for info in await self.storage.list(f"{user_key(user_id)}/chunks"):
+        for info in await self.storage.list_objects(f"{user_key(user_id)}/chunks"):
             data, _ = await self.storage.get(info.key)
             records.extend(codec.decode("chunk", data, info.key)["records"])
         return list(export_lines(user_id, records))
@@ -318,7 +332,7 @@ class UserHost:
             slot.snapshot_through = snapshot["through"]
             slot.next_chunk = snapshot["through"] + 1
             slot.etag = etag
-        for info in await self.storage.list(f"{key}/chunks"):
+        for info in await self.storage.list_objects(f"{key}/chunks"):
             number = int(info.key.rsplit("/", 1)[1])
             slot.next_chunk = max(slot.next_chunk, number + 1)
             if number <= slot.snapshot_through:
@@ -451,7 +465,7 @@ class UserHost:
     async def _apply_retention(self, user_id: str, now: int) -> int:
         """Delete history chunks older than retention; return how many remain."""
         cutoff_s = (now - self.settings.limits.retention_ms) / 1000
-        infos = await self.storage.list(f"{user_key(user_id)}/chunks")
+        infos = await self.storage.list_objects(f"{user_key(user_id)}/chunks")
         slot = self.slots.get(user_id)
         through = slot.snapshot_through if slot else 0
         # Chunks not yet folded into a snapshot are still needed to activate the user.
@@ -464,7 +478,7 @@ class UserHost:
         return len(infos) - len(doomed)
 
     async def _delete_user_data(self, user_id: str) -> int:
-        infos = await self.storage.list(user_key(user_id))
+        infos = await self.storage.list_objects(user_key(user_id))
         await self.storage.delete([i.key for i in infos])
         return len(infos)
 

@@ -38,6 +38,7 @@ class Journal:
         self.prefix = f"journals/{name}"
         self.epoch = 0
         self.seq = 0
+        self.acked: Position = (0, 0)
         self.bytes_since_truncate = 0
         self.commits = 0
         self.fenced = False
@@ -51,7 +52,7 @@ class Journal:
 
     async def open(self) -> list[tuple[Position, list[Any]]]:
         """Claim a new epoch and return the records to replay, oldest first."""
-        epochs = [int(i.key.rsplit("/", 1)[1]) for i in await self.storage.list(f"{self.prefix}/epochs")]
+        epochs = [int(i.key.rsplit("/", 1)[1]) for i in await self.storage.list_objects(f"{self.prefix}/epochs")]
         epoch = max(epochs, default=0) + 1
         while True:
             try:
@@ -60,7 +61,7 @@ class Journal:
             except ObjectExists:
                 epoch += 1
         self.epoch = epoch
-        infos = await self.storage.list(f"{self.prefix}/log")
+        infos = await self.storage.list_objects(f"{self.prefix}/log")
         segments: list[tuple[Position, str]] = []
         started = 0
         for info in infos:
@@ -94,6 +95,7 @@ class Journal:
         )
         await self._check_fence()
         self.seq = 0
+        self.acked = (self.epoch, 0)
         self._task = asyncio.create_task(self._commit_loop(), name=f"journal-{self.name}")
 
     async def close(self) -> None:
@@ -118,7 +120,8 @@ class Journal:
         return future
 
     def last_position(self) -> Position:
-        return (self.epoch, self.seq)
+        """The newest acknowledged position (a segment still being fence-checked is not)."""
+        return self.acked
 
     async def _commit_loop(self) -> None:
         while True:
@@ -151,9 +154,23 @@ class Journal:
         except ObjectExists:
             self.fenced = True
             raise Fenced(f"journal {self.name}: segment {key} was written by another") from None
+        except StorageUnavailable:
+            # The write may have landed all the same (an answer lost to a timeout): never reuse
+            # its key, or the next commit would find it taken and take itself for fenced.
+            self.seq = seq
+            self._segments.append(((self.epoch, seq), key))
+            raise
         self.seq = seq
         self._segments.append(((self.epoch, seq), key))
-        await self._check_fence()
+        try:
+            await self._check_fence()
+        except Fenced:
+            # Refused: delete it, since epoch order alone hides it from recovery only once the
+            # newer incarnation has started (it may die while recovering).
+            with contextlib.suppress(StorageUnavailable):
+                await self.storage.delete([key])
+            raise
+        self.acked = (self.epoch, seq)
         self.bytes_since_truncate += len(data)
         self.commits += 1
         return (self.epoch, seq)

@@ -61,7 +61,7 @@ class Storage(Protocol):
         """Return (data, etag), or raise ObjectMissing."""
         ...
 
-    async def list(self, prefix: str) -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         """Every object under the folder `prefix` (whole path segments), sorted by key."""
         ...
 
@@ -135,7 +135,7 @@ class FileStorage:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             return _file_etag(path) or ""
         except StorageUnavailable:
             raise
@@ -165,11 +165,11 @@ class FileStorage:
         except OSError as exc:
             raise StorageUnavailable(f"cannot read {key}: {exc.strerror or exc}") from exc
 
-    async def list(self, prefix: str) -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         return await asyncio.to_thread(self._list, prefix)
 
     def _list(self, prefix: str) -> list[ObjectInfo]:
-        start = self._path(prefix)
+        start = self._path(prefix) if prefix else self.root  # "" lists everything
         found: list[ObjectInfo] = []
         try:
             for dirpath, _dirs, files in os.walk(start):
@@ -201,7 +201,7 @@ class FileStorage:
             except OSError as exc:
                 raise StorageUnavailable(f"cannot delete {key}: {exc.strerror or exc}") from exc
         for parent in parents:
-            _fsync_dir(parent)
+            fsync_dir(parent)
 
 
 def _stat_etag(st: os.stat_result) -> str:
@@ -215,7 +215,7 @@ def _file_etag(path: Path) -> str | None:
         return None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -231,13 +231,13 @@ class ObstoreStorage:
 
         self.url = url
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT", "")
-        client: dict[str, Any] = {"timeout": "10s", "connect_timeout": "3s"}
+        client: Any = {"timeout": "10s", "connect_timeout": "3s"}
         if endpoint.startswith("http://"):
             client["allow_http"] = True
         retry: Any = {"max_retries": 2, "retry_timeout": timedelta(seconds=5)}
         try:
             self._store: Any = obstore.store.from_url(
-                url, client_options=client, retry_config=retry  # type: ignore[arg-type]
+                url, client_options=client, retry_config=retry
             )
         except Exception as exc:
             raise ConfigError(f"TRACKER_STORAGE={url!r}: {exc}") from exc
@@ -253,7 +253,7 @@ class ObstoreStorage:
         if if_absent:
             mode = "create"
         elif if_match is not None:
-            mode = {"e_tag": if_match, "version": None}
+            mode = {"e_tag": if_match}
         try:
             result = await obstore.put_async(self._store, key, data, mode=mode)
         except AlreadyExistsError:
@@ -278,7 +278,7 @@ class ObstoreStorage:
             raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
         return bytes(data), str(result.meta.get("e_tag") or "")
 
-    async def list(self, prefix: str) -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         import obstore
 
         try:

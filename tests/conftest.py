@@ -1,0 +1,119 @@
+"""Shared fixtures: one real local Ray per test session, a real S3-protocol server (moto) on
+127.0.0.1, and storage URLs for both backends."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+S3_BUCKET = "tracker-test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1, with a bucket, and the AWS_* variables pointing at it."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+    )
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+        Bucket=S3_BUCKET
+    )
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One local Ray for the whole test session (2 CPUs), workers seeing the S3 endpoint."""
+    import ray
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    ray.init(
+        num_cpus=2,
+        namespace="tracker-tests",
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": env},
+    )
+    yield
+    ray.shutdown()
+
+
+def file_url(path: Path) -> str:
+    return f"file://{path}"
+
+
+@pytest.fixture
+def file_storage(tmp_path: Path) -> str:
+    return file_url(tmp_path / "data")
+
+
+@pytest.fixture
+def s3_storage(s3_endpoint: str) -> str:
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=["file", "s3"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return file_url(tmp_path / "data")
+    request.getfixturevalue("s3_endpoint")
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def make_tracker(ray_session: None) -> Iterator[Callable[..., Any]]:
+    """Connect trackers in fresh namespaces; kill their actors afterwards."""
+    from tracker.api import connect, shutdown
+    from tracker.config import Config
+
+    made: list[Config] = []
+
+    def make(**overrides: Any) -> Any:
+        overrides.setdefault("namespace", f"t-{uuid.uuid4().hex[:12]}")
+        config = Config.from_env({}, **overrides)
+        made.append(config)
+        return connect(config=config)
+
+    yield make
+    for config in made:
+        shutdown(config)
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")

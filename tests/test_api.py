@@ -1,0 +1,71 @@
+"""The Python API on a real local Ray, over both placements and both storage backends."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import ray
+
+from tracker.errors import InvalidMovement, UnknownSession
+
+
+def movement(user: str, session: str = "s1", **extra: Any) -> dict[str, Any]:
+    return {
+        "userId": user,
+        "sessionId": session,
+        "timestamp": int(time.time() * 1000),
+        "event": "click",
+        "data": {"path": "/", "coordinates": {"x": 10, "y": 20}},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("placement", ["sharded", "per-user"])
+def test_tracked_movements_come_back_from_get_session_and_survive_new_actors(
+    make_tracker: Any, storage_url: str, placement: str
+) -> None:
+    t = make_tracker(storage=storage_url, placement=placement)
+    user = t.user("alice")
+    session = ray.get(user.create_session.remote("s1", {"userAgent": "pytest"}))
+    assert session["sessionId"] == "s1" and session["movements"] == []
+    assert ray.get(user.track.remote(movement("alice"))) == 1
+    assert ray.get(user.track_many.remote([movement("alice") for _ in range(5)])) == 5
+    got = ray.get(user.get_session.remote("s1"))
+    assert len(got["movements"]) == 6
+    assert got["deviceInfo"] == {"userAgent": "pytest"}
+    analytics = ray.get(user.analytics.remote())
+    assert analytics["totalSessions"] == 1
+
+    from tracker.api import connect, shutdown
+
+    shutdown(t.config)
+    again = connect(config=t.config)
+    got = ray.get(again.user("alice").get_session.remote("s1"))
+    assert len(got["movements"]) == 6
+
+
+def test_errors_reach_the_caller_as_themselves(make_tracker: Any, file_storage: str) -> None:
+    t = make_tracker(storage=file_storage)
+    user = t.user("bob")
+    with pytest.raises(UnknownSession):
+        ray.get(user.get_session.remote("nope"))
+    with pytest.raises(KeyError):
+        ray.get(user.get_session.remote("nope"))
+    with pytest.raises(InvalidMovement) as info:
+        ray.get(user.track.remote({**movement("bob"), "event": "teleport"}))
+    assert info.value.field == "event"
+    with pytest.raises(ValueError):
+        ray.get(user.track.remote({**movement("bob"), "extra": 1}))
+    with pytest.raises(InvalidMovement):
+        ray.get(user.track.remote(movement("mallory")))
+
+
+def test_retried_event_ids_count_once(make_tracker: Any, file_storage: str) -> None:
+    t = make_tracker(storage=file_storage)
+    user = t.user("carol")
+    m = movement("carol", eventId="evt-1")
+    assert ray.get(user.track.remote(m)) == 1
+    assert ray.get(user.track.remote(m)) == 0
+    assert len(ray.get(user.get_session.remote("s1"))["movements"]) == 1

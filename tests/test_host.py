@@ -1,0 +1,522 @@
+"""`UserHost` without Ray: durability across incarnations, compaction, passivation, fencing,
+erasure, export, alarms and retention, with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from tracker import codec
+from tracker.errors import Fenced, StorageUnavailable, UnknownSession
+from tracker.host import HostSettings, UserHost, user_key
+from tracker.schema import movement_from_obj
+from tracker.storage import ObjectInfo, Storage, open_storage
+from tracker.user_tracker import Limits
+
+T = TypeVar("T")
+
+MINUTE = 60_000
+DAY = 24 * 60 * MINUTE
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await awaitable
+
+    return asyncio.run(main())
+
+
+class Clock:
+    """Injected time, starting at the real time (storage stamps objects with the real time)."""
+
+    def __init__(self) -> None:
+        self.ms = time.time_ns() // 1_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms
+
+
+class Wrapped:
+    """A storage passing every call through, with hooks a test can set: count the bytes
+    written, fail writes, or hold writes until released."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.written = 0
+        self.fail: Callable[[str], bool] = lambda key: False
+        self.hold: Callable[[str], bool] = lambda key: False
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        if self.fail(key):
+            raise StorageUnavailable(f"injected outage writing {key}")
+        if self.hold(key):
+            self.held.set()
+            await self.release.wait()
+        etag = await self.inner.put(key, data, **kwargs)
+        self.written += len(data)
+        return etag
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        return await self.inner.get(key)
+
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        return await self.inner.list_objects(prefix)
+
+    async def delete(self, keys: list[str]) -> None:
+        await self.inner.delete(keys)
+
+
+def new_host(
+    storage: Storage, clock: Clock, name: str = "host-0", **settings: Any
+) -> UserHost:
+    limits = settings.pop("limits", Limits())
+    return UserHost(name, storage, HostSettings(limits=limits, **settings), now_ms=clock)
+
+
+async def started(storage: Storage, clock: Clock, **settings: Any) -> UserHost:
+    host = new_host(storage, clock, **settings)
+    await host.start()
+    return host
+
+
+def movement(clock: Clock, user: str = "alice", session: str = "s1", **extra: Any) -> dict[str, Any]:
+    return {
+        "userId": user,
+        "sessionId": session,
+        "timestamp": clock(),
+        "event": "click",
+        "data": {"path": "/", "element": "button#go", "coordinates": {"x": 10, "y": 20}},
+        **extra,
+    }
+
+
+async def movements_of(host: UserHost, user: str = "alice", session: str = "s1") -> list[Any]:
+    return list((await host.get_session(user, session))["movements"])
+
+
+async def everything(storage: Storage) -> dict[str, bytes]:
+    return {i.key: (await storage.get(i.key))[0] for i in await storage.list_objects("")}
+
+
+@pytest.fixture
+def storage(storage_url: str) -> Storage:
+    return open_storage(storage_url)
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["log-only", "compacted"])
+def test_acknowledged_events_survive_a_new_incarnation(storage: Storage, compacted: bool) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        old = await started(storage, clock)
+        await old.create_session("alice", "s1", {"userAgent": "pytest"})
+        for i in range(5):
+            assert await old.track("alice", movement(clock, eventId=f"e{i}")) == 1
+        if compacted:
+            await old.compact(force=True)
+        assert await old.track_many("alice", [movement(clock) for _ in range(3)]) == 3
+        assert await old.track_many("bob", [movement(clock, user="bob")]) == 1
+        before = await old.get_session("alice", "s1")
+        # No stop(): the old incarnation just vanishes.
+        new = await started(storage, clock)
+        assert await new.get_session("alice", "s1") == before
+        assert len(await movements_of(new, "bob")) == 1
+        assert await new.track("alice", movement(clock, eventId="e0")) == 0
+
+    run(scenario())
+
+
+def test_a_clean_stop_leaves_an_empty_log(file_storage: str) -> None:
+    storage = open_storage(file_storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock))
+        await host.stop()
+        segments = await storage.list_objects("journals/hosts/host-0/log")
+        assert [i.key.rsplit("-", 1)[1] for i in segments] == ["000000000000"]
+        again = await started(storage, clock)
+        assert len(await movements_of(again)) == 1
+
+    run(scenario())
+
+
+def test_passivation_drops_idle_users_and_activation_restores_them_exactly(
+    storage: Storage,
+) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock, passivate_after_ms=MINUTE)
+        for user in ("alice", "bob"):
+            await host.create_session(user, "s1", {"userAgent": user})
+            await host.track_many(user, [movement(clock, user, eventId=f"{user}{i}") for i in range(60)])
+        before = {user: await host.analytics(user) for user in ("alice", "bob")}
+        clock.advance(30_000)
+        await host.track("bob", movement(clock, "bob"))
+        assert await host.compact(force=True) == 0
+        clock.advance(31_000)
+        assert await host.compact(force=True) == 1
+        assert set(host.slots) == {"bob"}
+        assert await host.analytics("alice") == before["alice"]
+        assert "alice" in host.slots
+        assert await host.track("alice", movement(clock, eventId="alice3")) == 0
+
+    run(scenario())
+
+
+def test_concurrent_calls_for_one_user_lose_no_update(file_storage: str) -> None:
+    storage = open_storage(file_storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        counts = await asyncio.gather(
+            *(host.track("alice", movement(clock, eventId=f"e{i}")) for i in range(200))
+        )
+        assert counts == [1] * 200
+        assert len(await movements_of(host)) == 200
+        assert host.journal.commits < 20
+        again = await started(storage, clock)
+        assert len(await movements_of(again)) == 200
+
+    run(scenario())
+
+
+def test_concurrent_first_calls_share_one_activation(file_storage: str) -> None:
+    storage = open_storage(file_storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track_many("alice", [movement(clock) for _ in range(3)])
+        await host.stop()
+        again = await started(storage, clock)
+        sessions = await asyncio.gather(*(again.get_session("alice", "s1") for _ in range(20)))
+        assert all(len(s["movements"]) == 3 for s in sessions)
+
+    run(scenario())
+
+
+def test_bytes_written_per_event_stay_within_three_times_its_encoding(file_storage: str) -> None:
+    storage = Wrapped(open_storage(file_storage))
+    clock = Clock()
+    events = 3000
+
+    async def scenario() -> tuple[int, int]:
+        host = await started(storage, clock, compact_interval_ms=10**12)  # type: ignore[arg-type]
+        encoded = 0
+        for i in range(events):
+            raw = movement(clock, eventId=f"event-{i:06d}", data={"path": f"/p/{i % 7}"})
+            encoded += len(codec.encode_movement(movement_from_obj(raw, clock())))
+            await host.track("alice", raw)
+            clock.advance(1000)
+            if i % 100 == 99:
+                await host.compact(force=True)
+        await host.stop()
+        return storage.written, encoded
+
+    written, encoded = run(scenario())
+    ratio = written / encoded
+    print(f"bytes written per event: {written / events:.0f}; encoded: {encoded / events:.0f}; "
+          f"ratio {ratio:.2f}")
+    assert ratio <= 3.0
+
+
+def test_a_failed_commit_raises_and_leaves_no_trace_of_the_refused_event(
+    storage: Storage,
+) -> None:
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)  # type: ignore[arg-type]
+        await host.track("alice", movement(clock, eventId="ok-1"))
+        await host.compact(force=True)
+        await host.track("alice", movement(clock, eventId="ok-2"))
+        wrapped.fail = lambda key: "/log/" in key
+        with pytest.raises(StorageUnavailable) as info:
+            await host.track("alice", movement(clock, eventId="refused"))
+        assert not isinstance(info.value, Fenced)
+        wrapped.fail = lambda key: False
+        ids = [m["eventId"] for m in await movements_of(host)]
+        assert ids == ["ok-1", "ok-2"]
+        assert await host.track("alice", movement(clock, eventId="refused")) == 1
+        again = await started(storage, clock)
+        assert [m["eventId"] for m in await movements_of(again)] == ["ok-1", "ok-2", "refused"]
+
+    run(scenario())
+
+
+def test_an_event_acknowledged_while_its_user_reloads_is_kept(file_storage: str) -> None:
+    """A failed commit makes the user reload; a later commit in flight must survive that."""
+    wrapped = Wrapped(open_storage(file_storage))
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)  # type: ignore[arg-type]
+        await host.track("alice", movement(clock, eventId="ok-1"))
+        log_writes: list[str] = []
+
+        def fail(key: str) -> bool:  # the next segment written fails...
+            if "/log/" in key:
+                log_writes.append(key)
+            return log_writes[:1] == [key]
+
+        wrapped.fail = fail
+        wrapped.hold = lambda key: log_writes[1:2] == [key]  # ...and the one after is held
+        refused = asyncio.ensure_future(host.track("alice", movement(clock, eventId="refused")))
+        await asyncio.sleep(0)
+        later = asyncio.ensure_future(host.track("alice", movement(clock, eventId="later")))
+        with pytest.raises(StorageUnavailable):
+            await refused
+        await wrapped.held.wait()
+        reader = asyncio.ensure_future(host.get_session("alice", "s1"))
+        await asyncio.sleep(0.05)
+        wrapped.release.set()
+        assert await later == 1
+        assert [m["eventId"] for m in (await reader)["movements"]] == ["ok-1", "later"]
+        assert [m["eventId"] for m in await movements_of(host)] == ["ok-1", "later"]
+        await host.compact(force=True)
+        again = await started(wrapped, clock)  # type: ignore[arg-type]
+        assert [m["eventId"] for m in await movements_of(again)] == ["ok-1", "later"]
+
+    run(scenario())
+
+
+def test_a_zombie_host_is_fenced_and_the_new_incarnations_data_stays(storage: Storage) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        zombie = await started(storage, clock)
+        await zombie.track("alice", movement(clock, eventId="acked"))
+        new = await started(storage, clock)
+        await new.track("alice", movement(clock, eventId="new"))
+        with pytest.raises(Fenced):
+            await zombie.track("alice", movement(clock, eventId="zombie"))
+        with pytest.raises(Fenced):
+            await zombie.track("bob", movement(clock, "bob"))
+        with pytest.raises(StorageUnavailable):
+            await zombie.compact(force=True)
+        third = await started(storage, clock)
+        assert [m["eventId"] for m in await movements_of(third)] == ["acked", "new"]
+        with pytest.raises(UnknownSession):
+            await third.get_session("bob", "s1")
+
+    run(scenario())
+
+
+def test_erase_leaves_no_object_holding_the_user(storage: Storage) -> None:
+    clock = Clock()
+    victim = "erase-me-7f3a9c"
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.create_session(victim, "s1", {"userAgent": "x"})
+        await host.track_many(victim, [movement(clock, victim) for _ in range(80)])
+        await host.track("bob", movement(clock, "bob"))
+        await host.compact(force=True)  # history chunks and a snapshot
+        await host.track("bob", movement(clock, "bob"))
+        await host.track(victim, movement(clock, victim))  # and some still only in the log
+        assert any(victim.encode() in data for data in (await everything(storage)).values())
+        result = await host.erase(victim)
+        assert result["erased"] and result["objectsDeleted"] >= 2
+        assert not await storage.list_objects(user_key(victim))
+        holders = [k for k, data in (await everything(storage)).items() if victim.encode() in data]
+        assert holders == []
+        with pytest.raises(UnknownSession):
+            await host.get_session(victim, "s1")
+        assert len(await movements_of(host, "bob")) == 2
+        again = await started(storage, clock)
+        with pytest.raises(UnknownSession):
+            await again.get_session(victim, "s1")
+        assert len(await movements_of(again, "bob")) == 2
+
+    run(scenario())
+
+
+def test_export_returns_every_movement_including_those_the_cap_evicted(storage: Storage) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock, limits=Limits(max_movements=5))
+        await host.create_session("alice", "s1", {"userAgent": "x"})
+        for i in range(12):
+            await host.track("alice", movement(clock, eventId=f"e{i}"))
+            clock.advance(10)
+            if i == 6:
+                await host.compact(force=True)
+        assert len(await movements_of(host)) == 5
+        lines = await host.export("alice")
+        assert lines[0]["type"] == "session" and lines[0]["deviceInfo"] == {"userAgent": "x"}
+        assert [line["eventId"] for line in lines[1:]] == [f"e{i}" for i in range(12)]
+        assert all(line["type"] == "movement" for line in lines[1:])
+
+    run(scenario())
+
+
+def test_the_alarm_expires_sessions_after_the_timeout_and_returns_the_next_due_time(
+    storage: Storage,
+) -> None:
+    clock = Clock()
+    limits = Limits(session_timeout_ms=30 * MINUTE, alarm_interval_ms=60 * MINUTE)
+
+    async def scenario() -> None:
+        host = await started(storage, clock, limits=limits)
+        await host.create_session("alice", "old", None)
+        clock.advance(20 * MINUTE)
+        await host.track("alice", movement(clock, session="new"))
+        assert host.take_alarm_requests() == {"alice": clock() - 20 * MINUTE + 60 * MINUTE}
+        clock.advance(10 * MINUTE)
+        assert await host.alarm("alice") == clock() + 60 * MINUTE
+        assert (await host.analytics("alice"))["totalSessions"] == 2
+        clock.advance(1)
+        assert await host.alarm("alice") == clock() + 60 * MINUTE
+        assert [s["sessionId"] for s in (await host.analytics("alice"))["userSessions"]] == ["new"]
+        clock.advance(30 * MINUTE)
+        await host.alarm("alice")
+        assert (await host.analytics("alice"))["totalSessions"] == 0
+        again = await started(storage, clock, limits=limits)
+        assert (await again.analytics("alice"))["totalSessions"] == 0
+
+    run(scenario())
+
+
+def test_retention_deletes_old_history_chunks_but_keeps_the_live_sessions(
+    storage: Storage,
+) -> None:
+    clock = Clock()
+    limits = Limits(session_timeout_ms=10 * DAY, retention_ms=DAY)
+
+    async def scenario() -> None:
+        host = await started(storage, clock, limits=limits)
+        await host.create_session("alice", "s1", {"userAgent": "x"})
+        for i in range(3):
+            await host.track("alice", movement(clock, eventId=f"e{i}"))
+            await host.compact(force=True)
+        chunks = f"{user_key('alice')}/chunks"
+        assert len(await storage.list_objects(chunks)) == 3
+        before = await host.get_session("alice", "s1")
+        clock.advance(DAY // 2)
+        await host.alarm("alice")
+        assert len(await storage.list_objects(chunks)) == 3
+        clock.advance(DAY)
+        await host.alarm("alice")
+        assert await storage.list_objects(chunks) == []
+        await host.stop()
+        again = await started(storage, clock, limits=limits)
+        assert await again.get_session("alice", "s1") == before
+
+    run(scenario())
+
+
+def test_an_alarm_with_nothing_left_to_do_is_not_rearmed(file_storage: str) -> None:
+    storage = open_storage(file_storage)
+    clock = Clock()
+    limits = Limits(session_timeout_ms=MINUTE, retention_ms=DAY)
+
+    async def scenario() -> None:
+        host = await started(storage, clock, limits=limits)
+        await host.track("alice", movement(clock))
+        await host.compact(force=True)
+        clock.advance(2 * MINUTE)
+        assert await host.alarm("alice") is not None  # expired a session just now
+        await host.compact(force=True)
+        clock.advance(2 * DAY)
+        nexts = [await host.alarm("alice")]
+        await host.compact(force=True)
+        nexts.append(await host.alarm("alice"))
+        assert nexts[-1] is None, nexts
+        assert host.take_alarm_requests().get("alice") is None
+
+    run(scenario())
+
+
+def test_a_snapshot_never_holds_an_event_committed_after_its_chunk(file_storage: str) -> None:
+    """Compaction writes a chunk, then maybe a snapshot of the live state. An event committed
+    meanwhile is in that state but after the chunk's position: a crash must not replay it twice."""
+    wrapped = Wrapped(open_storage(file_storage))
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)  # type: ignore[arg-type]
+        await host.track_many("alice", [movement(clock) for _ in range(60)])  # > 4 KB: snapshot
+        wrapped.hold = lambda key: "/chunks/" in key
+        compaction = asyncio.ensure_future(host.compact(force=True))
+        await wrapped.held.wait()
+        assert await host.track("alice", movement(clock)) == 1  # no eventId to dedup it
+        wrapped.release.set()
+        await compaction
+        assert len(await movements_of(host)) == 61
+        again = await started(wrapped, clock)  # type: ignore[arg-type]
+        assert len(await movements_of(again)) == 61
+
+    run(scenario())
+
+
+def test_a_snapshot_never_holds_an_event_whose_commit_failed(file_storage: str) -> None:
+    wrapped = Wrapped(open_storage(file_storage))
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)  # type: ignore[arg-type]
+        await host.track_many("alice", [movement(clock) for _ in range(60)])
+        wrapped.hold = lambda key: "/chunks/" in key
+        compaction = asyncio.ensure_future(host.compact(force=True))
+        await wrapped.held.wait()
+        wrapped.fail = lambda key: "/log/" in key
+        with pytest.raises(StorageUnavailable):
+            await host.track("alice", movement(clock, eventId="refused"))
+        wrapped.fail = lambda key: False
+        wrapped.release.set()
+        await compaction
+        assert len(await movements_of(host)) == 60
+        again = await started(wrapped, clock)  # type: ignore[arg-type]
+        assert len(await movements_of(again)) == 60
+
+    run(scenario())
+
+
+def test_compaction_never_truncates_a_commit_still_being_acknowledged(file_storage: str) -> None:
+    """A segment is written, then checked against fencing before it is acknowledged; a
+    compaction in between must not drop it from the log before it is in the user's history."""
+    inner = open_storage(file_storage)
+    clock = Clock()
+    checking = asyncio.Event()
+    proceed = asyncio.Event()
+
+    class SlowFenceCheck(Wrapped):
+        async def get(self, key: str) -> tuple[bytes, str]:
+            if "/epochs/" in key and self.hold(key):
+                checking.set()
+                await proceed.wait()
+            return await self.inner.get(key)
+
+    wrapped = SlowFenceCheck(inner)
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)  # type: ignore[arg-type]
+        await host.track("alice", movement(clock, eventId="first"))
+        wrapped.hold = lambda key: True
+        tracked = asyncio.ensure_future(host.track("alice", movement(clock, eventId="second")))
+        await checking.wait()
+        wrapped.hold = lambda key: False
+        await host.compact(force=True)
+        proceed.set()
+        assert await tracked == 1
+        # Crash now, before any further compaction.
+        again = await started(inner, clock)
+        assert [m["eventId"] for m in await movements_of(again)] == ["first", "second"]
+
+    run(scenario())

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import pytest
+
+from tracker.errors import ConfigError, RateLimited
+from tracker.ratelimit import RateLimiter
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def spend(limiter: RateLimiter, key: str) -> int:
+    """How many requests `key` gets through before the first refusal (bounded)."""
+    for allowed in range(10_000):
+        try:
+            limiter.check(key)
+        except RateLimited:
+            return allowed
+    raise AssertionError("never limited")
+
+
+def test_a_new_key_may_spend_its_whole_burst_at_once() -> None:
+    clock = Clock()
+    limiter = RateLimiter(5, burst=8, clock=clock)
+    assert spend(limiter, "1.2.3.4") == 8
+
+
+def test_the_burst_defaults_to_twice_the_rate_and_at_least_two() -> None:
+    assert spend(RateLimiter(50, clock=Clock()), "k") == 100
+    assert spend(RateLimiter(0.1, clock=Clock()), "k") == 2
+
+
+def test_tokens_refill_at_the_rate() -> None:
+    clock = Clock()  # steps are powers of two so that the float sums are exact
+    limiter = RateLimiter(8, burst=16, clock=clock)
+    assert spend(limiter, "k") == 16
+    clock.now += 0.5
+    assert spend(limiter, "k") == 4
+    clock.now += 0.0625
+    assert spend(limiter, "k") == 0
+    clock.now += 0.0625
+    assert spend(limiter, "k") == 1
+
+
+def test_refill_stops_at_the_burst() -> None:
+    clock = Clock()
+    limiter = RateLimiter(10, burst=3, clock=clock)
+    assert spend(limiter, "k") == 3
+    clock.now += 3600
+    assert spend(limiter, "k") == 3
+
+
+def test_a_steady_client_at_the_rate_is_never_limited() -> None:
+    clock = Clock()
+    limiter = RateLimiter(8, burst=1, clock=clock)
+    for _ in range(1000):
+        limiter.check("k")
+        clock.now += 0.125
+
+
+def test_retry_after_is_the_time_until_one_token_is_back() -> None:
+    clock = Clock()
+    limiter = RateLimiter(4, burst=2, clock=clock)
+    assert spend(limiter, "k") == 2
+    with pytest.raises(RateLimited) as caught:
+        limiter.check("k")
+    assert caught.value.retry_after_s == 0.25
+    clock.now += 0.125
+    with pytest.raises(RateLimited) as caught:
+        limiter.check("k")
+    assert caught.value.retry_after_s == 0.125
+    clock.now += caught.value.retry_after_s
+    limiter.check("k")
+
+
+def test_an_exhausted_key_does_not_limit_another_key() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1, burst=2, clock=clock)
+    assert spend(limiter, "10.0.0.1") == 2
+    assert spend(limiter, "10.0.0.2") == 2
+    with pytest.raises(RateLimited):
+        limiter.check("10.0.0.1")
+
+
+def test_a_rate_of_zero_disables_limiting_and_keeps_nothing() -> None:
+    limiter = RateLimiter(0, clock=Clock())
+    for _ in range(10_000):
+        limiter.check("k")
+    assert len(limiter) == 0
+
+
+def test_memory_stays_bounded_under_a_flood_of_distinct_keys() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1, burst=2, max_keys=1000, clock=clock)
+    for i in range(200_000):
+        limiter.check(f"k{i}")
+        if i % 10_007 == 0:
+            assert len(limiter) <= 1000
+    assert len(limiter) == 1000
+
+
+def test_eviction_forgets_the_least_recently_used_keys_first() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1, burst=1, max_keys=100, clock=clock)
+    limiter.check("busy")
+    for i in range(1000):
+        limiter.check(f"k{i}")
+        if i % 50 == 0:
+            with pytest.raises(RateLimited):
+                limiter.check("busy")  # a refused request also counts as use
+    assert len(limiter) == 100
+    with pytest.raises(RateLimited):
+        limiter.check("busy")
+
+
+def test_refilled_buckets_are_dropped_as_traffic_moves_on() -> None:
+    clock = Clock()
+    limiter = RateLimiter(10, burst=2, max_keys=1000, clock=clock)
+    for i in range(500):
+        limiter.check(f"old{i}")
+    assert len(limiter) == 500
+    clock.now += 1  # every old bucket is full again: remembering it is pointless
+    for _ in range(500):
+        clock.now += 0.1
+        limiter.check("steady")
+    assert len(limiter) == 1
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "max_keys"),
+    [(-1, None, 10), (float("nan"), None, 10), (1, 0.5, 10), (1, None, 0)],
+)
+def test_nonsense_settings_are_configuration_errors(
+    rate: float, burst: float | None, max_keys: int
+) -> None:
+    with pytest.raises(ConfigError):
+        RateLimiter(rate, burst, max_keys=max_keys)

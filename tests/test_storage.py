@@ -1,0 +1,207 @@
+"""Object storage, both backends behind one interface: plain files and a real S3-protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from tracker.errors import StorageUnavailable
+from tracker.storage import (
+    ObjectExists,
+    ObjectMissing,
+    PreconditionFailed,
+    Storage,
+    open_storage,
+)
+
+from conftest import S3_BUCKET, free_port
+
+T = TypeVar("T")
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await awaitable
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def storage(storage_url: str) -> Storage:
+    return open_storage(storage_url)
+
+
+def test_put_get_list_and_delete(storage: Storage) -> None:
+    async def scenario() -> None:
+        etag = await storage.put("a/b/one", b"1")
+        assert await storage.get("a/b/one") == (b"1", etag)
+        await storage.put("a/two", b"22")
+        await storage.put("z", b"333")
+        listed = await storage.list_objects("a")
+        assert [(i.key, i.size) for i in listed] == [("a/b/one", 1), ("a/two", 2)]
+        assert listed[0].last_modified_s > time.time() - 120
+        await storage.delete(["a/b/one", "a/missing"])
+        assert [i.key for i in await storage.list_objects("a")] == ["a/two"]
+        with pytest.raises(ObjectMissing):
+            await storage.get("a/b/one")
+        with pytest.raises(KeyError):
+            await storage.get("never")
+        assert await storage.list_objects("nothing/here") == []
+        await storage.delete([])
+
+    run(scenario())
+
+
+def test_an_overwrite_changes_the_etag_and_the_content(storage: Storage) -> None:
+    async def scenario() -> None:
+        first = await storage.put("k", b"old")
+        second = await storage.put("k", b"new!")
+        assert first != second
+        assert await storage.get("k") == (b"new!", second)
+
+    run(scenario())
+
+
+def test_a_create_only_write_to_a_taken_key_raises_object_exists(storage: Storage) -> None:
+    async def scenario() -> None:
+        await storage.put("once", b"first", if_absent=True)
+        with pytest.raises(ObjectExists):
+            await storage.put("once", b"second", if_absent=True)
+        assert (await storage.get("once"))[0] == b"first"
+
+    run(scenario())
+
+
+def test_a_replace_of_a_changed_object_raises_precondition_failed(storage: Storage) -> None:
+    async def scenario() -> None:
+        etag = await storage.put("snap", b"v1", if_absent=True)
+        newer = await storage.put("snap", b"v2", if_match=etag)
+        with pytest.raises(PreconditionFailed):
+            await storage.put("snap", b"v3", if_match=etag)
+        assert await storage.get("snap") == (b"v2", newer)
+        assert isinstance(PreconditionFailed("x"), StorageUnavailable)
+
+    run(scenario())
+
+
+def test_only_one_of_many_racing_create_only_writes_wins(storage: Storage) -> None:
+    async def scenario() -> None:
+        results = await asyncio.gather(
+            *(storage.put("race", str(i).encode(), if_absent=True) for i in range(8)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert all(isinstance(r, ObjectExists) for r in results if isinstance(r, BaseException))
+
+    run(scenario())
+
+
+def test_a_listing_is_per_folder_not_per_string_prefix(storage: Storage) -> None:
+    async def scenario() -> None:
+        await storage.put("a/x", b"1")
+        await storage.put("ab/x", b"2")
+        await storage.put("a/deeper/y", b"3")
+        assert [i.key for i in await storage.list_objects("a")] == ["a/deeper/y", "a/x"]
+        assert [i.key for i in await storage.list_objects("ab")] == ["ab/x"]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("key", ["../escape", "a/../../b", "/abs", "a//b", "nul\0byte", "", "./a"])
+def test_unsafe_keys_are_refused(storage: Storage, key: str) -> None:
+    async def scenario() -> None:
+        with pytest.raises(ValueError):
+            await storage.put(key, b"x")
+        with pytest.raises(ValueError):
+            await storage.get(key)
+
+    run(scenario())
+
+
+def test_a_file_store_never_shows_a_partly_written_object(file_storage: str) -> None:
+    storage = open_storage(file_storage)
+
+    async def scenario() -> None:
+        await storage.put("big", b"x" * 1_000_000)
+        writes = [storage.put("big", bytes([i]) * 1_000_000) for i in range(4)]
+        reads = [storage.get("big") for _ in range(20)]
+        results = await asyncio.gather(*writes, *reads)
+        for data, _etag in results[4:]:
+            assert len(data) == 1_000_000 and len(set(data)) == 1
+        assert [i.key for i in await storage.list_objects("")] == ["big"]
+
+    run(scenario())
+
+
+# -- outages ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A moto server of this test's own (so stopping it harms no other test)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+        Bucket=S3_BUCKET
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def timed_failure(storage: Storage, call: str) -> float:
+    """Seconds until `call` fails with StorageUnavailable (it must not succeed or hang)."""
+
+    async def attempt() -> None:
+        if call == "put":
+            await storage.put("after", b"x")
+        elif call == "get":
+            await storage.get("before")
+        else:
+            await storage.list_objects("")
+
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        run(asyncio.wait_for(attempt(), timeout=60))
+    return time.monotonic() - start
+
+
+def test_a_stopped_s3_server_raises_storage_unavailable_promptly(own_s3: Any) -> None:
+    storage = open_storage(f"s3://{S3_BUCKET}/outage")
+    run(storage.put("before", b"x"))
+    own_s3.stop()
+    took = {call: timed_failure(storage, call) for call in ("put", "get", "list")}
+    print(f"S3 outage (server stopped) detected in {took}")
+    assert max(took.values()) < 15, took
+
+
+def test_an_s3_server_that_never_answers_raises_storage_unavailable(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A socket that accepts connections but never replies: the slowest kind of outage.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        storage = open_storage(f"s3://{S3_BUCKET}/silent")
+        took = timed_failure(storage, "put")
+    print(f"S3 outage (server silent) detected in {took:.1f}s")
+    assert took < 30, took
+
+
+def test_a_file_store_that_cannot_write_raises_storage_unavailable(file_storage: str) -> None:
+    storage = open_storage(file_storage)
+    run(storage.put("a", b"a file where a folder is needed"))
+    with pytest.raises(StorageUnavailable) as info:
+        run(storage.put("a/y", b"2"))
+    assert "a/y" in str(info.value)

@@ -1,0 +1,584 @@
+"""The browser tracker (tracker/static/tracker.js) in a real Chromium, against a recording server.
+
+The server here is not the tracker backend: it serves tracker.js and a test page under the
+production Content-Security-Policy, answers like the HTTP contract, and records every request.
+Bodies are validated with the real schema (`tracker.schema`), so an event the backend would
+refuse fails these tests too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from browser_support import launch_chromium, serve_asgi, wait_until
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from tracker.errors import InvalidInput
+from tracker.schema import movements_from_json, session_request_from_obj
+
+pytestmark = pytest.mark.browser
+
+TRACKER_JS = Path(__file__).resolve().parent.parent / "tracker" / "static" / "tracker.js"
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+SLOW = {"flush": "60000", "hover": "60000"}  # sent on a full batch, flush() or hiding only
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Tracker test page</title>
+<link rel="stylesheet" href="/test.css">
+<script src="/tracker.js" defer {attributes}></script>
+</head>
+<body>
+<nav><a id="shop-link" class="nav" href="/shop">Shop</a>
+<a id="next-page" href="/page2?{query}">Next page</a></nav>
+<button id="buy" class="btn primary" type="button">Buy</button>
+<svg id="chart" width="200" height="100"><circle class="dot big" cx="50" cy="50" r="40"/></svg>
+<form id="signup">
+<input name="fullName" type="text">
+<input id="email" type="email">
+<input name="password" type="password">
+<input name="card" autocomplete="cc-number">
+</form>
+<div class="tall"></div>
+</body>
+</html>
+"""
+CSS = """
+body { margin: 40px; font: 16px sans-serif; }
+button, input { display: block; margin: 8px 0; }
+.tall { height: 4000px; }
+"""
+
+
+@dataclass
+class Recorded:
+    path: str
+    content_type: str
+    body: bytes
+    authorization: str | None
+    cookie: str | None
+    at: float
+    status: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def events(self) -> list[dict[str, Any]]:
+        raw = self.json()
+        return list(raw["events"]) if isinstance(raw, dict) else list(raw)
+
+
+@dataclass
+class Recorder:
+    """Everything the browser sent, and the answers to give to `/api/track` (next first)."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    track_answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, recorded: Recorded) -> None:
+        with self.lock:
+            self.requests.append(recorded)
+
+    def snapshot(self, path: str | None = None) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if path is None or r.path == path]
+
+    def batches(self) -> list[Recorded]:
+        return self.snapshot("/api/track")
+
+    def events(self, accepted_only: bool = True) -> list[dict[str, Any]]:
+        return [
+            event
+            for batch in self.batches()
+            if batch.status == 200 or not accepted_only
+            for event in batch.events()
+        ]
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["event"] == kind]
+
+
+def recording_app(recorder: Recorder) -> Starlette:
+    async def record(request: Request, status: int) -> None:
+        recorder.add(
+            Recorded(
+                path=request.url.path,
+                content_type=request.headers.get("content-type", ""),
+                body=await request.body(),
+                authorization=request.headers.get("authorization"),
+                cookie=request.headers.get("cookie"),
+                at=time.monotonic(),
+                status=status,
+            )
+        )
+
+    async def session(request: Request) -> Response:
+        try:
+            created = session_request_from_obj(json.loads(await request.body()))
+        except (ValueError, InvalidInput) as exc:
+            recorder.rejected.append(f"session: {exc}")
+            await record(request, 422)
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        await record(request, 200)
+        response = JSONResponse({"success": True, "session": {"sessionId": created.sessionId}})
+        response.set_cookie("tracker_visitor", created.sessionId, httponly=True, samesite="lax")
+        return response
+
+    async def track(request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip()
+        if media not in ("application/json", "text/plain"):
+            await record(request, 415)
+            return JSONResponse({"error": "unsupported media type"}, status_code=415)
+        body = await request.body()
+        try:
+            movements = movements_from_json(body, int(time.time() * 1000))
+        except InvalidInput as exc:
+            recorder.rejected.append(f"track: {exc}")
+            await record(request, 422)
+            return JSONResponse({"error": exc.message, "field": exc.field}, status_code=422)
+        with recorder.lock:
+            status, headers = recorder.track_answers.pop(0) if recorder.track_answers else (200, {})
+        await record(request, status)
+        if status != 200:
+            return JSONResponse({"error": "scripted"}, status_code=status, headers=headers)
+        return JSONResponse({"success": True, "accepted": len(movements)})
+
+    async def page(request: Request) -> Response:
+        params = request.query_params
+        attributes = {
+            "data-flush-interval-ms": params.get("flush", "100"),
+            "data-hover-ms": params.get("hover", "100"),
+            "data-user-id": params.get("user"),
+            "data-token": params.get("token"),
+        }
+        html = PAGE.format(
+            attributes=" ".join(f'{k}="{v}"' for k, v in attributes.items() if v is not None),
+            query=urlencode(dict(params)),
+        )
+        return HTMLResponse(html, headers={"Content-Security-Policy": CSP})
+
+    async def done(request: Request) -> Response:
+        return HTMLResponse("<!doctype html><title>done</title><p>done</p>")
+
+    async def sentinel(request: Request) -> Response:
+        await record(request, 200)
+        return PlainTextResponse("ok")
+
+    async def script(request: Request) -> Response:
+        return Response(TRACKER_JS.read_bytes(), media_type="text/javascript")
+
+    async def stylesheet(request: Request) -> Response:
+        return Response(CSS, media_type="text/css")
+
+    return Starlette(
+        routes=[
+            Route("/api/track/session", session, methods=["POST"]),
+            Route("/api/track", track, methods=["POST"]),
+            Route("/sentinel", sentinel, methods=["POST"]),
+            Route("/tracker.js", script),
+            Route("/test.css", stylesheet),
+            Route("/done", done),
+            Route("/{path:path}", page),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def base_url(recorder: Recorder) -> Iterator[str]:
+    with serve_asgi(recording_app(recorder)) as url:
+        yield url
+    assert recorder.rejected == [], "the tracker sent something the schema refuses"
+
+
+@pytest.fixture
+def context(browser: Browser, base_url: str) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    yield context
+    context.close()
+
+
+def open_page(context: BrowserContext, base_url: str, path: str = "/page", **params: str) -> Page:
+    page = context.new_page()
+    page.goto(f"{base_url}{path}?{urlencode(params)}")
+    wait_for_tracker(page)
+    return page
+
+
+def wait_for_tracker(page: Page) -> None:
+    # Polled from here: the page's CSP forbids the eval that page.wait_for_function needs.
+    wait_until(lambda: page.evaluate("window.tracker !== undefined"), message="tracker.js")
+
+
+def wait_for_events(
+    recorder: Recorder, kind: str, count: int = 1, timeout_s: float = 10.0
+) -> list[dict[str, Any]]:
+    return wait_until(
+        lambda: (found := recorder.of(kind)) and len(found) >= count and found,
+        timeout_s=timeout_s,
+        message=f"{count} {kind} event(s); got {[e['event'] for e in recorder.events()]}",
+    )
+
+
+def wait_page_ms(page: Page, ms: float) -> None:
+    """Let `ms` of page time pass, measured by the page's own clock (for dwell times)."""
+    end = page.evaluate("performance.now()") + ms
+    wait_until(lambda: page.evaluate("end => performance.now() > end", end), interval_s=0.02)
+
+
+def hide(page: Page) -> None:
+    page.evaluate(
+        """() => {
+        Object.defineProperty(
+            document, 'visibilityState', {get: () => 'hidden', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }"""
+    )
+
+
+def leave_and_settle(page: Page, recorder: Recorder, base_url: str) -> None:
+    """Navigate away (the tracker's last chance to send) and wait until a later request lands."""
+    page.goto(f"{base_url}/done")
+    page.evaluate("fetch('/sentinel', {method: 'POST'})")
+    wait_until(lambda: recorder.snapshot("/sentinel"), message="the sentinel request")
+
+
+def test_the_session_is_created_before_any_event_and_events_carry_its_cookie(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    first = recorder.snapshot()[0]
+    assert first.path == "/api/track/session"
+    assert first.content_type.startswith("application/json")
+    session = first.json()
+    assert session["userId"] == page.evaluate("localStorage.getItem('tracking_user_id')")
+    assert session["sessionId"] == page.evaluate("sessionStorage.getItem('tracking_session_id')")
+    assert session["deviceInfo"]["userAgent"]
+    assert re.fullmatch(r"\d+x\d+", session["deviceInfo"]["screenResolution"])
+    assert session["deviceInfo"]["timezone"]
+    batch = recorder.batches()[0]
+    assert batch.content_type.startswith("application/json")
+    assert f"tracker_visitor={session['sessionId']}" in (batch.cookie or "")
+    view = recorder.of("page_view")[0]
+    assert (view["userId"], view["sessionId"]) == (session["userId"], session["sessionId"])
+    assert view["data"]["path"] == "/page"
+    assert view["data"]["metadata"]["viewportWidth"] == 1000
+    assert UUID4.match(view["eventId"])
+
+
+def test_an_identified_user_sends_its_token_as_a_bearer_header(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    open_page(context, base_url, user="alice@example.org", token="s3cret")
+    wait_for_events(recorder, "page_view")
+    assert recorder.snapshot("/api/track/session")[0].json()["userId"] == "alice@example.org"
+    assert {r.authorization for r in recorder.snapshot()} == {"Bearer s3cret"}
+    assert {e["userId"] for e in recorder.events()} == {"alice@example.org"}
+
+
+def test_identify_switches_user_and_starts_a_session_for_it(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    assert page.evaluate("tracker.identify('bob', 'tok-b')") is True
+    assert page.evaluate("tracker.identify('no spaces allowed', 'x')") is False
+    page.click("#buy")
+    click = wait_for_events(recorder, "click")[0]
+    assert click["userId"] == "bob"
+    sessions = recorder.snapshot("/api/track/session")
+    assert [s.json()["userId"] for s in sessions][-1] == "bob"
+    assert sessions[-1].authorization == "Bearer tok-b"
+
+
+def test_a_click_reports_viewport_coordinates_scroll_and_an_element_descriptor(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    page.evaluate("window.scrollTo(0, 30)")
+    box = page.locator("#buy").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 5, box["y"] + 4)
+    click = wait_for_events(recorder, "click")[0]
+    data = click["data"]
+    assert data["element"] == "button#buy.btn.primary"
+    assert data["path"] == "/page"
+    assert data["coordinates"] == {"x": round(box["x"] + 5), "y": round(box["y"] + 4)}
+    assert (data["scrollX"], data["scrollY"]) == (0, 30)
+    metadata = data["metadata"]
+    assert (metadata["viewportWidth"], metadata["viewportHeight"]) == (1000, 700)
+    assert metadata["pageHeight"] > 4000
+
+
+def test_a_click_on_an_svg_element_is_described_by_a_string(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    page.click("#chart circle")
+    click = wait_for_events(recorder, "click")[0]
+    assert click["data"]["element"] == "circle.dot.big"
+
+
+def test_a_scroll_reports_position_and_depth_once_it_settles(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    page.evaluate(
+        """async () => {
+        for (const y of [200, 400, 600, 800]) {
+            window.scrollTo(0, y);
+            await new Promise(requestAnimationFrame);
+        }
+    }"""
+    )
+    scroll = wait_until(
+        lambda: [e for e in recorder.of("scroll") if e["data"]["scrollY"] == 800],
+        message="a scroll event at y=800",
+    )[0]
+    data = scroll["data"]
+    metadata = data["metadata"]
+    expected_depth = round((800 + metadata["viewportHeight"]) / metadata["pageHeight"] * 100)
+    assert data["scrollX"] == 0
+    assert metadata["scrollDepth"] == expected_depth
+    assert 0 < metadata["scrollDepth"] < 100
+
+
+def test_dwelling_over_a_link_reports_a_hover_with_its_duration(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, hover="100")
+    page.hover("#shop-link")
+    wait_page_ms(page, 150)
+    page.mouse.move(5, 600)
+    hover = wait_for_events(recorder, "hover")[0]
+    assert hover["data"]["element"] == "a#shop-link.nav"
+    assert hover["data"]["duration"] >= 100
+    assert hover["data"]["path"] == "/page"
+
+
+def test_typing_reports_the_field_but_never_its_value_nor_password_or_card_fields(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    secrets = {
+        "input[name=password]": "Hunter2-Password",
+        "input[name=card]": "4111111111111111",
+        "input[name=fullName]": "Ada Lovelace Secret",
+        "#email": "ada.secret@example.org",
+    }
+    for selector, text in secrets.items():
+        page.type(selector, text)
+    wait_for_events(recorder, "form_interaction", count=2)
+    leave_and_settle(page, recorder, base_url)
+    fields = [e["data"]["element"] for e in recorder.of("form_interaction")]
+    assert sorted(fields) == ["email", "fullName"]
+    assert all(
+        e["data"]["metadata"]["action"] in ("input", "change")
+        for e in recorder.of("form_interaction")
+    )
+    for request in recorder.snapshot():
+        for text in secrets.values():
+            assert text.encode() not in request.body
+
+
+def test_events_are_sent_in_batches(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    for _ in range(3):
+        page.click("#buy")
+    page.evaluate("tracker.flush()")
+    clicks = wait_for_events(recorder, "click", count=3)
+    batch = next(b for b in recorder.batches() if any(e["event"] == "click" for e in b.events()))
+    assert [e["event"] for e in batch.events()] == ["click"] * 3
+    assert len({e["eventId"] for e in clicks}) == 3
+
+
+def test_twenty_queued_events_are_sent_without_waiting_for_the_interval(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    for _ in range(20):
+        page.click("#buy")
+    wait_for_events(recorder, "click", count=20)
+    assert max(len(b.events()) for b in recorder.batches()) == 20
+
+
+def test_hiding_the_page_sends_the_queue_as_a_text_plain_beacon(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    page.click("#buy")
+    page.click("#chart circle")
+    hide(page)
+    beacon = wait_until(
+        lambda: [b for b in recorder.batches() if b.content_type.startswith("text/plain")],
+        message="a text/plain beacon",
+    )[0]
+    assert [e["data"]["element"] for e in beacon.events()] == [
+        "button#buy.btn.primary",
+        "circle.dot.big",
+    ]
+
+
+def test_closing_the_page_delivers_what_was_queued(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    page.click("#buy")
+    page.close()
+    assert wait_for_events(recorder, "click")[0]["data"]["element"] == "button#buy.btn.primary"
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})",
+        "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})",
+        "Object.defineProperty(window, 'doNotTrack', {get: () => '1'})",
+    ],
+    ids=["global-privacy-control", "navigator-do-not-track", "window-do-not-track"],
+)
+def test_nothing_at_all_is_sent_under_a_privacy_signal(
+    context: BrowserContext, base_url: str, recorder: Recorder, signal: str
+) -> None:
+    context.add_init_script(signal)
+    page = open_page(context, base_url)
+    page.click("#buy")
+    page.type("input[name=fullName]", "Ada")
+    page.evaluate("window.scrollTo(0, 500)")
+    page.evaluate("tracker.flush()")
+    assert page.evaluate("tracker.isEnabled()") is False
+    assert page.evaluate("tracker.optIn()") is False
+    leave_and_settle(page, recorder, base_url)
+    assert [r.path for r in recorder.snapshot()] == ["/sentinel"]
+
+
+def test_nothing_more_is_sent_after_opt_out_even_after_a_reload(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    page.evaluate("tracker.optOut()")
+    page.click("#buy")
+    page.evaluate("tracker.flush()")
+    page.reload()
+    wait_for_tracker(page)
+    assert page.evaluate("tracker.isEnabled()") is False
+    page.click("#buy")
+    leave_and_settle(page, recorder, base_url)
+    assert [e["event"] for e in recorder.events()] == ["page_view"]
+    assert len(recorder.snapshot("/api/track/session")) == 1
+
+    page = open_page(context, base_url)
+    assert page.evaluate("tracker.optIn()") is True
+    page.click("#buy")
+    wait_for_events(recorder, "click")
+
+
+def test_spa_navigation_reports_a_page_view_with_the_previous_pages_duration(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    wait_page_ms(page, 120)
+    page.evaluate("history.pushState({}, '', '/app/next')")
+    page.evaluate("history.replaceState({}, '', '/app/next#same-path')")
+    views = wait_for_events(recorder, "page_view", count=2)
+    assert views[1]["data"]["path"] == "/app/next"
+    assert views[1]["data"]["duration"] >= 120
+    assert views[1]["data"]["metadata"]["referrerPath"] == "/page"
+
+    page.go_back()
+    views = wait_for_events(recorder, "page_view", count=3)
+    assert views[2]["data"]["path"] == "/page"
+    assert views[2]["data"]["metadata"]["referrerPath"] == "/app/next"
+    assert len(views) == 3
+
+
+def test_following_a_link_carries_the_time_on_the_previous_page(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    wait_page_ms(page, 120)
+    page.click("#next-page")
+    views = wait_for_events(recorder, "page_view", count=2)
+    assert views[1]["data"]["path"] == "/page2"
+    assert views[1]["data"]["duration"] >= 120
+    assert views[1]["data"]["metadata"]["referrerPath"] == "/page"
+    assert views[1]["sessionId"] == views[0]["sessionId"]
+    assert "a#next-page" in [e["data"]["element"] for e in recorder.of("click")]
+
+
+def test_a_batch_refused_with_503_is_retried_after_retry_after_with_the_same_ids(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    recorder.track_answers.append((503, {"Retry-After": "1"}))
+    open_page(context, base_url)
+    view = wait_for_events(recorder, "page_view")[0]
+    refused, accepted = recorder.batches()[:2]
+    assert refused.status == 503
+    assert view["eventId"] in {e["eventId"] for e in refused.events()}
+    assert accepted.at - refused.at >= 0.9
+
+
+def test_a_batch_refused_as_invalid_is_dropped_not_retried(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    recorder.track_answers.append((422, {}))
+    page = open_page(context, base_url)
+    refused = wait_until(recorder.batches, message="the first batch")[0]
+    page.click("#buy")
+    page.evaluate("tracker.flush()")
+    wait_for_events(recorder, "click")
+    refused_ids = {e["eventId"] for e in refused.events()}
+    assert refused_ids.isdisjoint(e["eventId"] for e in recorder.events())
+
+
+def test_ids_are_uuid4_without_crypto_random_uuid(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    context.add_init_script("delete Crypto.prototype.randomUUID")
+    open_page(context, base_url)
+    view = wait_for_events(recorder, "page_view")[0]
+    for key in ("userId", "sessionId", "eventId"):
+        assert UUID4.match(view[key]), (key, view[key])

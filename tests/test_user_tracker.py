@@ -1,0 +1,261 @@
+"""`UserTracker`, the seed's per-user logic, as a plain class: no Ray, no storage, no clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracker.codec import Record
+from tracker.errors import InvalidMovement, UnknownSession
+from tracker.schema import Movement, movement_from_obj
+from tracker.user_tracker import Limits, UserTracker, export_lines
+
+T0 = 1_700_000_000_000
+MINUTE = 60_000
+
+
+def movement(
+    user: str = "alice", session: str = "s1", at: int = T0, **extra: Any
+) -> Movement:
+    raw = {
+        "userId": user,
+        "sessionId": session,
+        "timestamp": at,
+        "event": "click",
+        "data": {"path": "/", "coordinates": {"x": 1, "y": 2}},
+        **extra,
+    }
+    return movement_from_obj(raw, now_ms=at)
+
+
+def track(tracker: UserTracker, movements: list[Movement], now: int = T0) -> int:
+    record, new = tracker.track_record(movements, now)
+    if record is not None:
+        tracker.apply(record)
+    return new
+
+
+def create(tracker: UserTracker, session: str, now: int = T0, info: Any = None) -> None:
+    tracker.apply(tracker.create_session_record(session, info, now))
+
+
+def test_a_created_session_comes_back_in_the_seeds_camel_case_shape() -> None:
+    tracker = UserTracker("alice")
+    create(tracker, "s1", info={"userAgent": "pytest", "timezone": "UTC"})
+    assert tracker.get_session("s1") == {
+        "userId": "alice",
+        "sessionId": "s1",
+        "startTime": T0,
+        "lastActivity": T0,
+        "movements": [],
+        "deviceInfo": {"userAgent": "pytest", "timezone": "UTC"},
+    }
+
+
+def test_an_unknown_session_raises_unknown_session_which_is_a_key_error() -> None:
+    tracker = UserTracker("alice")
+    with pytest.raises(UnknownSession) as info:
+        tracker.get_session("nope")
+    assert isinstance(info.value, KeyError)
+    assert "nope" in str(info.value)
+
+
+def test_tracking_creates_the_session_implicitly_and_keeps_the_movement_as_sent() -> None:
+    tracker = UserTracker("alice")
+    m = movement(at=T0 - 5, data={"path": "/a", "metadata": {"k": [1, "x"]}})
+    assert track(tracker, [m], now=T0) == 1
+    session = tracker.get_session("s1")
+    assert session["startTime"] == T0 and session["lastActivity"] == T0
+    assert session["movements"] == [msgspec.to_builtins(m)]
+    assert session["movements"][0]["data"] == {"path": "/a", "metadata": {"k": [1, "x"]}}
+    assert "deviceInfo" not in session
+
+
+def test_tracking_moves_last_activity_forward_but_never_back() -> None:
+    tracker = UserTracker("alice")
+    track(tracker, [movement()], now=T0 + 10)
+    track(tracker, [movement()], now=T0 + 5)
+    assert tracker.get_session("s1")["lastActivity"] == T0 + 10
+
+
+def test_the_cap_drops_the_oldest_movements_first() -> None:
+    tracker = UserTracker("alice")
+    for i in range(1005):
+        track(tracker, [movement(at=T0 + i)], now=T0 + i)
+    stamps = [m["timestamp"] for m in tracker.get_session("s1")["movements"]]
+    assert stamps == [T0 + i for i in range(5, 1005)]
+
+
+def test_analytics_counts_sessions_and_lists_the_ten_most_recent_first() -> None:
+    tracker = UserTracker("alice")
+    for i in range(12):
+        create(tracker, f"s{i}", now=T0 + (i * 7919) % 12)  # activity times out of order
+    analytics = tracker.analytics()
+    assert set(analytics) == {"totalSessions", "userSessions", "recentActivity"}
+    assert analytics["totalSessions"] == 12
+    assert len(analytics["userSessions"]) == 12
+    recent = [s["lastActivity"] for s in analytics["recentActivity"]]
+    assert recent == sorted(recent, reverse=True)
+    assert recent == list(range(T0 + 11, T0 + 1, -1))
+
+
+def test_sessions_expire_after_thirty_minutes_of_inactivity_and_not_before() -> None:
+    tracker = UserTracker("alice")
+    create(tracker, "old", now=T0)
+    create(tracker, "new", now=T0 + 10 * MINUTE)
+    tracker.apply(tracker.expire_record(T0 + 30 * MINUTE))
+    assert set(tracker.sessions) == {"old", "new"}
+    tracker.apply(tracker.expire_record(T0 + 30 * MINUTE + 1))
+    assert set(tracker.sessions) == {"new"}
+    with pytest.raises(UnknownSession):
+        tracker.get_session("old")
+
+
+def test_recreating_a_session_keeps_its_movements_and_replaces_device_info() -> None:
+    tracker = UserTracker("alice")
+    create(tracker, "s1", info={"userAgent": "a"})
+    track(tracker, [movement()], now=T0 + 1)
+    create(tracker, "s1", now=T0 + 2, info={"userAgent": "b"})
+    session = tracker.get_session("s1")
+    assert session["deviceInfo"] == {"userAgent": "b"}
+    assert len(session["movements"]) == 1
+    assert session["startTime"] == T0 and session["lastActivity"] == T0 + 2
+
+
+def test_event_ids_are_counted_once_within_a_batch_and_across_calls() -> None:
+    tracker = UserTracker("alice")
+    batch = [movement(eventId="e1"), movement(eventId="e1"), movement(eventId="e2"), movement()]
+    assert track(tracker, batch) == 3
+    assert track(tracker, [movement(eventId="e2"), movement(eventId="e3")]) == 1
+    record, new = tracker.track_record([movement(eventId="e1")], T0)
+    assert (record, new) == (None, 0)
+    assert len(tracker.get_session("s1")["movements"]) == 4
+
+
+def test_a_movement_for_another_user_is_rejected_naming_its_position() -> None:
+    tracker = UserTracker("alice")
+    with pytest.raises(InvalidMovement) as info:
+        tracker.track_record([movement(), movement(user="mallory")], T0)
+    assert info.value.field == "events.1.userId"
+    assert tracker.is_empty()
+
+
+def test_a_snapshot_restores_into_an_equal_tracker() -> None:
+    tracker = UserTracker("alice", Limits(max_movements=3))
+    create(tracker, "s1", info={"userAgent": "x"})
+    track(tracker, [movement(eventId=f"e{i}") for i in range(5)], now=T0 + 1)
+    track(tracker, [movement(session="s2")], now=T0 + 2)
+    copy = UserTracker("alice", Limits(max_movements=3))
+    copy.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(tracker.snapshot())))
+    assert copy.snapshot() == tracker.snapshot()
+    assert copy.analytics() == tracker.analytics()
+    # The restored tracker still knows which events it holds...
+    assert track(copy, [movement(eventId="e4")]) == 0
+    # ...and has forgotten the ones the cap evicted, like the original.
+    assert track(copy, [movement(eventId="e0")]) == track(tracker, [movement(eventId="e0")]) == 1
+
+
+def test_export_lines_hold_every_movement_even_those_the_cap_dropped() -> None:
+    tracker = UserTracker("alice", Limits(max_movements=2))
+    records: list[Record] = [tracker.create_session_record("s1", {"userAgent": "x"}, T0)]
+    for i in range(5):
+        record, _ = tracker.track_record([movement(at=T0 + i, eventId=f"e{i}")], T0 + i)
+        assert record is not None
+        records.append(record)
+    for record in records:
+        tracker.apply(record)
+    lines = list(export_lines("alice", records + records[1:3]))
+    assert lines[0] == {
+        "type": "session",
+        "userId": "alice",
+        "sessionId": "s1",
+        "startTime": T0,
+        "lastActivity": T0 + 4,
+        "deviceInfo": {"userAgent": "x"},
+    }
+    assert [line["timestamp"] for line in lines[1:]] == [T0 + i for i in range(5)]
+    assert len(tracker.get_session("s1")["movements"]) == 2
+
+
+# -- properties -------------------------------------------------------------------------------
+
+sessions = st.sampled_from(["s1", "s2", "s3"])
+event_ids = st.one_of(st.none(), st.sampled_from([f"e{i}" for i in range(30)]))
+movements = st.builds(
+    lambda session, offset, event_id: movement(
+        session=session, at=T0 + offset, **({"eventId": event_id} if event_id else {})
+    ),
+    sessions,
+    st.integers(0, 10_000),
+    event_ids,
+)
+batches = st.lists(
+    st.tuples(st.lists(movements, min_size=1, max_size=6), st.integers(0, 10_000)), max_size=15
+)
+
+
+def records_of(tracker: UserTracker, calls: list[tuple[list[Movement], int]]) -> list[Record]:
+    """Apply the calls as the host does, returning the records it would have logged."""
+    records = []
+    for batch, offset in calls:
+        record, _ = tracker.track_record(batch, T0 + offset)
+        if record is not None:
+            tracker.apply(record)
+            records.append(record)
+    return records
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=batches, cap=st.integers(1, 8))
+def test_the_cap_is_never_exceeded_and_keeps_the_newest(
+    calls: list[tuple[list[Movement], int]], cap: int
+) -> None:
+    tracker = UserTracker("alice", Limits(max_movements=cap))
+    accepted: dict[str, list[bytes]] = {}
+    for record in records_of(tracker, calls):
+        for session_id, _event_id, data in record[3]:
+            accepted.setdefault(session_id, []).append(data)
+    for session_id, state in tracker.sessions.items():
+        assert len(state.movements) <= cap
+        assert list(state.movements) == accepted[session_id][-cap:]
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=batches)
+def test_applying_the_same_records_twice_with_event_ids_is_the_same_as_once(
+    calls: list[tuple[list[Movement], int]],
+) -> None:
+    with_ids = [
+        ([m for m in batch if m.eventId is not None], offset) for batch, offset in calls
+    ]
+    once = UserTracker("alice")
+    records = records_of(once, with_ids)
+    twice = UserTracker("alice")
+    for record in records + records:
+        twice.apply(record)
+    assert twice.snapshot() == once.snapshot()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    creations=st.lists(st.tuples(st.text("abcdef", min_size=1, max_size=4), st.integers(0, 99))),
+    calls=batches,
+)
+def test_analytics_invariants_hold(
+    creations: list[tuple[str, int]], calls: list[tuple[list[Movement], int]]
+) -> None:
+    tracker = UserTracker("alice")
+    for session_id, offset in creations:
+        create(tracker, session_id, now=T0 + offset)
+    records_of(tracker, calls)
+    analytics = tracker.analytics()
+    assert analytics["totalSessions"] == len(analytics["userSessions"]) == len(tracker.sessions)
+    recent = [s["lastActivity"] for s in analytics["recentActivity"]]
+    assert len(recent) == min(10, len(tracker.sessions))
+    assert recent == sorted(recent, reverse=True)
+    everyone = sorted((s["lastActivity"] for s in analytics["userSessions"]), reverse=True)
+    assert recent == everyone[:10]

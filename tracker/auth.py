@@ -1,0 +1,187 @@
+"""Who is asking: anonymous visitors, signed user IDs, and the admin.
+
+A visitor who never logged in is known only by a random UUID the browser made
+(`crypto.randomUUID()`); anyone may write to such an ID. Any other user ID must come with a
+token the site's backend minted with the shared `TRACKER_SECRET`, so that one visitor cannot
+write into a known user's history. The admin presents `TRACKER_ADMIN_TOKEN`.
+
+For the embedded single-machine setup both values may be left unset: they are generated once
+and kept beside the data (`<data dir>/.secrets/`), so every process on the machine agrees.
+Neither value is ever logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tracker.config import Config
+from tracker.errors import ConfigError, Unauthorized
+from tracker.storage import fsync_dir, local_root
+
+log = logging.getLogger(__name__)
+
+TOKEN_VERSION = "v1"
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.I)
+# 32 bytes of HMAC-SHA256 are 43 base64url characters without padding.
+_TOKEN = re.compile(re.escape(TOKEN_VERSION) + r"\.(0|[1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})")
+_MAX_TOKEN_CHARS = 128
+# Config field -> environment variable, for the secrets `ensure_secrets` may generate.
+_SECRET_KEYS = {"admin_token": "TRACKER_ADMIN_TOKEN", "secret": "TRACKER_SECRET"}
+
+
+def is_anonymous(user_id: str) -> bool:
+    """True iff `user_id` is a random (version 4) UUID in canonical dashed form."""
+    return _UUID4.fullmatch(user_id) is not None
+
+
+def mint_token(
+    secret: str, user_id: str, ttl_s: float = 86400, *, now_s: float | None = None
+) -> str:
+    """Sign `user_id` for `ttl_s` seconds; the site's backend calls this after its own login.
+
+    Format, so that backends in other languages can mint it::
+
+        v1.<expiry>.<signature>
+        expiry    = unix time in whole seconds (decimal, no sign, no leading zeros)
+        signature = base64url, without "=" padding, of
+                    HMAC-SHA256(key = UTF-8 secret, message = UTF-8 "v1\\n<user_id>\\n<expiry>")
+
+    The token is valid while the current unix time is below `expiry`.
+    """
+    now = time.time() if now_s is None else now_s
+    expiry = int(now + ttl_s)
+    if expiry < 0:
+        raise ValueError(f"ttl_s={ttl_s!r}: expiry would be before 1970")
+    return f"{TOKEN_VERSION}.{expiry}.{_sign(secret, user_id, str(expiry))}"
+
+
+def verify_token(secret: str, user_id: str, token: str, *, now_s: float | None = None) -> None:
+    """Accept a token minted for exactly this user and not yet expired; raise `Unauthorized`."""
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise Unauthorized("malformed user token: too long")
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        version = token.split(".", 1)[0]
+        if token.count(".") == 2 and version != TOKEN_VERSION:
+            raise Unauthorized(f"unsupported user token version {version[:8]!r}")
+        raise Unauthorized(f"malformed user token: expected {TOKEN_VERSION}.<expiry>.<signature>")
+    expiry, signature = match.groups()
+    # Compare the encoded text, not decoded bytes: base64 has several spellings of one value.
+    expected = _sign(secret, user_id, expiry)
+    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii")):
+        raise Unauthorized(f"bad user token signature for user {user_id!r}")
+    now = time.time() if now_s is None else now_s
+    if now >= int(expiry):
+        raise Unauthorized(f"user token expired at {expiry}")
+
+
+def _sign(secret: str, user_id: str, expiry: str) -> str:
+    if not secret:
+        # An empty HMAC key makes every token forgeable.
+        raise ConfigError("TRACKER_SECRET is empty")
+    message = f"{TOKEN_VERSION}\n{user_id}\n{expiry}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def check_admin(expected: str, presented: str | None) -> None:
+    """Accept the admin token in constant time; raise `Unauthorized` otherwise."""
+    if not expected:
+        raise Unauthorized("admin access is not configured")
+    if not presented:
+        raise Unauthorized("missing admin token")
+    # Bytes, because compare_digest refuses non-ASCII str (headers may carry any byte).
+    if not hmac.compare_digest(expected.encode(), presented.encode()):
+        raise Unauthorized("wrong admin token")
+
+
+def bearer(authorization_header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None if there is none."""
+    if authorization_header is None:
+        return None
+    parts = authorization_header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
+
+
+def local_path(storage_url: str) -> Path | None:
+    """The directory of a `file://` storage URL (relative to the working directory unless
+    absolute: `file://./data` -> ./data, `file:///abs` -> /abs); None for any other scheme."""
+    if urlparse(storage_url).scheme != "file":
+        return None
+    return local_root(storage_url)
+
+
+def ensure_secrets(config: Config) -> Config:
+    """Fill an unset admin token and secret from `<data dir>/.secrets/`, generating them once.
+
+    Only local `file://` storage may do this: with shared storage the processes may be on
+    different machines, which must be given the same values (`TRACKER_ADMIN_TOKEN`,
+    `TRACKER_SECRET`) explicitly.
+    """
+    missing = {name: key for name, key in _SECRET_KEYS.items() if not getattr(config, name)}
+    if not missing:
+        return config
+    root = local_path(config.storage)
+    if root is None:
+        scheme = urlparse(config.storage).scheme
+        raise ConfigError(
+            f"{' and '.join(missing.values())} must be set when TRACKER_STORAGE is not a local "
+            f"file:// URL (it is {scheme}://...)"
+        )
+    directory = root / ".secrets"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.stat().st_mode & 0o777 != 0o700:
+            os.chmod(directory, 0o700)
+        values = {name: _load_or_create(directory / name) for name in missing}
+    except OSError as exc:
+        raise ConfigError(f"cannot keep secrets in {directory}: {exc.strerror or exc}") from exc
+    return config.replace(**values)
+
+
+def _load_or_create(path: Path) -> str:
+    """Read `path`, or publish a new random value there; concurrent callers all read the winner.
+
+    The value is written and fsynced under a private temporary name, then hard-linked to `path`:
+    a link never replaces an existing file, so the first process wins and the file is never seen
+    half-written.
+    """
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, secrets.token_urlsafe(32).encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+            log.info("generated %s in %s", path.name, path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        raise ConfigError(f"{path} is empty; delete it to have a new value generated")
+    return value

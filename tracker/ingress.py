@@ -1,0 +1,460 @@
+"""The HTTP ingress: the seed's routes, validated and secured, as one Starlette app.
+
+`build_app(tracker, config)` is what the Ray Serve deployment (`serve_app.py`) serves. Routes
+resolve the user named in the request and call their tracker through a `Dispatcher`. HTTP
+status codes are mapped from the error tree in exactly one place, `error_response`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tracker import auth, schema
+from tracker.api import Tracker
+from tracker.config import Config
+from tracker.dispatch import Dispatcher
+from tracker.errors import (
+    Forbidden,
+    InvalidInput,
+    InvalidMovement,
+    RateLimited,
+    StorageUnavailable,
+    TooLarge,
+    TrackerError,
+    Unauthorized,
+    UnknownSession,
+    UnsupportedMediaType,
+)
+from tracker.metrics import Metrics
+from tracker.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 64 * 1024
+ADMIN_COOKIE = "tracker_admin"
+VISITOR_COOKIE = "tracker_visitor"
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+JSON_TYPES = ("application/json", "text/plain")
+
+
+# -- errors: the one place where they become status codes --------------------------------------
+
+
+def error_response(exc: Exception) -> Response:
+    headers: dict[str, str] = {}
+    body: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, InvalidInput):
+        body = {"error": exc.message, "field": exc.field}
+    if isinstance(exc, TooLarge):
+        status = 413
+    elif isinstance(exc, InvalidInput):
+        status = 400 if exc.field == "body" else 422
+    elif isinstance(exc, UnsupportedMediaType):
+        status = 415
+    elif isinstance(exc, UnknownSession):
+        status = 404
+    elif isinstance(exc, Unauthorized):
+        status = 401
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, Forbidden):
+        status = 403
+    elif isinstance(exc, RateLimited):
+        status = 429
+        headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+    elif isinstance(exc, StorageUnavailable):
+        status = 503
+        headers["Retry-After"] = "1"
+        body = {"error": "storage unavailable; nothing was stored, retry later"}
+    else:
+        log.exception("unexpected error", exc_info=exc)
+        status = 500
+        body = {"error": "internal error"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- middleware --------------------------------------------------------------------------------
+
+
+class SecurityHeaders:
+    """CSP and friends on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+class Ingress:
+    """Route handlers with their collaborators (tracker, limits, secrets, metrics)."""
+
+    def __init__(self, tracker: Tracker, config: Config) -> None:
+        if not config.admin_token or not config.secret:
+            config = auth.ensure_secrets(config)
+        self.tracker = tracker
+        self.config = config
+        self.dispatch = Dispatcher(tracker)
+        self.ip_limiter = RateLimiter(config.rate_limit)
+        self.user_limiter = RateLimiter(config.rate_limit)
+        self.opt_out = frozenset(config.opt_out)
+        self.metrics = Metrics()
+        self.admin_token: str = config.admin_token or ""
+        self.secret: str = config.secret or ""
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    async def body(self, request: Request, types: tuple[str, ...] = JSON_TYPES) -> bytes:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in types:
+            raise UnsupportedMediaType(
+                f"content type {content_type or '(none)'!r}; expected one of {', '.join(types)}"
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise TooLarge("body", f"{declared} bytes; at most {MAX_BODY_BYTES}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def json_body(self, request: Request) -> Any:
+        data = await self.body(request)
+        try:
+            return msgspec.json.decode(data)
+        except msgspec.DecodeError as exc:
+            raise InvalidInput("body", f"not valid JSON: {exc}") from None
+
+    def limit(self, request: Request, user_id: str | None = None) -> None:
+        # Client IPs stay in this process's memory only; they are never stored.
+        self.ip_limiter.check(request.client.host if request.client else "?")
+        if user_id is not None:
+            self.user_limiter.check(user_id)
+
+    def authorize_user(self, request: Request, user_id: str) -> None:
+        """Anonymous visitors are random UUIDs; any other user ID needs its identity token."""
+        if auth.is_anonymous(user_id):
+            return
+        token = auth.bearer(request.headers.get("authorization"))
+        if token is None:
+            raise Unauthorized(f"user {user_id!r} is not anonymous: an identity token is required")
+        auth.verify_token(self.secret, user_id, token)
+
+    def require_admin(self, request: Request) -> None:
+        presented = auth.bearer(request.headers.get("authorization"))
+        if presented is None:
+            presented = request.cookies.get(ADMIN_COOKIE)
+        auth.check_admin(self.admin_token, presented)
+
+    def is_admin(self, request: Request) -> bool:
+        try:
+            self.require_admin(request)
+        except Unauthorized:
+            return False
+        return True
+
+    def visitor_proof(self, user_id: str) -> str:
+        mac = hmac.new(self.secret.encode(), f"visitor\n{user_id}".encode(), hashlib.sha256)
+        return mac.hexdigest()
+
+    def declined(self, request: Request, user_id: str) -> bool:
+        """Global Privacy Control, Do Not Track, or the server-side opt-out list."""
+        return (
+            request.headers.get("sec-gpc") == "1"
+            or request.headers.get("dnt") == "1"
+            or user_id in self.opt_out
+        )
+
+    # -- tracking routes -------------------------------------------------------------------
+
+    async def track(self, request: Request) -> Response:
+        body = await self.body(request)
+        movements = schema.movements_from_json(body, self.now_ms())
+        if not movements:
+            return JSONResponse({"success": True, "accepted": 0})
+        user_id = movements[0].userId
+        for index, movement in enumerate(movements):
+            if movement.userId != user_id:
+                raise InvalidMovement(
+                    f"events.{index}.userId", "all events of one request must be for one user"
+                )
+        self.limit(request, user_id)
+        self.authorize_user(request, user_id)
+        if self.declined(request, user_id):
+            return JSONResponse({"success": True, "accepted": 0})
+        for movement in movements:
+            if movement.eventId is None:
+                # Lets an internal retry of this request count once.
+                movement.eventId = uuid.uuid4().hex
+        await self.dispatch.track(user_id, movements)
+        self.metrics.events.inc(len(movements))
+        return JSONResponse({"success": True, "accepted": len(movements)})
+
+    async def create_session(self, request: Request) -> Response:
+        raw = await self.json_body(request)
+        req = schema.session_request_from_obj(raw)
+        self.limit(request, req.userId)
+        self.authorize_user(request, req.userId)
+        if self.declined(request, req.userId):
+            return JSONResponse({"success": False, "declined": True})
+        info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
+        session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
+        response = JSONResponse({"success": True, "session": session})
+        response.set_cookie(
+            VISITOR_COOKIE,
+            f"{req.userId}.{self.visitor_proof(req.userId)}",
+            max_age=365 * 24 * 3600,
+            httponly=True,
+            samesite="lax",
+            path="/api/track",
+        )
+        return response
+
+    async def get_session(self, request: Request) -> Response:
+        user_id = schema.check_id("userId", request.query_params.get("userId"))
+        session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
+        self.limit(request, user_id)
+        if not self.is_admin(request):
+            cookie = request.cookies.get(VISITOR_COOKIE, "")
+            owner, _, proof = cookie.rpartition(".")
+            visitor = owner == user_id and hmac.compare_digest(proof, self.visitor_proof(user_id))
+            if not visitor:
+                token = auth.bearer(request.headers.get("authorization"))
+                if token is None:
+                    raise Forbidden("only the visitor who owns this session, or the admin")
+                auth.verify_token(self.secret, user_id, token)
+        session = await self.dispatch.call(user_id, "get_session", session_id)
+        return JSONResponse(session)
+
+    # -- admin routes ------------------------------------------------------------------------
+
+    async def analytics(self, request: Request) -> Response:
+        self.require_admin(request)
+        params = request.query_params
+        filters: dict[str, Any] = {}
+        for name in ("from", "to"):
+            if params.get(name):
+                value = params[name]
+                if not value.isdigit():
+                    raise InvalidInput(name, f"{value!r} is not a time in ms since the epoch")
+                filters[f"{name}_ms"] = int(value)
+        if params.get("path"):
+            if len(params["path"]) > 2048:
+                raise InvalidInput("path", "longer than 2048 characters")
+            filters["path"] = params["path"]
+        report: dict[str, Any] = await self.tracker.aggregator.report.remote(
+            self.now_ms(), filters
+        )
+        report.setdefault("userSessions", [])
+        if params.get("userId"):
+            user_id = schema.check_id("userId", params["userId"])
+            mine = await self.dispatch.call(user_id, "analytics")
+            report["userSessions"] = mine["userSessions"]
+        return JSONResponse(report)
+
+    async def analytics_stream(self, request: Request) -> Response:
+        self.require_admin(request)
+        aggregator = self.tracker.aggregator
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b"retry: 2000\n\n"
+            quiet_s = 0.0
+            while not await request.is_disconnected():
+                started = time.monotonic()
+                count: int = await aggregator.wait_events.remote(5.0)
+                if count:
+                    quiet_s = 0.0
+                    data = json.dumps({"events": count, "at": self.now_ms()})
+                    yield f"event: update\ndata: {data}\n\n".encode()
+                    await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+                else:
+                    quiet_s += time.monotonic() - started
+                    if quiet_s >= 15:
+                        quiet_s = 0.0
+                        yield b": keepalive\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def admin_login(self, request: Request) -> Response:
+        self.limit(request)
+        raw = await self.json_body(request)
+        token = raw.get("token") if isinstance(raw, dict) else None
+        if not isinstance(token, str):
+            raise InvalidInput("token", "expected the admin token as a string")
+        auth.check_admin(self.admin_token, token)
+        response = JSONResponse({"success": True})
+        response.set_cookie(
+            ADMIN_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600
+        )
+        return response
+
+    async def admin_logout(self, request: Request) -> Response:
+        response = JSONResponse({"success": True})
+        response.delete_cookie(ADMIN_COOKIE, path="/")
+        return response
+
+    async def user_detail(self, request: Request) -> Response:
+        self.require_admin(request)
+        user_id = schema.check_id("userId", request.path_params["user_id"])
+        result = await self.dispatch.call(user_id, "analytics")
+        return JSONResponse({"userId": user_id, "sessions": result["userSessions"]})
+
+    async def erase_user(self, request: Request) -> Response:
+        self.require_admin(request)
+        user_id = schema.check_id("userId", request.path_params["user_id"])
+        result = await self.dispatch.call(user_id, "erase")
+        return JSONResponse(result)
+
+    async def export_user(self, request: Request) -> Response:
+        self.require_admin(request)
+        user_id = schema.check_id("userId", request.path_params["user_id"])
+        lines = await self.dispatch.call(user_id, "export")
+        body = b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
+        return Response(
+            body,
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{user_id}.ndjson"'},
+        )
+
+    # -- service routes ----------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def openapi(self, request: Request) -> Response:
+        from tracker.openapi import openapi_document
+
+        return JSONResponse(openapi_document())
+
+    async def tracker_js(self, request: Request) -> Response:
+        return FileResponse(
+            STATIC / "tracker.js",
+            media_type="application/javascript",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
+    def page(self, name: str) -> Callable[[Request], Awaitable[Response]]:
+        path = STATIC / name
+
+        async def serve(request: Request) -> Response:
+            return FileResponse(path, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+        return serve
+
+
+def _handled(
+    ingress: Ingress, handler: Callable[[Request], Awaitable[Response]], route: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: map errors to responses and count requests."""
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = error_response(exc)
+        ingress.metrics.observe(route, request.method, response.status_code, started)
+        return response
+
+    return endpoint
+
+
+def build_app(tracker: Tracker, config: Config) -> Starlette:
+    """The whole HTTP app: API, browser tracker, demo site and dashboard."""
+    ingress = Ingress(tracker, config)
+    h = ingress
+
+    def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
+        return Route(path, _handled(ingress, handler, path), methods=methods)
+
+    routes = [
+        route("/api/track", h.track, ["POST"]),
+        route("/api/track/session", h.create_session, ["POST"]),
+        route("/api/track/session", h.get_session, ["GET"]),
+        route("/api/analytics", h.analytics, ["GET"]),
+        route("/api/analytics/stream", h.analytics_stream, ["GET"]),
+        route("/api/admin/login", h.admin_login, ["POST"]),
+        route("/api/admin/logout", h.admin_logout, ["POST"]),
+        route("/api/users/{user_id}", h.user_detail, ["GET"]),
+        route("/api/users/{user_id}", h.erase_user, ["DELETE"]),
+        route("/api/users/{user_id}/export", h.export_user, ["GET"]),
+        route("/tracker.js", h.tracker_js, ["GET"]),
+        route("/healthz", h.healthz, ["GET"]),
+        route("/metrics", h.metrics_text, ["GET"]),
+        route("/openapi.json", h.openapi, ["GET"]),
+        route("/", h.page("demo/index.html"), ["GET"]),
+        route("/app/{rest:path}", h.page("demo/index.html"), ["GET"]),
+        route("/long", h.page("demo/long.html"), ["GET"]),
+        route("/form", h.page("demo/form.html"), ["GET"]),
+        route("/analytics", h.page("dashboard.html"), ["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders)]
+    if ingress.config.allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(ingress.config.allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Content-Type", "Authorization"],
+                allow_credentials=True,
+                max_age=600,
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.ingress = ingress
+    return app

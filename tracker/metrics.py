@@ -1,0 +1,38 @@
+"""Prometheus metrics of one HTTP replica, rendered for `GET /metrics`.
+
+A registry of this process's own (not the global one), so each app instance counts alone.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tracker_http_requests",
+            "HTTP requests by route, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tracker_http_request_duration_seconds",
+            "Time to answer HTTP requests, by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "tracker_events_accepted", "Movements acknowledged (durable).", registry=self.registry
+        )
+
+    def observe(self, route: str, method: str, status: int, started: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(time.perf_counter() - started)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

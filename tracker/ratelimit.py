@@ -1,0 +1,81 @@
+"""Token buckets per key (a client address, a user ID), bounded in memory.
+
+Each key may spend `burst` requests at once and regains `rate_per_s` tokens a second. Buckets
+live only in this process's memory, never in storage: their keys are client IP addresses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from tracker.errors import ConfigError, RateLimited
+
+
+class RateLimiter:
+    """`check(key)` spends one token of `key`'s bucket or raises `RateLimited`.
+
+    At most `max_keys` buckets are kept, least recently used first out. Forgetting a bucket
+    is harmless once it has refilled (a missing bucket counts as full), and merely lenient
+    before that, so a flood of distinct keys costs memory only up to the bound. Every call is
+    O(1). `rate_per_s == 0` turns limiting off.
+    """
+
+    __slots__ = ("_buckets", "_burst", "_clock", "_lock", "_max_keys", "_rate")
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float | None = None,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not rate_per_s >= 0:
+            raise ConfigError(f"rate_per_s={rate_per_s!r}: must be >= 0")
+        if burst is None:
+            burst = max(rate_per_s, 1.0) * 2
+        if not burst >= 1:
+            raise ConfigError(f"burst={burst!r}: must be at least 1")
+        if max_keys < 1:
+            raise ConfigError(f"max_keys={max_keys!r}: must be at least 1")
+        self._rate = rate_per_s
+        self._burst = burst
+        self._max_keys = max_keys
+        self._clock = clock
+        # key -> (tokens left, clock reading when counted), least recently used first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        """Spend one token of `key`, or raise `RateLimited` with the wait until one is back."""
+        rate = self._rate
+        if rate == 0:
+            return
+        buckets = self._buckets
+        with self._lock:
+            now = self._clock()
+            # pop + insert moves the key to the most recently used end.
+            entry = buckets.pop(key, None)
+            if entry is None:
+                tokens = self._burst
+            else:
+                tokens = min(self._burst, entry[0] + (now - entry[1]) * rate)
+            if len(buckets) >= self._max_keys:
+                buckets.popitem(last=False)
+            elif buckets:
+                # Drop the least recently used bucket if it has refilled: this keeps memory
+                # near the number of active keys, not the bound, at O(1) per call.
+                oldest, (left, counted) = next(iter(buckets.items()))
+                if left + (now - counted) * rate >= self._burst:
+                    del buckets[oldest]
+            if tokens < 1:
+                buckets[key] = (tokens, now)
+                raise RateLimited((1 - tokens) / rate)
+            buckets[key] = (tokens - 1, now)
+
+    def __len__(self) -> int:
+        """How many buckets are held (not yet full or not yet evicted)."""
+        return len(self._buckets)

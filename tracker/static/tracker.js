@@ -1,0 +1,729 @@
+/*
+ * tracker.js: records how a visitor moves through the site (page views with time on page,
+ * clicks, scrolls, hovers, form interactions) and sends them in batches to /api/track.
+ *
+ *   <script src="/tracker.js" defer
+ *           data-endpoint=""               base URL of the tracker API (default: same origin)
+ *           data-user-id="alice"           identified user (default: an anonymous ID)
+ *           data-token="..."               sent as `Authorization: Bearer` for identified users
+ *           data-flush-interval-ms="2000"  how often queued events are sent
+ *           data-hover-ms="500"            dwell over an interactive element that counts as a hover
+ *           data-debug></script>           log what the tracker does to the console
+ *
+ * Privacy: nothing at all is sent under Do Not Track or Global Privacy Control, nor after
+ * `tracker.optOut()`. Form field values are never read; password and credit-card fields are not
+ * even reported as touched. Elements inside `[data-tracker-ignore]` are not tracked.
+ *
+ * Plain ES2019 in one IIFE, no build step. Nothing in here may throw into the host page.
+ */
+(function () {
+  'use strict';
+
+  if (window.tracker && window.tracker.version) return; // included twice
+
+  var KEYS = {
+    session: 'tracking_session_id',
+    sessionSeen: 'tracking_session_seen',
+    user: 'tracking_user_id',
+    optOut: 'tracking_opt_out',
+    lastPage: 'tracking_last_page',
+    pending: 'tracking_pending'
+  };
+  var MAX_QUEUE = 500;
+  var FLUSH_AT = 20;
+  var MAX_BATCH = 100;
+  // Keepalive fetches and beacons share a 64 KB budget in browsers; the server takes 64 KB.
+  var MAX_BODY_BYTES = 60000;
+  var BACKOFF_BASE_MS = 1000;
+  var BACKOFF_MAX_MS = 30000;
+  var RETRY_AFTER_MAX_MS = 10 * 60 * 1000;
+  var SCROLL_DEBOUNCE_MS = 250;
+  var FIELD_DEBOUNCE_MS = 1000;
+  // Matches the server's session timeout: after this much idle time a visit is a new session.
+  var SESSION_IDLE_MS = 30 * 60 * 1000;
+  var MAX_ELEMENT = 512;
+  var MAX_PATH = 2048;
+  var ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
+  var INTERACTIVE = 'a,button,input,select,textarea,[role="button"],label,summary';
+  var IGNORED = '[data-tracker-ignore]';
+
+  var script = document.currentScript || document.querySelector('script[src*="tracker.js"]');
+
+  function attr(name) {
+    return script ? script.getAttribute(name) : null;
+  }
+
+  function msAttr(name, fallback) {
+    var value = parseInt(attr(name), 10);
+    return isFinite(value) && value >= 0 ? value : fallback;
+  }
+
+  var debugAttr = attr('data-debug');
+  var config = {
+    endpoint: (attr('data-endpoint') || '').replace(/\/+$/, ''),
+    userId: attr('data-user-id'),
+    token: attr('data-token'),
+    flushIntervalMs: Math.max(50, msAttr('data-flush-interval-ms', 2000)),
+    hoverMs: msAttr('data-hover-ms', 500),
+    debug: debugAttr !== null && debugAttr !== 'false'
+  };
+
+  function log() {
+    if (!config.debug || !window.console) return;
+    try {
+      console.debug.apply(console, ['[tracker]'].concat(Array.prototype.slice.call(arguments)));
+    } catch (e) { /* no console: nothing to do */ }
+  }
+
+  // Every entry point from the page (listeners, timers, the public API) goes through this.
+  function guard(fn) {
+    return function () {
+      try {
+        return fn.apply(this, arguments);
+      } catch (e) {
+        log('error', e);
+        return undefined;
+      }
+    };
+  }
+
+  function storageGet(area, key) {
+    try { return window[area].getItem(key); } catch (e) { return null; }
+  }
+
+  function storageSet(area, key, value) {
+    try { window[area].setItem(key, value); } catch (e) { /* storage full or disabled */ }
+  }
+
+  function storageRemove(area, key) {
+    try { window[area].removeItem(key); } catch (e) { /* storage disabled */ }
+  }
+
+  function uuid() {
+    var c = window.crypto;
+    if (c && typeof c.randomUUID === 'function') {
+      try { return c.randomUUID(); } catch (e) { /* not a secure context */ }
+    }
+    var b = new Uint8Array(16);
+    if (c && typeof c.getRandomValues === 'function') {
+      c.getRandomValues(b);
+    } else {
+      for (var i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    var hex = [];
+    for (var j = 0; j < 16; j++) hex.push((b[j] + 0x100).toString(16).slice(1));
+    return [hex.slice(0, 4), hex.slice(4, 6), hex.slice(6, 8), hex.slice(8, 10), hex.slice(10)]
+      .map(function (part) { return part.join(''); })
+      .join('-');
+  }
+
+  function storedId(area, key) {
+    var id = storageGet(area, key);
+    if (!id || !ID_RE.test(id)) {
+      id = uuid();
+      storageSet(area, key, id);
+    }
+    return id;
+  }
+
+  function monotonicNow() {
+    return window.performance && performance.now ? performance.now() : Date.now();
+  }
+
+  function privacySignal() {
+    var n = navigator;
+    return n.doNotTrack === '1' || window.doNotTrack === '1' || n.msDoNotTrack === '1' ||
+      n.globalPrivacyControl === true;
+  }
+
+  function optedOut() {
+    return storageGet('localStorage', KEYS.optOut) === '1';
+  }
+
+  // ---------------------------------------------------------------- state
+
+  var state = {
+    enabled: false,
+    installed: false,
+    epoch: 0, // bumped on stop, so answers to requests sent before it are ignored
+    userId: null,
+    token: null,
+    sessionId: null,
+    sessionOk: false,
+    queue: [],
+    inflight: false,
+    attempt: 0,
+    retryAt: 0,
+    retryTimer: null,
+    flushTimer: null,
+    page: { path: null, visibleMs: 0, visibleSince: null },
+    locationTimer: null,
+    hover: { el: null, since: 0 },
+    scrollTimer: null,
+    fields: {}
+  };
+
+  // ---------------------------------------------------------------- page facts
+
+  function currentPath() {
+    return (window.location.pathname || '/').slice(0, MAX_PATH);
+  }
+
+  function pageHeight() {
+    var d = document.documentElement;
+    var b = document.body;
+    return Math.max(d ? d.scrollHeight : 0, b ? b.scrollHeight : 0, window.innerHeight || 0);
+  }
+
+  function pageMetrics() {
+    return {
+      viewportWidth: window.innerWidth,
+      viewportHeight: window.innerHeight,
+      pageHeight: pageHeight()
+    };
+  }
+
+  function scrollPosition() {
+    return { x: Math.round(window.scrollX || 0), y: Math.round(window.scrollY || 0) };
+  }
+
+  function ignored(el) {
+    return !!(el && el.closest && el.closest(IGNORED));
+  }
+
+  // tag#id.class1.class2; getAttribute because an SVG element's className is not a string.
+  function describe(el) {
+    if (!el || !el.tagName) return 'unknown';
+    var text = String(el.tagName).toLowerCase();
+    var id = el.getAttribute('id');
+    if (id) text += '#' + id;
+    var classes = (el.getAttribute('class') || '').trim();
+    if (classes) text += '.' + classes.split(/\s+/).join('.');
+    return text.slice(0, MAX_ELEMENT);
+  }
+
+  function elementOf(target) {
+    if (target && target.nodeType === 3) return target.parentElement; // a text node
+    return target && target.nodeType === 1 ? target : null;
+  }
+
+  // ---------------------------------------------------------------- recording
+
+  function record(event, data) {
+    if (!state.enabled) return;
+    var now = Date.now();
+    touchSession(now);
+    state.queue.push({
+      userId: state.userId,
+      sessionId: state.sessionId,
+      timestamp: now,
+      event: event,
+      data: data,
+      eventId: uuid()
+    });
+    trimQueue();
+    log(event, data);
+    if (state.queue.length >= FLUSH_AT) flush();
+  }
+
+  function trimQueue() {
+    if (state.queue.length > MAX_QUEUE) state.queue.splice(0, state.queue.length - MAX_QUEUE);
+  }
+
+  function touchSession(now) {
+    var seen = parseInt(storageGet('sessionStorage', KEYS.sessionSeen), 10);
+    if (isFinite(seen) && now - seen > SESSION_IDLE_MS) {
+      state.sessionId = uuid();
+      storageSet('sessionStorage', KEYS.session, state.sessionId);
+      state.sessionOk = false;
+    }
+    storageSet('sessionStorage', KEYS.sessionSeen, String(now));
+  }
+
+  // ---------------------------------------------------------------- page views
+
+  function visibleMs() {
+    var page = state.page;
+    return page.visibleMs + (page.visibleSince === null ? 0 : monotonicNow() - page.visibleSince);
+  }
+
+  function pauseVisible() {
+    state.page.visibleMs = visibleMs();
+    state.page.visibleSince = null;
+  }
+
+  function resumeVisible() {
+    if (state.page.visibleSince === null) state.page.visibleSince = monotonicNow();
+  }
+
+  function pageView(path, previousPath, previousDurationMs) {
+    var data = { path: path, metadata: pageMetrics() };
+    if (typeof previousDurationMs === 'number' && previousDurationMs >= 0) {
+      data.duration = Math.round(previousDurationMs);
+    }
+    if (previousPath) data.metadata.referrerPath = previousPath.slice(0, MAX_PATH);
+    state.page = {
+      path: path,
+      visibleMs: 0,
+      visibleSince: document.visibilityState === 'hidden' ? null : monotonicNow()
+    };
+    record('page_view', data);
+  }
+
+  // The first page view of a document: the previous document left its time on page behind.
+  function landingPageView() {
+    var previous = null;
+    try { previous = JSON.parse(storageGet('sessionStorage', KEYS.lastPage) || 'null'); } catch (e) { /* corrupt */ }
+    storageRemove('sessionStorage', KEYS.lastPage);
+    if (previous && typeof previous.path === 'string' && Date.now() - previous.at < SESSION_IDLE_MS) {
+      pageView(currentPath(), previous.path, previous.duration);
+      return;
+    }
+    var referrerPath = null;
+    try {
+      var referrer = new URL(document.referrer);
+      if (referrer.origin === window.location.origin) referrerPath = referrer.pathname;
+    } catch (e) { /* no or foreign referrer */ }
+    pageView(currentPath(), referrerPath, null);
+  }
+
+  function rememberPage() {
+    if (!state.page.path) return;
+    storageSet('sessionStorage', KEYS.lastPage, JSON.stringify({
+      path: state.page.path, duration: Math.round(visibleMs()), at: Date.now()
+    }));
+  }
+
+  // Routers usually render right after pushState: look once the current task is done, so the
+  // page height is the new view's, and a burst of redirects collapses into one page view.
+  function locationMayHaveChanged() {
+    if (!state.enabled || state.locationTimer !== null) return;
+    state.locationTimer = setTimeout(guard(function () {
+      state.locationTimer = null;
+      var path = currentPath();
+      if (!state.enabled || path === state.page.path) return;
+      endHover();
+      emitPendingScroll();
+      emitPendingFields();
+      pageView(path, state.page.path, visibleMs());
+    }), 0);
+  }
+
+  function wrapHistory(name) {
+    var original = history[name];
+    if (typeof original !== 'function') return;
+    history[name] = function () {
+      var result = original.apply(this, arguments);
+      try { locationMayHaveChanged(); } catch (e) { log('error', e); }
+      return result;
+    };
+  }
+
+  // ---------------------------------------------------------------- clicks, scrolls, hovers
+
+  function onClick(e) {
+    var el = elementOf(e.target);
+    if (!state.enabled || ignored(el)) return;
+    var scroll = scrollPosition();
+    record('click', {
+      path: currentPath(),
+      element: describe(el),
+      coordinates: { x: Math.round(e.clientX || 0), y: Math.round(e.clientY || 0) },
+      scrollX: scroll.x,
+      scrollY: scroll.y,
+      metadata: pageMetrics()
+    });
+  }
+
+  function onScroll() {
+    if (!state.enabled) return;
+    clearTimeout(state.scrollTimer);
+    state.scrollTimer = setTimeout(guard(emitPendingScroll), SCROLL_DEBOUNCE_MS);
+  }
+
+  function emitPendingScroll() {
+    if (state.scrollTimer === null) return;
+    clearTimeout(state.scrollTimer);
+    state.scrollTimer = null;
+    var scroll = scrollPosition();
+    var metadata = pageMetrics();
+    var seen = (scroll.y + metadata.viewportHeight) / Math.max(1, metadata.pageHeight);
+    metadata.scrollDepth = Math.max(0, Math.min(100, Math.round(seen * 100)));
+    record('scroll', {
+      path: state.page.path || currentPath(),
+      scrollX: scroll.x,
+      scrollY: scroll.y,
+      metadata: metadata
+    });
+  }
+
+  function interactive(target) {
+    var el = elementOf(target);
+    return el && el.closest && !ignored(el) ? el.closest(INTERACTIVE) : null;
+  }
+
+  function onMouseOver(e) {
+    if (!state.enabled) return;
+    var el = interactive(e.target);
+    if (el === state.hover.el) return;
+    endHover();
+    if (el) state.hover = { el: el, since: monotonicNow() };
+  }
+
+  function onMouseOut(e) {
+    var current = state.hover.el;
+    if (!current) return;
+    if (e.relatedTarget && current.contains(e.relatedTarget)) return; // still inside it
+    endHover();
+  }
+
+  function endHover() {
+    var hover = state.hover;
+    state.hover = { el: null, since: 0 };
+    if (!hover.el) return;
+    var duration = monotonicNow() - hover.since;
+    if (duration > config.hoverMs) {
+      record('hover', {
+        path: state.page.path || currentPath(),
+        element: describe(hover.el),
+        duration: Math.round(duration)
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- forms
+
+  // Which fields may be reported as touched. Their values are never read, whatever the type.
+  function trackableField(el) {
+    if (!el || !el.tagName || ignored(el)) return false;
+    var tag = String(el.tagName).toLowerCase();
+    if (tag !== 'input' && tag !== 'select' && tag !== 'textarea') return false;
+    var type = String(el.type || el.getAttribute('type') || '').toLowerCase();
+    if (type === 'password' || type === 'hidden') return false;
+    if (String(el.getAttribute('type') || '').toLowerCase() === 'password') return false;
+    var autocomplete = String(el.getAttribute('autocomplete') || '').toLowerCase().split(/\s+/);
+    for (var i = 0; i < autocomplete.length; i++) {
+      if (autocomplete[i].indexOf('cc-') === 0) return false;
+    }
+    return true;
+  }
+
+  function onField(action) {
+    return function (e) {
+      var el = elementOf(e.target);
+      if (!state.enabled || !trackableField(el)) return;
+      var name = String(el.getAttribute('name') || el.getAttribute('id') ||
+        String(el.tagName).toLowerCase()).slice(0, MAX_ELEMENT);
+      var pending = state.fields[name];
+      if (pending) clearTimeout(pending.timer);
+      var fieldType = String(el.type || String(el.tagName).toLowerCase()).slice(0, 32);
+      var path = currentPath();
+      var entry = {
+        fire: function () {
+          delete state.fields[name];
+          record('form_interaction', {
+            path: path, element: name, metadata: { action: action, fieldType: fieldType }
+          });
+        }
+      };
+      entry.timer = setTimeout(guard(entry.fire), FIELD_DEBOUNCE_MS);
+      state.fields[name] = entry;
+    };
+  }
+
+  function emitPendingFields() {
+    var fields = state.fields;
+    Object.keys(fields).forEach(function (name) {
+      clearTimeout(fields[name].timer);
+      fields[name].fire();
+    });
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  function utf8Length(text) {
+    return window.TextEncoder ? new TextEncoder().encode(text).length : text.length * 3;
+  }
+
+  // Takes events off the front of the queue, as many as fit in one request body.
+  function takeBatch() {
+    var batch = [];
+    var bytes = 12; // {"events":[]}
+    while (state.queue.length && batch.length < MAX_BATCH) {
+      var size = utf8Length(JSON.stringify(state.queue[0])) + 1;
+      if (size + 12 > MAX_BODY_BYTES) { state.queue.shift(); continue; } // can never be sent
+      if (bytes + size > MAX_BODY_BYTES) break;
+      bytes += size;
+      batch.push(state.queue.shift());
+    }
+    return batch;
+  }
+
+  function requeue(batch) {
+    state.queue = batch.concat(state.queue);
+    trimQueue();
+  }
+
+  function headers() {
+    var h = { 'Content-Type': 'application/json' };
+    if (state.token) h.Authorization = 'Bearer ' + state.token;
+    return h;
+  }
+
+  function post(path, body, done) {
+    var epoch = state.epoch;
+    state.inflight = true;
+    var finish = guard(function (status, retryAfter) {
+      if (epoch !== state.epoch) return; // stopped meanwhile
+      state.inflight = false;
+      done(status, retryAfter);
+    });
+    try {
+      fetch(config.endpoint + path, {
+        method: 'POST',
+        headers: headers(),
+        body: JSON.stringify(body),
+        credentials: 'include',
+        keepalive: true
+      }).then(function (response) {
+        finish(response.status, response.headers.get('Retry-After'));
+      }, function () {
+        finish(0, null);
+      });
+    } catch (e) {
+      finish(0, null);
+    }
+  }
+
+  function retryable(status) {
+    return status === 0 || status === 408 || status === 429 || status >= 500;
+  }
+
+  function parseRetryAfter(value) {
+    if (!value) return null;
+    var seconds = Number(value);
+    var ms = isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
+    return isFinite(ms) ? Math.min(RETRY_AFTER_MAX_MS, Math.max(0, ms)) : null;
+  }
+
+  function scheduleRetry(status, retryAfter) {
+    var delay = (status === 429 || status === 503) ? parseRetryAfter(retryAfter) : null;
+    if (delay === null) {
+      var ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * Math.pow(2, state.attempt));
+      delay = ceiling / 2 + Math.random() * ceiling / 2; // jitter, so clients do not stampede
+    }
+    state.attempt += 1;
+    state.retryAt = Date.now() + delay;
+    clearTimeout(state.retryTimer);
+    state.retryTimer = setTimeout(guard(function () {
+      state.retryAt = 0;
+      flush();
+    }), delay);
+    log('retrying in', Math.round(delay), 'ms after HTTP', status);
+  }
+
+  function succeeded() {
+    state.attempt = 0;
+    state.retryAt = 0;
+  }
+
+  function startSession() {
+    var deviceInfo = { userAgent: String(navigator.userAgent || 'unknown').slice(0, 512) };
+    try { deviceInfo.screenResolution = (screen.width + 'x' + screen.height).slice(0, 32); } catch (e) { /* no screen */ }
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone) deviceInfo.timezone = String(zone).slice(0, 64);
+    } catch (e) { /* no Intl */ }
+    var body = { userId: state.userId, sessionId: state.sessionId, deviceInfo: deviceInfo };
+    var token = state.token;
+    post('/api/track/session', body, function (status, retryAfter) {
+      if (status >= 200 && status < 300) {
+        // identify() or a session rotation while this was in flight asks for another one
+        state.sessionOk = body.userId === state.userId && body.sessionId === state.sessionId &&
+          token === state.token;
+        succeeded();
+        flush();
+      } else if (retryable(status)) {
+        scheduleRetry(status, retryAfter);
+      } else {
+        log('session refused with HTTP', status, '- tracking stops');
+        stop();
+      }
+    });
+  }
+
+  function flush() {
+    if (!state.enabled || state.inflight || Date.now() < state.retryAt) return;
+    if (!state.sessionOk) {
+      startSession();
+      return;
+    }
+    var batch = takeBatch();
+    if (!batch.length) return;
+    post('/api/track', { events: batch }, function (status, retryAfter) {
+      if (status >= 200 && status < 300) {
+        succeeded();
+        if (state.queue.length >= FLUSH_AT) flush();
+      } else if (retryable(status)) {
+        requeue(batch);
+        scheduleRetry(status, retryAfter);
+      } else {
+        log('dropping', batch.length, 'events refused with HTTP', status);
+      }
+    });
+  }
+
+  // The page may be gone in a moment: hand everything to the browser to deliver. A beacon
+  // cannot carry an Authorization header, so identified users get a keepalive fetch instead.
+  function flushOnHide() {
+    if (!state.enabled) return;
+    endHover();
+    emitPendingScroll();
+    emitPendingFields();
+    pauseVisible();
+    rememberPage();
+    var url = config.endpoint + '/api/track';
+    while (state.queue.length) {
+      var batch = takeBatch();
+      if (!batch.length) break;
+      var body = JSON.stringify({ events: batch });
+      var handed = false;
+      if (!state.token && navigator.sendBeacon) {
+        try {
+          handed = navigator.sendBeacon(url, new Blob([body], { type: 'text/plain' }));
+        } catch (e) { handed = false; }
+      } else {
+        try {
+          fetch(url, {
+            method: 'POST', headers: headers(), body: body, credentials: 'include', keepalive: true
+          }).catch(function () { /* the page is leaving: nothing more to do */ });
+          handed = true;
+        } catch (e) { handed = false; }
+      }
+      if (!handed) {
+        requeue(batch);
+        break;
+      }
+    }
+    // Whatever the browser would not take is kept for the next page of this site.
+    if (state.queue.length) {
+      storageSet('localStorage', KEYS.pending, JSON.stringify(state.queue.slice(-MAX_QUEUE)));
+    }
+  }
+
+  function restorePending() {
+    var saved = null;
+    try { saved = JSON.parse(storageGet('localStorage', KEYS.pending) || 'null'); } catch (e) { /* corrupt */ }
+    storageRemove('localStorage', KEYS.pending);
+    if (Array.isArray(saved)) {
+      state.queue = saved.filter(function (m) { return m && typeof m === 'object'; })
+        .concat(state.queue);
+      trimQueue();
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  function onVisibility() {
+    if (document.visibilityState === 'hidden') {
+      flushOnHide();
+    } else {
+      storageRemove('sessionStorage', KEYS.lastPage); // still here after all
+      resumeVisible();
+    }
+  }
+
+  function onPageShow(e) {
+    if (e.persisted && state.enabled) landingPageView(); // restored from the back/forward cache
+  }
+
+  function install() {
+    if (state.installed) return;
+    state.installed = true;
+    var passive = { capture: true, passive: true };
+    document.addEventListener('click', guard(onClick), passive);
+    document.addEventListener('mouseover', guard(onMouseOver), passive);
+    document.addEventListener('mouseout', guard(onMouseOut), passive);
+    document.addEventListener('input', guard(onField('input')), passive);
+    document.addEventListener('change', guard(onField('change')), passive);
+    window.addEventListener('scroll', guard(onScroll), { passive: true });
+    window.addEventListener('popstate', guard(locationMayHaveChanged));
+    document.addEventListener('visibilitychange', guard(onVisibility));
+    window.addEventListener('pagehide', guard(flushOnHide));
+    window.addEventListener('pageshow', guard(onPageShow));
+    wrapHistory('pushState');
+    wrapHistory('replaceState');
+  }
+
+  function start() {
+    if (state.enabled || privacySignal() || optedOut()) return;
+    state.enabled = true;
+    state.epoch += 1;
+    if (!state.userId) {
+      var configured = config.userId && ID_RE.test(config.userId) ? config.userId : null;
+      if (config.userId && !configured) log('ignoring invalid data-user-id');
+      state.userId = configured || storedId('localStorage', KEYS.user);
+      state.token = configured ? config.token : null;
+    }
+    state.sessionId = storedId('sessionStorage', KEYS.session);
+    state.sessionOk = false;
+    install();
+    restorePending();
+    landingPageView();
+    state.flushTimer = setInterval(guard(flush), config.flushIntervalMs);
+    flush();
+  }
+
+  function stop() {
+    state.enabled = false;
+    state.epoch += 1;
+    state.queue = [];
+    state.inflight = false;
+    state.attempt = 0;
+    state.retryAt = 0;
+    [state.retryTimer, state.scrollTimer, state.locationTimer].forEach(clearTimeout);
+    clearInterval(state.flushTimer);
+    Object.keys(state.fields).forEach(function (name) { clearTimeout(state.fields[name].timer); });
+    state.fields = {};
+    state.retryTimer = state.scrollTimer = state.locationTimer = state.flushTimer = null;
+    state.hover = { el: null, since: 0 };
+    storageRemove('localStorage', KEYS.pending);
+    storageRemove('sessionStorage', KEYS.lastPage);
+  }
+
+  window.tracker = {
+    version: '1',
+    optOut: guard(function () {
+      storageSet('localStorage', KEYS.optOut, '1');
+      stop();
+    }),
+    optIn: guard(function () {
+      storageRemove('localStorage', KEYS.optOut);
+      start();
+      return state.enabled; // false while Do Not Track or Global Privacy Control is on
+    }),
+    flush: guard(function () { flush(); }),
+    identify: guard(function (userId, token) {
+      if (userId !== null && userId !== undefined && !ID_RE.test(String(userId))) {
+        log('identify: not 1-128 characters of [A-Za-z0-9._:@-]');
+        return false;
+      }
+      if (state.enabled) flush(); // what was recorded so far goes out as the previous user
+      if (userId === null || userId === undefined) {
+        state.userId = storedId('localStorage', KEYS.user);
+        state.token = null;
+      } else {
+        state.userId = String(userId);
+        state.token = token ? String(token) : null;
+      }
+      state.sessionOk = false;
+      if (state.enabled && !state.inflight) flush();
+      return true;
+    }),
+    isEnabled: function () { return state.enabled; }
+  };
+
+  guard(start)();
+})();
