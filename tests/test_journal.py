@@ -1,4 +1,4 @@
-"""The journal: group commit, fencing of older incarnations, and recovery of what was acknowledged."""
+"""The journal: group commit, fencing of older incarnations, recovery of what was acknowledged."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def test_a_failed_commit_raises_and_the_journal_keeps_working_afterwards(
     storage.ambiguous = ambiguous
 
     async def scenario() -> None:
-        journal, _ = await opened(storage)  # type: ignore[arg-type]
+        journal, _ = await opened(storage)
         await journal.append(["before"])
         storage.failing = True
         failed = [journal.append(["lost", i]) for i in range(3)]
@@ -173,7 +173,7 @@ def test_a_failed_commit_raises_and_the_journal_keeps_working_afterwards(
             assert not isinstance(info.value, Fenced)
         storage.failing = False
         await journal.append(["after"])
-        replayed = records_of(await Journal(storage, "j").open())  # type: ignore[arg-type]
+        replayed = records_of(await Journal(storage, "j").open())
         acknowledged = [["before"], ["after"]]
         assert [r for r in replayed if r in acknowledged] == acknowledged
 

@@ -100,7 +100,7 @@ def test_errors_in_a_batch_name_the_event_by_position() -> None:
 
 def test_rules_checked_after_parsing_name_the_event_in_a_batch() -> None:
     assert field_of([raw(), raw(timestamp=NOW + 10 * 60_000)]) == "events.1.timestamp"
-    deep = {"a": {"b": {"c": {"d": {}}}}}
+    deep: dict[str, Any] = {"a": {"b": {"c": {"d": {}}}}}
     assert field_of([raw(data={"metadata": deep})]) == "events.0.data.metadata.a.b.c.d"
 
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from conftest import S3_BUCKET, free_port
 
 from tracker.errors import StorageUnavailable
 from tracker.storage import (
@@ -18,8 +19,6 @@ from tracker.storage import (
     Storage,
     open_storage,
 )
-
-from conftest import S3_BUCKET, free_port
 
 T = TypeVar("T")
 

@@ -246,11 +246,14 @@ def wait_for_tracker(page: Page) -> None:
 def wait_for_events(
     recorder: Recorder, kind: str, count: int = 1, timeout_s: float = 10.0
 ) -> list[dict[str, Any]]:
-    return wait_until(
-        lambda: (found := recorder.of(kind)) and len(found) >= count and found,
-        timeout_s=timeout_s,
-        message=f"{count} {kind} event(s); got {[e['event'] for e in recorder.events()]}",
-    )
+    def enough() -> list[dict[str, Any]] | None:
+        found = recorder.of(kind)
+        return found if len(found) >= count else None
+
+    try:
+        return wait_until(enough, timeout_s=timeout_s, message=f"{count} {kind} event(s)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; got {[e['event'] for e in recorder.events()]}") from None
 
 
 def wait_page_ms(page: Page, ms: float) -> None:

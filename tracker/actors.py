@@ -94,9 +94,13 @@ class HostActor:
     async def tick(self) -> None:
         """Ship analytics and alarm requests, compact, and (per-user) exit when idle."""
         if not self.delta.is_empty():
-            delta, self.delta = self.delta, SiteStats()
+            delta = self.delta.take_delta()
             aggregator = ray.get_actor(AGGREGATOR_NAME, namespace=self.config.namespace)
-            await aggregator.merge.remote(delta.to_wire())
+            try:
+                await aggregator.merge.remote(delta.to_wire())
+            except Exception:
+                self.delta.merge(delta)  # ship it again next tick
+                raise
         requests = self.host.take_alarm_requests()
         if requests:
             scheduler = ray.get_actor(SCHEDULER_NAME, namespace=self.config.namespace)
@@ -148,6 +152,7 @@ class HostActor:
 
     async def erase(self, user_id: str) -> dict[str, Any]:
         result = await self._call(self.host.erase, user_id)
+        self.delta.forget_user(user_id)
         scheduler = ray.get_actor(SCHEDULER_NAME, namespace=self.config.namespace)
         await scheduler.delete_alarm.remote(user_id)
         aggregator = ray.get_actor(AGGREGATOR_NAME, namespace=self.config.namespace)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ray.actor import ActorHandle
-from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from tracker.actors import host_actor
 from tracker.api import Tracker
@@ -74,6 +74,8 @@ class Dispatcher:
                     results = await queue.handle.track_batch.remote(items)
                 except (ActorDiedError, ActorUnavailableError) as exc:
                     results = [StorageUnavailable(f"host unavailable: {exc}")] * len(items)
+                except RayTaskError as exc:
+                    results = [_cause(exc)] * len(items)
                 except Exception as exc:
                     results = [exc] * len(items)
                 for future, result in zip(futures, results, strict=True):
@@ -89,7 +91,17 @@ class Dispatcher:
     # -- everything else -------------------------------------------------------------------
 
     async def call(self, user_id: str, method: str, *args: Any) -> Any:
-        """Call `method(user_id, *args)` on the user's tracker and await the result."""
+        """Call `method(user_id, *args)` on the user's tracker and await the result.
+
+        Errors raised by the tracker come back as themselves, without Ray's remote traceback
+        (which must not reach an HTTP client).
+        """
+        try:
+            return await self._call(user_id, method, *args)
+        except RayTaskError as exc:
+            raise _cause(exc) from None
+
+    async def _call(self, user_id: str, method: str, *args: Any) -> Any:
         if self.config.placement == "sharded":
             handle = self.tracker.hosts[host_name(user_id, self.config)]
             try:
@@ -115,3 +127,8 @@ class Dispatcher:
         else:
             self._per_user.move_to_end(user_id)
         return handle
+
+
+def _cause(exc: RayTaskError) -> BaseException:
+    cause = exc.cause
+    return cause if isinstance(cause, BaseException) else StorageUnavailable(str(type(exc)))

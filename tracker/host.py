@@ -221,8 +221,12 @@ class UserHost:
         slot = await self._slot(user_id)
         now = self.now_ms()
         limits = self.settings.limits
-        await self._commit(user_id, slot, slot.tracker.expire_record(now))
+        record = slot.tracker.expire_record(now)
+        if record is not None:
+            await self._commit(user_id, slot, record)
         remaining = await self._apply_retention(user_id, now)
+        # The scheduler re-arms from what this returns; the activation's own request is moot.
+        self.alarm_requests.pop(user_id, None)
         if slot.tracker.is_empty() and not remaining and not slot.committed:
             return None
         return now + limits.alarm_interval_ms
@@ -319,6 +323,9 @@ class UserHost:
                 await asyncio.shield(task)
 
     async def _load(self, user_id: str, stale: UserSlot | None) -> UserSlot:
+        if stale is not None:
+            # Commits already under way on the stale slot land in its `committed` (kept below).
+            await self._settled(stale)
         slot = UserSlot(UserTracker(user_id, self.settings.limits))
         key = user_key(user_id)
         try:
@@ -437,7 +444,7 @@ class UserHost:
         slot.bytes_since_snapshot += len(chunk)
         done = {id(r) for _, r in taken}
         slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
-        if slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
+        if _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
             await self._write_snapshot(slot, through=number)
 
     async def _write_snapshot(self, slot: UserSlot, through: int) -> None:
@@ -466,14 +473,14 @@ class UserHost:
         """Delete history chunks older than retention; return how many remain."""
         cutoff_s = (now - self.settings.limits.retention_ms) / 1000
         infos = await self.storage.list_objects(f"{user_key(user_id)}/chunks")
+        old = {i.key: int(i.key.rsplit("/", 1)[1]) for i in infos if i.last_modified_s < cutoff_s}
         slot = self.slots.get(user_id)
+        if slot is not None and old and max(old.values()) > slot.snapshot_through and _quiet(slot):
+            # Chunks not yet folded into a snapshot are still needed to activate the user:
+            # fold them in first (small users otherwise never get a snapshot).
+            await self._write_snapshot(slot, through=slot.next_chunk - 1)
         through = slot.snapshot_through if slot else 0
-        # Chunks not yet folded into a snapshot are still needed to activate the user.
-        doomed = [
-            i.key
-            for i in infos
-            if i.last_modified_s < cutoff_s and int(i.key.rsplit("/", 1)[1]) <= through
-        ]
+        doomed = [key for key, number in old.items() if number <= through]
         await self.storage.delete(doomed)
         return len(infos) - len(doomed)
 
@@ -501,3 +508,9 @@ class UserHost:
             "logBytes": self.journal.bytes_since_truncate,
             "fenced": self.journal.fenced,
         }
+
+
+def _quiet(slot: UserSlot) -> bool:
+    """Whether the live state is exactly the user's stored history, as a snapshot must be:
+    nothing committed but not yet in a chunk, nothing applied but not yet committed."""
+    return not slot.committed and not slot.inflight and not slot.stale

@@ -52,7 +52,10 @@ class Journal:
 
     async def open(self) -> list[tuple[Position, list[Any]]]:
         """Claim a new epoch and return the records to replay, oldest first."""
-        epochs = [int(i.key.rsplit("/", 1)[1]) for i in await self.storage.list_objects(f"{self.prefix}/epochs")]
+        epochs = [
+            int(i.key.rsplit("/", 1)[1])
+            for i in await self.storage.list_objects(f"{self.prefix}/epochs")
+        ]
         epoch = max(epochs, default=0) + 1
         while True:
             try:

@@ -118,7 +118,11 @@ def _analytics_schema() -> Json:
     number: Json = {"type": "number"}
     heatmap = _object(
         {
-            "path": text,
+            "path": {
+                "type": ["string", "null"],
+                "description": "The page shown: the one asked for, else the most clicked; "
+                "null before any click.",
+            },
             "binsX": {"type": "integer", "minimum": 1},
             "binHeightPx": {"type": "integer", "minimum": 1},
             "cells": _array(

@@ -90,9 +90,14 @@ class AlarmScheduler:
 
     # -- the alarm API ---------------------------------------------------------------------
 
+    # Each change is logged and made in memory with no await in between, so a compaction can
+    # never snapshot memory without a change whose log segment it then deletes. A change whose
+    # commit fails stays in memory: an alarm that fires once too often is harmless.
+
     async def set_alarm(self, user_id: str, due_ms: int) -> None:
-        await self.journal.append(["set", user_id, due_ms])
+        committed = self.journal.append(["set", user_id, due_ms])
         self._set(user_id, due_ms)
+        await committed
 
     async def ensure_alarms(self, requests: dict[str, int]) -> int:
         """Arm each user's alarm unless one is pending already; return how many were armed."""
@@ -100,19 +105,19 @@ class AlarmScheduler:
         if not fresh:
             return 0
         waits = [self.journal.append(["set", u, due]) for u, due in fresh.items()]
-        await asyncio.gather(*waits)
         for user_id, due in fresh.items():
-            if user_id not in self.alarms:
-                self._set(user_id, due)
+            self._set(user_id, due)
+        await asyncio.gather(*waits)
         return len(fresh)
 
     def get_alarm(self, user_id: str) -> int | None:
         return self.alarms.get(user_id)
 
     async def delete_alarm(self, user_id: str) -> None:
-        await self.journal.append(["del", user_id, 0])
+        committed = self.journal.append(["del", user_id, 0])
         self.alarms.pop(user_id, None)
         self._retries.pop(user_id, None)
+        await committed
 
     def pending(self) -> int:
         return len(self.alarms)

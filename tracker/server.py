@@ -15,13 +15,12 @@ inherit them. That works whether `run` starts Ray or joins a running one.
 from __future__ import annotations
 
 import errno
+import http.client
 import os
 import signal
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from types import FrameType
 from typing import Any
@@ -103,7 +102,7 @@ def run(config: Config, *, block: bool = True) -> str:
         wait_for_applications_running=False,
     )
     url = base_url(config)
-    _wait_until_healthy(url)
+    _wait_until_healthy(config)
     _announce(url, config)
     if block:
         _serve_until_interrupted()
@@ -170,7 +169,7 @@ def _someone_listens(config: Config) -> bool:
         return False
 
 
-def _wait_until_healthy(url: str) -> None:
+def _wait_until_healthy(config: Config) -> None:
     """Poll `/healthz` until it answers 200; fail early if Serve gives up on the deployment."""
     from ray import serve
     from ray.serve.schema import ApplicationStatus
@@ -179,12 +178,10 @@ def _wait_until_healthy(url: str) -> None:
     last = "no answer yet"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2.0) as response:
-                if response.status == 200:
-                    return
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
+            status = _get_status(config, "/healthz")
+            if status == 200:
+                return
+            last = f"HTTP {status}"
         except OSError as exc:
             last = str(exc)
         app = serve.status().applications.get(APP_NAME)
@@ -192,9 +189,23 @@ def _wait_until_healthy(url: str) -> None:
             raise TrackerError(f"Serve could not deploy the tracker: {app.message}")
         time.sleep(0.25)
     raise TrackerError(
-        f"{url}/healthz did not answer 200 within {READY_TIMEOUT_S:.0f} s ({last}); if Serve "
-        "was already running on this Ray cluster with other settings, run `serve shutdown`"
+        f"{base_url(config)}/healthz did not answer 200 within {READY_TIMEOUT_S:.0f} s ({last}); "
+        "if Serve was already running on this Ray cluster with other settings, run "
+        "`serve shutdown`"
     )
+
+
+def _get_status(config: Config, path: str) -> int:
+    # A keep-alive request closed by us: a connection the server closes (as it does after
+    # `Connection: close`, which urllib sends) would hold the port in TIME_WAIT for 60 s.
+    connection = http.client.HTTPConnection(_local_host(config), config.http_port, timeout=2.0)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
 
 
 def _announce(url: str, config: Config) -> None:

@@ -104,7 +104,11 @@ class UserTracker:
             return None, 0
         return ["track", self.user_id, now_ms, entries], len(entries)
 
-    def expire_record(self, now_ms: int) -> Record:
+    def expire_record(self, now_ms: int) -> Record | None:
+        """End the sessions idle longer than the timeout; None when there are none."""
+        cutoff = now_ms - self.limits.session_timeout_ms
+        if all(s.last_activity >= cutoff for s in self.sessions.values()):
+            return None
         return ["expire", self.user_id, now_ms, None]
 
     # -- applying records ------------------------------------------------------------------
@@ -135,9 +139,8 @@ class UserTracker:
 
     def _apply_track(self, now_ms: int, entries: list[list[Any]]) -> None:
         for session_id, event_id, data in entries:
-            if event_id is not None:
-                if event_id in self._seen:
-                    continue
+            if event_id is not None and event_id in self._seen:
+                continue
             session = self.sessions.get(session_id)
             if session is None:
                 # The seed starts a session on its first movement; so do we.
@@ -241,8 +244,14 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
         elif op == "session":
             session_id, device_info = payload
             entry = sessions.setdefault(
-                session_id, {"type": "session", "userId": user_id, "sessionId": session_id,
-                             "startTime": now_ms, "lastActivity": now_ms},
+                session_id,
+                {
+                    "type": "session",
+                    "userId": user_id,
+                    "sessionId": session_id,
+                    "startTime": now_ms,
+                    "lastActivity": now_ms,
+                },
             )
             entry["lastActivity"] = max(entry["lastActivity"], now_ms)
             if device_info is not None:
@@ -254,8 +263,14 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
                         continue
                     seen.add(event_id)
                 entry = sessions.setdefault(
-                    session_id, {"type": "session", "userId": user_id, "sessionId": session_id,
-                                 "startTime": now_ms, "lastActivity": now_ms},
+                    session_id,
+                    {
+                        "type": "session",
+                        "userId": user_id,
+                        "sessionId": session_id,
+                        "startTime": now_ms,
+                        "lastActivity": now_ms,
+                    },
                 )
                 entry["lastActivity"] = max(entry["lastActivity"], now_ms)
                 movements.append({"type": "movement", "receivedAt": now_ms, **movement_dict(data)})

@@ -347,6 +347,7 @@
       var value = $(pair[0]).querySelector('.kpi-value');
       value.textContent = compact(pair[1]);
       value.setAttribute('title', num(pair[1]));
+      $(pair[0]).setAttribute('data-value', String(Number(pair[1]) || 0)); // exact, for tests
     });
     $('kpi-active-users').classList.toggle('has-active', Number(d.activeUsers) > 0);
   }

@@ -1,0 +1,615 @@
+"""`SiteStats`: each aggregate on hand-made events, bounds, time ranges, rage clicks, and the
+property that merging shipped deltas equals observing everything in one place."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracker import analytics
+from tracker.analytics import HOUR_MS, MINUTE_MS, SessionSequences, SiteStats
+from tracker.errors import InvalidInput
+from tracker.schema import Movement
+
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS  # an hour boundary
+
+
+def mv(
+    event: str,
+    path: str | None = None,
+    *,
+    user: str = "u1",
+    session: str = "s1",
+    t: int = T0,
+    element: str | None = None,
+    x: float | None = None,
+    y: float | None = None,
+    scroll_y: float | None = None,
+    **metadata: Any,
+) -> Movement:
+    data: dict[str, Any] = {}
+    if path is not None:
+        data["path"] = path
+    if element is not None:
+        data["element"] = element
+    if x is not None and y is not None:
+        data["coordinates"] = {"x": x, "y": y}
+    if scroll_y is not None:
+        data["scrollY"] = scroll_y
+    if metadata:
+        data["metadata"] = metadata
+    raw = {"userId": user, "sessionId": session, "timestamp": t, "event": event, "data": data}
+    return msgspec.convert(raw, Movement)
+
+
+def click(path: str, x: float, y: float, t: int, **kw: Any) -> Movement:
+    return mv("click", path, element=kw.pop("element", "button#go"), x=x, y=y, t=t, **kw)
+
+
+def ship(delta: SiteStats) -> SiteStats:
+    """What the aggregator receives: the delta's wire form through msgpack."""
+    return SiteStats.from_wire(msgspec.msgpack.decode(msgspec.msgpack.encode(delta.to_wire())))
+
+
+# -- each aggregate ---------------------------------------------------------------------------
+
+
+def test_page_views_are_counted_per_path_and_ranked() -> None:
+    stats = SiteStats()
+    views = [mv("page_view", "/a")] * 3 + [mv("page_view", "/b")] + [mv("page_view", "/c")] * 2
+    stats.observe("u1", views, T0)
+    report = stats.report(T0, top=2)
+    assert report["topPages"] == [{"path": "/a", "count": 3}, {"path": "/c", "count": 2}]
+
+
+def test_clicks_are_counted_per_element_and_path() -> None:
+    stats = SiteStats()
+    stats.observe(
+        "u1",
+        [
+            mv("click", "/a", element="#buy"),
+            mv("click", "/a", element="#buy"),
+            mv("click", "/b", element="#buy"),
+            mv("click", "/a"),  # no element: not an element click
+        ],
+        T0,
+    )
+    assert stats.report(T0)["topElements"] == [
+        {"element": "#buy", "path": "/a", "count": 2},
+        {"element": "#buy", "path": "/b", "count": 1},
+    ]
+
+
+def test_every_movement_counts_in_total_events_and_events_by_type() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [mv("page_view", "/"), mv("hover", "/"), mv("hover", "/")], T0)
+    stats.observe("u2", [mv("form_interaction", "/f", user="u2")], T0 + 1)
+    report = stats.report(T0 + 2)
+    assert report["totalEvents"] == 4
+    assert report["eventsByType"] == {
+        "page_view": 1,
+        "click": 0,
+        "scroll": 0,
+        "hover": 2,
+        "form_interaction": 1,
+    }
+
+
+def test_events_per_minute_use_the_server_receive_time_not_the_client_clock() -> None:
+    stats = SiteStats()
+    skewed = mv("hover", "/", t=T0 - 10 * HOUR_MS)
+    stats.observe("u1", [skewed, skewed], T0 + 5_000)
+    stats.observe("u2", [mv("hover", "/", user="u2")], T0 + 2 * MINUTE_MS + 1)
+    series = stats.report(T0 + 2 * MINUTE_MS + 1)["eventsPerMinute"]
+    assert len(series) == analytics.SERIES_MINUTES
+    assert series[-3:] == [
+        {"t": T0, "count": 2, "users": 1},
+        {"t": T0 + MINUTE_MS, "count": 0, "users": 0},
+        {"t": T0 + 2 * MINUTE_MS, "count": 1, "users": 1},
+    ]
+
+
+def test_active_users_are_the_distinct_users_of_the_last_five_minutes() -> None:
+    stats = SiteStats()
+    stats.observe("old", [mv("hover", "/", user="old")], T0)
+    for i in range(3):
+        stats.observe("fresh", [mv("hover", "/", user="fresh")], T0 + 10 * MINUTE_MS + i)
+    stats.observe_session("new", "s9", T0 + 11 * MINUTE_MS)
+    report = stats.report(T0 + 12 * MINUTE_MS)
+    assert report["activeUsers"] == 2
+    assert report["totalUsers"] == 3
+
+
+def test_the_heatmap_bins_relative_x_and_page_y_of_clicks_on_the_path() -> None:
+    stats = SiteStats()
+    stats.observe(
+        "u1",
+        [
+            click("/a", 0, 10, T0, viewportWidth=800),  # x bin 0, row 0
+            click("/a", 799, 10, T0 + 5000, viewportWidth=800),  # x bin 39
+            click("/a", 400, 10, T0 + 10_000, scroll_y=1000, viewportWidth=800),  # row 40
+            click("/a", 400, 10, T0 + 15_000, scroll_y=1000, viewportWidth=800),
+            click("/a", 900, 10, T0 + 20_000, viewportWidth=800),  # beyond the width: clamped
+            click("/a", 5, 5, T0 + 25_000),  # no viewport width: not binned
+            click("/a", 5, 20_000, T0 + 30_000, viewportWidth=800),  # below 10,000 px
+            click("/b", 5, 5, T0 + 35_000, viewportWidth=800),
+        ],
+        T0,
+    )
+    assert stats.report(T0, path="/a")["heatmap"] == {
+        "path": "/a",
+        "binsX": 40,
+        "binHeightPx": 25,
+        "cells": [
+            {"x": 0, "y": 0, "count": 1},
+            {"x": 39, "y": 0, "count": 2},
+            {"x": 20, "y": 40, "count": 2},
+        ],
+    }
+
+
+def test_the_heatmap_defaults_to_the_most_clicked_path() -> None:
+    stats = SiteStats()
+    assert stats.report(T0)["heatmap"]["path"] is None
+    stats.observe(
+        "u1",
+        [click("/few", 1, 1, T0, viewportWidth=100)]
+        + [click("/many", 1, 1, T0 + 2000 * i, viewportWidth=100) for i in range(2)],
+        T0,
+    )
+    heatmap = stats.report(T0)["heatmap"]
+    assert heatmap["path"] == "/many"
+    assert heatmap["cells"] == [{"x": 0, "y": 0, "count": 2}]
+
+
+def test_scroll_depth_counts_each_scroll_event_in_its_ten_percent_bucket() -> None:
+    stats = SiteStats()
+    depths = [0, 9.9, 10, 55, 99.9, 100, 130, -5]
+    stats.observe("u1", [mv("scroll", "/", scrollDepth=d) for d in depths] + [mv("scroll")], T0)
+    counts = {row["bucket"]: row["count"] for row in stats.report(T0)["scrollDepth"]}
+    assert list(counts) == list(range(0, 101, 10))
+    assert counts == {0: 3, 10: 1, 20: 0, 30: 0, 40: 0, 50: 1, 60: 0, 70: 0, 80: 0, 90: 1, 100: 2}
+
+
+def test_journeys_count_page_to_page_transitions_within_each_session() -> None:
+    stats = SiteStats()
+    stats.observe(
+        "u1",
+        [
+            mv("page_view", "/"),
+            mv("page_view", "/"),  # a reload is not a transition
+            mv("click", "/x"),  # other events do not move the session
+            mv("page_view", "/pricing"),
+            mv("page_view", "/", session="s2"),  # another session starts afresh
+            mv("page_view", "/signup"),
+        ],
+        T0,
+    )
+    stats.observe("u2", [mv("page_view", "/app/b", user="u2", referrerPath="/app/a")], T0)
+    assert stats.report(T0)["journeys"] == [
+        {"from": "/", "to": "/pricing", "count": 1},
+        {"from": "/app/a", "to": "/app/b", "count": 1},
+        {"from": "/pricing", "to": "/signup", "count": 1},
+    ]
+
+
+def test_journeys_continue_across_shipped_deltas() -> None:
+    host, aggregator = SiteStats(), SiteStats()
+    host.observe("u1", [mv("page_view", "/a")], T0)
+    aggregator.merge(ship(host.take_delta()))
+    assert host.is_empty()
+    host.observe("u1", [mv("page_view", "/b")], T0 + 1000)
+    aggregator.merge(ship(host.take_delta()))
+    assert aggregator.report(T0 + 1000)["journeys"] == [{"from": "/a", "to": "/b", "count": 1}]
+
+
+# -- rage clicks ------------------------------------------------------------------------------
+
+
+def test_three_clicks_within_30_px_and_one_second_are_a_rage_click() -> None:
+    stats = SiteStats()
+    burst = [
+        click("/a", 100, 100, T0),
+        click("/a", 110, 90, T0 + 300),
+        click("/a", 105, 105, T0 + 600),
+    ]
+    stats.observe("u1", burst, T0 + 700)
+    assert stats.report(T0 + 700)["rageClicks"] == [
+        {
+            "path": "/a",
+            "element": "button#go",
+            "x": 105.0,
+            "y": 105.0,
+            "count": 3,
+            "userId": "u1",
+            "timestamp": T0 + 700,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "clicks",
+    [
+        [(100, 100, 0), (100, 100, 600), (100, 100, 1200)],  # second apart from the first
+        [(100, 100, 0), (140, 100, 100), (180, 100, 200)],  # 40 px apart
+        [(100, 100, 0), (100, 100, 100)],  # only two
+    ],
+    ids=["spread-in-time", "spread-in-space", "too-few"],
+)
+def test_clicks_spread_in_time_or_space_are_not_rage_clicks(
+    clicks: list[tuple[int, int, int]],
+) -> None:
+    stats = SiteStats()
+    stats.observe("u1", [click("/a", x, y, T0 + dt) for x, y, dt in clicks], T0)
+    assert stats.report(T0)["rageClicks"] == []
+
+
+def test_clicks_on_another_path_or_in_another_session_do_not_add_up_to_rage() -> None:
+    stats = SiteStats()
+    stats.observe(
+        "u1",
+        [click("/a", 1, 1, T0), click("/b", 1, 1, T0 + 1), click("/a", 1, 1, T0 + 2, session="s2")],
+        T0,
+    )
+    assert stats.report(T0)["rageClicks"] == []
+
+
+def test_a_continuing_burst_updates_one_rage_click_even_across_deltas() -> None:
+    host, aggregator = SiteStats(), SiteStats()
+    host.observe("u1", [click("/a", 10, 10, T0 + 100 * i) for i in range(4)], T0)
+    aggregator.merge(ship(host.take_delta()))
+    host.observe("u1", [click("/a", 12, 12, T0 + 100 * i) for i in range(4, 6)], T0 + 1000)
+    aggregator.merge(ship(host.take_delta()))
+    host.observe("u1", [click("/a", 10, 10, T0 + 5000 + 100 * i) for i in range(3)], T0 + 6000)
+    aggregator.merge(ship(host.take_delta()))
+    rage = aggregator.report(T0 + 6000)["rageClicks"]
+    assert [(r["count"], r["timestamp"]) for r in rage] == [(3, T0 + 6000), (6, T0 + 1000)]
+
+
+def test_only_the_last_hundred_rage_clicks_are_kept() -> None:
+    stats = SiteStats()
+    for i in range(150):
+        burst = [click("/a", 1, 1, T0 + 10_000 * i + k, session=f"s{i}") for k in range(3)]
+        stats.observe("u1", burst, T0 + i)
+    rage = stats.report(T0 + 200)["rageClicks"]
+    assert len(rage) == analytics.MAX_RAGE_CLICKS
+    assert rage[0]["timestamp"] == T0 + 149
+    assert rage[-1]["timestamp"] == T0 + 50
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+def test_sessions_count_once_whether_created_or_first_seen_in_movements() -> None:
+    stats = SiteStats()
+    stats.observe_session("u1", "s1", T0)
+    stats.observe_session("u1", "s1", T0 + 1)  # created again
+    stats.observe("u1", [mv("hover", "/"), mv("hover", "/", session="s2")], T0 + 2)
+    delta = stats.take_delta()
+    stats.observe("u1", [mv("hover", "/", session="s2")], T0 + 3)
+    aggregator = ship(delta)
+    aggregator.merge(ship(stats))
+    report = aggregator.report(T0 + 4)
+    assert report["totalSessions"] == 2
+    assert report["recentActivity"] == [
+        {
+            "userId": "u1",
+            "sessionId": "s2",
+            "startTime": T0 + 2,
+            "lastActivity": T0 + 3,
+            "movementCount": 2,
+        },
+        {
+            "userId": "u1",
+            "sessionId": "s1",
+            "startTime": T0,
+            "lastActivity": T0 + 2,
+            "movementCount": 1,
+        },
+    ]
+
+
+def test_recent_activity_lists_the_ten_most_recent_sessions() -> None:
+    stats = SiteStats()
+    for i in range(30):
+        stats.observe(f"u{i}", [mv("hover", "/", user=f"u{i}")], T0 + i)
+    recent = stats.report(T0 + 30)["recentActivity"]
+    assert [r["userId"] for r in recent] == [f"u{i}" for i in range(29, 19, -1)]
+
+
+# -- time ranges ------------------------------------------------------------------------------
+
+
+def test_a_time_range_sums_only_the_overlapping_hour_buckets() -> None:
+    stats = SiteStats()
+    for h, page in enumerate(["/h0", "/h1", "/h2"]):
+        stats.observe(
+            "u1", [mv("page_view", page), mv("scroll", page, scrollDepth=50)], T0 + h * HOUR_MS + 5
+        )
+    now = T0 + 3 * HOUR_MS
+    middle = stats.report(now, from_ms=T0 + HOUR_MS + 30 * MINUTE_MS, to_ms=T0 + 2 * HOUR_MS - 1)
+    assert middle["topPages"] == [{"path": "/h1", "count": 1}]
+    assert middle["scrollDepth"][5] == {"bucket": 50, "count": 1}
+    # Event counts come from minute buckets: the range misses /h1's minute.
+    assert middle["totalEvents"] == 0
+    assert middle["eventsPerMinute"][0]["t"] == T0 + HOUR_MS + 30 * MINUTE_MS
+    assert len(middle["eventsPerMinute"]) == 30
+    since = stats.report(now, from_ms=T0 + HOUR_MS)
+    assert [p["path"] for p in since["topPages"]] == ["/h1", "/h2"]
+    assert since["totalEvents"] == 4
+    assert since["eventsByType"]["scroll"] == 2
+    everything = stats.report(now)
+    assert everything["totalEvents"] == 6
+    assert len(everything["topPages"]) == 3
+
+
+def test_rage_clicks_are_filtered_by_the_time_range() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [click("/a", 1, 1, T0 + k) for k in range(3)], T0)
+    stats.observe("u1", [click("/b", 1, 1, T0 + 5000 + k) for k in range(3)], T0 + HOUR_MS)
+    rage = stats.report(T0 + HOUR_MS, from_ms=T0 + 1)["rageClicks"]
+    assert [r["path"] for r in rage] == ["/b"]
+
+
+def test_a_range_that_ends_before_it_starts_is_rejected_naming_from() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        SiteStats().report(T0, from_ms=T0, to_ms=T0 - 1)
+    assert caught.value.field == "from"
+
+
+# -- bounded memory ---------------------------------------------------------------------------
+
+
+def test_keyed_maps_stay_bounded_when_fed_100k_distinct_paths() -> None:
+    stats = SiteStats(SessionSequences(max_sessions=1000))
+    for batch in range(200):
+        movements = []
+        for i in range(500):
+            n = batch * 500 + i
+            path = f"/p{n}"
+            session = f"s{n // 10}"
+            movements.append(mv("page_view", path, session=session))
+            movements.append(
+                click(path, n % 800, n % 9000, T0 + n, session=session, viewportWidth=800)
+            )
+        stats.observe("u1", movements, T0 + batch)
+    hour = stats.hours[T0]
+    assert len(hour.pages) <= analytics.MAX_PAGES
+    assert len(hour.elements) <= analytics.MAX_ELEMENTS
+    assert len(hour.journeys) <= analytics.MAX_JOURNEYS
+    assert hour.heat_cells == sum(map(len, hour.heat.values())) <= analytics.MAX_HEAT_CELLS
+    assert len(stats.recent) <= analytics.MAX_RECENT_SESSIONS
+    assert len(stats.sequences) <= 1000
+    report = stats.report(T0 + 1000)
+    assert report["totalEvents"] == 200_000
+    assert len(report["topPages"]) == 10
+
+
+def test_heavy_keys_survive_pruning_of_light_ones() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [mv("page_view", "/home")] * 50, T0)
+    stats.observe("u1", [mv("page_view", f"/spam{i}") for i in range(20_000)], T0)
+    assert stats.report(T0)["topPages"][0] == {"path": "/home", "count": 50}
+
+
+def test_buckets_keep_at_most_seven_days_and_user_sets_only_for_the_last_hour() -> None:
+    stats = SiteStats()
+    days = 8
+    for m in range(0, days * 24 * 60, 7):
+        stats.observe(f"u{m % 5}", [mv("hover", "/", user=f"u{m % 5}")], T0 + m * MINUTE_MS)
+    assert len(stats.minutes) <= analytics.KEEP_MINUTES
+    assert len(stats.hours) <= analytics.KEEP_HOURS
+    with_sets = [t for t, m in stats.minutes.items() if m.users is not None]
+    assert len(with_sets) <= analytics.EXACT_USER_MINUTES
+    now = T0 + days * 24 * HOUR_MS
+    series = stats.report(now, from_ms=0)["eventsPerMinute"]
+    assert len(series) == analytics.KEEP_MINUTES
+    assert all(point["users"] == point["count"] for point in series)
+
+
+# -- forgetting, shipping ---------------------------------------------------------------------
+
+
+def test_forgetting_a_user_removes_them_from_user_counts_sessions_and_rage_clicks() -> None:
+    stats = SiteStats()
+    stats.observe("gone", [click("/a", 1, 1, T0 + k, user="gone") for k in range(3)], T0)
+    stats.observe("kept", [mv("hover", "/", user="kept")], T0)
+    stats.forget_user("gone")
+    report = stats.report(T0)
+    assert (report["totalUsers"], report["activeUsers"]) == (1, 1)
+    assert [r["userId"] for r in report["recentActivity"]] == ["kept"]
+    assert report["rageClicks"] == []
+    assert report["totalEvents"] == 4  # anonymous counters keep what they counted
+
+
+def test_the_wire_form_round_trips_through_msgpack() -> None:
+    stats = SiteStats()
+    stats.observe_session("u1", "s1", T0)
+    stats.observe(
+        "u1",
+        [
+            mv("page_view", "/a", referrerPath="/"),
+            mv("scroll", "/a", scrollDepth=40),
+            *[click("/a", 5, 5, T0 + k, viewportWidth=100) for k in range(3)],
+        ],
+        T0 + 5,
+    )
+    stats.observe("u2", [mv("hover", "/", user="u2")], T0 + 2 * HOUR_MS)
+    wire = stats.to_wire()
+    assert ship(stats).to_wire() == wire
+    assert ship(stats).report(T0 + 2 * HOUR_MS) == stats.report(T0 + 2 * HOUR_MS)
+
+
+def test_a_fresh_or_drained_instance_is_empty() -> None:
+    stats = SiteStats()
+    assert stats.is_empty()
+    stats.observe_session("u1", "s1", T0)
+    assert not stats.is_empty()
+    stats.take_delta()
+    assert stats.is_empty()
+    stats.observe("u1", [], T0)
+    assert stats.is_empty()
+
+
+# -- merging is exact -------------------------------------------------------------------------
+
+PATHS = ["/", "/a", "/b", "/app/c"]
+EVENTS = ["page_view", "click", "scroll", "hover", "form_interaction"]
+
+
+@st.composite
+def movement_batches(draw: st.DrawFn) -> list[tuple[int, int, list[Movement]]]:
+    """Steps of (clock advance ms, user index, movements): a user's batch, as a host sees it."""
+    steps = []
+    client = T0
+    for _ in range(draw(st.integers(1, 40))):
+        advance = draw(st.sampled_from([0, 300, 20_000, 70_000, 25 * MINUTE_MS, 2 * HOUR_MS]))
+        user = draw(st.integers(0, 5))
+        movements = []
+        if draw(st.booleans()):  # a burst of clicks, which may go on in a later batch
+            for _ in range(draw(st.integers(1, 4))):
+                client += 100
+                x, y = draw(st.sampled_from([(10, 10), (20, 25)]))
+                movements.append(click("/a", x, y, client, user=f"u{user}", session="s0"))
+            steps.append((advance, user, movements))
+            continue
+        for _ in range(draw(st.integers(0, 6))):
+            client += draw(st.sampled_from([0, 100, 400, 1500]))
+            event = draw(st.sampled_from(EVENTS))
+            metadata: dict[str, Any] = {}
+            if draw(st.booleans()):
+                metadata["viewportWidth"] = draw(st.sampled_from([0, 400, 1280]))
+            if event == "scroll":
+                metadata["scrollDepth"] = draw(st.integers(0, 100))
+            if event == "page_view" and draw(st.booleans()):
+                metadata["referrerPath"] = draw(st.sampled_from(PATHS))
+            coords = draw(st.sampled_from([(10, 10), (20, 25), (300, 900)]))
+            movements.append(
+                mv(
+                    event,
+                    draw(st.sampled_from([*PATHS, None])),
+                    user=f"u{user}",
+                    session=f"s{draw(st.integers(0, 2))}",
+                    t=client,
+                    element=draw(st.sampled_from(["#a", "#b", None])),
+                    x=coords[0],
+                    y=coords[1],
+                    scroll_y=draw(st.sampled_from([None, 0, 600])),
+                    **metadata,
+                )
+            )
+        steps.append((advance, user, movements))
+    return steps
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=movement_batches(),
+    hosts=st.integers(1, 3),
+    ships=st.lists(st.booleans(), min_size=40, max_size=40),
+    restart_at=st.integers(0, 40),
+)
+def test_merging_shipped_deltas_equals_observing_everything_in_one_place(
+    steps: list[tuple[int, int, list[Movement]]],
+    hosts: int,
+    ships: list[bool],
+    restart_at: int,
+) -> None:
+    whole = SiteStats()
+    host_stats = [SiteStats() for _ in range(hosts)]
+    last_ship = [T0] * hosts
+    aggregator = SiteStats()
+    now = T0
+
+    def ship_host(h: int) -> None:
+        aggregator.merge(ship(host_stats[h].take_delta()))
+        last_ship[h] = now
+
+    for index, (advance, user, movements) in enumerate(steps):
+        now += advance
+        for h in range(hosts):  # the host's ticker ships at least once a minute
+            if now - last_ship[h] >= MINUTE_MS:
+                ship_host(h)
+        host = user % hosts  # a user's sessions always go through one host
+        if movements and movements[0].event == "form_interaction":
+            for target in (whole, host_stats[host]):
+                target.observe_session(f"u{user}", movements[0].sessionId, now)
+        for target in (whole, host_stats[host]):
+            target.observe(f"u{user}", movements, now)
+        if ships[index]:
+            ship_host(host)
+        if index == restart_at:  # the aggregator restarts from its persisted state
+            aggregator = ship(aggregator)
+    for h in range(hosts):
+        ship_host(h)
+
+    for filters in [
+        {},
+        {"from_ms": T0 + HOUR_MS, "path": "/a"},
+        {"from_ms": T0, "to_ms": max(T0, now - HOUR_MS), "top": 3},
+    ]:
+        assert aggregator.report(now, **filters) == whole.report(now, **filters)
+        assert aggregator.report(now + 3 * MINUTE_MS, **filters) == whole.report(
+            now + 3 * MINUTE_MS, **filters
+        )
+
+
+# -- cost -------------------------------------------------------------------------------------
+
+
+def test_observe_is_a_few_microseconds_per_movement_and_report_is_well_under_a_second() -> None:
+    users, per_user = 10_000, 10
+    batches = []
+    for u in range(users):
+        user, session = f"user-{u}", f"s-{u}"
+        batch = []
+        for k in range(per_user):
+            path = f"/page/{(u * 7 + k) % 900}"
+            t = T0 + u * 50 + k * 400
+            event = EVENTS[k % 5]
+            if event == "click":
+                batch.append(
+                    click(
+                        path,
+                        (u * 13) % 1280,
+                        (u * 31) % 9000,
+                        t,
+                        user=user,
+                        session=session,
+                        element=f"#e{u % 1500}",
+                        viewportWidth=1280,
+                    )
+                )
+            elif event == "scroll":
+                batch.append(
+                    mv("scroll", path, user=user, session=session, t=t, scrollDepth=u % 101)
+                )
+            else:
+                batch.append(mv(event, path, user=user, session=session, t=t))
+        batches.append((user, batch, T0 + u * 50))
+    host = SiteStats()
+    started = time.perf_counter()
+    for user, batch, now in batches:
+        host.observe(user, batch, now)
+    per_movement_us = (time.perf_counter() - started) / (users * per_user) * 1e6
+
+    # Aggregates as after a week of such traffic: every hour bucket full of distinct keys.
+    wire = host.to_wire()
+    full_hour = max(wire["hours"], key=lambda h: len(h[1]))
+    wire["hours"] = [[T0 - i * HOUR_MS, *full_hour[1:]] for i in range(analytics.KEEP_HOURS)]
+    week = SiteStats.from_wire(wire)
+    started = time.perf_counter()
+    report = week.report(T0 + users * 50)
+    report_ms = (time.perf_counter() - started) * 1e3
+    print(
+        f"\nobserve: {per_movement_us:.2f} us/movement; report over a full week: {report_ms:.0f} ms"
+    )
+    assert report["totalUsers"] == users
+    assert len(report["topPages"]) == 10
+    assert per_movement_us < 100
+    assert report_ms < 1000

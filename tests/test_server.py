@@ -1,0 +1,102 @@
+"""Serving on Ray Serve: the real app, deployed by `tracker.server.run`, over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import httpx
+import pytest
+import serve_support
+from conftest import free_port
+from ray.serve import Application
+
+import serve_app
+from tracker import server
+from tracker.config import Config
+from tracker.errors import ConfigError
+
+serve_config = serve_support.serve_config
+serve_tracker = serve_support.serve_tracker
+
+
+def test_healthz_answers_200_over_http_through_serve(serve_tracker: str) -> None:
+    response = httpx.get(f"{serve_tracker}/healthz", timeout=10)
+    assert response.status_code == 200
+
+
+def test_a_visitor_session_and_its_events_round_trip_through_serve(serve_tracker: str) -> None:
+    user_id, session_id = str(uuid.uuid4()), "s1"
+    with httpx.Client(base_url=serve_tracker, timeout=30) as client:
+        created = client.post(
+            "/api/track/session",
+            json={"userId": user_id, "sessionId": session_id, "deviceInfo": {"userAgent": "t"}},
+        )
+        assert created.status_code == 200, created.text
+        event = {
+            "userId": user_id,
+            "sessionId": session_id,
+            "timestamp": int(time.time() * 1000),
+            "event": "click",
+            "data": {"path": "/", "element": "button#buy", "coordinates": {"x": 3, "y": 4}},
+        }
+        tracked = client.post("/api/track", json=event)
+        assert tracked.status_code == 200, tracked.text
+        assert tracked.json() == {"success": True, "accepted": 1}
+        session = client.get(
+            "/api/track/session", params={"userId": user_id, "sessionId": session_id}
+        )
+        assert session.status_code == 200, session.text
+        assert [m["event"] for m in session.json()["movements"]] == ["click"]
+
+
+def test_the_server_listens_on_loopback_only(serve_tracker: str, serve_config: Config) -> None:
+    import ray
+
+    outside: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    if outside.startswith("127."):
+        pytest.skip("this machine has no address besides loopback")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((outside, serve_config.http_port), timeout=5).close()
+
+
+def test_a_port_another_program_listens_on_is_refused_at_once() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=f"TRACKER_HTTP_PORT={port}"):
+            server.run(Config(http_port=port), block=False)
+        assert time.monotonic() - started < 5
+
+
+def test_serves_direct_ingress_range_is_exactly_the_public_port() -> None:
+    env = server.serve_env(Config(http_port=8123), {})
+    assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    # The upper bound is exclusive: one port, which the one replica takes.
+    assert (
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"],
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"],
+    ) == ("8123", "8124")
+
+
+def test_serve_switches_already_in_the_environment_win() -> None:
+    env = server.serve_env(Config(), {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"})
+    assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
+
+
+def test_base_urls_name_an_address_this_machine_can_connect_to() -> None:
+    port = free_port()
+    assert (
+        server.base_url(Config(http_host="0.0.0.0", http_port=port)) == f"http://127.0.0.1:{port}"
+    )
+    assert server.base_url(Config(http_host="::1", http_port=port)) == f"http://[::1]:{port}"
+
+
+def test_the_app_builder_takes_config_fields_as_arguments() -> None:
+    app = serve_app.build({"storage": "file:///srv/tracker", "rate_limit": "0"})
+    assert isinstance(app, Application)
+    with pytest.raises(ConfigError, match="rate_limt"):
+        serve_app.build({"rate_limt": "0"})

@@ -1,0 +1,746 @@
+"""`SiteStats`: the site-wide analytics behind `GET /api/analytics`, in bounded memory.
+
+Users live on many hosts, the dashboard reads one aggregator. Each host keeps a long-lived
+`SiteStats`, calls `observe()` for every committed batch and `observe_session()` for every
+session it creates, and about once a second ships what it gathered::
+
+    delta = stats.take_delta()                      # the counters; `stats` starts again empty
+    aggregator.merge(SiteStats.from_wire(delta.to_wire()))
+
+Two kinds of state, kept apart so that shipping can be plain addition:
+
+* **Counters** (events, pages, clicks, heatmap cells, scroll depths, journeys, distinct users,
+  recent sessions, rage clicks) travel in deltas. `merge` adds them, so merging the deltas of
+  several hosts gives exactly what one instance observing every batch would have, as long as no
+  cap below is hit (caps drop the smallest keys, which depends on the order of arrival).
+* **Per-session order** (the last page of a session, its last few clicks, its current rage
+  burst) is needed to count journeys and rage clicks but is not a sum of anything. It lives in
+  `SessionSequences`, which `take_delta` leaves with the host: every event of a session goes
+  through the host that owns its user, so that host sees the whole sequence. It is never
+  shipped, merged or persisted; a restarted host starts sessions' sequences afresh. A rage burst
+  that goes on across shipments is keyed, and `merge` keeps the entry with the larger count.
+
+Time: buckets use `now_ms`, the server's receive time; client timestamps are only used inside a
+session (the 1 s window of a rage burst, where one batch shares one receive time).
+
+* Minute buckets (the last 7 days): event count, counts by type, and distinct users. Users
+  are kept as a set of 63-bit hashes for the last hour, enough for `activeUsers` (last 5 min)
+  and for deltas arriving late; older minutes keep only the count. Deltas must reach the
+  aggregator within that hour for per-minute distinct counts to stay exact.
+* Hour buckets (the last 7 * 24): pages, element clicks, heatmap cells, scroll depths and
+  journeys, so `report(from_ms=, to_ms=)` sums the hours that overlap the range: these
+  aggregates have hour granularity. `eventsByType` and `totalEvents` in a range come from the
+  minute buckets (minute granularity); without a range they are all-time totals.
+
+Bounds: per hour bucket at most `MAX_PAGES` paths, `MAX_ELEMENTS` (element, path) pairs,
+`MAX_JOURNEYS` transitions and `MAX_HEAT_CELLS` heatmap cells; going over drops the smallest
+fifth. Paths and elements are cut to `KEY_CHARS` characters. `MAX_RECENT_SESSIONS` recent
+sessions, `MAX_RAGE_CLICKS` rage clicks and `SessionSequences.max_sessions` sequences. Only the
+set of all users' hashes grows without a cap (about 70 bytes per user).
+
+Choices: scroll depth counts every scroll event in the bucket of its `metadata.scrollDepth`
+(not the maximum per page visit). The heatmap covers the first 10,000 px of a page; clicks
+below are not binned. `totalSessions` counts sessions created plus sessions first seen in
+movements, deduplicated by the host's `SessionSequences` (so a session evicted from it, or
+seen again after a host restart, counts again). `forget_user` removes a user from the distinct
+counts, recent sessions and rage clicks; anonymous counters keep what they had counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import hashlib
+import heapq
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from tracker.errors import InvalidInput
+from tracker.schema import EVENT_TYPES, Movement, MovementData
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+KEEP_MINUTES = 7 * 24 * 60
+KEEP_HOURS = 7 * 24
+EXACT_USER_MINUTES = 60
+ACTIVE_WINDOW_MS = 5 * MINUTE_MS
+SERIES_MINUTES = 60
+
+KEY_CHARS = 256
+MAX_PAGES = 2_000
+MAX_ELEMENTS = 2_000
+MAX_JOURNEYS = 2_000
+MAX_HEAT_CELLS = 5_000
+MAX_RECENT_SESSIONS = 1_000
+MAX_RAGE_CLICKS = 100
+MAX_SEQUENCES = 100_000
+RECENT_ACTIVITY = 10
+
+HEAT_BINS_X = 40
+HEAT_BIN_PX = 25
+HEAT_ROWS = 400
+SCROLL_BUCKETS = 11
+
+RAGE_MIN_CLICKS = 3
+RAGE_RADIUS_PX = 30
+RAGE_WINDOW_MS = 1_000
+RAGE_RING = 8
+
+K = TypeVar("K", str, tuple[str, str], tuple[str, int], int)
+NUMBER = (int, float)
+
+
+def user_key(user_id: str) -> int:
+    """A 63-bit hash of a user ID, the same in every process (unlike `hash`)."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def _prune(counts: dict[K, int], limit: int) -> None:
+    """Drop the smallest counts down to 4/5 of `limit`, so pruning is rare (amortised O(1)).
+
+    Among equal counts the oldest keys go first: newer ones have had less time to grow.
+    """
+    drop = len(counts) - limit * 4 // 5
+    if drop <= 0:
+        return
+    ranked = sorted(counts.values())
+    threshold = ranked[drop - 1]
+    ties = drop - bisect.bisect_left(ranked, threshold)
+    for key in [k for k, n in counts.items() if n <= threshold]:
+        if counts[key] == threshold:
+            if ties == 0:
+                continue
+            ties -= 1
+        del counts[key]
+
+
+def _add(into: dict[K, int], counts: dict[K, int], limit: int | None = None) -> None:
+    for key, n in counts.items():
+        into[key] = into.get(key, 0) + n
+    if limit is not None and len(into) > limit:
+        _prune(into, limit)
+
+
+def _top(counts: dict[K, int], top: int) -> list[tuple[K, int]]:
+    return heapq.nsmallest(top, counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+class _Minute:
+    __slots__ = ("count", "n_users", "types", "users")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.types: dict[str, int] = {}
+        self.users: set[int] | None = set()
+        self.n_users = 0  # distinct users, once `users` is dropped
+
+    def distinct_users(self) -> int:
+        return self.n_users if self.users is None else len(self.users)
+
+
+class _Hour:
+    __slots__ = ("elements", "heat", "heat_cells", "journeys", "pages", "scroll")
+
+    def __init__(self) -> None:
+        self.pages: dict[str, int] = {}
+        self.elements: dict[tuple[str, str], int] = {}
+        self.journeys: dict[tuple[str, str], int] = {}
+        # path -> cell (row * HEAT_BINS_X + column) -> clicks; `heat_cells` counts all cells.
+        self.heat: dict[str, dict[int, int]] = {}
+        self.heat_cells = 0
+        self.scroll = [0] * SCROLL_BUCKETS
+
+    def prune_heat(self) -> None:
+        flat = {(path, cell): n for path, cells in self.heat.items() for cell, n in cells.items()}
+        _prune(flat, MAX_HEAT_CELLS)
+        self.heat = {}
+        for (path, cell), n in flat.items():
+            cells = self.heat.get(path)
+            if cells is None:
+                cells = self.heat[path] = {}
+            cells[cell] = n
+        self.heat_cells = len(flat)
+
+
+class Recent(NamedTuple):
+    start: int
+    last: int
+    movements: int
+
+
+class RageClick(NamedTuple):
+    path: str
+    element: str
+    x: float
+    y: float
+    clicks: int
+    user_id: str
+    timestamp: int
+
+
+class _Sequence:
+    __slots__ = ("burst", "burst_count", "burst_path", "burst_t", "clicks", "last_path")
+
+    def __init__(self) -> None:
+        self.last_path: str | None = None
+        self.clicks: list[tuple[int, float, float, str]] = []
+        self.burst: str | None = None
+        self.burst_count = 0
+        self.burst_path = ""
+        self.burst_t = 0
+
+
+class SessionSequences:
+    """What each session did last (page, clicks, rage burst): host state, never shipped.
+
+    A bounded LRU by session; about 300 bytes a session. An evicted session starts afresh.
+    """
+
+    def __init__(self, max_sessions: int = MAX_SEQUENCES) -> None:
+        self.max_sessions = max_sessions
+        self._sessions: dict[tuple[str, str], _Sequence] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def touch(self, user_id: str, session_id: str) -> tuple[_Sequence, bool]:
+        """The session's state, most recently used now; and whether it was just created."""
+        key = (user_id, session_id)
+        sequence = self._sessions.pop(key, None)
+        created = sequence is None
+        if sequence is None:
+            sequence = _Sequence()
+            if len(self._sessions) >= self.max_sessions:
+                del self._sessions[next(iter(self._sessions))]
+        self._sessions[key] = sequence
+        return sequence, created
+
+    def forget_user(self, user_id: str) -> None:
+        for key in [k for k in self._sessions if k[0] == user_id]:
+            del self._sessions[key]
+
+
+class SiteStats:
+    """Site-wide aggregates: observed on hosts, shipped as deltas, merged in the aggregator."""
+
+    def __init__(self, sequences: SessionSequences | None = None) -> None:
+        self.sequences = sequences if sequences is not None else SessionSequences()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.newest = 0  # start of the newest minute bucket
+        self.events = 0
+        self.sessions = 0
+        self.types: dict[str, int] = {}
+        self.users: set[int] = set()
+        self.minutes: dict[int, _Minute] = {}
+        self.hours: dict[int, _Hour] = {}
+        self.recent: dict[tuple[str, str], Recent] = {}
+        self.rage: dict[str, RageClick] = {}
+
+    def is_empty(self) -> bool:
+        return not self.minutes and not self.recent
+
+    def total_events(self) -> int:
+        return self.events
+
+    def take_delta(self) -> SiteStats:
+        """Hand over the counters gathered so far and start empty; sequences stay here."""
+        taken = copy.copy(self)
+        self._reset()
+        return taken
+
+    # -- observing (hot path) -----------------------------------------------------------------
+
+    def observe(self, user_id: str, movements: Sequence[Movement], now_ms: int) -> None:
+        """Count one committed batch of `user_id`'s movements, received at `now_ms`."""
+        if not movements:
+            return
+        minute = self._minute(now_ms)
+        hour = self._hour(now_ms)
+        uid = user_key(user_id)
+        self.users.add(uid)
+        if minute.users is not None:
+            minute.users.add(uid)
+        self.events += len(movements)
+        minute.count += len(movements)
+        totals = self.types
+        per_minute = minute.types
+        session_id = movements[0].sessionId
+        sequence = self._session(user_id, session_id)
+        run = 0
+        for movement in movements:
+            event = movement.event
+            totals[event] = totals.get(event, 0) + 1
+            per_minute[event] = per_minute.get(event, 0) + 1
+            if movement.sessionId != session_id:
+                self._recent(user_id, session_id, now_ms, run)
+                session_id = movement.sessionId
+                sequence = self._session(user_id, session_id)
+                run = 0
+            run += 1
+            if event == "click":
+                self._click(hour, sequence, movement, now_ms)
+            elif event == "page_view":
+                self._page_view(hour, sequence, movement.data)
+            elif event == "scroll":
+                self._scroll(hour, movement.data)
+        self._recent(user_id, session_id, now_ms, run)
+
+    def observe_session(self, user_id: str, session_id: str, now_ms: int) -> None:
+        """Count a created session (once, even if it is created again or has movements)."""
+        uid = user_key(user_id)
+        self.users.add(uid)
+        minute = self._minute(now_ms)
+        if minute.users is not None:
+            minute.users.add(uid)
+        self._session(user_id, session_id)
+        self._recent(user_id, session_id, now_ms, 0)
+
+    def _minute(self, now_ms: int) -> _Minute:
+        start = now_ms - now_ms % MINUTE_MS
+        minute = self.minutes.get(start)
+        if minute is None:
+            minute = self.minutes[start] = _Minute()
+            if start > self.newest:
+                self.newest = start
+                self._expire()
+        return minute
+
+    def _hour(self, now_ms: int) -> _Hour:
+        start = now_ms - now_ms % HOUR_MS
+        hour = self.hours.get(start)
+        if hour is None:
+            hour = self.hours[start] = _Hour()
+        return hour
+
+    def _expire(self) -> None:
+        """Drop buckets older than 7 days and per-minute user sets older than an hour."""
+        oldest = self.newest - (KEEP_MINUTES - 1) * MINUTE_MS
+        exact = self.newest - (EXACT_USER_MINUTES - 1) * MINUTE_MS
+        for start in [s for s, m in self.minutes.items() if s < exact and m.users is not None]:
+            minute = self.minutes[start]
+            minute.n_users = minute.distinct_users()
+            minute.users = None
+        for start in [s for s in self.minutes if s < oldest]:
+            del self.minutes[start]
+        oldest_hour = self.newest - self.newest % HOUR_MS - (KEEP_HOURS - 1) * HOUR_MS
+        for start in [s for s in self.hours if s < oldest_hour]:
+            del self.hours[start]
+
+    def _session(self, user_id: str, session_id: str) -> _Sequence:
+        sequence, created = self.sequences.touch(user_id, session_id)
+        if created:
+            self.sessions += 1
+        return sequence
+
+    def _recent(self, user_id: str, session_id: str, now_ms: int, count: int) -> None:
+        key = (user_id, session_id)
+        old = self.recent.pop(key, None)
+        if old is None:
+            self.recent[key] = Recent(now_ms, now_ms, count)
+        else:
+            self.recent[key] = Recent(old.start, max(old.last, now_ms), old.movements + count)
+        if len(self.recent) > MAX_RECENT_SESSIONS:
+            self._trim_recent()
+
+    def _trim_recent(self) -> None:
+        # The dict is in order of last activity (entries move to the end when touched).
+        for key in list(self.recent)[: len(self.recent) - MAX_RECENT_SESSIONS * 4 // 5]:
+            del self.recent[key]
+
+    def _page_view(self, hour: _Hour, sequence: _Sequence, data: MovementData) -> None:
+        if data.path is None:
+            return
+        path = data.path[:KEY_CHARS]
+        pages = hour.pages
+        pages[path] = pages.get(path, 0) + 1
+        if len(pages) > MAX_PAGES:
+            _prune(pages, MAX_PAGES)
+        previous = sequence.last_path
+        if previous is None and data.metadata is not None:
+            referrer = data.metadata.get("referrerPath")
+            if isinstance(referrer, str) and referrer:
+                previous = referrer[:KEY_CHARS]
+        if previous is not None and previous != path:
+            journeys = hour.journeys
+            key = (previous, path)
+            journeys[key] = journeys.get(key, 0) + 1
+            if len(journeys) > MAX_JOURNEYS:
+                _prune(journeys, MAX_JOURNEYS)
+        sequence.last_path = path
+
+    @staticmethod
+    def _scroll(hour: _Hour, data: MovementData) -> None:
+        depth = data.metadata.get("scrollDepth") if data.metadata is not None else None
+        if isinstance(depth, NUMBER) and not isinstance(depth, bool):
+            hour.scroll[min(SCROLL_BUCKETS - 1, max(0, int(depth // 10)))] += 1
+
+    def _click(self, hour: _Hour, sequence: _Sequence, movement: Movement, now_ms: int) -> None:
+        data = movement.data
+        path = data.path[:KEY_CHARS] if data.path is not None else ""
+        element = data.element[:KEY_CHARS] if data.element is not None else ""
+        if data.element is not None:
+            elements = hour.elements
+            key = (element, path)
+            elements[key] = elements.get(key, 0) + 1
+            if len(elements) > MAX_ELEMENTS:
+                _prune(elements, MAX_ELEMENTS)
+        point = data.coordinates
+        if point is None:
+            return
+        width = data.metadata.get("viewportWidth") if data.metadata is not None else None
+        if path and isinstance(width, NUMBER) and not isinstance(width, bool) and width > 0:
+            column = min(HEAT_BINS_X - 1, max(0, int(point.x / width * HEAT_BINS_X)))
+            row = int((point.y + (data.scrollY or 0)) // HEAT_BIN_PX)
+            if 0 <= row < HEAT_ROWS:
+                cells = hour.heat.get(path)
+                if cells is None:
+                    cells = hour.heat[path] = {}
+                cell = row * HEAT_BINS_X + column
+                n = cells.get(cell)
+                if n is None:
+                    cells[cell] = 1
+                    hour.heat_cells += 1
+                    if hour.heat_cells > MAX_HEAT_CELLS:
+                        hour.prune_heat()
+                else:
+                    cells[cell] = n + 1
+        self._rage(sequence, movement, point.x, point.y, path, element, now_ms)
+
+    def _rage(
+        self,
+        sequence: _Sequence,
+        movement: Movement,
+        x: float,
+        y: float,
+        path: str,
+        element: str,
+        now_ms: int,
+    ) -> None:
+        """Detect 3+ clicks within 30 px and 1 s (client clock) on one path of one session."""
+        t = movement.timestamp
+        near = 1
+        window: list[tuple[int, float, float, str]] = []
+        for click in sequence.clicks:
+            if abs(t - click[0]) <= RAGE_WINDOW_MS:
+                window.append(click)
+                dx, dy = click[1] - x, click[2] - y
+                if click[3] == path and dx * dx + dy * dy <= RAGE_RADIUS_PX * RAGE_RADIUS_PX:
+                    near += 1
+        window.append((t, x, y, path))
+        sequence.clicks = window[-RAGE_RING:]
+        if near < RAGE_MIN_CLICKS:
+            return
+        if (
+            sequence.burst is not None
+            and sequence.burst_path == path
+            and abs(t - sequence.burst_t) <= RAGE_WINDOW_MS
+        ):
+            sequence.burst_count += 1
+        else:
+            sequence.burst = f"{movement.userId}/{movement.sessionId}/{t}"
+            sequence.burst_count = near
+            sequence.burst_path = path
+        sequence.burst_t = t
+        self.rage.pop(sequence.burst, None)
+        self.rage[sequence.burst] = RageClick(
+            path, element, x, y, sequence.burst_count, movement.userId, now_ms
+        )
+        self._trim_rage()
+
+    def _trim_rage(self) -> None:
+        while len(self.rage) > MAX_RAGE_CLICKS:
+            del self.rage[min(self.rage, key=lambda k: (self.rage[k].timestamp, k))]
+
+    # -- merging and shipping -----------------------------------------------------------------
+
+    def merge(self, other: SiteStats) -> None:
+        """Add another instance's counters (a host's delta) into this one."""
+        self.events += other.events
+        self.sessions += other.sessions
+        _add(self.types, other.types)
+        self.users |= other.users
+        for start, theirs in other.minutes.items():
+            mine = self.minutes.get(start)
+            if mine is None:
+                mine = self.minutes[start] = _Minute()
+            mine.count += theirs.count
+            _add(mine.types, theirs.types)
+            if mine.users is not None and theirs.users is not None:
+                mine.users |= theirs.users
+            else:
+                mine.n_users = mine.distinct_users() + theirs.distinct_users()
+                mine.users = None
+        for start, their_hour in other.hours.items():
+            self._merge_hour(self._hour(start), their_hour)
+        for key, recent in other.recent.items():
+            old = self.recent.pop(key, None)
+            if old is not None:
+                recent = Recent(
+                    min(old.start, recent.start),
+                    max(old.last, recent.last),
+                    old.movements + recent.movements,
+                )
+            self.recent[key] = recent
+        if len(self.recent) > MAX_RECENT_SESSIONS:
+            self._trim_recent()
+        for burst, rage in other.rage.items():
+            old_rage = self.rage.pop(burst, None)
+            if old_rage is not None and (old_rage.clicks, old_rage.timestamp) > (
+                rage.clicks,
+                rage.timestamp,
+            ):
+                rage = old_rage
+            self.rage[burst] = rage
+        self._trim_rage()
+        if other.newest > self.newest:
+            self.newest = other.newest
+            self._expire()
+
+    @staticmethod
+    def _merge_hour(mine: _Hour, theirs: _Hour) -> None:
+        _add(mine.pages, theirs.pages, MAX_PAGES)
+        _add(mine.elements, theirs.elements, MAX_ELEMENTS)
+        _add(mine.journeys, theirs.journeys, MAX_JOURNEYS)
+        for path, cells in theirs.heat.items():
+            into = mine.heat.get(path)
+            if into is None:
+                into = mine.heat[path] = {}
+            before = len(into)
+            _add(into, cells)
+            mine.heat_cells += len(into) - before
+        if mine.heat_cells > MAX_HEAT_CELLS:
+            mine.prune_heat()
+        mine.scroll = [a + b for a, b in zip(mine.scroll, theirs.scroll, strict=True)]
+
+    def forget_user(self, user_id: str) -> None:
+        """Remove a user from distinct counts, recent sessions, rage clicks and sequences."""
+        uid = user_key(user_id)
+        self.users.discard(uid)
+        for minute in self.minutes.values():
+            if minute.users is not None:
+                minute.users.discard(uid)
+        for key in [k for k in self.recent if k[0] == user_id]:
+            del self.recent[key]
+        for burst in [k for k, r in self.rage.items() if r.user_id == user_id]:
+            del self.rage[burst]
+        self.sequences.forget_user(user_id)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The counters as msgpack-able plain types (sequences are not included)."""
+        return {
+            "newest": self.newest,
+            "events": self.events,
+            "sessions": self.sessions,
+            "types": dict(self.types),
+            "users": list(self.users),
+            "minutes": [
+                [
+                    start,
+                    m.count,
+                    dict(m.types),
+                    None if m.users is None else list(m.users),
+                    m.n_users,
+                ]
+                for start, m in self.minutes.items()
+            ],
+            "hours": [
+                [
+                    start,
+                    dict(h.pages),
+                    [[e, p, n] for (e, p), n in h.elements.items()],
+                    [[a, b, n] for (a, b), n in h.journeys.items()],
+                    {p: [v for item in cells.items() for v in item] for p, cells in h.heat.items()},
+                    list(h.scroll),
+                ]
+                for start, h in self.hours.items()
+            ],
+            "recent": [[u, s, *r] for (u, s), r in self.recent.items()],
+            "rage": [[key, *r] for key, r in self.rage.items()],
+        }
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> SiteStats:
+        """The inverse of `to_wire`, with empty sequences."""
+        stats = cls()
+        stats.newest = wire["newest"]
+        stats.events = wire["events"]
+        stats.sessions = wire["sessions"]
+        stats.types = dict(wire["types"])
+        stats.users = set(wire["users"])
+        for start, count, types, users, n_users in wire["minutes"]:
+            minute = stats.minutes[start] = _Minute()
+            minute.count = count
+            minute.types = dict(types)
+            minute.users = None if users is None else set(users)
+            minute.n_users = n_users
+        for start, pages, elements, journeys, heat, scroll in wire["hours"]:
+            hour = stats.hours[start] = _Hour()
+            hour.pages = dict(pages)
+            hour.elements = {(e, p): n for e, p, n in elements}
+            hour.journeys = {(a, b): n for a, b, n in journeys}
+            hour.heat = {
+                p: dict(zip(flat[::2], flat[1::2], strict=True)) for p, flat in heat.items()
+            }
+            hour.heat_cells = sum(map(len, hour.heat.values()))
+            hour.scroll = list(scroll)
+        stats.recent = {(u, s): Recent(*r) for u, s, *r in wire["recent"]}
+        stats.rage = {key: RageClick(*r) for key, *r in wire["rage"]}
+        return stats
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def report(
+        self,
+        now_ms: int,
+        *,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        path: str | None = None,
+        top: int = 10,
+    ) -> dict[str, Any]:
+        """The cross-user analytics JSON (see the HTTP contract), at server time `now_ms`.
+
+        `from_ms`/`to_ms` (inclusive) select the hour buckets overlapping the range for pages,
+        elements, heatmap, scroll depth and journeys, the minute buckets for the event counts
+        and the per-minute series, and rage clicks by time. `path` selects the heatmap's page
+        (default: the most clicked one). `top` is the length of the top-N lists.
+        """
+        if from_ms is not None and to_ms is not None and from_ms > to_ms:
+            raise InvalidInput("from", f"{from_ms} is after to={to_ms}")
+        if top < 0:
+            raise InvalidInput("top", f"{top} is negative")
+        lo = max(from_ms if from_ms is not None else 0, now_ms - KEEP_MINUTES * MINUTE_MS + 1)
+        hi = to_ms if to_ms is not None else None
+        hours = _overlapping(self.hours.items(), HOUR_MS, lo, hi)
+        ranged = from_ms is not None or to_ms is not None
+
+        if ranged:
+            minutes = _overlapping(self.minutes.items(), MINUTE_MS, lo, hi)
+            total_events = sum(m.count for m in minutes)
+            types: dict[str, int] = {}
+            for minute in minutes:
+                _add(types, minute.types)
+        else:
+            total_events, types = self.events, self.types
+
+        pages: dict[str, int] = {}
+        elements: dict[tuple[str, str], int] = {}
+        journeys: dict[tuple[str, str], int] = {}
+        scroll = [0] * SCROLL_BUCKETS
+        for hour in hours:
+            _add(pages, hour.pages)
+            _add(elements, hour.elements)
+            _add(journeys, hour.journeys)
+            scroll = [a + b for a, b in zip(scroll, hour.scroll, strict=True)]
+
+        rage = sorted(
+            (
+                r
+                for r in self.rage.items()
+                if lo <= r[1].timestamp and (hi is None or r[1].timestamp <= hi)
+            ),
+            key=lambda kv: (-kv[1].timestamp, kv[0]),
+        )
+        recent = heapq.nsmallest(
+            RECENT_ACTIVITY, self.recent.items(), key=lambda kv: (-kv[1].last, kv[0])
+        )
+        return {
+            "totalSessions": self.sessions,
+            "recentActivity": [
+                {
+                    "userId": u,
+                    "sessionId": s,
+                    "startTime": r.start,
+                    "lastActivity": r.last,
+                    "movementCount": r.movements,
+                }
+                for (u, s), r in recent
+            ],
+            "activeUsers": self._active_users(now_ms),
+            "totalUsers": len(self.users),
+            "totalEvents": total_events,
+            "eventsPerMinute": self._series(now_ms, from_ms, to_ms),
+            "topPages": [{"path": p, "count": n} for p, n in _top(pages, top)],
+            "topElements": [
+                {"element": e, "path": p, "count": n} for (e, p), n in _top(elements, top)
+            ],
+            "heatmap": _heatmap(hours, path[:KEY_CHARS] if path is not None else None),
+            "scrollDepth": [{"bucket": i * 10, "count": n} for i, n in enumerate(scroll)],
+            "journeys": [{"from": a, "to": b, "count": n} for (a, b), n in _top(journeys, top)],
+            "rageClicks": [
+                {
+                    "path": r.path,
+                    "element": r.element,
+                    "x": r.x,
+                    "y": r.y,
+                    "count": r.clicks,
+                    "userId": r.user_id,
+                    "timestamp": r.timestamp,
+                }
+                for _, r in rage
+            ],
+            "eventsByType": {event: types.get(event, 0) for event in EVENT_TYPES},
+        }
+
+    def _active_users(self, now_ms: int) -> int:
+        active: set[int] = set()
+        frozen = 0
+        for start, minute in self.minutes.items():
+            if now_ms - ACTIVE_WINDOW_MS < start + MINUTE_MS and start <= now_ms:
+                if minute.users is None:
+                    frozen += minute.n_users
+                else:
+                    active |= minute.users
+        return len(active) + frozen
+
+    def _series(self, now_ms: int, from_ms: int | None, to_ms: int | None) -> list[dict[str, int]]:
+        """Events and distinct users per minute, oldest first, with empty minutes as zeros."""
+        now_minute = now_ms - now_ms % MINUTE_MS
+        end = now_minute if to_ms is None else min(now_minute, to_ms - to_ms % MINUTE_MS)
+        if from_ms is None:
+            start = end - (SERIES_MINUTES - 1) * MINUTE_MS
+        else:
+            start = from_ms - from_ms % MINUTE_MS
+        start = max(start, now_minute - (KEEP_MINUTES - 1) * MINUTE_MS)
+        series = []
+        for t in range(start, end + 1, MINUTE_MS):
+            minute = self.minutes.get(t)
+            if minute is None:
+                series.append({"t": t, "count": 0, "users": 0})
+            else:
+                series.append({"t": t, "count": minute.count, "users": minute.distinct_users()})
+        return series
+
+
+def _overlapping(
+    buckets: Iterable[tuple[int, Any]], width: int, lo: int, hi: int | None
+) -> list[Any]:
+    return [b for start, b in buckets if start + width > lo and (hi is None or start <= hi)]
+
+
+def _heatmap(hours: list[_Hour], path: str | None) -> dict[str, Any]:
+    if path is None:
+        clicks: dict[str, int] = {}
+        for hour in hours:
+            for page, page_cells in hour.heat.items():
+                clicks[page] = clicks.get(page, 0) + sum(page_cells.values())
+        best = _top(clicks, 1)
+        path = best[0][0] if best else None
+    merged: dict[int, int] = {}
+    if path is not None:
+        for hour in hours:
+            cells = hour.heat.get(path)
+            if cells is not None:
+                _add(merged, cells)
+    return {
+        "path": path,
+        "binsX": HEAT_BINS_X,
+        "binHeightPx": HEAT_BIN_PX,
+        "cells": [
+            {"x": cell % HEAT_BINS_X, "y": cell // HEAT_BINS_X, "count": n}
+            for cell, n in sorted(merged.items())
+        ],
+    }
