@@ -22,12 +22,13 @@ from tracker.config import Config
 from tracker.errors import ConfigError
 
 
-# max_ongoing_requests: Serve's default of 5 would queue everything behind a few open dashboards
-# (each event stream holds one slot while it is open); tracking requests take milliseconds, and
-# 1000 concurrent connections measured no slower than 64 on a hello-world replica.
+# max_ongoing_requests: every open dashboard holds one request for as long as its event stream is
+# open, and with Serve's default of 5 the sixth stream and every tracking request behind it would
+# wait. Throughput does not depend on it (a hello-world replica measured the same with 5 and
+# 1000, at 64 and at 256 connections): requests are short and asynchronous.
 # graceful_shutdown_timeout_s: an open event stream never finishes by itself, so a shutdown waits
-# this long for it; every other request finishes well within it. (With direct ingress and an
-# external load balancer, Serve raises it to its draining period; see docs/serving.md.)
+# this long for it; every other request finishes well within it. (With direct ingress on a
+# cluster, Serve raises it to cover its draining period; see docs/serving.md.)
 @serve.deployment(name="TrackerIngress", max_ongoing_requests=1000, graceful_shutdown_timeout_s=5)
 @serve.ingress()
 class TrackerIngress:

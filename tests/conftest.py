@@ -105,7 +105,9 @@ def make_tracker(ray_session: None) -> Iterator[Callable[..., Any]]:
         shutdown(config)
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05) -> Any:
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05
+) -> Any:
     """Poll `condition` until it returns something truthy; fail after `timeout_s`."""
     import time
 

@@ -85,11 +85,6 @@ def test_an_unknown_key_beside_events_is_named() -> None:
     assert info.value.field == "extra"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema.field_error joins the batch prefix and msgspec's path with two dots "
-    "(events.3..userId)",
-)
 def test_errors_in_a_batch_name_the_event_by_position() -> None:
     batch = [raw(), raw(), raw(), raw(userId=None)]
     assert field_of(batch) == "events.3.userId"

@@ -11,18 +11,20 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import ray
 from ray.actor import ActorHandle
+from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from tracker import codec
 from tracker.analytics import SiteStats
 from tracker.config import Config
-from tracker.errors import StorageUnavailable
+from tracker.errors import Fenced, StorageUnavailable
 from tracker.host import HostSettings, UserHost
-from tracker.placement import AGGREGATOR_NAME, SCHEDULER_NAME, host_name
+from tracker.placement import AGGREGATOR_NAME, ROUTER_NAME, SCHEDULER_NAME, host_name
 from tracker.scheduler import AlarmScheduler
 from tracker.schema import Movement
 from tracker.storage import ObjectMissing, open_storage
@@ -92,28 +94,44 @@ class HostActor:
                 log.warning("host %s: tick failed: %s", self.name, exc)
 
     async def tick(self) -> None:
-        """Ship analytics and alarm requests, compact, and (per-user) exit when idle."""
-        if not self.delta.is_empty():
-            delta = self.delta.take_delta()
-            aggregator = ray.get_actor(AGGREGATOR_NAME, namespace=self.config.namespace)
+        """Ship analytics and alarm requests, compact, and (per-user) exit when idle.
+
+        Each step runs even when another failed; the first failure is raised at the end.
+        """
+        errors: list[Exception] = []
+        for step in (self._ship_analytics, self._ship_alarm_requests, self.host.compact):
             try:
-                await aggregator.merge.remote(delta.to_wire())
-            except Exception:
-                self.delta.merge(delta)  # ship it again next tick
-                raise
-        requests = self.host.take_alarm_requests()
-        if requests:
-            scheduler = ray.get_actor(SCHEDULER_NAME, namespace=self.config.namespace)
-            try:
-                await scheduler.ensure_alarms.remote(requests)
-            except Exception:
-                self.host.alarm_requests.update(requests)
-                raise
-        await self.host.compact()
+                await step()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
         if self.per_user and self.host.started and not self.host.slots and not self.host.busy():
             # Idle: everything is compacted to storage; leave (without a restart by Ray).
             await self.host.stop()
             ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+    async def _ship_analytics(self) -> None:
+        if self.delta.is_empty():
+            return
+        delta = self.delta.take_delta()
+        aggregator = ray.get_actor(AGGREGATOR_NAME, namespace=self.config.namespace)
+        try:
+            await aggregator.merge.remote(delta.to_wire())
+        except Exception:
+            self.delta.merge(delta)  # ship it again next tick
+            raise
+
+    async def _ship_alarm_requests(self) -> None:
+        requests = self.host.take_alarm_requests()
+        if not requests:
+            return
+        scheduler = ray.get_actor(SCHEDULER_NAME, namespace=self.config.namespace)
+        try:
+            await scheduler.ensure_alarms.remote(requests)
+        except Exception:
+            self.host.alarm_requests.update(requests)
+            raise
 
     async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         await self._ready.wait()
@@ -190,7 +208,14 @@ class SchedulerActor:
 
     async def _start(self) -> None:
         await self.scheduler.start()
-        self._runner = asyncio.create_task(self.scheduler.run())
+        self._runner = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self.scheduler.run()
+        except Fenced:
+            # A newer scheduler incarnation owns the alarms; this one must stop firing.
+            log.error("scheduler fenced by a newer incarnation; no longer firing alarms")
 
     async def _fire(self, user_id: str) -> int | None:
         handle = host_actor(host_name(user_id, self.config), self.config)
@@ -238,12 +263,13 @@ class AggregatorActor:
         self.dirty = False
         self.listeners: list[asyncio.Queue[int]] = []
         self._ready = _Started(self._start)
+        self._persister: asyncio.Task[None] | None = None
 
     async def _start(self) -> None:
         with contextlib.suppress(ObjectMissing):
             data, _ = await self.storage.get(AGGREGATE_KEY)
             self.stats = SiteStats.from_wire(codec.decode("site", data, AGGREGATE_KEY)["stats"])
-        asyncio.create_task(self._persist_forever())
+        self._persister = asyncio.create_task(self._persist_forever())
 
     async def _persist_forever(self) -> None:
         while True:
@@ -299,6 +325,51 @@ class AggregatorActor:
         return total
 
 
+class PerUserRoutes:
+    """Calls to per-user actors. An idle user's actor exits, so a call may race that exit; it is
+    then sent again to a fresh incarnation, which recovers the user from storage."""
+
+    RETRIES = 8
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._handles: OrderedDict[str, ActorHandle[Any]] = OrderedDict()
+
+    async def call(self, user_id: str, method: str, *args: Any) -> Any:
+        for attempt in range(self.RETRIES):
+            handle = self._handle(user_id)
+            try:
+                return await getattr(handle, method).remote(user_id, *args)
+            except (ActorDiedError, ActorUnavailableError):
+                self._handles.pop(user_id, None)
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+        raise StorageUnavailable(f"the tracker of {user_id!r} did not come back")
+
+    def _handle(self, user_id: str) -> ActorHandle[Any]:
+        handle = self._handles.get(user_id)
+        if handle is None:
+            handle = host_actor(host_name(user_id, self.config), self.config)
+            self._handles[user_id] = handle
+            if len(self._handles) > 10_000:
+                self._handles.popitem(last=False)
+        else:
+            self._handles.move_to_end(user_id)
+        return handle
+
+
+class RouterActor:
+    """Per-user placement: forwards a `UserHandle`'s calls to the user's own actor."""
+
+    def __init__(self, config: Config) -> None:
+        self.routes = PerUserRoutes(config)
+
+    async def ready(self) -> str:
+        return ROUTER_NAME
+
+    async def call(self, user_id: str, method: str, args: tuple[Any, ...]) -> Any:
+        return await self.routes.call(user_id, method, *args)
+
+
 def _options(name: str, config: Config) -> dict[str, Any]:
     return {
         "name": name,
@@ -315,6 +386,7 @@ def _options(name: str, config: Config) -> dict[str, Any]:
 _RemoteHost = ray.remote(HostActor)
 _RemoteScheduler = ray.remote(SchedulerActor)
 _RemoteAggregator = ray.remote(AggregatorActor)
+_RemoteRouter = ray.remote(RouterActor)
 
 
 def host_actor(name: str, config: Config) -> ActorHandle[Any]:
@@ -335,4 +407,10 @@ def scheduler_actor(config: Config) -> ActorHandle[Any]:
 def aggregator_actor(config: Config) -> ActorHandle[Any]:
     options = _options(AGGREGATOR_NAME, config)
     handle: ActorHandle[Any] = _RemoteAggregator.options(**options).remote(config)  # type: ignore[assignment]
+    return handle
+
+
+def router_actor(config: Config) -> ActorHandle[Any]:
+    options = _options(ROUTER_NAME, config)
+    handle: ActorHandle[Any] = _RemoteRouter.options(**options).remote(config)  # type: ignore[assignment]
     return handle

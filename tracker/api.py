@@ -14,6 +14,7 @@ event twice.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -21,16 +22,17 @@ from typing import Any
 import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
-from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-from tracker.actors import aggregator_actor, host_actor, scheduler_actor
+from tracker.actors import aggregator_actor, host_actor, router_actor, scheduler_actor
 from tracker.config import Config
 from tracker.placement import host_name, sharded_host_names
 
 _WITH_EVENT_IDS = {"track", "track_many"}
 
 
-def connect(address: str | None = None, *, config: Config | None = None, **overrides: Any) -> Tracker:
+def connect(
+    address: str | None = None, *, config: Config | None = None, **overrides: Any
+) -> Tracker:
     """Return a `Tracker` bound to a running Ray, starting a local Ray when none is running.
 
     Configuration is read from the environment (`TRACKER_*`), then keyword overrides apply
@@ -55,20 +57,6 @@ def _with_event_ids(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
-@ray.remote(num_cpus=0, max_retries=0)
-def _call_per_user(config: Config, user_id: str, method: str, args: tuple[Any, ...]) -> Any:
-    """Per-user placement: an idle user's actor exits, so a call may race its exit and must be
-    sent again to a fresh incarnation (which recovers the user from storage)."""
-    for attempt in range(20):
-        handle = host_actor(host_name(user_id, config), config)
-        try:
-            return ray.get(getattr(handle, method).remote(user_id, *args))
-        except (ActorDiedError, ActorUnavailableError):
-            time.sleep(min(0.05 * 2**attempt, 1.0))
-    handle = host_actor(host_name(user_id, config), config)
-    return ray.get(getattr(handle, method).remote(user_id, *args))
-
-
 class _Method:
     __slots__ = ("_handle", "_name")
 
@@ -80,10 +68,9 @@ class _Method:
         owner = self._handle
         if self._name in _WITH_EVENT_IDS:
             args = _with_event_ids(self._name, args)
-        if owner.host is None:
-            ref: ObjectRef[Any] = _call_per_user.remote(
-                owner.config, owner.user_id, self._name, args
-            )
+        if owner.per_user:
+            # The user's own actor may have exited while idle: the router resends the call.
+            ref: ObjectRef[Any] = owner.host.call.remote(owner.user_id, self._name, args)
             return ref
         result: ObjectRef[Any] = getattr(owner.host, self._name).remote(owner.user_id, *args)
         return result
@@ -93,10 +80,13 @@ class UserHandle:
     """One user's tracker. Methods: track, track_many, create_session, get_session,
     analytics, export, erase; each with `.remote(...)` returning an ObjectRef."""
 
-    def __init__(self, config: Config, user_id: str, host: ActorHandle[Any] | None) -> None:
+    def __init__(
+        self, config: Config, user_id: str, host: ActorHandle[Any], *, per_user: bool = False
+    ) -> None:
         self.config = config
         self.user_id = user_id
         self.host = host
+        self.per_user = per_user
         self.track = _Method(self, "track")
         self.track_many = _Method(self, "track_many")
         self.create_session = _Method(self, "create_session")
@@ -114,17 +104,20 @@ class Tracker:
         self.scheduler = scheduler_actor(config)
         self.aggregator = aggregator_actor(config)
         self.hosts: dict[str, ActorHandle[Any]] = {}
+        self.router: ActorHandle[Any] | None = None
+        waits = [self.scheduler.ready.remote(), self.aggregator.ready.remote()]
         if config.placement == "sharded":
             self.hosts = {name: host_actor(name, config) for name in sharded_host_names(config)}
-        ray.get(
-            [self.scheduler.ready.remote(), self.aggregator.ready.remote()]
-            + [h.ready.remote() for h in self.hosts.values()]
-        )
+            waits += [h.ready.remote() for h in self.hosts.values()]
+        else:
+            self.router = router_actor(config)
+            waits.append(self.router.ready.remote())
+        ray.get(waits)
 
     def user(self, user_id: str) -> UserHandle:
         """A handle on `user_id`'s tracker (the user is activated on its first call)."""
-        if self.config.placement == "per-user":
-            return UserHandle(self.config, user_id, None)
+        if self.router is not None:
+            return UserHandle(self.config, user_id, self.router, per_user=True)
         return UserHandle(self.config, user_id, self.hosts[host_name(user_id, self.config)])
 
     def analytics(self, **filters: Any) -> dict[str, Any]:
@@ -160,7 +153,5 @@ def shutdown(config: Config) -> None:
     """
     for entry in ray.util.list_named_actors(all_namespaces=True):
         if entry["namespace"] == config.namespace:
-            try:
+            with contextlib.suppress(ValueError):
                 ray.kill(ray.get_actor(entry["name"], namespace=config.namespace), no_restart=True)
-            except ValueError:
-                pass

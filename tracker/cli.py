@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -51,13 +52,10 @@ def _export(args: argparse.Namespace, config: Config) -> int:
 
     t = _connect(config)
     lines = ray.get(t.user(args.user_id).export.remote())
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer
-    try:
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         for line in tqdm(lines, desc=f"export {args.user_id}", unit="rec", disable=not args.output):
             out.write(msgspec.json.encode(line) + b"\n")
-    finally:
-        if args.output:
-            out.close()
     return 0
 
 

@@ -44,9 +44,7 @@ class Config:
     opt_out: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Config:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Read `TRACKER_<FIELD>` for every field, then apply keyword overrides."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -64,9 +62,7 @@ class Config:
 
     def validate(self) -> None:
         if self.placement not in PLACEMENTS:
-            raise ConfigError(
-                f"TRACKER_PLACEMENT={self.placement!r}: expected one of {PLACEMENTS}"
-            )
+            raise ConfigError(f"TRACKER_PLACEMENT={self.placement!r}: expected one of {PLACEMENTS}")
         if self.hosts < 1:
             raise ConfigError(f"TRACKER_HOSTS={self.hosts!r}: must be at least 1")
         if self.rate_limit < 0:

@@ -13,21 +13,19 @@ to the new incarnation, which recovers the user from storage.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
-from tracker.actors import host_actor
+from tracker.actors import PerUserRoutes
 from tracker.api import Tracker
 from tracker.errors import StorageUnavailable
 from tracker.placement import host_name
 from tracker.schema import Movement
 
 MAX_COALESCED = 256
-PER_USER_RETRIES = 8
 
 
 class _HostQueue:
@@ -45,12 +43,13 @@ class Dispatcher:
         self.tracker = tracker
         self.config = tracker.config
         self._queues: dict[str, _HostQueue] = {}
-        self._per_user: OrderedDict[str, ActorHandle[Any]] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.per_user = PerUserRoutes(self.config) if self.config.placement == "per-user" else None
 
     # -- tracking, coalesced ---------------------------------------------------------------
 
     async def track(self, user_id: str, movements: Sequence[Movement]) -> int:
-        if self.config.placement == "per-user":
+        if self.per_user is not None:
             result: int = await self.call(user_id, "track_many", list(movements))
             return result
         name = host_name(user_id, self.config)
@@ -62,7 +61,9 @@ class Dispatcher:
         queue.futures.append(future)
         if not queue.sending:
             queue.sending = True
-            asyncio.create_task(self._drain(queue))
+            task = asyncio.create_task(self._drain(queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _drain(self, queue: _HostQueue) -> None:
@@ -102,31 +103,13 @@ class Dispatcher:
             raise _cause(exc) from None
 
     async def _call(self, user_id: str, method: str, *args: Any) -> Any:
-        if self.config.placement == "sharded":
-            handle = self.tracker.hosts[host_name(user_id, self.config)]
-            try:
-                return await getattr(handle, method).remote(user_id, *args)
-            except (ActorDiedError, ActorUnavailableError) as exc:
-                raise StorageUnavailable(f"host unavailable: {exc}") from exc
-        for attempt in range(PER_USER_RETRIES):
-            handle = self._user_handle(user_id)
-            try:
-                return await getattr(handle, method).remote(user_id, *args)
-            except (ActorDiedError, ActorUnavailableError):
-                self._per_user.pop(user_id, None)
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-        raise StorageUnavailable(f"the tracker of {user_id!r} did not come back")
-
-    def _user_handle(self, user_id: str) -> ActorHandle[Any]:
-        handle = self._per_user.get(user_id)
-        if handle is None:
-            handle = host_actor(host_name(user_id, self.config), self.config)
-            self._per_user[user_id] = handle
-            if len(self._per_user) > 10_000:
-                self._per_user.popitem(last=False)
-        else:
-            self._per_user.move_to_end(user_id)
-        return handle
+        if self.per_user is not None:
+            return await self.per_user.call(user_id, method, *args)
+        handle = self.tracker.hosts[host_name(user_id, self.config)]
+        try:
+            return await getattr(handle, method).remote(user_id, *args)
+        except (ActorDiedError, ActorUnavailableError) as exc:
+            raise StorageUnavailable(f"host unavailable: {exc}") from exc
 
 
 def _cause(exc: RayTaskError) -> BaseException:

@@ -39,7 +39,6 @@ from tracker.errors import (
     RateLimited,
     StorageUnavailable,
     TooLarge,
-    TrackerError,
     Unauthorized,
     UnknownSession,
     UnsupportedMediaType,
@@ -289,9 +288,7 @@ class Ingress:
             if len(params["path"]) > 2048:
                 raise InvalidInput("path", "longer than 2048 characters")
             filters["path"] = params["path"]
-        report: dict[str, Any] = await self.tracker.aggregator.report.remote(
-            self.now_ms(), filters
-        )
+        report: dict[str, Any] = await self.tracker.aggregator.report.remote(self.now_ms(), filters)
         report.setdefault("userSessions", [])
         if params.get("userId"):
             user_id = schema.check_id("userId", params["userId"])
@@ -418,7 +415,9 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
     ingress = Ingress(tracker, config)
     h = ingress
 
-    def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
+    def route(
+        path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]
+    ) -> Route:
         return Route(path, _handled(ingress, handler, path), methods=methods)
 
     routes = [

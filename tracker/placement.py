@@ -15,6 +15,7 @@ from tracker.config import Config
 
 SCHEDULER_NAME = "scheduler"
 AGGREGATOR_NAME = "aggregator"
+ROUTER_NAME = "router"
 
 
 def _weight(user_id: str, index: int) -> int:

@@ -88,7 +88,8 @@ def field_error(
     match = _LOCATION.match(str(exc))
     message = match.group("msg") if match else str(exc)
     path = (match.group("path") or "") if match else ""
-    field = (prefix + path.replace("[", ".").replace("]", "")).strip(".")
+    dotted = prefix + path.replace("[", ".").replace("]", "")
+    field = ".".join(part for part in dotted.split(".") if part)
     named = _UNKNOWN.match(message) or _MISSING.match(message)
     if named:
         field = f"{field}.{named.group('name')}" if field else named.group("name")

@@ -1,11 +1,11 @@
 """Serving the tracker on Ray Serve at one address on this machine (`tracker serve`, `make run`).
 
 Serve's HTTP proxy hands every request to a replica over Ray: one more process and one more hop.
-With direct ingress each ingress replica runs its own HTTP server instead, and on 2 cores that
-was ten times faster for a hello-world deployment (about 300 against 3,000 requests/s; figures
-in docs/serving.md). So the public address `TRACKER_HTTP_HOST:TRACKER_HTTP_PORT` is the
-replica's own server: Serve's direct-ingress port range is narrowed to that one port, and the
-proxy, which Serve starts whatever it is told, listens on a port the kernel picks.
+With direct ingress each ingress replica runs its own HTTP server instead; on 2 cores a
+hello-world deployment answered six to thirteen times as many requests that way (figures in
+docs/serving.md). So the public address `TRACKER_HTTP_HOST:TRACKER_HTTP_PORT` is the replica's
+own server: Serve's direct-ingress port range is narrowed to that one port, and the proxy,
+which Serve starts whatever it is told, listens on a port the kernel picks.
 
 Serve reads these switches from its processes' environment when they start, so they are given
 to the Serve controller as its runtime environment; the proxy and the replicas it creates
@@ -39,7 +39,8 @@ PORT_RELEASE_TIMEOUT_S = 65.0
 # Serve's switches for the fast path; a value already in the environment wins (set
 # RAY_SERVE_ENABLE_DIRECT_INGRESS=0 to serve through the proxy instead).
 SERVE_SWITCHES = {
-    # Direct ingress, plus user code on the replica's own event loop: no thread hop per request.
+    # Direct ingress, plus user code on the replica's own event loop: no thread hop per request,
+    # and so a handler that blocks (ray.get instead of awaiting) stalls every request.
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
     # Both exist for an external load balancer, and there is none on one machine: a stopping
