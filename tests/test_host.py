@@ -538,3 +538,27 @@ def test_compaction_never_truncates_a_commit_still_being_acknowledged(file_stora
         assert [m["eventId"] for m in await movements_of(again)] == ["first", "second"]
 
     run(scenario())
+
+
+def test_analytics_listeners_see_each_stored_movement_once_even_when_retried(
+    tmp_path: Any,
+) -> None:
+    async def scenario() -> list[str | None]:
+        clock = Clock()
+        seen: list[str | None] = []
+        host = UserHost(
+            "host-0",
+            open_storage(f"file://{tmp_path}"),
+            HostSettings(),
+            now_ms=clock,
+            on_track=lambda user, movements, now: seen.extend(m.eventId for m in movements),
+        )
+        await host.start()
+        batch = [movement(clock, eventId="e1"), movement(clock, eventId="e2")]
+        await host.track_many("alice", batch)
+        await host.track_many("alice", [*batch, movement(clock, eventId="e3")])
+        await host.track("alice", movement(clock, eventId="e3"))
+        await host.journal.close()
+        return seen
+
+    assert run(scenario()) == ["e1", "e2", "e3"]

@@ -192,7 +192,8 @@ class UserHost:
         if record is None:
             await self._settled(slot)
             return 0
-        await self._commit(user_id, slot, record, movements)
+        # Analytics count what was stored: with duplicates dropped, the record says what that is.
+        await self._commit(user_id, slot, record, movements if new == len(movements) else None)
         return new
 
     async def create_session(
@@ -288,6 +289,8 @@ class UserHost:
         slot.committed.append((position, record))
         if self.on_track is not None and movements is not None:
             self.on_track(user_id, movements, record[2])
+        else:
+            self._notify(record)
 
     def _notify(self, record: Record) -> None:
         if self.on_track is None or record[0] != "track":
