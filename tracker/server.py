@@ -2,7 +2,7 @@
 
 Serve's HTTP proxy hands every request to a replica over Ray: one more process and one more hop.
 With direct ingress each ingress replica runs its own HTTP server instead; on 2 cores a
-hello-world deployment answered 6.5 to 24 times as many requests that way (figures in
+hello-world deployment answered about 6 to 24 times as many requests that way (figures in
 docs/serving.md). So the public address `TRACKER_HTTP_HOST:TRACKER_HTTP_PORT` is the replica's
 own server: Serve's direct-ingress port range is narrowed to that one port, and the proxy,
 which Serve starts whatever it is told, listens on a port the kernel picks.

@@ -1,0 +1,266 @@
+"""Bounded HTTP load: `wrk` (Debian's package) when installed, else an asyncio keep-alive client.
+
+Both send the same requests: `POST /api/track` with valid events (anonymous UUID users from a
+pool, the current time, a unique eventId), one or a batch per request. wrk is C and needs far
+less CPU per request, which matters on 2 cores shared with the server under test; the asyncio
+client is the fallback, and also the only one of the two that sends at a fixed rate (open loop,
+latency counted from each request's scheduled time, so a stalled server cannot hide its queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LUA = Path(__file__).parent / "track.lua"
+EVENT = (
+    '{{"userId":"{user}","sessionId":"{session}","timestamp":{ts},"event":"click",'
+    '"data":{{"path":"/products/{page}","element":"button#buy","coordinates":{{"x":{x},"y":{y}}},'
+    '"metadata":{{"viewportWidth":1280,"viewportHeight":800}}}},"eventId":"{prefix}-{n}"}}'
+)
+
+
+@dataclass
+class Load:
+    """What a load run measured."""
+
+    tool: str
+    requests: int
+    duration_s: float
+    errors: int
+    events_per_request: int
+    p50_ms: float
+    p99_ms: float
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.rps * self.events_per_request
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {
+            "tool": self.tool,
+            "requests": self.requests,
+            "duration_s": round(self.duration_s, 2),
+            "errors": self.errors,
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+        }
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(
+    ports: list[int],
+    path: str,
+    *,
+    batch: int = 1,
+    connections: int = 64,
+    duration_s: float = 8.0,
+    users: int = 10_000,
+) -> Load:
+    """Closed-loop load with wrk, one process per port (a replica each), one thread each."""
+    per_port = max(1, connections // len(ports))
+    procs = []
+    for index, port in enumerate(ports):
+        command = [
+            "wrk",
+            "-t1",
+            f"-c{per_port}",
+            f"-d{max(1, round(duration_s))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            f"http://127.0.0.1:{port}",
+            "--",
+            path,
+            str(batch),
+            str(users),
+            str(random.randrange(1 << 30) + index),
+        ]
+        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=duration_s + 60)
+        line = next((x for x in out.decode().splitlines() if x.startswith("WRKJSON ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk printed no summary: {out.decode()[-500:]} {err.decode()}")
+        results.append(json.loads(line.removeprefix("WRKJSON ")))
+    duration = max(r["duration_us"] for r in results) / 1e6
+    errors = sum(
+        r[k]
+        for r in results
+        for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+    )
+    return Load(
+        tool="wrk",
+        requests=sum(r["requests"] for r in results),
+        duration_s=duration,
+        errors=errors,
+        events_per_request=batch,
+        p50_ms=max(r["p50_us"] for r in results) / 1000,
+        p99_ms=max(r["p99_us"] for r in results) / 1000,
+    )
+
+
+class Bodies:
+    """Request bodies like the wrk script's, for the asyncio client."""
+
+    def __init__(self, batch: int = 1, users: int = 10_000) -> None:
+        self.batch = batch
+        self.users = [str(uuid.uuid4()) for _ in range(users)]
+        self.prefix = uuid.uuid4().hex[:16]
+        self.counter = itertools.count(1)
+
+    def event(self, user: str, ts: int) -> str:
+        return EVENT.format(
+            user=user,
+            session=f"s-{user[:8]}",
+            ts=ts,
+            page=random.randrange(50),
+            x=random.randrange(1280),
+            y=random.randrange(3000),
+            prefix=self.prefix,
+            n=next(self.counter),
+        )
+
+    def __call__(self) -> bytes:
+        user = random.choice(self.users)
+        ts = time.time_ns() // 1_000_000
+        if self.batch == 1:
+            return self.event(user, ts).encode()
+        events = ",".join(self.event(user, ts) for _ in range(self.batch))
+        return f'{{"events":[{events}]}}'.encode()
+
+
+def request_bytes(path: str, port: int, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> int:
+    writer.write(data)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _run_async(
+    ports: list[int],
+    path: str,
+    bodies: Callable[[], bytes],
+    connections: int,
+    duration_s: float,
+    rate: float | None,
+) -> tuple[int, int, float, list[float]]:
+    latencies: list[float] = []
+    errors = 0
+    slots = itertools.count()
+    start = time.perf_counter() + 0.2
+    end = start + duration_s
+
+    async def worker(port: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while True:
+                if rate is None:
+                    began = time.perf_counter()
+                    if began >= end:
+                        return
+                else:
+                    began = start + next(slots) / rate
+                    if began >= end:
+                        return
+                    delay = began - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                status = await _exchange(reader, writer, request_bytes(path, port, bodies()))
+                latencies.append((time.perf_counter() - began) * 1000)
+                if status != 200:
+                    errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
+    tasks = [worker(ports[i % len(ports)]) for i in range(connections)]
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    return len(latencies), errors, elapsed, latencies
+
+
+def run_asyncio(
+    ports: list[int],
+    path: str,
+    *,
+    batch: int = 1,
+    connections: int = 64,
+    duration_s: float = 8.0,
+    rate: float | None = None,
+    users: int = 10_000,
+) -> Load:
+    """Closed-loop load, or with `rate` open-loop load at that many requests per second."""
+    try:
+        import uvloop
+
+        runner: Callable[..., tuple[int, int, float, list[float]]] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    bodies = Bodies(batch, users)
+    requests, errors, elapsed, latencies = runner(
+        _run_async(ports, path, bodies, connections, duration_s, rate)
+    )
+    ordered = sorted(latencies)
+    return Load(
+        tool="asyncio" + (f" @{rate:.0f}/s" if rate else ""),
+        requests=requests,
+        duration_s=elapsed,
+        errors=errors,
+        events_per_request=batch,
+        p50_ms=percentile(ordered, 50),
+        p99_ms=percentile(ordered, 99),
+        latencies_ms=latencies,
+    )
+
+
+def run_closed(ports: list[int], path: str, **options: int | float) -> Load:
+    """Closed-loop load with the faster generator available (wrk, else asyncio)."""
+    if have_wrk() and not os.environ.get("BENCH_NO_WRK"):
+        return run_wrk(ports, path, **options)  # type: ignore[arg-type]
+    return run_asyncio(ports, path, **options)  # type: ignore[arg-type]
+
+
+def percentile(ordered: list[float], pct: float) -> float:
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, int(len(ordered) * pct / 100))
+    return ordered[index]

@@ -1,0 +1,670 @@
+"""The HTTP contract through the real app on Ray Serve: every route, status code and rule.
+
+One Serve deployment serves the whole test session (`serve_support`); each test works on users
+of its own (fresh random UUIDs), so tests do not see each other's data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import serve_support
+from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
+
+from tracker.config import Config
+
+serve_config = serve_support.serve_config
+serve_tracker = serve_support.serve_tracker
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+MINUTE_MS = 60_000
+# Placeholder replaced by raw JSON text that Python's json module would not write.
+RAW = "__raw__"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_user() -> str:
+    """A fresh anonymous visitor: a random UUID, as `crypto.randomUUID()` makes it."""
+    return str(uuid.uuid4())
+
+
+def movement(
+    user_id: str, session_id: str = "s1", event: str = "click", **data: Any
+) -> dict[str, Any]:
+    return {
+        "userId": user_id,
+        "sessionId": session_id,
+        "timestamp": now_ms(),
+        "event": event,
+        "data": data,
+    }
+
+
+def raw_json(value: Any, raw: str) -> bytes:
+    """`value` as JSON with the string `RAW` replaced by `raw` (say `1e999`)."""
+    return json.dumps(value).replace(json.dumps(RAW), raw).encode()
+
+
+@pytest.fixture
+def client(serve_tracker: str) -> Iterator[httpx.Client]:
+    """A visitor's browser: its own cookie jar, no credentials."""
+    with httpx.Client(base_url=serve_tracker, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def admin(serve_tracker: str, serve_config: Config) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=serve_tracker,
+        timeout=30,
+        headers={"Authorization": f"Bearer {serve_config.admin_token}"},
+    ) as c:
+        yield c
+
+
+def stored_movements(admin: httpx.Client, user_id: str, session_id: str = "s1") -> list[Any]:
+    """The movements the server holds for one session ([] when it has no such session)."""
+    response = admin.get("/api/track/session", params={"userId": user_id, "sessionId": session_id})
+    if response.status_code == 404:
+        return []
+    assert response.status_code == 200, response.text
+    movements: list[Any] = response.json()["movements"]
+    return movements
+
+
+def assert_error(response: httpx.Response, status: int, field: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    if field is not None:
+        assert body["field"] == field, body
+
+
+# -- POST /api/track ----------------------------------------------------------------------------
+
+
+def test_one_movement_an_array_and_an_events_object_are_all_accepted(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    one = client.post("/api/track", json=movement(user, path="/a"))
+    array = client.post("/api/track", json=[movement(user, path="/b"), movement(user, path="/c")])
+    batch = client.post("/api/track", json={"events": [movement(user, path="/d")]})
+    assert [r.json() for r in (one, array, batch)] == [
+        {"success": True, "accepted": 1},
+        {"success": True, "accepted": 2},
+        {"success": True, "accepted": 1},
+    ]
+    assert [m["data"]["path"] for m in stored_movements(admin, user)] == ["/a", "/b", "/c", "/d"]
+
+
+def test_an_empty_batch_is_accepted_and_stores_nothing(client: httpx.Client) -> None:
+    for body in ([], {"events": []}):
+        response = client.post("/api/track", json=body)
+        assert response.json() == {"success": True, "accepted": 0}
+
+
+def test_text_plain_bodies_are_accepted_as_send_beacon_sends_them(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    response = client.post(
+        "/api/track",
+        content=json.dumps(movement(user, event="page_view", path="/")),
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
+    assert response.json() == {"success": True, "accepted": 1}
+    assert [m["event"] for m in stored_movements(admin, user)] == ["page_view"]
+
+
+def test_a_retried_event_id_counts_once(client: httpx.Client, admin: httpx.Client) -> None:
+    user = new_user()
+    event = {**movement(user), "eventId": "e-1"}
+    for _ in range(3):
+        assert client.post("/api/track", json=event).status_code == 200
+    # A retry inside a batch, beside a new event, stores only the new one.
+    assert client.post("/api/track", json=[event, {**event, "eventId": "e-2"}]).status_code == 200
+    assert [m["eventId"] for m in stored_movements(admin, user)] == ["e-1", "e-2"]
+
+
+def test_a_body_that_is_not_json_is_400_naming_the_body(client: httpx.Client) -> None:
+    for body in (b"{not json", b"", b"\xff\xfe", b'{"userId": NaN}'):
+        response = client.post(
+            "/api/track", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert_error(response, 400, "body")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "application/xml", "multipart/form-data"]
+)
+def test_a_body_of_another_content_type_is_415(client: httpx.Client, content_type: str) -> None:
+    body = json.dumps(movement(new_user())).encode()
+    response = client.post("/api/track", content=body, headers={"Content-Type": content_type})
+    assert_error(response, 415)
+
+
+def test_a_body_without_a_content_type_is_415(client: httpx.Client) -> None:
+    response = client.post("/api/track", content=b"{}")
+    assert "content-type" not in response.request.headers
+    assert_error(response, 415)
+
+
+def oversized_body(user_id: str) -> bytes:
+    """A valid movement just over 64 KB, so only its size is wrong."""
+    return json.dumps(
+        movement(user_id, path="/", element="x" * 500) | {"pad": " " * 66_000}
+    ).encode()
+
+
+def test_a_body_over_64_kb_is_413(client: httpx.Client, admin: httpx.Client) -> None:
+    user = new_user()
+    response = client.post(
+        "/api/track", content=oversized_body(user), headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 413, "body")
+    assert stored_movements(admin, user) == []
+
+
+def test_a_chunked_body_over_64_kb_is_413_without_a_declared_length(client: httpx.Client) -> None:
+    body = oversized_body(new_user())
+    chunks = iter([body[i : i + 8192] for i in range(0, len(body), 8192)])
+    response = client.post(
+        "/api/track", content=chunks, headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert_error(response, 413, "body")
+
+
+def test_a_batch_of_more_than_500_events_is_413_and_of_500_is_accepted(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    small = {"userId": user, "sessionId": "s1", "timestamp": now_ms(), "event": "hover"}
+    too_many = client.post("/api/track", json=[small] * 501)
+    assert_error(too_many, 413, "events")
+    assert stored_movements(admin, user) == []
+    assert client.post("/api/track", json={"events": [small] * 500}).json() == {
+        "success": True,
+        "accepted": 500,
+    }
+
+
+def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**base, **changes}
+
+
+# Each rule of the movement schema: (a change to a good movement, the field the 422 names).
+INVALID_MOVEMENTS: dict[str, tuple[dict[str, Any], str]] = {
+    "unknown event type": ({"event": "tap"}, "event"),
+    "user id over 128 characters": ({"userId": "u" * 129}, "userId"),
+    "user id with a slash": ({"userId": "a/b"}, "userId"),
+    "session id empty": ({"sessionId": ""}, "sessionId"),
+    "session id with a space": ({"sessionId": "a b"}, "sessionId"),
+    "event id over 128 characters": ({"eventId": "e" * 129}, "eventId"),
+    "path over 2 KB": ({"data": {"path": "/" + "p" * 2048}}, "data.path"),
+    "element over 512 characters": ({"data": {"element": "e" * 513}}, "data.element"),
+    "metadata over 4 KB": ({"data": {"metadata": {"k": "m" * 4100}}}, "data.metadata"),
+    "metadata 5 levels deep": (
+        {"data": {"metadata": {"a": {"b": {"c": {"d": {}}}}}}},
+        "data.metadata.a.b.c.d",
+    ),
+    "coordinate not a number": (
+        {"data": {"coordinates": {"x": "1", "y": 2}}},
+        "data.coordinates.x",
+    ),
+    "coordinate out of range": (
+        {"data": {"coordinates": {"x": 1e8, "y": 2}}},
+        "data.coordinates.x",
+    ),
+    "coordinates without y": ({"data": {"coordinates": {"x": 1}}}, "data.coordinates.y"),
+    "negative duration": ({"data": {"duration": -1}}, "data.duration"),
+    "timestamp 6 minutes ahead": ({"timestamp": now_ms() + 6 * MINUTE_MS}, "timestamp"),
+    "timestamp before 1970": ({"timestamp": -1}, "timestamp"),
+    "timestamp as text": ({"timestamp": "now"}, "timestamp"),
+    "unknown key": ({"colour": "red"}, "colour"),
+    "unknown key in data": ({"data": {"colour": "red"}}, "data.colour"),
+    "unknown key in coordinates": (
+        {"data": {"coordinates": {"x": 1, "y": 2, "z": 3}}},
+        "data.coordinates.z",
+    ),
+    "data not an object": ({"data": [1]}, "data"),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_MOVEMENTS))
+def test_each_rule_of_the_movement_schema_is_a_422_naming_the_field(
+    client: httpx.Client, case: str
+) -> None:
+    changes, field = INVALID_MOVEMENTS[case]
+    bad = _with(movement(new_user()), **changes)
+    assert_error(client.post("/api/track", json=bad), 422, field)
+    # In a batch, the field is prefixed with the event's index.
+    good = movement(new_user() if field == "userId" else bad["userId"])
+    batch = client.post("/api/track", json={"events": [good, bad]})
+    assert_error(batch, 422, f"events.1.{field}")
+
+
+def test_a_movement_without_an_event_type_is_a_422_naming_it(client: httpx.Client) -> None:
+    event = movement(new_user())
+    del event["event"]
+    assert_error(client.post("/api/track", json=event), 422, "event")
+
+
+def test_a_key_beside_events_is_a_422_naming_it(client: httpx.Client) -> None:
+    response = client.post("/api/track", json={"events": [], "extra": 1})
+    assert_error(response, 422, "extra")
+
+
+# JSON has no NaN or infinity; a number too large for a double is the way to send one.
+INFINITE: dict[str, tuple[dict[str, Any], str, str]] = {
+    "coordinate": ({"data": {"coordinates": {"x": RAW, "y": 0}}}, "1e999", "data.coordinates.x"),
+    "scroll position": ({"data": {"scrollY": RAW}}, "-1e999", "data.scrollY"),
+    "duration": ({"data": {"duration": RAW}}, "1e999", "data.duration"),
+    "metadata value": ({"data": {"metadata": {"v": [RAW]}}}, "1e999", "data.metadata.v.0"),
+    "timestamp": ({"timestamp": RAW}, "1e999", "timestamp"),
+}
+
+
+@pytest.mark.parametrize("case", list(INFINITE))
+def test_an_infinite_number_is_rejected_and_stores_nothing(
+    client: httpx.Client, admin: httpx.Client, case: str
+) -> None:
+    changes, raw, _field = INFINITE[case]
+    user = new_user()
+    body = raw_json(_with(movement(user), **changes), raw)
+    response = client.post("/api/track", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code in (400, 422), response.text
+    assert stored_movements(admin, user) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="schema.movements_from_json reads numbers beyond a double (1e999) as malformed "
+    "JSON (400, field `body`), not as a schema violation naming the field",
+)
+@pytest.mark.parametrize("case", list(INFINITE))
+def test_an_infinite_number_is_a_422_naming_the_field(client: httpx.Client, case: str) -> None:
+    changes, raw, field = INFINITE[case]
+    body = raw_json(_with(movement(new_user()), **changes), raw)
+    response = client.post("/api/track", content=body, headers={"Content-Type": "text/plain"})
+    assert_error(response, 422, field)
+
+
+def test_one_bad_event_rejects_the_whole_batch_and_stores_none_of_it(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    assert client.post("/api/track", json=movement(user, path="/before")).status_code == 200
+    batch = [movement(user, path="/one"), movement(user, path="/two"), movement(user, "s2")]
+    batch[2]["event"] = "tap"
+    assert_error(client.post("/api/track", json=batch), 422, "events.2.event")
+    # Neither the good events of the batch nor the new session were stored.
+    assert [m["data"]["path"] for m in stored_movements(admin, user)] == ["/before"]
+    assert stored_movements(admin, user, "s2") == []
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def test_creating_a_session_returns_it_and_sets_a_private_visitor_cookie(
+    client: httpx.Client,
+) -> None:
+    user = new_user()
+    response = client.post(
+        "/api/track/session",
+        json={
+            "userId": user,
+            "sessionId": "s1",
+            "deviceInfo": {"userAgent": "test", "screenResolution": "1280x720", "timezone": "UTC"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] is True
+    session = body["session"]
+    assert (session["userId"], session["sessionId"], session["movements"]) == (user, "s1", [])
+    assert session["deviceInfo"]["screenResolution"] == "1280x720"
+    cookie = response.headers["set-cookie"].lower()
+    assert cookie.startswith("tracker_visitor=")
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/api/track" in cookie
+
+
+def test_the_visitor_cookie_reads_the_visitors_own_session(client: httpx.Client) -> None:
+    user = new_user()
+    client.post("/api/track/session", json={"userId": user, "sessionId": "s1"})
+    client.post("/api/track", json=movement(user, path="/mine"))
+    response = client.get("/api/track/session", params={"userId": user, "sessionId": "s1"})
+    assert response.status_code == 200, response.text
+    assert [m["data"]["path"] for m in response.json()["movements"]] == ["/mine"]
+
+
+def test_another_visitor_is_forbidden_to_read_a_session(
+    client: httpx.Client, serve_tracker: str
+) -> None:
+    user = new_user()
+    client.post("/api/track/session", json={"userId": user, "sessionId": "s1"})
+    with httpx.Client(base_url=serve_tracker, timeout=30) as other:
+        other.post("/api/track/session", json={"userId": new_user(), "sessionId": "s1"})
+        response = other.get("/api/track/session", params={"userId": user, "sessionId": "s1"})
+    assert_error(response, 403)
+
+
+def test_the_admin_reads_any_session_and_unknown_ones_are_404(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    client.post("/api/track", json=movement(user, path="/x"))
+    found = admin.get("/api/track/session", params={"userId": user, "sessionId": "s1"})
+    assert found.status_code == 200
+    assert found.json()["userId"] == user
+    missing = admin.get("/api/track/session", params={"userId": user, "sessionId": "nope"})
+    assert_error(missing, 404)
+    assert_error(
+        admin.get("/api/track/session", params={"userId": new_user(), "sessionId": "s"}), 404
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"sessionId": "s1"}, "userId"),
+        ({"userId": "a/b", "sessionId": "s1"}, "userId"),
+        ({"userId": "u"}, "sessionId"),
+        ({"userId": "u", "sessionId": "s" * 129}, "sessionId"),
+    ],
+)
+def test_reading_a_session_with_missing_or_malformed_ids_is_422(
+    admin: httpx.Client, params: dict[str, str], field: str
+) -> None:
+    assert_error(admin.get("/api/track/session", params=params), 422, field)
+
+
+def test_session_requests_are_validated_like_movements(client: httpx.Client) -> None:
+    user = new_user()
+    cases: list[tuple[Any, str]] = [
+        ({"userId": user}, "sessionId"),
+        ({"userId": user, "sessionId": "s", "extra": 1}, "extra"),
+        ({"userId": user, "sessionId": "s", "deviceInfo": {}}, "deviceInfo.userAgent"),
+        (
+            {"userId": user, "sessionId": "s", "deviceInfo": {"userAgent": "u" * 513}},
+            "deviceInfo.userAgent",
+        ),
+        ({"userId": "../x", "sessionId": "s"}, "userId"),
+        ([], "body"),
+    ]
+    for body, field in cases:
+        response = client.post("/api/track/session", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["field"] == field
+    not_json = client.post(
+        "/api/track/session", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert_error(not_json, 400, "body")
+    form = client.post("/api/track/session", data={"userId": user, "sessionId": "s"})
+    assert_error(form, 415)
+    big = {"userId": user, "sessionId": "s", "deviceInfo": {"userAgent": "u" * 70_000}}
+    assert_error(client.post("/api/track/session", json=big), 413, "body")
+
+
+def test_a_session_with_do_not_track_is_declined_and_nothing_is_stored(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    for header in ({"DNT": "1"}, {"Sec-GPC": "1"}):
+        declined = client.post(
+            "/api/track/session", json={"userId": user, "sessionId": "s1"}, headers=header
+        )
+        assert declined.json() == {"success": False, "declined": True}
+        assert "set-cookie" not in declined.headers
+        tracked = client.post("/api/track", json=movement(user), headers=header)
+        assert tracked.json() == {"success": True, "accepted": 0}
+    assert_error(admin.get("/api/track/session", params={"userId": user, "sessionId": "s1"}), 404)
+
+
+# -- admin routes -------------------------------------------------------------------------------
+
+ADMIN_ROUTES = [
+    ("GET", "/api/analytics"),
+    ("GET", "/api/analytics/stream"),
+    ("GET", "/api/users/someone"),
+    ("DELETE", "/api/users/someone"),
+    ("GET", "/api/users/someone/export"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+def test_admin_routes_without_or_with_a_wrong_token_are_401(
+    client: httpx.Client, serve_config: Config, method: str, path: str
+) -> None:
+    assert serve_config.admin_token
+    wrong = serve_config.admin_token[:-1] + ("A" if serve_config.admin_token[-1] != "A" else "B")
+    attempts: list[tuple[dict[str, str], dict[str, str]]] = [
+        ({}, {}),
+        ({"Authorization": f"Bearer {wrong}"}, {}),
+        ({"Authorization": "Bearer "}, {}),
+        ({"Authorization": f"Basic {serve_config.admin_token}"}, {}),
+        ({}, {"tracker_admin": wrong}),
+    ]
+    for headers, cookies in attempts:
+        client.cookies.clear()
+        client.cookies.update(cookies)
+        response = client.request(method, path, headers=headers)
+        assert_error(response, 401)
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_login_sets_a_strict_cookie_that_opens_admin_routes_and_logout_clears_it(
+    client: httpx.Client, serve_config: Config
+) -> None:
+    login = client.post("/api/admin/login", json={"token": serve_config.admin_token})
+    assert login.json() == {"success": True}
+    cookie = login.headers["set-cookie"].lower()
+    assert cookie.startswith("tracker_admin=")
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert client.get("/api/analytics").status_code == 200
+    logout = client.post("/api/admin/logout")
+    assert logout.json() == {"success": True}
+    assert "tracker_admin" not in client.cookies
+    assert_error(client.get("/api/analytics"), 401)
+
+
+def test_login_with_a_wrong_or_malformed_token_sets_no_cookie(client: httpx.Client) -> None:
+    wrong = client.post("/api/admin/login", json={"token": "guess"})
+    assert_error(wrong, 401)
+    assert "set-cookie" not in wrong.headers
+    for body in ({}, {"token": 42}, ["token"]):
+        assert_error(client.post("/api/admin/login", json=body), 422, "token")
+    not_json = client.post(
+        "/api/admin/login", content=b"token=x", headers={"Content-Type": "text/plain"}
+    )
+    assert_error(not_json, 400, "body")
+    assert_error(client.post("/api/admin/login", data={"token": "x"}), 415)
+
+
+def test_analytics_reports_the_site_and_one_users_sessions(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    client.post("/api/track", json=movement(user, event="page_view", path="/report"))
+    report = admin.get("/api/analytics", params={"userId": user}).json()
+    for key in (
+        "totalSessions",
+        "userSessions",
+        "recentActivity",
+        "activeUsers",
+        "totalUsers",
+        "totalEvents",
+        "eventsPerMinute",
+        "topPages",
+        "topElements",
+        "heatmap",
+        "scrollDepth",
+        "journeys",
+        "rageClicks",
+        "eventsByType",
+    ):
+        assert key in report, key
+    assert [s["userId"] for s in report["userSessions"]] == [user]
+    filtered = admin.get("/api/analytics", params={"from": 0, "to": now_ms() + MINUTE_MS})
+    assert filtered.status_code == 200
+    assert admin.get("/api/analytics", params={"path": "/report"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "yesterday"}, "from"),
+        ({"to": "-5"}, "to"),
+        ({"path": "/" + "p" * 2048}, "path"),
+        ({"userId": "a/b"}, "userId"),
+    ],
+)
+def test_analytics_filters_are_validated(
+    admin: httpx.Client, params: dict[str, str], field: str
+) -> None:
+    assert_error(admin.get("/api/analytics", params=params), 422, field)
+
+
+def test_the_live_stream_announces_tracked_events(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    # The read timeout bounds the wait: the stream itself never ends.
+    with admin.stream("GET", "/api/analytics/stream", timeout=20) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        assert client.post("/api/track", json=movement(user)).status_code == 200
+        for line in lines:
+            if line == "event: update":
+                data = json.loads(next(lines).removeprefix("data: "))
+                assert data["events"] >= 1 and data["at"] > 0
+                break
+
+
+def test_a_users_detail_export_and_erasure(client: httpx.Client, admin: httpx.Client) -> None:
+    user = new_user()
+    client.post("/api/track/session", json={"userId": user, "sessionId": "s1"})
+    client.post("/api/track", json=[movement(user, path="/1"), movement(user, path="/2")])
+
+    detail = admin.get(f"/api/users/{user}").json()
+    assert detail["userId"] == user
+    assert [len(s["movements"]) for s in detail["sessions"]] == [2]
+
+    export = admin.get(f"/api/users/{user}/export")
+    assert export.status_code == 200
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    assert f'filename="{user}.ndjson"' in export.headers["content-disposition"]
+    lines = [json.loads(line) for line in export.text.splitlines()]
+    assert lines and all(isinstance(line, dict) for line in lines)
+    assert {"/1", "/2"} <= {line.get("data", {}).get("path") for line in lines}
+
+    erased = admin.delete(f"/api/users/{user}")
+    assert erased.status_code == 200
+    assert erased.json()["userId"] == user and erased.json()["erased"] is True
+    assert admin.get(f"/api/users/{user}").json() == {"userId": user, "sessions": []}
+    assert admin.get(f"/api/users/{user}/export").text == ""
+    assert_error(admin.get("/api/track/session", params={"userId": user, "sessionId": "s1"}), 404)
+    # The visitor's cookie no longer finds anything either.
+    assert_error(client.get("/api/track/session", params={"userId": user, "sessionId": "s1"}), 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/users/a%00b"),
+        ("DELETE", "/api/users/caf%C3%A9"),
+        ("GET", "/api/users/%20/export"),
+    ],
+)
+def test_user_routes_with_a_malformed_id_are_422(
+    admin: httpx.Client, method: str, path: str
+) -> None:
+    assert_error(admin.request(method, path), 422, "userId")
+
+
+# -- service routes and pages -------------------------------------------------------------------
+
+
+def test_healthz_is_ok(client: httpx.Client) -> None:
+    response = client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def _healthz_requests(client: httpx.Client) -> float:
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "tracker_http_requests_total" and sample.labels == {
+                "route": "/healthz",
+                "method": "GET",
+                "status": "200",
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_metrics_are_prometheus_text_counting_requests(client: httpx.Client) -> None:
+    before = _healthz_requests(client)
+    for _ in range(3):
+        client.get("/healthz")
+    # One replica serves the session, so its count is the whole count.
+    assert _healthz_requests(client) >= before + 3
+    text = client.get("/metrics").text
+    assert "tracker_http_request_duration_seconds_bucket" in text
+    assert "tracker_events_accepted_total" in text
+
+
+def test_the_openapi_document_served_is_valid(client: httpx.Client) -> None:
+    response = client.get("/openapi.json")
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    validate(document)
+    assert "/api/track" in document["paths"]
+
+
+def test_the_browser_client_is_served_as_javascript(client: httpx.Client) -> None:
+    response = client.get("/tracker.js")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/javascript")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.text.strip()
+
+
+@pytest.mark.parametrize("path", ["/", "/long", "/form", "/app/cart/42", "/analytics"])
+def test_pages_are_html_with_the_content_security_policy(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"].startswith(CSP)
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "<script" in response.text
+
+
+def test_api_answers_and_errors_carry_the_security_headers_too(client: httpx.Client) -> None:
+    for response in (client.get("/healthz"), client.get("/api/analytics"), client.get("/nope")):
+        assert response.headers["content-security-policy"].startswith(CSP)
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_unknown_routes_are_404_and_wrong_methods_405(client: httpx.Client) -> None:
+    assert client.get("/api/nope").status_code == 404
+    assert client.get("/api/track").status_code == 405
+    assert client.put("/api/users/x").status_code == 405
