@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from tracker.config import Config
 
 NUM_CPUS = 2
@@ -26,7 +24,11 @@ def ray_session(**init: Any) -> Iterator[None]:
     """A fresh local Ray with 2 CPUs, as on the target machine; shut down afterwards."""
     import ray
 
-    ray.init(num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False, **init)
+    # "local": never join a cluster someone else started on this machine (Ray would otherwise
+    # connect to the one in /tmp/ray/ray_current_cluster).
+    ray.init(
+        address="local", num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False, **init
+    )
     try:
         yield
     finally:
@@ -133,10 +135,27 @@ def wait_ports(first_port: int, ports: int, path: str, count: int, timeout_s: fl
     raise RuntimeError(f"only {len(found)} of {count} replicas answer {path} after {timeout_s} s")
 
 
+def pid_of(actor: Any) -> int:
+    """The process of an actor that has a `pid()` method (the tracker's actors do)."""
+    import ray
+
+    pid: int = ray.get(actor.pid.remote())
+    return pid
+
+
+def psutil() -> Any:
+    """psutil, which Ray bundles (importing Ray puts its copy on the path)."""
+    import importlib
+
+    import ray  # noqa: F401
+
+    return importlib.import_module("psutil")
+
+
 def pids_matching(fragment: str) -> list[int]:
     """Processes whose command line (Ray sets it to `ray::<actor>`) contains `fragment`."""
     found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
+    for process in psutil().process_iter(["pid", "cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
         if fragment in cmdline:
             found.append(int(process.info["pid"]))
@@ -144,9 +163,9 @@ def pids_matching(fragment: str) -> list[int]:
 
 
 def rss_bytes(pid: int) -> int:
-    return int(psutil.Process(pid).memory_info().rss)
+    return int(psutil().Process(pid).memory_info().rss)
 
 
 def uss_bytes(pid: int) -> int:
     """Memory only this process holds (not shared libraries): what one more actor costs."""
-    return int(psutil.Process(pid).memory_full_info().uss)
+    return int(psutil().Process(pid).memory_full_info().uss)

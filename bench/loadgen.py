@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LUA = Path(__file__).parent / "track.lua"
+# Requests go to a fixed pool of users, the same in every run, so a warm-up activates them and
+# the figures are those of active users (passivation has its own scenario).
+USERS = 2_000
+USERS_SEED = 1
 EVENT = (
     '{{"userId":"{user}","sessionId":"{session}","timestamp":{ts},"event":"click",'
     '"data":{{"path":"/products/{page}","element":"button#buy","coordinates":{{"x":{x},"y":{y}}},'
@@ -74,7 +79,7 @@ def run_wrk(
     batch: int = 1,
     connections: int = 64,
     duration_s: float = 8.0,
-    users: int = 10_000,
+    users: int = USERS,
 ) -> Load:
     """Closed-loop load with wrk, one process per port (a replica each), one thread each."""
     per_port = max(1, connections // len(ports))
@@ -93,7 +98,7 @@ def run_wrk(
             "--",
             path,
             str(batch),
-            str(users),
+            str(users_file(users)),
             str(random.randrange(1 << 30) + index),
         ]
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
@@ -121,12 +126,26 @@ def run_wrk(
     )
 
 
+def user_pool(count: int = USERS) -> list[str]:
+    """The anonymous users (UUID v4) requests are spread over: the same in every run."""
+    pool = random.Random(USERS_SEED)
+    return [str(uuid.UUID(int=pool.getrandbits(128), version=4)) for _ in range(count)]
+
+
+def users_file(count: int = USERS) -> Path:
+    """The pool written one ID a line, for the wrk script."""
+    path = Path(tempfile.gettempdir()) / f"tracker-bench-users-{USERS_SEED}-{count}.txt"
+    if not path.exists():
+        path.write_text("\n".join(user_pool(count)) + "\n")
+    return path
+
+
 class Bodies:
     """Request bodies like the wrk script's, for the asyncio client."""
 
-    def __init__(self, batch: int = 1, users: int = 10_000) -> None:
+    def __init__(self, batch: int = 1, users: int = USERS) -> None:
         self.batch = batch
-        self.users = [str(uuid.uuid4()) for _ in range(users)]
+        self.users = user_pool(users)
         self.prefix = uuid.uuid4().hex[:16]
         self.counter = itertools.count(1)
 
@@ -226,7 +245,7 @@ def run_asyncio(
     connections: int = 64,
     duration_s: float = 8.0,
     rate: float | None = None,
-    users: int = 10_000,
+    users: int = USERS,
 ) -> Load:
     """Closed-loop load, or with `rate` open-loop load at that many requests per second."""
     try:
@@ -250,6 +269,33 @@ def run_asyncio(
         p99_ms=percentile(ordered, 99),
         latencies_ms=latencies,
     )
+
+
+def activate(ports: list[int], path: str, users: int = USERS, connections: int = 32) -> int:
+    """One event for every user of the pool, so that the measured runs find them active.
+
+    Returns how many requests failed."""
+    bodies = Bodies(1, users)
+    pending = list(bodies.users)
+
+    async def sweep() -> int:
+        failed = 0
+
+        async def worker(port: int) -> None:
+            nonlocal failed
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                while pending:
+                    body = bodies.event(pending.pop(), time.time_ns() // 1_000_000).encode()
+                    if await _exchange(reader, writer, request_bytes(path, port, body)) != 200:
+                        failed += 1
+            finally:
+                writer.close()
+
+        await asyncio.gather(*(worker(ports[i % len(ports)]) for i in range(connections)))
+        return failed
+
+    return asyncio.run(sweep())
 
 
 def run_closed(ports: list[int], path: str, **options: int | float) -> Load:

@@ -92,7 +92,23 @@ def summarize(collapsed: str, top: int = 12) -> list[str]:
     if not total:
         return ["  (no samples: the process was idle)"]
     lines = [f"  {total} samples; inclusive:"]
-    skip = ("<module>", "main_loop", "run_forever", "_run_once", "_run (asyncio/events.py)")
+    # Frames every sample of a thread passes through: they say nothing about where time goes.
+    skip = (
+        "<module>",
+        "run_forever",
+        "_run_once",
+        "_run (asyncio/events.py)",
+        "Thread._bootstrap",
+        "Thread.run",
+        "_worker (concurrent",
+        "_WorkItem.run",
+        "_resume_span",
+        "auto_init_wrapper",
+        "_run_module_as_main",
+        "_run_code",
+        "main (bench/__main__.py)",
+        "Worker.main_loop",
+    )
     shown = 0
     for frame, count in inclusive.most_common():
         if any(s in frame for s in skip) or count == total:
@@ -101,8 +117,14 @@ def summarize(collapsed: str, top: int = 12) -> list[str]:
         shown += 1
         if shown >= top:
             break
+    mine = [(f, c) for f, c in inclusive.most_common() if "(tracker/" in f][:top]
+    if mine:
+        lines.append("  inclusive, the tracker's own code:")
+        lines += [f"    {100 * count / total:5.1f}%  {frame}" for frame, count in mine]
     lines.append("  own time:")
-    for frame, count in own.most_common(top // 2 + 2):
+    idle = ("Thread.run", "_worker (concurrent", "Worker.main_loop", "Condition.wait")
+    busy = [(f, c) for f, c in own.most_common() if not any(i in f for i in idle)]
+    for frame, count in busy[: top // 2 + 2]:
         lines.append(f"    {100 * count / total:5.1f}%  {frame}")
     return lines
 

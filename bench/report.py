@@ -37,7 +37,7 @@ class Row:
     def ratio(self) -> float | None:
         if self.baseline_value in (None, 0):
             return None
-        return self.value / self.baseline_value  # type: ignore[operator]
+        return self.value / self.baseline_value
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -98,13 +98,15 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write(rows: list[Row], meta: dict[str, Any], directory: Path = RESULTS) -> Path:
-    """Write `latest.json` and a timestamped copy; return the latter's path."""
+def write(
+    rows: list[Row], meta: dict[str, Any], directory: Path = RESULTS, stem: str = "latest"
+) -> Path:
+    """Write `<stem>.json` and a timestamped copy; return the latter's path."""
     directory.mkdir(parents=True, exist_ok=True)
     document = {**meta, "rows": [row.to_json() for row in rows]}
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    copy = directory / f"{stamp}.json"
+    copy = directory / f"{stem}-{stamp}.json"
     copy.write_text(text)
-    (directory / "latest.json").write_text(text)
+    (directory / f"{stem}.json").write_text(text)
     return copy

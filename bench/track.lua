@@ -1,5 +1,7 @@
 -- wrk script: POST /api/track with valid events (bench/loadgen.py runs it).
--- Arguments: path, events per request, users per thread, seed.
+-- Arguments: path, events per request, a file of user IDs (one a line: the same pool as the
+-- asyncio client's, so one warm-up activates them all), and a seed that makes event IDs that
+-- no earlier run used.
 -- Each request is for one anonymous (UUID v4) user of a pool; every event has a unique eventId
 -- and the current time, so the tracker validates, stores and counts every one of them.
 local path, batch = "/api/track", 1
@@ -19,11 +21,6 @@ local function rhex(n)
   return table.concat(t)
 end
 
-local function uuid4()
-  local variant = ({ "8", "9", "a", "b" })[math.random(1, 4)]
-  return rhex(8) .. "-" .. rhex(4) .. "-4" .. rhex(3) .. "-" .. variant .. rhex(3) .. "-" .. rhex(12)
-end
-
 function setup(thread)
   threads = threads + 1
   thread:set("tid", threads)
@@ -32,12 +29,11 @@ end
 function init(args)
   path = args[1] or path
   batch = tonumber(args[2] or "1")
-  local count = tonumber(args[3] or "10000")
-  math.randomseed(os.time() + (tid or 0) * 7919 + tonumber(args[4] or "0"))
-  prefix = rhex(16)
-  for i = 1, count do
-    users[i] = uuid4()
+  for line in io.lines(args[3]) do
+    users[#users + 1] = line
   end
+  math.randomseed(tonumber(args[4] or "0") + (tid or 0) * 7919)
+  prefix = rhex(16)
 end
 
 local function event(user, session, ts)

@@ -54,6 +54,7 @@ def ray_session(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
     env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     ray.init(
+        address="local",  # always a fresh cluster of our own, even when another one runs here
         num_cpus=2,
         namespace="tracker-tests",
         include_dashboard=False,

@@ -17,7 +17,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,9 @@ DAY_MS = 24 * 3600 * 1000
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def admin_get(base: str, config: Config, path: str, **params: Any) -> httpx.Response:
+def admin_get(base: str, config: Config, route: str, **params: Any) -> httpx.Response:
     response = httpx.get(
-        f"{base}{path}",
+        f"{base}{route}",
         params=params,
         headers={"Authorization": f"Bearer {config.admin_token}"},
         timeout=30,
@@ -165,6 +165,10 @@ def wait_for_kpis_to_match_api(page: Page, base: str, config: Config) -> dict[st
         return wait_until(agree, timeout_s=30, interval_s=0.5, message="KPIs equal to the API")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last shown vs API: {seen[-1]}") from None
+
+
+def live_on(page: Page) -> Callable[[], bool]:
+    return lambda: "on" in (page.get_attribute("#live-indicator", "class") or "").split()
 
 
 def heat_cells(page: Page) -> int:
@@ -329,7 +333,7 @@ def test_the_visit_reaches_the_api_with_the_right_shapes(
     forms = by_kind["form_interaction"]
     assert {d["element"] for d in forms} == {"fullName", "activity"}
     assert all(d["path"] == "/form" for d in forms)
-    assert {d["metadata"]["action"] for d in forms} == {"input", "change"}
+    assert {d["metadata"]["action"] for d in forms} <= {"input", "change"}
     assert all(set(d) == {"path", "element", "metadata"} for d in forms)
 
     # The cross-user analytics counted them too (other tests share this deployment: >=).
@@ -354,7 +358,7 @@ def test_nothing_typed_into_a_field_reaches_the_server(
 ) -> None:
     secrets = [TYPED_NAME.encode(), TYPED_PASSWORD.encode()]
     tracked = [body for url, body in visit.bodies if url.endswith("/api/track")]
-    assert tracked and any(visit.user_id.encode() in body for body in tracked)
+    assert tracked and all(visit.user_id.encode() in body for body in tracked)
     for url, body in visit.bodies:
         assert not any(s in body for s in secrets), f"a typed value was sent to {url}"
 
@@ -392,7 +396,7 @@ def test_the_dashboard_matches_the_api_draws_the_heatmap_and_updates_live(
         assert show_heatmap_of(page, "/long") >= 1  # the click far down the article
         assert show_heatmap_of(page, "/") >= 2
 
-        wait_until(lambda: "on" in page.get_attribute("#live-indicator", "class").split())
+        wait_until(live_on(page), message="the live indicator")
         page.evaluate("document.body.dataset.sameDocument = 'yes'")
         before_events = kpi_values(page)["totalEvents"] or 0
         before_live = int(page.inner_text("#live-count").replace(",", ""))
@@ -471,7 +475,7 @@ def test_visitor_strings_stay_inert_text_on_the_dashboard(
             })"""
         )
         assert injected == {"images": 0, "scripts": 0, "handlers": 0}
-        screenshot(page, "dashboard-xss.png")
+        screenshot(page, "dashboard-xss.png", full_page=False)
         assert dialogs == []
     finally:
         context.close()
@@ -525,7 +529,8 @@ NEXT_PAGES = {
 }
 
 # Where the clickable things are on each page, read from the real demo in the browser, so
-# that seeded clicks land where a person's would: [tag#id.classes, page x, page y, w, h].
+# that seeded clicks land where a person's would: [tag#id.classes, page x, page y, w, h,
+# in the page's main content]; main content first, as that is what people click most.
 TARGETS_JS = """() => [...document.querySelectorAll(
     'a, button, input, select, textarea, summary')].filter(el => {
         const r = el.getBoundingClientRect();
@@ -536,23 +541,26 @@ TARGETS_JS = """() => [...document.querySelectorAll(
         if (el.id) d += '#' + el.id;
         const c = (el.getAttribute('class') || '').trim();
         if (c) d += '.' + c.split(/\\s+/).join('.');
-        return [d, r.left + scrollX, r.top + scrollY, r.width, r.height];
+        return [d, r.left + scrollX, r.top + scrollY, r.width, r.height, !!el.closest('main')];
     })"""
 
 
 def page_targets(browser: Browser, base: str) -> dict[str, list[list[Any]]]:
     # Opted out first, so measuring the pages tracks nothing.
     context = browser.new_context(viewport=VIEWPORT)
-    context.add_init_script("localStorage.setItem('tracking_opt_out', '1')")
+    context.add_init_script(
+        "localStorage.setItem('tracking_opt_out', '1');"
+        "sessionStorage.setItem('acme_cart', '{\"summit-tent\": 1, \"ridge-pack\": 2}')"
+    )
     page = context.new_page()
     targets: dict[str, list[list[Any]]] = {}
     try:
         for path in NEXT_PAGES:
-            page.goto(f"{base}{path}")
-            wait_until(lambda: page.evaluate("!!document.querySelector('main a, main button')"))
+            page.goto(f"{base}{path}")  # waits for the load event: the deferred app has run
             found = page.evaluate(TARGETS_JS)
             height = page.evaluate("document.documentElement.scrollHeight")
-            targets[path] = [[*t, height] for t in found if t[2] < 3000]
+            found.sort(key=lambda t: not t[5])
+            targets[path] = [[*t[:5], height] for t in found if t[2] < 3000]
     finally:
         context.close()
     return targets
@@ -576,7 +584,7 @@ def a_session(
         events.append({"timestamp": at, "event": "page_view", "data": view})
         dwell = 0
         # Popular targets get most clicks: weight by rank so the heatmap has hot spots.
-        weights = [1 / (1 + i) ** 0.7 for i in range(len(spots))]
+        weights = [1 / (1 + i) ** 1.2 for i in range(len(spots))]
         for _ in range(rng.choice([1, 2, 2, 3, 4, 6])):
             at += rng.randint(800, 6000)
             dwell += 3000
@@ -634,8 +642,11 @@ def a_session(
     return events
 
 
-def seed_traffic(base: str, targets: dict[str, list[list[Any]]], users: int = 18) -> int:
-    rng = random.Random(7)
+def seed_traffic(
+    base: str, targets: dict[str, list[list[Any]]], users: int = 12, seed: int = 7
+) -> int:
+    """Send `users` visitors' sessions (deterministic for a `seed`); return how many events."""
+    rng = random.Random(seed)
     sent = 0
     for u in range(users):
         user = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -663,7 +674,7 @@ def test_a_screenshot_of_the_dashboard_with_traffic_is_saved(
     assert all(targets[path] for path in NEXT_PAGES), "every demo page has something to click"
     before = admin_get(serve_tracker, serve_config, "/api/analytics").json()["totalEvents"]
     sent = seed_traffic(serve_tracker, targets)
-    assert 200 <= sent <= 600
+    assert 200 <= sent <= 1000
 
     def arrived() -> bool:
         report = admin_get(serve_tracker, serve_config, "/api/analytics").json()
@@ -673,9 +684,12 @@ def test_a_screenshot_of_the_dashboard_with_traffic_is_saved(
 
     context, page = open_dashboard(browser, serve_tracker, serve_config)
     try:
+        wait_until(live_on(page), message="the live indicator")
+        # One more visitor while the dashboard watches, so the live counter has something.
+        seed_traffic(serve_tracker, targets, users=1, seed=8)
+        wait_until(lambda: page.inner_text("#live-count") != "0", timeout_s=20)
         wait_for_kpis_to_match_api(page, serve_tracker, serve_config)
         assert heat_cells(page) > 20
-        wait_until(lambda: "on" in page.get_attribute("#live-indicator", "class").split())
         page.mouse.move(0, 0)
         shot = screenshot(page, "dashboard.png")
         if os.environ.get("TRACKER_UPDATE_SCREENSHOTS") == "1":

@@ -149,6 +149,12 @@ def test_a_body_that_is_not_json_is_400_naming_the_body(client: httpx.Client) ->
         assert_error(response, 400, "body")
 
 
+@pytest.mark.parametrize("body", [b"5", b'"click"', b"null", b"[5]", b'{"events": {}}'])
+def test_json_of_the_wrong_shape_is_422_not_400(client: httpx.Client, body: bytes) -> None:
+    response = client.post("/api/track", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 422, response.text
+
+
 @pytest.mark.parametrize(
     "content_type", ["application/x-www-form-urlencoded", "application/xml", "multipart/form-data"]
 )
@@ -456,7 +462,7 @@ def test_admin_routes_without_or_with_a_wrong_token_are_401(
     attempts: list[tuple[dict[str, str], dict[str, str]]] = [
         ({}, {}),
         ({"Authorization": f"Bearer {wrong}"}, {}),
-        ({"Authorization": "Bearer "}, {}),
+        ({"Authorization": "Bearer"}, {}),
         ({"Authorization": f"Basic {serve_config.admin_token}"}, {}),
         ({}, {"tracker_admin": wrong}),
     ]

@@ -23,6 +23,7 @@
   var HEATMAP_PAGE_WIDTH_PX = 1280;
   var HEATMAP_FOLD_PX = 800;
   var TIMELINE_LIMIT = 300;
+  var TIMELINE_LEAD_MS = 15 * 60 * 1000;
 
   var state = {
     range: 'day',
@@ -367,11 +368,14 @@
   // Minutes are re-binned so a week is still ~120 readable points.
   function binEvents(points) {
     var valid = points.filter(function (p) { return p && isFinite(p.t) && isFinite(p.count); });
-    if (!valid.length) return [];
+    var busy = valid.filter(function (p) { return p.count > 0; });
+    if (!busy.length) return [];
     var minute = 60000;
     var end = Math.max(valid[valid.length - 1].t, Math.floor(Date.now() / minute) * minute);
     var start = Math.min(valid[0].t, end - RANGES_MS[state.range] + minute);
-    start = Math.max(start, valid[0].t - 60 * minute); // do not draw a week of nothing
+    // The series has a zero for every empty minute: do not draw a week of nothing before
+    // the first event, only a little lead-in.
+    start = Math.max(start, busy[0].t - TIMELINE_LEAD_MS);
     var step = Math.max(1, Math.ceil((end - start) / minute / 120)) * minute;
     var bins = [];
     for (var t = start; t <= end; t += step) bins.push({ t: t, count: 0 });
@@ -704,15 +708,19 @@
   function renderRecent(sessions) {
     var box = clear($('recent-activity'));
     if (!sessions.length) return empty(box, 'Nobody has visited yet.');
-    box.appendChild(table(['User', 'Session', 'Started', 'Last activity', 'Events', 'Device'], sessions.map(function (s) {
-      return [
+    // Summaries may come without device facts; then a column of "unknown" says nothing.
+    var devices = sessions.some(function (s) { return s.deviceInfo; });
+    var headers = ['User', 'Session', 'Started', 'Last activity', 'Events'];
+    box.appendChild(table(devices ? headers.concat(['Device']) : headers, sessions.map(function (s) {
+      var cells = [
         userLink(s.userId),
         el('span', { class: 'mono muted', text: short(s.sessionId, 14), title: String(s.sessionId) }),
         el('span', { text: dateTime(s.startTime) }),
         when(s.lastActivity),
-        el('span', { class: 'num', text: num(s.movementCount) }),
-        el('span', { class: 'muted', text: device(s.deviceInfo) })
+        el('span', { class: 'num', text: num(s.movementCount) })
       ];
+      if (devices) cells.push(el('span', { class: 'muted', text: device(s.deviceInfo) }));
+      return cells;
     })));
   }
 

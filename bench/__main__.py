@@ -1,0 +1,88 @@
+"""`python -m bench [--quick] [--only NAME ...]`: run the scenarios, print the table, write JSON.
+
+A full run writes `bench/results/latest.json` (the file docs/benchmarks.md quotes); `--quick`
+writes `quick.json` and `--only` writes `<name>.json`, so a smoke run never replaces the
+figures of the last full one. Each also leaves a timestamped copy (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+from bench import loadgen
+from bench.report import RESULTS, Row, machine, table, write
+
+# name -> module with `run(quick) -> list[Row]`, in the order a full run takes them: the ones
+# without Ray first, the HTTP ones (the longest to set up) last.
+SCENARIOS = {
+    "storage": "bench.storage",
+    "alarms": "bench.alarms",
+    "handles": "bench.handles",
+    "passivation": "bench.passivation",
+    "memory": "bench.memory",
+    "per_user": "bench.per_user",
+    "http": "bench.http",
+    "scaling": "bench.scaling",
+}
+
+
+def _scenario(name: str) -> Callable[[bool], list[Row]]:
+    module = importlib.import_module(SCENARIOS[name])
+    run: Callable[[bool], list[Row]] = module.run
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts (about 2 minutes)")
+    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), metavar="NAME")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(SCENARIOS))
+        return 0
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    names = args.only or list(SCENARIOS)
+    started = time.time()
+    rows: list[Row] = []
+    timings: dict[str, float] = {}
+    for name in names:
+        print(f"== {name}", flush=True)
+        began = time.monotonic()
+        try:
+            found = _scenario(name)(args.quick)
+        except Exception as exc:
+            traceback.print_exc()
+            found = [Row(name=f"{name}: failed", value=0, unit="", met=False)]
+            found[0].details = {"error": f"{type(exc).__name__}: {exc}"}
+        timings[name] = round(time.monotonic() - began, 1)
+        for row in found:
+            row.details.setdefault("scenario", name)
+        rows += found
+        print(table(found), flush=True)
+    meta = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "mode": "quick" if args.quick else "full",
+        "scenarios": names,
+        "scenario_seconds": timings,
+        "machine": machine(),
+        "load_generator": "wrk" if loadgen.have_wrk() else "asyncio",
+    }
+    stem = "quick" if args.quick else "latest"
+    if args.only:
+        stem = "-".join(args.only) + ("-quick" if args.quick else "")
+    copy = write(rows, meta, RESULTS, stem)
+    print(f"\n{table(rows)}\n\nmachine: {meta['machine']}\nwritten: {RESULTS / (stem + '.json')}")
+    print(f"(and {copy.name}); took {meta['duration_s']} s")
+    return 0 if all(r.met is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Valid movements for the Python-handle and in-process scenarios (the HTTP ones send JSON)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from typing import Any
+
+from tracker import codec
+from tracker.schema import Movement, movement_from_obj
+
+
+def user_ids(count: int) -> list[str]:
+    """Anonymous visitors: random UUIDs, as tracker.js makes them."""
+    return [str(uuid.uuid4()) for _ in range(count)]
+
+
+class Movements:
+    """Movement dicts like tracker.js sends: a click with coordinates and page facts."""
+
+    def __init__(self) -> None:
+        self.prefix = uuid.uuid4().hex[:16]
+        self.counter = itertools.count(1)
+
+    def one(self, user_id: str, session: str | None = None) -> dict[str, Any]:
+        return {
+            "userId": user_id,
+            "sessionId": session or f"s-{user_id[:8]}",
+            "timestamp": time.time_ns() // 1_000_000,
+            "event": "click",
+            "data": {
+                "path": f"/products/{random.randrange(50)}",
+                "element": "button#buy",
+                "coordinates": {"x": random.randrange(1280), "y": random.randrange(3000)},
+                "metadata": {"viewportWidth": 1280, "viewportHeight": 800},
+            },
+            "eventId": f"{self.prefix}-{next(self.counter)}",
+        }
+
+    def batch(self, user_id: str, count: int, session: str | None = None) -> list[dict[str, Any]]:
+        return [self.one(user_id, session) for _ in range(count)]
+
+
+def encoded_size(movement: dict[str, Any]) -> int:
+    """Bytes of a movement as the tracker keeps it (msgpack of the validated struct)."""
+    valid: Movement = movement_from_obj(movement, time.time_ns() // 1_000_000)
+    return len(codec.encode_movement(valid))

@@ -1,0 +1,494 @@
+"""Fault injection under load: while a bounded load generator sends tracked events, a host is
+SIGKILLed, the scheduler is killed, storage goes away, a zombie host keeps writing, a node is
+removed, the whole cluster is stopped. After each, every acknowledged event must be found.
+
+Each scenario prints its figures (events sent, acknowledged, found afterwards, lost, refusals
+retried, time to recover); the module prints them all as a table at the end, which is what
+docs/reliability.md shows. Rerun with `.venv/bin/pytest -m faults -s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+from browser_support import serve_asgi
+from conftest import free_port
+from fault_support import (
+    Figures,
+    Load,
+    Retry,
+    anonymous_users,
+    event_ids,
+    figures,
+    http_sender,
+    movement,
+    table,
+)
+
+from tracker.actors import HostActor
+from tracker.config import Config
+from tracker.errors import Fenced, StorageUnavailable
+from tracker.ingress import build_app
+from tracker.placement import host_name
+from tracker.storage import local_root
+
+pytestmark = pytest.mark.faults
+
+ADMIN = "faults-admin-token-0123456789abcdef"
+SECRET = "faults-secret-0123456789abcdef0123"
+SCRIPT = Path(__file__).with_name("multinode_check.py")
+SCRIPT_TIMEOUT_S = 240
+RESULTS: list[Figures] = []
+OUTAGES = {"s3": "S3 server stopped", "file": "data directory unwritable"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures_table() -> Iterator[None]:
+    yield
+    if RESULTS:
+        print("\n\nFault injection under load\n\n" + table(RESULTS) + "\n")
+
+
+def report(result: Figures) -> Figures:
+    RESULTS.append(result)
+    print("\n" + result.to_json())
+    return result
+
+
+# -- the HTTP rig: the real app on uvicorn over the tracker's actors -------------------------------
+
+
+def overrides(**extra: Any) -> dict[str, Any]:
+    return {"rate_limit": 0, "admin_token": ADMIN, "secret": SECRET, **extra}
+
+
+@asynccontextmanager
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as c:
+        yield c
+
+
+async def exported(c: httpx.AsyncClient, url: str, users: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for user in users:
+        response = await c.get(
+            f"{url}/api/users/{user}/export", headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        assert response.status_code == 200, response.text
+        found[user] = event_ids(json.loads(line) for line in response.text.splitlines())
+    return found
+
+
+def users_on_every_host(t: Any, n: int) -> list[str]:
+    users = anonymous_users(n)
+    while {host_name(u, t.config) for u in users} != set(t.hosts):
+        users = anonymous_users(n)
+    return users
+
+
+async def pid_of(handle: Any) -> int:
+    pid: int = await handle.pid.remote()
+    return pid
+
+
+def steady_load(send: Any, users: list[str]) -> Load:
+    """Load that goes on until stopped: at most 3000 events, paced."""
+    return Load(send, users, 3000, pace_s=0.02)
+
+
+def probe(send: Any, users: list[str]) -> Load:
+    """One batch per user, sent right after a fault (or its end) to time the recovery."""
+    return Load(send, users, 5 * len(users), concurrency=len(users))
+
+
+async def finish(load: Load, task: asyncio.Task[None], more: int = 100) -> None:
+    """Let `more` events through after the fault, then stop the load and wait for it."""
+    await load.reached(load.acknowledged + more)
+    load.stop()
+    await task
+
+
+# -- a host process SIGKILLed ----------------------------------------------------------------------
+
+
+def test_acknowledged_events_survive_a_host_sigkilled_under_load(
+    make_tracker: Callable[..., Any], file_storage: str
+) -> None:
+    t = make_tracker(**overrides(storage=file_storage))
+    users = users_on_every_host(t, 12)
+    victims = [u for u in users if host_name(u, t.config) == "host-0"]
+    host = t.hosts["host-0"]
+
+    async def scenario(url: str) -> Figures:
+        async with client() as c:
+            send = http_sender(c, url)
+            load = steady_load(send, users)
+            task = asyncio.create_task(load.run())
+            await load.reached(200)
+            pid = await pid_of(host)
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            after = probe(send, victims)
+            await after.run()
+            await finish(load, task)
+            assert await pid_of(host) != pid
+            found = await exported(c, url, users)
+        return figures(
+            "host SIGKILLed",
+            [load, after],
+            found,
+            after.recovered_after(killed_at),
+            note=f"HTTP; {len(victims)} of {len(users)} users on the killed host",
+        )
+
+    with serve_asgi(build_app(t, t.config)) as url:
+        result = report(asyncio.run(scenario(url)))
+    assert result.acknowledged == result.sent
+    assert result.lost == 0
+    assert result.recover_s is not None
+
+
+# -- the scheduler killed --------------------------------------------------------------------------
+
+
+def test_alarms_pending_when_the_scheduler_is_killed_fire_after_it_restarts(
+    make_tracker: Callable[..., Any], file_storage: str
+) -> None:
+    t = make_tracker(**overrides(storage=file_storage, session_timeout_s=1, alarm_interval_s=2))
+    users = users_on_every_host(t, 8)
+    scheduler = t.scheduler
+    alarm_delay_ms = 3000
+
+    async def scenario(url: str) -> tuple[Figures, int]:
+        async with client() as c:
+            send = http_sender(c, url)
+            load = steady_load(send, users)
+            task = asyncio.create_task(load.run())
+            await load.reached(100)
+            # Hosts arm each user's first alarm within a tick of their first event...
+            deadline = time.monotonic() + 30
+            while None in await asyncio.gather(*(scheduler.get_alarm.remote(u) for u in users)):
+                assert time.monotonic() < deadline, "first alarms not armed"
+                await asyncio.sleep(0.1)
+            # ... and here set due a little after the kill: pending when the scheduler dies.
+            due = time.time_ns() // 1_000_000 + alarm_delay_ms
+            await asyncio.gather(*(scheduler.set_alarm.remote(u, due) for u in users))
+            pid = await pid_of(scheduler)
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            # Activity after the kill for every user: only an alarm run after it can end it.
+            after = probe(send, users)
+            await after.run()
+            await finish(load, task)
+            # Nobody calls the scheduler from here on: it must start firing by itself.
+            expired: set[str] = set()
+            deadline = time.monotonic() + 60
+            while len(expired) < len(users) and time.monotonic() < deadline:
+                for user in set(users) - expired:
+                    response = await c.get(
+                        f"{url}/api/track/session",
+                        params={"userId": user, "sessionId": "s1"},
+                        headers={"Authorization": f"Bearer {ADMIN}"},
+                    )
+                    if response.status_code == 404:
+                        expired.add(user)
+                await asyncio.sleep(0.2)
+            all_fired_s = time.monotonic() - killed_at
+            assert expired == set(users), f"{len(expired)} of {len(users)} sessions ended"
+            assert await pid_of(scheduler) != pid
+            found = await exported(c, url, users)
+        result = figures(
+            "scheduler SIGKILLed",
+            [load, after],
+            found,
+            all_fired_s,
+            note=f"recover s: kill to the last of {len(users)} pending alarms run "
+            f"(due {alarm_delay_ms / 1000:.0f} s after the kill)",
+        )
+        return result, pid
+
+    with serve_asgi(build_app(t, t.config)) as url:
+        result, _ = asyncio.run(scenario(url))
+    report(result)
+    stats = ray.get(scheduler.stats.remote())
+    assert stats["fired"] >= len(users)
+    assert result.lost == 0
+
+
+# -- storage outage --------------------------------------------------------------------------------
+
+
+class S3Server:
+    """A moto S3 server of this test's own, on a port of its own, that can be stopped and
+    started again: moto keeps its buckets in the process, so they come back with it."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._make = lambda: ThreadedMotoServer(ip_address="127.0.0.1", port=self.port)
+        self.server = self._make()
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = self._make()
+        self.server.start()
+
+
+@contextmanager
+def s3_outage_rig(
+    make_tracker: Callable[..., Any],
+) -> Iterator[tuple[Any, Callable[[], None], Callable[[], None]]]:
+    """A tracker whose actors use an S3 server that this test stops and starts."""
+    import boto3
+
+    from tracker import actors
+    from tracker.placement import AGGREGATOR_NAME, SCHEDULER_NAME, sharded_host_names
+
+    s3 = S3Server()
+    bucket = f"outage-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    settings = overrides(storage=f"s3://{bucket}/data", namespace=f"t-{uuid.uuid4().hex[:12]}")
+    config = Config.from_env({}, **settings)
+    # The session's Ray gives its workers the session's S3 endpoint; these actors get this
+    # one instead. They are created first, and connect() then finds them by name.
+    env = {"runtime_env": {"env_vars": {"AWS_ENDPOINT_URL": s3.endpoint}}}
+    actors._RemoteScheduler.options(**actors._options(SCHEDULER_NAME, config), **env).remote(config)
+    actors._RemoteAggregator.options(**actors._options(AGGREGATOR_NAME, config), **env).remote(
+        config
+    )
+    for name in sharded_host_names(config):
+        options = {**actors._options(name, config), "scheduling_strategy": "SPREAD", **env}
+        actors._RemoteHost.options(**options).remote(name, config)
+    t = make_tracker(**settings)
+    try:
+        yield t, s3.stop, s3.start
+    finally:
+        s3.stop()
+
+
+@contextmanager
+def file_outage_rig(
+    make_tracker: Callable[..., Any], file_storage: str
+) -> Iterator[tuple[Any, Callable[[], None], Callable[[], None]]]:
+    """A tracker on local files whose data directory this test makes unwritable: read-only
+    for an ordinary user, immutable (`chattr +i`) for root, whom permissions do not stop."""
+    t = make_tracker(**overrides(storage=file_storage))
+    root = local_root(file_storage)
+    as_root = os.geteuid() == 0
+
+    def protect(on: bool) -> None:
+        if as_root:
+            flag = "+i" if on else "-i"
+            subprocess.run(["chattr", "-R", flag, str(root)], check=True, capture_output=True)
+        else:
+            subprocess.run(["chmod", "-R", "a-w" if on else "u+w", str(root)], check=True)
+
+    if as_root:
+        try:
+            protect(True)
+            protect(False)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            pytest.skip(f"cannot make {root} immutable here: {exc}")
+    try:
+        yield t, lambda: protect(True), lambda: protect(False)
+    finally:
+        protect(False)
+
+
+@pytest.mark.parametrize("backend", ["s3", "file"])
+def test_a_storage_outage_is_answered_503_and_service_resumes_by_itself(
+    make_tracker: Callable[..., Any], file_storage: str, s3_endpoint: str, backend: str
+) -> None:
+    rig = (
+        s3_outage_rig(make_tracker)
+        if backend == "s3"
+        else file_outage_rig(make_tracker, file_storage)
+    )
+    with rig as (t, fail, restore):
+        users = users_on_every_host(t, 10)
+
+        async def scenario(url: str) -> Figures:
+            async with client() as c:
+                send = http_sender(c, url)
+                load = steady_load(send, users)
+                task = asyncio.create_task(load.run())
+                await load.reached(150)
+                await asyncio.to_thread(fail)
+                failed_at = time.monotonic()
+                acked_at_failure = load.acknowledged
+                refused_before = load.refused
+                deadline = time.monotonic() + 30
+                while load.refused < refused_before + 20 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                outage_s = time.monotonic() - failed_at
+                await asyncio.to_thread(restore)
+                restored_at = time.monotonic()
+                after = probe(send, users)
+                await after.run()
+                await finish(load, task)
+                found = await exported(c, url, users)
+            assert load.refused >= refused_before + 20, "no 503s during the outage"
+            return figures(
+                f"storage outage ({OUTAGES[backend]})",
+                [load, after],
+                found,
+                after.recovered_after(restored_at),
+                note=f"HTTP 503 + Retry-After for {outage_s:.1f} s; "
+                f"{load.acknowledged - acked_at_failure} acknowledged after it began",
+            )
+
+        with serve_asgi(build_app(t, t.config)) as url:
+            result = report(asyncio.run(scenario(url)))
+    assert result.lost == 0
+    assert result.acknowledged == result.sent
+    assert result.recover_s is not None
+
+
+# -- a zombie host ---------------------------------------------------------------------------------
+
+
+def test_a_zombie_host_is_fenced_under_load_and_the_data_stays_the_new_incarnations(
+    make_tracker: Callable[..., Any], file_storage: str
+) -> None:
+    """The named host keeps running (the zombie) while a new incarnation of it starts on the
+    same storage; clients move to the new one when the zombie refuses them."""
+    from tracker.api import connect, shutdown
+
+    t = make_tracker(storage=file_storage, hosts=1, compact_interval_s=0.2)
+    zombie = t.hosts["host-0"]
+    users = anonymous_users(8)
+    state: dict[str, Any] = {"handle": zombie, "new": None, "fenced": 0}
+
+    async def send(user: str, batch: list[dict[str, Any]]) -> None:
+        handle = state["handle"]
+        try:
+            await handle.track_many.remote(user, batch)
+        except Fenced as exc:
+            state["fenced"] += 1
+            state["handle"] = state["new"]
+            raise Retry("fenced") from exc
+        except StorageUnavailable as exc:
+            raise Retry(str(exc)) from exc
+
+    async def start(handle: Any) -> None:
+        # A start can collide with the zombie's compaction and fail; the next call retries it.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await handle.ready.remote()
+                return
+            except StorageUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+
+    async def scenario() -> Figures:
+        load = Load(send, users, 5000, pace_s=0.02)
+        task = asyncio.create_task(load.run())
+        await load.reached(150)
+        started_at = time.monotonic()
+        new = (
+            ray.remote(HostActor)
+            .options(num_cpus=0, max_concurrency=1000)
+            .remote("host-0", t.config)
+        )
+        state["new"] = new
+        await start(new)
+        deadline = time.monotonic() + 60
+        while not state["fenced"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await finish(load, task)
+        assert state["fenced"], "the zombie was never refused"
+        # The zombie's own writes, sent after it was fenced, are refused too, and so is its
+        # compaction.
+        for user in users:
+            with pytest.raises(StorageUnavailable):
+                await zombie.track_many.remote(user, [movement(user, f"zombie-{user}", 0)])
+        with pytest.raises(StorageUnavailable):
+            await zombie.flush.remote()
+        assert (await zombie.stats.remote())["fenced"]
+        sessions = {u: await new.get_session.remote(u, "s1") for u in users}
+        # A third incarnation, from storage alone, has the new incarnation's data exactly.
+        ray.kill(new, no_restart=True)
+        shutdown(t.config)
+        third = connect(config=t.config)
+        found: dict[str, list[str]] = {}
+        for user in users:
+            found[user] = event_ids(await third.user(user).export.remote())
+            assert f"zombie-{user}" not in found[user]
+            assert await third.user(user).get_session.remote("s1") == sessions[user]
+        return figures(
+            "zombie host fenced",
+            [load],
+            found,
+            load.recovered_after(started_at),
+            note=f"{state['fenced']} zombie writes refused under load and {len(users)} after; "
+            "recover s: new incarnation created to its first acknowledgement",
+        )
+
+    result = report(asyncio.run(scenario()))
+    assert result.lost == 0
+
+
+# -- several nodes, and the whole cluster: each in a process with a Ray cluster of its own ---------
+
+
+def run_script(mode: str, storage: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), mode, storage],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_S,
+        env=env,
+        cwd=SCRIPT.parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(last)
+    return result
+
+
+def test_removing_a_node_moves_its_users_with_all_their_acknowledged_data(
+    file_storage: str,
+) -> None:
+    outcome = run_script("nodes", file_storage)
+    result = report(Figures(**outcome["figures"]))
+    assert outcome["removed_node"] in outcome["worker_nodes"]
+    assert outcome["host_node_after"] != outcome["removed_node"]
+    assert outcome["host_restarts"] >= 1
+    assert outcome["moved_users"] > 0
+    assert result.acknowledged == result.sent
+    assert result.lost == 0
+
+
+def test_a_new_cluster_over_the_same_storage_has_all_acknowledged_state_and_pending_alarms(
+    file_storage: str,
+) -> None:
+    outcome = run_script("restart", file_storage)
+    result = report(Figures(**outcome["figures"]))
+    assert None not in outcome["alarms_before"]
+    assert outcome["alarms_after"] == outcome["alarms_before"]
+    assert outcome["probe_acknowledged"] == outcome["probe_sent"] > 0
+    assert result.acknowledged > 0
+    assert result.lost == 0
