@@ -8,6 +8,7 @@ figures of the last full one. Each also leaves a timestamped copy (not committed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -16,6 +17,7 @@ import traceback
 from collections.abc import Callable
 
 from bench import loadgen
+from bench.cluster import shared_ray
 from bench.report import RESULTS, Row, machine, table, write
 
 # name -> module with `run(quick) -> list[Row]`, in the order a full run takes them: the ones
@@ -30,6 +32,11 @@ SCENARIOS = {
     "http": "bench.http",
     "scaling": "bench.scaling",
 }
+
+
+# With --quick these share one Ray (each still has its own namespace and storage); the HTTP
+# ones always start their own, since Serve's settings are fixed when it starts.
+SHARED_RAY = {"handles", "passivation", "memory", "per_user"}
 
 
 def _scenario(name: str) -> Callable[[bool], list[Row]]:
@@ -52,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     rows: list[Row] = []
     timings: dict[str, float] = {}
+    shared = contextlib.ExitStack()
+    sharing = False
     for name in names:
+        if args.quick and name in SHARED_RAY and not sharing:
+            shared.enter_context(shared_ray())
+            sharing = True
+        elif name not in SHARED_RAY and sharing:
+            shared.close()
+            sharing = False
         print(f"== {name}", flush=True)
         began = time.monotonic()
         try:
@@ -66,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             row.details.setdefault("scenario", name)
         rows += found
         print(table(found), flush=True)
+    shared.close()
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),

@@ -17,12 +17,30 @@ from typing import Any
 from tracker.config import Config
 
 NUM_CPUS = 2
+_shared = False
+
+
+@contextlib.contextmanager
+def shared_ray() -> Iterator[None]:
+    """One Ray for the scenarios run inside (`--quick`: starting Ray costs seconds each time);
+    their `ray_session()` then uses it instead of starting their own."""
+    global _shared
+    with ray_session():
+        _shared = True
+        try:
+            yield
+        finally:
+            _shared = False
 
 
 @contextlib.contextmanager
 def ray_session(**init: Any) -> Iterator[None]:
     """A fresh local Ray with 2 CPUs, as on the target machine; shut down afterwards."""
     import ray
+
+    if _shared:
+        yield
+        return
 
     # "local": never join a cluster someone else started on this machine (Ray would otherwise
     # connect to the one in /tmp/ray/ray_current_cluster).

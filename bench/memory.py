@@ -34,7 +34,7 @@ def _pids(tracker: Tracker) -> list[int]:
     return [pid_of(h) for h in tracker.hosts.values()]
 
 
-def _per_movement(storage: str, total: int) -> Row:
+def _per_movement(storage: str, total: int, profile: bool) -> Row:
     config = bench_config(storage, hosts=1)
     tracker = connect(config=config)
     make = Movements()
@@ -83,13 +83,13 @@ def _per_movement(storage: str, total: int) -> Row:
         },
     )
     row.met = row.value <= 250
-    if not row.met:
+    if not row.met and profile:
         row.profile = allocations(users=100, sessions=2, per_session=500)
     shutdown(config)
     return row
 
 
-def _many_users(storage: str, count: int) -> Row:
+def _many_users(storage: str, count: int, profile: bool) -> Row:
     config = bench_config(storage)
     tracker = connect(config=config)
     make = Movements()
@@ -127,7 +127,8 @@ def _many_users(storage: str, count: int) -> Row:
             "rss_bytes_per_user": round((after - before) / count),
         },
     )
-    row.profile = allocations(users=5_000, sessions=1, per_session=1)
+    if profile:
+        row.profile = allocations(users=5_000, sessions=1, per_session=1)
     shutdown(config)
     return row
 
@@ -174,6 +175,6 @@ async def _allocations(
 
 def run(quick: bool) -> list[Row]:
     with ray_session(), temp_storage() as storage:
-        rows = [_per_movement(storage, 100_000 if quick else 1_000_000)]
-        rows.append(_many_users(storage, 20_000 if quick else 100_000))
+        rows = [_per_movement(storage, 50_000 if quick else 1_000_000, not quick)]
+        rows.append(_many_users(storage, 10_000 if quick else 100_000, not quick))
     return rows

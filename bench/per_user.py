@@ -19,14 +19,14 @@ from bench.cluster import bench_config, pid_of, ray_session, temp_storage, uss_b
 from bench.events import Movements, user_ids
 from bench.handles import NoopHost
 from bench.report import Row, machine
-from tracker.api import connect
+from tracker.api import connect, shutdown
 from tracker.placement import host_name
 
 _RemoteNoop: Any = ray.remote(NoopHost)
 
 
 def run(quick: bool) -> list[Row]:
-    count = 5 if quick else 24
+    count = 4 if quick else 24
     with ray_session(), temp_storage() as storage:
         config = bench_config(storage, placement="per-user")
         tracker = connect(config=config)
@@ -54,6 +54,9 @@ def run(quick: bool) -> list[Row]:
         noop_mb = statistics.median(noop_uss) / 2**20
         memory_gib = machine()["memory_gib"]
         per_node = memory_gib * 1024 / mb
+        for noop, _ in noops:
+            ray.kill(noop)
+        shutdown(config)
         return [
             Row(
                 name="per-user placement: memory per actor (USS)",

@@ -52,7 +52,7 @@ def _throughput(storage: str, first: int, hosts: int, replicas: int, duration: f
 
 def run(quick: bool) -> list[Row]:
     shapes = [(1, 1), (2, 2)] if quick else [(1, 1), (2, 1), (4, 1), (2, 2), (4, 4)]
-    duration = 4.0 if quick else 6.0
+    duration = 3.0 if quick else 6.0
     with ray_session(), temp_storage() as storage:
         first = free_port_range(PORTS)
         start_serve(first, PORTS)

@@ -172,7 +172,7 @@ class HostActor:
         result = await self._call(self.host.erase, user_id)
         self.delta.forget_user(user_id)
         scheduler = ray.get_actor(SCHEDULER_NAME, namespace=self.config.namespace)
-        await scheduler.delete_alarm.remote(user_id)
+        await scheduler.erase.remote(user_id)
         aggregator = ray.get_actor(AGGREGATOR_NAME, namespace=self.config.namespace)
         await aggregator.forget_user.remote(user_id)
         return result
@@ -185,8 +185,9 @@ class HostActor:
         return {**self.host.stats(), "pid": os.getpid()}
 
     async def flush(self) -> None:
-        """Ship pending analytics now and compact (used by tests and clean shutdowns)."""
+        """Compact and ship pending analytics now (used by tests and clean shutdowns)."""
         await self._ready.wait()
+        await self.host.compact(force=True)  # a tick compacts only when it is due
         await self.tick()
 
     def pid(self) -> int:
@@ -205,6 +206,19 @@ class SchedulerActor:
         )
         self._ready = _Started(self._start)
         self._runner: asyncio.Task[None] | None = None
+        # Start now rather than on the first call: after Ray restarts this actor, nothing may
+        # call it for hours, and the alarms it holds must fire meanwhile. (An async actor's
+        # constructor runs on its event loop.)
+        self._starting = asyncio.get_running_loop().create_task(self._start_eagerly())
+
+    async def _start_eagerly(self) -> None:
+        while True:
+            try:
+                await self._ready.wait()
+                return
+            except Exception as exc:  # storage down, say: keep trying, as a call would
+                log.warning("scheduler: start failed, retrying: %s", exc)
+                await asyncio.sleep(TICK_S)
 
     async def _start(self) -> None:
         await self.scheduler.start()
@@ -237,6 +251,11 @@ class SchedulerActor:
     async def delete_alarm(self, user_id: str) -> None:
         await self._ready.wait()
         await self.scheduler.delete_alarm(user_id)
+
+    async def erase(self, user_id: str) -> None:
+        """Delete the user's alarm and every stored trace of it (right to erasure)."""
+        await self._ready.wait()
+        await self.scheduler.erase(user_id)
 
     async def ensure_alarms(self, requests: dict[str, int]) -> int:
         await self._ready.wait()
@@ -275,14 +294,20 @@ class AggregatorActor:
         while True:
             await asyncio.sleep(5.0)
             if self.dirty:
-                self.dirty = False
                 try:
-                    await self.storage.put(
-                        AGGREGATE_KEY, codec.encode("site", {"stats": self.stats.to_wire()})
-                    )
+                    await self._persist()
                 except StorageUnavailable as exc:
-                    self.dirty = True
                     log.warning("aggregator: cannot persist: %s", exc)
+
+    async def _persist(self) -> None:
+        self.dirty = False
+        try:
+            await self.storage.put(
+                AGGREGATE_KEY, codec.encode("site", {"stats": self.stats.to_wire()})
+            )
+        except StorageUnavailable:
+            self.dirty = True
+            raise
 
     async def ready(self) -> str:
         await self._ready.wait()
@@ -304,9 +329,10 @@ class AggregatorActor:
         return report
 
     async def forget_user(self, user_id: str) -> None:
+        """Erasure: the stored totals must stop naming the user now, not at the next save."""
         await self._ready.wait()
         self.stats.forget_user(user_id)
-        self.dirty = True
+        await self._persist()
 
     async def wait_events(self, timeout_s: float) -> int:
         """Block until some events arrive (or the timeout); return how many (for live views)."""

@@ -78,6 +78,7 @@ class UserSlot:
 
     __slots__ = (
         "applied",
+        "armed",
         "bytes_since_snapshot",
         "committed",
         "etag",
@@ -102,6 +103,7 @@ class UserSlot:
         self.etag: str | None = None
         self.last_access_ms = 0
         self.stale = False
+        self.armed = False
 
 
 class UserHost:
@@ -155,6 +157,8 @@ class UserHost:
         slot.tracker.apply(record)
         self._notify(record)
         slot.committed.append((position, record))
+        if not slot.armed:
+            self._arm(user_id, slot)  # their first change may be in this log only
 
     async def stop(self) -> None:
         """Compact everything (a clean shutdown leaves an empty log) and stop committing."""
@@ -287,6 +291,8 @@ class UserHost:
         finally:
             slot.inflight -= 1
         slot.committed.append((position, record))
+        if not slot.armed:
+            self._arm(user_id, slot)
         if self.on_track is not None and movements is not None:
             self.on_track(user_id, movements, record[2])
         else:
@@ -361,11 +367,18 @@ class UserHost:
                 slot.committed.append((position, record))
         slot.last_access_ms = self.now_ms()
         self.slots[user_id] = slot
-        if not slot.tracker.is_empty() or stale is None:
-            self.alarm_requests.setdefault(
-                user_id, self.now_ms() + self.settings.limits.alarm_interval_ms
-            )
+        # A user with nothing stored gets an alarm with their first change, not on a mere
+        # look-up: an erased user's ID must not be written anywhere again by a read.
+        if not slot.tracker.is_empty():
+            self._arm(user_id, slot)
         return slot
+
+    def _arm(self, user_id: str, slot: UserSlot) -> None:
+        """Ask for the user's alarm (the scheduler arms it unless one is pending already)."""
+        slot.armed = True
+        self.alarm_requests.setdefault(
+            user_id, self.now_ms() + self.settings.limits.alarm_interval_ms
+        )
 
     # -- compaction and passivation ----------------------------------------------------------
 
@@ -383,6 +396,9 @@ class UserHost:
         """
         if not force and not self.needs_compaction():
             return 0
+        # A zombie (an older incarnation still running) must not move records around: its
+        # commits are refused already, and so is this.
+        await self.journal.check_fence()
         async with self._compacting:
             upto = self.journal.last_position()
             await self._flush_users(list(self.slots.values()), upto=upto)

@@ -96,7 +96,7 @@ class Journal:
             codec.encode("segment", {"records": []}),
             if_absent=True,
         )
-        await self._check_fence()
+        await self.check_fence()
         self.seq = 0
         self.acked = (self.epoch, 0)
         self._task = asyncio.create_task(self._commit_loop(), name=f"journal-{self.name}")
@@ -166,7 +166,7 @@ class Journal:
         self.seq = seq
         self._segments.append(((self.epoch, seq), key))
         try:
-            await self._check_fence()
+            await self.check_fence()
         except Fenced:
             # Refused: delete it, since epoch order alone hides it from recovery only once the
             # newer incarnation has started (it may die while recovering).
@@ -178,7 +178,8 @@ class Journal:
         self.commits += 1
         return (self.epoch, seq)
 
-    async def _check_fence(self) -> None:
+    async def check_fence(self) -> None:
+        """Raise `Fenced` if a newer incarnation has claimed this journal."""
         newer = f"{self.prefix}/epochs/{self.epoch + 1:010d}"
         try:
             await self.storage.get(newer)

@@ -60,6 +60,7 @@ class AlarmScheduler:
         self._running: set[str] = set()
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._wakeup = asyncio.Event()
+        self._compacting = asyncio.Lock()
         self._etag: str | None = None
         self.fired = 0
         self.failures = 0
@@ -118,6 +119,12 @@ class AlarmScheduler:
         self.alarms.pop(user_id, None)
         self._retries.pop(user_id, None)
         await committed
+
+    async def erase(self, user_id: str) -> None:
+        """Delete the user's alarm and compact, so that no stored object names them any more
+        (the log still holds their earlier alarms until a compaction)."""
+        await self.delete_alarm(user_id)
+        await self.compact()
 
     def pending(self) -> int:
         return len(self.alarms)
@@ -217,9 +224,12 @@ class AlarmScheduler:
             await self.compact()
 
     async def compact(self) -> None:
-        upto = self.journal.last_position()
-        await self._write_snapshot()
-        await self.journal.truncate(upto)
+        # One at a time: two snapshot writes from the same ETag would take each other for a
+        # newer scheduler.
+        async with self._compacting:
+            upto = self.journal.last_position()
+            await self._write_snapshot()
+            await self.journal.truncate(upto)
 
     async def _write_snapshot(self) -> None:
         data = codec.encode("alarms", {"alarms": list(self.alarms.items())})

@@ -111,9 +111,7 @@ class FileStorage:
     def _put(self, key: str, data: bytes, if_absent: bool, if_match: str | None) -> str:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd, tmp = self._temporary(path)
             try:
                 os.write(fd, data)
                 os.fsync(fd)
@@ -142,9 +140,25 @@ class FileStorage:
         except OSError as exc:
             raise StorageUnavailable(f"cannot write {key}: {exc.strerror or exc}") from exc
 
+    @staticmethod
+    def _temporary(path: Path) -> tuple[int, Path]:
+        """Create a temporary file beside `path`, making its folder as needed (again, if a
+        delete removed it as empty in between)."""
+        attempts = 3
+        while True:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+            except FileNotFoundError:
+                attempts -= 1
+                if not attempts:
+                    raise
+
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Any:
-        lock = os.open(path.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        # The folder itself is locked: a lock file would keep an emptied folder from going.
+        lock = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
@@ -170,9 +184,19 @@ class FileStorage:
 
     def _list(self, prefix: str) -> list[ObjectInfo]:
         start = self._path(prefix) if prefix else self.root  # "" lists everything
+
+        def unreadable(exc: OSError) -> None:
+            # A missing folder is empty, as is a key's "folder" (S3 lists nothing under it),
+            # but one that cannot be read must not look empty: its objects exist.
+            if isinstance(exc, FileNotFoundError) or (
+                isinstance(exc, NotADirectoryError) and start.is_file()
+            ):
+                return
+            raise exc
+
         found: list[ObjectInfo] = []
         try:
-            for dirpath, _dirs, files in os.walk(start):
+            for dirpath, _dirs, files in os.walk(start, onerror=unreadable):
                 for name in files:
                     if name.startswith("."):
                         continue
@@ -202,6 +226,18 @@ class FileStorage:
                 raise StorageUnavailable(f"cannot delete {key}: {exc.strerror or exc}") from exc
         for parent in parents:
             fsync_dir(parent)
+        self._prune(parents)
+
+    def _prune(self, folders: set[Path]) -> None:
+        """Remove the folders a delete left empty, up to the root: a folder's name can be
+        personal data too (a user's is a hash of their ID), and S3 keeps no empty folders."""
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            while folder != self.root and folder.is_relative_to(self.root):
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (or gone already)
+                    break
+                folder = folder.parent
 
 
 def _stat_etag(st: os.stat_result) -> str:
