@@ -15,10 +15,11 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from bench import loadgen
 from bench.cluster import shared_ray
-from bench.report import RESULTS, Row, machine, table, write
+from bench.report import RESULTS, Row, machine, read, table, write
 
 # name -> module with `run(quick) -> list[Row]`, in the order a full run takes them: the ones
 # without Ray first, the HTTP ones (the longest to set up) last.
@@ -50,9 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts (about 2 minutes)")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), metavar="NAME")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--table",
+        nargs="?",
+        const=str(RESULTS / "latest.json"),
+        metavar="FILE",
+        help="print the table of a results file (default: the latest full run) and exit",
+    )
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(SCENARIOS))
+        return 0
+    if args.table:
+        shown, facts = read(Path(args.table))
+        print(f"{table(shown)}\n\nmachine: {facts['machine']}")
+        print(f"{facts['mode']} run, started {facts['started']}, took {facts['duration_s']} s")
         return 0
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     names = args.only or list(SCENARIOS)

@@ -55,7 +55,7 @@ def deploy_pair(storage: str) -> tuple[Any, int, int]:
     server.run(config, block=False)
     serve.run_many(
         [serve.RunTarget(hello.application(), name="hello", route_prefix="/hello")],
-        wait_for_applications_running=True,
+        wait_for_applications_running=False,
     )
     (hello_port,) = wait_ports(first + 1, PORTS - 1, "/hello/healthz", 1, 60)
     return config, first, hello_port

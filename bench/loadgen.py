@@ -47,6 +47,8 @@ class Load:
     p50_ms: float
     p99_ms: float
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    # (seconds since the start, latency in ms) of each request, for `slow_windows`
+    timeline: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     @property
     def rps(self) -> float:
@@ -56,8 +58,23 @@ class Load:
     def events_per_s(self) -> float:
         return self.rps * self.events_per_request
 
-    def summary(self) -> dict[str, float | int | str]:
+    def slow_windows(self, over_ms: float = 25.0, top: int = 5) -> dict[str, object]:
+        """When the slow requests happened: a tail that comes in bursts (one every second, say)
+        points at periodic work in the server, a spread-out one at steady contention."""
+        slow = [start for start, latency in self.timeline if latency >= over_ms]
+        windows: dict[float, int] = {}
+        for start in slow:
+            key = round(int(start * 10) / 10, 1)
+            windows[key] = windows.get(key, 0) + 1
+        busiest = sorted(windows.items(), key=lambda kv: -kv[1])[:top]
         return {
+            f"requests_over_{over_ms:.0f}_ms": len(slow),
+            "windows_of_100_ms_with_them": len(windows),
+            "busiest_windows_s": [{"at_s": at, "requests": n} for at, n in busiest],
+        }
+
+    def summary(self) -> dict[str, object]:
+        result: dict[str, object] = {
             "tool": self.tool,
             "requests": self.requests,
             "duration_s": round(self.duration_s, 2),
@@ -66,6 +83,9 @@ class Load:
             "p50_ms": round(self.p50_ms, 2),
             "p99_ms": round(self.p99_ms, 2),
         }
+        if self.timeline:
+            result["tail"] = self.slow_windows()
+        return result
 
 
 def have_wrk() -> bool:
@@ -200,8 +220,9 @@ async def _run_async(
     connections: int,
     duration_s: float,
     rate: float | None,
-) -> tuple[int, int, float, list[float]]:
+) -> tuple[int, int, float, list[tuple[float, float]]]:
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []
     errors = 0
     slots = itertools.count()
     start = time.perf_counter() + 0.2
@@ -224,7 +245,9 @@ async def _run_async(
                     if delay > 0:
                         await asyncio.sleep(delay)
                 status = await _exchange(reader, writer, request_bytes(path, port, bodies()))
-                latencies.append((time.perf_counter() - began) * 1000)
+                latency = (time.perf_counter() - began) * 1000
+                latencies.append(latency)
+                timeline.append((began - start, latency))
                 if status != 200:
                     errors += 1
         finally:
@@ -234,7 +257,7 @@ async def _run_async(
     tasks = [worker(ports[i % len(ports)]) for i in range(connections)]
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
-    return len(latencies), errors, elapsed, latencies
+    return len(latencies), errors, elapsed, timeline
 
 
 def run_asyncio(
@@ -251,14 +274,14 @@ def run_asyncio(
     try:
         import uvloop
 
-        runner: Callable[..., tuple[int, int, float, list[float]]] = uvloop.run
+        runner: Callable[..., tuple[int, int, float, list[tuple[float, float]]]] = uvloop.run
     except ImportError:
         runner = asyncio.run
     bodies = Bodies(batch, users)
-    requests, errors, elapsed, latencies = runner(
+    requests, errors, elapsed, timeline = runner(
         _run_async(ports, path, bodies, connections, duration_s, rate)
     )
-    ordered = sorted(latencies)
+    ordered = sorted(latency for _, latency in timeline)
     return Load(
         tool="asyncio" + (f" @{rate:.0f}/s" if rate else ""),
         requests=requests,
@@ -267,7 +290,8 @@ def run_asyncio(
         events_per_request=batch,
         p50_ms=percentile(ordered, 50),
         p99_ms=percentile(ordered, 99),
-        latencies_ms=latencies,
+        latencies_ms=ordered,
+        timeline=timeline,
     )
 
 

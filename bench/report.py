@@ -83,7 +83,7 @@ def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         met = {True: "yes", False: "**NO**", None: "-"}[row.met]
-        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+        ratio = "-" if row.ratio is None else f"{_fmt(row.ratio)}x"
         cells = [
             row.name,
             _fmt(row.value),
@@ -96,6 +96,14 @@ def table(rows: list[Row]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def read(path: Path) -> tuple[list[Row], dict[str, Any]]:
+    """The rows and the run's facts from a results file."""
+    document = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(Row)}
+    rows = [Row(**{k: v for k, v in r.items() if k in names}) for r in document.pop("rows")]
+    return rows, document
 
 
 def write(

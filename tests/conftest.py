@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+# The real app on Ray Serve, once per test session (fixtures `serve_config`, `serve_tracker`).
+pytest_plugins = ["serve_support"]
+
 S3_BUCKET = "tracker-test"
 
 

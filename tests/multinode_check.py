@@ -98,8 +98,9 @@ def nodes(storage: str) -> dict[str, Any]:
             [load, probe],
             found,
             probe.recovered_after(removed_at),
-            note=f"{len(moved)} of {USERS} users moved; removing the node took "
-            f"{removed_at - removing_at:.1f} s",
+            note=f"Python API; {len(moved)} of {USERS} users' host moved to the other worker "
+            f"node; recover s: node gone ({removed_at - removing_at:.1f} s to remove) to first "
+            "acknowledgement",
         )
         return {
             "figures": asdict(result),
@@ -157,12 +158,14 @@ def restart(storage: str) -> dict[str, Any]:
         # Service on the new cluster: one more batch per user, all acknowledged.
         probe = Load(ray_sender(t), users, 5 * USERS, concurrency=USERS, deadline_s=DEADLINE_S)
         await probe.run()
+        back = sum(alarms.get(u) == due for u, due in zip(users, alarms_after, strict=True))
         result = figures(
             "whole cluster stopped, new cluster started",
             loads,
             found,
             probe.recovered_after(restarted_at),
-            note="recover s: from starting the new cluster to its first acknowledgement",
+            note=f"Python API; stopped with requests in flight; {back} of {len(alarms)} pending "
+            "alarms back; recover s: new cluster starting to its first acknowledgement",
         )
         return {
             "figures": asdict(result),

@@ -1,12 +1,8 @@
 """The tracker served by Ray Serve in the test session's Ray, as `tracker serve` serves it.
 
 Serve runs once per Ray cluster and its HTTP switches are fixed when it starts, so there is one
-deployment per test session. A module uses it by naming both fixtures:
-
-    import serve_support
-
-    serve_config = serve_support.serve_config
-    serve_tracker = serve_support.serve_tracker
+deployment per test session; conftest.py registers this module as a plugin, so a test just
+names the fixtures:
 
     def test_x(serve_tracker: str, serve_config: Config) -> None:
         httpx.get(f"{serve_tracker}/healthz")

@@ -25,7 +25,6 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-import serve_support
 from browser_support import launch_chromium, wait_until
 from conftest import wait_for
 from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
@@ -34,8 +33,6 @@ from tracker.config import Config
 
 pytestmark = pytest.mark.browser
 
-serve_config = serve_support.serve_config
-serve_tracker = serve_support.serve_tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"

@@ -23,7 +23,6 @@ from collections import Counter
 import httpx
 import pytest
 import schemathesis
-import serve_support
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -35,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
 from tracker.config import Config
 from tracker.openapi import openapi_document
 
-serve_config = serve_support.serve_config
-serve_tracker = serve_support.serve_tracker
+# One Serve deployment for the whole test session: the fixtures must be registered once (as a
+# plugin), not copied into each module, or each module would deploy its own.
 
 CHECKS = [
     not_a_server_error,

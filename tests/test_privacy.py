@@ -301,14 +301,13 @@ def test_the_alarm_removes_sessions_and_history_older_than_the_retention(rig: Ri
 # -- consent signals and opt-out -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("signal", "headers"),
-    [("gpc", {"Sec-GPC": "1"}), ("dnt", {"DNT": "1"}), ("opt-out list", {})],
-)
-def test_declined_tracking_is_answered_200_and_stores_nothing(
-    rig: Rig, signal: str, headers: dict[str, str]
-) -> None:
-    user = OPTED_OUT if signal == "opt-out list" else str(uuid.uuid4())
+DECLINING = {"gpc": {"Sec-GPC": "1"}, "dnt": {"DNT": "1"}, "opt-out-list": {}}
+
+
+@pytest.mark.parametrize("signal", list(DECLINING))
+def test_declined_tracking_is_answered_200_and_stores_nothing(rig: Rig, signal: str) -> None:
+    headers = DECLINING[signal]
+    user = OPTED_OUT if signal == "opt-out-list" else str(uuid.uuid4())
     with httpx.Client(timeout=30) as client:
         response = client.post(
             f"{rig.url}/api/track/session",

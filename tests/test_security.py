@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import serve_support
 import test_http
 from browser_support import serve_asgi
 from conftest import wait_for
@@ -32,8 +31,8 @@ from tracker.host import UserHost, user_key
 from tracker.ingress import build_app
 from tracker.storage import FileStorage
 
-serve_config = serve_support.serve_config
-serve_tracker = serve_support.serve_tracker
+# One Serve deployment for the whole test session: the fixtures must be registered once (as a
+# plugin), not copied into each module, or each module would deploy its own.
 
 HOUR_S = 3600
 
@@ -212,9 +211,10 @@ def test_other_origins_get_no_cors_permission(client: httpx.Client) -> None:
 def test_a_flood_from_one_client_gets_429_while_another_client_is_served(
     make_tracker: Callable[..., Any], tmp_path: Path
 ) -> None:
+    # A burst of 2, then one request every 5 s: what a test on a loaded machine can rely on.
     tracker = make_tracker(
         storage=f"file://{tmp_path / 'data'}",
-        rate_limit=2.0,
+        rate_limit=0.2,
         admin_token="admin-token",
         secret="secret",
         hosts=1,
@@ -227,22 +227,18 @@ def test_a_flood_from_one_client_gets_429_while_another_client_is_served(
         httpx.Client(base_url=url, timeout=30) as flood,
         httpx.Client(base_url=url, timeout=30, transport=elsewhere) as bystander,
     ):
-        statuses: list[int] = []
-        limited: httpx.Response | None = None
-        # Bounded: 2 requests a second with a burst of 4, so 60 quick requests must hit it.
-        for _ in range(60):
-            response = flood.post("/api/track", json=movement(flooder))
-            statuses.append(response.status_code)
-            if response.status_code == 429:
-                limited = response
-                break
-        assert limited is not None, statuses
-        assert set(statuses[:-1]) == {200}
+        responses = [flood.post("/api/track", json=movement(flooder)) for _ in range(20)]
+        statuses = [response.status_code for response in responses]
+        assert statuses[:2] == [200, 200], statuses
+        assert statuses.count(429) >= 15, statuses
+        limited = responses[statuses.index(429)]
         assert_error(limited, 429)
         assert int(limited.headers["retry-after"]) >= 1
-        # Another address writing for another user is still served at once,
+        # The flooding address is limited whichever user it writes for,
+        assert_error(flood.post("/api/track", json=movement(new_user())), 429)
+        # while another address writing for another user is served,
         assert bystander.post("/api/track", json=movement(other)).status_code == 200
-        # but not for the flooded user: users have buckets of their own.
+        # but not for the flooded user: users have buckets of their own too.
         assert_error(bystander.post("/api/track", json=movement(flooder)), 429)
 
 
@@ -279,9 +275,11 @@ HOSTILE_IDS = [
 
 @pytest.mark.parametrize("user", HOSTILE_IDS, ids=lambda user: repr(user)[:24])
 def test_user_ids_with_separators_nul_or_unicode_tricks_are_422_everywhere(
-    client: httpx.Client, admin: httpx.Client, user: str
+    client: httpx.Client, admin: httpx.Client, serve_config: Config, user: str
 ) -> None:
-    assert_error(client.post("/api/track", json=movement(user)), 422, "userId")
+    # Even with a valid token for the ID: the charset is checked first.
+    signed = bearer(mint_token(secret_of(serve_config), user))
+    assert_error(client.post("/api/track", json=movement(user), headers=signed), 422, "userId")
     session = {"userId": user, "sessionId": "s1"}
     assert_error(client.post("/api/track/session", json=session), 422, "userId")
     assert_error(admin.get("/api/track/session", params=session), 422, "userId")
@@ -336,7 +334,7 @@ def test_accepted_ids_land_under_their_hashed_prefix_only(tmp_path: Path) -> Non
     user_folders = {user_key(user) for user in ODD_BUT_VALID_IDS}
     assert len(user_folders) == len(ODD_BUT_VALID_IDS)
     for path in root.rglob("*"):
-        if not path.is_file() or ".secrets" in path.parts:
+        if not path.is_file():
             continue
         key = path.relative_to(root).as_posix()
         assert key.startswith("journals/hosts/host-0/") or any(
@@ -408,7 +406,7 @@ def test_script_payloads_are_stored_and_returned_as_inert_json_strings(
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "script-src 'self'" in response.headers["content-security-policy"]
     session = responses["session"].json()
-    stored = [movement["data"] for movement in session["movements"]]
+    stored = [m["data"] for m in session["movements"]]
     assert stored[0]["metadata"]["t"] == XSS["title"]
     assert (stored[1]["path"], stored[1]["element"]) == (XSS["path"], XSS["element"])
     assert session["deviceInfo"]["userAgent"] == XSS["userAgent"]

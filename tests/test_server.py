@@ -8,7 +8,6 @@ import uuid
 
 import httpx
 import pytest
-import serve_support
 from conftest import free_port
 from ray.serve import Application
 
@@ -16,9 +15,6 @@ import serve_app
 from tracker import server
 from tracker.config import Config
 from tracker.errors import ConfigError
-
-serve_config = serve_support.serve_config
-serve_tracker = serve_support.serve_tracker
 
 
 def test_healthz_answers_200_over_http_through_serve(serve_tracker: str) -> None:

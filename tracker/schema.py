@@ -8,6 +8,7 @@ Every failure is an `InvalidMovement` / `InvalidSession` naming the offending fi
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -22,7 +23,8 @@ MAX_BATCH_EVENTS = 500
 MAX_METADATA_BYTES = 4096
 MAX_METADATA_DEPTH = 4
 MAX_FUTURE_MS = 5 * 60 * 1000
-ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+# `(?!\n)`: Python's `$` (msgspec's) also matches before a final newline; JSON Schema's does not.
+ID_PATTERN = r"^[A-Za-z0-9._:@-]+$(?!\n)"
 
 EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction"]
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
@@ -130,6 +132,10 @@ def _check_json_value(value: Any, field: str, depth: int) -> None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidMovement(field, f"{value!r} is not a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        # msgpack, the storage codec, holds integers of at most 64 bits.
+        if not -(2**63) <= value < 2**64:
+            raise InvalidMovement(field, f"{value} does not fit in 64 bits")
     elif value is not None and not isinstance(value, str | int | bool):
         raise InvalidMovement(field, f"{type(value).__name__} is not a JSON value")
 
@@ -158,6 +164,10 @@ def movements_from_json(body: bytes, now_ms: int) -> list[Movement]:
     """Parse `POST /api/track`'s body: one movement, a JSON array, or `{"events": [...]}`."""
     try:
         raw = msgspec.json.decode(body)
+    except msgspec.ValidationError:
+        # Valid JSON with a number beyond a double (1e999): read it as infinity, as Python's
+        # json does, so that the schema names the field.
+        raw = json.loads(body)
     except msgspec.DecodeError as exc:
         raise InvalidInput("body", f"not valid JSON: {exc}") from None
     if isinstance(raw, dict) and "events" in raw:
