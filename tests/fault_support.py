@@ -115,6 +115,7 @@ class Load:
                     ],
                 )
             )
+        self.events = events
         self.sent = 0
         self.refused = 0
         self.acked: dict[str, set[str]] = {u: set() for u in users}
@@ -127,7 +128,8 @@ class Load:
         return sum(len(ids) for ids in self.acked.values())
 
     async def run(self) -> None:
-        """Send every batch (retrying refusals) until all are acknowledged or the deadline."""
+        """Send every batch (retrying refusals) until all are acknowledged, `stop()` or the
+        deadline."""
         deadline = time.monotonic() + self.deadline_s
         queue = list(reversed(self.batches))
 

@@ -117,7 +117,7 @@ def probe(send: Any, users: list[str]) -> Load:
 
 async def finish(load: Load, task: asyncio.Task[None], more: int = 100) -> None:
     """Let `more` events through after the fault, then stop the load and wait for it."""
-    await load.reached(load.acknowledged + more)
+    await load.reached(min(load.acknowledged + more, load.events))
     load.stop()
     await task
 

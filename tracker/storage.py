@@ -146,11 +146,11 @@ class FileStorage:
         delete removed it as empty in between)."""
         attempts = 3
         while True:
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
-            except FileNotFoundError:
+            except (FileNotFoundError, FileExistsError):  # FileExistsError: mkdir lost a race
                 attempts -= 1
                 if not attempts:
                     raise
@@ -225,7 +225,8 @@ class FileStorage:
             except OSError as exc:
                 raise StorageUnavailable(f"cannot delete {key}: {exc.strerror or exc}") from exc
         for parent in parents:
-            fsync_dir(parent)
+            with contextlib.suppress(FileNotFoundError):  # pruned by a concurrent delete
+                fsync_dir(parent)
         self._prune(parents)
 
     def _prune(self, folders: set[Path]) -> None:
