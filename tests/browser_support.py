@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import pytest
 import uvicorn
-from playwright.sync_api import Browser, Playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -80,3 +81,24 @@ def serve_asgi(app: Any, **uvicorn_options: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def wait_for_tracker(page: Page) -> None:
+    """Wait until tracker.js has loaded (polled: the site's CSP forbids the eval that
+    page.wait_for_function needs)."""
+    wait_until(lambda: page.evaluate("window.tracker !== undefined"), message="tracker.js")
+
+
+def wait_page_ms(page: Page, ms: float) -> None:
+    """Let `ms` of page time pass, by the page's own clock (a dwell the tracker measures)."""
+    end = page.evaluate("performance.now()") + ms
+    wait_until(lambda: page.evaluate("end => performance.now() > end", end), interval_s=0.02)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test module."""
+    with sync_playwright() as playwright:
+        launched = launch_chromium(playwright)
+        yield launched
+        launched.close()

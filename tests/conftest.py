@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-# The real app on Ray Serve, once per test session (fixtures `serve_config`, `serve_tracker`).
-pytest_plugins = ["serve_support"]
+# Shared fixtures: the real app on Ray Serve once per test session (`serve_config`,
+# `serve_tracker`) and one headless Chromium per module (`browser`).
+pytest_plugins = ["serve_support", "browser_support"]
 
 S3_BUCKET = "tracker-test"
 

@@ -25,9 +25,9 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from browser_support import launch_chromium, wait_until
+from browser_support import wait_for_tracker, wait_page_ms, wait_until
 from conftest import wait_for
-from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Request
 
 from tracker.config import Config
 
@@ -98,17 +98,6 @@ def track(
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def wait_for_tracker(page: Page) -> None:
-    # Polled from Python: the site's CSP forbids the eval that page.wait_for_function needs.
-    wait_until(lambda: page.evaluate("window.tracker !== undefined"), message="tracker.js")
-
-
-def wait_page_ms(page: Page, ms: float) -> None:
-    """Let `ms` of page time pass, by the page's own clock (a dwell the tracker measures)."""
-    end = page.evaluate("performance.now()") + ms
-    wait_until(lambda: page.evaluate("end => performance.now() > end", end), interval_s=0.02)
 
 
 def wait_for_path(page: Page, path: str) -> None:
@@ -196,14 +185,6 @@ class Visit:
     user_id: str
     session_id: str
     bodies: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

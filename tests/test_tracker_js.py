@@ -19,8 +19,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from browser_support import launch_chromium, serve_asgi, wait_until
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from browser_support import (
+    serve_asgi,
+    wait_for_tracker,
+    wait_page_ms,
+    wait_until,
+)
+from playwright.sync_api import Browser, BrowserContext, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -204,14 +209,6 @@ def recording_app(recorder: Recorder) -> Starlette:
     )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
@@ -238,11 +235,6 @@ def open_page(context: BrowserContext, base_url: str, path: str = "/page", **par
     return page
 
 
-def wait_for_tracker(page: Page) -> None:
-    # Polled from here: the page's CSP forbids the eval that page.wait_for_function needs.
-    wait_until(lambda: page.evaluate("window.tracker !== undefined"), message="tracker.js")
-
-
 def wait_for_events(
     recorder: Recorder, kind: str, count: int = 1, timeout_s: float = 10.0
 ) -> list[dict[str, Any]]:
@@ -254,12 +246,6 @@ def wait_for_events(
         return wait_until(enough, timeout_s=timeout_s, message=f"{count} {kind} event(s)")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; got {[e['event'] for e in recorder.events()]}") from None
-
-
-def wait_page_ms(page: Page, ms: float) -> None:
-    """Let `ms` of page time pass, measured by the page's own clock (for dwell times)."""
-    end = page.evaluate("performance.now()") + ms
-    wait_until(lambda: page.evaluate("end => performance.now() > end", end), interval_s=0.02)
 
 
 def hide(page: Page) -> None:

@@ -236,6 +236,21 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
     sessions: dict[str, dict[str, Any]] = {}
     movements: list[dict[str, Any]] = []
     seen: set[str] = set()
+
+    def touch(session_id: str, now_ms: int) -> dict[str, Any]:
+        entry = sessions.setdefault(
+            session_id,
+            {
+                "type": "session",
+                "userId": user_id,
+                "sessionId": session_id,
+                "startTime": now_ms,
+                "lastActivity": now_ms,
+            },
+        )
+        entry["lastActivity"] = max(entry["lastActivity"], now_ms)
+        return entry
+
     for op, _user, now_ms, payload in records:
         if op == "erase":
             sessions.clear()
@@ -243,17 +258,7 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
             seen.clear()
         elif op == "session":
             session_id, device_info = payload
-            entry = sessions.setdefault(
-                session_id,
-                {
-                    "type": "session",
-                    "userId": user_id,
-                    "sessionId": session_id,
-                    "startTime": now_ms,
-                    "lastActivity": now_ms,
-                },
-            )
-            entry["lastActivity"] = max(entry["lastActivity"], now_ms)
+            entry = touch(session_id, now_ms)
             if device_info is not None:
                 entry["deviceInfo"] = device_info
         elif op == "track":
@@ -262,17 +267,7 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
                     if event_id in seen:
                         continue
                     seen.add(event_id)
-                entry = sessions.setdefault(
-                    session_id,
-                    {
-                        "type": "session",
-                        "userId": user_id,
-                        "sessionId": session_id,
-                        "startTime": now_ms,
-                        "lastActivity": now_ms,
-                    },
-                )
-                entry["lastActivity"] = max(entry["lastActivity"], now_ms)
+                touch(session_id, now_ms)
                 movements.append({"type": "movement", "receivedAt": now_ms, **movement_dict(data)})
     yield from sessions.values()
     yield from movements
