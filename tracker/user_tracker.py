@@ -21,6 +21,9 @@ from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import DeviceInfo, Movement
 
 
+EVENT_ID_WINDOW = 256
+
+
 @dataclass(frozen=True)
 class Limits:
     """The seed's constants, made configurable."""
@@ -55,8 +58,10 @@ class SessionState:
         self.last_activity = start_time
         self.device_info = device_info
         self.movements: deque[bytes] = deque(maxlen=max_movements)
-        # Event IDs of the movements still held; a retry of an evicted one is rare enough.
-        self.event_ids: deque[str] = deque(maxlen=max_movements)
+        # The most recent event IDs, for deduplicating retries: a client retries within seconds,
+        # so a window of EVENT_ID_WINDOW per session is enough, and holding an ID for every
+        # movement would double the memory a movement costs.
+        self.event_ids: deque[str] = deque(maxlen=min(max_movements, EVENT_ID_WINDOW))
 
 
 class UserTracker:
