@@ -20,7 +20,6 @@ from tracker.codec import Record, encode_movement, movement_dict
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import DeviceInfo, Movement
 
-
 EVENT_ID_WINDOW = 256
 
 
