@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench import loadgen
 from bench.cluster import shared_ray
@@ -46,10 +47,31 @@ def _scenario(name: str) -> Callable[[bool], list[Row]]:
     return run
 
 
+def _merged(
+    rows: list[Row], meta: dict[str, Any], names: list[str]
+) -> tuple[list[Row], dict[str, Any]]:
+    """The last full run's rows with those of `names` replaced by `rows`, in scenario order."""
+    old_rows, old_meta = read(RESULTS / "latest.json")
+    kept = [r for r in old_rows if r.details.get("scenario") not in names]
+    merged = sorted(kept + rows, key=lambda r: list(SCENARIOS).index(r.details["scenario"]))
+    seconds = {**old_meta.get("scenario_seconds", {}), **meta["scenario_seconds"]}
+    reruns = [
+        *old_meta.get("reruns", []),
+        {"scenarios": names, "started": meta["started"], "machine": meta["machine"]},
+    ]
+    return merged, {**old_meta, "scenario_seconds": seconds, "reruns": reruns}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts (about 2 minutes)")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), metavar="NAME")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="with --only: replace those scenarios' rows in latest.json (a rerun when the "
+        "machine is quieter); each row keeps the time its scenario ran",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
         "--table",
@@ -92,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = round(time.monotonic() - began, 1)
         for row in found:
             row.details.setdefault("scenario", name)
+            row.details.setdefault("ran_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         rows += found
         print(table(found), flush=True)
     shared.close()
@@ -105,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": "wrk" if loadgen.have_wrk() else "asyncio",
     }
     stem = "quick" if args.quick else "latest"
-    if args.only:
+    if args.only and args.update and not args.quick:
+        rows, meta = _merged(rows, meta, names)
+    elif args.only:
         stem = "-".join(args.only) + ("-quick" if args.quick else "")
     copy = write(rows, meta, RESULTS, stem)
     print(f"\n{table(rows)}\n\nmachine: {meta['machine']}\nwritten: {RESULTS / (stem + '.json')}")

@@ -131,7 +131,8 @@ def http_status(port: int, path: str, timeout_s: float = 2.0) -> int | None:
         response = connection.getresponse()
         response.read()
         return response.status
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # Nothing there, or something that does not speak HTTP (the range is probed blindly).
         return None
     finally:
         connection.close()

@@ -3,9 +3,10 @@
 Each configuration is a fresh deployment of `serve_app.TrackerIngress` (num_replicas=N) over
 a fresh set of host actors (TRACKER_HOSTS=H), with direct ingress: every replica has its own
 port, and the load generator spreads its connections over them (there is no load balancer on
-one machine). Ratios are to 1 host and 1 replica. On a 2-core machine the curve is expected to
-be flat or to fall: every replica and host is a process competing for the same two cores; the
-figures show what the next machine would have to take over.
+one machine). Serve reserves one CPU per replica by default, so on a 2-CPU node four replicas
+get half a CPU each. Ratios are to 1 host and 1 replica. On a 2-core machine the curve is
+expected to be flat or to fall: every replica and host is a process competing for the same two
+cores; the figures show what the next machine would have to take over.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ray.serve import Deployment
 import serve_app
 from bench import loadgen
 from bench.cluster import (
+    NUM_CPUS,
     bench_config,
     free_port_range,
     ray_session,
@@ -25,6 +27,7 @@ from bench.cluster import (
     temp_storage,
     wait_ports,
 )
+from bench.loadgen import Load
 from bench.report import Row
 from tracker.api import shutdown
 
@@ -32,18 +35,24 @@ PORTS = 6
 CONNECTIONS = 64
 
 
-def _throughput(first: int, hosts: int, replicas: int, duration: float) -> float:
+def _throughput(first: int, hosts: int, replicas: int, duration: float) -> Load:
     with temp_storage() as storage:
         return _measure(storage, first, hosts, replicas, duration)
 
 
-def _measure(storage: str, first: int, hosts: int, replicas: int, duration: float) -> float:
+def _measure(storage: str, first: int, hosts: int, replicas: int, duration: float) -> Load:
     # Fresh storage for each shape: the same users map to other hosts when the number of hosts
     # changes, and the hosts of the previous shape are killed, not stopped cleanly, so their
     # logs still hold records of users a new host now owns (docs/architecture.md: change
     # TRACKER_HOSTS only after a clean stop).
     config = bench_config(storage, hosts=hosts, http_port=first)
-    app = cast(Deployment, serve_app.TrackerIngress).options(num_replicas=replicas).bind(config)
+    # Serve reserves a CPU per replica by default, so a 2-CPU node fits only two: more
+    # replicas are given a share of a CPU each (the figure then says what 4 processes do).
+    cpus = min(1.0, NUM_CPUS / replicas)
+    deployment = cast(Deployment, serve_app.TrackerIngress).options(
+        num_replicas=replicas, ray_actor_options={"num_cpus": cpus}
+    )
+    app = deployment.bind(config)
     serve.run_many(
         [serve.RunTarget(app, name="scaling", route_prefix="/")],
         wait_for_applications_running=False,
@@ -53,8 +62,7 @@ def _measure(storage: str, first: int, hosts: int, replicas: int, duration: floa
         ports = wait_ports(first, PORTS, "/healthz", replicas, 180)
         loadgen.activate(ports, "/api/track")
         loadgen.run_closed(ports, "/api/track", connections=CONNECTIONS, duration_s=2)
-        load = loadgen.run_closed(ports, "/api/track", connections=CONNECTIONS, duration_s=duration)
-        return load.rps
+        return loadgen.run_closed(ports, "/api/track", connections=CONNECTIONS, duration_s=duration)
     finally:
         serve.delete("scaling")
         shutdown(config)
@@ -66,17 +74,29 @@ def run(quick: bool) -> list[Row]:
     with ray_session():
         first = free_port_range(PORTS)
         start_serve(first, PORTS)
-        results = {shape: _throughput(first, *shape, duration) for shape in shapes}
+        results: dict[tuple[int, int], Load | str] = {}
+        for shape in shapes:
+            try:
+                results[shape] = _throughput(first, *shape, duration)
+            except Exception as exc:  # one shape failing must not lose the others
+                results[shape] = f"{type(exc).__name__}: {exc}"
     base = results[(1, 1)]
-    return [
-        Row(
+    rows = []
+    for (hosts, replicas), result in results.items():
+        row = Row(
             name=f"scaling: {hosts} host(s), {replicas} replica(s)",
-            value=rps,
+            value=result.rps if isinstance(result, Load) else 0.0,
             unit="req/s",
             baseline="1 host, 1 replica",
-            baseline_value=base,
+            baseline_value=base.rps if isinstance(base, Load) else None,
             target="curve reported",
             details={"hosts": hosts, "replicas": replicas},
         )
-        for (hosts, replicas), rps in results.items()
-    ]
+        if isinstance(result, Load):
+            row.details["load"] = result.summary()
+            row.met = None if result.requests and not result.errors else False
+        else:
+            row.met = False
+            row.details["error"] = result
+        rows.append(row)
+    return rows
