@@ -20,12 +20,12 @@ from tracker.auth import (
     check_admin,
     ensure_secrets,
     is_anonymous,
-    local_path,
     mint_token,
     verify_token,
 )
 from tracker.config import Config
 from tracker.errors import ConfigError, Unauthorized
+from tracker.storage import local_path
 
 SECRET = "s3cr3t-for-tests"
 NOW = 1_700_000_000.0

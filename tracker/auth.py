@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from tracker.config import Config
 from tracker.errors import ConfigError, Unauthorized
-from tracker.storage import fsync_dir, local_root
+from tracker.storage import fsync_dir, local_path
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,6 @@ def bearer(authorization_header: str | None) -> str | None:
     if len(parts) != 2 or parts[0].lower() != "bearer":
         return None
     return parts[1]
-
-
-def local_path(storage_url: str) -> Path | None:
-    """The directory of a `file://` storage URL (relative to the working directory unless
-    absolute: `file://./data` -> ./data, `file:///abs` -> /abs); None for any other scheme."""
-    if urlparse(storage_url).scheme != "file":
-        return None
-    return local_root(storage_url)
 
 
 def ensure_secrets(config: Config) -> Config:

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
-from tracker.auth import local_path
 from tracker.config import Config
 from tracker.errors import ConfigError, TrackerError
+from tracker.storage import local_path
 
 APP_NAME = "tracker"
 # Starting the replica includes starting a Ray worker and the tracker's actors.

@@ -86,6 +86,14 @@ def local_root(url: str) -> Path:
     return Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
 
 
+def local_path(storage_url: str) -> Path | None:
+    """The directory of a `file://` storage URL (relative to the working directory unless
+    absolute: `file://./data` -> ./data, `file:///abs` -> /abs); None for any other scheme."""
+    if urlparse(storage_url).scheme != "file":
+        return None
+    return local_root(storage_url)
+
+
 def _check_key(key: str) -> None:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
