@@ -62,6 +62,14 @@ class Movements:
 
 
 def encoded_size(movement: dict[str, Any]) -> int:
-    """Bytes of a movement as the tracker keeps it (msgpack of the validated struct)."""
+    """Bytes of a movement's own msgpack encoding, every field included (`codec.encoded_size`):
+    what one event weighs, whatever the tracker stores of it."""
     valid: Movement = movement_from_obj(movement, time.time_ns() // 1_000_000)
-    return len(codec.encode_movement(valid))
+    return codec.encoded_size(valid)
+
+
+def stored_size(movement: dict[str, Any]) -> int:
+    """Bytes of a movement as the tracker stores it (without the IDs its place gives it)."""
+    valid: Movement = movement_from_obj(movement, time.time_ns() // 1_000_000)
+    raws, _ = codec.split_blob(codec.encode_blob([valid]))
+    return len(raws[0])

@@ -20,7 +20,7 @@ from typing import Any
 import ray
 
 from bench.cluster import bench_config, pid_of, ray_session, rss_bytes, temp_storage, uss_bytes
-from bench.events import Movements, encoded_size, user_ids
+from bench.events import Movements, encoded_size, stored_size, user_ids
 from bench.report import Row
 from tracker.analytics import SiteStats
 from tracker.api import Tracker, connect, shutdown
@@ -74,6 +74,7 @@ def _per_movement(storage: str, total: int, profile: bool) -> Row:
         target="<= 250 B",
         details={
             "movements": total,
+            "stored_movement_bytes": stored_size(sample),
             "users": len(users),
             "sessions_per_user": sessions,
             "rss_before_mb": round(before / 2**20, 1),

@@ -5,7 +5,7 @@ every write is counted, takes single-event `track` calls from many concurrent ca
 load levels. If writes follow commits, not events, the write rate stays put while the event
 rate grows. Compaction runs every second (as the host actor's tick would), and the run ends
 with a clean stop, so the bytes written include the journal, every history chunk and snapshot.
-The baseline is the events' own encoded size (`codec.encode_movement`).
+The baseline is the events' own encoded size (`codec.encoded_size`: msgpack, every field).
 """
 
 from __future__ import annotations

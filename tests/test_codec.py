@@ -40,32 +40,42 @@ def full_movement() -> Movement:
     )
 
 
-def test_a_movement_round_trips_byte_exact() -> None:
+def test_a_blob_of_movements_round_trips_byte_exact() -> None:
     movement = full_movement()
-    data = codec.encode_movement(movement)
-    again = codec.decode_movement(data)
-    assert again == movement
-    assert codec.encode_movement(again) == data
+    blob = codec.encode_blob([movement, movement])
+    again = codec.decode_blob(blob, "alice@example.com", "s:1")
+    assert again == [movement, movement]
+    assert codec.encode_blob(again) == blob
 
 
-def test_a_stored_movement_is_the_seeds_json_shape() -> None:
+def test_a_stored_movement_is_the_seeds_json_shape_without_what_its_place_says() -> None:
     movement = full_movement()
-    assert codec.movement_dict(codec.encode_movement(movement)) == msgspec.to_builtins(movement)
-    assert codec.movement_dict(codec.encode_movement(movement))["data"]["coordinates"] == {
-        "x": 1.25,
-        "y": -3.0,
-    }
+    raws, event_ids = codec.split_blob(codec.encode_blob([movement]))
+    assert event_ids == ["e.1"]
+    assert codec.movement_dict(raws[0], "alice@example.com", "s:1") == msgspec.to_builtins(movement)
+    stored = msgpack.unpackb(bytes(raws[0]), raw=False)
+    assert stored[:3] == ["e.1", NOW, "scroll"]
+    assert "alice@example.com" not in str(stored) and "s:1" not in str(stored)
+    assert codec.movement_dict(raws[0], "a", "s")["data"]["coordinates"] == {"x": 1.25, "y": -3.0}
+
+
+def test_a_blob_is_the_concatenation_of_its_items_behind_an_array_header() -> None:
+    for count in (0, 1, 15, 16, 300):
+        blob = codec.encode_blob([full_movement()] * count)
+        raws, _ = codec.split_blob(blob)
+        assert codec.join_blob(count, b"".join(bytes(r) for r in raws)) == blob
 
 
 def test_stored_objects_are_readable_by_the_plain_msgpack_library() -> None:
-    movement_bytes = codec.encode_movement(full_movement())
-    body = {"records": [["track", "alice", NOW, [["s:1", "e.1", movement_bytes]]]]}
+    blob = codec.encode_blob([full_movement()])
+    body = {"records": [["track", "alice", NOW, [["s:1", blob]]]]}
     data = codec.encode("segment", body)
     plain = msgpack.unpackb(data, raw=False)
     assert plain == {"v": codec.FORMAT_VERSION, "kind": "segment", **body}
     assert plain == codec.decode("segment", data)
-    inner = msgpack.unpackb(plain["records"][0][3][0][2], raw=False)
-    assert inner == msgspec.to_builtins(full_movement())
+    inner = msgpack.unpackb(plain["records"][0][3][0][1], raw=False)
+    full = msgspec.to_builtins(full_movement())
+    assert inner == [[full["eventId"], full["timestamp"], full["event"], full["data"]]]
 
 
 def test_objects_written_by_the_plain_msgpack_library_are_decoded() -> None:
@@ -143,9 +153,49 @@ def test_any_valid_movement_round_trips(raw: dict[str, Any]) -> None:
         movement = None  # metadata deeper than the limit: not a valid movement
     assume(movement is not None)
     assert movement is not None
-    data = codec.encode_movement(movement)
-    assert codec.decode_movement(data) == movement
-    assert codec.encode_movement(codec.decode_movement(data)) == data
-    assert msgpack.unpackb(data, raw=False) == codec.movement_dict(data)
-    stored = codec.decode("chunk", codec.encode("chunk", {"records": [data]}))
-    assert stored["records"] == [data]
+    blob = codec.encode_blob([movement])
+    user, session = movement.userId, movement.sessionId
+    assert codec.decode_blob(blob, user, session) == [movement]
+    assert codec.encode_blob(codec.decode_blob(blob, user, session)) == blob
+    (raw,), _ = codec.split_blob(blob)
+    assert codec.decode_movement(raw, user, session) == movement
+    assert msgpack.unpackb(blob, raw=False)[0][3] == codec.movement_dict(raw, user, session)["data"]
+    stored = codec.decode("chunk", codec.encode("chunk", {"records": [blob]}))
+    assert stored["records"] == [blob]
+
+
+def test_format_1_records_and_snapshots_are_read_as_the_current_format() -> None:
+    """Stores written before movements were stored compactly stay readable."""
+    movement = full_movement()
+    v1_movement = msgpack.packb(msgspec.to_builtins(movement))
+    record = [
+        "track",
+        movement.userId,
+        NOW,
+        [["s:1", "e.1", v1_movement], ["s:2", None, v1_movement]],
+    ]
+    segment = msgpack.packb(
+        {"v": 1, "kind": "segment", "records": [record, ["expire", "a", NOW, None]]}
+    )
+    records = codec.decode("segment", segment)["records"]
+    assert records[1] == ["expire", "a", NOW, None]
+    op, user, now, entries = records[0]
+    assert (op, user, now) == ("track", movement.userId, NOW)
+    assert [sid for sid, _ in entries] == ["s:1", "s:2"]
+    assert codec.decode_blob(entries[0][1], movement.userId, "s:1") == [movement]
+    session = ["s:1", NOW, NOW + 1, {"userAgent": "x"}, [v1_movement, v1_movement], ["e.1"]]
+    snapshot = msgpack.packb({"v": 1, "kind": "snapshot", "sessions": [session], "through": 3})
+    decoded = codec.decode("snapshot", snapshot)
+    assert decoded["v"] == codec.FORMAT_VERSION and decoded["through"] == 3
+    sid, start, last, info, blob = decoded["sessions"][0]
+    assert (sid, start, last, info) == ("s:1", NOW, NOW + 1, {"userAgent": "x"})
+    assert codec.decode_blob(blob, movement.userId, "s:1") == [movement, movement]
+    alarms = msgpack.packb({"v": 1, "kind": "alarms", "alarms": [["u", 5]]})
+    assert codec.decode("alarms", alarms)["alarms"] == [["u", 5]]
+    with pytest.raises(CorruptObject):
+        codec.decode(
+            "segment",
+            msgpack.packb(
+                {"v": 1, "kind": "segment", "records": [["track", "a", 1, [["s", None, b"\xc1"]]]]}
+            ),
+        )

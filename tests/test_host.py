@@ -230,7 +230,7 @@ def test_bytes_written_per_event_stay_within_three_times_its_encoding(file_stora
                     for i in range(batch)
                 ]
                 encoded += sum(
-                    len(codec.encode_movement(movement_from_obj(m, clock()))) for m in raws
+                    codec.encoded_size(movement_from_obj(m, clock())) for m in raws
                 )
                 calls.append(host.track_many(f"user-{u}", raws))
             await asyncio.gather(*calls)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from tracker.errors import InvalidInput, InvalidMovement, InvalidSession, TooLarge
@@ -12,6 +13,7 @@ from tracker.schema import (
     movement_from_obj,
     movements_from_json,
     movements_from_obj,
+    pack_movements,
     session_request_from_obj,
 )
 
@@ -190,3 +192,52 @@ def test_session_requests_name_the_bad_device_info_field() -> None:
     with pytest.raises(InvalidSession) as info:
         session_request_from_obj({"userId": "u", "sessionId": "s", "deviceInfo": {}})
     assert info.value.field == "deviceInfo.userAgent"
+
+
+@pytest.mark.parametrize(
+    ("batch", "field"),
+    [
+        ([raw(), raw(), raw(eventId="bad id")], "events.2.eventId"),
+        ([raw(), raw(sessionId="s\n")], "events.1.sessionId"),
+        ([raw(userId="ünicode")], "events.0.userId"),
+        (
+            [raw(data={"metadata": {"a": {"b": {"c": {"d": {}}}}}})],
+            "events.0.data.metadata.a.b.c.d",
+        ),
+        ([raw(data={"metadata": {"n": float("nan")}})], "events.0.data.metadata.n"),
+        ([raw(), raw(timestamp=NOW + 10 * 60_000)], "events.1.timestamp"),
+        ([raw(), raw(event="teleport")], "events.1.event"),
+    ],
+    ids=["event-id", "session-newline", "non-ascii", "deep", "nan", "future", "event"],
+)
+def test_a_packed_batch_is_checked_like_a_list_and_names_the_field(
+    batch: list[dict[str, Any]], field: str
+) -> None:
+    assert field_of(batch) == field
+    with pytest.raises(InvalidMovement) as info:
+        movements_from_obj(pack_movements(batch), NOW)
+    assert info.value.field == field
+
+
+def test_a_packed_batch_decodes_to_the_same_movements_as_the_list() -> None:
+    batch = [raw(eventId=f"e{i}", data={"metadata": {"k": [i, {"x": None}]}}) for i in range(40)]
+    assert movements_from_obj(pack_movements(batch), NOW) == movements_from_obj(batch, NOW)
+
+
+def test_bytes_that_are_not_a_packed_batch_are_a_clear_error() -> None:
+    with pytest.raises(InvalidInput) as info:
+        movements_from_obj(b"\xc1", NOW)
+    assert info.value.field == "events"
+    with pytest.raises(TooLarge):
+        movements_from_obj(pack_movements([raw()] * (MAX_BATCH_EVENTS + 1)), NOW)
+
+
+def test_a_json_body_in_any_of_its_three_shapes_gives_the_same_movements() -> None:
+    one = raw(eventId="e1")
+    expected = movements_from_obj([one], NOW)
+    assert movements_from_json(msgspec.json.encode(one), NOW) == expected
+    assert movements_from_json(msgspec.json.encode([one]), NOW) == expected
+    assert movements_from_json(msgspec.json.encode({"events": [one]}), NOW) == expected
+    # An "events" key inside metadata does not make a movement a batch.
+    inner = raw(data={"metadata": {"events": 3}})
+    assert movements_from_json(msgspec.json.encode(inner), NOW)[0].data.metadata == {"events": 3}

@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+import msgspec
 import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
@@ -26,6 +27,7 @@ from ray.actor import ActorHandle
 from tracker.actors import aggregator_actor, host_actor, router_actor, scheduler_actor
 from tracker.config import Config
 from tracker.placement import host_name, sharded_host_names
+from tracker.schema import pack_movements
 
 _WITH_EVENT_IDS = {"track", "track_many"}
 
@@ -53,7 +55,11 @@ def _with_event_ids(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
             {**m, "eventId": uuid.uuid4().hex} if isinstance(m, dict) and "eventId" not in m else m
             for m in args[0]
         ]
-        return (movements, *args[1:])
+        try:
+            # One buffer to send instead of many dicts to pickle; the host validates it.
+            return (pack_movements(movements), *args[1:])
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+            return (movements, *args[1:])  # not msgpack-able: the host names what is wrong
     return args
 
 

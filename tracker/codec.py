@@ -1,48 +1,132 @@
 """The one codec: msgpack, with a format version on every stored object.
 
 Stored objects are msgpack maps `{"v": FORMAT_VERSION, "kind": ..., ...}` so any msgpack reader
-can open them. A movement is kept (in memory and on storage) as the msgpack encoding of its
-`schema.Movement`, made once when it is validated and never again: the same bytes go into the
-log, the user's history chunks, snapshots and memory.
+can open them.
+
+A movement is stored without what its place already says: its user and session are known from
+the record or session that holds it, so a *stored movement* is the msgpack array
+`[eventId, timestamp, event, data]` (`data` a map, as sent). A batch of one session's movements
+is kept as one msgpack array of stored movements (a *movement blob*): made with one encoder
+call when the batch is validated, then the same bytes go into the log and the user's history
+chunks, and the same items (concatenated) into memory and snapshots.
 
 Records are what the journal logs and the user tracker replays: `[op, user_id, now_ms, payload]`
-with op one of `session`, `track`, `expire`, `erase`.
+with op one of `session`, `track`, `expire`, `erase`; a `track` payload is a list of
+`[session_id, movement_blob]`.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from tracker.errors import StorageUnavailable
-from tracker.schema import Movement
+from tracker.schema import Movement, MovementData
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 Record = list[Any]
 
+
+class StoredMovement(msgspec.Struct, array_like=True):
+    eventId: str | None
+    timestamp: int
+    event: str
+    data: MovementData
+
+
+class _EventIdOnly(msgspec.Struct, array_like=True):
+    # Trailing fields are skipped (not decoded): enough to find a movement's idempotency key.
+    eventId: str | None
+
+
 _encoder = msgspec.msgpack.Encoder()
-_movement_decoder = msgspec.msgpack.Decoder(Movement)
 _decoder = msgspec.msgpack.Decoder()
+_stored = msgspec.msgpack.Decoder(StoredMovement)
+_stored_list = msgspec.msgpack.Decoder(list[StoredMovement])
+_raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_ids = msgspec.msgpack.Decoder(list[_EventIdOnly])
 
 
 class CorruptObject(StorageUnavailable):
     """A stored object cannot be decoded, or has a format version this code does not know."""
 
 
-def encode_movement(movement: Movement) -> bytes:
-    return _encoder.encode(movement)
+# -- movements ---------------------------------------------------------------------------------
 
 
-def decode_movement(data: bytes) -> Movement:
-    return _movement_decoder.decode(data)
+def encode_blob(movements: Sequence[Movement]) -> bytes:
+    """One session's movements as a movement blob (see the module docstring)."""
+    buffer = bytearray()
+    _encoder.encode_into([(m.eventId, m.timestamp, m.event, m.data) for m in movements], buffer)
+    # Copied to a bytes object of the exact size: a blob lives in memory for long, and
+    # `encode` returns its working buffer (at least 1 KB, a third too large for big batches).
+    return bytes(buffer)
 
 
-def movement_dict(data: bytes) -> dict[str, Any]:
+def split_blob(blob: bytes) -> tuple[list[msgspec.Raw], list[str | None]]:
+    """A blob's stored movements, each as its raw bytes, and their event IDs."""
+    return _raw_list.decode(blob), [head.eventId for head in _ids.decode(blob)]
+
+
+def join_blob(count: int, items: bytes | bytearray | memoryview) -> bytes:
+    """A blob of `count` stored movements from their concatenated encodings."""
+    if count < 16:
+        header = bytes((0x90 | count,))
+    elif count < 1 << 16:
+        header = struct.pack(">BH", 0xDC, count)
+    else:
+        header = struct.pack(">BI", 0xDD, count)
+    return header + bytes(items)
+
+
+def blob_count(blob: bytes) -> int:
+    """How many movements a blob holds (read from its array header)."""
+    first = blob[0]
+    if first & 0xF0 == 0x90:
+        return first & 0x0F
+    if first == 0xDC:
+        return int.from_bytes(blob[1:3], "big")
+    if first == 0xDD:
+        return int.from_bytes(blob[1:5], "big")
+    raise CorruptObject(f"not a movement blob (starts with {first:#x})")
+
+
+def decode_blob(blob: bytes, user_id: str, session_id: str) -> list[Movement]:
+    return [_movement(s, user_id, session_id) for s in _stored_list.decode(blob)]
+
+
+def decode_movement(data: bytes | memoryview, user_id: str, session_id: str) -> Movement:
+    """One stored movement, with the user and session its place gives it."""
+    return _movement(_stored.decode(data), user_id, session_id)
+
+
+def _movement(s: StoredMovement, user_id: str, session_id: str) -> Movement:
+    return Movement(
+        userId=user_id,
+        sessionId=session_id,
+        timestamp=s.timestamp,
+        event=s.event,  # type: ignore[arg-type]  # checked when it was first validated
+        data=s.data,
+        eventId=s.eventId,
+    )
+
+
+def movement_dict(data: bytes | memoryview, user_id: str, session_id: str) -> dict[str, Any]:
     """The seed's JSON shape of a stored movement."""
-    result: dict[str, Any] = msgspec.to_builtins(_movement_decoder.decode(data))
+    result: dict[str, Any] = msgspec.to_builtins(decode_movement(data, user_id, session_id))
     return result
+
+
+def encoded_size(movement: Movement) -> int:
+    """Bytes of a movement's own msgpack encoding, with every field: what an event weighs."""
+    return len(_encoder.encode(movement))
+
+
+# -- stored objects ----------------------------------------------------------------------------
 
 
 def encode(kind: str, body: dict[str, Any]) -> bytes:
@@ -51,13 +135,48 @@ def encode(kind: str, body: dict[str, Any]) -> bytes:
 
 
 def decode(kind: str, data: bytes, key: str = "") -> dict[str, Any]:
-    """Decode a stored object, checking its kind and format version."""
+    """Decode a stored object, checking its kind and format version (older ones are upgraded)."""
     try:
         obj = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise CorruptObject(f"{key or kind}: not msgpack ({exc})") from None
     if not isinstance(obj, dict) or obj.get("kind") != kind:
         raise CorruptObject(f"{key or kind}: expected a {kind!r} object")
+    if obj.get("v") == 1:
+        try:
+            return _from_version_1(obj)
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            raise CorruptObject(f"{key or kind}: bad format 1 object ({exc})") from None
     if obj.get("v") != FORMAT_VERSION:
         raise CorruptObject(f"{key or kind}: unknown format version {obj.get('v')!r}")
     return obj
+
+
+# -- format 1 ----------------------------------------------------------------------------------
+# Format 1 stored each movement as the msgpack map of all its fields: a `track` payload was a
+# list of `[session_id, event_id, movement]`, and a snapshot's session
+# `[session_id, start, last, device_info, [movement, ...], [event_id, ...]]`. Objects of other
+# kinds did not change.
+
+_movement_v1 = msgspec.msgpack.Decoder(Movement)
+
+
+def _from_version_1(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj["kind"] in ("segment", "chunk"):
+        obj["records"] = [_record_from_version_1(r) for r in obj["records"]]
+    elif obj["kind"] == "snapshot":
+        obj["sessions"] = [
+            [sid, start, last, info, encode_blob([_movement_v1.decode(m) for m in movements])]
+            for sid, start, last, info, movements, _event_ids in obj["sessions"]
+        ]
+    obj["v"] = FORMAT_VERSION
+    return obj
+
+
+def _record_from_version_1(record: Record) -> Record:
+    if record[0] != "track":
+        return record
+    by_session: dict[str, list[Movement]] = {}
+    for session_id, _event_id, data in record[3]:
+        by_session.setdefault(session_id, []).append(_movement_v1.decode(data))
+    return [*record[:3], [[sid, encode_blob(ms)] for sid, ms in by_session.items()]]

@@ -172,12 +172,13 @@ class UserHost:
         now = self.now_ms()
         return await self._track(user_id, [movement_from_obj(movement, now)], now)
 
-    async def track_many(self, user_id: str, movements: Sequence[Any]) -> int:
+    async def track_many(self, user_id: str, movements: Sequence[Any] | bytes) -> int:
+        """A batch of the user's movements: a list, or `schema.pack_movements` of one."""
         now = self.now_ms()
-        return await self._track(user_id, movements_from_obj(list(movements), now), now)
+        return await self._track(user_id, movements_from_obj(movements, now), now)
 
     async def track_batch(
-        self, items: Sequence[tuple[str, Sequence[Any]]]
+        self, items: Sequence[tuple[str, Sequence[Any] | bytes]]
     ) -> list[int | BaseException]:
         """Several users' batches in one call (an HTTP replica coalesces its requests).
 
@@ -185,8 +186,8 @@ class UserHost:
         """
         now = self.now_ms()
 
-        async def one(user_id: str, raws: Sequence[Any]) -> int:
-            return await self._track(user_id, movements_from_obj(list(raws), now), now)
+        async def one(user_id: str, raws: Sequence[Any] | bytes) -> int:
+            return await self._track(user_id, movements_from_obj(raws, now), now)
 
         return await asyncio.gather(*(one(u, m) for u, m in items), return_exceptions=True)
 
@@ -301,8 +302,9 @@ class UserHost:
     def _notify(self, record: Record) -> None:
         if self.on_track is None or record[0] != "track":
             return
-        movements = [codec.decode_movement(entry[2]) for entry in record[3]]
-        self.on_track(record[1], movements, record[2])
+        user_id = record[1]
+        for session_id, blob in record[3]:
+            self.on_track(user_id, codec.decode_blob(blob, user_id, session_id), record[2])
 
     async def _settled(self, slot: UserSlot) -> None:
         """Wait for the user's commit in flight (an output gate for reads)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -27,11 +29,28 @@ MAX_FUTURE_MS = 5 * 60 * 1000
 ID_PATTERN = r"^[A-Za-z0-9._:@-]+$(?!\n)"
 
 EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction"]
+ID_CHARS = string.ascii_letters + string.digits + "._:@-"
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
+# A movement's IDs follow the same rule, checked for a whole batch in one pass by
+# `_check_movement_ids`: msgspec's per-field regex cost twice as much as the rest of decoding.
+MovementId = Annotated[
+    str, Meta(min_length=1, max_length=128, extra_json_schema={"pattern": ID_PATTERN})
+]
 # Bounds double as finiteness checks: NaN and infinities fail any comparison.
 Coordinate = Annotated[float, Meta(ge=-1e7, le=1e7)]
 Duration = Annotated[float, Meta(ge=0, le=1e10)]
 Timestamp = Annotated[int, Meta(ge=0, le=10**14)]
+
+# Metadata: any JSON, nested at most MAX_METADATA_DEPTH containers deep, declared level by level
+# so that msgspec checks it while decoding. Integers must fit in a signed 64-bit (msgpack,
+# the storage codec, holds no more); floats must be finite.
+_Finite = Annotated[float, Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+_Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+_Leaf = str | _Int | _Finite | bool | None
+_Value4 = _Leaf | list[_Leaf] | dict[str, _Leaf]
+_Value3 = _Leaf | list[_Value4] | dict[str, _Value4]
+_Value2 = _Leaf | list[_Value3] | dict[str, _Value3]
+Metadata = dict[str, _Value2]
 
 
 class Coordinates(Struct, forbid_unknown_fields=True):
@@ -46,18 +65,18 @@ class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True):
     duration: Duration | None = None
     scrollX: Coordinate | None = None
     scrollY: Coordinate | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class Movement(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One tracked event, in the seed's camelCase shape plus an optional idempotency key."""
 
-    userId: Id
-    sessionId: Id
+    userId: MovementId
+    sessionId: MovementId
     timestamp: Timestamp
     event: EventType
     data: MovementData = msgspec.field(default_factory=MovementData)
-    eventId: Id | None = None
+    eventId: MovementId | None = None
 
 
 class DeviceInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -76,6 +95,14 @@ class SessionRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class EventBatch(Struct, forbid_unknown_fields=True):
     events: list[Movement]
+
+
+_packed = msgspec.msgpack.Decoder(list[Movement])
+_packer = msgspec.msgpack.Encoder()
+
+
+_json_movements = msgspec.json.Decoder(Movement | list[Movement])
+_json_batch = msgspec.json.Decoder(EventBatch)
 
 
 _LOCATION = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -99,7 +126,43 @@ def field_error(
 
 
 def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movement:
-    """Rules a struct cannot declare: future timestamps and the metadata budget."""
+    """All the rules, for a struct made in Python (decoding checked the declared ones)."""
+    bad = _bad_movement_id([movement])
+    if bad is not None:
+        raise _id_error(f"{prefix}{bad[1]}", bad[2])
+    if movement.data.metadata is not None:
+        _check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
+    return _check_rules(movement, now_ms, prefix)
+
+
+_ID_BYTES = ID_CHARS.encode()
+
+
+def _ids_valid(text: str) -> bool:
+    return text.isascii() and not text.encode().translate(None, _ID_BYTES)
+
+
+def _bad_movement_id(movements: Sequence[Movement]) -> tuple[int, str, str] | None:
+    """The first ID of `movements` that breaks the rule, as (index, field, value); or None."""
+    users = "".join({m.userId for m in movements})
+    sessions = "".join({m.sessionId for m in movements})
+    events = "".join([m.eventId for m in movements if m.eventId is not None])
+    if _ids_valid(users + sessions + events):
+        return None
+    for index, movement in enumerate(movements):
+        for field in ("userId", "sessionId", "eventId"):
+            value = getattr(movement, field)
+            if value is not None and not _ids_valid(value):
+                return index, field, value
+    return None
+
+
+def _id_error(field: str, value: str) -> InvalidMovement:
+    return InvalidMovement(field, f"{value!r} is not 1-128 characters of [A-Za-z0-9._:@-]")
+
+
+def _check_rules(movement: Movement, now_ms: int, prefix: str) -> Movement:
+    """The rules no declared type says: no timestamp from the future, the metadata budget."""
     if movement.timestamp > now_ms + MAX_FUTURE_MS:
         raise InvalidMovement(
             f"{prefix}timestamp",
@@ -107,7 +170,6 @@ def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movemen
         )
     metadata = movement.data.metadata
     if metadata is not None:
-        _check_json_value(metadata, f"{prefix}data.metadata", depth=1)
         size = len(msgspec.json.encode(metadata))
         if size > MAX_METADATA_BYTES:
             raise InvalidMovement(
@@ -133,9 +195,9 @@ def _check_json_value(value: Any, field: str, depth: int) -> None:
         if not math.isfinite(value):
             raise InvalidMovement(field, f"{value!r} is not a finite number")
     elif isinstance(value, int) and not isinstance(value, bool):
-        # msgpack, the storage codec, holds integers of at most 64 bits.
-        if not -(2**63) <= value < 2**64:
-            raise InvalidMovement(field, f"{value} does not fit in 64 bits")
+        # msgpack, the storage codec, holds integers of at most 64 bits (signed, here).
+        if not -(2**63) <= value < 2**63:
+            raise InvalidMovement(field, f"{value} does not fit in a signed 64-bit integer")
     elif value is not None and not isinstance(value, str | int | bool):
         raise InvalidMovement(field, f"{type(value).__name__} is not a JSON value")
 
@@ -147,21 +209,78 @@ def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
     try:
         movement = msgspec.convert(raw, Movement)
     except msgspec.ValidationError as exc:
+        data = raw.get("data") if isinstance(raw, dict) else None
+        if "metadata[" in str(exc) and isinstance(data, dict):
+            # msgspec does not name map keys in its path: walk the metadata to name the field.
+            _check_json_value(data.get("metadata"), f"{prefix}data.metadata", depth=1)
         raise field_error(exc, InvalidMovement, prefix) from None
-    return check_movement(movement, now_ms, prefix)
+    bad = _bad_movement_id([movement])
+    if bad is not None:
+        raise _id_error(f"{prefix}{bad[1]}", bad[2])
+    return _check_rules(movement, now_ms, prefix)
 
 
 def movements_from_obj(raws: Any, now_ms: int) -> list[Movement]:
-    """Validate a batch given as a list; all or nothing, at most `MAX_BATCH_EVENTS`."""
+    """Validate a batch: a list of movements (dicts or structs), or their msgpack encoding
+    (`pack_movements`); all or nothing, at most `MAX_BATCH_EVENTS`."""
+    if isinstance(raws, bytes | bytearray | memoryview):
+        try:
+            movements = _packed.decode(raws)
+        except msgspec.ValidationError:
+            # Decode it as plain objects to name what is wrong (the slower path).
+            return movements_from_obj(msgspec.msgpack.decode(raws), now_ms)
+        except msgspec.DecodeError as exc:
+            raise InvalidInput("events", f"not a msgpack array of movements: {exc}") from None
+        return _checked(movements, now_ms)
     if not isinstance(raws, list | tuple):
         raise InvalidMovement("events", "expected a list of movements")
-    if len(raws) > MAX_BATCH_EVENTS:
-        raise TooLarge("events", f"{len(raws)} events; at most {MAX_BATCH_EVENTS} per batch")
+    _check_count(len(raws))
     return [movement_from_obj(raw, now_ms, f"events.{i}.") for i, raw in enumerate(raws)]
 
 
+def pack_movements(movements: Sequence[Movement | dict[str, Any]]) -> bytes:
+    """A batch as one msgpack array: what a host decodes and validates in one pass, and one
+    buffer to send between processes instead of many objects to pickle."""
+    return _packer.encode(movements)
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_BATCH_EVENTS:
+        raise TooLarge("events", f"{count} events; at most {MAX_BATCH_EVENTS} per batch")
+
+
+def _checked(movements: list[Movement], now_ms: int, *, one: bool = False) -> list[Movement]:
+    """The rules decoding did not check; errors name `events.<i>.<field>` (`<field>` if one)."""
+    _check_count(len(movements))
+    bad = _bad_movement_id(movements)
+    if bad is not None:
+        raise _id_error(bad[1] if one else f"events.{bad[0]}.{bad[1]}", bad[2])
+    horizon = now_ms + MAX_FUTURE_MS
+    for index, movement in enumerate(movements):
+        if movement.timestamp > horizon or movement.data.metadata is not None:
+            _check_rules(movement, now_ms, "" if one else f"events.{index}.")
+    return movements
+
+
 def movements_from_json(body: bytes, now_ms: int) -> list[Movement]:
-    """Parse `POST /api/track`'s body: one movement, a JSON array, or `{"events": [...]}`."""
+    """Parse `POST /api/track`'s body: one movement, a JSON array, or `{"events": [...]}`.
+
+    Decoded and validated in one pass into structs where the body is well formed; the slower
+    paths only run to name what is wrong.
+    """
+    decoder: msgspec.json.Decoder[Any] = _json_batch if b'"events"' in body else _json_movements
+    try:
+        parsed = decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _movements_from_json_slowly(body, now_ms)
+    if isinstance(parsed, Movement):
+        return _checked([parsed], now_ms, one=True)
+    if isinstance(parsed, EventBatch):
+        parsed = parsed.events
+    return _checked(parsed, now_ms)
+
+
+def _movements_from_json_slowly(body: bytes, now_ms: int) -> list[Movement]:
     try:
         raw = msgspec.json.decode(body)
     except msgspec.ValidationError:

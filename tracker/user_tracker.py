@@ -6,21 +6,22 @@ made in two steps, so that what is logged is exactly what is replayed:
 and `apply(record)` makes the change. Recovery applies the logged records again; `apply` is
 idempotent for movements with an `eventId`, which is what makes retried requests count once.
 
-Movements are held as their msgpack encoding (about 150 bytes each), not as dicts.
+Sessions keep their movements encoded (see `session` and `codec`).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tracker.codec import Record, encode_movement, movement_dict
+import msgspec
+
+from tracker import codec
+from tracker.codec import Record
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import DeviceInfo, Movement
-
-EVENT_ID_WINDOW = 256
+from tracker.session import SessionState
 
 
 @dataclass(frozen=True)
@@ -33,36 +34,6 @@ class Limits:
     retention_ms: int = 30 * 24 * 3600 * 1000
 
 
-class SessionState:
-    """One session: the seed's `UserSession`, with movements kept encoded."""
-
-    __slots__ = (
-        "device_info",
-        "event_ids",
-        "last_activity",
-        "movements",
-        "session_id",
-        "start_time",
-    )
-
-    def __init__(
-        self,
-        session_id: str,
-        start_time: int,
-        device_info: dict[str, Any] | None,
-        max_movements: int,
-    ) -> None:
-        self.session_id = session_id
-        self.start_time = start_time
-        self.last_activity = start_time
-        self.device_info = device_info
-        self.movements: deque[bytes] = deque(maxlen=max_movements)
-        # The most recent event IDs, for deduplicating retries: a client retries within seconds,
-        # so a window of EVENT_ID_WINDOW per session is enough, and holding an ID for every
-        # movement would double the memory a movement costs.
-        self.event_ids: deque[str] = deque(maxlen=min(max_movements, EVENT_ID_WINDOW))
-
-
 class UserTracker:
     """All sessions of one user, keyed by session ID."""
 
@@ -70,7 +41,6 @@ class UserTracker:
         self.user_id = user_id
         self.limits = limits or Limits()
         self.sessions: dict[str, SessionState] = {}
-        self._seen: set[str] = set()
 
     # -- requests -> records -------------------------------------------------------------
 
@@ -80,8 +50,6 @@ class UserTracker:
         """Start (or restart) a session. Device info replaces what the session had."""
         info: Any = device_info
         if isinstance(device_info, DeviceInfo):
-            import msgspec
-
             info = msgspec.to_builtins(device_info)
         return ["session", self.user_id, now_ms, [session_id, info]]
 
@@ -90,23 +58,35 @@ class UserTracker:
 
         Returns the record (None when every movement was a duplicate) and how many are new.
         """
-        entries: list[list[Any]] = []
-        batch_ids: set[str] = set()
+        by_session: dict[str, list[Movement]] = {}
+        batch_ids: set[tuple[str, str]] = set()
+        user_id = self.user_id
+        sessions = self.sessions
+        new = 0
         for index, movement in enumerate(movements):
-            if movement.userId != self.user_id:
+            if movement.userId != user_id:
                 raise InvalidMovement(
                     f"events.{index}.userId",
-                    f"{movement.userId!r} is not the user this call is for ({self.user_id!r})",
+                    f"{movement.userId!r} is not the user this call is for ({user_id!r})",
                 )
+            session_id = movement.sessionId
             event_id = movement.eventId
             if event_id is not None:
-                if event_id in self._seen or event_id in batch_ids:
+                session = sessions.get(session_id)
+                if session is not None and session.has_seen(event_id):
                     continue
-                batch_ids.add(event_id)
-            entries.append([movement.sessionId, event_id, encode_movement(movement)])
-        if not entries:
+                if (session_id, event_id) in batch_ids:
+                    continue
+                batch_ids.add((session_id, event_id))
+            group = by_session.get(session_id)
+            if group is None:
+                group = by_session[session_id] = []
+            group.append(movement)
+            new += 1
+        if not new:
             return None, 0
-        return ["track", self.user_id, now_ms, entries], len(entries)
+        entries = [[sid, codec.encode_blob(group)] for sid, group in by_session.items()]
+        return ["track", user_id, now_ms, entries], new
 
     def expire_record(self, now_ms: int) -> Record | None:
         """End the sessions idle longer than the timeout; None when there are none."""
@@ -137,35 +117,23 @@ class UserTracker:
             self._apply_expire(now_ms)
         elif op == "erase":
             self.sessions.clear()
-            self._seen.clear()
         else:
             raise ValueError(f"unknown record op {op!r}")
 
     def _apply_track(self, now_ms: int, entries: list[list[Any]]) -> None:
-        for session_id, event_id, data in entries:
-            if event_id is not None and event_id in self._seen:
-                continue
+        for session_id, blob in entries:
             session = self.sessions.get(session_id)
             if session is None:
                 # The seed starts a session on its first movement; so do we.
                 session = SessionState(session_id, now_ms, None, self.limits.max_movements)
                 self.sessions[session_id] = session
-            if len(session.movements) == session.movements.maxlen:
-                # Oldest dropped from memory first; it stays in the user's stored history.
-                session.movements.popleft()
-            session.movements.append(data)
-            if event_id is not None:
-                if len(session.event_ids) == session.event_ids.maxlen:
-                    self._seen.discard(session.event_ids[0])
-                session.event_ids.append(event_id)
-                self._seen.add(event_id)
+            session.add(blob)
             session.last_activity = max(session.last_activity, now_ms)
 
     def _apply_expire(self, now_ms: int) -> None:
         cutoff = now_ms - self.limits.session_timeout_ms
         for session_id in [s for s, v in self.sessions.items() if v.last_activity < cutoff]:
-            session = self.sessions.pop(session_id)
-            self._seen.difference_update(session.event_ids)
+            del self.sessions[session_id]
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -184,7 +152,10 @@ class UserTracker:
             "lastActivity": session.last_activity,
         }
         if movements:
-            result["movements"] = [movement_dict(m) for m in session.movements]
+            user_id, session_id = self.user_id, session.session_id
+            result["movements"] = [
+                codec.movement_dict(m, user_id, session_id) for m in session.movements
+            ]
         else:
             result["movementCount"] = len(session.movements)
         if session.device_info is not None:
@@ -201,7 +172,7 @@ class UserTracker:
         return not self.sessions
 
     def live_bytes(self) -> int:
-        return sum(sum(map(len, s.movements)) + 64 for s in self.sessions.values())
+        return sum(s.movements.nbytes() + 64 for s in self.sessions.values())
 
     def last_activity(self) -> int:
         return max((s.last_activity for s in self.sessions.values()), default=0)
@@ -211,24 +182,15 @@ class UserTracker:
     def snapshot(self) -> list[Any]:
         """The live state as plain msgpack-able lists (see `restore`)."""
         return [
-            [
-                s.session_id,
-                s.start_time,
-                s.last_activity,
-                s.device_info,
-                list(s.movements),
-                list(s.event_ids),
-            ]
+            [s.session_id, s.start_time, s.last_activity, s.device_info, s.movements.blob()]
             for s in self.sessions.values()
         ]
 
     def restore(self, snapshot: list[Any]) -> None:
-        for session_id, start, last, device_info, movements, event_ids in snapshot:
+        for session_id, start, last, device_info, blob in snapshot:
             session = SessionState(session_id, start, device_info, self.limits.max_movements)
             session.last_activity = last
-            session.movements.extend(movements)
-            session.event_ids.extend(event_ids)
-            self._seen.update(session.event_ids)
+            session.restore(blob)
             self.sessions[session_id] = session
 
 
@@ -239,7 +201,7 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
     """
     sessions: dict[str, dict[str, Any]] = {}
     movements: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
 
     def touch(session_id: str, now_ms: int) -> dict[str, Any]:
         entry = sessions.setdefault(
@@ -266,12 +228,14 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
             if device_info is not None:
                 entry["deviceInfo"] = device_info
         elif op == "track":
-            for session_id, event_id, data in payload:
-                if event_id is not None:
-                    if event_id in seen:
-                        continue
-                    seen.add(event_id)
+            for session_id, blob in payload:
                 touch(session_id, now_ms)
-                movements.append({"type": "movement", "receivedAt": now_ms, **movement_dict(data)})
+                for movement in codec.decode_blob(blob, user_id, session_id):
+                    if movement.eventId is not None:
+                        if (session_id, movement.eventId) in seen:
+                            continue
+                        seen.add((session_id, movement.eventId))
+                    line = msgspec.to_builtins(movement)
+                    movements.append({"type": "movement", "receivedAt": now_ms, **line})
     yield from sessions.values()
     yield from movements

@@ -1,0 +1,172 @@
+"""One session's state: the seed's `UserSession`, held compactly.
+
+A session keeps its movements as the movement blobs they arrived in (see `codec`): the very
+`bytes` objects its records hold, so the records waiting for compaction cost no second copy,
+and a movement costs its stored encoding (about 150 bytes) plus a share of one object per
+batch. Retried events are recognised by their event ID within a window of the most recent
+ones, kept as 8-byte hashes in one buffer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from tracker import codec
+
+EVENT_ID_WINDOW = 256
+
+
+class MovementBuffer:
+    """The newest `cap` stored movements of a session, oldest dropped first."""
+
+    __slots__ = ("blobs", "cap", "count", "skip")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.blobs: deque[bytes] = deque()
+        self.count = 0  # movements held
+        self.skip = 0  # movements of the first blob already dropped
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, blob: bytes, count: int) -> None:
+        """Append a blob of `count` movements, dropping the oldest beyond the cap."""
+        self.blobs.append(blob)
+        self.count += count
+        excess = self.count - self.cap
+        while excess > 0:
+            first = codec.blob_count(self.blobs[0]) - self.skip
+            if first <= excess:
+                self.blobs.popleft()
+                self.skip = 0
+                self.count -= first
+                excess -= first
+            else:
+                self.skip += excess
+                self.count -= excess
+                excess = 0
+
+    def __iter__(self) -> Iterator[msgspec.Raw]:
+        skip = self.skip
+        for blob in self.blobs:
+            raws, _ = codec.split_blob(blob)
+            yield from raws[skip:]
+            skip = 0
+
+    def blob(self) -> bytes:
+        """The movements held, as one movement blob."""
+        if len(self.blobs) == 1 and not self.skip:
+            return self.blobs[0]
+        raws = list(self)
+        return codec.join_blob(len(raws), b"".join(bytes(r) for r in raws))
+
+    def nbytes(self) -> int:
+        return sum(map(len, self.blobs))
+
+
+class RecentIds:
+    """The most recent `capacity` event IDs, as 8-byte hashes in a ring.
+
+    A client retries within seconds and with the same session, so a window per session is
+    enough. The hashes are Python's (this process's) and are never stored: a restored session
+    rebuilds its window from its movements. Two IDs of one window sharing a 64-bit hash is a
+    chance of about 1 in 10^16.
+    """
+
+    __slots__ = ("capacity", "next", "ring")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.ring = bytearray()
+        self.next = 0
+
+    @staticmethod
+    def key(event_id: str) -> bytes:
+        return hash(event_id).to_bytes(8, "little", signed=True)
+
+    def __contains__(self, key: bytes) -> bool:
+        ring = self.ring
+        at = ring.find(key)
+        while at >= 0:
+            if not at % 8:
+                return True
+            at = ring.find(key, at + 1)  # straddling two entries: not one of them
+        return False
+
+    def add(self, key: bytes) -> None:
+        if len(self.ring) < self.capacity * 8:
+            self.ring += key
+        else:
+            at = self.next * 8
+            self.ring[at : at + 8] = key
+            self.next = (self.next + 1) % self.capacity
+
+
+class SessionState:
+    """One session: start, last activity, device info, movements, recent event IDs."""
+
+    __slots__ = (
+        "device_info",
+        "last_activity",
+        "movements",
+        "recent_ids",
+        "session_id",
+        "start_time",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        start_time: int,
+        device_info: dict[str, Any] | None,
+        max_movements: int,
+    ) -> None:
+        self.session_id = session_id
+        self.start_time = start_time
+        self.last_activity = start_time
+        self.device_info = device_info
+        self.movements = MovementBuffer(max_movements)
+        self.recent_ids = RecentIds(min(max_movements, EVENT_ID_WINDOW))
+
+    def has_seen(self, event_id: str) -> bool:
+        return RecentIds.key(event_id) in self.recent_ids
+
+    def add(self, blob: bytes) -> int:
+        """Take a blob of movements, skipping those already seen; return how many were new."""
+        raws, event_ids = codec.split_blob(blob)
+        recent = self.recent_ids
+        fresh: list[int] | None = None  # positions kept, once a duplicate was found
+        for index, event_id in enumerate(event_ids):
+            if event_id is None:
+                if fresh is not None:
+                    fresh.append(index)
+                continue
+            key = RecentIds.key(event_id)
+            if key in recent:
+                if fresh is None:
+                    fresh = list(range(index))
+                continue
+            recent.add(key)
+            if fresh is not None:
+                fresh.append(index)
+        if fresh is None:
+            self.movements.add(blob, len(raws))
+            return len(raws)
+        if fresh:
+            kept = b"".join(bytes(raws[i]) for i in fresh)
+            self.movements.add(codec.join_blob(len(fresh), kept), len(fresh))
+        return len(fresh)
+
+    def restore(self, blob: bytes) -> None:
+        """Take a snapshot's blob: the movements, and the window of their newest IDs."""
+        count = codec.blob_count(blob)
+        self.movements.add(blob, count)
+        _, event_ids = codec.split_blob(blob)
+        for event_id in event_ids[-self.recent_ids.capacity :]:
+            if event_id is not None:
+                self.recent_ids.add(RecentIds.key(event_id))
