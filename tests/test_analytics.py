@@ -167,6 +167,12 @@ def test_the_heatmap_defaults_to_the_most_clicked_path() -> None:
     assert heatmap["cells"] == [{"x": 0, "y": 0, "count": 2}]
 
 
+def test_a_click_on_a_vanishingly_narrow_viewport_lands_in_the_last_column() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [click("/a", 1000, 5, T0, viewportWidth=1e-306)], T0)
+    assert stats.report(T0)["heatmap"]["cells"] == [{"x": 39, "y": 0, "count": 1}]
+
+
 def test_scroll_depth_counts_each_scroll_event_in_its_ten_percent_bucket() -> None:
     stats = SiteStats()
     depths = [0, 9.9, 10, 55, 99.9, 100, 130, -5]
@@ -269,6 +275,25 @@ def test_a_continuing_burst_updates_one_rage_click_even_across_deltas() -> None:
     aggregator.merge(ship(host.take_delta()))
     rage = aggregator.report(T0 + 6000)["rageClicks"]
     assert [(r["count"], r["timestamp"]) for r in rage] == [(3, T0 + 6000), (6, T0 + 1000)]
+
+
+def test_a_burst_is_found_among_clicks_elsewhere_until_they_push_it_out_of_the_last_eight() -> None:
+    def clicks_between(others: int) -> list[Movement]:
+        between = [click(f"/other{i}", 500, 500, T0) for i in range(others)]
+        return [click("/a", 1, 1, T0), click("/a", 1, 1, T0), *between, click("/a", 1, 1, T0)]
+
+    found, lost = SiteStats(), SiteStats()
+    found.observe("u1", clicks_between(analytics.RAGE_RING - 2), T0)
+    lost.observe("u1", clicks_between(analytics.RAGE_RING - 1), T0)
+    assert [r["count"] for r in found.report(T0)["rageClicks"]] == [3]
+    assert lost.report(T0)["rageClicks"] == []
+
+
+def test_a_click_that_left_the_window_is_forgotten_even_if_a_later_one_is_older() -> None:
+    stats = SiteStats()
+    clocks = [T0, T0 + 5000, T0 + 100, T0 + 200]  # client clocks may go back
+    stats.observe("u1", [click("/a", 1, 1, t) for t in clocks], T0)
+    assert stats.report(T0)["rageClicks"] == []
 
 
 def test_only_the_last_hundred_rage_clicks_are_kept() -> None:
@@ -395,6 +420,59 @@ def test_heavy_keys_survive_pruning_of_light_ones() -> None:
     stats.observe("u1", [mv("page_view", "/home")] * 50, T0)
     stats.observe("u1", [mv("page_view", f"/spam{i}") for i in range(20_000)], T0)
     assert stats.report(T0)["topPages"][0] == {"path": "/home", "count": 50}
+
+
+def test_heat_cells_stay_under_the_cap_and_the_most_clicked_cells_survive_pruning() -> None:
+    paths, columns = 37, analytics.HEAT_BINS_X
+    heavy = [click("/hot", 400, 100, T0 + 2000 * i, viewportWidth=800) for i in range(5)]
+    flood = [  # each in a cell of its own, once
+        click(
+            f"/p{n % paths}",
+            n // paths % columns * 20 + 1,
+            n // (paths * columns) * 25 + 1,
+            T0 + 2000 * n,
+            viewportWidth=800,
+        )
+        for n in range(3 * analytics.MAX_HEAT_CELLS)
+    ]
+    stats = SiteStats()
+    stats.observe("u1", heavy, T0)
+    for start in range(0, len(flood), 500):
+        stats.observe("u1", flood[start : start + 500], T0)
+        hour = stats.hours[T0]
+        assert hour.heat_cells == sum(map(len, hour.heat.values())) <= analytics.MAX_HEAT_CELLS
+        assert all(hour.heat.values())  # no path is left without cells
+    assert stats.report(T0, path="/hot")["heatmap"]["cells"] == [{"x": 20, "y": 4, "count": 5}]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 3000), st.lists(st.integers(1, 4), min_size=1, max_size=7)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_pruning_the_heatmap_prunes_all_its_cells_as_one_map_in_path_order(
+    pages: list[tuple[int, list[int]]],
+) -> None:
+    """As `_prune` on a map of (path, cell), the smallest counts first and, among equal ones,
+    the first path's first cells first."""
+    heat = {
+        f"/p{i}": {cell: counts[cell % len(counts)] for cell in range(cells)}
+        for i, (cells, counts) in enumerate(pages)
+    }
+    hour = analytics._Hour()
+    hour.heat = {path: dict(cells) for path, cells in heat.items()}
+    hour.heat_cells = sum(map(len, heat.values()))
+    flat = {(path, cell): n for path, cells in heat.items() for cell, n in cells.items()}
+    analytics._prune(flat, analytics.MAX_HEAT_CELLS)
+    hour.prune_heat()
+    assert [(p, c, n) for p, cells in hour.heat.items() for c, n in cells.items()] == [
+        (p, c, n) for (p, c), n in flat.items()
+    ]
+    assert hour.heat_cells == len(flat)
+    assert all(hour.heat.values())
 
 
 def test_buckets_keep_at_most_seven_days_and_user_sets_only_for_the_last_hour() -> None:

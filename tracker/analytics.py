@@ -52,7 +52,9 @@ import bisect
 import copy
 import hashlib
 import heapq
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
 from tracker.errors import InvalidInput
@@ -102,17 +104,34 @@ def _prune(counts: dict[K, int], limit: int) -> None:
     Among equal counts the oldest keys go first: newer ones have had less time to grow.
     """
     drop = len(counts) - limit * 4 // 5
-    if drop <= 0:
-        return
-    ranked = sorted(counts.values())
+    if drop > 0:
+        threshold, ties = _threshold(counts.values(), drop)
+        _drop_smallest(counts, threshold, ties, drop)
+
+
+def _threshold(counts: Iterable[int], drop: int) -> tuple[int, int]:
+    """For dropping the `drop` smallest of `counts`: the largest count to drop, and how many
+    of the counts equal to it to drop."""
+    ranked = sorted(counts)
     threshold = ranked[drop - 1]
-    ties = drop - bisect.bisect_left(ranked, threshold)
+    return threshold, drop - bisect.bisect_left(ranked, threshold)
+
+
+def _drop_smallest(counts: dict[K, int], threshold: int, ties: int, drop: int) -> tuple[int, int]:
+    """Delete, oldest first, the counts below `threshold` and `ties` of those equal to it,
+    `drop` in all; return the ties and drops that are left for a further dict."""
+    if drop == 0:
+        return ties, drop
     for key in [k for k, n in counts.items() if n <= threshold]:
         if counts[key] == threshold:
             if ties == 0:
                 continue
             ties -= 1
         del counts[key]
+        drop -= 1
+        if drop == 0:
+            break
+    return ties, drop
 
 
 def _add(into: dict[K, int], counts: dict[K, int], limit: int | None = None) -> None:
@@ -152,15 +171,23 @@ class _Hour:
         self.scroll = [0] * SCROLL_BUCKETS
 
     def prune_heat(self) -> None:
-        flat = {(path, cell): n for path, cells in self.heat.items() for cell, n in cells.items()}
-        _prune(flat, MAX_HEAT_CELLS)
-        self.heat = {}
-        for (path, cell), n in flat.items():
-            cells = self.heat.get(path)
-            if cells is None:
-                cells = self.heat[path] = {}
-            cells[cell] = n
-        self.heat_cells = len(flat)
+        """`_prune` over all cells as if they were one dict of (path, cell), path by path.
+
+        Done in place: flattening and rebuilding the dicts cost 5x as much, and under clicks
+        spread over many cells this runs every thousand or so clicks.
+        """
+        drop = self.heat_cells - MAX_HEAT_CELLS * 4 // 5
+        if drop <= 0:
+            return
+        heat = self.heat
+        threshold, ties = _threshold(chain.from_iterable(map(dict.values, heat.values())), drop)
+        left = drop
+        for path in list(heat):
+            cells = heat[path]
+            ties, left = _drop_smallest(cells, threshold, ties, left)
+            if not cells:
+                del heat[path]
+        self.heat_cells -= drop
 
 
 class Recent(NamedTuple):
@@ -189,6 +216,30 @@ class _Sequence:
         self.burst_count = 0
         self.burst_path = ""
         self.burst_t = 0
+
+    def add_click(self, t: int, x: float, y: float, path: str) -> int:
+        """Remember a click (client time `t`); return how many of the session's clicks within
+        1 s of it are on `path` within 30 px of it, itself included (3+ make a rage click)."""
+        near = 1
+        stale = 0
+        clicks = self.clicks
+        for click_t, click_x, click_y, click_path in clicks:
+            if -RAGE_WINDOW_MS <= t - click_t <= RAGE_WINDOW_MS:
+                if click_path == path:
+                    dx, dy = click_x - x, click_y - y
+                    if dx * dx + dy * dy <= RAGE_RADIUS_PX * RAGE_RADIUS_PX:
+                        near += 1
+            else:
+                stale += 1
+        # Kept in place and filtered only when clicks left the window: this is the hot path.
+        if stale == len(clicks):
+            clicks.clear()
+        elif stale:
+            clicks[:] = [c for c in clicks if abs(t - c[0]) <= RAGE_WINDOW_MS]
+        if len(clicks) == RAGE_RING:
+            del clicks[0]  # before appending: a list that never outgrows the ring stays small
+        clicks.append((t, x, y, path))
+        return near
 
 
 class SessionSequences:
@@ -267,13 +318,15 @@ class SiteStats:
         minute.count += len(movements)
         totals = self.types
         per_minute = minute.types
+        # Counted once per batch (a batch has few event types), in the order first seen.
+        for event, n in Counter([movement.event for movement in movements]).items():
+            totals[event] = totals.get(event, 0) + n
+            per_minute[event] = per_minute.get(event, 0) + n
         session_id = movements[0].sessionId
         sequence = self._session(user_id, session_id)
         run = 0
         for movement in movements:
             event = movement.event
-            totals[event] = totals.get(event, 0) + 1
-            per_minute[event] = per_minute.get(event, 0) + 1
             if movement.sessionId != session_id:
                 self._recent(user_id, session_id, now_ms, run)
                 session_id = movement.sessionId
@@ -380,25 +433,36 @@ class SiteStats:
     def _click(self, hour: _Hour, sequence: _Sequence, movement: Movement, now_ms: int) -> None:
         data = movement.data
         path = data.path[:KEY_CHARS] if data.path is not None else ""
-        element = data.element[:KEY_CHARS] if data.element is not None else ""
+        element = ""
         if data.element is not None:
+            element = data.element[:KEY_CHARS]
             elements = hour.elements
             key = (element, path)
-            elements[key] = elements.get(key, 0) + 1
-            if len(elements) > MAX_ELEMENTS:
-                _prune(elements, MAX_ELEMENTS)
+            n = elements.get(key)
+            if n is None:
+                elements[key] = 1
+                if len(elements) > MAX_ELEMENTS:
+                    _prune(elements, MAX_ELEMENTS)
+            else:
+                elements[key] = n + 1
         point = data.coordinates
         if point is None:
             return
+        x, y = point.x, point.y
         width = data.metadata.get("viewportWidth") if data.metadata is not None else None
         if path and isinstance(width, NUMBER) and not isinstance(width, bool) and width > 0:
-            column = min(HEAT_BINS_X - 1, max(0, int(point.x / width * HEAT_BINS_X)))
-            row = int((point.y + (data.scrollY or 0)) // HEAT_BIN_PX)
+            row = int((y + (data.scrollY or 0)) // HEAT_BIN_PX)
             if 0 <= row < HEAT_ROWS:
+                # Clamped as a float: a tiny width makes it infinite, which `int` rejects.
+                column = x / width * HEAT_BINS_X
+                cell = row * HEAT_BINS_X
+                if column >= HEAT_BINS_X - 1:
+                    cell += HEAT_BINS_X - 1
+                elif column > 0:
+                    cell += int(column)
                 cells = hour.heat.get(path)
                 if cells is None:
                     cells = hour.heat[path] = {}
-                cell = row * HEAT_BINS_X + column
                 n = cells.get(cell)
                 if n is None:
                     cells[cell] = 1
@@ -407,7 +471,9 @@ class SiteStats:
                         hour.prune_heat()
                 else:
                     cells[cell] = n + 1
-        self._rage(sequence, movement, point.x, point.y, path, element, now_ms)
+        near = sequence.add_click(movement.timestamp, x, y, path)
+        if near >= RAGE_MIN_CLICKS:
+            self._rage(sequence, movement, x, y, path, element, near, now_ms)
 
     def _rage(
         self,
@@ -417,22 +483,11 @@ class SiteStats:
         y: float,
         path: str,
         element: str,
+        near: int,
         now_ms: int,
     ) -> None:
-        """Detect 3+ clicks within 30 px and 1 s (client clock) on one path of one session."""
+        """Record a rage click (`near` close clicks, itself included): a new or going-on burst."""
         t = movement.timestamp
-        near = 1
-        window: list[tuple[int, float, float, str]] = []
-        for click in sequence.clicks:
-            if abs(t - click[0]) <= RAGE_WINDOW_MS:
-                window.append(click)
-                dx, dy = click[1] - x, click[2] - y
-                if click[3] == path and dx * dx + dy * dy <= RAGE_RADIUS_PX * RAGE_RADIUS_PX:
-                    near += 1
-        window.append((t, x, y, path))
-        sequence.clicks = window[-RAGE_RING:]
-        if near < RAGE_MIN_CLICKS:
-            return
         if (
             sequence.burst is not None
             and sequence.burst_path == path
