@@ -562,3 +562,32 @@ def test_analytics_listeners_see_each_stored_movement_once_even_when_retried(
         return seen
 
     assert run(scenario()) == ["e1", "e2", "e3"]
+
+
+def test_a_user_taken_over_by_another_host_keeps_both_hosts_events(storage: Storage) -> None:
+    """Changing TRACKER_HOSTS moves users between hosts while the old one still holds some of
+    their records in its log: both hosts' events end up in the user's history, in full."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        old = await started(storage, clock)
+        await old.track("alice", movement(clock, eventId="on-old"))
+        taker = new_host(storage, clock, name="host-1")
+        await taker.start()
+        await taker.track("alice", movement(clock, eventId="on-new"))
+        await taker.compact(force=True)  # writes alice's first chunk
+        await old.compact(force=True)  # finds that chunk taken: appends after it
+        await old.track("alice", movement(clock, eventId="on-old-again"))
+        await old.compact(force=True)
+        await taker.track("alice", movement(clock, eventId="on-new-again"))
+        await taker.stop()
+        restarted = await started(storage, clock)  # host-0 again: replays nothing twice
+        await restarted.stop()
+        fresh = new_host(storage, clock, name="host-9")
+        await fresh.start()
+        ids = sorted(m["eventId"] for m in await movements_of(fresh))
+        assert ids == ["on-new", "on-new-again", "on-old", "on-old-again"]
+        lines = await fresh.export("alice")
+        assert sorted(line["eventId"] for line in lines if line["type"] == "movement") == ids
+
+    run(scenario())

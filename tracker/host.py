@@ -442,31 +442,64 @@ class UserHost:
             return
         user_id = slot.tracker.user_id
         key = user_key(user_id)
-        top = max(p for p, _ in taken)
-        applied = dict(slot.applied)
-        applied[self.name] = max(applied.get(self.name, (0, 0)), top)
-        chunk = codec.encode(
-            "chunk",
-            {
-                "user": user_id,
-                "records": [r for _, r in taken],
-                "applied": {h: list(p) for h, p in applied.items()},
-            },
-        )
-        number = slot.next_chunk
-        try:
-            await self.storage.put(f"{key}/chunks/{number:012d}", chunk, if_absent=True)
-        except ObjectExists:
-            # Another incarnation wrote this user's history meanwhile: reload before going on.
-            slot.stale = True
-            raise Fenced(f"{key}: chunk {number} was written by another host") from None
-        slot.next_chunk = number + 1
-        slot.applied = applied
-        slot.bytes_since_snapshot += len(chunk)
+        for _attempt in range(3):
+            top = max(p for p, _ in taken)
+            applied = dict(slot.applied)
+            applied[self.name] = max(applied.get(self.name, (0, 0)), top)
+            chunk = codec.encode(
+                "chunk",
+                {
+                    "user": user_id,
+                    "records": [r for _, r in taken],
+                    "applied": {h: list(p) for h, p in applied.items()},
+                },
+            )
+            number = slot.next_chunk
+            try:
+                await self.storage.put(f"{key}/chunks/{number:012d}", chunk, if_absent=True)
+                break
+            except ObjectExists:
+                # Another host wrote this user's history meanwhile: it took the user over
+                # (TRACKER_HOSTS changed), or it is an older incarnation of this one. Append
+                # after what it wrote, without what it wrote of ours already.
+                taken = await self._catch_up(slot, taken)
+                if not taken:
+                    break
+        else:
+            raise Fenced(f"{key}: other hosts keep writing this user's history")
+        if taken:
+            slot.next_chunk = number + 1
+            slot.applied = applied
+            slot.bytes_since_snapshot += len(chunk)
         done = {id(r) for _, r in taken}
         slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
         if _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
             await self._write_snapshot(slot, through=number)
+
+    async def _catch_up(
+        self, slot: UserSlot, taken: list[tuple[Position, Record]]
+    ) -> list[tuple[Position, Record]]:
+        """Read the chunks others wrote past `slot.next_chunk`; return what of `taken` they
+        do not hold yet. The user's memory misses their records: it is reloaded before its
+        next use."""
+        slot.stale = True
+        key = user_key(slot.tracker.user_id)
+        for info in await self.storage.list_objects(f"{key}/chunks"):
+            number = int(info.key.rsplit("/", 1)[1])
+            if number < slot.next_chunk:
+                continue
+            data, _ = await self.storage.get(info.key)
+            chunk = codec.decode("chunk", data, info.key)
+            for host, pos in chunk["applied"].items():
+                slot.applied[host] = max(slot.applied.get(host, (0, 0)), (pos[0], pos[1]))
+            slot.next_chunk = number + 1
+            slot.bytes_since_snapshot += info.size
+        written = slot.applied.get(self.name, (0, 0))
+        kept = [(p, r) for p, r in taken if p > written]
+        if len(kept) < len(taken):
+            done = {id(r) for p, r in taken if p <= written}
+            slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
+        return kept
 
     async def _write_snapshot(self, slot: UserSlot, through: int) -> None:
         key = f"{user_key(slot.tracker.user_id)}/snapshot"
