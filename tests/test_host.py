@@ -325,6 +325,8 @@ def test_a_zombie_host_is_fenced_and_the_new_incarnations_data_stays(storage: St
             await zombie.track("bob", movement(clock, "bob"))
         with pytest.raises(StorageUnavailable):
             await zombie.compact(force=True)
+        with pytest.raises(Fenced):
+            await zombie.export("alice")  # would flush the user's records as chunks
         third = await started(storage, clock)
         assert [m["eventId"] for m in await movements_of(third)] == ["acked", "new"]
         with pytest.raises(UnknownSession):

@@ -243,6 +243,7 @@ class UserHost:
         slot = self.slots.get(user_id)
         if slot is not None:
             await self._settled(slot)
+            await self.journal.check_fence()  # as for compaction: a zombie moves nothing
             await self._flush_users([slot], upto=None)
         records: list[Record] = []
         for info in await self.storage.list_objects(f"{user_key(user_id)}/chunks"):
