@@ -229,9 +229,7 @@ def test_bytes_written_per_event_stay_within_three_times_its_encoding(file_stora
                     movement(clock, f"user-{u}", eventId=f"{u}-{r}-{i}", data={"path": f"/{i}"})
                     for i in range(batch)
                 ]
-                encoded += sum(
-                    codec.encoded_size(movement_from_obj(m, clock())) for m in raws
-                )
+                encoded += sum(codec.encoded_size(movement_from_obj(m, clock())) for m in raws)
                 calls.append(host.track_many(f"user-{u}", raws))
             await asyncio.gather(*calls)
             clock.advance(1000)

@@ -11,13 +11,15 @@ from typing import Any, TypeVar
 import pytest
 from conftest import S3_BUCKET, free_port
 
-from tracker.errors import StorageUnavailable
+from tracker.errors import Fenced, StorageUnavailable
 from tracker.storage import (
     ObjectExists,
     ObjectMissing,
     PreconditionFailed,
     Storage,
+    local_root,
     open_storage,
+    put_fenced,
 )
 
 T = TypeVar("T")
@@ -100,6 +102,23 @@ def test_only_one_of_many_racing_create_only_writes_wins(storage: Storage) -> No
     run(scenario())
 
 
+def test_a_fenced_write_lands_but_is_refused_once_its_fence_exists(storage: Storage) -> None:
+    async def scenario() -> None:
+        await put_fenced(storage, "log/1", b"one", "epochs/2")
+        with pytest.raises(ObjectExists):
+            await put_fenced(storage, "log/1", b"again", "epochs/2")
+        await storage.put("epochs/2", b"", if_absent=True)
+        with pytest.raises(Fenced):
+            await put_fenced(storage, "log/2", b"two", "epochs/2")
+        # Written all the same: deleting it is the caller's decision.
+        assert (await storage.get("log/2"))[0] == b"two"
+        assert (await storage.get("log/1"))[0] == b"one"
+        with pytest.raises(ValueError):
+            await put_fenced(storage, "log/3", b"three", "../epochs/2")
+
+    run(scenario())
+
+
 def test_a_listing_is_per_folder_not_per_string_prefix(storage: Storage) -> None:
     async def scenario() -> None:
         await storage.put("a/x", b"1")
@@ -118,6 +137,29 @@ def test_unsafe_keys_are_refused(storage: Storage, key: str) -> None:
             await storage.put(key, b"x")
         with pytest.raises(ValueError):
             await storage.get(key)
+
+    run(scenario())
+
+
+def test_a_file_store_writes_into_folders_made_on_demand_and_leaves_no_temporary_files(
+    file_storage: str,
+) -> None:
+    storage = open_storage(file_storage)
+
+    async def scenario() -> None:
+        # Racing writers into one new folder, while deletes keep emptying (and pruning) it.
+        for n in range(20):
+            keys = [f"deep/folder/{n}-{i}" for i in range(4)]
+            await asyncio.gather(
+                *(storage.put(key, key.encode(), if_absent=True) for key in keys),
+                storage.delete([f"deep/folder/{n - 1}-{i}" for i in range(4)]),
+            )
+            for key in keys:
+                assert (await storage.get(key))[0] == key.encode()
+            etag = await storage.put(keys[0], b"replaced", if_match=(await storage.get(keys[0]))[1])
+            assert await storage.get(keys[0]) == (b"replaced", etag)
+        root = local_root(file_storage)
+        assert not [p for p in root.rglob("*") if p.name.startswith(".")]
 
     run(scenario())
 

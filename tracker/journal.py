@@ -22,7 +22,7 @@ from typing import Any
 
 from tracker import codec
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.storage import ObjectExists, ObjectMissing, Storage
+from tracker.storage import ObjectExists, ObjectMissing, Storage, put_fenced
 
 log = logging.getLogger(__name__)
 
@@ -149,44 +149,46 @@ class Journal:
     async def _write(self, records: list[Any]) -> Position:
         if self.fenced:
             raise Fenced(f"journal {self.name}: a newer incarnation owns it")
-        seq = self.seq + 1
-        key = f"{self.prefix}/log/{self.epoch:010d}-{seq:012d}"
+        # A key is never reused, not even after a failed write: it may have landed all the
+        # same (an answer lost to a timeout), and the next commit would take itself for fenced.
+        self.seq += 1
+        position = (self.epoch, self.seq)
+        key = f"{self.prefix}/log/{self.epoch:010d}-{self.seq:012d}"
         data = codec.encode("segment", {"records": records})
+        self._segments.append((position, key))  # listed for truncation even if it fails
         try:
-            await self.storage.put(key, data, if_absent=True)
+            await put_fenced(self.storage, key, data, self._newer_epoch())
         except ObjectExists:
+            self._segments.remove((position, key))  # another's, not this one's to delete
             self.fenced = True
             raise Fenced(f"journal {self.name}: segment {key} was written by another") from None
-        except StorageUnavailable:
-            # The write may have landed all the same (an answer lost to a timeout): never reuse
-            # its key, or the next commit would find it taken and take itself for fenced.
-            self.seq = seq
-            self._segments.append(((self.epoch, seq), key))
-            raise
-        self.seq = seq
-        self._segments.append(((self.epoch, seq), key))
-        try:
-            await self.check_fence()
         except Fenced:
+            self.fenced = True
             # Refused: delete it, since epoch order alone hides it from recovery only once the
             # newer incarnation has started (it may die while recovering).
             with contextlib.suppress(StorageUnavailable):
                 await self.storage.delete([key])
-            raise
-        self.acked = (self.epoch, seq)
+            raise self._claimed() from None
+        self.acked = position
         self.bytes_since_truncate += len(data)
         self.commits += 1
-        return (self.epoch, seq)
+        return position
 
     async def check_fence(self) -> None:
         """Raise `Fenced` if a newer incarnation has claimed this journal."""
-        newer = f"{self.prefix}/epochs/{self.epoch + 1:010d}"
         try:
-            await self.storage.get(newer)
+            await self.storage.get(self._newer_epoch())
         except ObjectMissing:
             return
         self.fenced = True
-        raise Fenced(f"journal {self.name}: epoch {self.epoch + 1} has been claimed")
+        raise self._claimed()
+
+    def _newer_epoch(self) -> str:
+        """The key whose existence fences this incarnation."""
+        return f"{self.prefix}/epochs/{self.epoch + 1:010d}"
+
+    def _claimed(self) -> Fenced:
+        return Fenced(f"journal {self.name}: epoch {self.epoch + 1} has been claimed")
 
     # -- compaction ------------------------------------------------------------------------
 

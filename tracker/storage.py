@@ -8,7 +8,8 @@
   obstore, with endpoint and credentials from the usual environment variables (`AWS_*`).
 
 Both give the two conditional writes the journal needs for fencing: create-only
-(`if_absent=True`) and replace-if-unchanged (`if_match=etag`).
+(`if_absent=True`) and replace-if-unchanged (`if_match=etag`); `put_fenced` adds the journal's
+check that no newer owner exists once a write has landed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from tracker.errors import ConfigError, StorageUnavailable
+from tracker.errors import ConfigError, Fenced, StorageUnavailable
 
 
 class ObjectExists(StorageUnavailable):
@@ -94,6 +95,24 @@ def local_path(storage_url: str) -> Path | None:
     return local_root(storage_url)
 
 
+async def put_fenced(storage: Storage, key: str, data: bytes, fence_key: str) -> str:
+    """Create `key` (create-only), then check that `fence_key` does not exist; return the ETag.
+
+    Raises ObjectExists if `key` is taken, and `Fenced` if the fence object exists once `key`
+    has been written: the write landed but must not count, and the caller deletes it. Local
+    files do both in one trip to a worker thread, since this is every journal commit; any
+    other storage (wrapped ones included) is asked twice, by `put` and `get`.
+    """
+    if isinstance(storage, FileStorage):
+        return await storage.put_fenced(key, data, fence_key)
+    etag = await storage.put(key, data, if_absent=True)
+    try:
+        await storage.get(fence_key)
+    except ObjectMissing:
+        return etag
+    raise Fenced(f"{fence_key} exists")
+
+
 def _check_key(key: str) -> None:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
@@ -107,71 +126,93 @@ class FileStorage:
         self.url = url
         self.root = local_root(url).resolve()
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
+        # A plain string: this is on every commit's path, where pathlib is measurable overhead.
         _check_key(key)
-        return self.root / key
+        return f"{self.root}/{key}"
 
     async def put(
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
         return await asyncio.to_thread(self._put, key, data, if_absent, if_match)
 
-    def _put(self, key: str, data: bytes, if_absent: bool, if_match: str | None) -> str:
-        path = self._path(key)
+    async def put_fenced(self, key: str, data: bytes, fence_key: str) -> str:
+        """See the module's `put_fenced`."""
+        return await asyncio.to_thread(self._put_fenced, key, data, fence_key)
+
+    def _put_fenced(self, key: str, data: bytes, fence_key: str) -> str:
+        fence = self._path(fence_key)
+        etag = self._put(key, data, True, None)
         try:
-            fd, tmp = self._temporary(path)
+            os.stat(fence)
+        except FileNotFoundError:
+            return etag
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {fence_key}: {exc.strerror or exc}") from exc
+        raise Fenced(f"{fence_key} exists")
+
+    def _put(self, key: str, data: bytes, if_absent: bool, if_match: str | None) -> str:
+        folder, name = os.path.split(self._path(key))
+        try:
+            # One descriptor of the folder serves the temporary file, the publishing, the
+            # lock and the folder's fsync: no path is looked up twice.
+            dir_fd, fd, tmp = self._temporary(folder)
             try:
-                os.write(fd, data)
-                os.fsync(fd)
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                    # Publishing keeps the inode, size and mtime: the ETag is known already.
+                    etag = _stat_etag(os.fstat(fd))
+                finally:
+                    os.close(fd)
+                try:
+                    if if_absent:
+                        try:
+                            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                        except FileExistsError:
+                            raise ObjectExists(f"{key} already exists") from None
+                    else:
+                        if if_match is not None:
+                            # The folder itself is locked (until closed): a lock file would
+                            # keep an emptied folder from going.
+                            fcntl.flock(dir_fd, fcntl.LOCK_EX)
+                            if _file_etag(name, dir_fd) != if_match:
+                                raise PreconditionFailed(f"{key} changed since it was read")
+                        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp, dir_fd=dir_fd)
+                os.fsync(dir_fd)
             finally:
-                os.close(fd)
-            try:
-                if if_absent:
-                    try:
-                        os.link(tmp, path)
-                    except FileExistsError:
-                        raise ObjectExists(f"{key} already exists") from None
-                elif if_match is not None:
-                    with self._locked(path):
-                        if _file_etag(path) != if_match:
-                            raise PreconditionFailed(f"{key} changed since it was read")
-                        os.replace(tmp, path)
-                else:
-                    os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            fsync_dir(path.parent)
-            return _file_etag(path) or ""
+                os.close(dir_fd)
+            return etag
         except StorageUnavailable:
             raise
         except OSError as exc:
             raise StorageUnavailable(f"cannot write {key}: {exc.strerror or exc}") from exc
 
     @staticmethod
-    def _temporary(path: Path) -> tuple[int, Path]:
-        """Create a temporary file beside `path`, making its folder as needed (again, if a
-        delete removed it as empty in between)."""
+    def _temporary(folder: str) -> tuple[int, int, str]:
+        """Open `folder` and create a temporary file in it: (folder fd, file fd, file name).
+        The folder is made only when missing (again, if a delete removed it as empty in
+        between, even after it was opened)."""
         attempts = 3
         while True:
-            tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+            tmp = f".tmp-{uuid.uuid4().hex}"
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
-            except (FileNotFoundError, FileExistsError):  # FileExistsError: mkdir lost a race
+                dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                    return dir_fd, os.open(tmp, flags, 0o600, dir_fd=dir_fd), tmp
+                except BaseException:
+                    os.close(dir_fd)
+                    raise
+            except FileNotFoundError:
                 attempts -= 1
                 if not attempts:
                     raise
-
-    @contextlib.contextmanager
-    def _locked(self, path: Path) -> Any:
-        # The folder itself is locked: a lock file would keep an emptied folder from going.
-        lock = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(lock)
+                with contextlib.suppress(FileNotFoundError):  # a parent pruned meanwhile
+                    os.makedirs(folder, exist_ok=True)
 
     async def get(self, key: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(self._get, key)
@@ -191,7 +232,7 @@ class FileStorage:
         return await asyncio.to_thread(self._list, prefix)
 
     def _list(self, prefix: str) -> list[ObjectInfo]:
-        start = self._path(prefix) if prefix else self.root  # "" lists everything
+        start = Path(self._path(prefix)) if prefix else self.root  # "" lists everything
 
         def unreadable(exc: OSError) -> None:
             # A missing folder is empty, as is a key's "folder" (S3 lists nothing under it),
@@ -224,7 +265,7 @@ class FileStorage:
     def _delete(self, keys: list[str]) -> None:
         parents = set()
         for key in keys:
-            path = self._path(key)
+            path = Path(self._path(key))
             try:
                 path.unlink()
                 parents.add(path.parent)
@@ -253,14 +294,20 @@ def _stat_etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
-def _file_etag(path: Path) -> str | None:
+def _file_etag(name: str, dir_fd: int) -> str | None:
     try:
-        return _stat_etag(path.stat())
+        return _stat_etag(os.stat(name, dir_fd=dir_fd))
     except FileNotFoundError:
         return None
 
 
-def fsync_dir(path: Path) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a write may be short (a full disk, a signal); the rest must follow
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
