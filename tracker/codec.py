@@ -31,14 +31,14 @@ FORMAT_VERSION = 2
 Record = list[Any]
 
 
-class StoredMovement(msgspec.Struct, array_like=True):
+class StoredMovement(msgspec.Struct, array_like=True, gc=False):
     eventId: str | None
     timestamp: int
     event: str
     data: MovementData
 
 
-class _EventIdOnly(msgspec.Struct, array_like=True):
+class _EventIdOnly(msgspec.Struct, array_like=True, gc=False):
     # Trailing fields are skipped (not decoded): enough to find a movement's idempotency key.
     eventId: str | None
 

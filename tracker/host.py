@@ -280,7 +280,7 @@ class UserHost:
     ) -> None:
         # Log and apply with no await in between: this is the per-user critical section.
         future = self.journal.append(record)
-        slot.tracker.apply(record)
+        slot.tracker.apply(record, fresh=True)
         slot.inflight += 1
         slot.last_commit = future
         slot.last_access_ms = self.now_ms()

@@ -136,31 +136,39 @@ class SessionState:
     def has_seen(self, event_id: str) -> bool:
         return RecentIds.key(event_id) in self.recent_ids
 
-    def add(self, blob: bytes) -> int:
-        """Take a blob of movements, skipping those already seen; return how many were new."""
+    def add(self, blob: bytes, *, fresh: bool = False) -> int:
+        """Take a blob of movements, skipping those already seen (unless `fresh`: checked by
+        the caller already); return how many were taken."""
         raws, event_ids = codec.split_blob(blob)
         recent = self.recent_ids
-        fresh: list[int] | None = None  # positions kept, once a duplicate was found
-        for index, event_id in enumerate(event_ids):
-            if event_id is None:
-                if fresh is not None:
-                    fresh.append(index)
-                continue
-            key = RecentIds.key(event_id)
-            if key in recent:
-                if fresh is None:
-                    fresh = list(range(index))
-                continue
-            recent.add(key)
-            if fresh is not None:
-                fresh.append(index)
-        if fresh is None:
+        key = RecentIds.key
+        if fresh:
+            for event_id in event_ids:
+                if event_id is not None:
+                    recent.add(key(event_id))
             self.movements.add(blob, len(raws))
             return len(raws)
-        if fresh:
-            kept = b"".join(bytes(raws[i]) for i in fresh)
-            self.movements.add(codec.join_blob(len(fresh), kept), len(fresh))
-        return len(fresh)
+        fresh_at: list[int] | None = None  # positions kept, once a duplicate was found
+        for index, event_id in enumerate(event_ids):
+            if event_id is None:
+                if fresh_at is not None:
+                    fresh_at.append(index)
+                continue
+            digest = key(event_id)
+            if digest in recent:
+                if fresh_at is None:
+                    fresh_at = list(range(index))
+                continue
+            recent.add(digest)
+            if fresh_at is not None:
+                fresh_at.append(index)
+        if fresh_at is None:
+            self.movements.add(blob, len(raws))
+            return len(raws)
+        if fresh_at:
+            kept = b"".join(bytes(raws[i]) for i in fresh_at)
+            self.movements.add(codec.join_blob(len(fresh_at), kept), len(fresh_at))
+        return len(fresh_at)
 
     def restore(self, blob: bytes) -> None:
         """Take a snapshot's blob: the movements, and the window of their newest IDs."""

@@ -73,7 +73,7 @@ class UserTracker:
             event_id = movement.eventId
             if event_id is not None:
                 session = sessions.get(session_id)
-                if session is not None and session.has_seen(event_id):
+                if session is not None and session.movements and session.has_seen(event_id):
                     continue
                 if (session_id, event_id) in batch_ids:
                     continue
@@ -97,11 +97,16 @@ class UserTracker:
 
     # -- applying records ------------------------------------------------------------------
 
-    def apply(self, record: Record) -> None:
-        """Make the change a record describes. Records come from `*_record` or from a log."""
+    def apply(self, record: Record, *, fresh: bool = False) -> None:
+        """Make the change a record describes. Records come from `*_record` or from a log.
+
+        `fresh`: the record was just made by `track_record` against this very state, so its
+        event IDs were checked already (replayed records are checked again, which is what
+        makes applying one twice harmless).
+        """
         op, _user, now_ms, payload = record
         if op == "track":
-            self._apply_track(now_ms, payload)
+            self._apply_track(now_ms, payload, fresh)
         elif op == "session":
             session_id, device_info = payload
             session = self.sessions.get(session_id)
@@ -120,14 +125,14 @@ class UserTracker:
         else:
             raise ValueError(f"unknown record op {op!r}")
 
-    def _apply_track(self, now_ms: int, entries: list[list[Any]]) -> None:
+    def _apply_track(self, now_ms: int, entries: list[list[Any]], fresh: bool) -> None:
         for session_id, blob in entries:
             session = self.sessions.get(session_id)
             if session is None:
                 # The seed starts a session on its first movement; so do we.
                 session = SessionState(session_id, now_ms, None, self.limits.max_movements)
                 self.sessions[session_id] = session
-            session.add(blob)
+            session.add(blob, fresh=fresh)
             session.last_activity = max(session.last_activity, now_ms)
 
     def _apply_expire(self, now_ms: int) -> None:
