@@ -347,6 +347,25 @@ def test_recent_activity_lists_the_ten_most_recent_sessions() -> None:
     assert [r["userId"] for r in recent] == [f"u{i}" for i in range(29, 19, -1)]
 
 
+def test_recent_activity_says_which_device_a_session_was_created_on() -> None:
+    device = {"userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120", "timezone": "UTC"}
+    host = SiteStats()
+    host.observe_session("u1", "s1", T0, device)
+    host.observe_session("u2", "s2", T0 + 1)
+    aggregator = SiteStats()
+    aggregator.merge(ship(host.take_delta()))
+    host.observe("u1", [mv("hover", "/", user="u1", session="s1")], T0 + 2)
+    aggregator.merge(ship(host.take_delta()))  # a later delta without the device keeps it
+    recent = {r["sessionId"]: r for r in aggregator.report(T0 + 3)["recentActivity"]}
+    assert recent["s1"]["deviceInfo"] == device
+    assert recent["s1"]["movementCount"] == 1
+    assert "deviceInfo" not in recent["s2"]
+    # Totals persisted before sessions carried a device still load.
+    wire = aggregator.to_wire()
+    wire["recent"] = [entry[:5] for entry in wire["recent"]]
+    assert "deviceInfo" not in SiteStats.from_wire(wire).report(T0 + 3)["recentActivity"][0]
+
+
 # -- time ranges ------------------------------------------------------------------------------
 
 

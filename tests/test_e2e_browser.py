@@ -325,7 +325,11 @@ def test_the_visit_reaches_the_api_with_the_right_shapes(
             report["totalEvents"] >= len(movements)
             and report["eventsByType"]["form_interaction"] >= len(forms)
             and {"/", "/long", "/form"} <= pages
-            and any(s["userId"] == visit.user_id for s in report["recentActivity"])
+            and any(
+                s["userId"] == visit.user_id and "Chrom" in s["deviceInfo"]["userAgent"]
+                for s in report["recentActivity"]
+                if "deviceInfo" in s
+            )
         )
 
     wait_for(counted, timeout_s=15)

@@ -156,7 +156,9 @@ class HostActor:
         self, user_id: str, session_id: str, device_info: Any = None
     ) -> dict[str, Any]:
         session = await self._call(self.host.create_session, user_id, session_id, device_info)
-        self.delta.observe_session(user_id, session_id, session["startTime"])
+        self.delta.observe_session(
+            user_id, session_id, session["startTime"], session.get("deviceInfo")
+        )
         return session
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:

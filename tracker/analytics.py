@@ -194,6 +194,7 @@ class Recent(NamedTuple):
     start: int
     last: int
     movements: int
+    device: dict[str, Any] | None = None  # the session's deviceInfo, when it was created with one
 
 
 class RageClick(NamedTuple):
@@ -341,7 +342,9 @@ class SiteStats:
                 self._scroll(hour, movement.data)
         self._recent(user_id, session_id, now_ms, run)
 
-    def observe_session(self, user_id: str, session_id: str, now_ms: int) -> None:
+    def observe_session(
+        self, user_id: str, session_id: str, now_ms: int, device: dict[str, Any] | None = None
+    ) -> None:
         """Count a created session (once, even if it is created again or has movements)."""
         uid = user_key(user_id)
         self.users.add(uid)
@@ -349,7 +352,7 @@ class SiteStats:
         if minute.users is not None:
             minute.users.add(uid)
         self._session(user_id, session_id)
-        self._recent(user_id, session_id, now_ms, 0)
+        self._recent(user_id, session_id, now_ms, 0, device)
 
     def _minute(self, now_ms: int) -> _Minute:
         start = now_ms - now_ms % MINUTE_MS
@@ -388,13 +391,25 @@ class SiteStats:
             self.sessions += 1
         return sequence
 
-    def _recent(self, user_id: str, session_id: str, now_ms: int, count: int) -> None:
+    def _recent(
+        self,
+        user_id: str,
+        session_id: str,
+        now_ms: int,
+        count: int,
+        device: dict[str, Any] | None = None,
+    ) -> None:
         key = (user_id, session_id)
         old = self.recent.pop(key, None)
         if old is None:
-            self.recent[key] = Recent(now_ms, now_ms, count)
+            self.recent[key] = Recent(now_ms, now_ms, count, device)
         else:
-            self.recent[key] = Recent(old.start, max(old.last, now_ms), old.movements + count)
+            self.recent[key] = Recent(
+                old.start,
+                max(old.last, now_ms),
+                old.movements + count,
+                device if device is not None else old.device,
+            )
         if len(self.recent) > MAX_RECENT_SESSIONS:
             self._trim_recent()
 
@@ -537,6 +552,7 @@ class SiteStats:
                     min(old.start, recent.start),
                     max(old.last, recent.last),
                     old.movements + recent.movements,
+                    recent.device if recent.device is not None else old.device,
                 )
             self.recent[key] = recent
         if len(self.recent) > MAX_RECENT_SESSIONS:
@@ -704,16 +720,7 @@ class SiteStats:
         )
         return {
             "totalSessions": self.sessions,
-            "recentActivity": [
-                {
-                    "userId": u,
-                    "sessionId": s,
-                    "startTime": r.start,
-                    "lastActivity": r.last,
-                    "movementCount": r.movements,
-                }
-                for (u, s), r in recent
-            ],
+            "recentActivity": [_recent_dict(u, s, r) for (u, s), r in recent],
             "activeUsers": self._active_users(now_ms),
             "totalUsers": len(self.users),
             "totalEvents": total_events,
@@ -768,6 +775,19 @@ class SiteStats:
             else:
                 series.append({"t": t, "count": minute.count, "users": minute.distinct_users()})
         return series
+
+
+def _recent_dict(user_id: str, session_id: str, recent: Recent) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "userId": user_id,
+        "sessionId": session_id,
+        "startTime": recent.start,
+        "lastActivity": recent.last,
+        "movementCount": recent.movements,
+    }
+    if recent.device is not None:
+        entry["deviceInfo"] = recent.device
+    return entry
 
 
 def _overlapping(
