@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import ray
+from conftest import wait_for
 
 from tracker.errors import InvalidMovement, UnknownSession
 
@@ -69,3 +70,28 @@ def test_retried_event_ids_count_once(make_tracker: Any, file_storage: str) -> N
     assert ray.get(user.track.remote(m)) == 1
     assert ray.get(user.track.remote(m)) == 0
     assert len(ray.get(user.get_session.remote("s1"))["movements"]) == 1
+
+
+@pytest.mark.parametrize("placement", ["sharded", "per-user"])
+def test_site_analytics_count_every_users_events_in_both_placements(
+    make_tracker: Any, file_storage: str, placement: str
+) -> None:
+    t = make_tracker(storage=file_storage, placement=placement)
+    users = [f"visitor-{i}" for i in range(3)]
+    for user in users:
+        handle = t.user(user)
+        ray.get(handle.create_session.remote("s1", {"userAgent": f"agent-{user}"}))
+        views = [movement(user, event="page_view", data={"path": f"/p/{user}"})]
+        clicks = [movement(user) for _ in range(4)]
+        assert ray.get(handle.track_many.remote(views + clicks)) == 5
+
+    def counted() -> dict[str, Any] | None:
+        report = t.analytics()
+        ok = report["totalEvents"] == 15 and report["eventsByType"].get("click") == 12
+        return report if ok else None
+
+    report = wait_for(counted, timeout_s=30)
+    assert {p["path"] for p in report["topPages"]} == {f"/p/{u}" for u in users}
+    assert report["totalUsers"] == 3
+    devices = {r["userId"]: r["deviceInfo"]["userAgent"] for r in report["recentActivity"]}
+    assert devices == {u: f"agent-{u}" for u in users}
