@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tracker import codec, filelog
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.journal import Journal
-from tracker.storage import Storage, open_storage
+from tracker.storage import FileStorage, Storage, open_storage
 
 T = TypeVar("T")
 
@@ -48,7 +50,9 @@ def test_concurrent_appends_share_few_commits(storage: Storage) -> None:
         positions = await asyncio.gather(*(journal.append(["r", i]) for i in range(100)))
         assert len(set(positions)) == journal.commits <= 5
         segments = await storage.list_objects("journals/j/log")
-        assert len(segments) == journal.commits + 1  # and the epoch's start segment
+        # One object per commit, or one frames file for them all; and the start segment.
+        per_commit = 1 if isinstance(storage, FileStorage) else journal.commits
+        assert len(segments) == per_commit + 1
         await journal.close()
         again = Journal(storage, "j")
         assert records_of(await again.open()) == [["r", i] for i in range(100)]
@@ -176,6 +180,228 @@ def test_a_failed_commit_raises_and_the_journal_keeps_working_afterwards(
         replayed = records_of(await Journal(storage, "j").open())
         acknowledged = [["before"], ["after"]]
         assert [r for r in replayed if r in acknowledged] == acknowledged
+
+    run(scenario())
+
+
+# -- local files: commits as frames appended to one file per epoch and truncation ---------------
+
+
+async def frames_files(storage: Storage) -> list[str]:
+    """The frames files of journal "j", as `<epoch>-<first seq>`."""
+    keys = [i.key for i in await storage.list_objects("journals/j/log")]
+    return [k.rsplit("/", 1)[1].removesuffix(".frames") for k in keys if k.endswith(".frames")]
+
+
+def frames_path(storage: FileStorage, name: str) -> Path:
+    return Path(storage.path(f"journals/j/log/{name}.frames"))
+
+
+def test_acknowledged_frames_replay_exactly_after_abrupt_stops_across_rotations_and_epochs(
+    file_storage: str,
+) -> None:
+    storage = open_storage(file_storage)
+
+    async def first_life() -> None:
+        journal, _ = await opened(storage)
+        await journal.append(["a"])
+        await journal.append(["b"])
+        await journal.truncate(journal.last_position())  # its whole file goes
+        await journal.append(["c"])
+        upto = journal.last_position()
+        await asyncio.gather(journal.append(["d"]), journal.append(["e"]))
+        await journal.truncate(upto)  # its file holds a later frame: that one is copied
+        await journal.append(["f"])
+        assert await frames_files(storage) == ["0000000001-000000000004", "0000000001-000000000005"]
+        # No close: the process "crashes" here.
+
+    async def second_life() -> list[tuple[Any, list[Any]]]:
+        journal = Journal(storage, "j")
+        replay = await journal.open()
+        await journal.start()
+        await journal.append(["g"])
+        return replay
+
+    async def third_life() -> list[tuple[Any, list[Any]]]:
+        return await Journal(storage, "j").open()
+
+    run(first_life())
+    assert run(second_life()) == [
+        ((1, 4), [["d"], ["e"]]),
+        ((1, 5), [["f"]]),
+    ]
+    assert run(third_life()) == [((2, 1), [["g"]])]
+
+
+def frames_on_disk(storage: FileStorage) -> dict[str, list[Any]]:
+    """The records of each frames file of journal "j", by `<epoch>-<first seq>`."""
+    found = {}
+    for path in sorted(Path(storage.path("journals/j/log")).glob("*.frames")):
+        payloads = filelog.frames(path.read_bytes())
+        found[path.stem] = [codec.decode("segment", p, path.name)["records"] for p in payloads]
+    return found
+
+
+def test_truncate_deletes_frames_files_wholly_compacted_and_copies_the_rest_of_one_that_is_not(
+    file_storage: str,
+) -> None:
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+
+    async def scenario() -> None:
+        journal, _ = await opened(storage)
+        first = await journal.append(["a"])
+        await journal.append(["b"])
+        await journal.truncate(first)
+        assert frames_on_disk(storage) == {"0000000001-000000000002": [[["b"]]]}
+        third = await journal.append(["c"])
+        await journal.append(["d"])
+        await journal.truncate(third)
+        assert frames_on_disk(storage) == {"0000000001-000000000004": [[["d"]]]}
+        await journal.append(["e"])
+        await journal.truncate(journal.last_position())
+        assert frames_on_disk(storage) == {}
+        await journal.close()
+
+    run(scenario())
+
+
+def test_frames_copied_by_a_truncation_cut_short_by_a_crash_replay_once(
+    file_storage: str,
+) -> None:
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+
+    async def crashed() -> None:
+        journal, _ = await opened(storage)
+        for name in ("a", "b", "c"):
+            await journal.append([name])
+
+    run(crashed())
+    whole = frames_path(storage, "0000000001-000000000001")
+    later = b"".join(filelog.frame(p) for p in filelog.frames(whole.read_bytes())[1:])
+    frames_path(storage, "0000000001-000000000002").write_bytes(later)
+    replay = run(Journal(storage, "j").open())
+    assert replay == [((1, 1), [["a"]]), ((1, 2), [["b"]]), ((1, 3), [["c"]])]
+
+
+@pytest.mark.parametrize(
+    ("tear", "survivors"),
+    [
+        (lambda data: data + b"\x00\x00\x00", 3),  # a header cut short
+        (lambda data: data + b"\x00\x00\x00\x09\x00\x00\x00\x00abc", 3),  # a payload too
+        (lambda data: data + bytes(64), 3),  # a zero-filled tail
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), 2),  # the last frame's last byte
+    ],
+    ids=["short-header", "short-payload", "zeros", "flipped-byte"],
+)
+def test_a_torn_last_frame_is_skipped_and_the_earlier_ones_replay(
+    file_storage: str, tear: Callable[[bytes], bytes], survivors: int
+) -> None:
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+    names = ["a", "b", "c"]
+
+    async def crashed() -> None:
+        journal, _ = await opened(storage)
+        for name in names:
+            await journal.append([name])
+
+    run(crashed())
+    path = frames_path(storage, "0000000001-000000000001")
+    path.write_bytes(tear(path.read_bytes()))
+
+    async def recovered() -> None:
+        journal = Journal(storage, "j")
+        assert records_of(await journal.open()) == [[name] for name in names[:survivors]]
+        await journal.start()
+        assert await frames_files(storage) == []  # the torn file is gone with its epoch
+        await journal.append(["d"])
+        assert records_of(await Journal(storage, "j").open()) == [["d"]]
+
+    run(recovered())
+
+
+def test_a_zombies_refused_frame_is_cut_off_and_never_replayed(file_storage: str) -> None:
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+
+    async def scenario() -> None:
+        zombie, _ = await opened(storage)
+        await zombie.append(["acked"])
+        path = frames_path(storage, "0000000001-000000000001")
+        size = path.stat().st_size
+        second = Journal(storage, "j")
+        assert records_of(await second.open()) == [["acked"]]
+        with pytest.raises(Fenced):
+            await zombie.append(["refused"])
+        assert path.stat().st_size == size
+        # The second incarnation dies before its start segment; a third one recovers.
+        third = Journal(storage, "j")
+        assert records_of(await third.open()) == [["acked"]]
+        await third.start()
+        await third.append(["new"])
+        assert records_of(await Journal(storage, "j").open()) == [["new"]]
+        await zombie.close()
+
+    run(scenario())
+
+
+def short_then_failing_write(real: Any) -> Any:
+    calls = iter(range(2))
+
+    def write(fd: int, data: Any) -> int:
+        if next(calls, 2) == 0:
+            return int(real(fd, data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    return write
+
+
+def failing_sync(fd: int) -> None:
+    raise OSError(5, "Input/output error")
+
+
+@pytest.mark.parametrize("failure", ["write", "sync"])
+def test_a_failed_frame_is_cut_off_and_commits_continue_in_a_new_file(
+    file_storage: str, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+
+    async def scenario() -> None:
+        journal, _ = await opened(storage)
+        await journal.append(["before"])
+        size = frames_path(storage, "0000000001-000000000001").stat().st_size
+        with monkeypatch.context() as patch:
+            if failure == "write":
+                patch.setattr(os, "write", short_then_failing_write(os.write))
+            else:
+                patch.setattr(os, "fdatasync", failing_sync)
+            with pytest.raises(StorageUnavailable) as info:
+                await journal.append(["lost"])
+            assert not isinstance(info.value, Fenced)
+        assert frames_path(storage, "0000000001-000000000001").stat().st_size == size
+        await journal.append(["after"])
+        assert await frames_files(storage) == ["0000000001-000000000001", "0000000001-000000000003"]
+        assert await Journal(storage, "j").open() == [((1, 1), [["before"]]), ((1, 3), [["after"]])]
+
+    run(scenario())
+
+
+def test_segments_written_one_object_per_commit_still_replay(storage: Storage) -> None:
+    """A log left by the version that wrote every commit as its own object."""
+
+    async def scenario() -> None:
+        await storage.put("journals/j/epochs/0000000001", b"", if_absent=True)
+        for seq, records in enumerate([[], [["a"]], [["b"], ["c"]]]):
+            segment = codec.encode("segment", {"records": records})
+            await storage.put(f"journals/j/log/0000000001-{seq:012d}", segment)
+        journal = Journal(storage, "j")
+        assert await journal.open() == [((1, 1), [["a"]]), ((1, 2), [["b"], ["c"]])]
+        await journal.start()
+        await journal.append(["d"])
+        assert await Journal(storage, "j").open() == [((2, 1), [["d"]])]
 
     run(scenario())
 

@@ -2,12 +2,19 @@
 
 Layout under `journals/<name>/`:
 - `epochs/<E>`: created (create-only) by each incarnation when it opens the journal. Claiming a
-  higher epoch fences every older incarnation: after each segment write, a writer checks that no
-  newer epoch exists before acknowledging anything, so a zombie's writes are refused (raised as
-  `Fenced`) and never acknowledged.
-- `log/<E>-<seq>`: one segment per commit, written create-only. Everything appended while a
-  commit is in flight goes into the next one: storage writes are bounded by the commit rate,
-  not the event rate (Durable Objects' output gates do the same).
+  higher epoch fences every older incarnation: after each commit's write, a writer checks that
+  no newer epoch exists before acknowledging anything, so a zombie's writes are refused (raised
+  as `Fenced`), removed again and never acknowledged.
+- `log/<E>-<seq>` (object stores): one segment per commit, written create-only. Everything
+  appended while a commit is in flight goes into the next one: storage writes are bounded by
+  the commit rate, not the event rate (Durable Objects' output gates do the same).
+- `log/<E>-<seq>.frames` (local files): the commits of epoch E from `seq` on, one frame each
+  (`tracker.filelog`), appended in place and fdatasynced, then fence-checked, in one trip to a
+  worker thread. That is one write and one sync per commit, where a new object costs a file
+  created, synced, linked and unlinked and its folder synced: several times the CPU and the
+  latency. A truncation starts a new file, so that compacted files are deleted whole (the one
+  that also holds later commits is replaced by a copy of those); so does a failed commit, so
+  that a file's frames hold consecutive positions.
 - `log/<E>-000000000000`: the *start* segment of epoch E, written once the previous epochs'
   segments were replayed and compacted away. Recovery ignores segments of epochs older than the
   newest started epoch: those can only be a zombie's refused writes.
@@ -17,16 +24,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+from dataclasses import dataclass
 from typing import Any
 
-from tracker import codec
+from tracker import codec, filelog
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.storage import ObjectExists, ObjectMissing, Storage, put_fenced
-
-log = logging.getLogger(__name__)
+from tracker.filelog import FrameFile
+from tracker.storage import FileStorage, ObjectExists, ObjectMissing, Storage, put_fenced
 
 Position = tuple[int, int]
+
+FRAMES = ".frames"
+
+
+@dataclass
+class _Stored:
+    """A segment or frames file of the log, and the positions it holds."""
+
+    key: str
+    first: Position
+    last: Position
+
+    @classmethod
+    def parse(cls, key: str) -> _Stored:
+        epoch, seq = (int(p) for p in key.rsplit("/", 1)[1].removesuffix(FRAMES).split("-"))
+        return cls(key, (epoch, seq), (epoch, seq))
 
 
 class Journal:
@@ -46,7 +68,9 @@ class Journal:
         self._waiters: list[asyncio.Future[Position]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._segments: list[tuple[Position, str]] = []
+        self._stored: list[_Stored] = []
+        # The frames file commits go to (local files only), until a truncation or a failure.
+        self._appending: tuple[FrameFile, _Stored] | None = None
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -65,27 +89,26 @@ class Journal:
                 epoch += 1
         self.epoch = epoch
         infos = await self.storage.list_objects(f"{self.prefix}/log")
-        segments: list[tuple[Position, str]] = []
-        started = 0
-        for info in infos:
-            e, s = (int(p) for p in info.key.rsplit("/", 1)[1].split("-"))
-            segments.append(((e, s), info.key))
-            if s == 0:
-                started = max(started, e)
+        self._stored = sorted((_Stored.parse(info.key) for info in infos), key=lambda s: s.first)
+        started = max((s.first[0] for s in self._stored if s.first[1] == 0), default=0)
         replay: list[tuple[Position, list[Any]]] = []
-        self._segments = []
-        for pos, key in segments:
-            if pos[0] < started:
-                self._segments.append((pos, key))  # a zombie's refused write: delete later
-                continue
-            self._segments.append((pos, key))
-            if pos[1] == 0:
+        for stored in self._stored:
+            # Before `started`: a zombie's refused writes, deleted by `start`.
+            if stored.first[0] < started or stored.first[1] == 0:
                 continue
             try:
-                data, _ = await self.storage.get(key)
+                data, _ = await self.storage.get(stored.key)
             except ObjectMissing:
                 continue
-            replay.append((pos, codec.decode("segment", data, key)["records"]))
+            # A frames file may end in a torn frame: a commit that was never acknowledged.
+            payloads = filelog.frames(data) if stored.key.endswith(FRAMES) else [data]
+            epoch, first = stored.first
+            for seq, payload in enumerate(payloads, first):
+                if replay and (epoch, seq) <= replay[-1][0]:
+                    continue  # also in the copy `truncate` made of a file's later frames
+                records = codec.decode("segment", payload, stored.key)["records"]
+                replay.append(((epoch, seq), records))
+            stored.last = (epoch, first + len(payloads) - 1)
         return replay
 
     async def start(self) -> None:
@@ -107,6 +130,13 @@ class Journal:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+        await self._stop_appending()
+
+    async def _stop_appending(self) -> None:
+        """Close the frames file being appended to; the next commit starts a new one."""
+        if self._appending is not None:
+            file, self._appending = self._appending[0], None
+            await asyncio.to_thread(file.close)  # waits for an append still in its thread
 
     # -- appending -------------------------------------------------------------------------
 
@@ -149,30 +179,65 @@ class Journal:
     async def _write(self, records: list[Any]) -> Position:
         if self.fenced:
             raise Fenced(f"journal {self.name}: a newer incarnation owns it")
-        # A key is never reused, not even after a failed write: it may have landed all the
-        # same (an answer lost to a timeout), and the next commit would take itself for fenced.
+        # A position is never reused, not even after a failed write: it may have landed all
+        # the same (an answer lost to a timeout), and the next commit would take itself for
+        # fenced.
         self.seq += 1
         position = (self.epoch, self.seq)
-        key = f"{self.prefix}/log/{self.epoch:010d}-{self.seq:012d}"
         data = codec.encode("segment", {"records": records})
-        self._segments.append((position, key))  # listed for truncation even if it fails
+        try:
+            if isinstance(self.storage, FileStorage):
+                written = await self._append_frame(self.storage, position, data)
+            else:
+                written = await self._put_segment(position, data)
+        except ObjectExists as exc:
+            self.fenced = True
+            raise Fenced(f"journal {self.name}: {exc}, written by another") from None
+        except Fenced:
+            self.fenced = True
+            raise self._claimed() from None
+        self.acked = position
+        self.bytes_since_truncate += written
+        self.commits += 1
+        return position
+
+    async def _put_segment(self, position: Position, data: bytes) -> int:
+        """Write one commit as its own object; return the bytes written."""
+        key = f"{self.prefix}/log/{position[0]:010d}-{position[1]:012d}"
+        stored = _Stored(key, position, position)
+        self._stored.append(stored)  # listed for truncation even if it fails
         try:
             await put_fenced(self.storage, key, data, self._newer_epoch())
         except ObjectExists:
-            self._segments.remove((position, key))  # another's, not this one's to delete
-            self.fenced = True
-            raise Fenced(f"journal {self.name}: segment {key} was written by another") from None
+            self._stored.remove(stored)  # another's, not this one's to delete
+            raise
         except Fenced:
-            self.fenced = True
             # Refused: delete it, since epoch order alone hides it from recovery only once the
             # newer incarnation has started (it may die while recovering).
             with contextlib.suppress(StorageUnavailable):
                 await self.storage.delete([key])
-            raise self._claimed() from None
-        self.acked = position
-        self.bytes_since_truncate += len(data)
-        self.commits += 1
-        return position
+            raise
+        return len(data)
+
+    async def _append_frame(self, storage: FileStorage, position: Position, data: bytes) -> int:
+        """Append one commit as a frame of the current frames file; return the bytes written.
+        A refused or failed frame is cut off again by `FrameFile.append_fenced`."""
+        if self._appending is None:
+            key = f"{self.prefix}/log/{position[0]:010d}-{position[1]:012d}{FRAMES}"
+            self._appending = (FrameFile(storage.path(key), key), _Stored(key, position, position))
+            self._stored.append(self._appending[1])
+        file, stored = self._appending
+        stored.last = position  # so that a truncation keeps the file while this is in flight
+        frame = filelog.frame(data)
+        try:
+            await asyncio.to_thread(file.append_fenced, frame, storage.path(self._newer_epoch()))
+        except StorageUnavailable as exc:
+            if self._appending is not None and self._appending[0] is file:
+                self._appending = None  # closed by the failure: the next commit starts anew
+            if isinstance(exc, ObjectExists):
+                self._stored.remove(stored)
+            raise
+        return len(frame)
 
     async def check_fence(self) -> None:
         """Raise `Fenced` if a newer incarnation has claimed this journal."""
@@ -193,11 +258,42 @@ class Journal:
     # -- compaction ------------------------------------------------------------------------
 
     async def truncate(self, upto: Position) -> None:
-        """Delete segments at or before `upto` (their records are stored elsewhere now)."""
-        doomed = [key for pos, key in self._segments if pos <= upto and pos[1] != 0]
-        doomed += [key for pos, key in self._segments if pos[0] < upto[0] and pos[1] == 0]
+        """Delete segments at or before `upto` (their records are stored elsewhere now).
+
+        The current frames file is closed first, so commits from now on go to a new file. A
+        frames file holding positions on both sides of `upto` (commits that landed while the
+        caller compacted) is replaced by a copy of its later frames: what was compacted must
+        not stay behind them (an erased user's records, say), nor be replayed again.
+        """
+        doomed = [
+            s.key
+            for s in self._stored
+            if (s.last <= upto and s.first[1] != 0) or (s.first[0] < upto[0] and s.first[1] == 0)
+        ]
+        straddling = [s for s in self._stored if s.first <= upto < s.last]
+        self.bytes_since_truncate = 0
+        await self._stop_appending()  # from here on, no file in `_stored` is appended to
+        for stored in straddling:
+            await self._copy_after(stored, upto)
+            doomed.append(stored.key)
         if doomed:
             await self.storage.delete(doomed)
             gone = set(doomed)
-            self._segments = [(p, k) for p, k in self._segments if k not in gone]
-        self.bytes_since_truncate = 0
+            self._stored = [s for s in self._stored if s.key not in gone]
+
+    async def _copy_after(self, stored: _Stored, upto: Position) -> None:
+        """Write the frames of `stored` after `upto` to a frames file of their own.
+
+        Recovery replays a position once, so a crash before `stored` is deleted is harmless."""
+        try:
+            data, _ = await self.storage.get(stored.key)
+        except ObjectMissing:
+            return
+        epoch, first = stored.first
+        kept = filelog.frames(data)[upto[1] + 1 - first :]
+        if not kept:
+            return
+        key = f"{self.prefix}/log/{epoch:010d}-{upto[1] + 1:012d}{FRAMES}"
+        await self.storage.put(key, b"".join(filelog.frame(p) for p in kept))
+        if all(s.key != key for s in self._stored):  # a retry rewrote it
+            self._stored.append(_Stored(key, (epoch, upto[1] + 1), (epoch, upto[1] + len(kept))))

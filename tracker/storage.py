@@ -3,7 +3,9 @@
 - `file://path` -> `FileStorage`: plain files, written to a temporary name, fsynced, then
   published by rename (overwrite) or hard link (create-only), and the directory fsynced, so an
   acknowledged write survives a crash of the process or the machine. obstore's local store does
-  not fsync, which is why local files have their own small implementation.
+  not fsync, which is why local files have their own small implementation. Every file under
+  the root whose name does not start with "." is an object, including the journal's frames
+  files (`tracker.filelog`), which the journal appends to in place through `FileStorage.path`.
 - anything else (`s3://bucket/prefix`, `gs://`, `az://`, `memory://`) -> `ObstoreStorage` over
   obstore, with endpoint and credentials from the usual environment variables (`AWS_*`).
 
@@ -99,12 +101,8 @@ async def put_fenced(storage: Storage, key: str, data: bytes, fence_key: str) ->
     """Create `key` (create-only), then check that `fence_key` does not exist; return the ETag.
 
     Raises ObjectExists if `key` is taken, and `Fenced` if the fence object exists once `key`
-    has been written: the write landed but must not count, and the caller deletes it. Local
-    files do both in one trip to a worker thread, since this is every journal commit; any
-    other storage (wrapped ones included) is asked twice, by `put` and `get`.
+    has been written: the write landed but must not count, and the caller deletes it.
     """
-    if isinstance(storage, FileStorage):
-        return await storage.put_fenced(key, data, fence_key)
     etag = await storage.put(key, data, if_absent=True)
     try:
         await storage.get(fence_key)
@@ -126,8 +124,8 @@ class FileStorage:
         self.url = url
         self.root = local_root(url).resolve()
 
-    def _path(self, key: str) -> str:
-        # A plain string: this is on every commit's path, where pathlib is measurable overhead.
+    def path(self, key: str) -> str:
+        """The file holding `key` (which is checked to stay under the root)."""
         _check_key(key)
         return f"{self.root}/{key}"
 
@@ -136,30 +134,15 @@ class FileStorage:
     ) -> str:
         return await asyncio.to_thread(self._put, key, data, if_absent, if_match)
 
-    async def put_fenced(self, key: str, data: bytes, fence_key: str) -> str:
-        """See the module's `put_fenced`."""
-        return await asyncio.to_thread(self._put_fenced, key, data, fence_key)
-
-    def _put_fenced(self, key: str, data: bytes, fence_key: str) -> str:
-        fence = self._path(fence_key)
-        etag = self._put(key, data, True, None)
-        try:
-            os.stat(fence)
-        except FileNotFoundError:
-            return etag
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot read {fence_key}: {exc.strerror or exc}") from exc
-        raise Fenced(f"{fence_key} exists")
-
     def _put(self, key: str, data: bytes, if_absent: bool, if_match: str | None) -> str:
-        folder, name = os.path.split(self._path(key))
+        folder, name = os.path.split(self.path(key))
         try:
             # One descriptor of the folder serves the temporary file, the publishing, the
             # lock and the folder's fsync: no path is looked up twice.
             dir_fd, fd, tmp = self._temporary(folder)
             try:
                 try:
-                    _write_all(fd, data)
+                    write_all(fd, data)
                     os.fsync(fd)
                     # Publishing keeps the inode, size and mtime: the ETag is known already.
                     etag = _stat_etag(os.fstat(fd))
@@ -218,7 +201,7 @@ class FileStorage:
         return await asyncio.to_thread(self._get, key)
 
     def _get(self, key: str) -> tuple[bytes, str]:
-        path = self._path(key)
+        path = self.path(key)
         try:
             with open(path, "rb") as f:
                 etag = _stat_etag(os.fstat(f.fileno()))
@@ -232,7 +215,7 @@ class FileStorage:
         return await asyncio.to_thread(self._list, prefix)
 
     def _list(self, prefix: str) -> list[ObjectInfo]:
-        start = Path(self._path(prefix)) if prefix else self.root  # "" lists everything
+        start = Path(self.path(prefix)) if prefix else self.root  # "" lists everything
 
         def unreadable(exc: OSError) -> None:
             # A missing folder is empty, as is a key's "folder" (S3 lists nothing under it),
@@ -265,7 +248,7 @@ class FileStorage:
     def _delete(self, keys: list[str]) -> None:
         parents = set()
         for key in keys:
-            path = Path(self._path(key))
+            path = Path(self.path(key))
             try:
                 path.unlink()
                 parents.add(path.parent)
@@ -301,7 +284,7 @@ def _file_etag(name: str, dir_fd: int) -> str | None:
         return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:  # a write may be short (a full disk, a signal); the rest must follow
         view = view[os.write(fd, view) :]
