@@ -347,15 +347,18 @@ def test_a_zombies_refused_frame_is_cut_off_and_never_replayed(file_storage: str
     run(scenario())
 
 
-def short_then_failing_write(real: Any) -> Any:
-    calls = iter(range(2))
+def short_writev(real: Any) -> Any:
+    """`os.writev` that writes only half of what it is given (a disk filling up)."""
 
-    def write(fd: int, data: Any) -> int:
-        if next(calls, 2) == 0:
-            return int(real(fd, data[: len(data) // 2]))
-        raise OSError(28, "No space left on device")
+    def writev(fd: int, parts: Any) -> int:
+        data = b"".join(bytes(p) for p in parts)
+        return int(real(fd, [data[: len(data) // 2]]))
 
-    return write
+    return writev
+
+
+def failing_write(fd: int, data: Any) -> int:
+    raise OSError(28, "No space left on device")
 
 
 def failing_sync(fd: int) -> None:
@@ -375,7 +378,8 @@ def test_a_failed_frame_is_cut_off_and_commits_continue_in_a_new_file(
         size = frames_path(storage, "0000000001-000000000001").stat().st_size
         with monkeypatch.context() as patch:
             if failure == "write":
-                patch.setattr(os, "write", short_then_failing_write(os.write))
+                patch.setattr(os, "writev", short_writev(os.writev))
+                patch.setattr(os, "write", failing_write)
             else:
                 patch.setattr(os, "fdatasync", failing_sync)
             with pytest.raises(StorageUnavailable) as info:

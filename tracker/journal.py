@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import codec, filelog
@@ -44,6 +44,9 @@ class _Stored:
     key: str
     first: Position
     last: Position
+    # Frames files this incarnation appended to: the end offset of each acknowledged frame,
+    # so that a truncation copies a file's later frames without reading it all.
+    ends: list[int] = field(default_factory=list)
 
     @classmethod
     def parse(cls, key: str) -> _Stored:
@@ -228,16 +231,17 @@ class Journal:
             self._stored.append(self._appending[1])
         file, stored = self._appending
         stored.last = position  # so that a truncation keeps the file while this is in flight
-        frame = filelog.frame(data)
         try:
-            await asyncio.to_thread(file.append_fenced, frame, storage.path(self._newer_epoch()))
+            await asyncio.to_thread(file.append_fenced, data, storage.path(self._newer_epoch()))
         except StorageUnavailable as exc:
             if self._appending is not None and self._appending[0] is file:
                 self._appending = None  # closed by the failure: the next commit starts anew
             if isinstance(exc, ObjectExists):
                 self._stored.remove(stored)
             raise
-        return len(frame)
+        size = filelog.HEADER.size + len(data)
+        stored.ends.append((stored.ends[-1] if stored.ends else 0) + size)
+        return size
 
     async def check_fence(self) -> None:
         """Raise `Fenced` if a newer incarnation has claimed this journal."""
@@ -285,12 +289,17 @@ class Journal:
         """Write the frames of `stored` after `upto` to a frames file of their own.
 
         Recovery replays a position once, so a crash before `stored` is deleted is harmless."""
-        try:
-            data, _ = await self.storage.get(stored.key)
-        except ObjectMissing:
-            return
         epoch, first = stored.first
-        kept = filelog.frames(data)[upto[1] + 1 - first :]
+        skip = upto[1] + 1 - first  # frames of `stored` at or before `upto`
+        offset = stored.ends[skip - 1] if 0 < skip <= len(stored.ends) else 0
+        assert isinstance(self.storage, FileStorage)  # frames files are local files
+        try:
+            data = await asyncio.to_thread(filelog.read_from, self.storage.path(stored.key), offset)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {stored.key}: {exc.strerror or exc}") from exc
+        kept = filelog.frames(data)[0 if offset else skip :]
         if not kept:
             return
         key = f"{self.prefix}/log/{epoch:010d}-{upto[1] + 1:012d}{FRAMES}"
