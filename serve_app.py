@@ -29,7 +29,12 @@ from tracker.errors import ConfigError
 # graceful_shutdown_timeout_s: an open event stream never finishes by itself, so a shutdown waits
 # this long for it; every other request finishes well within it. (With direct ingress on a
 # cluster, Serve raises it to cover its draining period; see docs/serving.md.)
-@serve.deployment(name="TrackerIngress", max_ongoing_requests=1000, graceful_shutdown_timeout_s=5)
+@serve.deployment(
+    name="TrackerIngress",
+    max_ongoing_requests=1000,
+    graceful_shutdown_timeout_s=5,
+    logging_config={"enable_access_log": False},
+)
 @serve.ingress()
 class TrackerIngress:
     """Connects to the tracker's actors once per replica and serves `tracker.ingress`'s app."""

@@ -40,7 +40,12 @@ def hello_app() -> Starlette:
 
 
 # The same deployment options as the tracker's ingress (serve_app.TrackerIngress).
-@serve.deployment(name="HelloIngress", max_ongoing_requests=1000, graceful_shutdown_timeout_s=5)
+@serve.deployment(
+    name="HelloIngress",
+    max_ongoing_requests=1000,
+    graceful_shutdown_timeout_s=5,
+    logging_config={"enable_access_log": False},
+)
 @serve.ingress()
 class HelloIngress:
     def __serve_build_asgi_app__(self) -> Starlette:
