@@ -131,15 +131,14 @@ def field_error(
 
 def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movement:
     """All the rules, for a struct made in Python (decoding checked the declared ones)."""
-    bad = _bad_movement_id([movement])
-    if bad is not None:
-        raise _id_error(f"{prefix}{bad[1]}", bad[2])
+    _check_movement_ids([movement], prefix)
     if movement.data.metadata is not None:
         _check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
     return _check_rules(movement, now_ms, prefix)
 
 
 _ID_BYTES = ID_CHARS.encode()
+_ID_RULE = "{value!r} is not 1-128 characters of [A-Za-z0-9._:@-]"
 
 
 def _ids_valid(text: str) -> bool:
@@ -161,8 +160,14 @@ def _bad_movement_id(movements: Sequence[Movement]) -> tuple[int, str, str] | No
     return None
 
 
-def _id_error(field: str, value: str) -> InvalidMovement:
-    return InvalidMovement(field, f"{value!r} is not 1-128 characters of [A-Za-z0-9._:@-]")
+def _check_movement_ids(movements: Sequence[Movement], prefix: str | None) -> None:
+    """Raise for the first bad ID, named `<prefix><field>`, or `events.<i>.<field>` when
+    `prefix` is None (a batch)."""
+    bad = _bad_movement_id(movements)
+    if bad is not None:
+        index, field, value = bad
+        named = f"events.{index}.{field}" if prefix is None else f"{prefix}{field}"
+        raise InvalidMovement(named, _ID_RULE.format(value=value))
 
 
 def _check_rules(movement: Movement, now_ms: int, prefix: str) -> Movement:
@@ -218,9 +223,7 @@ def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
             # msgspec does not name map keys in its path: walk the metadata to name the field.
             _check_json_value(data.get("metadata"), f"{prefix}data.metadata", depth=1)
         raise field_error(exc, InvalidMovement, prefix) from None
-    bad = _bad_movement_id([movement])
-    if bad is not None:
-        raise _id_error(f"{prefix}{bad[1]}", bad[2])
+    _check_movement_ids([movement], prefix)
     return _check_rules(movement, now_ms, prefix)
 
 
@@ -256,9 +259,7 @@ def _check_count(count: int) -> None:
 def _checked(movements: list[Movement], now_ms: int, *, one: bool = False) -> list[Movement]:
     """The rules decoding did not check; errors name `events.<i>.<field>` (`<field>` if one)."""
     _check_count(len(movements))
-    bad = _bad_movement_id(movements)
-    if bad is not None:
-        raise _id_error(bad[1] if one else f"events.{bad[0]}.{bad[1]}", bad[2])
+    _check_movement_ids(movements, "" if one else None)
     horizon = now_ms + MAX_FUTURE_MS
     for index, movement in enumerate(movements):
         if movement.timestamp > horizon or movement.data.metadata is not None:
@@ -322,12 +323,8 @@ def device_info_from_obj(raw: Any) -> DeviceInfo | None:
 
 def check_id(field: str, value: Any) -> str:
     """A user or session ID: 1-128 characters of `[A-Za-z0-9._:@-]`."""
-    if (
-        not isinstance(value, str)
-        or not 0 < len(value) <= 128
-        or not re.fullmatch(ID_PATTERN, value)
-    ):
-        raise InvalidInput(field, f"{value!r} is not 1-128 characters of [A-Za-z0-9._:@-]")
+    if not isinstance(value, str) or not 0 < len(value) <= 128 or not _ids_valid(value):
+        raise InvalidInput(field, _ID_RULE.format(value=value))
     return value
 
 
