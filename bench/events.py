@@ -71,5 +71,5 @@ def encoded_size(movement: dict[str, Any]) -> int:
 def stored_size(movement: dict[str, Any]) -> int:
     """Bytes of a movement as the tracker stores it (without the IDs its place gives it)."""
     valid: Movement = movement_from_obj(movement, time.time_ns() // 1_000_000)
-    raws, _ = codec.split_blob(codec.encode_blob([valid]))
-    return len(raws[0])
+    (raw,) = codec.blob_items(codec.encode_blob([valid]))
+    return len(raw)

@@ -224,8 +224,7 @@ def test_the_cap_is_never_exceeded_and_keeps_the_newest(
     accepted: dict[str, list[bytes]] = {}
     for record in records_of(tracker, calls):
         for session_id, blob in record[3]:
-            raws, _ = codec.split_blob(blob)
-            accepted.setdefault(session_id, []).extend(bytes(r) for r in raws)
+            accepted.setdefault(session_id, []).extend(bytes(r) for r in codec.blob_items(blob))
     for session_id, state in tracker.sessions.items():
         assert len(state.movements) <= cap
         assert [bytes(m) for m in state.movements] == accepted[session_id][-cap:]

@@ -67,20 +67,26 @@ def encode_blob(movements: Sequence[Movement]) -> bytes:
     return bytes(buffer)
 
 
-def split_blob(blob: bytes) -> tuple[list[msgspec.Raw], list[str | None]]:
-    """A blob's stored movements, each as its raw bytes, and their event IDs."""
-    return _raw_list.decode(blob), [head.eventId for head in _ids.decode(blob)]
+def blob_items(blob: bytes) -> list[msgspec.Raw]:
+    """A blob's stored movements, each as its raw bytes."""
+    return _raw_list.decode(blob)
 
 
-def join_blob(count: int, items: bytes | bytearray | memoryview) -> bytes:
-    """A blob of `count` stored movements from their concatenated encodings."""
+def blob_event_ids(blob: bytes) -> list[str | None]:
+    """The event IDs of a blob's movements (the rest of each is skipped, not decoded)."""
+    return [head.eventId for head in _ids.decode(blob)]
+
+
+def join_blob(items: Sequence[msgspec.Raw | bytes]) -> bytes:
+    """A blob of the given stored movements (as `blob_items` gives them)."""
+    count = len(items)
     if count < 16:
         header = bytes((0x90 | count,))
     elif count < 1 << 16:
         header = struct.pack(">BH", 0xDC, count)
     else:
         header = struct.pack(">BI", 0xDD, count)
-    return header + bytes(items)
+    return header + b"".join(bytes(item) for item in items)
 
 
 def blob_count(blob: bytes) -> int:

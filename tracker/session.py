@@ -54,16 +54,14 @@ class MovementBuffer:
     def __iter__(self) -> Iterator[msgspec.Raw]:
         skip = self.skip
         for blob in self.blobs:
-            raws, _ = codec.split_blob(blob)
-            yield from raws[skip:]
+            yield from codec.blob_items(blob)[skip:]
             skip = 0
 
     def blob(self) -> bytes:
         """The movements held, as one movement blob."""
         if len(self.blobs) == 1 and not self.skip:
             return self.blobs[0]
-        raws = list(self)
-        return codec.join_blob(len(raws), b"".join(bytes(r) for r in raws))
+        return codec.join_blob(list(self))
 
     def nbytes(self) -> int:
         return sum(map(len, self.blobs))
@@ -139,42 +137,32 @@ class SessionState:
     def add(self, blob: bytes, *, fresh: bool = False) -> int:
         """Take a blob of movements, skipping those already seen (unless `fresh`: checked by
         the caller already); return how many were taken."""
-        raws, event_ids = codec.split_blob(blob)
+        event_ids = codec.blob_event_ids(blob)
         recent = self.recent_ids
         key = RecentIds.key
-        if fresh:
-            for event_id in event_ids:
-                if event_id is not None:
-                    recent.add(key(event_id))
-            self.movements.add(blob, len(raws))
-            return len(raws)
-        fresh_at: list[int] | None = None  # positions kept, once a duplicate was found
+        kept: list[int] | None = None  # positions kept, once a duplicate was found
         for index, event_id in enumerate(event_ids):
-            if event_id is None:
-                if fresh_at is not None:
-                    fresh_at.append(index)
-                continue
-            digest = key(event_id)
-            if digest in recent:
-                if fresh_at is None:
-                    fresh_at = list(range(index))
-                continue
-            recent.add(digest)
-            if fresh_at is not None:
-                fresh_at.append(index)
-        if fresh_at is None:
-            self.movements.add(blob, len(raws))
-            return len(raws)
-        if fresh_at:
-            kept = b"".join(bytes(raws[i]) for i in fresh_at)
-            self.movements.add(codec.join_blob(len(fresh_at), kept), len(fresh_at))
-        return len(fresh_at)
+            if event_id is not None:
+                digest = key(event_id)
+                if not fresh and digest in recent:
+                    if kept is None:
+                        kept = list(range(index))
+                    continue
+                recent.add(digest)
+            if kept is not None:
+                kept.append(index)
+        if kept is None:
+            self.movements.add(blob, len(event_ids))
+            return len(event_ids)
+        if kept:
+            items = codec.blob_items(blob)
+            self.movements.add(codec.join_blob([items[i] for i in kept]), len(kept))
+        return len(kept)
 
     def restore(self, blob: bytes) -> None:
         """Take a snapshot's blob: the movements, and the window of their newest IDs."""
-        count = codec.blob_count(blob)
-        self.movements.add(blob, count)
-        _, event_ids = codec.split_blob(blob)
+        event_ids = codec.blob_event_ids(blob)
+        self.movements.add(blob, len(event_ids))
         for event_id in event_ids[-self.recent_ids.capacity :]:
             if event_id is not None:
                 self.recent_ids.add(RecentIds.key(event_id))
