@@ -351,18 +351,7 @@ class UserHost:
             slot.snapshot_through = snapshot["through"]
             slot.next_chunk = snapshot["through"] + 1
             slot.etag = etag
-        for info in await self.storage.list_objects(f"{key}/chunks"):
-            number = int(info.key.rsplit("/", 1)[1])
-            slot.next_chunk = max(slot.next_chunk, number + 1)
-            if number <= slot.snapshot_through:
-                continue
-            data, _ = await self.storage.get(info.key)
-            chunk = codec.decode("chunk", data, info.key)
-            for record in chunk["records"]:
-                slot.tracker.apply(record)
-            for host, pos in chunk["applied"].items():
-                slot.applied[host] = max(slot.applied.get(host, (0, 0)), (pos[0], pos[1]))
-            slot.bytes_since_snapshot += info.size
+        await self._read_chunks(slot, after=slot.snapshot_through, apply=True)
         if stale is not None:
             # Records this host committed but has not compacted yet are only in its log.
             for position, record in stale.committed:
@@ -477,6 +466,23 @@ class UserHost:
         if _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
             await self._write_snapshot(slot, through=number)
 
+    async def _read_chunks(self, slot: UserSlot, *, after: int, apply: bool) -> None:
+        """Read the user's history chunks numbered past `after`: what they say was applied
+        (and, if `apply`, their records into the tracker). `next_chunk` ends past them all."""
+        for info in await self.storage.list_objects(f"{user_key(slot.tracker.user_id)}/chunks"):
+            number = int(info.key.rsplit("/", 1)[1])
+            slot.next_chunk = max(slot.next_chunk, number + 1)
+            if number <= after:
+                continue
+            data, _ = await self.storage.get(info.key)
+            chunk = codec.decode("chunk", data, info.key)
+            if apply:
+                for record in chunk["records"]:
+                    slot.tracker.apply(record)
+            for host, pos in chunk["applied"].items():
+                slot.applied[host] = max(slot.applied.get(host, (0, 0)), (pos[0], pos[1]))
+            slot.bytes_since_snapshot += info.size
+
     async def _catch_up(
         self, slot: UserSlot, taken: list[tuple[Position, Record]]
     ) -> list[tuple[Position, Record]]:
@@ -484,17 +490,7 @@ class UserHost:
         do not hold yet. The user's memory misses their records: it is reloaded before its
         next use."""
         slot.stale = True
-        key = user_key(slot.tracker.user_id)
-        for info in await self.storage.list_objects(f"{key}/chunks"):
-            number = int(info.key.rsplit("/", 1)[1])
-            if number < slot.next_chunk:
-                continue
-            data, _ = await self.storage.get(info.key)
-            chunk = codec.decode("chunk", data, info.key)
-            for host, pos in chunk["applied"].items():
-                slot.applied[host] = max(slot.applied.get(host, (0, 0)), (pos[0], pos[1]))
-            slot.next_chunk = number + 1
-            slot.bytes_since_snapshot += info.size
+        await self._read_chunks(slot, after=slot.next_chunk - 1, apply=False)
         written = slot.applied.get(self.name, (0, 0))
         kept = [(p, r) for p, r in taken if p > written]
         if len(kept) < len(taken):
