@@ -21,7 +21,6 @@ from starlette.applications import Starlette
 from tracker.config import Config
 from tracker.errors import ConfigError
 
-
 # max_ongoing_requests: every open dashboard holds one request for as long as its event stream is
 # open, and with Serve's default of 5 the sixth stream and every tracking request behind it would
 # wait. Throughput does not depend on it (a hello-world replica measured the same with 5 and
@@ -29,12 +28,16 @@ from tracker.errors import ConfigError
 # graceful_shutdown_timeout_s: an open event stream never finishes by itself, so a shutdown waits
 # this long for it; every other request finishes well within it. (With direct ingress on a
 # cluster, Serve raises it to cover its draining period; see docs/serving.md.)
-@serve.deployment(
-    name="TrackerIngress",
-    max_ongoing_requests=1000,
-    graceful_shutdown_timeout_s=5,
-    logging_config={"enable_access_log": False},
-)
+# logging_config: no access log, a line per visitor event (docs/serving.md).
+# The benchmarks' hello-world deployment takes the same options, to be served the same way.
+DEPLOYMENT_OPTIONS: dict[str, Any] = {
+    "max_ongoing_requests": 1000,
+    "graceful_shutdown_timeout_s": 5,
+    "logging_config": {"enable_access_log": False},
+}
+
+
+@serve.deployment(name="TrackerIngress", **DEPLOYMENT_OPTIONS)
 @serve.ingress()
 class TrackerIngress:
     """Connects to the tracker's actors once per replica and serves `tracker.ingress`'s app."""

@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serve_app import DEPLOYMENT_OPTIONS
+
 
 async def _track(request: Request) -> Response:
     raw: Any = msgspec.json.decode(await request.body())
@@ -39,13 +41,7 @@ def hello_app() -> Starlette:
     )
 
 
-# The same deployment options as the tracker's ingress (serve_app.TrackerIngress).
-@serve.deployment(
-    name="HelloIngress",
-    max_ongoing_requests=1000,
-    graceful_shutdown_timeout_s=5,
-    logging_config={"enable_access_log": False},
-)
+@serve.deployment(name="HelloIngress", **DEPLOYMENT_OPTIONS)
 @serve.ingress()
 class HelloIngress:
     def __serve_build_asgi_app__(self) -> Starlette:
