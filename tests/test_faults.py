@@ -457,6 +457,34 @@ def test_a_zombie_host_is_fenced_under_load_and_the_data_stays_the_new_incarnati
     assert result.lost == 0
 
 
+# -- fewer hosts after a crash ---------------------------------------------------------------------
+
+
+def test_lowering_tracker_hosts_after_a_crash_keeps_every_acknowledged_event(
+    make_tracker: Callable[..., Any], file_storage: str
+) -> None:
+    """Three hosts die with acknowledged events in their logs only, and the tracker comes back
+    with TRACKER_HOSTS=1: host-0 replays the other two logs before it serves anyone."""
+    never = {"compact_interval_s": 3600.0, "compact_log_bytes": 1 << 30}
+    before = make_tracker(storage=file_storage, hosts=3, **never)
+    users = anonymous_users(12)
+    assert {host_name(user, before.config) for user in users} == set(before.hosts)
+    sent = {user: [f"{user}-{i}" for i in range(5)] for user in users}
+    ray.get(
+        [
+            before.user(user).track_many.remote([movement(user, e, i) for i, e in enumerate(ids)])
+            for user, ids in sent.items()
+        ]
+    )
+    for handle in before.hosts.values():
+        ray.kill(handle, no_restart=True)  # a crash: nothing compacted, no clean stop
+
+    after = make_tracker(storage=file_storage, hosts=1, **never)
+    for user, ids in sent.items():
+        session = ray.get(after.user(user).get_session.remote("s1"))
+        assert sorted(m["eventId"] for m in session["movements"]) == sorted(ids)
+
+
 # -- several nodes, and the whole cluster: each in a process with a Ray cluster of its own ---------
 
 

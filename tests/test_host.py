@@ -12,7 +12,7 @@ import pytest
 
 from tracker import codec
 from tracker.errors import Fenced, StorageUnavailable, UnknownSession
-from tracker.host import HostSettings, UserHost, user_key
+from tracker.host import HostSettings, UserHost, drain, orphaned_hosts, user_key
 from tracker.schema import movement_from_obj
 from tracker.storage import ObjectInfo, Storage, open_storage
 from tracker.user_tracker import Limits
@@ -589,5 +589,46 @@ def test_a_user_taken_over_by_another_host_keeps_both_hosts_events(storage: Stor
         assert ids == ["on-new", "on-new-again", "on-old", "on-old-again"]
         lines = await fresh.export("alice")
         assert sorted(line["eventId"] for line in lines if line["type"] == "movement") == ids
+
+    run(scenario())
+
+
+def test_lowering_the_host_count_without_a_clean_stop_loses_no_event(storage: Storage) -> None:
+    """Hosts 1 and 2 crash with acknowledged events in their logs, and only host-0 comes back
+    (TRACKER_HOSTS lowered to 1): draining their logs puts every event in its user's history,
+    after what host-0 wrote meanwhile, and asks for the users' alarms."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        for name in ("host-1", "host-2"):
+            crashed = new_host(storage, clock, name=name)
+            await crashed.start()
+            await crashed.track("alice", movement(clock, eventId=f"on-{name}"))
+            await crashed.track(f"user-of-{name}", movement(clock, user=f"user-of-{name}"))
+            await crashed.journal.close()  # no compaction: the events are in its log only
+        survivor = await started(storage, clock)
+        await survivor.track("alice", movement(clock, eventId="on-host-0"))
+        await survivor.compact(force=True)  # alice's next chunk number is taken by now
+
+        assert await orphaned_hosts(storage, hosts=1) == ["host-1", "host-2"]
+        assert await orphaned_hosts(storage, hosts=2) == ["host-2"]
+        alarms: dict[str, int] = {}
+        for name in await orphaned_hosts(storage, hosts=1):
+            alarms.update(await drain(name, storage, HostSettings(), now_ms=clock))
+        assert set(alarms) == {"alice", "user-of-host-1", "user-of-host-2"}
+        assert await orphaned_hosts(storage, hosts=1) == []  # drained: not replayed again
+
+        await survivor.track("alice", movement(clock, eventId="after"))
+        await survivor.stop()
+        fresh = await started(storage, clock)
+        assert sorted(m["eventId"] for m in await movements_of(fresh)) == [
+            "after",
+            "on-host-0",
+            "on-host-1",
+            "on-host-2",
+        ]
+        for name in ("host-1", "host-2"):
+            assert len(await movements_of(fresh, user=f"user-of-{name}")) == 1
+        await fresh.stop()
 
     run(scenario())

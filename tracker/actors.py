@@ -23,8 +23,14 @@ from tracker import codec
 from tracker.analytics import SiteStats
 from tracker.config import Config
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.host import HostSettings, UserHost
-from tracker.placement import AGGREGATOR_NAME, ROUTER_NAME, SCHEDULER_NAME, host_name
+from tracker.host import HostSettings, UserHost, drain, orphaned_hosts
+from tracker.placement import (
+    AGGREGATOR_NAME,
+    FIRST_HOST,
+    ROUTER_NAME,
+    SCHEDULER_NAME,
+    host_name,
+)
 from tracker.scheduler import AlarmScheduler
 from tracker.schema import Movement
 from tracker.storage import ObjectMissing, open_storage
@@ -82,8 +88,20 @@ class HostActor:
         self.delta.observe(user_id, movements, now_ms)
 
     async def _start(self) -> None:
+        if self.name == FIRST_HOST:
+            await self._drain_orphans()
         await self.host.start()
         self._ticker = asyncio.create_task(self._tick_forever())
+
+    async def _drain_orphans(self) -> None:
+        """Replay the logs of hosts no longer started (TRACKER_HOSTS was lowered without a
+        clean stop) into their users' histories, before serving anyone."""
+        for name in await orphaned_hosts(self.host.storage, self.config.hosts):
+            log.warning("%s: replaying the log of %s, which is no longer started", self.name, name)
+            alarms = await drain(
+                name, self.host.storage, self.host.settings, on_track=self._observe
+            )
+            self.host.alarm_requests.update(alarms)
 
     async def _tick_forever(self) -> None:
         while True:

@@ -37,7 +37,7 @@ from typing import Any
 from tracker import codec
 from tracker.codec import Record
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.journal import Journal, Position
+from tracker.journal import Journal, Position, journal_prefix
 from tracker.schema import (
     Movement,
     check_id,
@@ -51,6 +51,9 @@ from tracker.user_tracker import Limits, UserTracker, export_lines
 log = logging.getLogger(__name__)
 
 NowMs = Callable[[], int]
+# A host's journal is called `hosts/<host name>`.
+HOSTS = "hosts"
+JOURNALS = journal_prefix(HOSTS)
 ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 TrackListener = Callable[[str, Sequence[Movement], int], None]
 
@@ -123,7 +126,7 @@ class UserHost:
         self.settings = settings or HostSettings()
         self.now_ms = now_ms
         self.on_track = on_track
-        self.journal = Journal(storage, f"hosts/{name}")
+        self.journal = Journal(storage, f"{HOSTS}/{name}")
         self.slots: dict[str, UserSlot] = {}
         self.alarm_requests: dict[str, int] = {}
         self._loading: dict[str, asyncio.Task[UserSlot]] = {}
@@ -559,6 +562,45 @@ class UserHost:
             "logBytes": self.journal.bytes_since_truncate,
             "fenced": self.journal.fenced,
         }
+
+
+# -- hosts no longer started -------------------------------------------------------------------
+
+
+async def orphaned_hosts(storage: Storage, hosts: int) -> list[str]:
+    """Hosts numbered `hosts` or higher whose logs still hold commits, in number order.
+
+    They are what lowering `TRACKER_HOSTS` without a clean stop leaves: no host of the new count
+    replays those logs, so their acknowledged events would reach no user's history."""
+    found: set[int] = set()
+    for info in await storage.list_objects(JOURNALS):
+        name, _, rest = info.key.removeprefix(f"{JOURNALS}/").partition("/")
+        number = name.removeprefix("host-")
+        if not (name.startswith("host-") and number.isdigit() and int(number) >= hosts):
+            continue
+        # A drained (or cleanly stopped) log holds its start segment only: `<E>-000000000000`.
+        if rest.startswith("log/") and not rest.endswith(f"-{0:012d}"):
+            found.add(int(number))
+    return [f"host-{number}" for number in sorted(found)]
+
+
+async def drain(
+    name: str,
+    storage: Storage,
+    settings: HostSettings,
+    *,
+    now_ms: NowMs = wall_clock_ms,
+    on_track: TrackListener | None = None,
+) -> dict[str, int]:
+    """Move an orphaned host's logged commits into its users' histories and empty its log.
+
+    A host of that name is started (it claims the log, which fences any incarnation still
+    running) and stopped cleanly. The users' next hosts find the events in their histories,
+    after what those hosts wrote themselves. Returns the alarms those users need."""
+    orphan = UserHost(name, storage, settings, now_ms=now_ms, on_track=on_track)
+    await orphan.start()
+    await orphan.stop()
+    return orphan.take_alarm_requests()
 
 
 def _quiet(slot: UserSlot) -> bool:

@@ -9,8 +9,8 @@ Layout under `journals/<name>/`:
   appended while a commit is in flight goes into the next one: storage writes are bounded by
   the commit rate, not the event rate (Durable Objects' output gates do the same).
 - `log/<E>-<seq>.frames` (local files): the commits of epoch E from `seq` on, one frame each
-  (`tracker.filelog`), appended in place and fdatasynced, then fence-checked, in one trip to a
-  worker thread. That is one write and one sync per commit, where a new object costs a file
+  (`tracker.filelog`), appended in place and fdatasynced, then fence-checked, in one trip to the
+  journal's own thread. That is one write and one sync per commit, where a new object costs a file
   created, synced, linked and unlinked and its folder synced: several times the CPU and the
   latency. A truncation starts a new file, so that compacted files are deleted whole (the one
   that also holds later commits is replaced by a copy of those); so does a failed commit, so
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,11 @@ from tracker.storage import FileStorage, ObjectExists, ObjectMissing, Storage, p
 Position = tuple[int, int]
 
 FRAMES = ".frames"
+
+
+def journal_prefix(name: str) -> str:
+    """The storage folder of the journal called `name`."""
+    return f"journals/{name}"
 
 
 @dataclass
@@ -60,7 +67,7 @@ class Journal:
     def __init__(self, storage: Storage, name: str) -> None:
         self.storage = storage
         self.name = name
-        self.prefix = f"journals/{name}"
+        self.prefix = journal_prefix(name)
         self.epoch = 0
         self.seq = 0
         self.acked: Position = (0, 0)
@@ -74,6 +81,9 @@ class Journal:
         self._stored: list[_Stored] = []
         # The frames file commits go to (local files only), until a truncation or a failure.
         self._appending: tuple[FrameFile, _Stored] | None = None
+        # Commits get a thread of their own: in the shared default pool they would queue behind
+        # a compaction's hundreds of chunk writes, and every acknowledgement would wait for them.
+        self._committer: ThreadPoolExecutor | None = None
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -134,12 +144,21 @@ class Journal:
                 await self._task
             self._task = None
         await self._stop_appending()
+        if self._committer is not None:
+            self._committer.shutdown(wait=False)  # idle: `_stop_appending` waited for it
+            self._committer = None
 
     async def _stop_appending(self) -> None:
         """Close the frames file being appended to; the next commit starts a new one."""
         if self._appending is not None:
             file, self._appending = self._appending[0], None
-            await asyncio.to_thread(file.close)  # waits for an append still in its thread
+            await self._in_committer(file.close)  # after an append still in that thread
+
+    def _in_committer(self, work: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+        """Run `work` in the journal's own thread (one; created on first use)."""
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="journal-commit")
+        return asyncio.get_running_loop().run_in_executor(self._committer, work, *args)
 
     # -- appending -------------------------------------------------------------------------
 
@@ -232,7 +251,7 @@ class Journal:
         file, stored = self._appending
         stored.last = position  # so that a truncation keeps the file while this is in flight
         try:
-            await asyncio.to_thread(file.append_fenced, data, storage.path(self._newer_epoch()))
+            await self._in_committer(file.append_fenced, data, storage.path(self._newer_epoch()))
         except StorageUnavailable as exc:
             if self._appending is not None and self._appending[0] is file:
                 self._appending = None  # closed by the failure: the next commit starts anew

@@ -16,6 +16,8 @@ from tracker.config import Config
 SCHEDULER_NAME = "scheduler"
 AGGREGATOR_NAME = "aggregator"
 ROUTER_NAME = "router"
+# Sharded: the host that also replays the logs of hosts no longer started.
+FIRST_HOST = "host-0"
 
 
 def _weight(user_id: str, index: int) -> int:
@@ -38,4 +40,4 @@ def host_name(user_id: str, config: Config) -> str:
 
 
 def sharded_host_names(config: Config) -> list[str]:
-    return [f"host-{index}" for index in range(config.hosts)]
+    return [f"host-{index}" for index in range(config.hosts)]  # host-0 is FIRST_HOST
