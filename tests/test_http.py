@@ -664,7 +664,12 @@ def test_pages_are_html_with_the_content_security_policy(client: httpx.Client, p
 
 
 def test_api_answers_and_errors_carry_the_security_headers_too(client: httpx.Client) -> None:
-    for response in (client.get("/healthz"), client.get("/api/analytics"), client.get("/nope")):
+    tracked = client.post("/api/track", json=movement(new_user()))
+    assert tracked.status_code == 200
+    refused = client.post("/api/track", content=b"{}", headers={"content-type": "text/csv"})
+    assert refused.status_code == 415
+    answers = (client.get("/healthz"), client.get("/api/analytics"), client.get("/nope"))
+    for response in (*answers, tracked, refused):
         assert response.headers["content-security-policy"].startswith(CSP)
         assert response.headers["x-content-type-options"] == "nosniff"
 

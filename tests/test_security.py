@@ -205,6 +205,46 @@ def test_other_origins_get_no_cors_permission(client: httpx.Client) -> None:
     assert "access-control-allow-origin" not in preflight.headers
 
 
+def test_a_configured_origin_may_track_cross_origin_and_others_may_not(
+    make_tracker: Callable[..., Any], tmp_path: Path
+) -> None:
+    """With TRACKER_ALLOWED_ORIGINS, tracking requests from that origin get CORS permission
+    (and the security headers); a request with no Origin is served as ever; others get none."""
+    shop = "https://shop.example"
+    tracker = make_tracker(
+        storage=f"file://{tmp_path / 'data'}",
+        allowed_origins=(shop,),
+        admin_token="admin-token",
+        secret="secret",
+        hosts=1,
+    )
+    user = new_user()
+    with (
+        serve_asgi(build_app(tracker, tracker.config)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        preflight = client.options(
+            "/api/track",
+            headers={
+                "Origin": shop,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == shop
+        for origin in (shop, None, "https://evil.example"):
+            headers = {"Origin": origin} if origin else {}
+            response = client.post("/api/track", json=movement(user), headers=headers)
+            assert response.json() == {"success": True, "accepted": 1}
+            assert response.headers.get("access-control-allow-origin") == (
+                shop if origin == shop else None
+            )
+            assert response.headers["x-content-type-options"] == "nosniff"
+        client.headers["Authorization"] = "Bearer admin-token"
+        assert len(stored_movements(client, user)) == 3
+
+
 # -- floods -------------------------------------------------------------------------------------
 
 

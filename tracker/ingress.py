@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -58,6 +58,13 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 JSON_TYPES = ("application/json", "text/plain")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+TRACK_PATH = "/api/track"
 
 
 class _AnyPath(PathConvertor):
@@ -107,6 +114,47 @@ def error_response(exc: Exception) -> Response:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# -- request bodies --------------------------------------------------------------------------
+
+
+def check_body_headers(headers: Mapping[str, str], types: tuple[str, ...]) -> None:
+    """Refuse a body of another content type, or one declared larger than `MAX_BODY_BYTES`."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in types:
+        raise UnsupportedMediaType(
+            f"content type {content_type or '(none)'!r}; expected one of {', '.join(types)}"
+        )
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge("body", f"{declared} bytes; at most {MAX_BODY_BYTES}")
+
+
+async def read_limited(chunks: AsyncIterator[bytes]) -> bytes:
+    """The body, refused as soon as it grows past `MAX_BODY_BYTES` (whatever was declared)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+def accepted_body(accepted: int) -> bytes:
+    return b'{"success":true,"accepted":%d}' % accepted
+
+
 # -- middleware --------------------------------------------------------------------------------
 
 
@@ -123,13 +171,8 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.setdefault("headers", [])
-                headers += [
-                    (b"content-security-policy", CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"x-frame-options", b"DENY"),
-                ]
+                message.setdefault("headers", [])
+                message["headers"] += SECURITY_HEADERS
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -160,22 +203,8 @@ class Ingress:
         return time.time_ns() // 1_000_000
 
     async def body(self, request: Request, types: tuple[str, ...] = JSON_TYPES) -> bytes:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in types:
-            raise UnsupportedMediaType(
-                f"content type {content_type or '(none)'!r}; expected one of {', '.join(types)}"
-            )
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise TooLarge("body", f"{declared} bytes; at most {MAX_BODY_BYTES}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        check_body_headers(request.headers, types)
+        return await read_limited(request.stream())
 
     async def json_body(self, request: Request) -> Any:
         data = await self.body(request)
@@ -185,16 +214,19 @@ class Ingress:
             raise InvalidInput("body", f"not valid JSON: {exc}") from None
 
     def limit(self, request: Request, user_id: str | None = None) -> None:
+        self.limit_client(request.client.host if request.client else "?", user_id)
+
+    def limit_client(self, client: str, user_id: str | None = None) -> None:
         # Client IPs stay in this process's memory only; they are never stored.
-        self.ip_limiter.check(request.client.host if request.client else "?")
+        self.ip_limiter.check(client)
         if user_id is not None:
             self.user_limiter.check(user_id)
 
-    def authorize_user(self, request: Request, user_id: str) -> None:
+    def authorize_user(self, headers: Mapping[str, str], user_id: str) -> None:
         """Anonymous visitors are random UUIDs; any other user ID needs its identity token."""
         if auth.is_anonymous(user_id):
             return
-        token = auth.bearer(request.headers.get("authorization"))
+        token = auth.bearer(headers.get("authorization"))
         if token is None:
             raise Unauthorized(f"user {user_id!r} is not anonymous: an identity token is required")
         auth.verify_token(self.secret, user_id, token)
@@ -216,45 +248,84 @@ class Ingress:
         mac = hmac.new(self.secret.encode(), f"visitor\n{user_id}".encode(), hashlib.sha256)
         return mac.hexdigest()
 
-    def declined(self, request: Request, user_id: str) -> bool:
+    def declined(self, headers: Mapping[str, str], user_id: str) -> bool:
         """Global Privacy Control, Do Not Track, or the server-side opt-out list."""
-        return (
-            request.headers.get("sec-gpc") == "1"
-            or request.headers.get("dnt") == "1"
-            or user_id in self.opt_out
-        )
+        return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1" or user_id in self.opt_out
 
     # -- tracking routes -------------------------------------------------------------------
 
     async def track(self, request: Request) -> Response:
+        """`POST /api/track` through Starlette: cross-origin requests, for CORS (`TrackerApp`
+        answers the others itself)."""
         body = await self.body(request)
+        client = request.client.host if request.client else "?"
+        accepted = await self.accept(body, request.headers, client)
+        return Response(accepted_body(accepted), media_type="application/json")
+
+    async def accept(self, body: bytes, headers: Mapping[str, str], client: str) -> int:
+        """Validate and store a tracking request's events; return how many were accepted."""
         movements = schema.movements_from_json(body, self.now_ms())
         if not movements:
-            return JSONResponse({"success": True, "accepted": 0})
+            return 0
         user_id = movements[0].userId
         for index, movement in enumerate(movements):
             if movement.userId != user_id:
                 raise InvalidMovement(
                     f"events.{index}.userId", "all events of one request must be for one user"
                 )
-        self.limit(request, user_id)
-        self.authorize_user(request, user_id)
-        if self.declined(request, user_id):
-            return JSONResponse({"success": True, "accepted": 0})
+        self.limit_client(client, user_id)
+        self.authorize_user(headers, user_id)
+        if self.declined(headers, user_id):
+            return 0
         for movement in movements:
             if movement.eventId is None:
                 # Lets an internal retry of this request count once.
                 movement.eventId = uuid.uuid4().hex
         await self.dispatch.track(user_id, movements)
         self.metrics.events.inc(len(movements))
-        return JSONResponse({"success": True, "accepted": len(movements)})
+        return len(movements)
+
+    async def track_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`POST /api/track` as a bare ASGI app: the same answers as `track`, with the security
+        headers, without Starlette's request, routing and middleware (most of a request's cost
+        here, and there is one request per visitor event)."""
+        started = time.perf_counter()
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        client = scope.get("client")
+        try:
+            check_body_headers(headers, JSON_TYPES)
+            body = await read_limited(_chunks(receive))
+            payload = accepted_body(await self.accept(body, headers, client[0] if client else "?"))
+        except ClientDisconnect:
+            return  # nobody to answer
+        except Exception as exc:
+            response = error_response(exc)
+            response.raw_headers += SECURITY_HEADERS
+            await response(scope, receive, send)
+            self.metrics.observe(TRACK_PATH, "POST", response.status_code, started)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    *SECURITY_HEADERS,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+        self.metrics.observe(TRACK_PATH, "POST", 200, started)
 
     async def create_session(self, request: Request) -> Response:
         raw = await self.json_body(request)
         req = schema.session_request_from_obj(raw)
         self.limit(request, req.userId)
-        self.authorize_user(request, req.userId)
-        if self.declined(request, req.userId):
+        self.authorize_user(request.headers, req.userId)
+        if self.declined(request.headers, req.userId):
             return JSONResponse({"success": False, "declined": True})
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
         session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
@@ -434,7 +505,7 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
         return Route(path, _handled(ingress, handler, path), methods=methods)
 
     routes = [
-        route("/api/track", h.track, ["POST"]),
+        route(TRACK_PATH, h.track, ["POST"]),
         route("/api/track/session", h.create_session, ["POST"]),
         route("/api/track/session", h.get_session, ["GET"]),
         route("/api/analytics", h.analytics, ["GET"]),
@@ -467,6 +538,33 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
                 max_age=600,
             )
         )
-    app = Starlette(routes=routes, middleware=middleware)
+    app = TrackerApp(ingress, routes=routes, middleware=middleware)
     app.state.ingress = ingress
     return app
+
+
+class TrackerApp(Starlette):
+    """The Starlette app, except that it answers `POST /api/track` itself (`track_asgi`).
+
+    Cross-origin tracking requests still go through Starlette when CORS is configured, so
+    that `CORSMiddleware` answers them as it answers every other route."""
+
+    def __init__(self, ingress: Ingress, **options: Any) -> None:
+        super().__init__(**options)
+        self.ingress = ingress
+        self.cors = bool(ingress.config.allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path == TRACK_PATH and not (self.cors and _has_origin(scope)):
+                await self.ingress.track_asgi(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _has_origin(scope: Scope) -> bool:
+    return any(name == b"origin" for name, _ in scope["headers"])

@@ -26,13 +26,20 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.events = Counter(
             "tracker_events_accepted", "Movements acknowledged (durable).", registry=self.registry
         )
 
     def observe(self, route: str, method: str, status: int, started: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(time.perf_counter() - started)
+        # `labels()` builds and looks up its key under a lock on every call: keep the children.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            requests = self.requests.labels(route, method, str(status))
+            children = self._children[key] = (requests, self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
