@@ -40,7 +40,7 @@ class Config:
     alarm_interval_s: float = 60 * 60
     retention_s: float = 30 * 24 * 3600
     passivate_after_s: float = 15 * 60
-    compact_log_bytes: int = 8 * 1024 * 1024
+    compact_log_bytes: int = 64 * 1024 * 1024
     compact_interval_s: float = 30.0
     namespace: str = NAMESPACE
     opt_out: tuple[str, ...] = field(default_factory=tuple)

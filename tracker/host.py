@@ -72,7 +72,7 @@ def user_key(user_id: str) -> str:
 class HostSettings:
     limits: Limits = field(default_factory=Limits)
     passivate_after_ms: int = 15 * 60 * 1000
-    compact_log_bytes: int = 8 * 1024 * 1024
+    compact_log_bytes: int = 64 * 1024 * 1024
     compact_interval_ms: int = 30 * 1000
 
 
