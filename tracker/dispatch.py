@@ -26,13 +26,17 @@ from tracker.placement import host_name
 from tracker.schema import Movement, pack_movements
 
 MAX_COALESCED = 256
+# And at most this many bytes of packed movements per call: Ray passes a larger argument
+# through the object store (its inline limit is 100 KiB), which costs the raylet, the sender
+# and the host a copy and a round of bookkeeping each.
+MAX_CALL_BYTES = 90 * 1024
 # Calls in flight per host. With one, a request arriving just after a call left waits for that
 # call's whole round trip before its own starts; with two, it goes at once, and the host's
 # journal commits both together anyway.
 MAX_IN_FLIGHT = 2
 
 
-class _HostQueue:
+class HostQueue:
     """Pending tracking requests for one host, and how many calls to it are in flight."""
 
     def __init__(self, handle: ActorHandle[Any]) -> None:
@@ -41,12 +45,24 @@ class _HostQueue:
         self.futures: list[asyncio.Future[int]] = []
         self.in_flight = 0
 
+    def take(self) -> tuple[list[tuple[str, bytes]], list[asyncio.Future[int]]]:
+        """The oldest requests that fit in one call (at least one, however large)."""
+        count = size = 0
+        for _, packed in self.items[:MAX_COALESCED]:
+            size += len(packed)
+            if count and size > MAX_CALL_BYTES:
+                break
+            count += 1
+        items, futures = self.items[:count], self.futures[:count]
+        del self.items[:count], self.futures[:count]
+        return items, futures
+
 
 class Dispatcher:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         self.config = tracker.config
-        self._queues: dict[str, _HostQueue] = {}
+        self._queues: dict[str, HostQueue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.per_user = PerUserRoutes(self.config) if self.config.placement == "per-user" else None
 
@@ -61,24 +77,23 @@ class Dispatcher:
         name = host_name(user_id, self.config)
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = _HostQueue(self.tracker.hosts[name])
+            queue = self._queues[name] = HostQueue(self.tracker.hosts[name])
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         queue.items.append((user_id, packed))
         queue.futures.append(future)
         self._send_more(queue)
         return await future
 
-    def _send_more(self, queue: _HostQueue) -> None:
+    def _send_more(self, queue: HostQueue) -> None:
         if queue.items and queue.in_flight < MAX_IN_FLIGHT:
             queue.in_flight += 1
             task = asyncio.create_task(self._send(queue))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, queue: _HostQueue) -> None:
+    async def _send(self, queue: HostQueue) -> None:
         # Takes what has queued by the time the task runs: the requests of this loop tick too.
-        items, futures = queue.items[:MAX_COALESCED], queue.futures[:MAX_COALESCED]
-        del queue.items[:MAX_COALESCED], queue.futures[:MAX_COALESCED]
+        items, futures = queue.take()
         try:
             if not items:
                 return
