@@ -55,9 +55,12 @@ class TrackerIngress:
     def __serve_build_asgi_app__(self) -> Starlette:
         # Imported here, in the replica, so that building the application (`serve run`,
         # `serve deploy`) does not import the web layer into the deploying process.
+        from tracker.actors import freeze_heap
         from tracker.ingress import build_app
 
-        return build_app(self.tracker, self.config)
+        app = build_app(self.tracker, self.config)
+        freeze_heap()
+        return app
 
 
 def application(config: Config | None = None) -> Application:

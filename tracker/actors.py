@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections import OrderedDict
@@ -57,6 +58,18 @@ def host_settings(config: Config) -> HostSettings:
     )
 
 
+def freeze_heap() -> None:
+    """Exempt what is alive now from the cycle collector's full passes (`gc.freeze`).
+
+    Called once a server process has started: its libraries (Ray, Serve, Starlette) and its
+    recovered state are then never walked again by a full collection, which otherwise stalled
+    every request of the process for 60-80 ms (measured in a host and in a replica; 10 ms
+    after). Objects frozen are still freed when their last reference goes; only cycles among
+    them would stay, and startup makes none that die."""
+    gc.collect()
+    gc.freeze()
+
+
 class _Started:
     """Run an async start once, on first use, and make every caller wait for it."""
 
@@ -91,6 +104,7 @@ class HostActor:
         if self.name == FIRST_HOST:
             await self._drain_orphans()
         await self.host.start()
+        freeze_heap()
         self._ticker = asyncio.create_task(self._tick_forever())
 
     async def _drain_orphans(self) -> None:
