@@ -6,7 +6,7 @@ RSS is read before and after, once compaction has moved the journal's records in
 The baseline is a movement's encoded size: what a movement's bytes alone would take.
 
 100k users: every user sends one event through the hosts' coalesced `track_batch` (the call an
-HTTP replica makes), sharded over the default two hosts; then every one of them is active.
+HTTP replica makes), sharded over the default host count; then every one of them is active.
 """
 
 from __future__ import annotations

@@ -70,7 +70,9 @@ def nodes(storage: str) -> dict[str, Any]:
     Ray restarts host-0 on the other worker node."""
     started = time.monotonic()
     cluster, workers = start_cluster(2)
-    config = Config.from_env({}, storage=storage, namespace=f"nodes-{uuid.uuid4().hex[:8]}")
+    config = Config.from_env(
+        {}, storage=storage, namespace=f"nodes-{uuid.uuid4().hex[:8]}", hosts=2
+    )  # one host per worker node
     # Created here (connect() then finds them by name) so as to ask for a worker node.
     for name in sharded_host_names(config):
         options = {**actors._options(name, config), "scheduling_strategy": "SPREAD"}
