@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tracker import server
 from tracker.config import Config
 
 NUM_CPUS = 2
@@ -44,6 +45,8 @@ def ray_session(**init: Any) -> Iterator[None]:
 
     # "local": never join a cluster someone else started on this machine (Ray would otherwise
     # connect to the one in /tmp/ray/ray_current_cluster).
+    # Started as `tracker serve` starts Ray on one machine (its system settings).
+    init.setdefault("_system_config", server.local_ray_system_config())
     ray.init(
         address="local", num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False, **init
     )
