@@ -41,7 +41,7 @@ class Config:
     retention_s: float = 30 * 24 * 3600
     passivate_after_s: float = 15 * 60
     compact_log_bytes: int = 64 * 1024 * 1024
-    compact_interval_s: float = 30.0
+    compact_interval_s: float = 120.0
     namespace: str = NAMESPACE
     opt_out: tuple[str, ...] = field(default_factory=tuple)
 

@@ -73,7 +73,7 @@ class HostSettings:
     limits: Limits = field(default_factory=Limits)
     passivate_after_ms: int = 15 * 60 * 1000
     compact_log_bytes: int = 64 * 1024 * 1024
-    compact_interval_ms: int = 30 * 1000
+    compact_interval_ms: int = 120 * 1000
 
 
 class UserSlot:
