@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import secrets
 import shutil
 import socket
@@ -45,8 +46,8 @@ def ray_session(**init: Any) -> Iterator[None]:
 
     # "local": never join a cluster someone else started on this machine (Ray would otherwise
     # connect to the one in /tmp/ray/ray_current_cluster).
-    # Started as `tracker serve` starts Ray on one machine (its system settings).
-    init.setdefault("_system_config", server.local_ray_system_config())
+    # Started as `tracker serve` starts Ray on one machine.
+    os.environ.update(server.local_ray_env())
     ray.init(
         address="local", num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False, **init
     )

@@ -84,8 +84,8 @@ def test_serve_switches_already_in_the_environment_win() -> None:
 
 
 def test_a_ray_started_here_exports_no_ray_metrics_unless_the_environment_says() -> None:
-    assert server.local_ray_system_config({}) == {"enable_metrics_collection": False}
-    assert server.local_ray_system_config({"RAY_enable_metrics_collection": "1"}) == {}
+    assert server.local_ray_env({}) == {"RAY_enable_metrics_collection": "0"}
+    assert server.local_ray_env({"RAY_enable_metrics_collection": "1"}) == {}
 
 
 def test_base_urls_name_an_address_this_machine_can_connect_to() -> None:

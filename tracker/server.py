@@ -49,21 +49,23 @@ SERVE_SWITCHES = {
     "RAY_SERVE_PORT_QUARANTINE_S": "0",
 }
 
+LOCAL_RAY_ENV = {"RAY_enable_metrics_collection": "0"}
+
 _owns_ray = False
 
 
-def local_ray_system_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Ray's system settings when `run` starts Ray on this machine (the embedded setup).
+def local_ray_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Variables to set before `run` starts Ray on this machine (the embedded setup): those of
+    `LOCAL_RAY_ENV` not set already. Ray's processes read them when they start; a cluster that
+    `run` joins instead keeps its own settings.
 
-    Ray's own metrics export is off unless `RAY_enable_metrics_collection` is set: Ray's
+    Ray's own metrics export is off unless `RAY_enable_metrics_collection` says otherwise: Ray's
     dashboard agent ingests the replicas' per-request metrics in bursts that take most of a
     core for half a second every few seconds, which on two cores stretched the tracker's p99
     at half of peak from about 30 ms to 40-130 ms (docs/benchmarks.md). The tracker counts
     its own requests at `/metrics`."""
     env = os.environ if environ is None else environ
-    if "RAY_enable_metrics_collection" in env:
-        return {}
-    return {"enable_metrics_collection": False}
+    return {key: value for key, value in LOCAL_RAY_ENV.items() if key not in env}
 
 
 def serve_env(config: Config, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -105,7 +107,8 @@ def run(config: Config, *, block: bool = True) -> str:
     direct = env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
     _wait_for_free_port(config)
     if not ray.is_initialized():
-        ray.init(namespace=config.namespace, _system_config=local_ray_system_config())
+        os.environ.update(local_ray_env())
+        ray.init(namespace=config.namespace)
         _owns_ray = True
     serve.start(
         proxy_location="HeadOnly",
