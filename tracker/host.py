@@ -36,8 +36,10 @@ from typing import Any
 
 from tracker import codec
 from tracker.codec import Record
+from tracker.config import Config
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.journal import Journal, Position, journal_prefix
+from tracker.journal import LOG, Journal, Position, holds_commits, journal_prefix
+from tracker.placement import sharded_host_index, sharded_host_name
 from tracker.schema import (
     Movement,
     check_id,
@@ -70,10 +72,11 @@ def user_key(user_id: str) -> str:
 
 @dataclass
 class HostSettings:
+    # The defaults are `Config`'s, in milliseconds.
     limits: Limits = field(default_factory=Limits)
-    passivate_after_ms: int = 15 * 60 * 1000
-    compact_log_bytes: int = 64 * 1024 * 1024
-    compact_interval_ms: int = 120 * 1000
+    passivate_after_ms: int = int(Config.passivate_after_s * 1000)
+    compact_log_bytes: int = Config.compact_log_bytes
+    compact_interval_ms: int = int(Config.compact_interval_s * 1000)
 
 
 class UserSlot:
@@ -575,13 +578,13 @@ async def orphaned_hosts(storage: Storage, hosts: int) -> list[str]:
     found: set[int] = set()
     for info in await storage.list_objects(JOURNALS):
         name, _, rest = info.key.removeprefix(f"{JOURNALS}/").partition("/")
-        number = name.removeprefix("host-")
-        if not (name.startswith("host-") and number.isdigit() and int(number) >= hosts):
+        index = sharded_host_index(name)
+        if index is None or index < hosts:
             continue
-        # A drained (or cleanly stopped) log holds its start segment only: `<E>-000000000000`.
-        if rest.startswith("log/") and not rest.endswith(f"-{0:012d}"):
-            found.add(int(number))
-    return [f"host-{number}" for number in sorted(found)]
+        # A drained (or cleanly stopped) log holds its start segment only.
+        if rest.startswith(f"{LOG}/") and holds_commits(rest):
+            found.add(index)
+    return [sharded_host_name(index) for index in sorted(found)]
 
 
 async def drain(

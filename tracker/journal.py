@@ -36,12 +36,18 @@ from tracker.storage import FileStorage, ObjectExists, ObjectMissing, Storage, p
 
 Position = tuple[int, int]
 
+LOG = "log"
 FRAMES = ".frames"
 
 
 def journal_prefix(name: str) -> str:
     """The storage folder of the journal called `name`."""
     return f"journals/{name}"
+
+
+def holds_commits(log_key: str) -> bool:
+    """Whether an object of a journal's log holds commits (a start segment holds none)."""
+    return _Stored.parse(log_key).first[1] != 0
 
 
 @dataclass
@@ -85,6 +91,10 @@ class Journal:
         # a compaction's hundreds of chunk writes, and every acknowledgement would wait for them.
         self._committer: ThreadPoolExecutor | None = None
 
+    def _log_key(self, first: Position, suffix: str = "") -> str:
+        """The key of the segment (or, with `FRAMES`, frames file) starting at `first`."""
+        return f"{self.prefix}/{LOG}/{first[0]:010d}-{first[1]:012d}{suffix}"
+
     # -- opening ----------------------------------------------------------------------------
 
     async def open(self) -> list[tuple[Position, list[Any]]]:
@@ -101,7 +111,7 @@ class Journal:
             except ObjectExists:
                 epoch += 1
         self.epoch = epoch
-        infos = await self.storage.list_objects(f"{self.prefix}/log")
+        infos = await self.storage.list_objects(f"{self.prefix}/{LOG}")
         self._stored = sorted((_Stored.parse(info.key) for info in infos), key=lambda s: s.first)
         started = max((s.first[0] for s in self._stored if s.first[1] == 0), default=0)
         replay: list[tuple[Position, list[Any]]] = []
@@ -128,7 +138,7 @@ class Journal:
         """After replay and compaction: drop the old segments and begin accepting appends."""
         await self.truncate((self.epoch, 0))
         await self.storage.put(
-            f"{self.prefix}/log/{self.epoch:010d}-{0:012d}",
+            self._log_key((self.epoch, 0)),
             codec.encode("segment", {"records": []}),
             if_absent=True,
         )
@@ -225,7 +235,7 @@ class Journal:
 
     async def _put_segment(self, position: Position, data: bytes) -> int:
         """Write one commit as its own object; return the bytes written."""
-        key = f"{self.prefix}/log/{position[0]:010d}-{position[1]:012d}"
+        key = self._log_key(position)
         stored = _Stored(key, position, position)
         self._stored.append(stored)  # listed for truncation even if it fails
         try:
@@ -245,7 +255,7 @@ class Journal:
         """Append one commit as a frame of the current frames file; return the bytes written.
         A refused or failed frame is cut off again by `FrameFile.append_fenced`."""
         if self._appending is None:
-            key = f"{self.prefix}/log/{position[0]:010d}-{position[1]:012d}{FRAMES}"
+            key = self._log_key(position, FRAMES)
             self._appending = (FrameFile(storage.path(key), key), _Stored(key, position, position))
             self._stored.append(self._appending[1])
         file, stored = self._appending
@@ -321,7 +331,7 @@ class Journal:
         kept = filelog.frames(data)[0 if offset else skip :]
         if not kept:
             return
-        key = f"{self.prefix}/log/{epoch:010d}-{upto[1] + 1:012d}{FRAMES}"
+        key = self._log_key((epoch, upto[1] + 1), FRAMES)
         await self.storage.put(key, b"".join(filelog.frame(p) for p in kept))
         if all(s.key != key for s in self._stored):  # a retry rewrote it
             self._stored.append(_Stored(key, (epoch, upto[1] + 1), (epoch, upto[1] + len(kept))))

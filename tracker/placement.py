@@ -16,8 +16,21 @@ from tracker.config import Config
 SCHEDULER_NAME = "scheduler"
 AGGREGATOR_NAME = "aggregator"
 ROUTER_NAME = "router"
+HOST_PREFIX = "host-"
+
+
+def sharded_host_name(index: int) -> str:
+    return f"{HOST_PREFIX}{index}"
+
+
+def sharded_host_index(name: str) -> int | None:
+    """The index of a sharded host's name (`host-3` -> 3); None for any other name."""
+    number = name.removeprefix(HOST_PREFIX)
+    return int(number) if name.startswith(HOST_PREFIX) and number.isdigit() else None
+
+
 # Sharded: the host that also replays the logs of hosts no longer started.
-FIRST_HOST = "host-0"
+FIRST_HOST = sharded_host_name(0)
 
 
 def _weight(user_id: str, index: int) -> int:
@@ -36,8 +49,8 @@ def host_name(user_id: str, config: Config) -> str:
     """Name of the actor that holds `user_id` under the configured placement."""
     if config.placement == "per-user":
         return "user-" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
-    return f"host-{shard_of(user_id, config.hosts)}"
+    return sharded_host_name(shard_of(user_id, config.hosts))
 
 
 def sharded_host_names(config: Config) -> list[str]:
-    return [f"host-{index}" for index in range(config.hosts)]  # host-0 is FIRST_HOST
+    return [sharded_host_name(index) for index in range(config.hosts)]

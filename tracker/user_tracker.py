@@ -19,6 +19,7 @@ import msgspec
 
 from tracker import codec
 from tracker.codec import Record
+from tracker.config import Config
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import DeviceInfo, Movement
 from tracker.session import SessionState
@@ -26,12 +27,12 @@ from tracker.session import SessionState
 
 @dataclass(frozen=True)
 class Limits:
-    """The seed's constants, made configurable."""
+    """The seed's constants, made configurable. The defaults are `Config`'s, in ms."""
 
-    max_movements: int = 1000
-    session_timeout_ms: int = 30 * 60 * 1000
-    alarm_interval_ms: int = 60 * 60 * 1000
-    retention_ms: int = 30 * 24 * 3600 * 1000
+    max_movements: int = Config.max_movements_per_session
+    session_timeout_ms: int = int(Config.session_timeout_s * 1000)
+    alarm_interval_ms: int = int(Config.alarm_interval_s * 1000)
+    retention_ms: int = int(Config.retention_s * 1000)
 
 
 class UserTracker:
