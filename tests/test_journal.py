@@ -44,6 +44,14 @@ def storage(storage_url: str) -> Storage:
     return open_storage(storage_url)
 
 
+@pytest.fixture
+def local_storage(file_storage: str) -> FileStorage:
+    """File storage, where the journal writes frames files."""
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+    return storage
+
+
 def test_concurrent_appends_share_few_commits(storage: Storage) -> None:
     async def scenario() -> None:
         journal, _ = await opened(storage)
@@ -243,45 +251,41 @@ def frames_on_disk(storage: FileStorage) -> dict[str, list[Any]]:
 
 
 def test_truncate_deletes_frames_files_wholly_compacted_and_copies_the_rest_of_one_that_is_not(
-    file_storage: str,
+    local_storage: FileStorage,
 ) -> None:
-    storage = open_storage(file_storage)
-    assert isinstance(storage, FileStorage)
 
     async def scenario() -> None:
-        journal, _ = await opened(storage)
+        journal, _ = await opened(local_storage)
         first = await journal.append(["a"])
         await journal.append(["b"])
         await journal.truncate(first)
-        assert frames_on_disk(storage) == {"0000000001-000000000002": [[["b"]]]}
+        assert frames_on_disk(local_storage) == {"0000000001-000000000002": [[["b"]]]}
         third = await journal.append(["c"])
         await journal.append(["d"])
         await journal.truncate(third)
-        assert frames_on_disk(storage) == {"0000000001-000000000004": [[["d"]]]}
+        assert frames_on_disk(local_storage) == {"0000000001-000000000004": [[["d"]]]}
         await journal.append(["e"])
         await journal.truncate(journal.last_position())
-        assert frames_on_disk(storage) == {}
+        assert frames_on_disk(local_storage) == {}
         await journal.close()
 
     run(scenario())
 
 
 def test_frames_copied_by_a_truncation_cut_short_by_a_crash_replay_once(
-    file_storage: str,
+    local_storage: FileStorage,
 ) -> None:
-    storage = open_storage(file_storage)
-    assert isinstance(storage, FileStorage)
 
     async def crashed() -> None:
-        journal, _ = await opened(storage)
+        journal, _ = await opened(local_storage)
         for name in ("a", "b", "c"):
             await journal.append([name])
 
     run(crashed())
-    whole = frames_path(storage, "0000000001-000000000001")
+    whole = frames_path(local_storage, "0000000001-000000000001")
     later = b"".join(filelog.frame(p) for p in filelog.frames(whole.read_bytes())[1:])
-    frames_path(storage, "0000000001-000000000002").write_bytes(later)
-    replay = run(Journal(storage, "j").open())
+    frames_path(local_storage, "0000000001-000000000002").write_bytes(later)
+    replay = run(Journal(local_storage, "j").open())
     assert replay == [((1, 1), [["a"]]), ((1, 2), [["b"]]), ((1, 3), [["c"]])]
 
 
@@ -296,52 +300,48 @@ def test_frames_copied_by_a_truncation_cut_short_by_a_crash_replay_once(
     ids=["short-header", "short-payload", "zeros", "flipped-byte"],
 )
 def test_a_torn_last_frame_is_skipped_and_the_earlier_ones_replay(
-    file_storage: str, tear: Callable[[bytes], bytes], survivors: int
+    local_storage: FileStorage, tear: Callable[[bytes], bytes], survivors: int
 ) -> None:
-    storage = open_storage(file_storage)
-    assert isinstance(storage, FileStorage)
     names = ["a", "b", "c"]
 
     async def crashed() -> None:
-        journal, _ = await opened(storage)
+        journal, _ = await opened(local_storage)
         for name in names:
             await journal.append([name])
 
     run(crashed())
-    path = frames_path(storage, "0000000001-000000000001")
+    path = frames_path(local_storage, "0000000001-000000000001")
     path.write_bytes(tear(path.read_bytes()))
 
     async def recovered() -> None:
-        journal = Journal(storage, "j")
+        journal = Journal(local_storage, "j")
         assert records_of(await journal.open()) == [[name] for name in names[:survivors]]
         await journal.start()
-        assert await frames_files(storage) == []  # the torn file is gone with its epoch
+        assert await frames_files(local_storage) == []  # the torn file is gone with its epoch
         await journal.append(["d"])
-        assert records_of(await Journal(storage, "j").open()) == [["d"]]
+        assert records_of(await Journal(local_storage, "j").open()) == [["d"]]
 
     run(recovered())
 
 
-def test_a_zombies_refused_frame_is_cut_off_and_never_replayed(file_storage: str) -> None:
-    storage = open_storage(file_storage)
-    assert isinstance(storage, FileStorage)
+def test_a_zombies_refused_frame_is_cut_off_and_never_replayed(local_storage: FileStorage) -> None:
 
     async def scenario() -> None:
-        zombie, _ = await opened(storage)
+        zombie, _ = await opened(local_storage)
         await zombie.append(["acked"])
-        path = frames_path(storage, "0000000001-000000000001")
+        path = frames_path(local_storage, "0000000001-000000000001")
         size = path.stat().st_size
-        second = Journal(storage, "j")
+        second = Journal(local_storage, "j")
         assert records_of(await second.open()) == [["acked"]]
         with pytest.raises(Fenced):
             await zombie.append(["refused"])
         assert path.stat().st_size == size
         # The second incarnation dies before its start segment; a third one recovers.
-        third = Journal(storage, "j")
+        third = Journal(local_storage, "j")
         assert records_of(await third.open()) == [["acked"]]
         await third.start()
         await third.append(["new"])
-        assert records_of(await Journal(storage, "j").open()) == [["new"]]
+        assert records_of(await Journal(local_storage, "j").open()) == [["new"]]
         await zombie.close()
 
     run(scenario())
@@ -367,15 +367,13 @@ def failing_sync(fd: int) -> None:
 
 @pytest.mark.parametrize("failure", ["write", "sync"])
 def test_a_failed_frame_is_cut_off_and_commits_continue_in_a_new_file(
-    file_storage: str, failure: str, monkeypatch: pytest.MonkeyPatch
+    local_storage: FileStorage, failure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage = open_storage(file_storage)
-    assert isinstance(storage, FileStorage)
 
     async def scenario() -> None:
-        journal, _ = await opened(storage)
+        journal, _ = await opened(local_storage)
         await journal.append(["before"])
-        size = frames_path(storage, "0000000001-000000000001").stat().st_size
+        size = frames_path(local_storage, "0000000001-000000000001").stat().st_size
         with monkeypatch.context() as patch:
             if failure == "write":
                 patch.setattr(os, "writev", short_writev(os.writev))
@@ -385,10 +383,16 @@ def test_a_failed_frame_is_cut_off_and_commits_continue_in_a_new_file(
             with pytest.raises(StorageUnavailable) as info:
                 await journal.append(["lost"])
             assert not isinstance(info.value, Fenced)
-        assert frames_path(storage, "0000000001-000000000001").stat().st_size == size
+        assert frames_path(local_storage, "0000000001-000000000001").stat().st_size == size
         await journal.append(["after"])
-        assert await frames_files(storage) == ["0000000001-000000000001", "0000000001-000000000003"]
-        assert await Journal(storage, "j").open() == [((1, 1), [["before"]]), ((1, 3), [["after"]])]
+        assert await frames_files(local_storage) == [
+            "0000000001-000000000001",
+            "0000000001-000000000003",
+        ]
+        assert await Journal(local_storage, "j").open() == [
+            ((1, 1), [["before"]]),
+            ((1, 3), [["after"]]),
+        ]
 
     run(scenario())
 
