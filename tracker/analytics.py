@@ -55,7 +55,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from tracker.errors import InvalidInput
 from tracker.schema import EVENT_TYPES, Movement, MovementData
@@ -87,6 +87,7 @@ RAGE_MIN_CLICKS = 3
 RAGE_RADIUS_PX = 30
 RAGE_WINDOW_MS = 1_000
 RAGE_RING = 8
+_RAGE_RADIUS_SQUARED = RAGE_RADIUS_PX * RAGE_RADIUS_PX
 
 K = TypeVar("K", str, tuple[str, str], tuple[str, int], int)
 NUMBER = (int, float)
@@ -190,6 +191,20 @@ class _Hour:
         self.heat_cells -= drop
 
 
+class Observed(Protocol):
+    """What is counted of a movement: a `Movement`, or a stored one (`codec.StoredMovement`),
+    whose user and session are given beside it."""
+
+    @property
+    def event(self) -> str: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def data(self) -> MovementData: ...
+
+
 class Recent(NamedTuple):
     start: int
     last: int
@@ -224,11 +239,12 @@ class _Sequence:
         near = 1
         stale = 0
         clicks = self.clicks
+        earliest, latest = t - RAGE_WINDOW_MS, t + RAGE_WINDOW_MS
         for click_t, click_x, click_y, click_path in clicks:
-            if -RAGE_WINDOW_MS <= t - click_t <= RAGE_WINDOW_MS:
+            if earliest <= click_t <= latest:
                 if click_path == path:
                     dx, dy = click_x - x, click_y - y
-                    if dx * dx + dy * dy <= RAGE_RADIUS_PX * RAGE_RADIUS_PX:
+                    if dx * dx + dy * dy <= _RAGE_RADIUS_SQUARED:
                         near += 1
             else:
                 stale += 1
@@ -307,7 +323,20 @@ class SiteStats:
 
     def observe(self, user_id: str, movements: Sequence[Movement], now_ms: int) -> None:
         """Count one committed batch of `user_id`'s movements, received at `now_ms`."""
-        if not movements:
+        start = 0
+        for end in range(1, len(movements) + 1):
+            if end == len(movements) or movements[end].sessionId != movements[start].sessionId:
+                self.observe_stored(
+                    user_id, movements[start].sessionId, movements[start:end], now_ms
+                )
+                start = end
+
+    def observe_stored(
+        self, user_id: str, session_id: str, movements: Sequence[Observed], now_ms: int
+    ) -> None:
+        """Count committed movements of one session (a `track` record's entry, decoded)."""
+        count = len(movements)
+        if not count:
             return
         minute = self._minute(now_ms)
         hour = self._hour(now_ms)
@@ -315,32 +344,27 @@ class SiteStats:
         self.users.add(uid)
         if minute.users is not None:
             minute.users.add(uid)
-        self.events += len(movements)
-        minute.count += len(movements)
+        self.events += count
+        minute.count += count
         totals = self.types
         per_minute = minute.types
+        events = [movement.event for movement in movements]
         # Counted once per batch (a batch has few event types), in the order first seen.
-        for event, n in Counter([movement.event for movement in movements]).items():
+        for event, n in (Counter(events) if count > 1 else {events[0]: 1}).items():
             totals[event] = totals.get(event, 0) + n
             per_minute[event] = per_minute.get(event, 0) + n
-        session_id = movements[0].sessionId
         sequence = self._session(user_id, session_id)
-        run = 0
-        for movement in movements:
-            event = movement.event
-            if movement.sessionId != session_id:
-                self._recent(user_id, session_id, now_ms, run)
-                session_id = movement.sessionId
-                sequence = self._session(user_id, session_id)
-                run = 0
-            run += 1
-            if event == "click":
-                self._click(hour, sequence, movement, now_ms)
-            elif event == "page_view":
-                self._page_view(hour, sequence, movement.data)
-            elif event == "scroll":
-                self._scroll(hour, movement.data)
-        self._recent(user_id, session_id, now_ms, run)
+        if "click" in events:
+            self._clicks(hour, sequence, user_id, session_id, movements, now_ms)
+        if "page_view" in events:
+            for movement in movements:
+                if movement.event == "page_view":
+                    self._page_view(hour, sequence, movement.data)
+        if "scroll" in events:
+            for movement in movements:
+                if movement.event == "scroll":
+                    self._scroll(hour, movement.data)
+        self._recent(user_id, session_id, now_ms, count)
 
     def observe_session(
         self, user_id: str, session_id: str, now_ms: int, device: dict[str, Any] | None = None
@@ -445,55 +469,77 @@ class SiteStats:
         if isinstance(depth, NUMBER) and not isinstance(depth, bool):
             hour.scroll[min(SCROLL_BUCKETS - 1, max(0, int(depth // 10)))] += 1
 
-    def _click(self, hour: _Hour, sequence: _Sequence, movement: Movement, now_ms: int) -> None:
-        data = movement.data
-        path = data.path[:KEY_CHARS] if data.path is not None else ""
-        element = ""
-        if data.element is not None:
-            element = data.element[:KEY_CHARS]
-            elements = hour.elements
-            key = (element, path)
-            n = elements.get(key)
-            if n is None:
-                elements[key] = 1
-                if len(elements) > MAX_ELEMENTS:
-                    _prune(elements, MAX_ELEMENTS)
+    def _clicks(
+        self,
+        hour: _Hour,
+        sequence: _Sequence,
+        user_id: str,
+        session_id: str,
+        movements: Sequence[Observed],
+        now_ms: int,
+    ) -> None:
+        """Count a session's clicks: elements, heatmap cells, rage clicks. The hot path: one
+        loop over the batch with the buckets' dicts in locals."""
+        elements = hour.elements
+        heat = hour.heat
+        add_click = sequence.add_click
+        for movement in movements:
+            if movement.event != "click":
+                continue
+            data = movement.data
+            path = data.path
+            path = "" if path is None else path[:KEY_CHARS]
+            element = data.element
+            if element is None:
+                element = ""
             else:
-                elements[key] = n + 1
-        point = data.coordinates
-        if point is None:
-            return
-        x, y = point.x, point.y
-        width = data.metadata.get("viewportWidth") if data.metadata is not None else None
-        if path and isinstance(width, NUMBER) and not isinstance(width, bool) and width > 0:
-            row = int((y + (data.scrollY or 0)) // HEAT_BIN_PX)
-            if 0 <= row < HEAT_ROWS:
-                # Clamped as a float: a tiny width makes it infinite, which `int` rejects.
-                column = x / width * HEAT_BINS_X
-                cell = row * HEAT_BINS_X
-                if column >= HEAT_BINS_X - 1:
-                    cell += HEAT_BINS_X - 1
-                elif column > 0:
-                    cell += int(column)
-                cells = hour.heat.get(path)
-                if cells is None:
-                    cells = hour.heat[path] = {}
-                n = cells.get(cell)
+                element = element[:KEY_CHARS]
+                key = (element, path)
+                n = elements.get(key)
                 if n is None:
-                    cells[cell] = 1
-                    hour.heat_cells += 1
-                    if hour.heat_cells > MAX_HEAT_CELLS:
-                        hour.prune_heat()
+                    elements[key] = 1
+                    if len(elements) > MAX_ELEMENTS:
+                        _prune(elements, MAX_ELEMENTS)
                 else:
-                    cells[cell] = n + 1
-        near = sequence.add_click(movement.timestamp, x, y, path)
-        if near >= RAGE_MIN_CLICKS:
-            self._rage(sequence, movement, x, y, path, element, near, now_ms)
+                    elements[key] = n + 1
+            point = data.coordinates
+            if point is None:
+                continue
+            x, y = point.x, point.y
+            metadata = data.metadata
+            width = metadata.get("viewportWidth") if metadata is not None else None
+            if path and width.__class__ in NUMBER and width > 0:  # bool is not a NUMBER here
+                row = int((y + (data.scrollY or 0)) // HEAT_BIN_PX)
+                if 0 <= row < HEAT_ROWS:
+                    # Clamped as a float: a tiny width makes it infinite, which `int` rejects.
+                    column = x / width * HEAT_BINS_X
+                    cell = row * HEAT_BINS_X
+                    if column >= HEAT_BINS_X - 1:
+                        cell += HEAT_BINS_X - 1
+                    elif column > 0:
+                        cell += int(column)
+                    cells = heat.get(path)
+                    if cells is None:
+                        cells = heat[path] = {}
+                    n = cells.get(cell)
+                    if n is None:
+                        cells[cell] = 1
+                        hour.heat_cells += 1
+                        if hour.heat_cells > MAX_HEAT_CELLS:
+                            hour.prune_heat()
+                    else:
+                        cells[cell] = n + 1
+            t = movement.timestamp
+            near = add_click(t, x, y, path)
+            if near >= RAGE_MIN_CLICKS:
+                self._rage(sequence, user_id, session_id, t, x, y, path, element, near, now_ms)
 
     def _rage(
         self,
         sequence: _Sequence,
-        movement: Movement,
+        user_id: str,
+        session_id: str,
+        t: int,
         x: float,
         y: float,
         path: str,
@@ -501,8 +547,8 @@ class SiteStats:
         near: int,
         now_ms: int,
     ) -> None:
-        """Record a rage click (`near` close clicks, itself included): a new or going-on burst."""
-        t = movement.timestamp
+        """Record a rage click at client time `t` (`near` close clicks, itself included): a new
+        or going-on burst."""
         if (
             sequence.burst is not None
             and sequence.burst_path == path
@@ -510,13 +556,13 @@ class SiteStats:
         ):
             sequence.burst_count += 1
         else:
-            sequence.burst = f"{movement.userId}/{movement.sessionId}/{t}"
+            sequence.burst = f"{user_id}/{session_id}/{t}"
             sequence.burst_count = near
             sequence.burst_path = path
         sequence.burst_t = t
         self.rage.pop(sequence.burst, None)
         self.rage[sequence.burst] = RageClick(
-            path, element, x, y, sequence.burst_count, movement.userId, now_ms
+            path, element, x, y, sequence.burst_count, user_id, now_ms
         )
         self._trim_rage()
 
