@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker import analytics
+from tracker import analytics, codec
 from tracker.analytics import HOUR_MS, MINUTE_MS, SessionSequences, SiteStats
 from tracker.errors import InvalidInput
 from tracker.schema import Movement
@@ -654,6 +654,23 @@ def test_merging_shipped_deltas_equals_observing_everything_in_one_place(
         assert aggregator.report(now + 3 * MINUTE_MS, **filters) == whole.report(
             now + 3 * MINUTE_MS, **filters
         )
+
+
+def test_stored_movements_count_as_the_movements_they_were_encoded_from() -> None:
+    batch = [
+        mv("page_view", "/a", t=T0),
+        *(click("/a", 100 + i, 200, T0 + 100 * i, viewportWidth=1000) for i in range(4)),
+        mv("scroll", "/a", t=T0 + 900, scrollDepth=55),
+    ]
+    stored = msgspec.msgpack.Decoder(list[codec.StoredMovement]).decode(codec.encode_blob(batch))
+    from_stored, from_movements = SiteStats(), SiteStats()
+    from_stored.observe_stored("u1", "s1", stored, T0)
+    from_movements.observe("u1", batch, T0)
+
+    wire = from_stored.to_wire()
+    assert wire == from_movements.to_wire()
+    report = from_stored.report(T0)
+    assert report["rageClicks"] and report["scrollDepth"]
 
 
 # -- cost -------------------------------------------------------------------------------------

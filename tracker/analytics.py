@@ -508,7 +508,7 @@ class SiteStats:
             x, y = point.x, point.y
             metadata = data.metadata
             width = metadata.get("viewportWidth") if metadata is not None else None
-            if path and width.__class__ in NUMBER and width > 0:  # bool is not a NUMBER here
+            if path and isinstance(width, NUMBER) and not isinstance(width, bool) and width > 0:
                 row = int((y + (data.scrollY or 0)) // HEAT_BIN_PX)
                 if 0 <= row < HEAT_ROWS:
                     # Clamped as a float: a tiny width makes it infinite, which `int` rejects.
