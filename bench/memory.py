@@ -145,7 +145,7 @@ async def _allocations(
     storage: str, count: int, sessions: int, per_session: int, top: int
 ) -> list[str]:
     stats = SiteStats()
-    host = UserHost("trace", open_storage(storage), on_track=stats.observe)
+    host = UserHost("trace", open_storage(storage), on_track=stats.observe_stored)
     await host.start()
     make = Movements()
     users = user_ids(count)

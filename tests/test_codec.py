@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tracker import codec
 from tracker.codec import CorruptObject
-from tracker.errors import StorageUnavailable
+from tracker.errors import InvalidInput, StorageUnavailable
 from tracker.schema import EVENT_TYPES, Movement, movement_from_obj
 
 NOW = 1_700_000_000_000
@@ -199,3 +199,55 @@ def test_format_1_records_and_snapshots_are_read_as_the_current_format() -> None
                 {"v": 1, "kind": "segment", "records": [["track", "a", 1, [["s", None, b"\xc1"]]]]}
             ),
         )
+
+
+# -- the stored form, as callers send it -------------------------------------------------------
+
+
+def test_entries_decode_to_what_was_encoded() -> None:
+    movement = full_movement()
+    entries = codec.entries_from_obj(codec.encode_entries([movement]), NOW)
+    [(session_id, blob, [sent])] = entries
+    assert session_id == movement.sessionId
+    assert blob == codec.encode_blob([movement])
+    assert (sent.eventId, sent.timestamp, sent.event, sent.data) == (
+        movement.eventId,
+        movement.timestamp,
+        movement.event,
+        movement.data,
+    )
+
+
+def _blob(*stored: Any) -> bytes:
+    return msgpack.packb(list(stored))
+
+
+@pytest.mark.parametrize(
+    ("entries", "field"),
+    [
+        ("not a list", "entries"),
+        ([("s1",)], "entries.0"),
+        ([("bad id", _blob())], "entries.0.sessionId"),
+        ([("s1", "not bytes")], "entries.0.movements"),
+        ([("s1", b"\xc1")], "entries.0.movements"),
+        (
+            [("s1", _blob(["e1", NOW, "click", {"path": "/", "zzz": 1}]))],
+            "entries.0.movements.0.data.zzz",
+        ),
+        ([("s1", _blob(["e1", NOW, "clack", {}]))], "entries.0.movements.0.event"),
+        ([("s1", _blob(["e 1", NOW, "click", {}]))], "entries.0.movements.0.eventId"),
+        (
+            [("s1", _blob()), ("s2", _blob(["e1", NOW + 10**9, "click", {}]))],
+            "entries.1.movements.0.timestamp",
+        ),
+        (
+            [("s1", _blob(["e1", NOW, "click", {"metadata": {"k": "x" * 5000}}]))],
+            "entries.0.movements.0.data.metadata",
+        ),
+        ([("s1", _blob(*[[f"e{i}", NOW, "click", {}] for i in range(501)]))], "events"),
+    ],
+)
+def test_entries_that_fail_a_check_are_refused_naming_the_field(entries: Any, field: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        codec.entries_from_obj(entries, NOW)
+    assert raised.value.field == field

@@ -11,8 +11,9 @@ def queued(sizes: list[int]) -> HostQueue:
     queue = HostQueue(handle=None)  # type: ignore[arg-type]  # `take` never calls the host
     loop = asyncio.get_running_loop()
     for index, size in enumerate(sizes):
-        queue.items.append((f"user-{index}", b"x" * size))
-        queue.futures.append(loop.create_future())
+        # Two sessions' blobs: a request's size is the sum of its blobs'.
+        entries = [("s1", b"x" * (size // 2)), ("s2", b"x" * (size - size // 2))]
+        queue.add(f"user-{index}", entries, loop.create_future())
     return queue
 
 

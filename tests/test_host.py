@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import pytest
 
 from tracker import codec
-from tracker.errors import Fenced, StorageUnavailable, UnknownSession
+from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.host import HostSettings, UserHost, drain, orphaned_hosts, user_key
-from tracker.schema import movement_from_obj
+from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import ObjectInfo, Storage, open_storage
 from tracker.user_tracker import Limits
 
@@ -551,7 +551,9 @@ def test_analytics_listeners_see_each_stored_movement_once_even_when_retried(
             open_storage(f"file://{tmp_path}"),
             HostSettings(),
             now_ms=clock,
-            on_track=lambda user, movements, now: seen.extend(m.eventId for m in movements),
+            on_track=lambda user, session, movements, now: seen.extend(
+                m.eventId for m in movements
+            ),
         )
         await host.start()
         batch = [movement(clock, eventId="e1"), movement(clock, eventId="e2")]
@@ -562,6 +564,65 @@ def test_analytics_listeners_see_each_stored_movement_once_even_when_retried(
         return seen
 
     assert run(scenario()) == ["e1", "e2", "e3"]
+
+
+def test_the_stored_form_is_logged_as_sent_counted_once_and_recovered(storage: Storage) -> None:
+    clock = Clock()
+
+    def stored(*movements: dict[str, Any]) -> list[tuple[str, bytes]]:
+        return codec.encode_entries(movements_from_obj(list(movements), clock()))
+
+    async def scenario() -> tuple[list[str | None], list[Any], list[Any]]:
+        seen: list[str | None] = []
+        host = UserHost(
+            "host-0",
+            storage,
+            HostSettings(),
+            now_ms=clock,
+            on_track=lambda user, session, movements, now: seen.extend(
+                m.eventId for m in movements
+            ),
+        )
+        await host.start()
+        first = stored(movement(clock, eventId="e1"), movement(clock, eventId="e2"))
+        assert await host.track_stored("alice", first) == 2
+        # A retry of e2 beside a new e3, and e3 again in a second entry of the same session.
+        again = [
+            *stored(movement(clock, eventId="e2"), movement(clock, eventId="e3")),
+            *stored(movement(clock, eventId="e3"), movement(clock, session="s2", eventId="e3")),
+        ]
+        assert await host.track_stored("alice", again) == 2
+        kept = await movements_of(host)
+        recovered = await movements_of(await started(storage, clock))  # no stop: the log only
+        return seen, kept, recovered
+
+    seen, kept, recovered = run(scenario())
+    assert seen == ["e1", "e2", "e3", "e3"]  # e3 of s2 is another session's event
+    assert [m["eventId"] for m in kept] == ["e1", "e2", "e3"]
+    assert recovered == kept
+
+
+def test_a_stored_batch_that_fails_its_checks_is_refused_whole(storage: Storage) -> None:
+    clock = Clock()
+    good = codec.encode_entries(movements_from_obj([movement(clock, user="bob")], clock()))
+    ahead = movement(clock, eventId="late")
+    ahead["timestamp"] = clock() + DAY
+    valid = movements_from_obj([movement(clock), movement(clock, eventId="ok")], clock())
+    late = codec.encode_blob(movements_from_obj([ahead], clock() + DAY))
+    bad = [*codec.encode_entries(valid), ("s1", late)]
+
+    async def scenario() -> list[int | BaseException]:
+        host = await started(storage, clock)
+        results = await host.track_stored_batch([("bob", good), ("alice", bad)])
+        with pytest.raises(UnknownSession):
+            await host.get_session("alice", "s1")
+        assert len(await movements_of(host, "bob")) == 1
+        return results
+
+    first, second = run(scenario())
+    assert first == 1
+    assert isinstance(second, InvalidMovement)
+    assert second.field == "entries.1.movements.0.timestamp"
 
 
 def test_a_user_taken_over_by_another_host_keeps_both_hosts_events(storage: Storage) -> None:

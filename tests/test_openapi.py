@@ -263,7 +263,7 @@ def test_a_session_the_user_tracker_returns_matches_the_session_schemas(
     info = schema.DeviceInfo(userAgent="Firefox", timezone="UTC")
     tracker.apply(tracker.create_session_record("s-1", info, start))
     movements = [schema.movement_from_obj(good_movement(eventId=f"e-{i}"), start) for i in range(3)]
-    record, _ = tracker.track_record(movements, start + 1)
+    record, _, _ = tracker.track_record(movements, start + 1)
     assert record is not None
     tracker.apply(record)
     session = tracker.get_session("s-1")

@@ -32,7 +32,7 @@ def movement(user: str = "alice", session: str = "s1", at: int = T0, **extra: An
 
 
 def track(tracker: UserTracker, movements: list[Movement], now: int = T0) -> int:
-    record, new = tracker.track_record(movements, now)
+    record, new, _ = tracker.track_record(movements, now)
     if record is not None:
         tracker.apply(record)
     return new
@@ -137,7 +137,7 @@ def test_event_ids_are_counted_once_within_a_batch_and_across_calls() -> None:
     batch = [movement(eventId="e1"), movement(eventId="e1"), movement(eventId="e2"), movement()]
     assert track(tracker, batch) == 3
     assert track(tracker, [movement(eventId="e2"), movement(eventId="e3")]) == 1
-    record, new = tracker.track_record([movement(eventId="e1")], T0)
+    record, new, _ = tracker.track_record([movement(eventId="e1")], T0)
     assert (record, new) == (None, 0)
     assert len(tracker.get_session("s1")["movements"]) == 4
 
@@ -169,7 +169,7 @@ def test_export_lines_hold_every_movement_even_those_the_cap_dropped() -> None:
     tracker = UserTracker("alice", Limits(max_movements=2))
     records: list[Record] = [tracker.create_session_record("s1", {"userAgent": "x"}, T0)]
     for i in range(5):
-        record, _ = tracker.track_record([movement(at=T0 + i, eventId=f"e{i}")], T0 + i)
+        record, _, _ = tracker.track_record([movement(at=T0 + i, eventId=f"e{i}")], T0 + i)
         assert record is not None
         records.append(record)
     for record in records:
@@ -208,7 +208,7 @@ def records_of(tracker: UserTracker, calls: list[tuple[list[Movement], int]]) ->
     """Apply the calls as the host does, returning the records it would have logged."""
     records = []
     for batch, offset in calls:
-        record, _ = tracker.track_record(batch, T0 + offset)
+        record, _, _ = tracker.track_record(batch, T0 + offset)
         if record is not None:
             tracker.apply(record)
             records.append(record)

@@ -34,7 +34,7 @@ from tracker.placement import (
     host_name,
 )
 from tracker.scheduler import AlarmScheduler
-from tracker.schema import Movement
+from tracker.schema import Observed
 from tracker.storage import ObjectMissing, open_storage
 from tracker.user_tracker import Limits
 
@@ -119,8 +119,10 @@ class HostActor:
             self._handles.pop(name, None)
             raise
 
-    def _observe(self, user_id: str, movements: Sequence[Movement], now_ms: int) -> None:
-        self.delta.observe(user_id, movements, now_ms)
+    def _observe(
+        self, user_id: str, session_id: str, movements: Sequence[Observed], now_ms: int
+    ) -> None:
+        self.delta.observe_stored(user_id, session_id, movements, now_ms)
 
     async def _start(self) -> None:
         if self.name == FIRST_HOST:
@@ -206,6 +208,14 @@ class HostActor:
         self, items: Sequence[tuple[str, Sequence[Any]]]
     ) -> list[int | BaseException]:
         return await self._call(self.host.track_batch, items)
+
+    async def track_stored(self, user_id: str, entries: Sequence[Any]) -> int:
+        return await self._call(self.host.track_stored, user_id, entries)
+
+    async def track_stored_batch(
+        self, items: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[int | BaseException]:
+        return await self._call(self.host.track_stored_batch, items)
 
     async def create_session(
         self, user_id: str, session_id: str, device_info: Any = None

@@ -55,10 +55,10 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from tracker.errors import InvalidInput
-from tracker.schema import EVENT_TYPES, Movement, MovementData
+from tracker.schema import EVENT_TYPES, Movement, MovementData, Observed
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -189,20 +189,6 @@ class _Hour:
             if not cells:
                 del heat[path]
         self.heat_cells -= drop
-
-
-class Observed(Protocol):
-    """What is counted of a movement: a `Movement`, or a stored one (`codec.StoredMovement`),
-    whose user and session are given beside it."""
-
-    @property
-    def event(self) -> str: ...
-
-    @property
-    def timestamp(self) -> int: ...
-
-    @property
-    def data(self) -> MovementData: ...
 
 
 class Recent(NamedTuple):

@@ -9,7 +9,8 @@
 Every method of a `UserHandle` follows Ray's handle convention: `.remote(...)` returns an
 ObjectRef (await it, or `ray.get` it). Both placements behave the same. Movements without an
 `eventId` get one here, so Ray's automatic retry of a call to a restarted host never counts an
-event twice.
+event twice. `track_many` validates its batch here and sends it in the stored form, which the
+host logs as it comes (a batch that does not pass goes as sent, for the host to name the error).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from ray import ObjectRef
 from ray.actor import ActorHandle
 
 from tracker.actors import aggregator_actor, host_actor, router_actor, scheduler_actor
+from tracker.codec import encode_entries
 from tracker.config import Config
 from tracker.placement import host_name, sharded_host_names
-from tracker.schema import pack_movements
+from tracker.schema import movements_from_obj, pack_movements
 
-_WITH_EVENT_IDS = {"track", "track_many"}
+_PREPARED = {"track", "track_many"}
 
 
 def connect(
@@ -47,20 +49,23 @@ def connect(
     return Tracker(config)
 
 
-def _with_event_ids(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+def _prepared(method: str, user_id: str, args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """The call to make: event IDs added; `track_many` in the stored form when it validates."""
     if method == "track" and args and isinstance(args[0], dict) and "eventId" not in args[0]:
-        return ({**args[0], "eventId": uuid.uuid4().hex}, *args[1:])
-    if method == "track_many" and args and isinstance(args[0], list | tuple):
+        return method, ({**args[0], "eventId": uuid.uuid4().hex}, *args[1:])
+    if method == "track_many" and len(args) == 1 and isinstance(args[0], list | tuple):
         movements = [
             {**m, "eventId": uuid.uuid4().hex} if isinstance(m, dict) and "eventId" not in m else m
             for m in args[0]
         ]
         try:
-            # One buffer to send instead of many dicts to pickle; the host validates it.
-            return (pack_movements(movements), *args[1:])
+            checked = movements_from_obj(pack_movements(movements), time.time_ns() // 1_000_000)
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-            return (movements, *args[1:])  # not msgpack-able: the host names what is wrong
-    return args
+            return method, (movements,)  # the host names what is wrong
+        if any(m.userId != user_id for m in checked):
+            return method, (movements,)
+        return "track_stored", (encode_entries(checked),)
+    return method, args
 
 
 class _Method:
@@ -72,13 +77,14 @@ class _Method:
 
     def remote(self, *args: Any) -> ObjectRef[Any]:
         owner = self._handle
-        if self._name in _WITH_EVENT_IDS:
-            args = _with_event_ids(self._name, args)
+        method = self._name
+        if method in _PREPARED:
+            method, args = _prepared(method, owner.user_id, args)
         if owner.per_user:
             # The user's own actor may have exited while idle: the router resends the call.
-            ref: ObjectRef[Any] = owner.host.call.remote(owner.user_id, self._name, args)
+            ref: ObjectRef[Any] = owner.host.call.remote(owner.user_id, method, args)
             return ref
-        result: ObjectRef[Any] = getattr(owner.host, self._name).remote(owner.user_id, *args)
+        result: ObjectRef[Any] = getattr(owner.host, method).remote(owner.user_id, *args)
         return result
 
 

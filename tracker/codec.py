@@ -17,14 +17,28 @@ with op one of `session`, `track`, `expire`, `erase`; a `track` payload is a lis
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from tracker.errors import StorageUnavailable
-from tracker.schema import Movement, MovementData
+from tracker.errors import InvalidMovement, StorageUnavailable
+from tracker.schema import (
+    ID_RULE,
+    MAX_FUTURE_MS,
+    EventType,
+    Movement,
+    MovementData,
+    MovementId,
+    Observed,
+    Timestamp,
+    check_count,
+    check_rules,
+    field_error,
+    ids_valid,
+)
 
 FORMAT_VERSION = 2
 
@@ -38,6 +52,21 @@ class StoredMovement(msgspec.Struct, array_like=True, gc=False):
     data: MovementData
 
 
+class SentMovement(msgspec.Struct, array_like=True, gc=False):
+    """A stored movement as a caller sends it (`track_stored`): the declared types of a
+    `Movement` are checked while decoding, as they are for one sent as JSON."""
+
+    eventId: MovementId | None
+    timestamp: Timestamp
+    event: EventType
+    data: MovementData
+
+
+# One session's part of a `track` record: its ID, its movement blob, and the blob's movements
+# decoded (what the event-ID check and analytics read).
+Entry = tuple[str, bytes, Sequence[Observed]]
+
+
 class _EventIdOnly(msgspec.Struct, array_like=True, gc=False):
     # Trailing fields are skipped (not decoded): enough to find a movement's idempotency key.
     eventId: str | None
@@ -49,6 +78,7 @@ _stored = msgspec.msgpack.Decoder(StoredMovement)
 _stored_list = msgspec.msgpack.Decoder(list[StoredMovement])
 _raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _ids = msgspec.msgpack.Decoder(list[_EventIdOnly])
+_sent_list = msgspec.msgpack.Decoder(list[SentMovement])
 
 
 class CorruptObject(StorageUnavailable):
@@ -65,6 +95,81 @@ def encode_blob(movements: Sequence[Movement]) -> bytes:
     # Copied to a bytes object of the exact size: a blob lives in memory for long, and
     # `encode` returns its working buffer (at least 1 KB, a third too large for big batches).
     return bytes(buffer)
+
+
+def encode_entries(movements: Sequence[Movement]) -> list[tuple[str, bytes]]:
+    """A user's movements in the stored form: `(session_id, blob)` per session, sessions in the
+    order they first appear (what `track_stored` takes; made where the batch was validated)."""
+    groups: dict[str, list[Movement]] = {}
+    for movement in movements:
+        group = groups.get(movement.sessionId)
+        if group is None:
+            groups[movement.sessionId] = [movement]
+        else:
+            group.append(movement)
+    return [(session_id, encode_blob(group)) for session_id, group in groups.items()]
+
+
+def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
+    """Validate movements sent in the stored form: a list of `(session_id, blob)`.
+
+    Each blob is decoded once, with the declared types checked, and the rules a type cannot
+    say checked after (IDs, timestamps ahead of the clock, the metadata budget); errors name
+    `entries.<i>.<field>`. All or nothing, at most `MAX_BATCH_EVENTS` movements.
+    """
+    if not isinstance(raw, list | tuple):
+        raise InvalidMovement("entries", "expected a list of [sessionId, movement blob]")
+    entries: list[Entry] = []
+    count = 0
+    horizon = now_ms + MAX_FUTURE_MS
+    for index, item in enumerate(raw):
+        prefix = f"entries.{index}."
+        if not (isinstance(item, list | tuple) and len(item) == 2):
+            raise InvalidMovement(f"entries.{index}", "expected [sessionId, movement blob]")
+        session_id, blob = item
+        if not (isinstance(session_id, str) and 0 < len(session_id) <= 128) or not ids_valid(
+            session_id
+        ):
+            raise InvalidMovement(f"{prefix}sessionId", ID_RULE.format(value=session_id))
+        if not isinstance(blob, bytes):
+            raise InvalidMovement(f"{prefix}movements", "expected a movement blob (bytes)")
+        try:
+            movements = _sent_list.decode(blob)
+        except msgspec.ValidationError as exc:
+            error = field_error(exc, InvalidMovement, f"{prefix}movements.")
+            raise InvalidMovement(
+                _SENT_FIELD.sub(_field_name, error.field), error.message
+            ) from None
+        except msgspec.DecodeError as exc:
+            raise InvalidMovement(f"{prefix}movements", f"not a movement blob: {exc}") from None
+        count += len(movements)
+        check_count(count)
+        event_ids = "".join([m.eventId for m in movements if m.eventId is not None])
+        if not ids_valid(event_ids):
+            for at, movement in enumerate(movements):
+                if movement.eventId is not None and not ids_valid(movement.eventId):
+                    raise InvalidMovement(
+                        f"{prefix}movements.{at}.eventId", ID_RULE.format(value=movement.eventId)
+                    )
+        for at, movement in enumerate(movements):
+            if movement.timestamp > horizon or movement.data.metadata is not None:
+                check_rules(movement, now_ms, f"{prefix}movements.{at}.")
+        entries.append((session_id, blob, movements))
+    return entries
+
+
+# msgspec names an array-like struct's fields by position: name them as a `Movement` does.
+_SENT_FIELD = re.compile(r"(movements\.\d+\.)([0-3])\b")
+_SENT_NAMES = ("eventId", "timestamp", "event", "data")
+
+
+def _field_name(match: re.Match[str]) -> str:
+    return match.group(1) + _SENT_NAMES[int(match.group(2))]
+
+
+def decode_stored(blob: bytes) -> list[StoredMovement]:
+    """A blob's movements, decoded without their user and session."""
+    return _stored_list.decode(blob)
 
 
 def blob_items(blob: bytes) -> list[msgspec.Raw]:

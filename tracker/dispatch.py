@@ -1,7 +1,7 @@
 """Calling users' trackers from an async server (the HTTP replica), fast.
 
 `Dispatcher` resolves a user to their host actor and awaits the call. Tracking calls for the
-sharded placement are *coalesced*: while `MAX_IN_FLIGHT` `track_batch` calls to a host are in
+sharded placement are *coalesced*: while `MAX_IN_FLIGHT` `track_stored_batch` calls to a host are in
 flight, the requests that arrive for that host queue up and go together in the next call. One
 actor call then carries many requests (measured here: about 1,500 req/s with one call per
 request, about 2,600 with coalescing), and the host commits them together anyway.
@@ -21,12 +21,15 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from tracker.actors import PerUserRoutes
 from tracker.api import Tracker
+from tracker.codec import encode_entries
 from tracker.errors import StorageUnavailable
 from tracker.placement import host_name
-from tracker.schema import Movement, pack_movements
+from tracker.schema import Movement
+
+Entries = list[tuple[str, bytes]]
 
 MAX_COALESCED = 256
-# And at most this many bytes of packed movements per call: Ray passes a larger argument
+# And at most this many bytes of movement blobs per call: Ray passes a larger argument
 # through the object store (its inline limit is 100 KiB), which costs the raylet, the sender
 # and the host a copy and a round of bookkeeping each.
 MAX_CALL_BYTES = 90 * 1024
@@ -41,20 +44,26 @@ class HostQueue:
 
     def __init__(self, handle: ActorHandle[Any]) -> None:
         self.handle = handle
-        self.items: list[tuple[str, bytes]] = []
+        self.items: list[tuple[str, Entries]] = []
+        self.sizes: list[int] = []
         self.futures: list[asyncio.Future[int]] = []
         self.in_flight = 0
 
-    def take(self) -> tuple[list[tuple[str, bytes]], list[asyncio.Future[int]]]:
+    def add(self, user_id: str, entries: Entries, future: asyncio.Future[int]) -> None:
+        self.items.append((user_id, entries))
+        self.sizes.append(sum(len(blob) for _, blob in entries))
+        self.futures.append(future)
+
+    def take(self) -> tuple[list[tuple[str, Entries]], list[asyncio.Future[int]]]:
         """The oldest requests that fit in one call (at least one, however large)."""
-        count = size = 0
-        for _, packed in self.items[:MAX_COALESCED]:
-            size += len(packed)
-            if count and size > MAX_CALL_BYTES:
+        count = total = 0
+        for size in self.sizes[:MAX_COALESCED]:
+            total += size
+            if count and total > MAX_CALL_BYTES:
                 break
             count += 1
         items, futures = self.items[:count], self.futures[:count]
-        del self.items[:count], self.futures[:count]
+        del self.items[:count], self.futures[:count], self.sizes[:count]
         return items, futures
 
 
@@ -69,18 +78,17 @@ class Dispatcher:
     # -- tracking, coalesced ---------------------------------------------------------------
 
     async def track(self, user_id: str, movements: Sequence[Movement]) -> int:
-        # Validated already; sent as one msgpack buffer, which the host decodes in one pass.
-        packed = pack_movements(movements)
+        # Validated already; sent in the stored form, which the host checks and logs as it is.
+        entries = encode_entries(movements)
         if self.per_user is not None:
-            result: int = await self.call(user_id, "track_many", packed)
+            result: int = await self.call(user_id, "track_stored", entries)
             return result
         name = host_name(user_id, self.config)
         queue = self._queues.get(name)
         if queue is None:
             queue = self._queues[name] = HostQueue(self.tracker.hosts[name])
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        queue.items.append((user_id, packed))
-        queue.futures.append(future)
+        queue.add(user_id, entries, future)
         self._send_more(queue)
         return await future
 
@@ -98,7 +106,7 @@ class Dispatcher:
             if not items:
                 return
             try:
-                results = await queue.handle.track_batch.remote(items)
+                results = await queue.handle.track_stored_batch.remote(items)
             except (ActorDiedError, ActorUnavailableError) as exc:
                 results = [StorageUnavailable(f"host unavailable: {exc}")] * len(items)
             except RayTaskError as exc:

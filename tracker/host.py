@@ -42,13 +42,14 @@ from tracker.journal import LOG, Journal, Position, holds_commits, journal_prefi
 from tracker.placement import sharded_host_index, sharded_host_name
 from tracker.schema import (
     Movement,
+    Observed,
     check_id,
     device_info_from_obj,
     movement_from_obj,
     movements_from_obj,
 )
 from tracker.storage import ObjectExists, ObjectMissing, PreconditionFailed, Storage
-from tracker.user_tracker import Limits, UserTracker, export_lines
+from tracker.user_tracker import Limits, Tracked, UserTracker, export_lines
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ NowMs = Callable[[], int]
 HOSTS = "hosts"
 JOURNALS = journal_prefix(HOSTS)
 ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
-TrackListener = Callable[[str, Sequence[Movement], int], None]
+# Told of each session's newly stored movements: (user_id, session_id, movements, now_ms).
+TrackListener = Callable[[str, str, Sequence[Observed], int], None]
 
 
 def wall_clock_ms() -> int:
@@ -186,10 +188,8 @@ class UserHost:
     async def track_batch(
         self, items: Sequence[tuple[str, Sequence[Any] | bytes]]
     ) -> list[int | BaseException]:
-        """Several users' batches in one call (an HTTP replica coalesces its requests).
-
-        Each item is all-or-nothing on its own; the result is its count or its error.
-        """
+        """Several users' batches in one call. Each item is all-or-nothing on its own; the
+        result is its count or its error."""
         now = self.now_ms()
 
         async def one(user_id: str, raws: Sequence[Any] | bytes) -> int:
@@ -197,15 +197,41 @@ class UserHost:
 
         return await asyncio.gather(*(one(u, m) for u, m in items), return_exceptions=True)
 
+    async def track_stored(self, user_id: str, entries: Sequence[Any]) -> int:
+        """A batch of the user's movements in the stored form: `(session_id, blob)` pairs, as
+        `codec.encode_entries` makes them. The blobs are checked, then logged as they came."""
+        now = self.now_ms()
+        return await self._track_stored(user_id, codec.entries_from_obj(entries, now), now)
+
+    async def track_stored_batch(
+        self, items: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[int | BaseException]:
+        """Several users' `track_stored` in one call (an HTTP replica coalesces its requests).
+
+        Each item is all-or-nothing on its own; the result is its count or its error.
+        """
+        now = self.now_ms()
+
+        async def one(user_id: str, entries: Sequence[Any]) -> int:
+            return await self._track_stored(user_id, codec.entries_from_obj(entries, now), now)
+
+        return await asyncio.gather(*(one(u, e) for u, e in items), return_exceptions=True)
+
     async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
         slot = await self._slot(user_id)
-        record, new = slot.tracker.track_record(movements, now)
-        if record is None:
+        return await self._commit_track(user_id, slot, slot.tracker.track_record(movements, now))
+
+    async def _track_stored(self, user_id: str, entries: list[codec.Entry], now: int) -> int:
+        slot = await self._slot(user_id)
+        tracked = slot.tracker.track_stored_record(entries, now)
+        return await self._commit_track(user_id, slot, tracked)
+
+    async def _commit_track(self, user_id: str, slot: UserSlot, tracked: Tracked) -> int:
+        if tracked.record is None:
             await self._settled(slot)
             return 0
-        # Analytics count what was stored: with duplicates dropped, the record says what that is.
-        await self._commit(user_id, slot, record, movements if new == len(movements) else None)
-        return new
+        await self._commit(user_id, slot, tracked.record, tracked.kept)
+        return tracked.new
 
     async def create_session(
         self, user_id: str, session_id: str, device_info: Any = None
@@ -282,7 +308,7 @@ class UserHost:
         user_id: str,
         slot: UserSlot,
         record: Record,
-        movements: Sequence[Movement] | None = None,
+        kept: list[tuple[str, Sequence[Observed]]] | None = None,
     ) -> None:
         # Log and apply with no await in between: this is the per-user critical section.
         future = self.journal.append(record)
@@ -301,8 +327,12 @@ class UserHost:
         slot.committed.append((position, record))
         if not slot.armed:
             self._arm(user_id, slot)
-        if self.on_track is not None and movements is not None:
-            self.on_track(user_id, movements, record[2])
+        if self.on_track is None:
+            return
+        if kept is not None:
+            # Analytics count what was stored: duplicates were dropped from `kept` too.
+            for session_id, movements in kept:
+                self.on_track(user_id, session_id, movements, record[2])
         else:
             self._notify(record)
 
@@ -311,7 +341,7 @@ class UserHost:
             return
         user_id = record[1]
         for session_id, blob in record[3]:
-            self.on_track(user_id, codec.decode_blob(blob, user_id, session_id), record[2])
+            self.on_track(user_id, session_id, codec.decode_stored(blob), record[2])
 
     async def _settled(self, slot: UserSlot) -> None:
         """Wait for the user's commit in flight (an output gate for reads)."""

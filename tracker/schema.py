@@ -13,7 +13,7 @@ import math
 import re
 import string
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
@@ -83,6 +83,23 @@ class Movement(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False)
     eventId: MovementId | None = None
 
 
+class Observed(Protocol):
+    """What analytics, the rules and the event-ID check read of a movement: a `Movement`, or a
+    stored one (`codec.StoredMovement`), whose user and session are given beside it."""
+
+    @property
+    def eventId(self) -> str | None: ...
+
+    @property
+    def event(self) -> str: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def data(self) -> MovementData: ...
+
+
 class DeviceInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     userAgent: Annotated[str, Meta(max_length=512)]
     screenResolution: Annotated[str, Meta(max_length=32)] | None = None
@@ -134,14 +151,16 @@ def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movemen
     _check_movement_ids([movement], prefix)
     if movement.data.metadata is not None:
         _check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
-    return _check_rules(movement, now_ms, prefix)
+    return check_rules(movement, now_ms, prefix)
 
+
+M = TypeVar("M", bound=Observed)
 
 _ID_BYTES = ID_CHARS.encode()
-_ID_RULE = "{value!r} is not 1-128 characters of [A-Za-z0-9._:@-]"
+ID_RULE = "{value!r} is not 1-128 characters of [A-Za-z0-9._:@-]"
 
 
-def _ids_valid(text: str) -> bool:
+def ids_valid(text: str) -> bool:
     return text.isascii() and not text.encode().translate(None, _ID_BYTES)
 
 
@@ -150,12 +169,12 @@ def _bad_movement_id(movements: Sequence[Movement]) -> tuple[int, str, str] | No
     users = "".join({m.userId for m in movements})
     sessions = "".join({m.sessionId for m in movements})
     events = "".join([m.eventId for m in movements if m.eventId is not None])
-    if _ids_valid(users + sessions + events):
+    if ids_valid(users + sessions + events):
         return None
     for index, movement in enumerate(movements):
         for field in ("userId", "sessionId", "eventId"):
             value = getattr(movement, field)
-            if value is not None and not _ids_valid(value):
+            if value is not None and not ids_valid(value):
                 return index, field, value
     return None
 
@@ -167,10 +186,10 @@ def _check_movement_ids(movements: Sequence[Movement], prefix: str | None) -> No
     if bad is not None:
         index, field, value = bad
         named = f"events.{index}.{field}" if prefix is None else f"{prefix}{field}"
-        raise InvalidMovement(named, _ID_RULE.format(value=value))
+        raise InvalidMovement(named, ID_RULE.format(value=value))
 
 
-def _check_rules(movement: Movement, now_ms: int, prefix: str) -> Movement:
+def check_rules(movement: M, now_ms: int, prefix: str) -> M:
     """The rules no declared type says: no timestamp from the future, the metadata budget."""
     if movement.timestamp > now_ms + MAX_FUTURE_MS:
         raise InvalidMovement(
@@ -224,7 +243,7 @@ def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
             _check_json_value(data.get("metadata"), f"{prefix}data.metadata", depth=1)
         raise field_error(exc, InvalidMovement, prefix) from None
     _check_movement_ids([movement], prefix)
-    return _check_rules(movement, now_ms, prefix)
+    return check_rules(movement, now_ms, prefix)
 
 
 def movements_from_obj(raws: Any, now_ms: int) -> list[Movement]:
@@ -241,7 +260,7 @@ def movements_from_obj(raws: Any, now_ms: int) -> list[Movement]:
         return _checked(movements, now_ms)
     if not isinstance(raws, list | tuple):
         raise InvalidMovement("events", "expected a list of movements")
-    _check_count(len(raws))
+    check_count(len(raws))
     return [movement_from_obj(raw, now_ms, f"events.{i}.") for i, raw in enumerate(raws)]
 
 
@@ -251,19 +270,19 @@ def pack_movements(movements: Sequence[Movement | dict[str, Any]]) -> bytes:
     return _packer.encode(movements)
 
 
-def _check_count(count: int) -> None:
+def check_count(count: int) -> None:
     if count > MAX_BATCH_EVENTS:
         raise TooLarge("events", f"{count} events; at most {MAX_BATCH_EVENTS} per batch")
 
 
 def _checked(movements: list[Movement], now_ms: int, *, one: bool = False) -> list[Movement]:
     """The rules decoding did not check; errors name `events.<i>.<field>` (`<field>` if one)."""
-    _check_count(len(movements))
+    check_count(len(movements))
     _check_movement_ids(movements, "" if one else None)
     horizon = now_ms + MAX_FUTURE_MS
     for index, movement in enumerate(movements):
         if movement.timestamp > horizon or movement.data.metadata is not None:
-            _check_rules(movement, now_ms, "" if one else f"events.{index}.")
+            check_rules(movement, now_ms, "" if one else f"events.{index}.")
     return movements
 
 
@@ -323,8 +342,8 @@ def device_info_from_obj(raw: Any) -> DeviceInfo | None:
 
 def check_id(field: str, value: Any) -> str:
     """A user or session ID: 1-128 characters of `[A-Za-z0-9._:@-]`."""
-    if not isinstance(value, str) or not 0 < len(value) <= 128 or not _ids_valid(value):
-        raise InvalidInput(field, _ID_RULE.format(value=value))
+    if not isinstance(value, str) or not 0 < len(value) <= 128 or not ids_valid(value):
+        raise InvalidInput(field, ID_RULE.format(value=value))
     return value
 
 

@@ -11,9 +11,9 @@ Sessions keep their movements encoded (see `session` and `codec`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -21,7 +21,7 @@ from tracker import codec
 from tracker.codec import Record
 from tracker.config import Config
 from tracker.errors import InvalidMovement, UnknownSession
-from tracker.schema import DeviceInfo, Movement
+from tracker.schema import DeviceInfo, Movement, Observed
 from tracker.session import SessionState
 
 
@@ -33,6 +33,15 @@ class Limits:
     session_timeout_ms: int = int(Config.session_timeout_s * 1000)
     alarm_interval_ms: int = int(Config.alarm_interval_s * 1000)
     retention_ms: int = int(Config.retention_s * 1000)
+
+
+class Tracked(NamedTuple):
+    """What a tracking request becomes: its record (None when every movement was a duplicate),
+    how many movements are new, and those movements by session (for analytics)."""
+
+    record: Record | None
+    new: int
+    kept: list[tuple[str, Sequence[Observed]]]
 
 
 class UserTracker:
@@ -54,40 +63,62 @@ class UserTracker:
             info = msgspec.to_builtins(device_info)
         return ["session", self.user_id, now_ms, [session_id, info]]
 
-    def track_record(self, movements: Iterable[Movement], now_ms: int) -> tuple[Record | None, int]:
-        """Turn validated movements into one record; duplicates (same eventId) are dropped.
-
-        Returns the record (None when every movement was a duplicate) and how many are new.
-        """
-        by_session: dict[str, list[Movement]] = {}
-        batch_ids: set[tuple[str, str]] = set()
+    def track_record(self, movements: Iterable[Movement], now_ms: int) -> Tracked:
+        """Turn validated movements of this user into one record (see `track_stored_record`)."""
         user_id = self.user_id
-        sessions = self.sessions
-        new = 0
+        checked: list[Movement] = []
         for index, movement in enumerate(movements):
             if movement.userId != user_id:
                 raise InvalidMovement(
                     f"events.{index}.userId",
                     f"{movement.userId!r} is not the user this call is for ({user_id!r})",
                 )
-            session_id = movement.sessionId
-            event_id = movement.eventId
-            if event_id is not None:
-                session = sessions.get(session_id)
-                if session is not None and session.movements and session.has_seen(event_id):
-                    continue
-                if (session_id, event_id) in batch_ids:
-                    continue
-                batch_ids.add((session_id, event_id))
-            group = by_session.get(session_id)
-            if group is None:
-                group = by_session[session_id] = []
-            group.append(movement)
-            new += 1
+            checked.append(movement)
+        groups: dict[str, list[Movement]] = {}
+        for movement in checked:
+            groups.setdefault(movement.sessionId, []).append(movement)
+        entries = [(sid, codec.encode_blob(group), group) for sid, group in groups.items()]
+        return self.track_stored_record(entries, now_ms)
+
+    def track_stored_record(self, entries: Sequence[codec.Entry], now_ms: int) -> Tracked:
+        """Turn validated movements in the stored form into one record, dropping duplicates
+        (an `eventId` this session has seen, or seen earlier in the batch).
+
+        The record is None when every movement was a duplicate. A blob is logged as it came
+        unless some of its movements were dropped.
+        """
+        sessions = self.sessions
+        payload: list[list[Any]] = []
+        kept: list[tuple[str, Sequence[Observed]]] = []
+        in_batch: dict[str, set[str]] = {}
+        new = 0
+        for session_id, blob, movements in entries:
+            session = sessions.get(session_id)
+            known = session if session is not None and session.movements else None
+            batch_ids = in_batch.setdefault(session_id, set())
+            keep: list[int] | None = None  # positions kept, once a duplicate was found
+            for index, movement in enumerate(movements):
+                event_id = movement.eventId
+                if event_id is not None:
+                    if event_id in batch_ids or (known is not None and known.has_seen(event_id)):
+                        if keep is None:
+                            keep = list(range(index))
+                        continue
+                    batch_ids.add(event_id)
+                if keep is not None:
+                    keep.append(index)
+            if keep is None:
+                payload.append([session_id, blob])
+                kept.append((session_id, movements))
+                new += len(movements)
+            elif keep:
+                items = codec.blob_items(blob)
+                payload.append([session_id, codec.join_blob([items[i] for i in keep])])
+                kept.append((session_id, [movements[i] for i in keep]))
+                new += len(keep)
         if not new:
-            return None, 0
-        entries = [[sid, codec.encode_blob(group)] for sid, group in by_session.items()]
-        return ["track", user_id, now_ms, entries], new
+            return Tracked(None, 0, [])
+        return Tracked(["track", self.user_id, now_ms, payload], new, kept)
 
     def expire_record(self, now_ms: int) -> Record | None:
         """End the sessions idle longer than the timeout; None when there are none."""
