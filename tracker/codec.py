@@ -28,6 +28,7 @@ from tracker.errors import InvalidMovement, StorageUnavailable
 from tracker.schema import (
     ID_RULE,
     MAX_FUTURE_MS,
+    MAX_METADATA_BYTES,
     EventType,
     Movement,
     MovementData,
@@ -151,9 +152,16 @@ def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
                     raise InvalidMovement(
                         f"{prefix}movements.{at}.eventId", ID_RULE.format(value=movement.eventId)
                     )
-        for at, movement in enumerate(movements):
-            if movement.timestamp > horizon or movement.data.metadata is not None:
+        if movements and max([m.timestamp for m in movements]) > horizon:
+            for at, movement in enumerate(movements):
                 check_rules(movement, now_ms, f"{prefix}movements.{at}.")
+        if any([m.data.metadata is not None for m in movements]):
+            # The metadata budget is in JSON bytes, at most 6 per msgpack byte (a control
+            # character escaped as \u00XX): only a movement of more than a sixth of the budget
+            # as encoded can be over it, and only that one is measured as JSON.
+            for at, raw in enumerate(_raw_list.decode(blob)):
+                if len(raw) * 6 > MAX_METADATA_BYTES:
+                    check_rules(movements[at], now_ms, f"{prefix}movements.{at}.")
         entries.append((session_id, blob, movements))
     return entries
 
