@@ -75,8 +75,7 @@ def nodes(storage: str) -> dict[str, Any]:
     )  # one host per worker node
     # Created here (connect() then finds them by name) so as to ask for a worker node.
     for name in sharded_host_names(config):
-        options = {**actors._options(name, config), "scheduling_strategy": "SPREAD"}
-        actors._RemoteHost.options(**options, resources={HOST_SLOT: 1}).remote(name, config)
+        actors.host_actor(name, config, resources={HOST_SLOT: 1})
     t = connect(config=config)
     victim = t.hosts["host-0"]
     doomed = next(node for node in workers if node.node_id == node_of(victim))

@@ -482,11 +482,16 @@ _RemoteAggregator = ray.remote(AggregatorActor)
 _RemoteRouter = ray.remote(RouterActor)
 
 
-def host_actor(name: str, config: Config) -> ActorHandle[Any]:
-    """Get or create the named host actor."""
+def host_actor(
+    name: str, config: Config, *, resources: dict[str, float] | None = None
+) -> ActorHandle[Any]:
+    """Get or create the named host actor; `resources`: custom Ray resources it needs (to
+    place hosts on nodes that offer them)."""
     options = _options(name, config)
     if not name.startswith("user-"):
         options["scheduling_strategy"] = "SPREAD"
+    if resources:
+        options["resources"] = resources
     handle: ActorHandle[Any] = _RemoteHost.options(**options).remote(name, config)  # type: ignore[assignment]
     return handle
 
