@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint typecheck bench bench-quick browser clean
+.PHONY: install run test lint typecheck bench bench-quick browser loadgen clean
 
 install: $(STAMP)
 
@@ -24,6 +24,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
 	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium )
 
+# wrk (Debian's package) drives the benchmarks' closed-loop HTTP runs; without it the bench
+# falls back to its asyncio client, which needs more of the CPU the server under test shares.
+loadgen:
+	@command -v wrk >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk ) || \
+	  echo "wrk could not be installed: the HTTP scenarios will use the asyncio client"
+
 run: install
 	$(BIN)/tracker serve
 
@@ -37,10 +44,10 @@ typecheck: install
 test: install browser lint typecheck
 	CHROMIUM_PATH=$(CHROMIUM) $(BIN)/pytest
 
-bench: install
+bench: install loadgen
 	$(BIN)/python -m bench
 
-bench-quick: install
+bench-quick: install loadgen
 	$(BIN)/python -m bench --quick
 
 clean:
