@@ -5,8 +5,9 @@ sessions each, 500 movements per session: under the 1,000 cap, so all stay in me
 RSS is read before and after, once compaction has moved the journal's records into storage.
 The baseline is a movement's encoded size: what a movement's bytes alone would take.
 
-100k users: every user sends one event through the hosts' coalesced `track_batch` (the call an
-HTTP replica makes), sharded over the default host count; then every one of them is active.
+100k users: every user sends one event through the hosts' `track_batch` (several users' batches
+in one call, as an HTTP replica coalesces them), sharded over the default host count; then
+every one of them is active.
 """
 
 from __future__ import annotations
