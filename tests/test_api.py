@@ -61,6 +61,15 @@ def test_errors_reach_the_caller_as_themselves(make_tracker: Any, file_storage: 
         ray.get(user.track.remote({**movement("bob"), "extra": 1}))
     with pytest.raises(InvalidMovement):
         ray.get(user.track.remote(movement("mallory")))
+    # A batch that fails the handle's own validation goes as sent: the host names the field.
+    with pytest.raises(InvalidMovement) as info:
+        ray.get(user.track_many.remote([movement("bob"), {**movement("bob"), "event": "x"}]))
+    assert info.value.field == "events.1.event"
+    with pytest.raises(InvalidMovement) as info:
+        ray.get(user.track_many.remote([movement("bob"), movement("mallory")]))
+    assert info.value.field == "events.1.userId"
+    with pytest.raises(UnknownSession):  # all or nothing: neither batch left a trace
+        ray.get(user.get_session.remote("s1"))
 
 
 def test_retried_event_ids_count_once(make_tracker: Any, file_storage: str) -> None:

@@ -66,16 +66,13 @@ class UserTracker:
     def track_record(self, movements: Iterable[Movement], now_ms: int) -> Tracked:
         """Turn validated movements of this user into one record (see `track_stored_record`)."""
         user_id = self.user_id
-        checked: list[Movement] = []
+        groups: dict[str, list[Movement]] = {}
         for index, movement in enumerate(movements):
             if movement.userId != user_id:
                 raise InvalidMovement(
                     f"events.{index}.userId",
                     f"{movement.userId!r} is not the user this call is for ({user_id!r})",
                 )
-            checked.append(movement)
-        groups: dict[str, list[Movement]] = {}
-        for movement in checked:
             groups.setdefault(movement.sessionId, []).append(movement)
         entries = [(sid, codec.encode_blob(group), group) for sid, group in groups.items()]
         return self.track_stored_record(entries, now_ms)
