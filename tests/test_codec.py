@@ -230,6 +230,7 @@ def _blob(*stored: Any) -> bytes:
         ([("bad id", _blob())], "entries.0.sessionId"),
         ([("s1", "not bytes")], "entries.0.movements"),
         ([("s1", b"\xc1")], "entries.0.movements"),
+        ([("s1", _blob())], "entries.0.movements"),
         (
             [("s1", _blob(["e1", NOW, "click", {"path": "/", "zzz": 1}]))],
             "entries.0.movements.0.data.zzz",
@@ -237,7 +238,10 @@ def _blob(*stored: Any) -> bytes:
         ([("s1", _blob(["e1", NOW, "clack", {}]))], "entries.0.movements.0.event"),
         ([("s1", _blob(["e 1", NOW, "click", {}]))], "entries.0.movements.0.eventId"),
         (
-            [("s1", _blob()), ("s2", _blob(["e1", NOW + 10**9, "click", {}]))],
+            [
+                ("s1", _blob(["e0", NOW, "click", {}])),
+                ("s2", _blob(["e1", NOW + 10**9, "click", {}])),
+            ],
             "entries.1.movements.0.timestamp",
         ),
         (

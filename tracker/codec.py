@@ -143,6 +143,8 @@ def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
             ) from None
         except msgspec.DecodeError as exc:
             raise InvalidMovement(f"{prefix}movements", f"not a movement blob: {exc}") from None
+        if not movements:
+            raise InvalidMovement(f"{prefix}movements", "a movement blob holds one or more")
         count += len(movements)
         check_count(count)
         event_ids = "".join([m.eventId for m in movements if m.eventId is not None])
