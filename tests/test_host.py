@@ -625,6 +625,49 @@ def test_a_stored_batch_that_fails_its_checks_is_refused_whole(storage: Storage)
     assert second.field == "entries.1.movements.0.timestamp"
 
 
+class Concurrency(Wrapped):
+    """Reads that take a round trip (as on S3), counting how many are in flight at most."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
+        self.counting = False
+        self.in_flight = self.most = 0
+
+    async def _round_trip(self) -> None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        if self.counting:
+            await self._round_trip()
+        return await self.inner.get(key)
+
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        if self.counting:
+            await self._round_trip()
+        return await self.inner.list_objects(prefix)
+
+
+def test_an_activation_asks_for_the_users_history_together(file_storage: str) -> None:
+    clock = Clock()
+    storage = Concurrency(open_storage(file_storage))
+
+    async def scenario() -> list[Any]:
+        host = await started(storage, clock, passivate_after_ms=0)
+        for i in range(5):
+            await host.track("alice", movement(clock, eventId=f"e{i}"))
+            clock.advance(1)
+            await host.compact(force=True)  # a history chunk each; alice is passivated
+        assert "alice" not in host.slots
+        storage.counting = True
+        return await movements_of(host)
+
+    assert [m["eventId"] for m in run(scenario())] == [f"e{i}" for i in range(5)]
+    assert storage.most == 5  # the snapshot and the listing together, then the five chunks
+
+
 def test_a_user_taken_over_by_another_host_keeps_both_hosts_events(storage: Storage) -> None:
     """Changing TRACKER_HOSTS moves users between hosts while the old one still holds some of
     their records in its log: both hosts' events end up in the user's history, in full."""

@@ -48,7 +48,7 @@ from tracker.schema import (
     movement_from_obj,
     movements_from_obj,
 )
-from tracker.storage import ObjectExists, ObjectMissing, PreconditionFailed, Storage
+from tracker.storage import ObjectExists, ObjectInfo, ObjectMissing, PreconditionFailed, Storage
 from tracker.user_tracker import Limits, Tracked, UserTracker, export_lines
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ NowMs = Callable[[], int]
 # A host's journal is called `hosts/<host name>`.
 HOSTS = "hosts"
 JOURNALS = journal_prefix(HOSTS)
+# History chunks one activation reads at once (a user's chunks past their snapshot are few:
+# a snapshot is written once they add up to the user's live state).
+CHUNK_READS = 16
 ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 # Told of each session's newly stored movements: (user_id, session_id, movements, now_ms).
 TrackListener = Callable[[str, str, Sequence[Observed], int], None]
@@ -376,18 +379,20 @@ class UserHost:
             await self._settled(stale)
         slot = UserSlot(UserTracker(user_id, self.settings.limits))
         key = user_key(user_id)
-        try:
-            data, etag = await self.storage.get(f"{key}/snapshot")
-        except ObjectMissing:
-            pass
-        else:
+        # The snapshot and the list of chunks are asked for together: on S3 each is a round
+        # trip, and an activation is what a returning visitor's first event waits for.
+        found, chunks = await asyncio.gather(
+            self._get_if_any(f"{key}/snapshot"), self.storage.list_objects(f"{key}/chunks")
+        )
+        if found is not None:
+            data, etag = found
             snapshot = codec.decode("snapshot", data, f"{key}/snapshot")
             slot.tracker.restore(snapshot["sessions"])
             slot.applied = {h: (p[0], p[1]) for h, p in snapshot["applied"].items()}
             slot.snapshot_through = snapshot["through"]
             slot.next_chunk = snapshot["through"] + 1
             slot.etag = etag
-        await self._read_chunks(slot, after=slot.snapshot_through, apply=True)
+        await self._read_chunks(slot, after=slot.snapshot_through, apply=True, listed=chunks)
         if stale is not None:
             # Records this host committed but has not compacted yet are only in its log.
             for position, record in stale.committed:
@@ -502,15 +507,42 @@ class UserHost:
         if _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
             await self._write_snapshot(slot, through=number)
 
-    async def _read_chunks(self, slot: UserSlot, *, after: int, apply: bool) -> None:
+    async def _get_if_any(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            return await self.storage.get(key)
+        except ObjectMissing:
+            return None
+
+    async def _read_chunks(
+        self,
+        slot: UserSlot,
+        *,
+        after: int,
+        apply: bool,
+        listed: list[ObjectInfo] | None = None,
+    ) -> None:
         """Read the user's history chunks numbered past `after`: what they say was applied
-        (and, if `apply`, their records into the tracker). `next_chunk` ends past them all."""
-        for info in await self.storage.list_objects(f"{user_key(slot.tracker.user_id)}/chunks"):
+        (and, if `apply`, their records into the tracker). `next_chunk` ends past them all.
+
+        `listed`: the user's chunks as listed already. The chunks are fetched together (a
+        round trip each on S3), then applied in order."""
+        if listed is None:
+            listed = await self.storage.list_objects(f"{user_key(slot.tracker.user_id)}/chunks")
+        wanted: list[ObjectInfo] = []
+        for info in listed:
             number = int(info.key.rsplit("/", 1)[1])
             slot.next_chunk = max(slot.next_chunk, number + 1)
-            if number <= after:
-                continue
-            data, _ = await self.storage.get(info.key)
+            if number > after:
+                wanted.append(info)
+        semaphore = asyncio.Semaphore(CHUNK_READS)
+
+        async def fetch(key: str) -> bytes:
+            async with semaphore:
+                data, _ = await self.storage.get(key)
+                return data
+
+        fetched = await asyncio.gather(*(fetch(info.key) for info in wanted))
+        for info, data in zip(wanted, fetched, strict=True):
             chunk = codec.decode("chunk", data, info.key)
             if apply:
                 for record in chunk["records"]:
