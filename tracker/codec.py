@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -36,6 +36,7 @@ from tracker.schema import (
     Observed,
     Timestamp,
     check_count,
+    check_id,
     check_rules,
     field_error,
     ids_valid,
@@ -98,9 +99,8 @@ def encode_blob(movements: Sequence[Movement]) -> bytes:
     return bytes(buffer)
 
 
-def encode_entries(movements: Sequence[Movement]) -> list[tuple[str, bytes]]:
-    """A user's movements in the stored form: `(session_id, blob)` per session, sessions in the
-    order they first appear (what `track_stored` takes; made where the batch was validated)."""
+def group_by_session(movements: Iterable[Movement]) -> dict[str, list[Movement]]:
+    """Movements by session ID, sessions in the order they first appear."""
     groups: dict[str, list[Movement]] = {}
     for movement in movements:
         group = groups.get(movement.sessionId)
@@ -108,7 +108,13 @@ def encode_entries(movements: Sequence[Movement]) -> list[tuple[str, bytes]]:
             groups[movement.sessionId] = [movement]
         else:
             group.append(movement)
-    return [(session_id, encode_blob(group)) for session_id, group in groups.items()]
+    return groups
+
+
+def encode_entries(movements: Sequence[Movement]) -> list[tuple[str, bytes]]:
+    """A user's movements in the stored form: `(session_id, blob)` per session, sessions in the
+    order they first appear (what `track_stored` takes; made where the batch was validated)."""
+    return [(sid, encode_blob(group)) for sid, group in group_by_session(movements).items()]
 
 
 def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
@@ -128,10 +134,7 @@ def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
         if not (isinstance(item, list | tuple) and len(item) == 2):
             raise InvalidMovement(f"entries.{index}", "expected [sessionId, movement blob]")
         session_id, blob = item
-        if not (isinstance(session_id, str) and 0 < len(session_id) <= 128) or not ids_valid(
-            session_id
-        ):
-            raise InvalidMovement(f"{prefix}sessionId", ID_RULE.format(value=session_id))
+        check_id(f"{prefix}sessionId", session_id, InvalidMovement)
         if not isinstance(blob, bytes):
             raise InvalidMovement(f"{prefix}movements", "expected a movement blob (bytes)")
         try:
@@ -154,14 +157,14 @@ def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
                     raise InvalidMovement(
                         f"{prefix}movements.{at}.eventId", ID_RULE.format(value=movement.eventId)
                     )
-        if movements and max([m.timestamp for m in movements]) > horizon:
+        if max([m.timestamp for m in movements]) > horizon:
             for at, movement in enumerate(movements):
                 check_rules(movement, now_ms, f"{prefix}movements.{at}.")
         if any([m.data.metadata is not None for m in movements]):
             # The metadata budget is in JSON bytes, at most 6 per msgpack byte (a control
             # character escaped as \u00XX): only a movement of more than a sixth of the budget
             # as encoded can be over it, and only that one is measured as JSON.
-            for at, raw in enumerate(_raw_list.decode(blob)):
+            for at, raw in enumerate(blob_items(blob)):
                 if len(raw) * 6 > MAX_METADATA_BYTES:
                     check_rules(movements[at], now_ms, f"{prefix}movements.{at}.")
         entries.append((session_id, blob, movements))
@@ -190,6 +193,12 @@ def blob_items(blob: bytes) -> list[msgspec.Raw]:
 def blob_event_ids(blob: bytes) -> list[str | None]:
     """The event IDs of a blob's movements (the rest of each is skipped, not decoded)."""
     return [head.eventId for head in _ids.decode(blob)]
+
+
+def blob_subset(blob: bytes, positions: Sequence[int]) -> bytes:
+    """A blob of the movements of `blob` at `positions` (copied as they are, not re-encoded)."""
+    items = blob_items(blob)
+    return join_blob([items[i] for i in positions])
 
 
 def join_blob(items: Sequence[msgspec.Raw | bytes]) -> bytes:

@@ -48,7 +48,13 @@ from tracker.schema import (
     movement_from_obj,
     movements_from_obj,
 )
-from tracker.storage import ObjectExists, ObjectInfo, ObjectMissing, PreconditionFailed, Storage
+from tracker.storage import (
+    ObjectExists,
+    ObjectInfo,
+    PreconditionFailed,
+    Storage,
+    get_if_any,
+)
 from tracker.user_tracker import Limits, Tracked, UserTracker, export_lines
 
 log = logging.getLogger(__name__)
@@ -382,7 +388,8 @@ class UserHost:
         # The snapshot and the list of chunks are asked for together: on S3 each is a round
         # trip, and an activation is what a returning visitor's first event waits for.
         found, chunks = await asyncio.gather(
-            self._get_if_any(f"{key}/snapshot"), self.storage.list_objects(f"{key}/chunks")
+            get_if_any(self.storage, f"{key}/snapshot"),
+            self.storage.list_objects(f"{key}/chunks"),
         )
         if found is not None:
             data, etag = found
@@ -506,12 +513,6 @@ class UserHost:
         slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
         if _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
             await self._write_snapshot(slot, through=number)
-
-    async def _get_if_any(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            return await self.storage.get(key)
-        except ObjectMissing:
-            return None
 
     async def _read_chunks(
         self,

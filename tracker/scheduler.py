@@ -24,7 +24,7 @@ from tracker import codec
 from tracker.errors import Fenced
 from tracker.host import NowMs, wall_clock_ms
 from tracker.journal import Journal
-from tracker.storage import ObjectExists, ObjectMissing, PreconditionFailed, Storage
+from tracker.storage import ObjectExists, PreconditionFailed, Storage, get_if_any
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,9 @@ class AlarmScheduler:
 
     async def start(self) -> None:
         replay = await self.journal.open()
-        try:
-            data, self._etag = await self.storage.get(SNAPSHOT_KEY)
-        except ObjectMissing:
-            pass
-        else:
+        found = await get_if_any(self.storage, SNAPSHOT_KEY)
+        if found is not None:
+            data, self._etag = found
             for user_id, due in codec.decode("alarms", data, SNAPSHOT_KEY)["alarms"]:
                 self._set(user_id, due)
         for _position, records in replay:

@@ -340,10 +340,10 @@ def device_info_from_obj(raw: Any) -> DeviceInfo | None:
         raise field_error(exc, InvalidSession, "deviceInfo.") from None
 
 
-def check_id(field: str, value: Any) -> str:
-    """A user or session ID: 1-128 characters of `[A-Za-z0-9._:@-]`."""
+def check_id(field: str, value: Any, kind: type[InvalidInput] = InvalidInput) -> str:
+    """A user or session ID: 1-128 characters of `[A-Za-z0-9._:@-]` (else raises `kind`)."""
     if not isinstance(value, str) or not 0 < len(value) <= 128 or not ids_valid(value):
-        raise InvalidInput(field, ID_RULE.format(value=value))
+        raise kind(field, ID_RULE.format(value=value))
     return value
 
 

@@ -10,7 +10,7 @@ ones, kept as 8-byte hashes in one buffer.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -105,6 +105,22 @@ class RecentIds:
             self.next = (self.next + 1) % self.capacity
 
 
+def kept_positions(
+    event_ids: Iterable[str | None], duplicate: Callable[[str], bool]
+) -> list[int] | None:
+    """Which movements of a batch to keep, by their event IDs: None when all of them, else
+    their positions. `duplicate(event_id)` is asked once per ID, in order, and remembers the
+    IDs it lets through (so a later copy in the same batch is a duplicate too)."""
+    keep: list[int] | None = None  # filled once a duplicate was found
+    for index, event_id in enumerate(event_ids):
+        if event_id is not None and duplicate(event_id):
+            if keep is None:
+                keep = list(range(index))
+        elif keep is not None:
+            keep.append(index)
+    return keep
+
+
 class SessionState:
     """One session: start, last activity, device info, movements, recent event IDs."""
 
@@ -140,24 +156,21 @@ class SessionState:
         event_ids = codec.blob_event_ids(blob)
         recent = self.recent_ids
         key = RecentIds.key
-        kept: list[int] | None = None  # positions kept, once a duplicate was found
-        for index, event_id in enumerate(event_ids):
-            if event_id is not None:
-                digest = key(event_id)
-                if not fresh and digest in recent:
-                    if kept is None:
-                        kept = list(range(index))
-                    continue
-                recent.add(digest)
-            if kept is not None:
-                kept.append(index)
-        if kept is None:
+
+        def duplicate(event_id: str) -> bool:
+            digest = key(event_id)
+            if not fresh and digest in recent:
+                return True
+            recent.add(digest)
+            return False
+
+        keep = kept_positions(event_ids, duplicate)
+        if keep is None:
             self.movements.add(blob, len(event_ids))
             return len(event_ids)
-        if kept:
-            items = codec.blob_items(blob)
-            self.movements.add(codec.join_blob([items[i] for i in kept]), len(kept))
-        return len(kept)
+        if keep:
+            self.movements.add(codec.blob_subset(blob, keep), len(keep))
+        return len(keep)
 
     def restore(self, blob: bytes) -> None:
         """Take a snapshot's blob: the movements, and the window of their newest IDs."""

@@ -97,6 +97,14 @@ def local_path(storage_url: str) -> Path | None:
     return local_root(storage_url)
 
 
+async def get_if_any(storage: Storage, key: str) -> tuple[bytes, str] | None:
+    """`storage.get(key)`, or None when there is no such object."""
+    try:
+        return await storage.get(key)
+    except ObjectMissing:
+        return None
+
+
 async def put_fenced(storage: Storage, key: str, data: bytes, fence_key: str) -> str:
     """Create `key` (create-only), then check that `fence_key` does not exist; return the ETag.
 

@@ -11,7 +11,7 @@ Sessions keep their movements encoded (see `session` and `codec`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -22,7 +22,7 @@ from tracker.codec import Record
 from tracker.config import Config
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import DeviceInfo, Movement, Observed
-from tracker.session import SessionState
+from tracker.session import SessionState, kept_positions
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,14 @@ class UserTracker:
     def track_record(self, movements: Iterable[Movement], now_ms: int) -> Tracked:
         """Turn validated movements of this user into one record (see `track_stored_record`)."""
         user_id = self.user_id
-        groups: dict[str, list[Movement]] = {}
+        movements = list(movements)
         for index, movement in enumerate(movements):
             if movement.userId != user_id:
                 raise InvalidMovement(
                     f"events.{index}.userId",
                     f"{movement.userId!r} is not the user this call is for ({user_id!r})",
                 )
-            groups.setdefault(movement.sessionId, []).append(movement)
+        groups = codec.group_by_session(movements)
         entries = [(sid, codec.encode_blob(group), group) for sid, group in groups.items()]
         return self.track_stored_record(entries, now_ms)
 
@@ -92,25 +92,14 @@ class UserTracker:
         for session_id, blob, movements in entries:
             session = sessions.get(session_id)
             known = session if session is not None and session.movements else None
-            batch_ids = in_batch.setdefault(session_id, set())
-            keep: list[int] | None = None  # positions kept, once a duplicate was found
-            for index, movement in enumerate(movements):
-                event_id = movement.eventId
-                if event_id is not None:
-                    if event_id in batch_ids or (known is not None and known.has_seen(event_id)):
-                        if keep is None:
-                            keep = list(range(index))
-                        continue
-                    batch_ids.add(event_id)
-                if keep is not None:
-                    keep.append(index)
+            duplicate = _seen_by(known, in_batch.setdefault(session_id, set()))
+            keep = kept_positions([m.eventId for m in movements], duplicate)
             if keep is None:
                 payload.append([session_id, blob])
                 kept.append((session_id, movements))
                 new += len(movements)
             elif keep:
-                items = codec.blob_items(blob)
-                payload.append([session_id, codec.join_blob([items[i] for i in keep])])
+                payload.append([session_id, codec.blob_subset(blob, keep)])
                 kept.append((session_id, [movements[i] for i in keep]))
                 new += len(keep)
         if not new:
@@ -226,6 +215,19 @@ class UserTracker:
             session.last_activity = last
             session.restore(blob)
             self.sessions[session_id] = session
+
+
+def _seen_by(session: SessionState | None, batch_ids: set[str]) -> Callable[[str], bool]:
+    """Whether an event ID is a duplicate: seen by the session already, or earlier in the
+    batch (`batch_ids`, which the IDs let through join)."""
+
+    def duplicate(event_id: str) -> bool:
+        if event_id in batch_ids or (session is not None and session.has_seen(event_id)):
+            return True
+        batch_ids.add(event_id)
+        return False
+
+    return duplicate
 
 
 def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
