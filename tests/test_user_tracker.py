@@ -13,6 +13,7 @@ from tracker import codec
 from tracker.codec import Record
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import Movement, movement_from_obj
+from tracker.session import RecentIds
 from tracker.user_tracker import Limits, UserTracker, export_lines
 
 T0 = 1_700_000_000_000
@@ -263,3 +264,22 @@ def test_analytics_invariants_hold(
     assert recent == sorted(recent, reverse=True)
     everyone = sorted((s["lastActivity"] for s in analytics["userSessions"]), reverse=True)
     assert recent == everyone[:10]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    capacity=st.integers(1, 6),
+    groups=st.lists(st.lists(st.one_of(st.none(), st.integers(0, 40).map(str)), max_size=14)),
+)
+def test_a_window_extended_by_a_batch_holds_what_adding_one_by_one_holds(
+    capacity: int, groups: list[list[str | None]]
+) -> None:
+    extended, added = RecentIds(capacity), RecentIds(capacity)
+    for group in groups:
+        extended.extend(group)
+        for event_id in group:
+            if event_id is not None:
+                added.add(RecentIds.key(event_id))
+        for event_id in map(str, range(41)):
+            key = RecentIds.key(event_id)
+            assert (key in extended) == (key in added), (event_id, group)

@@ -104,6 +104,22 @@ class RecentIds:
             self.ring[at : at + 8] = key
             self.next = (self.next + 1) % self.capacity
 
+    def extend(self, event_ids: Iterable[str | None]) -> None:
+        """Add the keys of `event_ids` (None skipped), oldest first, as `add` one by one would."""
+        keys = b"".join([RecentIds.key(i) for i in event_ids if i is not None])
+        room = self.capacity * 8 - len(self.ring)
+        if room > 0:
+            self.ring += keys[:room]
+            keys = keys[room:]
+        # The ring is full: the rest overwrite the oldest entries, from `next` on, wrapping.
+        keys = keys[-self.capacity * 8 :]
+        while keys:
+            at = self.next * 8
+            part = keys[: len(self.ring) - at]
+            self.ring[at : at + len(part)] = part
+            self.next = (self.next + len(part) // 8) % self.capacity
+            keys = keys[len(part) :]
+
 
 def kept_positions(
     event_ids: Iterable[str | None], duplicate: Callable[[str], bool]
@@ -155,11 +171,15 @@ class SessionState:
         the caller already); return how many were taken."""
         event_ids = codec.blob_event_ids(blob)
         recent = self.recent_ids
+        if fresh:
+            recent.extend(event_ids)
+            self.movements.add(blob, len(event_ids))
+            return len(event_ids)
         key = RecentIds.key
 
         def duplicate(event_id: str) -> bool:
             digest = key(event_id)
-            if not fresh and digest in recent:
+            if digest in recent:
                 return True
             recent.add(digest)
             return False
@@ -176,6 +196,4 @@ class SessionState:
         """Take a snapshot's blob: the movements, and the window of their newest IDs."""
         event_ids = codec.blob_event_ids(blob)
         self.movements.add(blob, len(event_ids))
-        for event_id in event_ids[-self.recent_ids.capacity :]:
-            if event_id is not None:
-                self.recent_ids.add(RecentIds.key(event_id))
+        self.recent_ids.extend(event_ids[-self.recent_ids.capacity :])
