@@ -185,6 +185,21 @@ def pids_matching(fragment: str) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def cpu_seconds(pids: dict[str, int]) -> Iterator[dict[str, float]]:
+    """CPU seconds (user and system) each process spent in the block, filled in at its end."""
+    processes = {label: psutil().Process(pid) for label, pid in pids.items()}
+    before = {label: _cpu(p) for label, p in processes.items()}
+    spent: dict[str, float] = {}
+    yield spent
+    spent.update({label: _cpu(p) - before[label] for label, p in processes.items()})
+
+
+def _cpu(process: Any) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def rss_bytes(pid: int) -> int:
     return int(psutil().Process(pid).memory_info().rss)
 

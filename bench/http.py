@@ -8,6 +8,9 @@ alternating rounds so that the machine's other load falls on both alike:
 - one event per request, closed loop (wrk, 64 connections): requests/s;
 - p99 latency at half of the tracker's peak, open loop (asyncio client at a fixed rate);
 - batches of 50 events per request: events/s;
+- the CPU time each server process spent per request in the closed-loop runs (the tracker's
+  replica and host, the hello-world's replica), from the processes' own counters: on a
+  machine whose cores are all busy, throughput is the cores divided by this sum;
 - the two load generators against the hello-world deployment, to show which one is faster.
 """
 
@@ -20,6 +23,7 @@ from ray import serve
 from bench import hello, loadgen
 from bench.cluster import (
     bench_config,
+    cpu_seconds,
     free_port_range,
     pid_of,
     pids_matching,
@@ -72,19 +76,22 @@ def run(quick: bool) -> list[Row]:
             loadgen.run_closed([p], path, connections=CONNECTIONS, duration_s=2)
         singles: dict[str, list[Load]] = {"tracker": [], "hello": []}
         batches: dict[str, list[Load]] = {"tracker": [], "hello": []}
+        servers = {
+            "tracker": {"replica": _replica_pid(), **_host_pids(config)},
+            "hello": {"replica": _replica_pid("hello:HelloIngress")},
+        }
         for _ in range(rounds):
             for name, p, path in (
                 ("hello", hello_port, hello_path),
                 ("tracker", port, tracker_path),
             ):
-                singles[name].append(
-                    loadgen.run_closed([p], path, connections=CONNECTIONS, duration_s=duration)
-                )
-                batches[name].append(
-                    loadgen.run_closed(
-                        [p], path, batch=50, connections=CONNECTIONS, duration_s=duration
-                    )
-                )
+                for events, runs in ((1, singles), (50, batches)):
+                    with cpu_seconds(servers[name]) as spent:
+                        load = loadgen.run_closed(
+                            [p], path, batch=events, connections=CONNECTIONS, duration_s=duration
+                        )
+                    load.cpu_ms = {k: v * 1000 / max(1, load.requests) for k, v in spent.items()}
+                    runs[name].append(load)
         single = {k: max(v, key=lambda x: x.rps) for k, v in singles.items()}
         batch = {k: max(v, key=lambda x: x.rps) for k, v in batches.items()}
         rate = max(1.0, single["tracker"].rps / 2)
@@ -121,10 +128,10 @@ def run(quick: bool) -> list[Row]:
         return rows
 
 
-def _replica_pid() -> int:
-    found = pids_matching("ServeReplica:tracker:TrackerIngress")
+def _replica_pid(deployment: str = "tracker:TrackerIngress") -> int:
+    found = pids_matching(f"ServeReplica:{deployment}")
     if not found:
-        raise RuntimeError("no process of the tracker's Serve replica found")
+        raise RuntimeError(f"no process of the Serve replica of {deployment} found")
     return found[0]
 
 
@@ -181,4 +188,16 @@ def _rows(
         baseline_value=wrk.rps if wrk else None,
         details={k: v.summary() for k, v in generators.items() if v is not None},
     )
-    return [rps, p99, events, generator]
+    cpu = [
+        Row(
+            name=f"http: CPU per request, {label} (replica and host)",
+            value=sum(loads["tracker"].cpu_ms.values()),
+            unit="ms",
+            baseline="hello-world's replica, same requests",
+            baseline_value=sum(loads["hello"].cpu_ms.values()),
+            details={name: load.cpu_ms for name, load in loads.items()},
+        )
+        for label, loads in (("one event", single), ("50 events", batch))
+        if all(load.cpu_ms for load in loads.values())
+    ]
+    return [rps, p99, events, *cpu, generator]

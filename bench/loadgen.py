@@ -49,6 +49,8 @@ class Load:
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     # (seconds since the start, latency in ms) of each request, for `slow_windows`
     timeline: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    # CPU milliseconds per request of each server process, where the run measured them
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -85,6 +87,8 @@ class Load:
         }
         if self.timeline:
             result["tail"] = self.slow_windows()
+        if self.cpu_ms:
+            result["cpu_ms_per_request"] = {k: round(v, 3) for k, v in self.cpu_ms.items()}
         return result
 
 
