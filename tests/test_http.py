@@ -634,6 +634,26 @@ def test_metrics_are_prometheus_text_counting_requests(client: httpx.Client) -> 
     assert "tracker_events_accepted_total" in text
 
 
+def _metric(client: httpx.Client, name: str) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    return 0.0
+
+
+def test_metrics_time_the_calls_to_hosts_and_count_the_requests_they_carry(
+    client: httpx.Client,
+) -> None:
+    calls = _metric(client, "tracker_host_call_duration_seconds_count")
+    carried = _metric(client, "tracker_host_call_requests_sum")
+    for _ in range(3):
+        assert client.post("/api/track", json=movement(new_user())).status_code == 200
+    assert _metric(client, "tracker_host_call_duration_seconds_count") >= calls + 1
+    assert _metric(client, "tracker_host_call_duration_seconds_sum") > 0
+    assert _metric(client, "tracker_host_call_requests_sum") >= carried + 3
+
+
 def test_the_openapi_document_served_is_valid(client: httpx.Client) -> None:
     response = client.get("/openapi.json")
     assert response.headers["content-type"] == "application/json"

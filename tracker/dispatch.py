@@ -13,6 +13,7 @@ to the new incarnation, which recovers the user from storage.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from tracker.actors import PerUserRoutes
 from tracker.api import Tracker
 from tracker.codec import encode_entries
 from tracker.errors import StorageUnavailable
+from tracker.metrics import Metrics
 from tracker.placement import host_name
 from tracker.schema import Movement
 
@@ -68,8 +70,9 @@ class HostQueue:
 
 
 class Dispatcher:
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, metrics: Metrics | None = None) -> None:
         self.tracker = tracker
+        self.metrics = metrics
         self.config = tracker.config
         self._queues: dict[str, HostQueue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -105,8 +108,11 @@ class Dispatcher:
         try:
             if not items:
                 return
+            started = time.perf_counter()
             try:
                 results = await queue.handle.track_stored_batch.remote(items)
+                if self.metrics is not None:
+                    self.metrics.observe_host_call(len(items), started)
             except (ActorDiedError, ActorUnavailableError) as exc:
                 results = [StorageUnavailable(f"host unavailable: {exc}")] * len(items)
             except RayTaskError as exc:

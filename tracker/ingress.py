@@ -189,11 +189,11 @@ class Ingress:
             config = auth.ensure_secrets(config)
         self.tracker = tracker
         self.config = config
-        self.dispatch = Dispatcher(tracker)
+        self.metrics = Metrics()
+        self.dispatch = Dispatcher(tracker, self.metrics)
         self.ip_limiter = RateLimiter(config.rate_limit)
         self.user_limiter = RateLimiter(config.rate_limit)
         self.opt_out = frozenset(config.opt_out)
-        self.metrics = Metrics()
         self.admin_token: str = config.admin_token or ""
         self.secret: str = config.secret or ""
 

@@ -30,6 +30,18 @@ class Metrics:
         self.events = Counter(
             "tracker_events_accepted", "Movements acknowledged (durable).", registry=self.registry
         )
+        self.host_calls = Histogram(
+            "tracker_host_call_duration_seconds",
+            "Round trip of a coalesced tracking call to a host: Ray's call and the host's commit.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.host_call_requests = Histogram(
+            "tracker_host_call_requests",
+            "Tracking requests carried by one call to a host (coalesced while others are out).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
 
     def observe(self, route: str, method: str, status: int, started: float) -> None:
         # `labels()` builds and looks up its key under a lock on every call: keep the children.
@@ -40,6 +52,10 @@ class Metrics:
             children = self._children[key] = (requests, self.latency.labels(route))
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
+
+    def observe_host_call(self, requests: int, started: float) -> None:
+        self.host_calls.observe(time.perf_counter() - started)
+        self.host_call_requests.observe(requests)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
