@@ -20,7 +20,7 @@ from typing import Any
 import ray
 from ray import ObjectRef
 
-from bench.cluster import bench_config, pid_of, ray_session, temp_storage
+from bench.cluster import bench_config, cpu_seconds, pid_of, ray_session, temp_storage
 from bench.events import Movements, user_ids
 from bench.profile import Recording
 from bench.report import Row
@@ -160,12 +160,35 @@ def run(quick: bool) -> list[Row]:
             "many": [],
             "noop_many": [],
         }
+        servers = {
+            "noop": noops,
+            "waiting": waiting,
+            "track": list(tracker.hosts.values()),
+            "noop_many": noops,
+            "many": list(tracker.hosts.values()),
+        }
+        processes = {
+            name: {"driver": _own_pid()}
+            | {f"actor-{i}": pid_of(actor) for i, actor in enumerate(actors)}
+            for name, actors in servers.items()
+        }
+        # CPU ms per call of the driver and the actors, in the last round
+        cpu: dict[str, dict[str, float]] = {}
+
+        def measured(name: str, submit: Callable[[int], ObjectRef[Any]], window: int) -> float:
+            start = time.perf_counter()
+            with cpu_seconds(processes[name]) as spent:
+                rate = drive(submit, duration, window)
+            done = max(1.0, rate * (time.perf_counter() - start))
+            cpu[name] = {k: round(v * 1000 / done, 3) for k, v in spent.items()}
+            return rate
+
         for _ in range(rounds):
-            calls["noop"].append(drive(noop, duration, 1000))
-            calls["waiting"].append(drive(noop_waiting, duration, 1000))
-            calls["track"].append(drive(track, duration, 1000))
-            calls["noop_many"].append(BATCH * drive(noop_many, duration, MANY_WINDOW))
-            calls["many"].append(BATCH * drive(track_many, duration, MANY_WINDOW))
+            calls["noop"].append(measured("noop", noop, 1000))
+            calls["waiting"].append(measured("waiting", noop_waiting, 1000))
+            calls["track"].append(measured("track", track, 1000))
+            calls["noop_many"].append(BATCH * measured("noop_many", noop_many, MANY_WINDOW))
+            calls["many"].append(BATCH * measured("many", track_many, MANY_WINDOW))
         best = {k: max(v) for k, v in calls.items()}
         track_row = Row(
             name="handles: track calls/s",
@@ -174,7 +197,12 @@ def run(quick: bool) -> list[Row]:
             baseline="no-op actor method",
             baseline_value=best["noop"],
             target=">= 0.8x baseline",
-            details={"runs": calls["track"], "baseline_runs": calls["noop"], "window": 1000},
+            details={
+                "runs": calls["track"],
+                "baseline_runs": calls["noop"],
+                "window": 1000,
+                "cpu_ms_per_call": {"track": cpu["track"], "noop": cpu["noop"]},
+            },
         )
         track_row.met = (track_row.ratio or 0) >= 0.8
         waiting_row = Row(
@@ -183,7 +211,12 @@ def run(quick: bool) -> list[Row]:
             unit="calls/s",
             baseline="no-op actor method answering after a shared 0.5 ms tick",
             baseline_value=best["waiting"],
-            details={"runs": calls["track"], "baseline_runs": calls["waiting"], "window": 1000},
+            details={
+                "runs": calls["track"],
+                "baseline_runs": calls["waiting"],
+                "window": 1000,
+                "cpu_ms_per_call": {"track": cpu["track"], "waiting": cpu["waiting"]},
+            },
         )
         many_row = Row(
             name="handles: track_many events/s (durable)",
@@ -193,7 +226,12 @@ def run(quick: bool) -> list[Row]:
             baseline_value=best["noop_many"],
             target=">= 200,000 events/s",
             met=best["many"] >= 200_000,
-            details={"runs": calls["many"], "baseline_runs": calls["noop_many"], "batch": BATCH},
+            details={
+                "runs": calls["many"],
+                "baseline_runs": calls["noop_many"],
+                "batch": BATCH,
+                "cpu_ms_per_call": {"many": cpu["many"], "noop_many": cpu["noop_many"]},
+            },
         )
         pids = _host_pids(tracker)
         if not track_row.met and not quick:
