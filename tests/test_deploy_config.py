@@ -32,6 +32,7 @@ from ray.serve.schema import (
 )
 
 from tracker.config import Config
+from tracker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_YAML = ROOT / "cluster.yaml"
@@ -186,3 +187,11 @@ def test_the_head_deploys_the_serve_config_the_cluster_ships() -> None:
         )
         == 1
     )
+
+
+def test_the_commit_linger_is_read_from_the_environment_and_bounded() -> None:
+    assert Config.from_env({"TRACKER_COMMIT_LINGER_MS": "2.5"}).commit_linger_ms == 2.5
+    assert Config.from_env({"TRACKER_COMMIT_LINGER_MS": "0"}).commit_linger_ms == 0
+    for bad in ("-1", "1000", "soon"):
+        with pytest.raises(ConfigError, match="TRACKER_COMMIT_LINGER_MS"):
+            Config.from_env({"TRACKER_COMMIT_LINGER_MS": bad})

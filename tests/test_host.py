@@ -12,7 +12,7 @@ import pytest
 
 from tracker import codec
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
-from tracker.host import HostSettings, UserHost, drain, orphaned_hosts, user_key
+from tracker.host import LINGER_CALLS, HostSettings, UserHost, drain, orphaned_hosts, user_key
 from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import ObjectInfo, Storage, open_storage
 from tracker.user_tracker import Limits
@@ -734,5 +734,31 @@ def test_lowering_the_host_count_without_a_clean_stop_loses_no_event(storage: St
         for name in ("host-1", "host-2"):
             assert len(await movements_of(fresh, user=f"user-of-{name}")) == 1
         await fresh.stop()
+
+    run(scenario())
+
+
+def test_a_host_is_busy_for_its_journal_while_many_tracking_calls_are_in_flight(
+    storage: Storage,
+) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock, commit_linger_ms=50.0)
+        assert host.journal.linger_s == 0.05 and host.journal.busy is not None
+        users = [f"u{i}" for i in range(LINGER_CALLS)]
+        for user in users:  # activated first: loading is not what is measured
+            await host.track(user, movement(clock, user=user))
+        assert not host.journal.busy()
+        calls = [asyncio.ensure_future(host.track(u, movement(clock, user=u))) for u in users]
+        bad = asyncio.ensure_future(host.track("alice", {"userId": "alice"}))
+        for _ in range(3):  # the calls reach their commit, which lingers
+            await asyncio.sleep(0)
+        assert host.calls_in_flight == LINGER_CALLS and host.journal.busy()
+        results = await asyncio.gather(*calls, bad, return_exceptions=True)
+        assert results[:-1] == [1] * len(users)
+        assert isinstance(results[-1], InvalidMovement)  # refused, and counted out too
+        assert host.calls_in_flight == 0 and not host.journal.busy()
+        await host.stop()
 
     run(scenario())

@@ -52,6 +52,28 @@ def local_storage(file_storage: str) -> FileStorage:
     return storage
 
 
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_busy_writers_commit_lingers_for_the_records_that_follow(
+    local_storage: FileStorage, busy: bool
+) -> None:
+    async def scenario() -> None:
+        journal = Journal(local_storage, "j", linger_s=0.5, busy=lambda: busy)
+        await journal.open()
+        await journal.start()
+        first = journal.append(["a"])
+        # One turn of the loop: the commit of "a" has begun (its write, or its lingering).
+        for _ in range(3):
+            await asyncio.sleep(0)
+        second = journal.append(["b"])
+        positions = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+        # Idle: "a" went alone, at once. Busy: "b" joined it.
+        assert (positions[0] == positions[1]) is busy
+        assert journal.commits == (1 if busy else 2)
+        await journal.close()
+
+    run(scenario())
+
+
 def test_concurrent_appends_share_few_commits(storage: Storage) -> None:
     async def scenario() -> None:
         journal, _ = await opened(storage)

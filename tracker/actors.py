@@ -56,6 +56,7 @@ def host_settings(config: Config) -> HostSettings:
         passivate_after_ms=int(config.passivate_after_s * 1000),
         compact_log_bytes=config.compact_log_bytes,
         compact_interval_ms=int(config.compact_interval_s * 1000),
+        commit_linger_ms=config.commit_linger_ms,
     )
 
 

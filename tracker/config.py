@@ -42,6 +42,8 @@ class Config:
     passivate_after_s: float = 15 * 60
     compact_log_bytes: int = 64 * 1024 * 1024
     compact_interval_s: float = 120.0
+    # How long a busy host's commit waits for more records to share its write (0: never).
+    commit_linger_ms: float = 1.0
     namespace: str = NAMESPACE
     opt_out: tuple[str, ...] = field(default_factory=tuple)
 
@@ -73,6 +75,10 @@ class Config:
             raise ConfigError(
                 "TRACKER_MAX_MOVEMENTS_PER_SESSION="
                 f"{self.max_movements_per_session!r}: must be at least 1"
+            )
+        if not 0 <= self.commit_linger_ms <= 100:
+            raise ConfigError(
+                f"TRACKER_COMMIT_LINGER_MS={self.commit_linger_ms!r}: expected 0 to 100"
             )
         if "://" not in self.storage:
             raise ConfigError(

@@ -30,7 +30,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,9 @@ JOURNALS = journal_prefix(HOSTS)
 # History chunks one activation reads at once (a user's chunks past their snapshot are few:
 # a snapshot is written once they add up to the user's live state).
 CHUNK_READS = 16
+# Tracking calls in flight from which a host is busy enough for its commits to linger
+# (`HostSettings.commit_linger_ms`): many callers, like a program's handles, not one replica.
+LINGER_CALLS = 3
 ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 # Told of each session's newly stored movements: (user_id, session_id, movements, now_ms).
 TrackListener = Callable[[str, str, Sequence[Observed], int], None]
@@ -88,6 +91,7 @@ class HostSettings:
     passivate_after_ms: int = int(Config.passivate_after_s * 1000)
     compact_log_bytes: int = Config.compact_log_bytes
     compact_interval_ms: int = int(Config.compact_interval_s * 1000)
+    commit_linger_ms: float = Config.commit_linger_ms
 
 
 class UserSlot:
@@ -140,7 +144,15 @@ class UserHost:
         self.settings = settings or HostSettings()
         self.now_ms = now_ms
         self.on_track = on_track
-        self.journal = Journal(storage, f"{HOSTS}/{name}")
+        # Tracking calls being served: with LINGER_CALLS or more, commits wait a little to
+        # be shared (one replica keeps at most two calls in flight, so HTTP alone does not).
+        self.calls_in_flight = 0
+        self.journal = Journal(
+            storage,
+            f"{HOSTS}/{name}",
+            linger_s=self.settings.commit_linger_ms / 1000,
+            busy=lambda: self.calls_in_flight >= LINGER_CALLS,
+        )
         self.slots: dict[str, UserSlot] = {}
         self.alarm_requests: dict[str, int] = {}
         self._loading: dict[str, asyncio.Task[UserSlot]] = {}
@@ -186,13 +198,15 @@ class UserHost:
     # -- the tracker API (what the actor exposes) --------------------------------------------
 
     async def track(self, user_id: str, movement: Any) -> int:
-        now = self.now_ms()
-        return await self._track(user_id, [movement_from_obj(movement, now)], now)
+        with self._counted():
+            now = self.now_ms()
+            return await self._track(user_id, [movement_from_obj(movement, now)], now)
 
     async def track_many(self, user_id: str, movements: Sequence[Any] | bytes) -> int:
         """A batch of the user's movements: a list, or `schema.pack_movements` of one."""
-        now = self.now_ms()
-        return await self._track(user_id, movements_from_obj(movements, now), now)
+        with self._counted():
+            now = self.now_ms()
+            return await self._track(user_id, movements_from_obj(movements, now), now)
 
     async def track_batch(
         self, items: Sequence[tuple[str, Sequence[Any] | bytes]]
@@ -204,13 +218,15 @@ class UserHost:
         async def one(user_id: str, raws: Sequence[Any] | bytes) -> int:
             return await self._track(user_id, movements_from_obj(raws, now), now)
 
-        return await asyncio.gather(*(one(u, m) for u, m in items), return_exceptions=True)
+        with self._counted():
+            return await asyncio.gather(*(one(u, m) for u, m in items), return_exceptions=True)
 
     async def track_stored(self, user_id: str, entries: Sequence[Any]) -> int:
         """A batch of the user's movements in the stored form: `(session_id, blob)` pairs, as
         `codec.encode_entries` makes them. The blobs are checked, then logged as they came."""
-        now = self.now_ms()
-        return await self._track_stored(user_id, codec.entries_from_obj(entries, now), now)
+        with self._counted():
+            now = self.now_ms()
+            return await self._track_stored(user_id, codec.entries_from_obj(entries, now), now)
 
     async def track_stored_batch(
         self, items: Sequence[tuple[str, Sequence[Any]]]
@@ -224,7 +240,16 @@ class UserHost:
         async def one(user_id: str, entries: Sequence[Any]) -> int:
             return await self._track_stored(user_id, codec.entries_from_obj(entries, now), now)
 
-        return await asyncio.gather(*(one(u, e) for u, e in items), return_exceptions=True)
+        with self._counted():
+            return await asyncio.gather(*(one(u, e) for u, e in items), return_exceptions=True)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        self.calls_in_flight += 1
+        try:
+            yield
+        finally:
+            self.calls_in_flight -= 1
 
     async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
         slot = await self._slot(user_id)

@@ -70,9 +70,21 @@ class _Stored:
 class Journal:
     """One writer's log. `append` queues records; awaiting the returned future acknowledges them."""
 
-    def __init__(self, storage: Storage, name: str) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        name: str,
+        *,
+        linger_s: float = 0.0,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
+        """`linger_s` and `busy`: a commit that finds `busy()` true first waits `linger_s`, so
+        that the records appended meanwhile share its write and sync (a commit costs hundreds
+        of µs of CPU however few records it holds). An idle writer commits at once."""
         self.storage = storage
         self.name = name
+        self.linger_s = linger_s
+        self.busy = busy
         self.prefix = journal_prefix(name)
         self.epoch = 0
         self.seq = 0
@@ -191,6 +203,8 @@ class Journal:
     async def _commit_loop(self) -> None:
         while True:
             await self._wakeup.wait()
+            if self.linger_s > 0 and self.busy is not None and self.busy():
+                await asyncio.sleep(self.linger_s)
             self._wakeup.clear()
             if not self._pending:
                 continue
