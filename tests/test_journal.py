@@ -495,3 +495,23 @@ def check(replayed: list[Any], acked: list[Any], unacked: list[Any]) -> None:
     assert all(r in unacked for r in replayed if r not in acked)
     numbers = [r[1] for r in replayed]
     assert numbers == sorted(numbers)
+
+
+def test_records_waiting_for_a_commit_are_answered_when_the_journal_closes(
+    local_storage: FileStorage,
+) -> None:
+    async def scenario() -> None:
+        # Busy, with a long linger: the commit of "a" is waiting when the journal closes.
+        journal = Journal(local_storage, "j", linger_s=60.0, busy=lambda: True)
+        await journal.open()
+        await journal.start()
+        waiting = journal.append(["a"])
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await journal.close()
+        with pytest.raises(StorageUnavailable, match="closed"):
+            await asyncio.wait_for(waiting, timeout=10)
+        with pytest.raises(StorageUnavailable):
+            journal.append(["b"])
+
+    run(scenario())

@@ -165,6 +165,13 @@ class Journal:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+        # Records appended and not yet committed are answered, not left waiting forever.
+        _fail(
+            self._waiters,
+            StorageUnavailable(f"journal {self.name} closed before committing"),
+            closing=True,
+        )
+        self._pending, self._waiters = [], []
         await self._stop_appending()
         if self._committer is not None:
             self._committer.shutdown(wait=False)  # idle: `_stop_appending` waited for it
@@ -212,11 +219,16 @@ class Journal:
             self._pending, self._waiters = [], []
             try:
                 position = await self._write(records)
+            except asyncio.CancelledError:
+                # Closed mid-commit: the write may have landed, but it is not confirmed.
+                closed = StorageUnavailable(f"journal {self.name} closed while committing")
+                _fail(waiters, closed, closing=True)
+                raise
             except Exception as exc:
-                error = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(error)
+                _fail(
+                    waiters,
+                    exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc)),
+                )
                 continue
             for waiter in waiters:
                 if not waiter.done():
@@ -349,3 +361,15 @@ class Journal:
         await self.storage.put(key, b"".join(filelog.frame(p) for p in kept))
         if all(s.key != key for s in self._stored):  # a retry rewrote it
             self._stored.append(_Stored(key, (epoch, upto[1] + 1), (epoch, upto[1] + len(kept))))
+
+
+def _fail(
+    waiters: list[asyncio.Future[Position]], error: StorageUnavailable, *, closing: bool = False
+) -> None:
+    """Answer `waiters` with `error`. `closing`: a stop, where a caller that is gone already
+    (cancelled with the actor's other work) is expected; its answer is not logged as lost."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(error)
+            if closing:
+                waiter.exception()  # marks it retrieved: asyncio logs unretrieved errors
