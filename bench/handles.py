@@ -188,48 +188,49 @@ def run(quick: bool) -> list[Row]:
             calls["noop_many"].append(BATCH * measured("noop_many", noop_many, MANY_WINDOW))
             calls["many"].append(BATCH * measured("many", track_many, MANY_WINDOW))
         best = {k: max(v) for k, v in calls.items()}
-        track_row = Row(
+
+        def compared(subject: str, against: str, **row: Any) -> Row:
+            """`subject`'s best beside `against`'s, with both sides' runs and CPU per call."""
+            extra = row.pop("details", {})
+            return Row(
+                value=best[subject],
+                baseline_value=best[against],
+                details={
+                    "runs": calls[subject],
+                    "baseline_runs": calls[against],
+                    **extra,
+                    "cpu_ms_per_call": {subject: cpu[subject], against: cpu[against]},
+                },
+                **row,
+            )
+
+        track_row = compared(
+            "track",
+            "noop",
             name="handles: track calls/s",
-            value=best["track"],
             unit="calls/s",
             baseline="no-op actor method",
-            baseline_value=best["noop"],
             target=">= 0.8x baseline",
-            details={
-                "runs": calls["track"],
-                "baseline_runs": calls["noop"],
-                "window": 1000,
-                "cpu_ms_per_call": {"track": cpu["track"], "noop": cpu["noop"]},
-            },
+            details={"window": 1000},
         )
         track_row.met = (track_row.ratio or 0) >= 0.8
-        waiting_row = Row(
+        waiting_row = compared(
+            "track",
+            "waiting",
             name="handles: track calls/s beside a no-op that waits for a commit",
-            value=best["track"],
             unit="calls/s",
             baseline="no-op actor method answering in 1 ms groups, as a commit does",
-            baseline_value=best["waiting"],
-            details={
-                "runs": calls["track"],
-                "baseline_runs": calls["waiting"],
-                "window": 1000,
-                "cpu_ms_per_call": {"track": cpu["track"], "waiting": cpu["waiting"]},
-            },
+            details={"window": 1000},
         )
-        many_row = Row(
+        many_row = compared(
+            "many",
+            "noop_many",
             name="handles: track_many events/s (durable)",
-            value=best["many"],
             unit="events/s",
             baseline="no-op call, same batches validated and encoded",
-            baseline_value=best["noop_many"],
             target=">= 200,000 events/s",
             met=best["many"] >= 200_000,
-            details={
-                "runs": calls["many"],
-                "baseline_runs": calls["noop_many"],
-                "batch": BATCH,
-                "cpu_ms_per_call": {"many": cpu["many"], "noop_many": cpu["noop_many"]},
-            },
+            details={"batch": BATCH},
         )
         pids = _host_pids(tracker)
         if not track_row.met and not quick:
@@ -240,7 +241,7 @@ def run(quick: bool) -> list[Row]:
             recording = Recording({**pids, "driver": _own_pid()}, "handles-track_many", duration)
             drive(track_many, duration, MANY_WINDOW)
             many_row.profile = recording.stop()
-        for actor in noops:
+        for actor in noops + waiting:
             ray.kill(actor)
         shutdown(config)
         return [track_row, waiting_row, many_row]

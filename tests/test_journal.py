@@ -32,11 +32,18 @@ def records_of(replay: list[tuple[Any, list[Any]]]) -> list[Any]:
     return [record for _position, records in replay for record in records]
 
 
-async def opened(storage: Storage, name: str = "j") -> tuple[Journal, list[Any]]:
-    journal = Journal(storage, name)
+async def opened(storage: Storage, name: str = "j", **options: Any) -> tuple[Journal, list[Any]]:
+    journal = Journal(storage, name, **options)
     replay = records_of(await journal.open())
     await journal.start()
     return journal, replay
+
+
+async def commit_begun() -> None:
+    """A few turns of the event loop: a commit woken by an append has begun (it is writing
+    the records, or lingering before it takes them)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -57,13 +64,9 @@ def test_a_busy_writers_commit_lingers_for_the_records_that_follow(
     local_storage: FileStorage, busy: bool
 ) -> None:
     async def scenario() -> None:
-        journal = Journal(local_storage, "j", linger_s=0.5, busy=lambda: busy)
-        await journal.open()
-        await journal.start()
+        journal, _ = await opened(local_storage, linger_s=0.5, busy=lambda: busy)
         first = journal.append(["a"])
-        # One turn of the loop: the commit of "a" has begun (its write, or its lingering).
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await commit_begun()
         second = journal.append(["b"])
         positions = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
         # Idle: "a" went alone, at once. Busy: "b" joined it.
@@ -502,12 +505,9 @@ def test_records_waiting_for_a_commit_are_answered_when_the_journal_closes(
 ) -> None:
     async def scenario() -> None:
         # Busy, with a long linger: the commit of "a" is waiting when the journal closes.
-        journal = Journal(local_storage, "j", linger_s=60.0, busy=lambda: True)
-        await journal.open()
-        await journal.start()
+        journal, _ = await opened(local_storage, linger_s=60.0, busy=lambda: True)
         waiting = journal.append(["a"])
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await commit_begun()
         await journal.close()
         with pytest.raises(StorageUnavailable, match="closed"):
             await asyncio.wait_for(waiting, timeout=10)
