@@ -296,6 +296,46 @@ def test_a_click_that_left_the_window_is_forgotten_even_if_a_later_one_is_older(
     assert stats.report(T0)["rageClicks"] == []
 
 
+def _near_by_definition(
+    earlier: list[tuple[int, float, float, str]], t: int, x: float, y: float, path: str
+) -> int:
+    """What `add_click` answers, from its definition: the click itself, and those of the
+    last RAGE_RING clicks kept in the window that are on its path within the radius."""
+    ring: list[tuple[int, float, float, str]] = []
+    for click_ in earlier:  # replay the ring as it was when this click came
+        ring = [c for c in ring if abs(click_[0] - c[0]) <= analytics.RAGE_WINDOW_MS]
+        ring = [*ring, click_][-analytics.RAGE_RING :]
+    near = [
+        c
+        for c in ring
+        if abs(t - c[0]) <= analytics.RAGE_WINDOW_MS
+        and c[3] == path
+        and (c[1] - x) ** 2 + (c[2] - y) ** 2 <= analytics.RAGE_RADIUS_PX**2
+    ]
+    return 1 + len(near)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            # client clocks jump back and forth, often to the window's edges
+            st.one_of(st.integers(0, 2100), st.sampled_from([0, 1, 999, 1000, 1001, 2000])),
+            st.sampled_from([0.0, 10.0, 20.0, 30.0, 45.0]),
+            st.sampled_from([0.0, 0.5, 30.0]),
+            st.sampled_from(["/a", "/a", "/b"]),
+        ),
+        max_size=30,
+    )
+)
+def test_a_sessions_near_clicks_are_counted_as_defined(
+    clicks: list[tuple[int, float, float, str]],
+) -> None:
+    sequence = SessionSequences().touch("u1", "s1")[0]
+    for at, (t, x, y, path) in enumerate(clicks):
+        assert sequence.add_click(t, x, y, path) == _near_by_definition(clicks[:at], t, x, y, path)
+
+
 def test_only_the_last_hundred_rage_clicks_are_kept() -> None:
     stats = SiteStats()
     for i in range(150):

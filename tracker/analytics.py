@@ -209,11 +209,25 @@ class RageClick(NamedTuple):
 
 
 class _Sequence:
-    __slots__ = ("burst", "burst_count", "burst_path", "burst_t", "clicks", "last_path")
+    __slots__ = (
+        "burst",
+        "burst_count",
+        "burst_path",
+        "burst_t",
+        "clicks",
+        "high",
+        "last_path",
+        "low",
+    )
 
     def __init__(self) -> None:
         self.last_path: str | None = None
-        self.clicks: list[tuple[int, float, float, str]] = []
+        # The session's last RAGE_RING clicks, oldest first, flat: t, x, y, path, t, x, ...
+        # One list instead of a tuple per click: 312 bytes instead of 696 for a full ring
+        # (100,000 sessions are kept), and `add_click` checks the paths with one C-level `in`.
+        self.clicks: list[Any] = []
+        self.low = 0  # bounds of the clicks' times: `low` <= every t <= `high`
+        self.high = 0
         self.burst: str | None = None
         self.burst_count = 0
         self.burst_path = ""
@@ -222,33 +236,49 @@ class _Sequence:
     def add_click(self, t: int, x: float, y: float, path: str) -> int:
         """Remember a click (client time `t`); return how many of the session's clicks within
         1 s of it are on `path` within 30 px of it, itself included (3+ make a rage click)."""
-        near = 1
-        stale = 0
         clicks = self.clicks
-        earliest, latest = t - RAGE_WINDOW_MS, t + RAGE_WINDOW_MS
-        for click_t, click_x, click_y, click_path in clicks:
-            if earliest <= click_t <= latest:
-                if click_path == path:
-                    dx, dy = click_x - x, click_y - y
-                    if dx * dx + dy * dy <= _RAGE_RADIUS_SQUARED:
-                        near += 1
-            else:
-                stale += 1
-        # Kept in place and filtered only when clicks left the window: this is the hot path.
-        if stale == len(clicks):
-            clicks.clear()
-        elif stale:
-            clicks[:] = [c for c in clicks if abs(t - c[0]) <= RAGE_WINDOW_MS]
-        if len(clicks) == RAGE_RING:
-            del clicks[0]  # before appending: a list that never outgrows the ring stays small
-        clicks.append((t, x, y, path))
+        near = 1
+        if clicks:
+            earliest, latest = t - RAGE_WINDOW_MS, t + RAGE_WINDOW_MS
+            if self.low < earliest or self.high > latest:
+                self._keep_within(earliest, latest)
+            if path in clicks[3::4]:
+                for i in range(3, len(clicks), 4):
+                    if clicks[i] == path:
+                        dx, dy = clicks[i - 2] - x, clicks[i - 1] - y
+                        if dx * dx + dy * dy <= _RAGE_RADIUS_SQUARED:
+                            near += 1
+            if len(clicks) == 4 * RAGE_RING:
+                del clicks[:4]  # `low` stays a bound: at worst one needless `_keep_within`
+        if clicks:
+            if t < self.low:
+                self.low = t
+            elif t > self.high:
+                self.high = t
+        else:
+            self.low = self.high = t
+        clicks += (t, x, y, path)
         return near
+
+    def _keep_within(self, earliest: int, latest: int) -> None:
+        clicks = self.clicks
+        times = [c for c in clicks[::4] if earliest <= c <= latest]
+        if len(times) < len(clicks) // 4:
+            clicks[:] = [
+                value
+                for at in range(0, len(clicks), 4)
+                if earliest <= clicks[at] <= latest
+                for value in clicks[at : at + 4]
+            ]
+        if times:
+            self.low, self.high = min(times), max(times)
 
 
 class SessionSequences:
     """What each session did last (page, clicks, rage burst): host state, never shipped.
 
-    A bounded LRU by session; about 300 bytes a session. An evicted session starts afresh.
+    A bounded LRU by session: about 300 bytes a session, 1.2 kB with a full ring of clicks.
+    An evicted session starts afresh.
     """
 
     def __init__(self, max_sessions: int = MAX_SEQUENCES) -> None:
