@@ -14,7 +14,7 @@ from tracker import codec
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.host import LINGER_CALLS, HostSettings, UserHost, drain, orphaned_hosts, user_key
 from tracker.schema import movement_from_obj, movements_from_obj
-from tracker.storage import ObjectInfo, Storage, open_storage
+from tracker.storage import ObjectInfo, ObjectMissing, Storage, open_storage
 from tracker.user_tracker import Limits
 
 T = TypeVar("T")
@@ -533,6 +533,51 @@ def test_compaction_never_truncates_a_commit_still_being_acknowledged(file_stora
         await host.compact(force=True)
         proceed.set()
         assert await tracked == 1
+        # Crash now, before any further compaction.
+        again = await started(inner, clock)
+        assert [m["eventId"] for m in await movements_of(again)] == ["first", "second"]
+
+    run(scenario())
+
+
+def test_a_compaction_resuming_as_a_commit_lands_keeps_that_commit(storage_url: str) -> None:
+    """A compaction that resumes (from its fence check) between a commit's acknowledgement by
+    the journal and the resumption of the call that made it must still leave that commit in
+    the log or in the user's history: the call acknowledges it right after."""
+    inner = open_storage(storage_url)
+    clock = Clock()
+    release = asyncio.Event()
+
+    class Choreographed(Wrapped):
+        """The compaction's fence check waits; the commit's fence check releases it and
+        answers at once, so that the compaction resumes right after the commit is logged."""
+
+        epoch_checks = 0
+        armed = False
+
+        async def get(self, key: str) -> tuple[bytes, str]:
+            if "/epochs/" in key and self.armed:
+                self.epoch_checks += 1
+                if self.epoch_checks == 1:  # the compaction's
+                    await release.wait()
+                else:  # the commit's
+                    release.set()
+                    self.armed = False
+                raise ObjectMissing(key)  # no newer epoch
+            return await self.inner.get(key)
+
+    wrapped = Choreographed(inner)
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        assert await host.track("alice", movement(clock, eventId="first")) == 1
+        await host.compact(force=True)  # alice has nothing left to flush
+        wrapped.armed = True
+        compaction = asyncio.ensure_future(host.compact(force=True))
+        while wrapped.epoch_checks == 0:
+            await asyncio.sleep(0)
+        assert await host.track("alice", movement(clock, eventId="second")) == 1
+        await compaction
         # Crash now, before any further compaction.
         again = await started(inner, clock)
         assert [m["eventId"] for m in await movements_of(again)] == ["first", "second"]

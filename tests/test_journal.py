@@ -93,6 +93,38 @@ def test_concurrent_appends_share_few_commits(storage: Storage) -> None:
     run(scenario())
 
 
+def test_a_records_commit_hook_has_run_once_its_position_is_the_last(storage: Storage) -> None:
+    """What a compaction relies on: when `last_position()` shows a commit, the hooks of its
+    records have run, though the callers awaiting them have not resumed yet."""
+
+    async def scenario() -> None:
+        journal, _ = await opened(storage)
+        hooked: dict[int, tuple[int, int]] = {}
+        seen: list[tuple[tuple[int, int], dict[int, tuple[int, int]]]] = []
+
+        def hook(i: int) -> Callable[[tuple[int, int]], None]:
+            return lambda position: hooked.__setitem__(i, position)
+
+        async def watch() -> None:
+            while len(hooked) < 60:  # every step until the last commit's hooks ran
+                seen.append((journal.last_position(), dict(hooked)))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.ensure_future(watch())
+        for wave in range(3):
+            appended = [
+                journal.append(["r", 20 * wave + i], hook(20 * wave + i)) for i in range(20)
+            ]
+            assert await asyncio.gather(*appended) == [hooked[20 * wave + i] for i in range(20)]
+        await asyncio.wait_for(watcher, 10)
+        assert len({last for last, _ in seen}) >= 3  # it saw the commits land
+        for last, hooks_then in seen:
+            assert all(i in hooks_then for i, position in hooked.items() if position <= last)
+        await journal.close()
+
+    run(scenario())
+
+
 def test_recovery_replays_acknowledged_records_in_order(storage: Storage) -> None:
     async def scenario() -> list[Any]:
         journal, _ = await opened(storage)

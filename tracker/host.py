@@ -345,20 +345,23 @@ class UserHost:
         kept: list[tuple[str, Sequence[Observed]]] | None = None,
     ) -> None:
         # Log and apply with no await in between: this is the per-user critical section.
-        future = self.journal.append(record)
+        # The record joins `committed` as its commit lands, not when this call resumes: a
+        # compaction truncating the log up to that commit must find it there to flush it.
+        future = self.journal.append(
+            record, lambda position: slot.committed.append((position, record))
+        )
         slot.tracker.apply(record, fresh=True)
         slot.inflight += 1
         slot.last_commit = future
         slot.last_access_ms = self.now_ms()
         try:
-            position = await future
+            await future
         except Exception:
             # Memory may hold what storage refused: reload this user before the next use.
             slot.stale = True
             raise
         finally:
             slot.inflight -= 1
-        slot.committed.append((position, record))
         if not slot.armed:
             self._arm(user_id, slot)
         if self.on_track is None:

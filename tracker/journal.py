@@ -90,10 +90,12 @@ class Journal:
         self.seq = 0
         self.acked: Position = (0, 0)
         self.bytes_since_truncate = 0
+        self.bytes_committed = 0  # all commits' bytes, from open on (a truncation keeps it)
         self.commits = 0
         self.fenced = False
         self._pending: list[Any] = []
         self._waiters: list[asyncio.Future[Position]] = []
+        self._hooks: list[Callable[[Position], None]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stored: list[_Stored] = []
@@ -171,7 +173,7 @@ class Journal:
             StorageUnavailable(f"journal {self.name} closed before committing"),
             closing=True,
         )
-        self._pending, self._waiters = [], []
+        self._pending, self._waiters, self._hooks = [], [], []
         await self._stop_appending()
         if self._committer is not None:
             self._committer.shutdown(wait=False)  # idle: `_stop_appending` waited for it
@@ -191,8 +193,16 @@ class Journal:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, record: Any) -> asyncio.Future[Position]:
-        """Queue a record for the next group commit; the future resolves once it is durable."""
+    def append(
+        self, record: Any, on_commit: Callable[[Position], None] | None = None
+    ) -> asyncio.Future[Position]:
+        """Queue a record for the next group commit; the future resolves once it is durable.
+
+        `on_commit(position)`, which must not raise, runs as the commit lands, in the step
+        that makes it `last_position()`: whoever reads that position finds the hooks of every
+        record at or before it run. (The future's awaiter resumes a step later, when a
+        compaction may already have read the position and truncated the log up to it.)
+        """
         if self.fenced:
             raise Fenced(f"journal {self.name}: a newer incarnation owns it")
         if self._task is None:
@@ -200,6 +210,8 @@ class Journal:
         future: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         self._pending.append(record)
         self._waiters.append(future)
+        if on_commit is not None:
+            self._hooks.append(on_commit)
         self._wakeup.set()
         return future
 
@@ -215,8 +227,8 @@ class Journal:
             self._wakeup.clear()
             if not self._pending:
                 continue
-            records, waiters = self._pending, self._waiters
-            self._pending, self._waiters = [], []
+            records, waiters, hooks = self._pending, self._waiters, self._hooks
+            self._pending, self._waiters, self._hooks = [], [], []
             try:
                 position = await self._write(records)
             except asyncio.CancelledError:
@@ -230,6 +242,8 @@ class Journal:
                     exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc)),
                 )
                 continue
+            for hook in hooks:
+                hook(position)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(position)
@@ -256,6 +270,7 @@ class Journal:
             raise self._claimed() from None
         self.acked = position
         self.bytes_since_truncate += written
+        self.bytes_committed += written
         self.commits += 1
         return position
 
