@@ -14,7 +14,7 @@ from tracker import codec
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.host import LINGER_CALLS, HostSettings, UserHost, drain, orphaned_hosts, user_key
 from tracker.schema import movement_from_obj, movements_from_obj
-from tracker.storage import ObjectInfo, ObjectMissing, Storage, open_storage
+from tracker.storage import FileStorage, ObjectInfo, ObjectMissing, Storage, open_storage
 from tracker.user_tracker import Limits
 
 T = TypeVar("T")
@@ -581,6 +581,46 @@ def test_a_compaction_resuming_as_a_commit_lands_keeps_that_commit(storage_url: 
         # Crash now, before any further compaction.
         again = await started(inner, clock)
         assert [m["eventId"] for m in await movements_of(again)] == ["first", "second"]
+
+    run(scenario())
+
+
+def test_commits_landing_during_a_compaction_are_not_copied_out_of_its_log_file(
+    file_storage: str,
+) -> None:
+    """Frames files: a compaction starts a new file before it reads the last position, so
+    what is committed while it writes users' histories is not rewritten by its truncation."""
+    release = asyncio.Event()
+    flushing = asyncio.Event()
+    clock = Clock()
+
+    class Files(FileStorage):
+        hold = False
+        log_puts = 0
+
+        async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            if "/log/" in key:
+                self.log_puts += 1
+            if "/chunks/" in key and self.hold:
+                flushing.set()
+                await release.wait()
+            return await super().put(key, data, **kwargs)
+
+    files = Files(file_storage)
+
+    async def scenario() -> None:
+        host = await started(files, clock)
+        assert await host.track("alice", movement(clock, eventId="first")) == 1
+        files.hold, puts_before = True, files.log_puts
+        compaction = asyncio.ensure_future(host.compact(force=True))
+        await asyncio.wait_for(flushing.wait(), 10)
+        assert await host.track("bob", movement(clock, user="bob", eventId="during")) == 1
+        release.set()
+        await compaction
+        assert files.log_puts == puts_before  # no frames copied
+        again = await started(open_storage(file_storage), clock)
+        assert [m["eventId"] for m in await movements_of(again)] == ["first"]
+        assert [m["eventId"] for m in await movements_of(again, "bob")] == ["during"]
 
     run(scenario())
 

@@ -468,6 +468,7 @@ class UserHost:
         # commits are refused already, and so is this.
         await self.journal.check_fence()
         async with self._compacting:
+            await self.journal.rotate()
             upto = self.journal.last_position()
             await self._flush_users(list(self.slots.values()), upto=upto)
             await self.journal.truncate(upto)

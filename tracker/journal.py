@@ -179,6 +179,13 @@ class Journal:
             self._committer.shutdown(wait=False)  # idle: `_stop_appending` waited for it
             self._committer = None
 
+    async def rotate(self) -> None:
+        """Send the commits from now on to a new frames file (local files; a no-op on object
+        stores). Called before a compaction reads `last_position()`: the commits that land
+        while it flushes users' histories then sit in a file of their own, which the
+        truncation keeps as it is, instead of copying them out of the compacted one."""
+        await self._stop_appending()
+
     async def _stop_appending(self) -> None:
         """Close the frames file being appended to; the next commit starts a new one."""
         if self._appending is not None:
