@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +104,7 @@ class Journal:
         self._appending: tuple[FrameFile, _Stored] | None = None
         # Commits get a thread of their own: in the shared default pool they would queue behind
         # a compaction's hundreds of chunk writes, and every acknowledgement would wait for them.
-        self._committer: ThreadPoolExecutor | None = None
+        self._committer: _Committer | None = None
 
     def _log_key(self, first: Position, suffix: str = "") -> str:
         """The key of the segment (or, with `FRAMES`, frames file) starting at `first`."""
@@ -176,7 +177,7 @@ class Journal:
         self._pending, self._waiters, self._hooks = [], [], []
         await self._stop_appending()
         if self._committer is not None:
-            self._committer.shutdown(wait=False)  # idle: `_stop_appending` waited for it
+            self._committer.stop()  # idle: `_stop_appending` waited for it
             self._committer = None
 
     async def rotate(self) -> None:
@@ -195,8 +196,8 @@ class Journal:
     def _in_committer(self, work: Callable[..., None], *args: Any) -> asyncio.Future[None]:
         """Run `work` in the journal's own thread (one; created on first use)."""
         if self._committer is None:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix="journal-commit")
-        return asyncio.get_running_loop().run_in_executor(self._committer, work, *args)
+            self._committer = _Committer(f"journal-commit-{self.name}")
+        return self._committer.run(work, *args)
 
     # -- appending -------------------------------------------------------------------------
 
@@ -383,6 +384,50 @@ class Journal:
         await self.storage.put(key, b"".join(filelog.frame(p) for p in kept))
         if all(s.key != key for s in self._stored):  # a retry rewrote it
             self._stored.append(_Stored(key, (epoch, upto[1] + 1), (epoch, upto[1] + len(kept))))
+
+
+class _Committer:
+    """A thread that runs blocking work in the order it is given and answers on the caller's
+    event loop. Cheaper than `run_in_executor` on a one-thread pool (no
+    `concurrent.futures.Future` to chain, no pool bookkeeping): a commit of one small record
+    took 177 instead of 204 µs of CPU here (medians of four runs each). And commits wait for
+    no other work (in the shared default pool they queued behind a compaction's chunk
+    writes)."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, work: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((loop, future, work, args))
+        return future
+
+    def stop(self) -> None:
+        """Let the thread end once the work given before is done."""
+        self._queue.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._queue.get()) is not None:
+            loop, future, work, args = item
+            error: BaseException | None = None
+            try:
+                work(*args)
+            except BaseException as exc:  # answered to the caller, whatever it is
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, future, error)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _fail(
