@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -123,6 +125,22 @@ def test_a_records_commit_hook_has_run_once_its_position_is_the_last(storage: St
         await journal.close()
 
     run(scenario())
+
+
+def test_a_journal_dropped_without_closing_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """A caller that crashes never closes its journal: the commit thread must still end."""
+    name = f"dropped-{os.getpid()}-{id(tmp_path)}"
+
+    async def scenario() -> None:
+        journal, _ = await opened(FileStorage(f"file://{tmp_path}"), name)
+        await journal.append(["r", 1])  # the commit thread is running now
+
+    run(scenario())
+    gc.collect()
+    threads = [t for t in threading.enumerate() if t.name == f"journal-commit-{name}"]
+    for thread in threads:
+        thread.join(timeout=10)
+    assert threads and not any(t.is_alive() for t in threads)
 
 
 def test_recovery_replays_acknowledged_records_in_order(storage: Storage) -> None:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -396,8 +397,10 @@ class _Committer:
 
     def __init__(self, name: str) -> None:
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
+        # The thread holds the queue only: a journal dropped without `close()` (its caller
+        # crashed) is collected with its committer, and the finalizer lets the thread end.
+        threading.Thread(target=_serve, args=(self._queue,), name=name, daemon=True).start()
+        self._stop = weakref.finalize(self, self._queue.put, None)
 
     def run(self, work: Callable[..., None], *args: Any) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
@@ -407,18 +410,28 @@ class _Committer:
 
     def stop(self) -> None:
         """Let the thread end once the work given before is done."""
-        self._queue.put(None)
+        self._stop()
 
-    def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
-            loop, future, work, args = item
-            error: BaseException | None = None
-            try:
-                work(*args)
-            except BaseException as exc:  # answered to the caller, whatever it is
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-                loop.call_soon_threadsafe(_settle, future, error)
+
+def _serve(work_queue: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
+    while (item := work_queue.get()) is not None:
+        _run_one(*item)
+        item = None  # hold nothing while waiting for the next
+
+
+def _run_one(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[None],
+    work: Callable[..., None],
+    args: tuple[Any, ...],
+) -> None:
+    error: BaseException | None = None
+    try:
+        work(*args)
+    except BaseException as exc:  # answered to the caller, whatever it is
+        error = exc
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+        loop.call_soon_threadsafe(_settle, future, error)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
