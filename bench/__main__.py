@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     names = args.only or list(SCENARIOS)
+    if {"http", "scaling"} & set(names) and not loadgen.have_wrk():
+        print(
+            "note: wrk is not installed (`make loadgen` installs it): the closed-loop HTTP "
+            "runs use the slower asyncio client, and their figures are not comparable",
+            file=sys.stderr,
+            flush=True,
+        )
     started = time.time()
     rows: list[Row] = []
     timings: dict[str, float] = {}
