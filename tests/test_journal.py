@@ -130,17 +130,18 @@ def test_a_records_commit_hook_has_run_once_its_position_is_the_last(storage: St
 def test_a_journal_dropped_without_closing_leaves_no_thread_behind(tmp_path: Path) -> None:
     """A caller that crashes never closes its journal: the commit thread must still end."""
     name = f"dropped-{os.getpid()}-{id(tmp_path)}"
+    threads: list[threading.Thread] = []
 
     async def scenario() -> None:
         journal, _ = await opened(FileStorage(f"file://{tmp_path}"), name)
         await journal.append(["r", 1])  # the commit thread is running now
+        threads.extend(t for t in threading.enumerate() if t.name == f"journal-commit-{name}")
 
     run(scenario())
     gc.collect()
-    threads = [t for t in threading.enumerate() if t.name == f"journal-commit-{name}"]
-    for thread in threads:
-        thread.join(timeout=10)
-    assert threads and not any(t.is_alive() for t in threads)
+    assert len(threads) == 1
+    threads[0].join(timeout=10)
+    assert not threads[0].is_alive()
 
 
 def test_recovery_replays_acknowledged_records_in_order(storage: Storage) -> None:
