@@ -574,8 +574,11 @@ def test_a_compaction_resuming_as_a_commit_lands_keeps_that_commit(storage_url: 
         await host.compact(force=True)  # alice has nothing left to flush
         wrapped.armed = True
         compaction = asyncio.ensure_future(host.compact(force=True))
-        while wrapped.epoch_checks == 0:
+        for _ in range(1000):  # the compaction reaches its fence check within a few steps
+            if wrapped.epoch_checks:
+                break
             await asyncio.sleep(0)
+        assert wrapped.epoch_checks == 1
         assert await host.track("alice", movement(clock, eventId="second")) == 1
         await compaction
         # Crash now, before any further compaction.
