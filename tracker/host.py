@@ -468,8 +468,7 @@ class UserHost:
         # commits are refused already, and so is this.
         await self.journal.check_fence()
         async with self._compacting:
-            await self.journal.rotate()
-            upto = self.journal.last_position()
+            upto = await self.journal.rotate()
             await self._flush_users(list(self.slots.values()), upto=upto)
             await self.journal.truncate(upto)
             self._last_compaction_ms = self.now_ms()

@@ -181,12 +181,13 @@ class Journal:
             self._committer.stop()  # idle: `_stop_appending` waited for it
             self._committer = None
 
-    async def rotate(self) -> None:
-        """Send the commits from now on to a new frames file (local files; a no-op on object
-        stores). Called before a compaction reads `last_position()`: the commits that land
-        while it flushes users' histories then sit in a file of their own, which the
+    async def rotate(self) -> Position:
+        """Send the commits from now on to a new frames file (local files; nothing to do on
+        object stores), and return `last_position()`: what a compaction may truncate up to.
+        The commits that land while it flushes then sit in a file of their own, which the
         truncation keeps as it is, instead of copying them out of the compacted one."""
         await self._stop_appending()
+        return self.last_position()
 
     async def _stop_appending(self) -> None:
         """Close the frames file being appended to; the next commit starts a new one."""

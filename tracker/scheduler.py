@@ -225,8 +225,7 @@ class AlarmScheduler:
         # One at a time: two snapshot writes from the same ETag would take each other for a
         # newer scheduler.
         async with self._compacting:
-            await self.journal.rotate()  # what commits meanwhile is kept, not copied
-            upto = self.journal.last_position()
+            upto = await self.journal.rotate()  # what commits meanwhile is kept, not copied
             await self._write_snapshot()
             await self.journal.truncate(upto)
 
