@@ -283,3 +283,82 @@ def test_a_window_extended_by_a_batch_holds_what_adding_one_by_one_holds(
         for event_id in map(str, range(41)):
             key = RecentIds.key(event_id)
             assert (key in extended) == (key in added), (event_id, group)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    capacity=st.integers(1, 12),
+    window=st.lists(st.integers(0, 60).map(str), max_size=40),
+    batch=st.lists(st.one_of(st.none(), st.integers(0, 60).map(str)), max_size=20),
+)
+def test_a_batch_is_found_in_a_window_exactly_when_one_of_its_ids_is(
+    capacity: int, window: list[str], batch: list[str | None]
+) -> None:
+    recent = RecentIds(capacity)
+    recent.extend(window)
+    # Below 8 IDs the ring is searched, from 8 on a set of it is made: both ways are drawn.
+    expected = any(i is not None and RecentIds.key(i) in recent for i in batch)
+    assert recent.holds_any(batch) == expected
+
+
+_id_pairs = st.tuples(
+    st.sampled_from(["s1", "s1", "s1", "s2"]),
+    st.one_of(st.none(), st.integers(0, 30).map(lambda n: f"e{n}")),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cap=st.integers(1, 12),
+    calls=st.lists(
+        st.one_of(
+            st.lists(_id_pairs, min_size=1, max_size=20),
+            # Batches without a repeated ID, most of them in one session: the whole-batch
+            # check of the window (8 IDs or more) decides them.
+            st.lists(_id_pairs, min_size=1, max_size=20, unique_by=lambda pair: pair[1]),
+        ),
+        max_size=8,
+    ),
+)
+def test_the_host_path_keeps_exactly_the_movements_not_seen_in_the_window(
+    cap: int, calls: list[list[tuple[str, str | None]]]
+) -> None:
+    """What the host does (a stored batch's record, applied fresh with its decoded movements)
+    keeps a movement unless its session saw its ID among its last `cap` IDs, or earlier in
+    the batch: checked against that definition, batch by batch."""
+    tracker = UserTracker("alice", Limits(max_movements=cap))
+    seen: dict[str, list[str]] = {}  # every ID each session kept, oldest first
+    for number, call in enumerate(calls):
+        batch = [
+            movement(session=s, at=T0 + number, **({"eventId": e} if e else {})) for s, e in call
+        ]
+        in_batch: dict[str, set[str]] = {}
+        expected: dict[str, list[str | None]] = {}
+        for session_id, event_id in call:
+            if event_id is not None and (
+                event_id in in_batch.setdefault(session_id, set())
+                or event_id in seen.get(session_id, [])[-cap:]
+            ):
+                continue
+            expected.setdefault(session_id, []).append(event_id)
+            if event_id is not None:
+                in_batch[session_id].add(event_id)
+        entries = [
+            (sid, codec.encode_blob(group), group)
+            for sid, group in codec.group_by_session(batch).items()
+        ]
+        tracked = tracker.track_stored_record(entries, T0 + number)
+        kept = {sid: [m.eventId for m in moved] for sid, moved in tracked.kept}
+        assert kept == expected
+        assert tracked.new == sum(map(len, expected.values()))
+        if tracked.record is not None:
+            tracker.apply(tracked.record, fresh=True, decoded=tracked.kept)
+        for session_id, ids in expected.items():
+            seen.setdefault(session_id, []).extend(i for i in ids if i is not None)
+        for session_id, state in tracker.sessions.items():
+            # The window was extended with the decoded movements' IDs, not the blob's
+            # read again: it must hold the last `cap` IDs kept, and no other.
+            window = seen.get(session_id, [])[-cap:]
+            for n in range(31):
+                key = RecentIds.key(f"e{n}")
+                assert (key in state.recent_ids) == (f"e{n}" in window)

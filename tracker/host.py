@@ -350,7 +350,7 @@ class UserHost:
         future = self.journal.append(
             record, lambda position: slot.committed.append((position, record))
         )
-        slot.tracker.apply(record, fresh=True)
+        slot.tracker.apply(record, fresh=True, decoded=kept)
         slot.inflight += 1
         slot.last_commit = future
         slot.last_access_ms = self.now_ms()

@@ -9,8 +9,9 @@ ones, kept as 8-byte hashes in one buffer.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -87,6 +88,24 @@ class RecentIds:
     def key(event_id: str) -> bytes:
         return hash(event_id).to_bytes(8, "little", signed=True)
 
+    @staticmethod
+    def keys(event_ids: Iterable[str | None]) -> bytes:
+        """The keys of `event_ids` (None skipped), joined: what `key` gives for each."""
+        hashes = [hash(i) for i in event_ids if i is not None]
+        return struct.pack(f"<{len(hashes)}q", *hashes)
+
+    def holds_any(self, event_ids: Iterable[str | None]) -> bool:
+        """Whether the window holds any of `event_ids` (None skipped): a batch's check in one
+        step. Searching the ring costs about 1 µs per ID; a set of the window's 256 entries
+        costs about 10 µs once, so a batch of 8 IDs or more is checked against the set."""
+        ring = self.ring
+        if not ring:
+            return False
+        hashes = [hash(i) for i in event_ids if i is not None]
+        if len(hashes) < 8:
+            return any(h.to_bytes(8, "little", signed=True) in self for h in hashes)
+        return not set(struct.unpack(f"<{len(ring) // 8}q", ring)).isdisjoint(hashes)
+
     def __contains__(self, key: bytes) -> bool:
         ring = self.ring
         at = ring.find(key)
@@ -106,7 +125,7 @@ class RecentIds:
 
     def extend(self, event_ids: Iterable[str | None]) -> None:
         """Add the keys of `event_ids` (None skipped), oldest first, as `add` one by one would."""
-        keys = b"".join([RecentIds.key(i) for i in event_ids if i is not None])
+        keys = RecentIds.keys(event_ids)
         room = self.capacity * 8 - len(self.ring)
         if room > 0:
             self.ring += keys[:room]
@@ -166,10 +185,14 @@ class SessionState:
     def has_seen(self, event_id: str) -> bool:
         return RecentIds.key(event_id) in self.recent_ids
 
-    def add(self, blob: bytes, *, fresh: bool = False) -> int:
+    def add(
+        self, blob: bytes, *, fresh: bool = False, event_ids: Sequence[str | None] | None = None
+    ) -> int:
         """Take a blob of movements, skipping those already seen (unless `fresh`: checked by
-        the caller already); return how many were taken."""
-        event_ids = codec.blob_event_ids(blob)
+        the caller already); return how many were taken. `event_ids`: the blob's, when the
+        caller has them decoded already."""
+        if event_ids is None:
+            event_ids = codec.blob_event_ids(blob)
         recent = self.recent_ids
         if fresh:
             recent.extend(event_ids)

@@ -87,13 +87,24 @@ class UserTracker:
         sessions = self.sessions
         payload: list[list[Any]] = []
         kept: list[tuple[str, Sequence[Observed]]] = []
-        in_batch: dict[str, set[str]] = {}
+        in_batch: dict[str, set[str | None]] = {}
         new = 0
         for session_id, blob, movements in entries:
             session = sessions.get(session_id)
             known = session if session is not None and session.movements else None
-            duplicate = _seen_by(known, in_batch.setdefault(session_id, set()))
-            keep = kept_positions([m.eventId for m in movements], duplicate)
+            event_ids = [m.eventId for m in movements]
+            batch_ids = in_batch.setdefault(session_id, set())
+            keep: list[int] | None
+            if (
+                not batch_ids
+                and len(set(event_ids)) == len(event_ids)
+                and (known is None or not known.recent_ids.holds_any(event_ids))
+            ):
+                # The common case, checked for the whole batch at once: nothing seen before.
+                keep = None
+                batch_ids.update(event_ids)
+            else:
+                keep = kept_positions(event_ids, _seen_by(known, batch_ids))
             if keep is None:
                 payload.append([session_id, blob])
                 kept.append((session_id, movements))
@@ -115,16 +126,23 @@ class UserTracker:
 
     # -- applying records ------------------------------------------------------------------
 
-    def apply(self, record: Record, *, fresh: bool = False) -> None:
+    def apply(
+        self,
+        record: Record,
+        *,
+        fresh: bool = False,
+        decoded: Sequence[tuple[str, Sequence[Observed]]] | None = None,
+    ) -> None:
         """Make the change a record describes. Records come from `*_record` or from a log.
 
         `fresh`: the record was just made by `track_record` against this very state, so its
         event IDs were checked already (replayed records are checked again, which is what
-        makes applying one twice harmless).
+        makes applying one twice harmless). `decoded`: a fresh `track` record's movements
+        as `Tracked.kept` holds them, one entry per blob, so the blobs are not read again.
         """
         op, _user, now_ms, payload = record
         if op == "track":
-            self._apply_track(now_ms, payload, fresh)
+            self._apply_track(now_ms, payload, fresh, decoded)
         elif op == "session":
             session_id, device_info = payload
             session = self.sessions.get(session_id)
@@ -143,14 +161,21 @@ class UserTracker:
         else:
             raise ValueError(f"unknown record op {op!r}")
 
-    def _apply_track(self, now_ms: int, entries: list[list[Any]], fresh: bool) -> None:
-        for session_id, blob in entries:
+    def _apply_track(
+        self,
+        now_ms: int,
+        entries: list[list[Any]],
+        fresh: bool,
+        decoded: Sequence[tuple[str, Sequence[Observed]]] | None,
+    ) -> None:
+        for index, (session_id, blob) in enumerate(entries):
             session = self.sessions.get(session_id)
             if session is None:
                 # The seed starts a session on its first movement; so do we.
                 session = SessionState(session_id, now_ms, None, self.limits.max_movements)
                 self.sessions[session_id] = session
-            session.add(blob, fresh=fresh)
+            event_ids = None if decoded is None else [m.eventId for m in decoded[index][1]]
+            session.add(blob, fresh=fresh, event_ids=event_ids)
             session.last_activity = max(session.last_activity, now_ms)
 
     def _apply_expire(self, now_ms: int) -> None:
@@ -217,7 +242,7 @@ class UserTracker:
             self.sessions[session_id] = session
 
 
-def _seen_by(session: SessionState | None, batch_ids: set[str]) -> Callable[[str], bool]:
+def _seen_by(session: SessionState | None, batch_ids: set[str | None]) -> Callable[[str], bool]:
     """Whether an event ID is a duplicate: seen by the session already, or earlier in the
     batch (`batch_ids`, which the IDs let through join)."""
 
