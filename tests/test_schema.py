@@ -241,3 +241,31 @@ def test_a_json_body_in_any_of_its_three_shapes_gives_the_same_movements() -> No
     # An "events" key inside metadata does not make a movement a batch.
     inner = raw(data={"metadata": {"events": 3}})
     assert movements_from_json(msgspec.json.encode(inner), NOW)[0].data.metadata == {"events": 3}
+
+
+@pytest.mark.parametrize("shape", ["packed", "json"])
+def test_the_metadata_budget_holds_for_each_movement_of_a_large_batch(shape: str) -> None:
+    """Metadata are measured a group at a time: groups of many movements are over the budget
+    though no movement is, and the one movement over it is still found and named."""
+
+    def check(batch: list[dict[str, Any]]) -> list[Any]:
+        if shape == "packed":
+            return movements_from_obj(pack_movements(batch), NOW)
+        return movements_from_json(msgspec.json.encode(batch), NOW)
+
+    batch = [raw(eventId=f"e{i}", data={"metadata": {"k": "v" * 1000}}) for i in range(130)]
+    assert len(check(batch)) == 130
+    batch[100] = raw(data={"metadata": {"k": "v" * 4100}})
+    with pytest.raises(InvalidMovement) as info:
+        check(batch)
+    assert info.value.field == "events.100.data.metadata"
+    # A timestamp too far ahead later in the batch: the first movement that breaks a rule
+    # is the one named.
+    batch[120] = raw(timestamp=NOW + 10 * 60_000)
+    with pytest.raises(InvalidMovement) as info:
+        check(batch)
+    assert info.value.field == "events.100.data.metadata"
+    batch[100] = raw()
+    with pytest.raises(InvalidMovement) as info:
+        check(batch)
+    assert info.value.field == "events.120.timestamp"
