@@ -13,12 +13,16 @@ from conftest import S3_BUCKET, free_port
 
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.storage import (
+    PUT_GROUP,
+    FileStorage,
     ObjectExists,
     ObjectMissing,
     PreconditionFailed,
+    Put,
     Storage,
     local_root,
     open_storage,
+    put_all,
     put_fenced,
 )
 
@@ -100,6 +104,52 @@ def test_only_one_of_many_racing_create_only_writes_wins(storage: Storage) -> No
         assert all(isinstance(r, ObjectExists) for r in results if isinstance(r, BaseException))
 
     run(scenario())
+
+
+def test_put_all_gives_each_writes_outcome_in_order(storage: Storage) -> None:
+    """More writes than one group holds, with every condition: each one lands or fails on
+    its own, and its result sits at its place."""
+
+    async def scenario() -> None:
+        taken = await storage.put("taken", b"old")
+        kept = await storage.put("kept", b"old")
+        fresh = [Put(f"many/{i:03d}", str(i).encode(), if_absent=True) for i in range(70)]
+        puts = [
+            *fresh[:40],
+            Put("taken", b"new", if_absent=True),
+            Put("kept", b"new", if_match=kept),
+            Put("taken", b"new", if_match="not-its-etag"),
+            Put("../escape", b"x"),
+            *fresh[40:],
+        ]
+        assert len(puts) > 2 * PUT_GROUP
+        results = await put_all(storage, puts)
+        assert len(results) == len(puts)
+        assert isinstance(results[40], ObjectExists)
+        assert isinstance(results[41], str)
+        assert isinstance(results[42], PreconditionFailed)
+        assert isinstance(results[43], ValueError)
+        for put, result in zip(fresh, results[:40] + results[44:], strict=True):
+            assert await storage.get(put.key) == (put.data, result)
+        assert (await storage.get("taken"))[0] == b"old" and taken
+        assert await storage.get("kept") == (b"new", results[41])
+        assert await put_all(storage, []) == []
+
+    run(scenario())
+
+
+def test_put_all_goes_through_put_when_a_file_storage_overrides_it(file_storage: str) -> None:
+    class Seen(FileStorage):
+        keys: list[str] = []
+
+        async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            self.keys.append(key)
+            return await super().put(key, data, **kwargs)
+
+    seen = Seen(file_storage)
+    results = run(put_all(seen, [Put(f"k{i}", b"v") for i in range(5)]))
+    assert all(isinstance(r, str) for r in results)
+    assert sorted(seen.keys) == [f"k{i}" for i in range(5)]
 
 
 def test_a_fenced_write_lands_but_is_refused_once_its_fence_exists(storage: Storage) -> None:

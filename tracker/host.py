@@ -52,8 +52,10 @@ from tracker.storage import (
     ObjectExists,
     ObjectInfo,
     PreconditionFailed,
+    Put,
     Storage,
     get_if_any,
+    put_all,
 )
 from tracker.user_tracker import Limits, Tracked, UserTracker, export_lines
 
@@ -125,6 +127,18 @@ class UserSlot:
         self.last_access_ms = 0
         self.stale = False
         self.armed = False
+
+
+@dataclass(frozen=True, eq=False)
+class _Chunk:
+    """A user's next history chunk, encoded: the records it holds and what they apply."""
+
+    slot: UserSlot
+    taken: list[tuple[Position, Record]]
+    applied: dict[str, Position]
+    number: int
+    key: str
+    data: bytes
 
 
 class UserHost:
@@ -489,40 +503,51 @@ class UserHost:
         return len(idle)
 
     async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> None:
-        semaphore = asyncio.Semaphore(32)
-
-        async def flush(slot: UserSlot) -> None:
-            async with semaphore:
-                await self._flush_user(slot, upto)
-
-        results = await asyncio.gather(
-            *(flush(s) for s in slots if s.committed), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        """Write each user's committed records (up to `upto`) as their next history chunk,
+        then the snapshots that are due. The chunks go together, and so do the snapshots
+        (`put_all`); a user whose next chunk another host wrote meanwhile is caught up and
+        written on its own. The first error is raised once every user was tried."""
+        chunks = [
+            self._chunk(slot, taken)
+            for slot in slots
+            if (taken := [(p, r) for p, r in slot.committed if upto is None or p <= upto])
+        ]
+        written = await put_all(self.storage, [Put(c.key, c.data, if_absent=True) for c in chunks])
+        errors: list[BaseException] = []
+        contested: list[UserSlot] = []
+        done: list[_Chunk] = []
+        for chunk, result in zip(chunks, written, strict=True):
+            if isinstance(result, ObjectExists):
+                contested.append(chunk.slot)  # rare: on its own below
+            elif isinstance(result, Exception):
+                errors.append(result)
+            else:
+                self._chunk_written(chunk)
+                done.append(chunk)
+        due = [c for c in done if self._snapshot_due(c.slot)]
+        snapshots = [self._snapshot(c.slot, through=c.number) for c in due]
+        stored = await put_all(self.storage, [put for put, _ in snapshots])
+        for (put, through), chunk, outcome in zip(snapshots, due, stored, strict=True):
+            try:
+                self._snapshot_written(chunk.slot, put, through, outcome)
+            except Exception as exc:
+                errors.append(exc)
+        alone = [self._flush_user(slot, upto) for slot in contested]
+        for failure in await asyncio.gather(*alone, return_exceptions=True):
+            if isinstance(failure, BaseException):
+                errors.append(failure)
         if errors:
             raise errors[0]
 
     async def _flush_user(self, slot: UserSlot, upto: Position | None) -> None:
+        """One user's chunk on its own, appended after the chunks other hosts wrote."""
         taken = [(p, r) for p, r in slot.committed if upto is None or p <= upto]
         if not taken:
             return
-        user_id = slot.tracker.user_id
-        key = user_key(user_id)
         for _attempt in range(3):
-            top = max(p for p, _ in taken)
-            applied = dict(slot.applied)
-            applied[self.name] = max(applied.get(self.name, (0, 0)), top)
-            chunk = codec.encode(
-                "chunk",
-                {
-                    "user": user_id,
-                    "records": [r for _, r in taken],
-                    "applied": {h: list(p) for h, p in applied.items()},
-                },
-            )
-            number = slot.next_chunk
+            chunk = self._chunk(slot, taken)
             try:
-                await self.storage.put(f"{key}/chunks/{number:012d}", chunk, if_absent=True)
+                await self.storage.put(chunk.key, chunk.data, if_absent=True)
                 break
             except ObjectExists:
                 # Another host wrote this user's history meanwhile: it took the user over
@@ -530,17 +555,41 @@ class UserHost:
                 # after what it wrote, without what it wrote of ours already.
                 taken = await self._catch_up(slot, taken)
                 if not taken:
-                    break
+                    return
         else:
-            raise Fenced(f"{key}: other hosts keep writing this user's history")
-        if taken:
-            slot.next_chunk = number + 1
-            slot.applied = applied
-            slot.bytes_since_snapshot += len(chunk)
-        done = {id(r) for _, r in taken}
+            raise Fenced(f"{chunk.key}: other hosts keep writing this user's history")
+        self._chunk_written(chunk)
+        if self._snapshot_due(slot):
+            await self._write_snapshot(slot, through=chunk.number)
+
+    def _chunk(self, slot: UserSlot, taken: list[tuple[Position, Record]]) -> _Chunk:
+        """The user's next history chunk, holding the records `taken`."""
+        user_id = slot.tracker.user_id
+        applied = dict(slot.applied)
+        applied[self.name] = max(applied.get(self.name, (0, 0)), max(p for p, _ in taken))
+        data = codec.encode(
+            "chunk",
+            {
+                "user": user_id,
+                "records": [r for _, r in taken],
+                "applied": {h: list(p) for h, p in applied.items()},
+            },
+        )
+        key = f"{user_key(user_id)}/chunks/{slot.next_chunk:012d}"
+        return _Chunk(slot, taken, applied, slot.next_chunk, key, data)
+
+    @staticmethod
+    def _chunk_written(chunk: _Chunk) -> None:
+        slot = chunk.slot
+        slot.next_chunk = chunk.number + 1
+        slot.applied = chunk.applied
+        slot.bytes_since_snapshot += len(chunk.data)
+        done = {id(r) for _, r in chunk.taken}
         slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
-        if _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096):
-            await self._write_snapshot(slot, through=number)
+
+    @staticmethod
+    def _snapshot_due(slot: UserSlot) -> bool:
+        return _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096)
 
     async def _read_chunks(
         self,
@@ -596,7 +645,18 @@ class UserHost:
         return kept
 
     async def _write_snapshot(self, slot: UserSlot, through: int) -> None:
-        key = f"{user_key(slot.tracker.user_id)}/snapshot"
+        put, through = self._snapshot(slot, through)
+        try:
+            result: str | Exception = await self.storage.put(
+                put.key, put.data, if_absent=put.if_absent, if_match=put.if_match
+            )
+        except StorageUnavailable as exc:
+            result = exc
+        self._snapshot_written(slot, put, through, result)
+
+    def _snapshot(self, slot: UserSlot, through: int) -> tuple[Put, int]:
+        """The write of the user's snapshot (the live state, which holds chunks up to
+        `through`): create-only the first time, then replace-if-unchanged."""
         data = codec.encode(
             "snapshot",
             {
@@ -606,14 +666,17 @@ class UserHost:
                 "sessions": slot.tracker.snapshot(),
             },
         )
-        try:
-            if slot.etag is None:
-                slot.etag = await self.storage.put(key, data, if_absent=True)
-            else:
-                slot.etag = await self.storage.put(key, data, if_match=slot.etag)
-        except (ObjectExists, PreconditionFailed):
+        key = f"{user_key(slot.tracker.user_id)}/snapshot"
+        return Put(key, data, if_absent=slot.etag is None, if_match=slot.etag), through
+
+    @staticmethod
+    def _snapshot_written(slot: UserSlot, put: Put, through: int, result: str | Exception) -> None:
+        if isinstance(result, ObjectExists | PreconditionFailed):
             slot.stale = True
-            raise Fenced(f"{key} was replaced by another host") from None
+            raise Fenced(f"{put.key} was replaced by another host") from None
+        if isinstance(result, Exception):
+            raise result
+        slot.etag = result
         slot.snapshot_through = through
         slot.bytes_since_snapshot = 0
 

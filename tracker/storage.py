@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -119,6 +120,53 @@ async def put_fenced(storage: Storage, key: str, data: bytes, fence_key: str) ->
     raise Fenced(f"{fence_key} exists")
 
 
+@dataclass(frozen=True)
+class Put:
+    """One write of `put_all`, with `put`'s conditions."""
+
+    key: str
+    data: bytes
+    if_absent: bool = False
+    if_match: str | None = None
+
+
+async def put_all(storage: Storage, puts: Sequence[Put]) -> list[str | Exception]:
+    """Make these writes, concurrently; return each one's ETag or error, in order.
+
+    For a compaction's chunks and snapshots, a write per user. On file storage they go a
+    group at a time to a few threads (each write still synced on its own): one thread hop
+    per write cost 0.3-0.4 ms of CPU, about as much as the write. Elsewhere, and for a
+    `FileStorage` whose `put` is overridden (a wrapper that must see every write), each goes
+    through `put`, at most `PUT_CONCURRENCY` at a time.
+    """
+    if isinstance(storage, FileStorage) and type(storage).put is FileStorage.put:
+        return await storage.put_grouped(puts)
+    semaphore = asyncio.Semaphore(PUT_CONCURRENCY)
+
+    async def one(put: Put) -> str:
+        async with semaphore:
+            return await storage.put(
+                put.key, put.data, if_absent=put.if_absent, if_match=put.if_match
+            )
+
+    results = await asyncio.gather(*(one(p) for p in puts), return_exceptions=True)
+    return [_outcome(r) for r in results]
+
+
+def _outcome(result: str | BaseException) -> str | Exception:
+    if isinstance(result, Exception):
+        return result
+    if isinstance(result, BaseException):  # cancelled, interrupted: not a write's outcome
+        raise result
+    return result
+
+
+PUT_CONCURRENCY = 32
+# Writes per thread hop, and groups in flight (the default executor has a few threads more).
+PUT_GROUP = 32
+PUT_GROUPS_IN_FLIGHT = 4
+
+
 def _check_key(key: str) -> None:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
@@ -141,6 +189,28 @@ class FileStorage:
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
         return await asyncio.to_thread(self._put, key, data, if_absent, if_match)
+
+    async def put_grouped(self, puts: Sequence[Put]) -> list[str | Exception]:
+        """`put_all` on files: `PUT_GROUP` writes per thread hop, `PUT_GROUPS_IN_FLIGHT`
+        groups at a time."""
+        semaphore = asyncio.Semaphore(PUT_GROUPS_IN_FLIGHT)
+
+        def run(group: Sequence[Put]) -> list[str | Exception]:
+            results: list[str | Exception] = []
+            for put in group:
+                try:
+                    results.append(self._put(put.key, put.data, put.if_absent, put.if_match))
+                except Exception as exc:  # this write's outcome; the others go on
+                    results.append(exc)
+            return results
+
+        async def one(group: Sequence[Put]) -> list[str | Exception]:
+            async with semaphore:
+                return await asyncio.to_thread(run, group)
+
+        groups = [puts[at : at + PUT_GROUP] for at in range(0, len(puts), PUT_GROUP)]
+        done = await asyncio.gather(*(one(g) for g in groups))
+        return [result for results in done for result in results]
 
     def _put(self, key: str, data: bytes, if_absent: bool, if_match: str | None) -> str:
         folder, name = os.path.split(self.path(key))
