@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -848,5 +849,43 @@ def test_a_host_is_busy_for_its_journal_while_many_tracking_calls_are_in_flight(
         assert isinstance(results[-1], InvalidMovement)  # refused, and counted out too
         assert host.calls_in_flight == 0 and not host.journal.busy()
         await host.stop()
+
+    run(scenario())
+
+
+def test_a_chunk_that_cannot_be_written_fails_the_compaction_but_not_the_others(
+    file_storage: str,
+) -> None:
+    """The chunks of a compaction are written together: one user's failing (a file stands
+    where their history's folder goes) leaves the others written, the log untruncated, and
+    the next compaction writes it; nothing is lost or written twice."""
+    clock = Clock()
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+    blocker = Path(storage.path(f"{user_key('bob')}/chunks"))
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        for user in ("alice", "bob", "carol"):
+            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-1")) == 1
+        blocker.parent.mkdir(parents=True)
+        blocker.write_bytes(b"")
+        with pytest.raises(StorageUnavailable):
+            await host.compact(force=True)
+        chunks = [i.key for i in await storage.list_objects("users") if "/chunks/" in i.key]
+        assert sorted(k.split("/chunks/")[0] for k in chunks) == sorted(
+            user_key(u) for u in ("alice", "carol")
+        )
+        assert host.journal.bytes_since_truncate > 0  # bob's event is only in the log
+        blocker.unlink()
+        assert await host.track("alice", movement(clock, eventId="alice-2")) == 1
+        await host.compact(force=True)
+        await host.journal.close()  # a crash: nothing more is written
+        again = await started(storage, clock)
+        assert [m["eventId"] for m in await movements_of(again)] == ["alice-1", "alice-2"]
+        for user in ("bob", "carol"):
+            assert [m["eventId"] for m in await movements_of(again, user=user)] == [f"{user}-1"]
+        assert len(await storage.list_objects(f"{user_key('alice')}/chunks")) == 2
+        await again.stop()
 
     run(scenario())
