@@ -68,6 +68,10 @@ JOURNALS = journal_prefix(HOSTS)
 # History chunks one activation reads at once (a user's chunks past their snapshot are few:
 # a snapshot is written once they add up to the user's live state).
 CHUNK_READS = 16
+# A compaction writes the users' chunks (and then snapshots) this many users at a time, with
+# this many groups in flight: on files a group is one thread hop (`storage.put_all`).
+FLUSH_GROUP = 32
+FLUSH_GROUPS = 4
 # Tracking calls in flight from which a host is busy enough for its commits to linger
 # (`HostSettings.commit_linger_ms`): many callers, like a program's handles, not one replica.
 LINGER_CALLS = 3
@@ -504,9 +508,28 @@ class UserHost:
 
     async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> None:
         """Write each user's committed records (up to `upto`) as their next history chunk,
-        then the snapshots that are due. The chunks go together, and so do the snapshots
-        (`put_all`); a user whose next chunk another host wrote meanwhile is caught up and
-        written on its own. The first error is raised once every user was tried."""
+        then their snapshot if one is due: `FLUSH_GROUP` users at a time, `FLUSH_GROUPS`
+        groups in flight. The first error is raised once every user was tried."""
+        pending = [slot for slot in slots if slot.committed]
+        semaphore = asyncio.Semaphore(FLUSH_GROUPS)
+
+        async def flush(group: list[UserSlot]) -> None:
+            async with semaphore:
+                await self._flush_group(group, upto)
+
+        groups = [pending[at : at + FLUSH_GROUP] for at in range(0, len(pending), FLUSH_GROUP)]
+        results = await asyncio.gather(*(flush(g) for g in groups), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def _flush_group(self, slots: list[UserSlot], upto: Position | None) -> None:
+        """A group of users' chunks, then their snapshots that are due, each kind written
+        together (`put_all`: one thread hop on files). Encoded a group at a time, so a
+        compaction holds a copy of a group's histories, not of every user's; and a user's
+        snapshot is decided right after their chunk lands, while they are likely quiet.
+        A user whose next chunk another host wrote meanwhile is caught up and written on
+        its own after."""
         chunks = [
             self._chunk(slot, taken)
             for slot in slots
@@ -518,7 +541,7 @@ class UserHost:
         done: list[_Chunk] = []
         for chunk, result in zip(chunks, written, strict=True):
             if isinstance(result, ObjectExists):
-                contested.append(chunk.slot)  # rare: on its own below
+                contested.append(chunk.slot)
             elif isinstance(result, Exception):
                 errors.append(result)
             else:
@@ -532,16 +555,22 @@ class UserHost:
                 self._snapshot_written(chunk.slot, put, through, outcome)
             except Exception as exc:
                 errors.append(exc)
-        alone = [self._flush_user(slot, upto) for slot in contested]
+        alone = [self._flush_user(slot, upto, contested=True) for slot in contested]
         for failure in await asyncio.gather(*alone, return_exceptions=True):
             if isinstance(failure, BaseException):
                 errors.append(failure)
         if errors:
             raise errors[0]
 
-    async def _flush_user(self, slot: UserSlot, upto: Position | None) -> None:
-        """One user's chunk on its own, appended after the chunks other hosts wrote."""
+    async def _flush_user(
+        self, slot: UserSlot, upto: Position | None, *, contested: bool = False
+    ) -> None:
+        """One user's chunk on its own, appended after the chunks other hosts wrote (or an
+        earlier compaction of this host, cancelled after its write landed); `contested`:
+        the chunk number is known to be taken already."""
         taken = [(p, r) for p, r in slot.committed if upto is None or p <= upto]
+        if contested and taken:
+            taken = await self._catch_up(slot, taken)
         if not taken:
             return
         for _attempt in range(3):
