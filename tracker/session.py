@@ -101,10 +101,11 @@ class RecentIds:
         ring = self.ring
         if not ring:
             return False
-        hashes = [hash(i) for i in event_ids if i is not None]
-        if len(hashes) < 8:
-            return any(h.to_bytes(8, "little", signed=True) in self for h in hashes)
-        return not set(struct.unpack(f"<{len(ring) // 8}q", ring)).isdisjoint(hashes)
+        present = [i for i in event_ids if i is not None]
+        if len(present) < 8:
+            return any(RecentIds.key(i) in self for i in present)
+        window = set(struct.unpack(f"<{len(ring) // 8}q", ring))
+        return not window.isdisjoint(map(hash, present))
 
     def __contains__(self, key: bytes) -> bool:
         ring = self.ring
