@@ -15,6 +15,7 @@ from tracker.errors import Fenced, StorageUnavailable
 from tracker.storage import (
     FileStorage,
     ObjectExists,
+    ObjectInfo,
     ObjectMissing,
     PreconditionFailed,
     Put,
@@ -23,6 +24,7 @@ from tracker.storage import (
     open_storage,
     put_all,
     put_fenced,
+    read_tail,
 )
 
 T = TypeVar("T")
@@ -176,6 +178,76 @@ def test_a_listing_is_per_folder_not_per_string_prefix(storage: Storage) -> None
         assert [i.key for i in await storage.list_objects("ab")] == ["ab/x"]
 
     run(scenario())
+
+
+def test_a_listing_under_an_object_or_a_missing_folder_is_empty(storage: Storage) -> None:
+    async def scenario() -> None:
+        await storage.put("a/x", b"1")
+        assert await storage.list_objects("a/x") == []
+        assert await storage.list_objects("a/x/deeper") == []
+        assert await storage.list_objects("missing/folder") == []
+
+    run(scenario())
+
+
+def test_read_tail_reads_the_checkpoint_and_the_objects_picked_from_the_listing(
+    storage: Storage,
+) -> None:
+    seen: list[tuple[bytes | None, list[str]]] = []
+
+    def past(data: bytes | None, listed: list[ObjectInfo]) -> list[ObjectInfo]:
+        seen.append((data, [i.key for i in listed]))
+        after = int(data or b"0")
+        return [i for i in listed if int(i.key.rsplit("/", 1)[1]) > after]
+
+    async def scenario() -> None:
+        for number in (1, 2, 3, 10):
+            await storage.put(f"u/log/{number:04d}", f"record {number}".encode())
+        keys = ["u/log/0001", "u/log/0002", "u/log/0003", "u/log/0010"]
+
+        found, listed, picked = await read_tail(storage, "u/checkpoint", "u/log", past)
+        assert found is None
+        assert seen.pop() == (None, keys)
+        assert [i.key for i in listed] == keys
+        assert [(i.key, data) for i, data in picked] == [
+            (key, f"record {int(key[-4:])}".encode()) for key in keys
+        ]
+
+        etag = await storage.put("u/checkpoint", b"2")
+        found, listed, picked = await read_tail(storage, "u/checkpoint", "u/log", past)
+        assert found == (b"2", etag)
+        assert seen.pop() == (b"2", keys)
+        assert [(i.key, i.size, data) for i, data in picked] == [
+            ("u/log/0003", 8, b"record 3"),
+            ("u/log/0010", 9, b"record 10"),
+        ]
+
+        found, _, picked = await read_tail(storage, None, "u/log", lambda d, ls: ls[-1:])
+        assert found is None
+        assert [data for _, data in picked] == [b"record 10"]
+        assert await read_tail(storage, "none", "none", past) == (None, [], [])
+
+    run(scenario())
+
+
+def test_read_tail_goes_through_get_when_a_file_storage_overrides_it(file_storage: str) -> None:
+    class Seen(FileStorage):
+        keys: list[str] = []
+
+        async def get(self, key: str) -> tuple[bytes, str]:
+            self.keys.append(key)
+            return await super().get(key)
+
+    seen = Seen(file_storage)
+
+    async def scenario() -> None:
+        for name in ("checkpoint", "log/1", "log/2"):
+            await seen.put(name, b"v")
+        found, _, picked = await read_tail(seen, "checkpoint", "log", lambda d, ls: ls)
+        assert found is not None and len(picked) == 2
+
+    run(scenario())
+    assert sorted(seen.keys) == ["checkpoint", "log/1", "log/2"]
 
 
 @pytest.mark.parametrize("key", ["../escape", "a/../../b", "/abs", "a//b", "nul\0byte", "", "./a"])

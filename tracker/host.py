@@ -54,8 +54,8 @@ from tracker.storage import (
     PreconditionFailed,
     Put,
     Storage,
-    get_if_any,
     put_all,
+    read_tail,
 )
 from tracker.user_tracker import Limits, Tracked, UserTracker, export_lines
 
@@ -65,9 +65,6 @@ NowMs = Callable[[], int]
 # A host's journal is called `hosts/<host name>`.
 HOSTS = "hosts"
 JOURNALS = journal_prefix(HOSTS)
-# History chunks one activation reads at once (a user's chunks past their snapshot are few:
-# a snapshot is written once they add up to the user's live state).
-CHUNK_READS = 16
 # A compaction writes the users' chunks (and then snapshots) this many users at a time, with
 # this many groups in flight: on files a group is one thread hop (`storage.put_all`).
 FLUSH_GROUP = 32
@@ -431,21 +428,26 @@ class UserHost:
             await self._settled(stale)
         slot = UserSlot(UserTracker(user_id, self.settings.limits))
         key = user_key(user_id)
-        # The snapshot and the list of chunks are asked for together: on S3 each is a round
-        # trip, and an activation is what a returning visitor's first event waits for.
-        found, chunks = await asyncio.gather(
-            get_if_any(self.storage, f"{key}/snapshot"),
-            self.storage.list_objects(f"{key}/chunks"),
-        )
-        if found is not None:
-            data, etag = found
+        snapshot: dict[str, Any] | None = None
+
+        def past_snapshot(data: bytes | None, listed: list[ObjectInfo]) -> list[ObjectInfo]:
+            nonlocal snapshot
+            if data is None:
+                return _chunks_past(listed, 0)
             snapshot = codec.decode("snapshot", data, f"{key}/snapshot")
+            return _chunks_past(listed, snapshot["through"])
+
+        # An activation is what a returning visitor's first event waits for: one round.
+        found, listed, chunks = await read_tail(
+            self.storage, f"{key}/snapshot", f"{key}/chunks", past_snapshot
+        )
+        if found is not None and snapshot is not None:
             slot.tracker.restore(snapshot["sessions"])
             slot.applied = {h: (p[0], p[1]) for h, p in snapshot["applied"].items()}
             slot.snapshot_through = snapshot["through"]
             slot.next_chunk = snapshot["through"] + 1
-            slot.etag = etag
-        await self._read_chunks(slot, after=slot.snapshot_through, apply=True, listed=chunks)
+            slot.etag = found[1]
+        self._apply_chunks(slot, listed, chunks, apply=True)
         if stale is not None:
             # Records this host committed but has not compacted yet are only in its log.
             for position, record in stale.committed:
@@ -620,36 +622,19 @@ class UserHost:
     def _snapshot_due(slot: UserSlot) -> bool:
         return _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096)
 
-    async def _read_chunks(
-        self,
+    @staticmethod
+    def _apply_chunks(
         slot: UserSlot,
+        listed: list[ObjectInfo],
+        chunks: list[tuple[ObjectInfo, bytes]],
         *,
-        after: int,
         apply: bool,
-        listed: list[ObjectInfo] | None = None,
     ) -> None:
-        """Read the user's history chunks numbered past `after`: what they say was applied
-        (and, if `apply`, their records into the tracker). `next_chunk` ends past them all.
-
-        `listed`: the user's chunks as listed already. The chunks are fetched together (a
-        round trip each on S3), then applied in order."""
-        if listed is None:
-            listed = await self.storage.list_objects(f"{user_key(slot.tracker.user_id)}/chunks")
-        wanted: list[ObjectInfo] = []
+        """What the user's history chunks `chunks` (read, in order) say was applied, and, if
+        `apply`, their records into the tracker; `next_chunk` ends past all of `listed`."""
         for info in listed:
-            number = int(info.key.rsplit("/", 1)[1])
-            slot.next_chunk = max(slot.next_chunk, number + 1)
-            if number > after:
-                wanted.append(info)
-        semaphore = asyncio.Semaphore(CHUNK_READS)
-
-        async def fetch(key: str) -> bytes:
-            async with semaphore:
-                data, _ = await self.storage.get(key)
-                return data
-
-        fetched = await asyncio.gather(*(fetch(info.key) for info in wanted))
-        for info, data in zip(wanted, fetched, strict=True):
+            slot.next_chunk = max(slot.next_chunk, _chunk_number(info) + 1)
+        for info, data in chunks:
             chunk = codec.decode("chunk", data, info.key)
             if apply:
                 for record in chunk["records"]:
@@ -665,7 +650,14 @@ class UserHost:
         do not hold yet. The user's memory misses their records: it is reloaded before its
         next use."""
         slot.stale = True
-        await self._read_chunks(slot, after=slot.next_chunk - 1, apply=False)
+        after = slot.next_chunk - 1
+        _, listed, chunks = await read_tail(
+            self.storage,
+            None,
+            f"{user_key(slot.tracker.user_id)}/chunks",
+            lambda _data, listed: _chunks_past(listed, after),
+        )
+        self._apply_chunks(slot, listed, chunks, apply=False)
         written = slot.applied.get(self.name, (0, 0))
         kept = [(p, r) for p, r in taken if p > written]
         if len(kept) < len(taken):
@@ -793,3 +785,12 @@ def _quiet(slot: UserSlot) -> bool:
     """Whether the live state is exactly the user's stored history, as a snapshot must be:
     nothing committed but not yet in a chunk, nothing applied but not yet committed."""
     return not slot.committed and not slot.inflight and not slot.stale
+
+
+def _chunk_number(info: ObjectInfo) -> int:
+    return int(info.key.rsplit("/", 1)[1])
+
+
+def _chunks_past(listed: list[ObjectInfo], after: int) -> list[ObjectInfo]:
+    """The history chunks of `listed` numbered past `after`."""
+    return [info for info in listed if _chunk_number(info) > after]

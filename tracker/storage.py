@@ -21,7 +21,7 @@ import contextlib
 import fcntl
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -162,6 +162,51 @@ def _outcome(result: str | BaseException) -> str | Exception:
 
 
 PUT_CONCURRENCY = 32
+# Reads `read_tail` has in flight at once (a user's chunks past their snapshot are few: a
+# snapshot is written once they add up to the user's live state).
+GET_CONCURRENCY = 16
+
+# `read_tail`'s choice of the listed objects to read, given the checkpoint's data (None when
+# there is no checkpoint) and the listing.
+Pick = Callable[[bytes | None, list[ObjectInfo]], list[ObjectInfo]]
+
+
+async def read_tail(
+    storage: Storage, key: str | None, prefix: str, pick: Pick
+) -> tuple[tuple[bytes, str] | None, list[ObjectInfo], list[tuple[ObjectInfo, bytes]]]:
+    """A checkpoint and what was logged after it: read `key` (None when it is missing, or not
+    asked for), list `prefix`, then read the listed objects `pick` chooses. Returns the
+    checkpoint's data and ETag, the listing, and the picked objects' data in `pick`'s order.
+
+    For a returning user's activation (their snapshot, then their history chunks past it).
+    On file storage it is one thread hop: the three hops it took before cost 0.9 ms, where
+    the reads themselves take 0.1. Elsewhere, and for a `FileStorage` whose reads are
+    overridden, the checkpoint and the listing are asked for together, then the picked
+    objects, at most `GET_CONCURRENCY` at a time: a round trip each on S3.
+    """
+    if (
+        isinstance(storage, FileStorage)
+        and type(storage).get is FileStorage.get
+        and type(storage).list_objects is FileStorage.list_objects
+    ):
+        return await asyncio.to_thread(storage.read_tail_each, key, prefix, pick)
+    found, listed = await asyncio.gather(
+        get_if_any(storage, key) if key is not None else _nothing(),
+        storage.list_objects(prefix),
+    )
+    picked = pick(None if found is None else found[0], listed)
+    semaphore = asyncio.Semaphore(GET_CONCURRENCY)
+
+    async def one(info: ObjectInfo) -> tuple[ObjectInfo, bytes]:
+        async with semaphore:
+            data, _ = await storage.get(info.key)
+            return info, data
+
+    return found, listed, list(await asyncio.gather(*(one(info) for info in picked)))
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _check_key(key: str) -> None:
@@ -278,32 +323,48 @@ class FileStorage:
         return await asyncio.to_thread(self._list, prefix)
 
     def _list(self, prefix: str) -> list[ObjectInfo]:
-        start = Path(self.path(prefix)) if prefix else self.root  # "" lists everything
-
-        def unreadable(exc: OSError) -> None:
-            # A missing folder is empty, as is a key's "folder" (S3 lists nothing under it),
-            # but one that cannot be read must not look empty: its objects exist.
-            if isinstance(exc, FileNotFoundError) or (
-                isinstance(exc, NotADirectoryError) and start.is_file()
-            ):
-                return
-            raise exc
-
+        # `os.scandir` walked by hand: `os.walk` and `Path` cost 5x as much for a user's few
+        # chunks, and a returning user's activation waits for this listing.
         found: list[ObjectInfo] = []
-        try:
-            for dirpath, _dirs, files in os.walk(start, onerror=unreadable):
-                for name in files:
-                    if name.startswith("."):
+        folders = [(self.path(prefix) if prefix else str(self.root), prefix)]
+        while folders:
+            folder, key = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                # A missing folder is empty (so is one deleted while listed), and so is a
+                # "folder" under an object's key: S3 lists nothing under it either.
+                continue
+            except OSError as exc:
+                # One that cannot be read must not look empty: its objects exist.
+                raise StorageUnavailable(f"cannot list {prefix}: {exc.strerror or exc}") from exc
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                name = f"{key}/{entry.name}" if key else entry.name
+                try:
+                    if entry.is_dir():
+                        if not entry.is_symlink():
+                            folders.append((entry.path, name))
                         continue
-                    full = Path(dirpath) / name
-                    with contextlib.suppress(FileNotFoundError):
-                        st = full.stat()
-                        key = full.relative_to(self.root).as_posix()
-                        found.append(ObjectInfo(key, st.st_size, st.st_mtime))
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot list {prefix}: {exc.strerror or exc}") from exc
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted since the folder was read
+                found.append(ObjectInfo(name, st.st_size, st.st_mtime))
         found.sort(key=lambda info: info.key)
         return found
+
+    def read_tail_each(
+        self, key: str | None, prefix: str, pick: Pick
+    ) -> tuple[tuple[bytes, str] | None, list[ObjectInfo], list[tuple[ObjectInfo, bytes]]]:
+        """`read_tail`'s reads, one after another in the calling thread (blocking)."""
+        found = None
+        if key is not None:
+            with contextlib.suppress(ObjectMissing):
+                found = self._get(key)
+        listed = self._list(prefix)
+        picked = pick(None if found is None else found[0], listed)
+        return found, listed, [(info, self._get(info.key)[0]) for info in picked]
 
     async def delete(self, keys: list[str]) -> None:
         await asyncio.to_thread(self._delete, keys)
