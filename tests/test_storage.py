@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import time
 from collections.abc import Awaitable, Iterator
@@ -11,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 from conftest import S3_BUCKET, free_port
 
+from tracker import storage as storage_module
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.storage import (
     FileStorage,
@@ -282,6 +285,89 @@ def test_a_file_store_writes_into_folders_made_on_demand_and_leaves_no_temporary
         assert not [p for p in root.rglob("*") if p.name.startswith(".")]
 
     run(scenario())
+
+
+def test_a_file_store_write_that_fails_leaves_no_temporary_file(
+    file_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails the write: nothing of it may stay behind, hidden from listings (an
+    erasure would leave it, and its folder)."""
+    storage = open_storage(file_storage)
+
+    def disk_full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run(storage.put("users/ab/alice/chunks/1", b"kept"))
+    monkeypatch.setattr(storage_module, "write_all", disk_full)
+    with pytest.raises(StorageUnavailable, match="No space left"):
+        run(storage.put("users/ab/alice/chunks/2", b"personal data"))
+    monkeypatch.undo()
+    root = local_root(file_storage)
+    assert sorted(p.name for p in (root / "users/ab/alice/chunks").iterdir()) == ["1"]
+    run(storage.delete(["users/ab/alice/chunks/1"]))
+    assert not (root / "users").exists()
+
+
+def test_a_file_store_syncs_each_folder_it_makes_into_its_parent(
+    file_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file synced into a new folder is only durable once the folder's own entry is."""
+    storage = open_storage(file_storage)
+    root = local_root(file_storage)
+    run(storage.put("a/existing", b"1"))
+    synced: list[str] = []
+    real = storage_module.fsync_dir
+
+    def recording(path: str | os.PathLike[str]) -> None:
+        synced.append(os.path.relpath(path, root))
+        real(path)
+
+    monkeypatch.setattr(storage_module, "fsync_dir", recording)
+    run(storage.put("a/b/c/key", b"2"))
+    assert synced == ["a", "a/b"]  # the folders holding the new "b" and "c"
+    synced.clear()
+    run(storage.put("a/b/c/other", b"3"))
+    assert synced == []  # nothing new: only the publishing folder is synced (by descriptor)
+    assert run(storage.get("a/b/c/key"))[0] == b"2"
+
+
+def test_a_file_store_listing_it_cannot_read_raises_storage_unavailable(
+    file_storage: str,
+) -> None:
+    storage = open_storage(file_storage)
+    run(storage.put("u/chunks/1", b"1"))
+    loop = local_root(file_storage) / "u/chunks/2"
+    loop.symlink_to(loop)  # a link to itself: its type cannot be read
+    for call in (
+        storage.list_objects("u"),
+        read_tail(storage, "u/snapshot", "u/chunks", lambda d, listed: listed),
+    ):
+        with pytest.raises(StorageUnavailable, match="u/chunks/2"):
+            run(call)
+
+
+@pytest.mark.parametrize("overridden", [False, True], ids=["one-hop", "through-get"])
+def test_read_tail_of_an_object_deleted_after_the_listing_raises_storage_unavailable(
+    file_storage: str, overridden: bool
+) -> None:
+    """An erasure or retention can delete a listed object before it is read: that is a
+    transient failure (503, try again), not a missing key."""
+
+    class ThroughGet(FileStorage):
+        async def get(self, key: str) -> tuple[bytes, str]:
+            return await super().get(key)
+
+    storage = ThroughGet(file_storage) if overridden else FileStorage(file_storage)
+    run(storage.put("u/chunks/1", b"1"))
+    run(storage.put("u/chunks/2", b"2"))
+
+    def deleting(data: bytes | None, listed: list[ObjectInfo]) -> list[ObjectInfo]:
+        os.remove(storage.path("u/chunks/2"))
+        return listed
+
+    with pytest.raises(StorageUnavailable, match="u/chunks/2 was deleted"):
+        run(read_tail(storage, None, "u/chunks", deleting))
 
 
 def test_a_file_store_never_shows_a_partly_written_object(file_storage: str) -> None:

@@ -21,7 +21,7 @@ import threading
 import zlib
 
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.storage import ObjectExists, fsync_dir, write_all
+from tracker.storage import ObjectExists, fsync_dir, make_folders, write_all
 
 HEADER = struct.Struct(">II")
 
@@ -114,7 +114,7 @@ class FrameFile:
 
     def _create(self) -> int:
         folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
+        make_folders(folder)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

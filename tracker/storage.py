@@ -190,6 +190,15 @@ async def read_tail(
         and type(storage).list_objects is FileStorage.list_objects
     ):
         return await asyncio.to_thread(storage.read_tail_each, key, prefix, pick)
+    try:
+        return await _read_tail(storage, key, prefix, pick)
+    except ObjectMissing as exc:
+        raise _gone(exc) from None
+
+
+async def _read_tail(
+    storage: Storage, key: str | None, prefix: str, pick: Pick
+) -> tuple[tuple[bytes, str] | None, list[ObjectInfo], list[tuple[ObjectInfo, bytes]]]:
     found, listed = await asyncio.gather(
         get_if_any(storage, key) if key is not None else _nothing(),
         storage.list_objects(prefix),
@@ -207,6 +216,12 @@ async def read_tail(
 
 async def _nothing() -> None:
     return None
+
+
+def _gone(exc: ObjectMissing) -> StorageUnavailable:
+    # Deleted between the listing and the read (an erasure, retention): the caller may try
+    # again, and will not find it listed.
+    return StorageUnavailable(f"{exc.args[0]} was deleted while it was read; try again")
 
 
 def _check_key(key: str) -> None:
@@ -250,13 +265,13 @@ class FileStorage:
             dir_fd, fd, tmp = self._temporary(folder)
             try:
                 try:
-                    write_all(fd, data)
-                    os.fsync(fd)
-                    # Publishing keeps the inode, size and mtime: the ETag is known already.
-                    etag = _stat_etag(os.fstat(fd))
-                finally:
-                    os.close(fd)
-                try:
+                    try:
+                        write_all(fd, data)
+                        os.fsync(fd)
+                        # Publishing keeps the inode, size and mtime: the ETag is known already.
+                        etag = _stat_etag(os.fstat(fd))
+                    finally:
+                        os.close(fd)
                     if if_absent:
                         try:
                             os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -271,6 +286,8 @@ class FileStorage:
                                 raise PreconditionFailed(f"{key} changed since it was read")
                         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                 finally:
+                    # Also when the write failed (a full disk): a hidden partial file would
+                    # outlive an erasure of the folder's objects, and keep the folder.
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(tmp, dir_fd=dir_fd)
                 os.fsync(dir_fd)
@@ -303,7 +320,7 @@ class FileStorage:
                 if not attempts:
                     raise
                 with contextlib.suppress(FileNotFoundError):  # a parent pruned meanwhile
-                    os.makedirs(folder, exist_ok=True)
+                    make_folders(folder)
 
     async def get(self, key: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(self._get, key)
@@ -350,6 +367,8 @@ class FileStorage:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue  # deleted since the folder was read
+                except OSError as exc:
+                    raise StorageUnavailable(f"cannot list {name}: {exc.strerror or exc}") from exc
                 found.append(ObjectInfo(name, st.st_size, st.st_mtime))
         found.sort(key=lambda info: info.key)
         return found
@@ -364,7 +383,10 @@ class FileStorage:
                 found = self._get(key)
         listed = self._list(prefix)
         picked = pick(None if found is None else found[0], listed)
-        return found, listed, [(info, self._get(info.key)[0]) for info in picked]
+        try:
+            return found, listed, [(info, self._get(info.key)[0]) for info in picked]
+        except ObjectMissing as exc:
+            raise _gone(exc) from None
 
     async def delete(self, keys: list[str]) -> None:
         await asyncio.to_thread(self._delete, keys)
@@ -412,6 +434,20 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:  # a write may be short (a full disk, a signal); the rest must follow
         view = view[os.write(fd, view) :]
+
+
+def make_folders(path: str) -> None:
+    """`os.makedirs(path, exist_ok=True)`, each folder it makes synced into its parent: a
+    file synced into a new folder is lost in a crash of the machine with that folder, if the
+    folder's own entry was not synced (and the log that held the same records is gone)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+        fsync_dir(os.path.dirname(folder))
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
