@@ -363,6 +363,106 @@ def test_erase_leaves_no_object_holding_the_user(storage: Storage) -> None:
     run(scenario())
 
 
+def test_an_event_arriving_during_an_erasure_is_kept_and_the_erased_ones_stay_gone(
+    file_storage: str,
+) -> None:
+    """An erasure deletes the user's objects after dropping them from memory: their next
+    event waits for it, instead of activating them from what is being deleted (which would
+    bring the erased history back, and store it again), and is then kept as the first of a
+    new history."""
+    deleting = asyncio.Event()
+    release = asyncio.Event()
+    clock = Clock()
+
+    class SlowDelete(FileStorage):
+        hold = False
+
+        async def delete(self, keys: list[str]) -> None:
+            if self.hold:
+                deleting.set()
+                await release.wait()
+            await super().delete(keys)
+
+    storage = SlowDelete(file_storage)
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        for i in range(3):
+            await host.track("alice", movement(clock, eventId=f"erased-{i}"))
+        await host.compact(force=True)
+        await host.track("alice", movement(clock, eventId="erased-3"))  # in the log only
+        storage.hold = True
+        erasure = asyncio.ensure_future(host.erase("alice"))
+        await asyncio.wait_for(deleting.wait(), 10)
+        tracked = asyncio.ensure_future(host.track("alice", movement(clock, eventId="after")))
+        reads = asyncio.ensure_future(host.export("alice"))
+        done, _ = await asyncio.wait([tracked, reads], timeout=0.2)
+        assert not done  # both wait for the erasure
+        storage.hold = False
+        release.set()
+        assert (await erasure)["erased"]
+        assert await tracked == 1
+        assert [line["eventId"] for line in await reads if line["type"] == "movement"] == []
+        assert [m["eventId"] for m in await movements_of(host)] == ["after"]
+        await host.compact(force=True)
+        await host.journal.close()  # a crash
+        again = await started(open_storage(file_storage), clock)
+        assert [m["eventId"] for m in await movements_of(again)] == ["after"]
+        lines = await again.export("alice")
+        assert [line["eventId"] for line in lines if line["type"] == "movement"] == ["after"]
+
+    run(scenario())
+
+
+def test_a_user_reloaded_while_a_compaction_writes_their_chunk_keeps_each_event_once(
+    storage_url: str,
+) -> None:
+    """A failed commit leaves the user to be reloaded; a compaction's chunk of theirs lands
+    before it forgets the records in it, and the reload reads that chunk: it must not apply
+    those records a second time (a movement without an `eventId` would show twice)."""
+    inner = open_storage(storage_url)
+    landed = asyncio.Event()
+    release = asyncio.Event()
+    clock = Clock()
+
+    class Landing(Wrapped):
+        stall = False
+
+        async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            etag = await super().put(key, data, **kwargs)
+            if self.stall and "/chunks/" in key:
+                landed.set()
+                await release.wait()
+            return etag
+
+    wrapped = Landing(inner)
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        assert await host.track("alice", movement(clock)) == 1  # no eventId
+        assert await host.track("alice", movement(clock, eventId="e1")) == 1
+        wrapped.fail = lambda key: "/log/" in key
+        with pytest.raises(StorageUnavailable):
+            await host.track("alice", movement(clock, eventId="refused"))
+        wrapped.fail = lambda key: False
+        wrapped.stall = True
+        compaction = asyncio.ensure_future(host.compact(force=True))
+        await asyncio.wait_for(landed.wait(), 10)
+        assert await host.track("alice", movement(clock, eventId="after")) == 1
+        wrapped.stall = False
+        release.set()
+        await compaction
+        assert [m.get("eventId") for m in await movements_of(host)] == [None, "e1", "after"]
+        await host.compact(force=True)
+        again = await started(inner, clock)
+        assert [m.get("eventId") for m in await movements_of(again)] == [None, "e1", "after"]
+        lines = await again.export("alice")
+        exported = [line.get("eventId") for line in lines if line["type"] == "movement"]
+        assert exported == [None, "e1", "after"]
+
+    run(scenario())
+
+
 def test_export_returns_every_movement_including_those_the_cap_evicted(storage: Storage) -> None:
     clock = Clock()
 
@@ -456,6 +556,10 @@ def test_an_alarm_with_nothing_left_to_do_is_not_rearmed(file_storage: str) -> N
         nexts.append(await host.alarm("alice"))
         assert nexts[-1] is None, nexts
         assert host.take_alarm_requests().get("alice") is None
+        # Still in memory when she comes back: her new activity asks for an alarm again.
+        assert "alice" in host.slots
+        await host.track("alice", movement(clock))
+        assert host.take_alarm_requests() == {"alice": clock() + Limits().alarm_interval_ms}
 
     run(scenario())
 
@@ -653,6 +757,43 @@ def test_analytics_listeners_see_each_stored_movement_once_even_when_retried(
         return seen
 
     assert run(scenario()) == ["e1", "e2", "e3"]
+
+
+def test_a_restarted_host_does_not_count_what_it_replays_again(tmp_path: Any) -> None:
+    """The analytics listener saw each event when it was committed; a new incarnation that
+    replays the log (a crash: nothing compacted) must not report the same events again."""
+
+    async def scenario() -> tuple[list[str | None], list[str | None], list[Any]]:
+        clock = Clock()
+        storage = open_storage(f"file://{tmp_path}")
+        seen: list[list[str | None]] = [[], []]
+
+        def host(incarnation: int) -> UserHost:
+            return UserHost(
+                "host-0",
+                storage,
+                HostSettings(),
+                now_ms=clock,
+                on_track=lambda user, session, movements, now: seen[incarnation].extend(
+                    m.eventId for m in movements
+                ),
+            )
+
+        first = host(0)
+        await first.start()
+        await first.track_many("alice", [movement(clock, eventId=f"e{i}") for i in range(3)])
+        await first.journal.close()  # a crash: the events are in the log only
+        second = host(1)
+        await second.start()
+        await second.track("alice", movement(clock, eventId="e3"))
+        kept = [m["eventId"] for m in await movements_of(second)]
+        await second.journal.close()
+        return seen[0], seen[1], kept
+
+    first, second, kept = run(scenario())
+    assert first == ["e0", "e1", "e2"]
+    assert second == ["e3"]
+    assert kept == ["e0", "e1", "e2", "e3"]
 
 
 def test_the_stored_form_is_logged_as_sent_counted_once_and_recovered(storage: Storage) -> None:

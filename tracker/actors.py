@@ -137,9 +137,7 @@ class HostActor:
         clean stop) into their users' histories, before serving anyone."""
         for name in await orphaned_hosts(self.host.storage, self.config.hosts):
             log.warning("%s: replaying the log of %s, which is no longer started", self.name, name)
-            alarms = await drain(
-                name, self.host.storage, self.host.settings, on_track=self._observe
-            )
+            alarms = await drain(name, self.host.storage, self.host.settings)
             self.host.alarm_requests.update(alarms)
 
     async def _tick_forever(self) -> None:

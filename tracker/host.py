@@ -171,6 +171,8 @@ class UserHost:
         self.slots: dict[str, UserSlot] = {}
         self.alarm_requests: dict[str, int] = {}
         self._loading: dict[str, asyncio.Task[UserSlot]] = {}
+        # Users being erased: their other calls wait until the erasure is complete.
+        self._erasing: dict[str, asyncio.Event] = {}
         self._compacting = asyncio.Lock()
         self._last_compaction_ms = 0
         self.started = False
@@ -198,8 +200,10 @@ class UserHost:
         applied = slot.applied.get(self.name)
         if applied is not None and position <= applied:
             return
+        # Not counted in the analytics again: the incarnation that committed it counted it and
+        # shipped the count within a second (a crash loses at most that second's counts; the
+        # events themselves are all here).
         slot.tracker.apply(record)
-        self._notify(record)
         slot.committed.append((position, record))
         if not slot.armed:
             self._arm(user_id, slot)  # their first change may be in this log only
@@ -315,37 +319,57 @@ class UserHost:
         # The scheduler re-arms from what this returns; the activation's own request is moot.
         self.alarm_requests.pop(user_id, None)
         if slot.tracker.is_empty() and not remaining and not slot.committed:
+            # The scheduler drops the alarm: the user's next change must ask for one again.
+            slot.armed = False
             return None
         return now + limits.alarm_interval_ms
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         """All of the user's stored history (within retention), as NDJSON-ready dicts."""
         check_id("userId", user_id)
+        await self._erased(user_id)
         slot = self.slots.get(user_id)
         if slot is not None:
             await self._settled(slot)
             await self.journal.check_fence()  # as for compaction: a zombie moves nothing
             await self._flush_users([slot], upto=None)
+        _, _, chunks = await read_tail(
+            self.storage, None, f"{user_key(user_id)}/chunks", lambda _data, listed: listed
+        )
         records: list[Record] = []
-        for info in await self.storage.list_objects(f"{user_key(user_id)}/chunks"):
-            data, _ = await self.storage.get(info.key)
+        for info, data in chunks:
             records.extend(codec.decode("chunk", data, info.key)["records"])
         return list(export_lines(user_id, records))
 
     async def erase(self, user_id: str) -> dict[str, Any]:
-        """Remove the user from memory, the log and storage. The caller removes the alarm."""
+        """Remove the user from memory, the log and storage. The caller removes the alarm.
+
+        The user's other calls wait until it is done, then find them gone: an activation
+        in between would read back what is being deleted (and store it again), and an event
+        logged after the erase record would be acknowledged, then dropped with the slot."""
         check_id("userId", user_id)
-        await self._wait_loading(user_id)
-        slot = self.slots.get(user_id)
-        if slot is not None:
-            await self._settled(slot)
-        await self._append(["erase", user_id, self.now_ms(), None])
-        self.slots.pop(user_id, None)
-        self.alarm_requests.pop(user_id, None)
-        deleted = await self._delete_user_data(user_id)
-        # The log may still hold the user's earlier records: compact it away now.
-        await self.compact(force=True)
+        await self._erased(user_id)
+        done = self._erasing[user_id] = asyncio.Event()
+        try:
+            await self._wait_loading(user_id)
+            slot = self.slots.get(user_id)
+            if slot is not None:
+                await self._settled(slot)
+            await self._append(["erase", user_id, self.now_ms(), None])
+            self.slots.pop(user_id, None)
+            self.alarm_requests.pop(user_id, None)
+            deleted = await self._delete_user_data(user_id)
+            # The log may still hold the user's earlier records: compact it away now.
+            await self.compact(force=True)
+        finally:
+            del self._erasing[user_id]
+            done.set()
         return {"userId": user_id, "erased": True, "objectsDeleted": deleted}
+
+    async def _erased(self, user_id: str) -> None:
+        """Wait until no erasure of the user is under way."""
+        while (erasing := self._erasing.get(user_id)) is not None:
+            await erasing.wait()
 
     # -- commits ---------------------------------------------------------------------------
 
@@ -404,17 +428,22 @@ class UserHost:
     # -- activation ------------------------------------------------------------------------
 
     async def _slot(self, user_id: str) -> UserSlot:
-        slot = self.slots.get(user_id)
-        if slot is not None and not slot.stale:
-            slot.last_access_ms = self.now_ms()
-            return slot
-        check_id("userId", user_id)
-        task = self._loading.get(user_id)
-        if task is None:
-            task = asyncio.create_task(self._load(user_id, slot))
-            self._loading[user_id] = task
-            task.add_done_callback(lambda _t: self._loading.pop(user_id, None))
-        return await asyncio.shield(task)
+        while True:
+            if user_id in self._erasing:
+                await self._erased(user_id)
+            slot = self.slots.get(user_id)
+            if slot is not None and not slot.stale:
+                slot.last_access_ms = self.now_ms()
+                return slot
+            check_id("userId", user_id)
+            task = self._loading.get(user_id)
+            if task is None:
+                task = asyncio.create_task(self._load(user_id, slot))
+                self._loading[user_id] = task
+                task.add_done_callback(lambda _t: self._loading.pop(user_id, None))
+            slot = await asyncio.shield(task)
+            if user_id not in self._erasing:  # else erased while loading: look again
+                return slot
 
     async def _wait_loading(self, user_id: str) -> None:
         task = self._loading.get(user_id)
@@ -449,10 +478,14 @@ class UserHost:
             slot.etag = found[1]
         self._apply_chunks(slot, listed, chunks, apply=True)
         if stale is not None:
-            # Records this host committed but has not compacted yet are only in its log.
+            # Records this host committed but has not compacted yet are only in its log,
+            # unless a compaction wrote them into a chunk just read (it forgets them in the
+            # stale slot only once its whole group of users is written).
+            written = slot.applied.get(self.name, (0, 0))
             for position, record in stale.committed:
-                slot.tracker.apply(record)
-                slot.committed.append((position, record))
+                if position > written:
+                    slot.tracker.apply(record)
+                    slot.committed.append((position, record))
         slot.last_access_ms = self.now_ms()
         self.slots[user_id] = slot
         # A user with nothing stored gets an alarm with their first change, not on a mere
@@ -768,14 +801,13 @@ async def drain(
     settings: HostSettings,
     *,
     now_ms: NowMs = wall_clock_ms,
-    on_track: TrackListener | None = None,
 ) -> dict[str, int]:
     """Move an orphaned host's logged commits into its users' histories and empty its log.
 
     A host of that name is started (it claims the log, which fences any incarnation still
     running) and stopped cleanly. The users' next hosts find the events in their histories,
     after what those hosts wrote themselves. Returns the alarms those users need."""
-    orphan = UserHost(name, storage, settings, now_ms=now_ms, on_track=on_track)
+    orphan = UserHost(name, storage, settings, now_ms=now_ms)
     await orphan.start()
     await orphan.stop()
     return orphan.take_alarm_requests()
