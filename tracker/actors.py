@@ -269,6 +269,7 @@ class SchedulerActor:
             open_storage(config.storage),
             self._fire,
             fallback_interval_ms=int(config.alarm_interval_s * 1000),
+            fire_timeout_s=config.alarm_timeout_s,
         )
         self._ready = _Started(self._start)
         self._runner: asyncio.Task[None] | None = None

@@ -9,6 +9,12 @@ and of the whole cluster.
 Firing is at least once: an alarm stays stored until the user's `alarm()` has run; a failure is
 retried with exponential backoff (2 s, doubling, up to 6 retries, as Durable Objects do), after
 which the alarm falls back to its normal interval rather than being dropped.
+
+Each due alarm is fired as a task of its own, at most `max_in_flight` at once, and the runner
+never waits for them: one slow or hung host delays only its own users' alarms. A call that has
+not answered within `fire_timeout_s` counts as failed (retried as above) and stops taking a
+place among those in flight; it is not cancelled, and the user's alarm is not fired again until
+it has ended, so a user's `alarm()` never runs twice at once on the scheduler's account.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from tracker import codec
@@ -46,20 +53,28 @@ class AlarmScheduler:
         now_ms: NowMs = wall_clock_ms,
         fallback_interval_ms: int = 3600 * 1000,
         compact_log_bytes: int = 4 * 1024 * 1024,
-        max_concurrency: int = 64,
+        max_in_flight: int = 64,
+        fire_timeout_s: float = 30.0,
     ) -> None:
         self.storage = storage
         self.fire = fire
         self.now_ms = now_ms
         self.fallback_interval_ms = fallback_interval_ms
         self.compact_log_bytes = compact_log_bytes
+        self.max_in_flight = max_in_flight
+        self.fire_timeout_s = fire_timeout_s
         self.journal = Journal(storage, "scheduler")
         self.alarms: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
         self._retries: dict[str, int] = {}
+        # Users whose `alarm()` call has not ended (answered, failed, or given up on but still
+        # running), and those whose alarm fell due meanwhile: fired once the call ends.
         self._running: set[str] = set()
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._deferred: set[str] = set()
+        self._firing: set[asyncio.Task[None]] = set()  # the calls taking a place in flight
         self._wakeup = asyncio.Event()
+        self._wake_by: int | None = None  # while `run` sleeps: when it wakes by itself
+        self._needs_room = False  # `run` sleeps until a place in flight frees
         self._compacting = asyncio.Lock()
         self._etag: str | None = None
         self.fired = 0
@@ -94,29 +109,21 @@ class AlarmScheduler:
     # commit fails stays in memory: an alarm that fires once too often is harmless.
 
     async def set_alarm(self, user_id: str, due_ms: int) -> None:
-        committed = self.journal.append(["set", user_id, due_ms])
-        self._set(user_id, due_ms)
-        await committed
+        await self._log_set(user_id, due_ms)
 
     async def ensure_alarms(self, requests: dict[str, int]) -> int:
         """Arm each user's alarm unless one is pending already; return how many were armed."""
         fresh = {u: due for u, due in requests.items() if u not in self.alarms}
         if not fresh:
             return 0
-        waits = [self.journal.append(["set", u, due]) for u, due in fresh.items()]
-        for user_id, due in fresh.items():
-            self._set(user_id, due)
-        await asyncio.gather(*waits)
+        await asyncio.gather(*[self._log_set(u, due) for u, due in fresh.items()])
         return len(fresh)
 
     def get_alarm(self, user_id: str) -> int | None:
         return self.alarms.get(user_id)
 
     async def delete_alarm(self, user_id: str) -> None:
-        committed = self.journal.append(["del", user_id, 0])
-        self.alarms.pop(user_id, None)
-        self._retries.pop(user_id, None)
-        await committed
+        await self._log_delete(user_id)
 
     async def erase(self, user_id: str) -> None:
         """Delete the user's alarm and compact, so that no stored object names them any more
@@ -131,10 +138,27 @@ class AlarmScheduler:
         self._drop_stale_heads()
         return self._heap[0][0] if self._heap else None
 
+    def _log_set(self, user_id: str, due_ms: int) -> asyncio.Future[Any]:
+        committed = self.journal.append(["set", user_id, due_ms])
+        self._set(user_id, due_ms)
+        return committed
+
+    def _log_delete(self, user_id: str) -> asyncio.Future[Any]:
+        committed = self.journal.append(["del", user_id, 0])
+        self.alarms.pop(user_id, None)
+        self._retries.pop(user_id, None)
+        return committed
+
     def _set(self, user_id: str, due_ms: int) -> None:
         self.alarms[user_id] = due_ms
+        self._push(due_ms, user_id)
+
+    def _push(self, due_ms: int, user_id: str) -> None:
         heapq.heappush(self._heap, (due_ms, user_id))
-        self._wakeup.set()
+        # Only an alarm due before `run` wakes anyway wakes it: a re-armed alarm, due an hour
+        # on, costs the runner nothing.
+        if self._wake_by is not None and due_ms < self._wake_by:
+            self._wakeup.set()
 
     def _drop_stale_heads(self) -> None:
         heap = self._heap
@@ -144,76 +168,154 @@ class AlarmScheduler:
     # -- firing ----------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
-        """Fire every alarm due now; wait for them; return how many were started."""
+        """Fire every alarm due now and wait until each call has ended or timed out; return
+        how many were started. (`run` starts calls the same way, without waiting for them.)"""
         now = self.now_ms()
         started: list[asyncio.Task[None]] = []
         while True:
-            self._drop_stale_heads()
-            if not self._heap or self._heap[0][0] > now:
+            tasks, full = self._start_due(now)
+            started += tasks
+            if not full:
                 break
-            due, user_id = heapq.heappop(self._heap)
-            if user_id in self._running:
-                continue
-            self._running.add(user_id)
-            self.lags_ms.append(max(0, now - due))
-            started.append(asyncio.create_task(self._fire_one(user_id, due)))
-        if len(self.lags_ms) > 100_000:
-            del self.lags_ms[:50_000]
+            await asyncio.wait(self._firing, return_when=asyncio.FIRST_COMPLETED)
         if started:
-            await asyncio.gather(*started)
+            await asyncio.wait(started)
         await self._maybe_compact()
         return len(started)
 
+    def _start_due(self, now: int) -> tuple[list[asyncio.Task[None]], bool]:
+        """Start a call for each alarm due at `now`, as places in flight allow; return the
+        calls' tasks, and whether due alarms are left waiting for a place."""
+        started: list[asyncio.Task[None]] = []
+        heap = self._heap
+        full = False
+        while True:
+            self._drop_stale_heads()
+            if not heap or heap[0][0] > now:
+                break
+            if len(self._firing) >= self.max_in_flight:
+                full = True
+                break
+            due, user_id = heapq.heappop(heap)
+            if user_id in self._running:
+                self._deferred.add(user_id)
+                continue
+            self._running.add(user_id)
+            self.lags_ms.append(max(0, now - due))
+            task = asyncio.create_task(self._fire_one(user_id, due))
+            task.add_done_callback(self._fired)
+            self._firing.add(task)
+            started.append(task)
+        if len(self.lags_ms) > 100_000:
+            del self.lags_ms[:50_000]
+        return started, full
+
+    def _fired(self, task: asyncio.Task[None]) -> None:
+        self._firing.discard(task)
+        if self._needs_room:
+            self._needs_room = False
+            self._wakeup.set()
+
     async def _fire_one(self, user_id: str, due: int) -> None:
+        call = asyncio.ensure_future(self.fire(user_id))
+        done, _ = await asyncio.wait((call,), timeout=self.fire_timeout_s)
+        if not done:
+            # Not cancelled (a host may be busy rather than gone): the user's alarm fires
+            # again only once this call has ended, and its answer is not waited for.
+            call.add_done_callback(partial(self._late_call_ended, user_id))
+            self._failed(user_id, due, f"no answer within {self.fire_timeout_s:g} s")
+            return
         try:
-            async with self._semaphore:
-                try:
-                    next_due = await self.fire(user_id)
-                except Exception as exc:
-                    self.failures += 1
-                    attempt = self._retries.get(user_id, 0) + 1
-                    if attempt > MAX_RETRIES:
-                        log.warning("alarm for %s failed %d times: %s", user_id, attempt, exc)
-                        self._retries.pop(user_id, None)
-                        retry_at = self.now_ms() + self.fallback_interval_ms
-                    else:
-                        self._retries[user_id] = attempt
-                        retry_at = self.now_ms() + RETRY_BASE_MS * 2 ** (attempt - 1)
-                    # Retries stay in memory; the stored due time makes a restart fire again.
-                    if self.alarms.get(user_id) == due:
-                        self.alarms[user_id] = retry_at
-                        heapq.heappush(self._heap, (retry_at, user_id))
-                    return
-                self._retries.pop(user_id, None)
-                self.fired += 1
-                if self.alarms.get(user_id) != due:
-                    return  # set again while it ran: the newer alarm stands
-                if next_due is None:
-                    await self.delete_alarm(user_id)
-                else:
-                    await self.set_alarm(user_id, next_due)
-        except Exception as exc:  # storage trouble while re-arming: retry from memory
+            committed = self._answered(user_id, due, call)
+        except Exception as exc:  # the log refused the change: retry from memory
             log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
-            heapq.heappush(self._heap, (self.now_ms() + RETRY_BASE_MS, user_id))
+            self._reschedule(user_id, due, self.now_ms() + RETRY_BASE_MS)
+            committed = None
         finally:
-            self._running.discard(user_id)
+            self._call_ended(user_id)
+        if committed is not None:
+            try:
+                await committed
+            except Exception as exc:  # the change stands in memory; a restart fires again
+                log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
+
+    def _answered(
+        self, user_id: str, due: int, call: asyncio.Future[int | None]
+    ) -> asyncio.Future[Any] | None:
+        """Apply a call's answer in memory; return the log commit it needs, if any. Done with
+        no await, before the call counts as ended, so the user's alarm never fires on a due
+        time it has just handled."""
+        if call.cancelled():
+            self._failed(user_id, due, "cancelled")
+            return None
+        error = call.exception()
+        if error is not None:
+            self._failed(user_id, due, error)
+            return None
+        self._retries.pop(user_id, None)
+        self.fired += 1
+        if self.alarms.get(user_id) != due:
+            return None  # set again (or deleted) while it ran: that change stands
+        next_due = call.result()
+        if next_due is None:
+            return self._log_delete(user_id)
+        return self._log_set(user_id, next_due)
+
+    def _failed(self, user_id: str, due: int, error: object) -> None:
+        self.failures += 1
+        attempt = self._retries.get(user_id, 0) + 1
+        if attempt > MAX_RETRIES:
+            log.warning("alarm for %s failed %d times: %s", user_id, attempt, error)
+            self._retries.pop(user_id, None)
+            retry_at = self.now_ms() + self.fallback_interval_ms
+        else:
+            self._retries[user_id] = attempt
+            retry_at = self.now_ms() + RETRY_BASE_MS * 2 ** (attempt - 1)
+        # Retries stay in memory; the stored due time makes a restart fire again.
+        self._reschedule(user_id, due, retry_at)
+
+    def _reschedule(self, user_id: str, due: int, at: int) -> None:
+        if self.alarms.get(user_id) == due:
+            self.alarms[user_id] = at
+            self._push(at, user_id)
+
+    def _call_ended(self, user_id: str) -> None:
+        self._running.discard(user_id)
+        if user_id in self._deferred:
+            self._deferred.discard(user_id)
+            due = self.alarms.get(user_id)
+            if due is not None:
+                self._push(due, user_id)
+
+    def _late_call_ended(self, user_id: str, call: asyncio.Future[int | None]) -> None:
+        if not call.cancelled() and call.exception() is not None:
+            log.info("the timed-out alarm call of %s failed: %s", user_id, call.exception())
+        self._call_ended(user_id)
 
     async def run(self, max_wait_s: float = 1.0) -> None:
-        """Fire alarms as they fall due, until cancelled."""
+        """Fire alarms as they fall due, until cancelled: start their calls, as places in
+        flight allow, and leave them running."""
         while True:
+            self._wakeup.clear()
             try:
-                await self.fire_due()
+                _, self._needs_room = self._start_due(self.now_ms())
+                await self._maybe_compact()
             except Fenced:
                 raise
             except Exception as exc:
                 log.warning("firing alarms failed: %s", exc)
-            next_due = self.next_due()
             wait_s = max_wait_s
-            if next_due is not None:
-                wait_s = min(max_wait_s, max(0.0, (next_due - self.now_ms()) / 1000))
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(wait_s, 0.01))
+            if not self._needs_room:
+                next_due = self.next_due()
+                if next_due is not None:
+                    wait_s = min(max_wait_s, max(0.0, (next_due - self.now_ms()) / 1000))
+                self._wake_by = self.now_ms() + int(wait_s * 1000)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=max(wait_s, 0.01))
+            finally:
+                self._wake_by = None
+                self._needs_room = False
 
     # -- compaction ------------------------------------------------------------------------
 
