@@ -275,6 +275,35 @@ def test_no_more_alarm_calls_than_the_limit_run_at_once(storage: Storage) -> Non
     run(scenario())
 
 
+def test_an_alarm_requested_while_it_fires_is_armed_when_the_firing_ends_it(
+    storage: Storage,
+) -> None:
+    clock = [T0]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        await release.wait()
+        return None  # the user had nothing left when their alarm looked
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0])
+        await scheduler.start()
+        await scheduler.set_alarm("u", T0)
+        firing = asyncio.ensure_future(scheduler.fire_due())
+        await until(lambda: calls == ["u"])
+        # Meanwhile the user came back, and their host asks for an alarm.
+        assert await scheduler.ensure_alarms({"u": T0 + HOUR}) == 0  # one is pending still
+        release.set()
+        assert await firing == 1
+        assert scheduler.get_alarm("u") == T0 + HOUR
+        again = await started(storage, clock, Users(clock))
+        assert again.get_alarm("u") == T0 + HOUR  # logged, as any alarm
+
+    run(scenario())
+
+
 def test_alarms_survive_a_new_scheduler_on_the_same_storage(storage_url: str) -> None:
     storage = open_storage(storage_url)
     clock = [T0]

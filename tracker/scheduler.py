@@ -71,6 +71,9 @@ class AlarmScheduler:
         # running), and those whose alarm fell due meanwhile: fired once the call ends.
         self._running: set[str] = set()
         self._deferred: set[str] = set()
+        # Requests of `ensure_alarms` that came while the user's alarm was firing: honoured if
+        # the firing ends the alarm.
+        self._requested: dict[str, int] = {}
         self._firing: set[asyncio.Task[None]] = set()  # the calls taking a place in flight
         self._wakeup = asyncio.Event()
         self._wake_by: int | None = None  # while `run` sleeps: when it wakes by itself
@@ -112,8 +115,17 @@ class AlarmScheduler:
         await self._log_set(user_id, due_ms)
 
     async def ensure_alarms(self, requests: dict[str, int]) -> int:
-        """Arm each user's alarm unless one is pending already; return how many were armed."""
-        fresh = {u: due for u, due in requests.items() if u not in self.alarms}
+        """Arm each user's alarm unless one is pending already; return how many were armed.
+
+        A user whose alarm is firing still has it pending, but the firing may end it (their
+        `alarm()` found nothing left, just before this request's activity): their request is
+        kept, and armed then."""
+        fresh: dict[str, int] = {}
+        for user_id, due in requests.items():
+            if user_id not in self.alarms:
+                fresh[user_id] = due
+            elif user_id in self._running:
+                self._requested.setdefault(user_id, due)
         if not fresh:
             return 0
         await asyncio.gather(*[self._log_set(u, due) for u, due in fresh.items()])
@@ -147,6 +159,7 @@ class AlarmScheduler:
         committed = self.journal.append(["del", user_id, 0])
         self.alarms.pop(user_id, None)
         self._retries.pop(user_id, None)
+        self._requested.pop(user_id, None)
         return committed
 
     def _set(self, user_id: str, due_ms: int) -> None:
@@ -245,6 +258,7 @@ class AlarmScheduler:
         """Apply a call's answer in memory; return the log commit it needs, if any. Done with
         no await, before the call counts as ended, so the user's alarm never fires on a due
         time it has just handled."""
+        requested = self._requested.pop(user_id, None)
         if call.cancelled():
             self._failed(user_id, due, "cancelled")
             return None
@@ -257,6 +271,8 @@ class AlarmScheduler:
         if self.alarms.get(user_id) != due:
             return None  # set again (or deleted) while it ran: that change stands
         next_due = call.result()
+        if next_due is None:
+            next_due = requested
         if next_due is None:
             return self._log_delete(user_id)
         return self._log_set(user_id, next_due)
