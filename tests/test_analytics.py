@@ -379,6 +379,28 @@ def test_sessions_count_once_whether_created_or_first_seen_in_movements() -> Non
     ]
 
 
+def test_a_session_created_again_counts_its_user_when_it_is_created_again_not_at_its_start() -> (
+    None
+):
+    host = SiteStats()
+    aggregator = SiteStats()
+    host.observe_session("u1", "s1", T0)
+    aggregator.merge(ship(host.take_delta()))
+    now = T0
+    for _ in range(4):  # active in the same session for 80 minutes
+        now += 20 * MINUTE_MS
+        host.observe("u1", [mv("click", "/", t=now)], now)
+        aggregator.merge(ship(host.take_delta()))
+    host.observe_session("u1", "s1", now, start_ms=T0)  # a page load posts the session again
+    aggregator.merge(ship(host.take_delta()))
+    series = aggregator.report(now, from_ms=T0, to_ms=now)["eventsPerMinute"]
+    users = {minute["t"]: minute["users"] for minute in series if minute["users"]}
+    assert users == {T0 + k * 20 * MINUTE_MS: 1 for k in range(5)}
+    [recent] = aggregator.report(now)["recentActivity"]
+    assert (recent["startTime"], recent["lastActivity"]) == (T0, now)
+    assert aggregator.report(now)["totalSessions"] == 1
+
+
 def test_recent_activity_lists_the_ten_most_recent_sessions() -> None:
     stats = SiteStats()
     for i in range(30):

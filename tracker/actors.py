@@ -222,8 +222,13 @@ class HostActor:
         self, user_id: str, session_id: str, device_info: Any = None
     ) -> dict[str, Any]:
         session = await self._call(self.host.create_session, user_id, session_id, device_info)
+        # Observed now, not at its start: a session created again may have started hours ago.
         self.delta.observe_session(
-            user_id, session_id, session["startTime"], session.get("deviceInfo")
+            user_id,
+            session_id,
+            self.host.now_ms(),
+            session.get("deviceInfo"),
+            start_ms=session["startTime"],
         )
         return session
 

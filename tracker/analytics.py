@@ -21,7 +21,12 @@ Two kinds of state, kept apart so that shipping can be plain addition:
   that goes on across shipments is keyed, and `merge` keeps the entry with the larger count.
 
 Time: buckets use `now_ms`, the server's receive time; client timestamps are only used inside a
-session (the 1 s window of a rage burst, where one batch shares one receive time).
+session (the 1 s window of a rage burst, where one batch shares one receive time). A session
+counts its user in the minute it is created, and again in the minute it is created again (the
+browser client posts its session on every page load): that page load is activity. It is never
+counted at its earlier start time: a delta's users are merged exactly only into a minute whose
+set of users the aggregator still holds (the last hour, see below); into a minute reduced to a
+count they are added on top of it, and a user already counted there would count twice.
 
 * Minute buckets (the last 7 days): event count, counts by type, and distinct users. Users
   are kept as a set of 63-bit hashes for the last hour, enough for `activeUsers` (last 5 min)
@@ -383,16 +388,24 @@ class SiteStats:
         self._recent(user_id, session_id, now_ms, count)
 
     def observe_session(
-        self, user_id: str, session_id: str, now_ms: int, device: dict[str, Any] | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        now_ms: int,
+        device: dict[str, Any] | None = None,
+        *,
+        start_ms: int | None = None,
     ) -> None:
-        """Count a created session (once, even if it is created again or has movements)."""
+        """Count a session created (or created again) at `now_ms`: once as a session, even if
+        it is created again or has movements; its user as active at `now_ms`. `start_ms`: the
+        session's start, when it began earlier (it is created again)."""
         uid = user_key(user_id)
         self.users.add(uid)
         minute = self._minute(now_ms)
         if minute.users is not None:
             minute.users.add(uid)
         self._session(user_id, session_id)
-        self._recent(user_id, session_id, now_ms, 0, device)
+        self._recent(user_id, session_id, now_ms, 0, device, start_ms)
 
     def _minute(self, now_ms: int) -> _Minute:
         start = now_ms - now_ms % MINUTE_MS
@@ -438,14 +451,16 @@ class SiteStats:
         now_ms: int,
         count: int,
         device: dict[str, Any] | None = None,
+        start_ms: int | None = None,
     ) -> None:
         key = (user_id, session_id)
         old = self.recent.pop(key, None)
         if old is None:
-            self.recent[key] = Recent(now_ms, now_ms, count, device)
+            start = now_ms if start_ms is None else start_ms
+            self.recent[key] = Recent(start, now_ms, count, device)
         else:
             self.recent[key] = Recent(
-                old.start,
+                old.start if start_ms is None else min(old.start, start_ms),
                 max(old.last, now_ms),
                 old.movements + count,
                 device if device is not None else old.device,
