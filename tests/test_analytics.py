@@ -277,6 +277,14 @@ def test_a_continuing_burst_updates_one_rage_click_even_across_deltas() -> None:
     assert [(r["count"], r["timestamp"]) for r in rage] == [(3, T0 + 6000), (6, T0 + 1000)]
 
 
+def test_two_bursts_far_apart_on_one_page_are_two_rage_clicks() -> None:
+    stats = SiteStats()
+    spots = [(10, 10)] * 3 + [(500, 500)] * 3
+    stats.observe("u1", [click("/a", x, y, T0 + 100 * i) for i, (x, y) in enumerate(spots)], T0)
+    rage = stats.report(T0)["rageClicks"]
+    assert sorted((r["x"], r["y"], r["count"]) for r in rage) == [(10, 10, 3), (500, 500, 3)]
+
+
 def test_a_burst_is_found_among_clicks_elsewhere_until_they_push_it_out_of_the_last_eight() -> None:
     def clicks_between(others: int) -> list[Movement]:
         between = [click(f"/other{i}", 500, 500, T0) for i in range(others)]

@@ -219,6 +219,8 @@ class _Sequence:
         "burst_count",
         "burst_path",
         "burst_t",
+        "burst_x",
+        "burst_y",
         "clicks",
         "high",
         "last_path",
@@ -237,6 +239,8 @@ class _Sequence:
         self.burst_count = 0
         self.burst_path = ""
         self.burst_t = 0
+        self.burst_x = 0.0  # where the burst's last rage click was
+        self.burst_y = 0.0
 
     def add_click(self, t: int, x: float, y: float, path: str) -> int:
         """Remember a click (client time `t`); return how many of the session's clicks within
@@ -578,12 +582,15 @@ class SiteStats:
         near: int,
         now_ms: int,
     ) -> None:
-        """Record a rage click at client time `t` (`near` close clicks, itself included): a new
-        or going-on burst."""
+        """Record a rage click at client time `t` (`near` close clicks, itself included): the
+        burst going on, if its last rage click was on this path within 1 s and 30 px, else a
+        new one (another cluster of clicks is another rage click)."""
+        dx, dy = x - sequence.burst_x, y - sequence.burst_y
         if (
             sequence.burst is not None
             and sequence.burst_path == path
             and abs(t - sequence.burst_t) <= RAGE_WINDOW_MS
+            and dx * dx + dy * dy <= _RAGE_RADIUS_SQUARED
         ):
             sequence.burst_count += 1
         else:
@@ -591,6 +598,8 @@ class SiteStats:
             sequence.burst_count = near
             sequence.burst_path = path
         sequence.burst_t = t
+        sequence.burst_x = x
+        sequence.burst_y = y
         self.rage.pop(sequence.burst, None)
         self.rage[sequence.burst] = RageClick(
             path, element, x, y, sequence.burst_count, user_id, now_ms
