@@ -166,6 +166,16 @@ def test_a_snapshot_restores_into_an_equal_tracker() -> None:
     assert track(copy, [movement(eventId="e0")]) == track(tracker, [movement(eventId="e0")]) == 1
 
 
+def test_a_restored_session_remembers_as_many_event_ids_as_the_live_one() -> None:
+    tracker = UserTracker("alice")
+    track(tracker, [movement(eventId="e1")])
+    track(tracker, [movement(at=T0 + 1 + i) for i in range(300)])  # movements without an ID
+    copy = UserTracker("alice")
+    copy.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(tracker.snapshot())))
+    assert track(tracker, [movement(eventId="e1")]) == 0
+    assert track(copy, [movement(eventId="e1")]) == 0  # a retry, after a restart as before
+
+
 def test_export_lines_hold_every_movement_even_those_the_cap_dropped() -> None:
     tracker = UserTracker("alice", Limits(max_movements=2))
     records: list[Record] = [tracker.create_session_record("s1", {"userAgent": "x"}, T0)]
