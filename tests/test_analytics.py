@@ -462,6 +462,27 @@ def test_a_time_range_sums_only_the_overlapping_hour_buckets() -> None:
     assert len(everything["topPages"]) == 3
 
 
+def test_a_range_includes_its_end_and_leaves_the_user_and_session_totals_all_time() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [mv("page_view", "/early", user="u1")], T0)
+    stats.observe("u2", [mv("page_view", "/late", user="u2", session="s2")], T0 + 2 * HOUR_MS)
+    late = stats.report(T0 + 3 * HOUR_MS, from_ms=T0 + HOUR_MS, to_ms=T0 + 2 * HOUR_MS)
+    assert late["topPages"] == [{"path": "/late", "count": 1}]  # received at `to`: inside
+    assert late["totalEvents"] == 1
+    assert (late["totalUsers"], late["totalSessions"]) == (2, 2)
+
+
+def test_path_picks_the_heatmaps_page_and_filters_nothing_else() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [click("/a", 10, 10, T0, viewportWidth=100)], T0)
+    stats.observe("u1", [click("/b", 10, 10, T0 + 5000, viewportWidth=100)] * 2, T0)
+    everything, only_a = stats.report(T0), stats.report(T0, path="/a")
+    assert (everything["heatmap"]["path"], only_a["heatmap"]["path"]) == ("/b", "/a")
+    assert only_a["heatmap"]["cells"] == [{"x": 4, "y": 0, "count": 1}]
+    del everything["heatmap"], only_a["heatmap"]
+    assert only_a == everything
+
+
 def test_rage_clicks_are_filtered_by_the_time_range() -> None:
     stats = SiteStats()
     stats.observe("u1", [click("/a", 1, 1, T0 + k) for k in range(3)], T0)

@@ -763,7 +763,9 @@ class SiteStats:
         `from_ms`/`to_ms` (inclusive) select the hour buckets overlapping the range for pages,
         elements, heatmap, scroll depth and journeys, the minute buckets for the event counts
         and the per-minute series, and rage clicks by time. `path` selects the heatmap's page
-        (default: the most clicked one). `top` is the length of the top-N lists.
+        (default: the most clicked one) and nothing else. `top` is the length of the top-N
+        lists. Total sessions and users (all time), active users (the last 5 minutes) and
+        recent activity (the 10 latest sessions) do not depend on the range.
         """
         if from_ms is not None and to_ms is not None and from_ms > to_ms:
             raise InvalidInput("from", f"{from_ms} is after to={to_ms}")
