@@ -122,6 +122,21 @@ def test_sessions_expire_after_thirty_minutes_of_inactivity_and_not_before() -> 
         tracker.get_session("old")
 
 
+def test_analytics_count_sessions_past_the_timeout_as_ended_without_removing_them() -> None:
+    tracker = UserTracker("alice")
+    create(tracker, "idle", now=T0)
+    create(tracker, "busy", now=T0 + 20 * MINUTE)
+    at = T0 + 30 * MINUTE + 1  # "idle" timed out; its alarm has not run yet
+    analytics = tracker.analytics(at)
+    assert analytics["totalSessions"] == 1
+    assert [s["sessionId"] for s in analytics["userSessions"]] == ["busy"]
+    assert [s["sessionId"] for s in analytics["recentActivity"]] == ["busy"]
+    assert set(tracker.sessions) == {"idle", "busy"}  # a read ends nothing
+    assert tracker.analytics(T0 + 30 * MINUTE)["totalSessions"] == 2  # not past it yet
+    assert expire(tracker, at)  # what the alarm then does agrees
+    assert tracker.analytics(at) == analytics
+
+
 def test_recreating_a_session_keeps_its_movements_and_replaces_device_info() -> None:
     tracker = UserTracker("alice")
     create(tracker, "s1", info={"userAgent": "a"})
