@@ -275,6 +275,33 @@ def test_no_more_alarm_calls_than_the_limit_run_at_once(storage: Storage) -> Non
     run(scenario())
 
 
+def test_a_due_alarm_waiting_for_a_place_in_flight_fires_as_soon_as_one_frees(
+    storage: Storage,
+) -> None:
+    clock = [T0]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        if user_id == "first":
+            await release.wait()
+        return clock[0] + HOUR
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0], max_in_flight=1)
+        await scheduler.start()
+        await scheduler.ensure_alarms({"first": T0, "second": T0 + 1})
+        clock[0] = T0 + 1
+        runner = asyncio.ensure_future(scheduler.run(max_wait_s=60))  # no wake-up by itself
+        await until(lambda: calls == ["first"])
+        release.set()
+        await until(lambda: scheduler.get_alarm("second") == T0 + 1 + HOUR)
+        runner.cancel()
+
+    run(scenario())
+
+
 def test_an_alarm_requested_while_it_fires_is_armed_when_the_firing_ends_it(
     storage: Storage,
 ) -> None:

@@ -24,7 +24,6 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 from tracker import codec
@@ -74,7 +73,9 @@ class AlarmScheduler:
         # Requests of `ensure_alarms` that came while the user's alarm was firing: honoured if
         # the firing ends the alarm.
         self._requested: dict[str, int] = {}
-        self._firing: set[asyncio.Task[None]] = set()  # the calls taking a place in flight
+        self._firing: set[asyncio.Task[Any]] = set()  # the calls holding a place in flight
+        self._overdue: set[asyncio.Task[Any]] = set()  # timed out, still running
+        self._freed = asyncio.Event()  # set as a place in flight frees
         self._wakeup = asyncio.Event()
         self._wake_by: int | None = None  # while `run` sleeps: when it wakes by itself
         self._needs_room = False  # `run` sleeps until a place in flight frees
@@ -181,25 +182,27 @@ class AlarmScheduler:
     # -- firing ----------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
-        """Fire every alarm due now and wait until each call has ended or timed out; return
-        how many were started. (`run` starts calls the same way, without waiting for them.)"""
+        """Fire every alarm due now and wait until each call has ended (its change logged) or
+        timed out; return how many were started. (`run` starts calls the same way, without
+        waiting for them.)"""
         now = self.now_ms()
-        started: list[asyncio.Task[None]] = []
+        count = 0
+        waiting: list[asyncio.Task[Any]] = []
         while True:
-            tasks, full = self._start_due(now)
-            started += tasks
-            if not full:
+            started, full = self._start_due(now)
+            count += len(started)
+            waiting = [task for task in waiting if task in self._firing] + started
+            if not waiting and not full:
                 break
-            await asyncio.wait(self._firing, return_when=asyncio.FIRST_COMPLETED)
-        if started:
-            await asyncio.wait(started)
+            self._freed.clear()
+            await self._freed.wait()
         await self._maybe_compact()
-        return len(started)
+        return count
 
-    def _start_due(self, now: int) -> tuple[list[asyncio.Task[None]], bool]:
+    def _start_due(self, now: int) -> tuple[list[asyncio.Task[Any]], bool]:
         """Start a call for each alarm due at `now`, as places in flight allow; return the
         calls' tasks, and whether due alarms are left waiting for a place."""
-        started: list[asyncio.Task[None]] = []
+        started: list[asyncio.Task[Any]] = []
         heap = self._heap
         full = False
         while True:
@@ -216,63 +219,82 @@ class AlarmScheduler:
             self._running.add(user_id)
             self.lags_ms.append(max(0, now - due))
             task = asyncio.create_task(self._fire_one(user_id, due))
-            task.add_done_callback(self._fired)
             self._firing.add(task)
             started.append(task)
         if len(self.lags_ms) > 100_000:
             del self.lags_ms[:50_000]
         return started, full
 
-    def _fired(self, task: asyncio.Task[None]) -> None:
+    async def _fire_one(self, user_id: str, due: int) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # run as a task by `_start_due`
+        # A timer rather than a task per call to wait with a timeout: this is the hot path.
+        timer = asyncio.get_running_loop().call_later(
+            self.fire_timeout_s, self._give_up, task, user_id, due
+        )
+        ended = False
+        try:
+            try:
+                answer: int | Exception | None = await self.fire(user_id)
+            except Exception as exc:
+                answer = exc
+            timer.cancel()
+            # Given up on at the timeout, the call's retry is set already; else its answer
+            # is applied before the user's alarm may fire again.
+            committed = self._settle(user_id, due, answer) if task in self._firing else None
+            ended = True
+            self._call_ended(user_id)
+            if committed is not None:
+                await committed
+        except Exception as exc:  # the change stands in memory; a restart fires again
+            log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
+        finally:
+            timer.cancel()
+            if not ended:
+                self._call_ended(user_id)
+            if task in self._firing:
+                self._firing.discard(task)
+                self._place_freed()
+            else:
+                self._overdue.discard(task)
+
+    def _give_up(self, task: asyncio.Task[Any], user_id: str, due: int) -> None:
+        """A call's timeout: it counts as failed and frees its place, but is not cancelled (a
+        host may be busy rather than gone); the user's alarm fires again once it has ended."""
         self._firing.discard(task)
+        self._overdue.add(task)
+        self._failed(user_id, due, f"no answer within {self.fire_timeout_s:g} s")
+        self._place_freed()
+
+    def _place_freed(self) -> None:
+        self._freed.set()
         if self._needs_room:
             self._needs_room = False
             self._wakeup.set()
 
-    async def _fire_one(self, user_id: str, due: int) -> None:
-        call = asyncio.ensure_future(self.fire(user_id))
-        done, _ = await asyncio.wait((call,), timeout=self.fire_timeout_s)
-        if not done:
-            # Not cancelled (a host may be busy rather than gone): the user's alarm fires
-            # again only once this call has ended, and its answer is not waited for.
-            call.add_done_callback(partial(self._late_call_ended, user_id))
-            self._failed(user_id, due, f"no answer within {self.fire_timeout_s:g} s")
-            return
+    def _settle(
+        self, user_id: str, due: int, answer: int | Exception | None
+    ) -> asyncio.Future[Any] | None:
+        """Apply a call's answer in memory; return the log commit it needs, if any."""
         try:
-            committed = self._answered(user_id, due, call)
+            return self._answered(user_id, due, answer)
         except Exception as exc:  # the log refused the change: retry from memory
             log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
             self._reschedule(user_id, due, self.now_ms() + RETRY_BASE_MS)
-            committed = None
-        finally:
-            self._call_ended(user_id)
-        if committed is not None:
-            try:
-                await committed
-            except Exception as exc:  # the change stands in memory; a restart fires again
-                log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
+            return None
 
     def _answered(
-        self, user_id: str, due: int, call: asyncio.Future[int | None]
+        self, user_id: str, due: int, answer: int | Exception | None
     ) -> asyncio.Future[Any] | None:
-        """Apply a call's answer in memory; return the log commit it needs, if any. Done with
-        no await, before the call counts as ended, so the user's alarm never fires on a due
-        time it has just handled."""
         requested = self._requested.pop(user_id, None)
-        if call.cancelled():
-            self._failed(user_id, due, "cancelled")
-            return None
-        error = call.exception()
-        if error is not None:
-            self._failed(user_id, due, error)
+        if isinstance(answer, Exception):
+            self._failed(user_id, due, answer)
             return None
         self._retries.pop(user_id, None)
         self.fired += 1
         if self.alarms.get(user_id) != due:
             return None  # set again (or deleted) while it ran: that change stands
-        next_due = call.result()
-        if next_due is None:
-            next_due = requested
+        next_due = answer if answer is not None else requested
         if next_due is None:
             return self._log_delete(user_id)
         return self._log_set(user_id, next_due)
@@ -302,11 +324,6 @@ class AlarmScheduler:
             due = self.alarms.get(user_id)
             if due is not None:
                 self._push(due, user_id)
-
-    def _late_call_ended(self, user_id: str, call: asyncio.Future[int | None]) -> None:
-        if not call.cancelled() and call.exception() is not None:
-            log.info("the timed-out alarm call of %s failed: %s", user_id, call.exception())
-        self._call_ended(user_id)
 
     async def run(self, max_wait_s: float = 1.0) -> None:
         """Fire alarms as they fall due, until cancelled: start their calls, as places in
