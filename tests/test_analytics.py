@@ -277,6 +277,14 @@ def test_a_continuing_burst_updates_one_rage_click_even_across_deltas() -> None:
     assert [(r["count"], r["timestamp"]) for r in rage] == [(3, T0 + 6000), (6, T0 + 1000)]
 
 
+def test_two_bursts_far_apart_on_one_page_are_two_rage_clicks() -> None:
+    stats = SiteStats()
+    spots = [(10, 10)] * 3 + [(500, 500)] * 3
+    stats.observe("u1", [click("/a", x, y, T0 + 100 * i) for i, (x, y) in enumerate(spots)], T0)
+    rage = stats.report(T0)["rageClicks"]
+    assert sorted((r["x"], r["y"], r["count"]) for r in rage) == [(10, 10, 3), (500, 500, 3)]
+
+
 def test_a_burst_is_found_among_clicks_elsewhere_until_they_push_it_out_of_the_last_eight() -> None:
     def clicks_between(others: int) -> list[Movement]:
         between = [click(f"/other{i}", 500, 500, T0) for i in range(others)]
@@ -379,6 +387,28 @@ def test_sessions_count_once_whether_created_or_first_seen_in_movements() -> Non
     ]
 
 
+def test_a_session_created_again_counts_its_user_when_it_is_created_again_not_at_its_start() -> (
+    None
+):
+    host = SiteStats()
+    aggregator = SiteStats()
+    host.observe_session("u1", "s1", T0)
+    aggregator.merge(ship(host.take_delta()))
+    now = T0
+    for _ in range(4):  # active in the same session for 80 minutes
+        now += 20 * MINUTE_MS
+        host.observe("u1", [mv("click", "/", t=now)], now)
+        aggregator.merge(ship(host.take_delta()))
+    host.observe_session("u1", "s1", now, start_ms=T0)  # a page load posts the session again
+    aggregator.merge(ship(host.take_delta()))
+    series = aggregator.report(now, from_ms=T0, to_ms=now)["eventsPerMinute"]
+    users = {minute["t"]: minute["users"] for minute in series if minute["users"]}
+    assert users == {T0 + k * 20 * MINUTE_MS: 1 for k in range(5)}
+    [recent] = aggregator.report(now)["recentActivity"]
+    assert (recent["startTime"], recent["lastActivity"]) == (T0, now)
+    assert aggregator.report(now)["totalSessions"] == 1
+
+
 def test_recent_activity_lists_the_ten_most_recent_sessions() -> None:
     stats = SiteStats()
     for i in range(30):
@@ -430,6 +460,27 @@ def test_a_time_range_sums_only_the_overlapping_hour_buckets() -> None:
     everything = stats.report(now)
     assert everything["totalEvents"] == 6
     assert len(everything["topPages"]) == 3
+
+
+def test_a_range_includes_its_end_and_leaves_the_user_and_session_totals_all_time() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [mv("page_view", "/early", user="u1")], T0)
+    stats.observe("u2", [mv("page_view", "/late", user="u2", session="s2")], T0 + 2 * HOUR_MS)
+    late = stats.report(T0 + 3 * HOUR_MS, from_ms=T0 + HOUR_MS, to_ms=T0 + 2 * HOUR_MS)
+    assert late["topPages"] == [{"path": "/late", "count": 1}]  # received at `to`: inside
+    assert late["totalEvents"] == 1
+    assert (late["totalUsers"], late["totalSessions"]) == (2, 2)
+
+
+def test_path_picks_the_heatmaps_page_and_filters_nothing_else() -> None:
+    stats = SiteStats()
+    stats.observe("u1", [click("/a", 10, 10, T0, viewportWidth=100)], T0)
+    stats.observe("u1", [click("/b", 10, 10, T0 + 5000, viewportWidth=100)] * 2, T0)
+    everything, only_a = stats.report(T0), stats.report(T0, path="/a")
+    assert (everything["heatmap"]["path"], only_a["heatmap"]["path"]) == ("/b", "/a")
+    assert only_a["heatmap"]["cells"] == [{"x": 4, "y": 0, "count": 1}]
+    del everything["heatmap"], only_a["heatmap"]
+    assert only_a == everything
 
 
 def test_rage_clicks_are_filtered_by_the_time_range() -> None:

@@ -195,3 +195,11 @@ def test_the_commit_linger_is_read_from_the_environment_and_bounded() -> None:
     for bad in ("-1", "1000", "soon"):
         with pytest.raises(ConfigError, match="TRACKER_COMMIT_LINGER_MS"):
             Config.from_env({"TRACKER_COMMIT_LINGER_MS": bad})
+
+
+def test_the_alarm_timeout_is_read_from_the_environment_and_must_be_positive() -> None:
+    assert Config.from_env({}).alarm_timeout_s == 30
+    assert Config.from_env({"TRACKER_ALARM_TIMEOUT_S": "2.5"}).alarm_timeout_s == 2.5
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigError, match="TRACKER_ALARM_TIMEOUT_S"):
+            Config.from_env({"TRACKER_ALARM_TIMEOUT_S": bad})

@@ -330,6 +330,16 @@ def test_the_analytics_schema_declares_the_contracts_report_and_allows_new_field
     assert not analytics.is_valid({**report, "totalEvents": "3"})
 
 
+def test_the_analytics_parameters_say_what_the_report_does_with_them(
+    document: dict[str, Any],
+) -> None:
+    operation = document["paths"]["/api/analytics"]["get"]
+    described = {p["name"]: p["description"] for p in operation["parameters"]}
+    assert "inclusive" in described["from"] and "inclusive" in described["to"]
+    assert "heatmap" in described["path"] and "nothing else" in described["path"]
+    assert "`totalUsers` are all-time totals" in operation["description"]
+
+
 def test_error_bodies_name_the_field_where_the_contract_says_so(
     document: dict[str, Any],
 ) -> None:

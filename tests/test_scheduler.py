@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -54,6 +54,15 @@ async def started(storage: Storage, clock: list[int], users: Users, **kw: Any) -
     )
     await scheduler.start()
     return scheduler
+
+
+async def until(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
+    """Let the event loop run until `condition()` holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(0.001)
 
 
 @pytest.fixture
@@ -176,6 +185,148 @@ def test_an_alarm_set_again_while_it_fires_keeps_the_newer_time(storage: Storage
         release.set()
         assert await firing == 1
         assert scheduler.get_alarm("u") == T0 + 42
+
+    run(scenario())
+
+
+def test_a_hung_alarm_call_does_not_hold_up_other_users_alarms(storage: Storage) -> None:
+    clock = [T0]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        if user_id == "hung":
+            await release.wait()
+        return clock[0] + HOUR
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0])
+        await scheduler.start()
+        await scheduler.set_alarm("hung", T0)
+        runner = asyncio.ensure_future(scheduler.run())
+        await until(lambda: calls == ["hung"])
+        clock[0] = T0 + 200
+        await scheduler.set_alarm("fast", T0 + 200)
+        await until(lambda: scheduler.get_alarm("fast") == T0 + 200 + HOUR)
+        assert scheduler.get_alarm("hung") == T0  # still out, still pending
+        release.set()
+        await until(lambda: scheduler.get_alarm("hung") == T0 + 200 + HOUR)
+        assert calls == ["hung", "fast"]
+        assert scheduler.stats()["fireLagP99Ms"] == 0
+        runner.cancel()
+
+    run(scenario())
+
+
+def test_an_alarm_call_that_times_out_is_retried_but_never_runs_twice_at_once(
+    storage: Storage,
+) -> None:
+    clock = [T0]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        if len(calls) == 1:
+            await release.wait()
+        return clock[0] + HOUR
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0], fire_timeout_s=0.01)
+        await scheduler.start()
+        await scheduler.set_alarm("u", T0)
+        assert await scheduler.fire_due() == 1  # returns at the timeout, the call still out
+        assert scheduler.stats()["failures"] == 1
+        assert scheduler.get_alarm("u") == T0 + RETRY_BASE_MS
+        clock[0] = T0 + RETRY_BASE_MS
+        assert await scheduler.fire_due() == 0  # due again, but its first call has not ended
+        assert calls == ["u"]
+        release.set()
+        await until(lambda: scheduler.next_due() == T0 + RETRY_BASE_MS)
+        assert await scheduler.fire_due() == 1
+        assert calls == ["u", "u"]
+        assert scheduler.get_alarm("u") == clock[0] + HOUR
+
+    run(scenario())
+
+
+def test_no_more_alarm_calls_than_the_limit_run_at_once(storage: Storage) -> None:
+    clock = [T0]
+    running: list[str] = []
+    most = 0
+
+    async def fire(user_id: str) -> int | None:
+        nonlocal most
+        running.append(user_id)
+        most = max(most, len(running))
+        await asyncio.sleep(0)  # let the other due alarms try to start meanwhile
+        running.remove(user_id)
+        return clock[0] + HOUR
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0], max_in_flight=3)
+        await scheduler.start()
+        await scheduler.ensure_alarms({f"u{i}": T0 for i in range(10)})
+        assert await scheduler.fire_due() == 10
+        assert most == 3
+        assert all(scheduler.get_alarm(f"u{i}") == T0 + HOUR for i in range(10))
+
+    run(scenario())
+
+
+def test_a_due_alarm_waiting_for_a_place_in_flight_fires_as_soon_as_one_frees(
+    storage: Storage,
+) -> None:
+    clock = [T0]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        if user_id == "first":
+            await release.wait()
+        return clock[0] + HOUR
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0], max_in_flight=1)
+        await scheduler.start()
+        await scheduler.ensure_alarms({"first": T0, "second": T0 + 1})
+        clock[0] = T0 + 1
+        runner = asyncio.ensure_future(scheduler.run(max_wait_s=60))  # no wake-up by itself
+        await until(lambda: calls == ["first"])
+        release.set()
+        await until(lambda: scheduler.get_alarm("second") == T0 + 1 + HOUR)
+        runner.cancel()
+
+    run(scenario())
+
+
+def test_an_alarm_requested_while_it_fires_is_armed_when_the_firing_ends_it(
+    storage: Storage,
+) -> None:
+    clock = [T0]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        await release.wait()
+        return None  # the user had nothing left when their alarm looked
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0])
+        await scheduler.start()
+        await scheduler.set_alarm("u", T0)
+        firing = asyncio.ensure_future(scheduler.fire_due())
+        await until(lambda: calls == ["u"])
+        # Meanwhile the user came back, and their host asks for an alarm.
+        assert await scheduler.ensure_alarms({"u": T0 + HOUR}) == 0  # one is pending still
+        release.set()
+        assert await firing == 1
+        assert scheduler.get_alarm("u") == T0 + HOUR
+        again = await started(storage, clock, Users(clock))
+        assert again.get_alarm("u") == T0 + HOUR  # logged, as any alarm
 
     run(scenario())
 

@@ -122,6 +122,21 @@ def test_sessions_expire_after_thirty_minutes_of_inactivity_and_not_before() -> 
         tracker.get_session("old")
 
 
+def test_analytics_count_sessions_past_the_timeout_as_ended_without_removing_them() -> None:
+    tracker = UserTracker("alice")
+    create(tracker, "idle", now=T0)
+    create(tracker, "busy", now=T0 + 20 * MINUTE)
+    at = T0 + 30 * MINUTE + 1  # "idle" timed out; its alarm has not run yet
+    analytics = tracker.analytics(at)
+    assert analytics["totalSessions"] == 1
+    assert [s["sessionId"] for s in analytics["userSessions"]] == ["busy"]
+    assert [s["sessionId"] for s in analytics["recentActivity"]] == ["busy"]
+    assert set(tracker.sessions) == {"idle", "busy"}  # a read ends nothing
+    assert tracker.analytics(T0 + 30 * MINUTE)["totalSessions"] == 2  # not past it yet
+    assert expire(tracker, at)  # what the alarm then does agrees
+    assert tracker.analytics(at) == analytics
+
+
 def test_recreating_a_session_keeps_its_movements_and_replaces_device_info() -> None:
     tracker = UserTracker("alice")
     create(tracker, "s1", info={"userAgent": "a"})
@@ -164,6 +179,16 @@ def test_a_snapshot_restores_into_an_equal_tracker() -> None:
     assert track(copy, [movement(eventId="e4")]) == 0
     # ...and has forgotten the ones the cap evicted, like the original.
     assert track(copy, [movement(eventId="e0")]) == track(tracker, [movement(eventId="e0")]) == 1
+
+
+def test_a_restored_session_remembers_as_many_event_ids_as_the_live_one() -> None:
+    tracker = UserTracker("alice")
+    track(tracker, [movement(eventId="e1")])
+    track(tracker, [movement(at=T0 + 1 + i) for i in range(300)])  # movements without an ID
+    copy = UserTracker("alice")
+    copy.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(tracker.snapshot())))
+    assert track(tracker, [movement(eventId="e1")]) == 0
+    assert track(copy, [movement(eventId="e1")]) == 0  # a retry, after a restart as before
 
 
 def test_export_lines_hold_every_movement_even_those_the_cap_dropped() -> None:

@@ -26,6 +26,7 @@ from tracker.analytics import SiteStats
 from tracker.config import Config
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.host import HostSettings, UserHost, drain, orphaned_hosts
+from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
     FIRST_HOST,
@@ -96,7 +97,7 @@ class HostActor:
         self.name = name
         self.config = config
         self.per_user = name.startswith("user-")
-        self.delta = SiteStats()
+        self.outbox = AnalyticsOutbox()
         self.host = UserHost(
             name, open_storage(config.storage), host_settings(config), on_track=self._observe
         )
@@ -123,7 +124,7 @@ class HostActor:
     def _observe(
         self, user_id: str, session_id: str, movements: Sequence[Observed], now_ms: int
     ) -> None:
-        self.delta.observe_stored(user_id, session_id, movements, now_ms)
+        self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms)
 
     async def _start(self) -> None:
         if self.name == FIRST_HOST:
@@ -167,17 +168,13 @@ class HostActor:
             ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def _ship_analytics(self) -> None:
-        if self.delta.is_empty():
-            return
-        delta = self.delta.take_delta()
-        try:
-            # Flattened and encoded in a thread: at a thousand events a second that is 10-20 ms
-            # of work, which on the event loop held up every request of this host meanwhile.
-            wire = await asyncio.to_thread(_encoded_wire, delta)
-            await self._to_named(AGGREGATOR_NAME, "merge", wire)
-        except Exception:
-            self.delta.merge(delta)  # ship it again next tick
-            raise
+        await self.outbox.ship(self._send_analytics)
+
+    async def _send_analytics(self, delta: SiteStats) -> None:
+        # Flattened and encoded in a thread: at a thousand events a second that is 10-20 ms of
+        # work, which on the event loop held up every request of this host meanwhile.
+        wire = await asyncio.to_thread(_encoded_wire, delta)
+        await self._to_named(AGGREGATOR_NAME, "merge", wire)
 
     async def _ship_alarm_requests(self) -> None:
         requests = self.host.take_alarm_requests()
@@ -220,8 +217,13 @@ class HostActor:
         self, user_id: str, session_id: str, device_info: Any = None
     ) -> dict[str, Any]:
         session = await self._call(self.host.create_session, user_id, session_id, device_info)
-        self.delta.observe_session(
-            user_id, session_id, session["startTime"], session.get("deviceInfo")
+        # Observed now, not at its start: a session created again may have started hours ago.
+        self.outbox.delta.observe_session(
+            user_id,
+            session_id,
+            self.host.now_ms(),
+            session.get("deviceInfo"),
+            start_ms=session["startTime"],
         )
         return session
 
@@ -236,7 +238,7 @@ class HostActor:
 
     async def erase(self, user_id: str) -> dict[str, Any]:
         result = await self._call(self.host.erase, user_id)
-        self.delta.forget_user(user_id)
+        await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
         await self._to_named(SCHEDULER_NAME, "erase", user_id)
         await self._to_named(AGGREGATOR_NAME, "forget_user", user_id)
         return result
@@ -267,6 +269,7 @@ class SchedulerActor:
             open_storage(config.storage),
             self._fire,
             fallback_interval_ms=int(config.alarm_interval_s * 1000),
+            fire_timeout_s=config.alarm_timeout_s,
         )
         self._ready = _Started(self._start)
         self._runner: asyncio.Task[None] | None = None

@@ -21,7 +21,12 @@ Two kinds of state, kept apart so that shipping can be plain addition:
   that goes on across shipments is keyed, and `merge` keeps the entry with the larger count.
 
 Time: buckets use `now_ms`, the server's receive time; client timestamps are only used inside a
-session (the 1 s window of a rage burst, where one batch shares one receive time).
+session (the 1 s window of a rage burst, where one batch shares one receive time). A session
+counts its user in the minute it is created, and again in the minute it is created again (the
+browser client posts its session on every page load): that page load is activity. It is never
+counted at its earlier start time: a delta's users are merged exactly only into a minute whose
+set of users the aggregator still holds (the last hour, see below); into a minute reduced to a
+count they are added on top of it, and a user already counted there would count twice.
 
 * Minute buckets (the last 7 days): event count, counts by type, and distinct users. Users
   are kept as a set of 63-bit hashes for the last hour, enough for `activeUsers` (last 5 min)
@@ -214,6 +219,8 @@ class _Sequence:
         "burst_count",
         "burst_path",
         "burst_t",
+        "burst_x",
+        "burst_y",
         "clicks",
         "high",
         "last_path",
@@ -232,6 +239,8 @@ class _Sequence:
         self.burst_count = 0
         self.burst_path = ""
         self.burst_t = 0
+        self.burst_x = 0.0  # where the burst's last rage click was
+        self.burst_y = 0.0
 
     def add_click(self, t: int, x: float, y: float, path: str) -> int:
         """Remember a click (client time `t`); return how many of the session's clicks within
@@ -383,16 +392,24 @@ class SiteStats:
         self._recent(user_id, session_id, now_ms, count)
 
     def observe_session(
-        self, user_id: str, session_id: str, now_ms: int, device: dict[str, Any] | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        now_ms: int,
+        device: dict[str, Any] | None = None,
+        *,
+        start_ms: int | None = None,
     ) -> None:
-        """Count a created session (once, even if it is created again or has movements)."""
+        """Count a session created (or created again) at `now_ms`: once as a session, even if
+        it is created again or has movements; its user as active at `now_ms`. `start_ms`: the
+        session's start, when it began earlier (it is created again)."""
         uid = user_key(user_id)
         self.users.add(uid)
         minute = self._minute(now_ms)
         if minute.users is not None:
             minute.users.add(uid)
         self._session(user_id, session_id)
-        self._recent(user_id, session_id, now_ms, 0, device)
+        self._recent(user_id, session_id, now_ms, 0, device, start_ms)
 
     def _minute(self, now_ms: int) -> _Minute:
         start = now_ms - now_ms % MINUTE_MS
@@ -438,14 +455,16 @@ class SiteStats:
         now_ms: int,
         count: int,
         device: dict[str, Any] | None = None,
+        start_ms: int | None = None,
     ) -> None:
         key = (user_id, session_id)
         old = self.recent.pop(key, None)
         if old is None:
-            self.recent[key] = Recent(now_ms, now_ms, count, device)
+            start = now_ms if start_ms is None else start_ms
+            self.recent[key] = Recent(start, now_ms, count, device)
         else:
             self.recent[key] = Recent(
-                old.start,
+                old.start if start_ms is None else min(old.start, start_ms),
                 max(old.last, now_ms),
                 old.movements + count,
                 device if device is not None else old.device,
@@ -563,12 +582,15 @@ class SiteStats:
         near: int,
         now_ms: int,
     ) -> None:
-        """Record a rage click at client time `t` (`near` close clicks, itself included): a new
-        or going-on burst."""
+        """Record a rage click at client time `t` (`near` close clicks, itself included): the
+        burst going on, if its last rage click was on this path within 1 s and 30 px, else a
+        new one (another cluster of clicks is another rage click)."""
+        dx, dy = x - sequence.burst_x, y - sequence.burst_y
         if (
             sequence.burst is not None
             and sequence.burst_path == path
             and abs(t - sequence.burst_t) <= RAGE_WINDOW_MS
+            and dx * dx + dy * dy <= _RAGE_RADIUS_SQUARED
         ):
             sequence.burst_count += 1
         else:
@@ -576,6 +598,8 @@ class SiteStats:
             sequence.burst_count = near
             sequence.burst_path = path
         sequence.burst_t = t
+        sequence.burst_x = x
+        sequence.burst_y = y
         self.rage.pop(sequence.burst, None)
         self.rage[sequence.burst] = RageClick(
             path, element, x, y, sequence.burst_count, user_id, now_ms
@@ -739,7 +763,9 @@ class SiteStats:
         `from_ms`/`to_ms` (inclusive) select the hour buckets overlapping the range for pages,
         elements, heatmap, scroll depth and journeys, the minute buckets for the event counts
         and the per-minute series, and rage clicks by time. `path` selects the heatmap's page
-        (default: the most clicked one). `top` is the length of the top-N lists.
+        (default: the most clicked one) and nothing else. `top` is the length of the top-N
+        lists. Total sessions and users (all time), active users (the last 5 minutes) and
+        recent activity (the 10 latest sessions) do not depend on the range.
         """
         if from_ms is not None and to_ms is not None and from_ms > to_ms:
             raise InvalidInput("from", f"{from_ms} is after to={to_ms}")

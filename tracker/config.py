@@ -38,6 +38,9 @@ class Config:
     max_movements_per_session: int = 1000
     session_timeout_s: float = 30 * 60
     alarm_interval_s: float = 60 * 60
+    # How long the scheduler waits for a user's alarm() before retrying it later; the call is
+    # not cancelled, and that user's alarm is not fired again until it ends.
+    alarm_timeout_s: float = 30.0
     retention_s: float = 30 * 24 * 3600
     passivate_after_s: float = 15 * 60
     compact_log_bytes: int = 64 * 1024 * 1024
@@ -76,6 +79,8 @@ class Config:
                 "TRACKER_MAX_MOVEMENTS_PER_SESSION="
                 f"{self.max_movements_per_session!r}: must be at least 1"
             )
+        if self.alarm_timeout_s <= 0:
+            raise ConfigError(f"TRACKER_ALARM_TIMEOUT_S={self.alarm_timeout_s!r}: must be > 0")
         if not 0 <= self.commit_linger_ms <= 100:
             raise ConfigError(
                 f"TRACKER_COMMIT_LINGER_MS={self.commit_linger_ms!r}: expected 0 to 100"

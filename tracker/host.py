@@ -305,7 +305,7 @@ class UserHost:
     async def analytics(self, user_id: str) -> dict[str, Any]:
         slot = await self._slot(user_id)
         await self._settled(slot)
-        return slot.tracker.analytics()
+        return slot.tracker.analytics(self.now_ms())
 
     async def alarm(self, user_id: str) -> int | None:
         """The user's alarm: end expired sessions, apply retention; return the next due time."""

@@ -110,6 +110,20 @@ def _response_schemas() -> Json:
     }
 
 
+_ANALYTICS_RANGE = (
+    "`from` and `to` (either may be left out) select events by the time the server received "
+    "them, at the granularity each figure is kept in: `topPages`, `topElements`, `heatmap`, "
+    "`scrollDepth` and `journeys` sum the whole hours that overlap the range; `totalEvents`, "
+    "`eventsByType` and `eventsPerMinute` the minutes that overlap it (`eventsPerMinute` "
+    "without `from`: the 60 minutes up to `to`); `rageClicks` are those received within it. "
+    "Buckets older than 7 days are not kept. Without a range, `totalEvents` and "
+    "`eventsByType` are all-time totals and `eventsPerMinute` covers the last 60 minutes. "
+    "Whatever the range, `totalSessions` and `totalUsers` are all-time totals, `activeUsers` "
+    "counts the users of the last 5 minutes and `recentActivity` lists the 10 most recently "
+    "active sessions."
+)
+
+
 def _analytics_schema() -> Json:
     def counted(**fields: Json) -> Json:
         return _object({**fields, "count": _COUNT}, closed=False)
@@ -296,8 +310,11 @@ def _operation(
     parameters: list[Json] | None = None,
     body: Json | None = None,
     security: list[Json] | None = None,
+    description: str | None = None,
 ) -> Json:
     operation: Json = {"tags": [tag], "summary": summary, "responses": responses}
+    if description is not None:
+        operation["description"] = description
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
@@ -385,12 +402,18 @@ def _paths() -> Json:
                 "Cross-user analytics.",
                 {"200": _ok("The report.", _json(_ref("Analytics"))), **admin_read},
                 parameters=[
-                    _query("userId", _ID, "Also return this user's sessions (userSessions)."),
-                    _query("from", _MS, "Only events at or after this time."),
-                    _query("to", _MS, "Only events before this time."),
-                    _query("path", {"type": "string", "maxLength": 2048}, "Only this page."),
+                    _query("userId", _ID, "Also return this user's live sessions (userSessions)."),
+                    _query("from", _MS, "Start of the time range, inclusive."),
+                    _query("to", _MS, "End of the time range, inclusive."),
+                    _query(
+                        "path",
+                        {"type": "string", "maxLength": 2048},
+                        "The page the heatmap shows (default: the most clicked one in the range). "
+                        "Filters nothing else.",
+                    ),
                 ],
                 security=ADMIN,
+                description=_ANALYTICS_RANGE,
             )
         },
         "/api/analytics/stream": {

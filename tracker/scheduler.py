@@ -9,6 +9,12 @@ and of the whole cluster.
 Firing is at least once: an alarm stays stored until the user's `alarm()` has run; a failure is
 retried with exponential backoff (2 s, doubling, up to 6 retries, as Durable Objects do), after
 which the alarm falls back to its normal interval rather than being dropped.
+
+Each due alarm is fired as a task of its own, at most `max_in_flight` at once, and the runner
+never waits for them: one slow or hung host delays only its own users' alarms. A call that has
+not answered within `fire_timeout_s` counts as failed (retried as above) and stops taking a
+place among those in flight; it is not cancelled, and the user's alarm is not fired again until
+it has ended, so a user's `alarm()` never runs twice at once on the scheduler's account.
 """
 
 from __future__ import annotations
@@ -46,20 +52,33 @@ class AlarmScheduler:
         now_ms: NowMs = wall_clock_ms,
         fallback_interval_ms: int = 3600 * 1000,
         compact_log_bytes: int = 4 * 1024 * 1024,
-        max_concurrency: int = 64,
+        max_in_flight: int = 64,
+        fire_timeout_s: float = 30.0,
     ) -> None:
         self.storage = storage
         self.fire = fire
         self.now_ms = now_ms
         self.fallback_interval_ms = fallback_interval_ms
         self.compact_log_bytes = compact_log_bytes
+        self.max_in_flight = max_in_flight
+        self.fire_timeout_s = fire_timeout_s
         self.journal = Journal(storage, "scheduler")
         self.alarms: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
         self._retries: dict[str, int] = {}
+        # Users whose `alarm()` call has not ended (answered, failed, or given up on but still
+        # running), and those whose alarm fell due meanwhile: fired once the call ends.
         self._running: set[str] = set()
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._deferred: set[str] = set()
+        # Requests of `ensure_alarms` that came while the user's alarm was firing: honoured if
+        # the firing ends the alarm.
+        self._requested: dict[str, int] = {}
+        self._firing: set[asyncio.Task[Any]] = set()  # the calls holding a place in flight
+        self._overdue: set[asyncio.Task[Any]] = set()  # timed out, still running
+        self._freed = asyncio.Event()  # set as a place in flight frees
         self._wakeup = asyncio.Event()
+        self._wake_by: int | None = None  # while `run` sleeps: when it wakes by itself
+        self._needs_room = False  # `run` sleeps until a place in flight frees
         self._compacting = asyncio.Lock()
         self._etag: str | None = None
         self.fired = 0
@@ -94,29 +113,30 @@ class AlarmScheduler:
     # commit fails stays in memory: an alarm that fires once too often is harmless.
 
     async def set_alarm(self, user_id: str, due_ms: int) -> None:
-        committed = self.journal.append(["set", user_id, due_ms])
-        self._set(user_id, due_ms)
-        await committed
+        await self._log_set(user_id, due_ms)
 
     async def ensure_alarms(self, requests: dict[str, int]) -> int:
-        """Arm each user's alarm unless one is pending already; return how many were armed."""
-        fresh = {u: due for u, due in requests.items() if u not in self.alarms}
+        """Arm each user's alarm unless one is pending already; return how many were armed.
+
+        A user whose alarm is firing still has it pending, but the firing may end it (their
+        `alarm()` found nothing left, just before this request's activity): their request is
+        kept, and armed then."""
+        fresh: dict[str, int] = {}
+        for user_id, due in requests.items():
+            if user_id not in self.alarms:
+                fresh[user_id] = due
+            elif user_id in self._running:
+                self._requested.setdefault(user_id, due)
         if not fresh:
             return 0
-        waits = [self.journal.append(["set", u, due]) for u, due in fresh.items()]
-        for user_id, due in fresh.items():
-            self._set(user_id, due)
-        await asyncio.gather(*waits)
+        await asyncio.gather(*[self._log_set(u, due) for u, due in fresh.items()])
         return len(fresh)
 
     def get_alarm(self, user_id: str) -> int | None:
         return self.alarms.get(user_id)
 
     async def delete_alarm(self, user_id: str) -> None:
-        committed = self.journal.append(["del", user_id, 0])
-        self.alarms.pop(user_id, None)
-        self._retries.pop(user_id, None)
-        await committed
+        await self._log_delete(user_id)
 
     async def erase(self, user_id: str) -> None:
         """Delete the user's alarm and compact, so that no stored object names them any more
@@ -131,10 +151,28 @@ class AlarmScheduler:
         self._drop_stale_heads()
         return self._heap[0][0] if self._heap else None
 
+    def _log_set(self, user_id: str, due_ms: int) -> asyncio.Future[Any]:
+        committed = self.journal.append(["set", user_id, due_ms])
+        self._set(user_id, due_ms)
+        return committed
+
+    def _log_delete(self, user_id: str) -> asyncio.Future[Any]:
+        committed = self.journal.append(["del", user_id, 0])
+        self.alarms.pop(user_id, None)
+        self._retries.pop(user_id, None)
+        self._requested.pop(user_id, None)
+        return committed
+
     def _set(self, user_id: str, due_ms: int) -> None:
         self.alarms[user_id] = due_ms
+        self._push(due_ms, user_id)
+
+    def _push(self, due_ms: int, user_id: str) -> None:
         heapq.heappush(self._heap, (due_ms, user_id))
-        self._wakeup.set()
+        # Only an alarm due before `run` wakes anyway wakes it: a re-armed alarm, due an hour
+        # on, costs the runner nothing.
+        if self._wake_by is not None and due_ms < self._wake_by:
+            self._wakeup.set()
 
     def _drop_stale_heads(self) -> None:
         heap = self._heap
@@ -144,76 +182,173 @@ class AlarmScheduler:
     # -- firing ----------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
-        """Fire every alarm due now; wait for them; return how many were started."""
+        """Fire every alarm due now and wait until each call has ended (its change logged) or
+        timed out; return how many were started. (`run` starts calls the same way, without
+        waiting for them.)"""
         now = self.now_ms()
-        started: list[asyncio.Task[None]] = []
+        count = 0
+        waiting: list[asyncio.Task[Any]] = []
+        while True:
+            started, full = self._start_due(now)
+            count += len(started)
+            waiting = [task for task in waiting if task in self._firing] + started
+            if not waiting and not full:
+                break
+            self._freed.clear()
+            await self._freed.wait()
+        await self._maybe_compact()
+        return count
+
+    def _start_due(self, now: int) -> tuple[list[asyncio.Task[Any]], bool]:
+        """Start a call for each alarm due at `now`, as places in flight allow; return the
+        calls' tasks, and whether due alarms are left waiting for a place."""
+        started: list[asyncio.Task[Any]] = []
+        heap = self._heap
+        full = False
         while True:
             self._drop_stale_heads()
-            if not self._heap or self._heap[0][0] > now:
+            if not heap or heap[0][0] > now:
                 break
-            due, user_id = heapq.heappop(self._heap)
+            if len(self._firing) >= self.max_in_flight:
+                full = True
+                break
+            due, user_id = heapq.heappop(heap)
             if user_id in self._running:
+                self._deferred.add(user_id)
                 continue
             self._running.add(user_id)
             self.lags_ms.append(max(0, now - due))
-            started.append(asyncio.create_task(self._fire_one(user_id, due)))
+            task = asyncio.create_task(self._fire_one(user_id, due))
+            self._firing.add(task)
+            started.append(task)
         if len(self.lags_ms) > 100_000:
             del self.lags_ms[:50_000]
-        if started:
-            await asyncio.gather(*started)
-        await self._maybe_compact()
-        return len(started)
+        return started, full
 
     async def _fire_one(self, user_id: str, due: int) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # run as a task by `_start_due`
+        # A timer rather than a task per call to wait with a timeout: this is the hot path.
+        timer = asyncio.get_running_loop().call_later(
+            self.fire_timeout_s, self._give_up, task, user_id, due
+        )
+        ended = False
         try:
-            async with self._semaphore:
-                try:
-                    next_due = await self.fire(user_id)
-                except Exception as exc:
-                    self.failures += 1
-                    attempt = self._retries.get(user_id, 0) + 1
-                    if attempt > MAX_RETRIES:
-                        log.warning("alarm for %s failed %d times: %s", user_id, attempt, exc)
-                        self._retries.pop(user_id, None)
-                        retry_at = self.now_ms() + self.fallback_interval_ms
-                    else:
-                        self._retries[user_id] = attempt
-                        retry_at = self.now_ms() + RETRY_BASE_MS * 2 ** (attempt - 1)
-                    # Retries stay in memory; the stored due time makes a restart fire again.
-                    if self.alarms.get(user_id) == due:
-                        self.alarms[user_id] = retry_at
-                        heapq.heappush(self._heap, (retry_at, user_id))
-                    return
-                self._retries.pop(user_id, None)
-                self.fired += 1
-                if self.alarms.get(user_id) != due:
-                    return  # set again while it ran: the newer alarm stands
-                if next_due is None:
-                    await self.delete_alarm(user_id)
-                else:
-                    await self.set_alarm(user_id, next_due)
-        except Exception as exc:  # storage trouble while re-arming: retry from memory
+            try:
+                answer: int | Exception | None = await self.fire(user_id)
+            except Exception as exc:
+                answer = exc
+            timer.cancel()
+            # Given up on at the timeout, the call's retry is set already; else its answer
+            # is applied before the user's alarm may fire again.
+            committed = self._settle(user_id, due, answer) if task in self._firing else None
+            ended = True
+            self._call_ended(user_id)
+            if committed is not None:
+                await committed
+        except Exception as exc:  # the change stands in memory; a restart fires again
             log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
-            heapq.heappush(self._heap, (self.now_ms() + RETRY_BASE_MS, user_id))
         finally:
-            self._running.discard(user_id)
+            timer.cancel()
+            if not ended:
+                self._call_ended(user_id)
+            if task in self._firing:
+                self._firing.discard(task)
+                self._place_freed()
+            else:
+                self._overdue.discard(task)
+
+    def _give_up(self, task: asyncio.Task[Any], user_id: str, due: int) -> None:
+        """A call's timeout: it counts as failed and frees its place, but is not cancelled (a
+        host may be busy rather than gone); the user's alarm fires again once it has ended."""
+        self._firing.discard(task)
+        self._overdue.add(task)
+        self._failed(user_id, due, f"no answer within {self.fire_timeout_s:g} s")
+        self._place_freed()
+
+    def _place_freed(self) -> None:
+        self._freed.set()
+        if self._needs_room:
+            self._needs_room = False
+            self._wakeup.set()
+
+    def _settle(
+        self, user_id: str, due: int, answer: int | Exception | None
+    ) -> asyncio.Future[Any] | None:
+        """Apply a call's answer in memory; return the log commit it needs, if any."""
+        try:
+            return self._answered(user_id, due, answer)
+        except Exception as exc:  # the log refused the change: retry from memory
+            log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
+            self._reschedule(user_id, due, self.now_ms() + RETRY_BASE_MS)
+            return None
+
+    def _answered(
+        self, user_id: str, due: int, answer: int | Exception | None
+    ) -> asyncio.Future[Any] | None:
+        requested = self._requested.pop(user_id, None)
+        if isinstance(answer, Exception):
+            self._failed(user_id, due, answer)
+            return None
+        self._retries.pop(user_id, None)
+        self.fired += 1
+        if self.alarms.get(user_id) != due:
+            return None  # set again (or deleted) while it ran: that change stands
+        next_due = answer if answer is not None else requested
+        if next_due is None:
+            return self._log_delete(user_id)
+        return self._log_set(user_id, next_due)
+
+    def _failed(self, user_id: str, due: int, error: object) -> None:
+        self.failures += 1
+        attempt = self._retries.get(user_id, 0) + 1
+        if attempt > MAX_RETRIES:
+            log.warning("alarm for %s failed %d times: %s", user_id, attempt, error)
+            self._retries.pop(user_id, None)
+            retry_at = self.now_ms() + self.fallback_interval_ms
+        else:
+            self._retries[user_id] = attempt
+            retry_at = self.now_ms() + RETRY_BASE_MS * 2 ** (attempt - 1)
+        # Retries stay in memory; the stored due time makes a restart fire again.
+        self._reschedule(user_id, due, retry_at)
+
+    def _reschedule(self, user_id: str, due: int, at: int) -> None:
+        if self.alarms.get(user_id) == due:
+            self.alarms[user_id] = at
+            self._push(at, user_id)
+
+    def _call_ended(self, user_id: str) -> None:
+        self._running.discard(user_id)
+        if user_id in self._deferred:
+            self._deferred.discard(user_id)
+            due = self.alarms.get(user_id)
+            if due is not None:
+                self._push(due, user_id)
 
     async def run(self, max_wait_s: float = 1.0) -> None:
-        """Fire alarms as they fall due, until cancelled."""
+        """Fire alarms as they fall due, until cancelled: start their calls, as places in
+        flight allow, and leave them running."""
         while True:
+            self._wakeup.clear()
             try:
-                await self.fire_due()
+                _, self._needs_room = self._start_due(self.now_ms())
+                await self._maybe_compact()
             except Fenced:
                 raise
             except Exception as exc:
                 log.warning("firing alarms failed: %s", exc)
-            next_due = self.next_due()
             wait_s = max_wait_s
-            if next_due is not None:
-                wait_s = min(max_wait_s, max(0.0, (next_due - self.now_ms()) / 1000))
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(wait_s, 0.01))
+            if not self._needs_room:
+                next_due = self.next_due()
+                if next_due is not None:
+                    wait_s = min(max_wait_s, max(0.0, (next_due - self.now_ms()) / 1000))
+                self._wake_by = self.now_ms() + int(wait_s * 1000)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=max(wait_s, 0.01))
+            finally:
+                self._wake_by = None
+                self._needs_room = False
 
     # -- compaction ------------------------------------------------------------------------
 

@@ -217,7 +217,10 @@ class SessionState:
         return len(keep)
 
     def restore(self, blob: bytes) -> None:
-        """Take a snapshot's blob: the movements, and the window of their newest IDs."""
+        """Take a snapshot's blob: the movements, and the window of their newest `capacity`
+        IDs, as tracking them left it (movements without an ID take no place in it). Only IDs
+        of movements the cap dropped, if the window still held any, are not restored."""
         event_ids = codec.blob_event_ids(blob)
         self.movements.add(blob, len(event_ids))
-        self.recent_ids.extend(event_ids[-self.recent_ids.capacity :])
+        present = [i for i in event_ids if i is not None]
+        self.recent_ids.extend(present[-self.recent_ids.capacity :])

@@ -210,9 +210,17 @@ class UserTracker:
             result["deviceInfo"] = session.device_info
         return result
 
-    def analytics(self) -> dict[str, Any]:
-        """The seed's analytics, for this user: totals, their sessions, ten most recent."""
-        sessions = [self.session_dict(s) for s in self.sessions.values()]
+    def analytics(self, now_ms: int | None = None) -> dict[str, Any]:
+        """The seed's analytics, for this user: totals, their sessions, ten most recent.
+
+        Given `now_ms`, sessions idle past the timeout by then are left out: they have ended,
+        though they stay in memory until the user's alarm removes them (the seed removed them
+        before answering; a read changes nothing here)."""
+        live: Iterable[SessionState] = self.sessions.values()
+        if now_ms is not None:
+            cutoff = now_ms - self.limits.session_timeout_ms
+            live = [s for s in live if s.last_activity >= cutoff]
+        sessions = [self.session_dict(s) for s in live]
         recent = sorted(sessions, key=lambda s: s["lastActivity"], reverse=True)[:10]
         return {"totalSessions": len(sessions), "userSessions": sessions, "recentActivity": recent}
 

@@ -1,0 +1,94 @@
+"""`AnalyticsOutbox`: shipments to a real `SiteStats` aggregator (through the wire form),
+failing when a test says so, raced against erasures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+
+from tracker.analytics import HOUR_MS, SiteStats
+from tracker.errors import StorageUnavailable
+from tracker.outbox import AnalyticsOutbox
+from tracker.schema import Movement
+
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS
+
+
+def page_view(user: str) -> Movement:
+    raw = {"userId": user, "sessionId": "s1", "timestamp": T0, "event": "page_view"}
+    return msgspec.convert({**raw, "data": {"path": "/"}}, Movement)
+
+
+class Aggregator:
+    """The aggregator's side: merges what arrives; a shipment waits at `gate` while it is
+    closed, then fails if `failing`."""
+
+    def __init__(self) -> None:
+        self.stats = SiteStats()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.failing = False
+        self.arrived = asyncio.Event()  # a shipment has reached the gate
+
+    async def send(self, delta: SiteStats) -> None:
+        wire = msgspec.msgpack.encode(delta.to_wire())
+        self.arrived.set()
+        await self.gate.wait()
+        if self.failing:
+            raise StorageUnavailable("the aggregator is restarting")
+        self.stats.merge(SiteStats.from_wire(msgspec.msgpack.decode(wire)))
+
+    def users(self) -> list[str]:
+        report = self.stats.report(T0)
+        assert report["totalUsers"] == len({r["userId"] for r in report["recentActivity"]})
+        return sorted(r["userId"] for r in report["recentActivity"])
+
+
+async def erase(outbox: AnalyticsOutbox, aggregator: Aggregator, user_id: str) -> None:
+    """What a host does for an erasure: its own delta, then the aggregator."""
+    await outbox.forget_user(user_id)
+    aggregator.stats.forget_user(user_id)
+
+
+def observed(*users: str) -> AnalyticsOutbox:
+    outbox = AnalyticsOutbox()
+    for user in users:
+        outbox.delta.observe(user, [page_view(user)], T0)
+    return outbox
+
+
+def test_a_failed_shipment_is_sent_again_with_the_next_one() -> None:
+    async def scenario() -> None:
+        outbox, aggregator = observed("alice"), Aggregator()
+        aggregator.failing = True
+        with pytest.raises(StorageUnavailable):
+            await outbox.ship(aggregator.send)
+        outbox.delta.observe("bob", [page_view("bob")], T0)
+        aggregator.failing = False
+        await outbox.ship(aggregator.send)
+        assert aggregator.users() == ["alice", "bob"]
+        assert outbox.delta.is_empty()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["failed", "landed"])
+def test_a_user_erased_while_a_shipment_is_out_is_not_brought_back_by_it(fails: bool) -> None:
+    async def scenario() -> None:
+        outbox, aggregator = observed("alice", "bob"), Aggregator()
+        aggregator.gate.clear()
+        aggregator.failing = fails
+        shipment = asyncio.ensure_future(outbox.ship(aggregator.send))
+        await asyncio.wait_for(aggregator.arrived.wait(), timeout=5)
+        erasure = asyncio.ensure_future(erase(outbox, aggregator, "alice"))
+        await asyncio.sleep(0)  # the erasure starts while the shipment is out
+        aggregator.gate.set()
+        await asyncio.gather(shipment, return_exceptions=True)
+        await asyncio.wait_for(erasure, timeout=5)
+        aggregator.failing = False
+        await outbox.ship(aggregator.send)  # the next tick
+        assert aggregator.users() == ["bob"]
+
+    asyncio.run(scenario())
