@@ -290,6 +290,9 @@ INFINITE: dict[str, tuple[dict[str, Any], str, str]] = {
     "duration": ({"data": {"duration": RAW}}, "1e999", "data.duration"),
     "metadata value": ({"data": {"metadata": {"v": [RAW]}}}, "1e999", "data.metadata.v.0"),
     "timestamp": ({"timestamp": RAW}, "1e999", "timestamp"),
+    # More digits than Python reads as an integer: read as the float they are.
+    "long integer": ({"data": {"metadata": {"n": RAW}}}, "9" * 5000, "data.metadata.n"),
+    "long timestamp": ({"timestamp": RAW}, "1" * 4301, "timestamp"),
 }
 
 
@@ -303,6 +306,31 @@ def test_an_infinite_number_is_a_422_naming_the_field_and_stores_nothing(
     response = client.post("/api/track", content=body, headers={"Content-Type": "text/plain"})
     assert_error(response, 422, field)
     assert stored_movements(admin, user) == []
+
+
+# JSON's grammar allows "\ud83d"; it is what JSON.stringify makes of a string cut inside a pair.
+HALF_PAIR = '"button.x\\ud83d"'
+
+
+def test_half_a_surrogate_pair_is_a_422_naming_its_field_and_stores_nothing(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    body = raw_json([movement(user), movement(user, element=RAW)], HALF_PAIR)
+    response = client.post("/api/track", content=body, headers={"Content-Type": "text/plain"})
+    assert_error(response, 422, "events.1.data.element")
+    assert stored_movements(admin, user) == []
+
+
+DEEP = b"[" * 20_000 + b"]" * 20_000
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_json_nested_too_deeply_to_read_is_400_naming_the_body(
+    client: httpx.Client, path: str
+) -> None:
+    response = client.post(path, content=DEEP, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "body")
 
 
 def test_one_bad_event_rejects_the_whole_batch_and_stores_none_of_it(
@@ -419,6 +447,19 @@ def test_session_requests_are_validated_like_movements(client: httpx.Client) -> 
     assert_error(form, 415)
     big = {"userId": user, "sessionId": "s", "deviceInfo": {"userAgent": "u" * 70_000}}
     assert_error(client.post("/api/track/session", json=big), 413, "body")
+
+
+@pytest.mark.parametrize("number", ["1e999", "9" * 5000, HALF_PAIR])
+def test_a_session_request_with_a_value_msgspec_refuses_is_422_naming_it_like_a_movement(
+    client: httpx.Client, number: str
+) -> None:
+    body = raw_json(
+        {"userId": new_user(), "sessionId": "s", "deviceInfo": {"userAgent": RAW}}, number
+    )
+    response = client.post(
+        "/api/track/session", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 422, "deviceInfo.userAgent")
 
 
 def test_a_session_with_do_not_track_is_declined_and_nothing_is_stored(

@@ -207,11 +207,7 @@ class Ingress:
         return await read_limited(request.stream())
 
     async def json_body(self, request: Request) -> Any:
-        data = await self.body(request)
-        try:
-            return msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            raise InvalidInput("body", f"not valid JSON: {exc}") from None
+        return schema.decode_json(await self.body(request))
 
     def limit(self, request: Request, user_id: str | None = None) -> None:
         self.limit_client(request.client.host if request.client else "?", user_id)

@@ -171,7 +171,11 @@ _RETRY_AFTER: Json = {
 }
 
 _ERRORS: dict[int, tuple[str, str, str]] = {
-    400: ("BadRequest", "The body is not valid JSON (field `body`).", "FieldError"),
+    400: (
+        "BadRequest",
+        "The body is not valid JSON, or is nested too deeply to read (field `body`).",
+        "FieldError",
+    ),
     401: ("Unauthorized", "Missing or wrong admin token or identity token.", "Error"),
     403: ("Forbidden", "Valid credentials, but not for this user's data.", "Error"),
     404: ("NotFound", "No such session for this user.", "Error"),
