@@ -274,6 +274,9 @@ def test_a_flood_from_one_client_gets_429_while_another_client_is_served(
         limited = responses[statuses.index(429)]
         assert_error(limited, 429)
         assert int(limited.headers["retry-after"]) >= 1
+        # The message says the wait the header says (whole seconds).
+        wait = limited.headers["retry-after"]
+        assert limited.json()["error"] == f"rate limited; retry after {wait} s"
         # The flooding address is limited whichever user it writes for,
         assert_error(flood.post("/api/track", json=movement(new_user())), 429)
         # while another address writing for another user is served,

@@ -102,7 +102,7 @@ def error_response(exc: Exception) -> Response:
         status = 403
     elif isinstance(exc, RateLimited):
         status = 429
-        headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+        headers["Retry-After"] = str(exc.retry_after_whole_s)
     elif isinstance(exc, StorageUnavailable):
         status = 503
         headers["Retry-After"] = "1"
