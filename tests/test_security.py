@@ -183,6 +183,20 @@ def test_a_visitor_cannot_read_another_visitors_session_with_any_cookie(
             assert_error(thief.get("/api/track/session", params=target), 403)
 
 
+def test_a_visitor_cookie_of_other_than_ascii_bytes_counts_as_no_cookie(
+    client: httpx.Client,
+) -> None:
+    user = new_user()
+    assert client.post("/api/track/session", json={"userId": user, "sessionId": "s1"})
+    client.cookies.clear()
+    # Browsers send a cookie's bytes as they were set; é as one Latin-1 byte here.
+    cookie = f"tracker_visitor={user}.".encode() + b"\xe9"
+    response = client.get(
+        "/api/track/session", params={"userId": user, "sessionId": "s1"}, headers={"Cookie": cookie}
+    )
+    assert_error(response, 403)
+
+
 def test_visitor_cookies_and_identity_tokens_do_not_open_admin_routes(
     serve_tracker: str, serve_config: Config
 ) -> None:

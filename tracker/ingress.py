@@ -343,7 +343,9 @@ class Ingress:
         if not self.is_admin(request):
             cookie = request.cookies.get(VISITOR_COOKIE, "")
             owner, _, proof = cookie.rpartition(".")
-            visitor = owner == user_id and hmac.compare_digest(proof, self.visitor_proof(user_id))
+            # Bytes, because compare_digest refuses non-ASCII str (a cookie may carry any byte).
+            expected = self.visitor_proof(user_id).encode()
+            visitor = owner == user_id and hmac.compare_digest(proof.encode(), expected)
             if not visitor:
                 token = auth.bearer(request.headers.get("authorization"))
                 if token is None:
