@@ -571,6 +571,11 @@ def test_analytics_reports_the_site_and_one_users_sessions(
     [
         ({"from": "yesterday"}, "from"),
         ({"to": "-5"}, "to"),
+        # Digits to str.isdigit, not to int(), or read as other numbers than they show.
+        ({"from": "\u00b2"}, "from"),
+        ({"to": "\u0661\u0662\u0663"}, "to"),
+        ({"from": "9" * 4301}, "from"),
+        ({"to": str(10**14 + 1)}, "to"),
         ({"path": "/" + "p" * 2048}, "path"),
         ({"userId": "a/b"}, "userId"),
     ],

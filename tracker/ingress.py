@@ -362,10 +362,7 @@ class Ingress:
         filters: dict[str, Any] = {}
         for name in ("from", "to"):
             if params.get(name):
-                value = params[name]
-                if not value.isdigit():
-                    raise InvalidInput(name, f"{value!r} is not a time in ms since the epoch")
-                filters[f"{name}_ms"] = int(value)
+                filters[f"{name}_ms"] = time_param(name, params[name])
         if params.get("path"):
             if len(params["path"]) > 2048:
                 raise InvalidInput("path", "longer than 2048 characters")
@@ -473,6 +470,21 @@ class Ingress:
             return FileResponse(path, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
         return serve
+
+
+def time_param(name: str, value: str) -> int:
+    """A query parameter in ms since the epoch: ASCII digits only (`str.isdigit` takes "²" and
+    other scripts' digits), no more than a movement's timestamp may be."""
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > len(str(schema.MAX_TIMESTAMP_MS))
+        or int(value) > schema.MAX_TIMESTAMP_MS
+    ):
+        shown = value if len(value) <= 32 else f"{value[:32]}..."
+        raise InvalidInput(
+            name, f"{shown!r} is not a time in ms since the epoch (0 to {schema.MAX_TIMESTAMP_MS})"
+        )
+    return int(value)
 
 
 def _handled(

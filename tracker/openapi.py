@@ -25,6 +25,8 @@ _ID: Json = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": sche
 _COUNT: Json = {"type": "integer", "minimum": 0}
 _MS: Json = {"type": "integer", "minimum": 0, "description": "Milliseconds since the epoch."}
 _JSON_BODY_TYPES = ("application/json", "text/plain")
+# A time as a query parameter: ASCII digits, at most a movement's largest timestamp.
+_QUERY_MS: Json = {**_MS, "maximum": schema.MAX_TIMESTAMP_MS}
 
 
 def _ref(name: str) -> Json:
@@ -390,8 +392,8 @@ def _paths() -> Json:
                 {"200": _ok("The report.", _json(_ref("Analytics"))), **admin_read},
                 parameters=[
                     _query("userId", _ID, "Also return this user's sessions (userSessions)."),
-                    _query("from", _MS, "Only events at or after this time."),
-                    _query("to", _MS, "Only events before this time."),
+                    _query("from", _QUERY_MS, "Only events at or after this time."),
+                    _query("to", _QUERY_MS, "Only events before this time."),
                     _query("path", {"type": "string", "maxLength": 2048}, "Only this page."),
                 ],
                 security=ADMIN,

@@ -39,7 +39,8 @@ MovementId = Annotated[
 # Bounds double as finiteness checks: NaN and infinities fail any comparison.
 Coordinate = Annotated[float, Meta(ge=-1e7, le=1e7)]
 Duration = Annotated[float, Meta(ge=0, le=1e10)]
-Timestamp = Annotated[int, Meta(ge=0, le=10**14)]
+MAX_TIMESTAMP_MS = 10**14
+Timestamp = Annotated[int, Meta(ge=0, le=MAX_TIMESTAMP_MS)]
 
 # Metadata: any JSON, nested at most MAX_METADATA_DEPTH containers deep, declared level by level
 # so that msgspec checks it while decoding. Integers must fit in a signed 64-bit (msgpack,
