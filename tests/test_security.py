@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,9 +22,10 @@ import httpx
 import pytest
 import test_http
 from browser_support import serve_asgi
-from conftest import wait_for
+from conftest import file_url, wait_for
 from test_http import assert_error, movement, new_user, stored_movements
 
+from tracker.api import Tracker, connect, shutdown
 from tracker.auth import mint_token
 from tracker.config import Config
 from tracker.errors import InvalidInput
@@ -53,6 +55,40 @@ def bearer(token: str) -> dict[str, str]:
 def identified_user() -> str:
     """A user the site's backend knows (not a random UUID): writing needs their token."""
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+OWN_ADMIN = "security-admin-token"
+OWN_SECRET = "security-secret"
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def own_tracker(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracker]:
+    """Actors of this module's own, under apps built with settings the session's deployment
+    lacks; each test builds its app, so its rate limits start afresh."""
+    config = Config.from_env(
+        {},
+        storage=file_url(tmp_path_factory.mktemp("security") / "data"),
+        namespace=f"security-{uuid.uuid4().hex[:12]}",
+        admin_token=OWN_ADMIN,
+        secret=OWN_SECRET,
+        hosts=1,
+    )
+    yield connect(config=config)
+    shutdown(config)
+
+
+@contextmanager
+def served(tracker: Tracker, **settings: Any) -> Iterator[str]:
+    """The app over `tracker`, with these `Config` settings, on a real server; its URL."""
+    with serve_asgi(build_app(tracker, tracker.config.replace(**settings))) as url:
+        yield url
+
+
+def client_at(url: str, address: str = "127.0.0.1") -> httpx.Client:
+    """A client from `address`: the server on 127.0.0.1 sees 127.0.0.x as other clients."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=url, timeout=30, transport=transport)
 
 
 # -- identified users ---------------------------------------------------------------------------
@@ -309,6 +345,47 @@ def test_a_megabyte_body_is_refused_with_413_on_every_route_that_reads_one(
     body = b'{"pad": "' + b"x" * 1_000_000 + b'"}'
     response = client.post(path, content=body, headers={"Content-Type": "application/json"})
     assert_error(response, 413, "body")
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
+    own_tracker: Tracker, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = "https://shop.example"
+    app = build_app(own_tracker, own_tracker.config.replace(allowed_origins=(site,)))
+    # A cross-origin /api/track goes through Starlette's routing, like the other two.
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "scheme": "http",
+        "http_version": "1.1",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100"),
+            (b"origin", site.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [{"type": "http.request", "body": b'{"userId":', "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(app(scope, receive, send))
+    assert sent == []
+    assert [r.getMessage() for r in caplog.records] == []
+    counted = app.state.ingress.metrics.render().decode()
+    assert f'route="{path}"' not in counted
 
 
 # -- hostile user IDs ---------------------------------------------------------------------------

@@ -487,6 +487,16 @@ def time_param(name: str, value: str) -> int:
     return int(value)
 
 
+class _NoAnswer(Response):
+    """What a handler returns when its client is gone: nothing is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=499)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return
+
+
 def _handled(
     ingress: Ingress, handler: Callable[[Request], Awaitable[Response]], route: str
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -496,6 +506,8 @@ def _handled(
         started = time.perf_counter()
         try:
             response = await handler(request)
+        except ClientDisconnect:
+            return _NoAnswer()  # nobody to answer, and no answer to count (as in `track_asgi`)
         except Exception as exc:
             response = error_response(exc)
         ingress.metrics.observe(route, request.method, response.status_code, started)
