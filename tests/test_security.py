@@ -335,6 +335,49 @@ def test_a_flood_from_one_client_gets_429_while_another_client_is_served(
         assert_error(bystander.post("/api/track", json=movement(flooder)), 429)
 
 
+def test_requests_without_a_users_credentials_do_not_use_up_that_users_rate_limit(
+    own_tracker: Tracker,
+) -> None:
+    # A burst of 2 per client address and per user, then one request every 5 s.
+    user = identified_user()
+    token = bearer(mint_token(OWN_SECRET, user))
+    session = {"userId": user, "sessionId": "s1"}
+    with served(own_tracker, rate_limit=0.2) as url:
+        attempts: list[tuple[str, Callable[[httpx.Client], httpx.Response]]] = [
+            ("127.0.0.2", lambda c: c.post("/api/track", json=movement(user))),
+            (
+                "127.0.0.3",
+                lambda c: c.post(
+                    "/api/track/session",
+                    json=session,
+                    headers=bearer(mint_token("not-the-secret", user)),
+                ),
+            ),
+            ("127.0.0.4", lambda c: c.get("/api/track/session", params=session)),
+        ]
+        for address, attempt in attempts:
+            with client_at(url, address) as attacker:
+                statuses = [attempt(attacker).status_code for _ in range(3)]
+                assert statuses[:2] in ([401, 401], [403, 403]), statuses
+                assert statuses[2] == 429  # their own address's limit
+        with client_at(url, "127.0.0.5") as owner:
+            created = owner.post("/api/track/session", json=session, headers=token)
+            assert created.status_code == 200, created.text
+            tracked = owner.post("/api/track", json=movement(user), headers=token)
+            assert tracked.status_code == 200, tracked.text
+
+
+def test_requests_that_fail_validation_are_rate_limited_too(own_tracker: Tracker) -> None:
+    bad = movement(new_user()) | {"event": "teleport"}
+    with served(own_tracker, rate_limit=0.2) as url, client_at(url) as flood:
+        statuses = [flood.post("/api/track", json=bad).status_code for _ in range(4)]
+        assert statuses == [422, 422, 429, 429]
+        # Limited before the body is read: not JSON, or no session request at all.
+        assert_error(flood.post("/api/track", content=b"{not json", headers=JSON), 429)
+        assert_error(flood.post("/api/track/session", json={"userId": "../x"}), 429)
+        assert_error(flood.post("/api/admin/login", content=b"[", headers=JSON), 429)
+
+
 # -- oversized bodies ---------------------------------------------------------------------------
 
 

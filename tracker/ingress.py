@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
 ADMIN_COOKIE = "tracker_admin"
+DECLINED = {"success": False, "declined": True}
 VISITOR_COOKIE = "tracker_visitor"
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -155,6 +156,17 @@ def accepted_body(accepted: int) -> bytes:
     return b'{"success":true,"accepted":%d}' % accepted
 
 
+def signals_decline(headers: Mapping[str, str]) -> bool:
+    """Global Privacy Control or Do Not Track: the request is answered as declined before
+    anything else is looked at (docs/privacy.md)."""
+    return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1"
+
+
+def client_of(request: Request) -> str:
+    # Client IPs stay in this process's memory only (the rate limiter's); they are never stored.
+    return request.client.host if request.client else "?"
+
+
 # -- middleware --------------------------------------------------------------------------------
 
 
@@ -202,21 +214,12 @@ class Ingress:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
-    async def body(self, request: Request, types: tuple[str, ...] = JSON_TYPES) -> bytes:
-        check_body_headers(request.headers, types)
-        return await read_limited(request.stream())
+    async def body(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
+        check_body_headers(headers, JSON_TYPES)
+        return await read_limited(chunks)
 
     async def json_body(self, request: Request) -> Any:
-        return schema.decode_json(await self.body(request))
-
-    def limit(self, request: Request, user_id: str | None = None) -> None:
-        self.limit_client(request.client.host if request.client else "?", user_id)
-
-    def limit_client(self, client: str, user_id: str | None = None) -> None:
-        # Client IPs stay in this process's memory only; they are never stored.
-        self.ip_limiter.check(client)
-        if user_id is not None:
-            self.user_limiter.check(user_id)
+        return schema.decode_json(await self.body(request.headers, request.stream()))
 
     def authorize_user(self, headers: Mapping[str, str], user_id: str) -> None:
         """Anonymous visitors are random UUIDs; any other user ID needs its identity token."""
@@ -244,23 +247,27 @@ class Ingress:
         mac = hmac.new(self.secret.encode(), f"visitor\n{user_id}".encode(), hashlib.sha256)
         return mac.hexdigest()
 
-    def declined(self, headers: Mapping[str, str], user_id: str) -> bool:
-        """Global Privacy Control, Do Not Track, or the server-side opt-out list."""
-        return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1" or user_id in self.opt_out
-
     # -- tracking routes -------------------------------------------------------------------
 
     async def track(self, request: Request) -> Response:
         """`POST /api/track` through Starlette: cross-origin requests, for CORS (`TrackerApp`
         answers the others itself)."""
-        body = await self.body(request)
-        client = request.client.host if request.client else "?"
-        accepted = await self.accept(body, request.headers, client)
+        accepted = await self.accept(request.headers, client_of(request), request.stream())
         return Response(accepted_body(accepted), media_type="application/json")
 
-    async def accept(self, body: bytes, headers: Mapping[str, str], client: str) -> int:
-        """Validate and store a tracking request's events; return how many were accepted."""
-        movements = schema.movements_from_json(body, self.now_ms())
+    async def accept(
+        self, headers: Mapping[str, str], client: str, chunks: AsyncIterator[bytes]
+    ) -> int:
+        """Read, validate and store a tracking request's events; return how many were accepted.
+
+        Checks run cheapest first, so that what is refused costs little: a privacy signal is
+        answered before anything else; the client's address pays before its body is read; the
+        user's own bucket only once the request has shown it may write for that user (else
+        anyone could use up anyone's)."""
+        if signals_decline(headers):
+            return 0
+        self.ip_limiter.check(client)
+        movements = schema.movements_from_json(await self.body(headers, chunks), self.now_ms())
         if not movements:
             return 0
         user_id = movements[0].userId
@@ -269,10 +276,10 @@ class Ingress:
                 raise InvalidMovement(
                     f"events.{index}.userId", "all events of one request must be for one user"
                 )
-        self.limit_client(client, user_id)
         self.authorize_user(headers, user_id)
-        if self.declined(headers, user_id):
+        if user_id in self.opt_out:
             return 0
+        self.user_limiter.check(user_id)
         for movement in movements:
             if movement.eventId is None:
                 # Lets an internal retry of this request count once.
@@ -291,9 +298,8 @@ class Ingress:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         client = scope.get("client")
         try:
-            check_body_headers(headers, JSON_TYPES)
-            body = await read_limited(_chunks(receive))
-            payload = accepted_body(await self.accept(body, headers, client[0] if client else "?"))
+            accepted = await self.accept(headers, client[0] if client else "?", _chunks(receive))
+            payload = accepted_body(accepted)
         except ClientDisconnect:
             return  # nobody to answer
         except Exception as exc:
@@ -317,12 +323,15 @@ class Ingress:
         self.metrics.observe(TRACK_PATH, "POST", 200, started)
 
     async def create_session(self, request: Request) -> Response:
-        raw = await self.json_body(request)
-        req = schema.session_request_from_obj(raw)
-        self.limit(request, req.userId)
+        """In the order of `accept`, for the same reasons."""
+        if signals_decline(request.headers):
+            return JSONResponse(DECLINED)
+        self.ip_limiter.check(client_of(request))
+        req = schema.session_request_from_obj(await self.json_body(request))
         self.authorize_user(request.headers, req.userId)
-        if self.declined(request.headers, req.userId):
-            return JSONResponse({"success": False, "declined": True})
+        if req.userId in self.opt_out:
+            return JSONResponse(DECLINED)
+        self.user_limiter.check(req.userId)
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
         session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
         response = JSONResponse({"success": True, "session": session})
@@ -337,9 +346,9 @@ class Ingress:
         return response
 
     async def get_session(self, request: Request) -> Response:
+        self.ip_limiter.check(client_of(request))
         user_id = schema.check_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
-        self.limit(request, user_id)
         if not self.is_admin(request):
             cookie = request.cookies.get(VISITOR_COOKIE, "")
             owner, _, proof = cookie.rpartition(".")
@@ -351,6 +360,7 @@ class Ingress:
                 if token is None:
                     raise Forbidden("only the visitor who owns this session, or the admin")
                 auth.verify_token(self.secret, user_id, token)
+        self.user_limiter.check(user_id)
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
 
@@ -403,7 +413,7 @@ class Ingress:
         )
 
     async def admin_login(self, request: Request) -> Response:
-        self.limit(request)
+        self.ip_limiter.check(client_of(request))
         raw = await self.json_body(request)
         token = raw.get("token") if isinstance(raw, dict) else None
         if not isinstance(token, str):

@@ -257,7 +257,8 @@ _PRIVACY_HEADERS: list[Json] = [
         "name": name,
         "in": "header",
         "required": False,
-        "description": f"`{name}: 1` declines tracking: nothing is recorded.",
+        "description": f"`{name}: 1` declines tracking: the request is answered as declined "
+        "before anything else (the body is not read), and nothing is recorded.",
         "schema": {"type": "string"},
     }
     for name in ("Sec-GPC", "DNT")
