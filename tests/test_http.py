@@ -133,11 +133,16 @@ def test_text_plain_bodies_are_accepted_as_send_beacon_sends_them(
 def test_a_retried_event_id_counts_once(client: httpx.Client, admin: httpx.Client) -> None:
     user = new_user()
     event = {**movement(user), "eventId": "e-1"}
-    for _ in range(3):
-        assert client.post("/api/track", json=event).status_code == 200
-    # A retry inside a batch, beside a new event, stores only the new one.
-    assert client.post("/api/track", json=[event, {**event, "eventId": "e-2"}]).status_code == 200
+    counted = _metric(client, "tracker_events_accepted_total")
+    # `accepted` and the metric count what was stored: the first send, not its retries.
+    accepted = [client.post("/api/track", json=event).json()["accepted"] for _ in range(3)]
+    assert accepted == [1, 0, 0]
+    # A retry inside a batch, beside a new event, stores only the new one; so does an event
+    # sent twice in one batch.
+    second = {**event, "eventId": "e-2"}
+    assert client.post("/api/track", json=[event, second, second]).json()["accepted"] == 1
     assert [m["eventId"] for m in stored_movements(admin, user)] == ["e-1", "e-2"]
+    assert _metric(client, "tracker_events_accepted_total") == counted + 2
 
 
 def test_a_body_that_is_not_json_is_400_naming_the_body(client: httpx.Client) -> None:

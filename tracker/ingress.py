@@ -258,7 +258,8 @@ class Ingress:
     async def accept(
         self, headers: Mapping[str, str], client: str, chunks: AsyncIterator[bytes]
     ) -> int:
-        """Read, validate and store a tracking request's events; return how many were accepted.
+        """Read, validate and store a tracking request's events; return how many were stored
+        now (a movement whose `eventId` its session already holds is not stored again).
 
         Checks run cheapest first, so that what is refused costs little: a privacy signal is
         answered before anything else; the client's address pays before its body is read; the
@@ -284,9 +285,9 @@ class Ingress:
             if movement.eventId is None:
                 # Lets an internal retry of this request count once.
                 movement.eventId = uuid.uuid4().hex
-        await self.dispatch.track(user_id, movements)
-        self.metrics.events.inc(len(movements))
-        return len(movements)
+        stored = await self.dispatch.track(user_id, movements)
+        self.metrics.events.inc(stored)
+        return stored
 
     async def track_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /api/track` as a bare ASGI app: the same answers as `track`, with the security

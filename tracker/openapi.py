@@ -91,7 +91,16 @@ def _response_schemas() -> Json:
         "Session": session,
         "SessionSummary": summary,
         "TrackResult": _object(
-            {"success": _const(True), "accepted": {**_COUNT, "maximum": schema.MAX_BATCH_EVENTS}}
+            {
+                "success": _const(True),
+                "accepted": {
+                    **_COUNT,
+                    "maximum": schema.MAX_BATCH_EVENTS,
+                    "description": "Movements stored by this request. A movement whose eventId "
+                    "its session already holds (a retry) is not stored again, nor counted; "
+                    "0 when tracking is declined.",
+                },
+            }
         ),
         "SessionResult": _object({"success": _const(True), "session": _ref("Session")}),
         "Declined": {
@@ -343,7 +352,9 @@ def _paths() -> Json:
                 "Record movements (text/plain is for navigator.sendBeacon).",
                 {
                     "200": _ok(
-                        "Stored (accepted 0 if tracking is declined).", _json(_ref("TrackResult"))
+                        "Stored; `accepted` counts the movements stored now (0 if tracking is "
+                        "declined).",
+                        _json(_ref("TrackResult")),
                     ),
                     **_errors(400, 401, 413, 415, 422, 429, 503),
                 },
