@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -388,6 +389,33 @@ def test_a_megabyte_body_is_refused_with_413_on_every_route_that_reads_one(
     body = b'{"pad": "' + b"x" * 1_000_000 + b'"}'
     response = client.post(path, content=body, headers={"Content-Type": "application/json"})
     assert_error(response, 413, "body")
+
+
+def _trickle(url: str, path: str) -> bytes:
+    """Send a request's headers and the first byte of its body, then nothing more; return what
+    the server answers before it closes the connection (bounded by the socket's timeout)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_a_body_that_does_not_arrive_in_time_is_408_and_its_connection_closed(
+    own_tracker: Tracker, path: str
+) -> None:
+    with served(own_tracker, body_timeout_s=0.5) as url:
+        answer = _trickle(url, path)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    assert b"TRACKER_BODY_TIMEOUT_S" in body
 
 
 @pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])

@@ -80,6 +80,10 @@ class RateLimited(TrackerError):
         return (type(self), (self.retry_after_s,))
 
 
+class RequestTimeout(TrackerError):
+    """A request body did not arrive in the time allowed (HTTP 408)."""
+
+
 class StorageUnavailable(TrackerError):
     """Object storage refused or failed a write; nothing was acknowledged (HTTP 503)."""
 

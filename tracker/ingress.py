@@ -38,6 +38,7 @@ from tracker.errors import (
     InvalidInput,
     InvalidMovement,
     RateLimited,
+    RequestTimeout,
     StorageUnavailable,
     TooLarge,
     Unauthorized,
@@ -104,6 +105,10 @@ def error_response(exc: Exception) -> Response:
     elif isinstance(exc, RateLimited):
         status = 429
         headers["Retry-After"] = str(exc.retry_after_whole_s)
+    elif isinstance(exc, RequestTimeout):
+        status = 408
+        # The rest of the body may still come: this connection cannot carry another request.
+        headers["Connection"] = "close"
     elif isinstance(exc, StorageUnavailable):
         status = 503
         headers["Retry-After"] = "1"
@@ -130,15 +135,22 @@ def check_body_headers(headers: Mapping[str, str], types: tuple[str, ...]) -> No
         raise TooLarge("body", f"{declared} bytes; at most {MAX_BODY_BYTES}")
 
 
-async def read_limited(chunks: AsyncIterator[bytes]) -> bytes:
-    """The body, refused as soon as it grows past `MAX_BODY_BYTES` (whatever was declared)."""
+async def read_limited(chunks: AsyncIterator[bytes], timeout_s: float) -> bytes:
+    """The body, refused as soon as it grows past `MAX_BODY_BYTES` (whatever was declared), or
+    when it has not all arrived within `timeout_s` (a trickling body holds a request slot)."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
+                parts.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {timeout_s:g} s (TRACKER_BODY_TIMEOUT_S)"
+        ) from None
     return b"".join(parts)
 
 
@@ -216,7 +228,7 @@ class Ingress:
 
     async def body(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
         check_body_headers(headers, JSON_TYPES)
-        return await read_limited(chunks)
+        return await read_limited(chunks, self.config.body_timeout_s)
 
     async def json_body(self, request: Request) -> Any:
         return schema.decode_json(await self.body(request.headers, request.stream()))

@@ -190,6 +190,12 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     401: ("Unauthorized", "Missing or wrong admin token or identity token.", "Error"),
     403: ("Forbidden", "Valid credentials, but not for this user's data.", "Error"),
     404: ("NotFound", "No such session for this user.", "Error"),
+    408: (
+        "RequestTimeout",
+        "The body did not all arrive within TRACKER_BODY_TIMEOUT_S (10 s by default); the "
+        "connection is closed.",
+        "Error",
+    ),
     413: ("TooLarge", "Body over 64 KB, or more than 500 events.", "FieldError"),
     415: ("UnsupportedMediaType", "Content type is not application/json or text/plain.", "Error"),
     422: (
@@ -356,7 +362,7 @@ def _paths() -> Json:
                         "declined).",
                         _json(_ref("TrackResult")),
                     ),
-                    **_errors(400, 401, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 408, 413, 415, 422, 429, 503),
                 },
                 parameters=_PRIVACY_HEADERS,
                 body=_json(track_body, *_JSON_BODY_TYPES),
@@ -373,7 +379,7 @@ def _paths() -> Json:
                         _json({"oneOf": [_ref("SessionResult"), _ref("Declined")]}),
                         _cookie_header("tracker_visitor (absent when declined).", required=False),
                     ),
-                    **_errors(400, 401, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 408, 413, 415, 422, 429, 503),
                 },
                 parameters=_PRIVACY_HEADERS,
                 body=_json(_ref("SessionRequest"), *_JSON_BODY_TYPES),
@@ -436,7 +442,7 @@ def _paths() -> Json:
                         _json(_ref("Ok")),
                         _cookie_header("tracker_admin; HttpOnly; SameSite=Strict."),
                     ),
-                    **_errors(400, 401, 413, 415, 422, 429),
+                    **_errors(400, 401, 408, 413, 415, 422, 429),
                 },
                 body=_json(_ref("LoginRequest"), *_JSON_BODY_TYPES),
             )
