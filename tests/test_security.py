@@ -1,8 +1,9 @@
 """Security of the HTTP ingress: identities, other visitors' data, admin routes, floods,
 oversized bodies, hostile user IDs and stored script payloads.
 
-Most tests use the session's Serve deployment; the flood test builds its own app with a rate
-limit, and the storage tests drive a `UserHost` on local files directly.
+Most tests use the session's Serve deployment; tests of settings it lacks (rate limits, allowed
+origins, body timeouts) build apps of their own, and the storage tests drive a `UserHost` on
+local files directly.
 """
 
 from __future__ import annotations
@@ -294,6 +295,44 @@ def test_a_configured_origin_may_track_cross_origin_and_others_may_not(
             assert response.headers["x-content-type-options"] == "nosniff"
         client.headers["Authorization"] = "Bearer admin-token"
         assert len(stored_movements(client, user)) == 3
+
+
+def test_an_allowed_origin_may_make_tracking_requests_only_and_never_read_admin_routes(
+    own_tracker: Tracker,
+) -> None:
+    """The tracked site is usually the same site as the tracker, so the admin's SameSite cookie
+    goes along with its scripts' requests: CORS must not let them read the answers."""
+    site = "https://www.example.com"
+    user = new_user()
+    with served(own_tracker, allowed_origins=(site,)) as url, client_at(url) as browser:
+        browser.cookies.set("tracker_admin", OWN_ADMIN)
+        origin = {"Origin": site}
+        for path in ("/api/track", "/api/track/session"):
+            preflight = browser.options(
+                path, headers={**origin, "Access-Control-Request-Method": "POST"}
+            )
+            assert preflight.headers["access-control-allow-origin"] == site
+            assert preflight.headers["access-control-allow-credentials"] == "true"
+        session = {"userId": user, "sessionId": "s1"}
+        created = browser.post("/api/track/session", json=session, headers=origin)
+        assert created.headers["access-control-allow-origin"] == site
+        reads = [
+            ("GET", "/api/analytics"),
+            ("GET", f"/api/users/{user}"),
+            ("GET", f"/api/users/{user}/export"),
+            ("GET", f"/api/track/session?userId={user}&sessionId=s1"),
+        ]
+        for method, path in reads:
+            response = browser.request(method, path, headers=origin)
+            assert response.status_code == 200, (path, response.text)  # the cookie did open it
+            assert "access-control-allow-origin" not in response.headers, path
+            assert "access-control-allow-credentials" not in response.headers, path
+            preflight = browser.options(
+                path, headers={**origin, "Access-Control-Request-Method": method}
+            )
+            assert "access-control-allow-origin" not in preflight.headers, path
+        login = browser.post("/api/admin/login", json={"token": OWN_ADMIN}, headers=origin)
+        assert "access-control-allow-origin" not in login.headers
 
 
 # -- floods -------------------------------------------------------------------------------------

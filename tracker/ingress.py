@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,13 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 TRACK_PATH = "/api/track"
+SESSION_PATH = "/api/track/session"
+# What tracker.js sends from the tracked site's pages: the only requests that other origins
+# (TRACKER_ALLOWED_ORIGINS) may make. The tracked site is usually the same site as the tracker
+# (www.example.com and tracker.example.com), so the admin's SameSite cookie goes along with its
+# scripts' requests: with CORS on other routes, they could read what the admin may.
+CORS_PATHS = frozenset({TRACK_PATH, SESSION_PATH})
+CORS_METHODS = ("POST",)
 
 
 class _AnyPath(PathConvertor):
@@ -179,7 +186,39 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
+def route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 # -- middleware --------------------------------------------------------------------------------
+
+
+class VisitorCors:
+    """CORS (with credentials) for the requests tracker.js makes (`CORS_PATHS`), and for no
+    other route: those answer other origins nothing, as if no origin were allowed."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=["Content-Type", "Authorization"],
+            allow_credentials=True,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and route_path(scope) in CORS_PATHS:
+            method = scope["method"]
+            if method == "OPTIONS":  # a preflight: the method it asks about
+                method = _header(scope, b"access-control-request-method")
+            if method in CORS_METHODS:
+                await self.cors(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -551,8 +590,8 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
 
     routes = [
         route(TRACK_PATH, h.track, ["POST"]),
-        route("/api/track/session", h.create_session, ["POST"]),
-        route("/api/track/session", h.get_session, ["GET"]),
+        route(SESSION_PATH, h.create_session, ["POST"]),
+        route(SESSION_PATH, h.get_session, ["GET"]),
         route("/api/analytics", h.analytics, ["GET"]),
         route("/api/analytics/stream", h.analytics_stream, ["GET"]),
         route("/api/admin/login", h.admin_login, ["POST"]),
@@ -573,16 +612,7 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
     ]
     middleware = [Middleware(SecurityHeaders)]
     if ingress.config.allowed_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(ingress.config.allowed_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["Content-Type", "Authorization"],
-                allow_credentials=True,
-                max_age=600,
-            )
-        )
+        middleware.append(Middleware(VisitorCors, origins=ingress.config.allowed_origins))
     app = TrackerApp(ingress, routes=routes, middleware=middleware)
     app.state.ingress = ingress
     return app
@@ -592,7 +622,7 @@ class TrackerApp(Starlette):
     """The Starlette app, except that it answers `POST /api/track` itself (`track_asgi`).
 
     Cross-origin tracking requests still go through Starlette when CORS is configured, so
-    that `CORSMiddleware` answers them as it answers every other route."""
+    that `VisitorCors` answers them as it answers the session route."""
 
     def __init__(self, ingress: Ingress, **options: Any) -> None:
         super().__init__(**options)
@@ -600,16 +630,23 @@ class TrackerApp(Starlette):
         self.cors = bool(ingress.config.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            root: str = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            if path == TRACK_PATH and not (self.cors and _has_origin(scope)):
-                await self.ingress.track_asgi(scope, receive, send)
-                return
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and route_path(scope) == TRACK_PATH
+            and not (self.cors and _has_origin(scope))
+        ):
+            await self.ingress.track_asgi(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
 
 def _has_origin(scope: Scope) -> bool:
     return any(name == b"origin" for name, _ in scope["headers"])
+
+
+def _header(scope: Scope, wanted: bytes) -> str:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return ""
