@@ -133,11 +133,16 @@ def test_text_plain_bodies_are_accepted_as_send_beacon_sends_them(
 def test_a_retried_event_id_counts_once(client: httpx.Client, admin: httpx.Client) -> None:
     user = new_user()
     event = {**movement(user), "eventId": "e-1"}
-    for _ in range(3):
-        assert client.post("/api/track", json=event).status_code == 200
-    # A retry inside a batch, beside a new event, stores only the new one.
-    assert client.post("/api/track", json=[event, {**event, "eventId": "e-2"}]).status_code == 200
+    counted = _metric(client, "tracker_events_accepted_total")
+    # `accepted` and the metric count what was stored: the first send, not its retries.
+    accepted = [client.post("/api/track", json=event).json()["accepted"] for _ in range(3)]
+    assert accepted == [1, 0, 0]
+    # A retry inside a batch, beside a new event, stores only the new one; so does an event
+    # sent twice in one batch.
+    second = {**event, "eventId": "e-2"}
+    assert client.post("/api/track", json=[event, second, second]).json()["accepted"] == 1
     assert [m["eventId"] for m in stored_movements(admin, user)] == ["e-1", "e-2"]
+    assert _metric(client, "tracker_events_accepted_total") == counted + 2
 
 
 def test_a_body_that_is_not_json_is_400_naming_the_body(client: httpx.Client) -> None:
@@ -290,6 +295,9 @@ INFINITE: dict[str, tuple[dict[str, Any], str, str]] = {
     "duration": ({"data": {"duration": RAW}}, "1e999", "data.duration"),
     "metadata value": ({"data": {"metadata": {"v": [RAW]}}}, "1e999", "data.metadata.v.0"),
     "timestamp": ({"timestamp": RAW}, "1e999", "timestamp"),
+    # More digits than Python reads as an integer: read as the float they are.
+    "long integer": ({"data": {"metadata": {"n": RAW}}}, "9" * 5000, "data.metadata.n"),
+    "long timestamp": ({"timestamp": RAW}, "1" * 4301, "timestamp"),
 }
 
 
@@ -303,6 +311,31 @@ def test_an_infinite_number_is_a_422_naming_the_field_and_stores_nothing(
     response = client.post("/api/track", content=body, headers={"Content-Type": "text/plain"})
     assert_error(response, 422, field)
     assert stored_movements(admin, user) == []
+
+
+# JSON's grammar allows "\ud83d"; it is what JSON.stringify makes of a string cut inside a pair.
+HALF_PAIR = '"button.x\\ud83d"'
+
+
+def test_half_a_surrogate_pair_is_a_422_naming_its_field_and_stores_nothing(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    user = new_user()
+    body = raw_json([movement(user), movement(user, element=RAW)], HALF_PAIR)
+    response = client.post("/api/track", content=body, headers={"Content-Type": "text/plain"})
+    assert_error(response, 422, "events.1.data.element")
+    assert stored_movements(admin, user) == []
+
+
+DEEP = b"[" * 20_000 + b"]" * 20_000
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_json_nested_too_deeply_to_read_is_400_naming_the_body(
+    client: httpx.Client, path: str
+) -> None:
+    response = client.post(path, content=DEEP, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "body")
 
 
 def test_one_bad_event_rejects_the_whole_batch_and_stores_none_of_it(
@@ -421,6 +454,19 @@ def test_session_requests_are_validated_like_movements(client: httpx.Client) -> 
     assert_error(client.post("/api/track/session", json=big), 413, "body")
 
 
+@pytest.mark.parametrize("number", ["1e999", "9" * 5000, HALF_PAIR])
+def test_a_session_request_with_a_value_msgspec_refuses_is_422_naming_it_like_a_movement(
+    client: httpx.Client, number: str
+) -> None:
+    body = raw_json(
+        {"userId": new_user(), "sessionId": "s", "deviceInfo": {"userAgent": RAW}}, number
+    )
+    response = client.post(
+        "/api/track/session", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 422, "deviceInfo.userAgent")
+
+
 def test_a_session_with_do_not_track_is_declined_and_nothing_is_stored(
     client: httpx.Client, admin: httpx.Client
 ) -> None:
@@ -530,6 +576,11 @@ def test_analytics_reports_the_site_and_one_users_sessions(
     [
         ({"from": "yesterday"}, "from"),
         ({"to": "-5"}, "to"),
+        # Digits to str.isdigit, not to int(), or read as other numbers than they show.
+        ({"from": "\u00b2"}, "from"),
+        ({"to": "\u0661\u0662\u0663"}, "to"),
+        ({"from": "9" * 4301}, "from"),
+        ({"to": str(10**14 + 1)}, "to"),
         ({"path": "/" + "p" * 2048}, "path"),
         ({"userId": "a/b"}, "userId"),
     ],

@@ -21,7 +21,7 @@ from tracker.user_tracker import UserTracker
 BASE = "urn:tracker:openapi"
 ANONYMOUS = "3f1c2b9e-8a4d-4c1e-9f2a-6b7d8e9f0a1b"
 ADMIN: list[dict[str, list[str]]] = [{"adminBearer": []}, {"adminCookie": []}]
-INPUT = {"400", "413", "415", "422"}
+INPUT = {"400", "408", "413", "415", "422"}
 
 # The HTTP contract: path -> method -> the status codes the route can answer.
 CONTRACT: dict[str, dict[str, set[str]]] = {

@@ -326,6 +326,30 @@ def test_declined_tracking_is_answered_200_and_stores_nothing(rig: Rig, signal: 
     assert ray.get(rig.tracker.scheduler.get_alarm.remote(user)) is None
 
 
+@pytest.mark.parametrize("signal", ["gpc", "dnt"])
+def test_a_declining_request_is_answered_so_before_it_is_read_authorized_or_limited(
+    rig: Rig, signal: str
+) -> None:
+    headers = DECLINING[signal]
+    # Malformed, for a user who needs a token and has none, and past a burst of 2 requests.
+    bad = movement("someone@example.com", 0) | {"event": "teleport"}
+    app = build_app(rig.tracker, rig.config.replace(rate_limit=0.2))
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(3):
+            tracked = client.post("/api/track", json=bad, headers=headers)
+            assert tracked.status_code == 200, tracked.text
+            assert tracked.json() == {"success": True, "accepted": 0}
+            session = client.post(
+                "/api/track/session",
+                content=b"{not json",
+                headers={**headers, "Content-Type": "application/json"},
+            )
+            assert session.status_code == 200, session.text
+            assert session.json() == {"success": False, "declined": True}
+    with httpx.Client(timeout=30) as admin:
+        assert export_lines(admin, rig.url, "someone@example.com") == []
+
+
 # -- client addresses ------------------------------------------------------------------------------
 
 

@@ -142,3 +142,13 @@ def test_nonsense_settings_are_configuration_errors(
 ) -> None:
     with pytest.raises(ConfigError):
         RateLimiter(rate, burst, max_keys=max_keys)
+
+
+@pytest.mark.parametrize(("wait_s", "whole_s"), [(0.04, 1), (1.0, 1), (1.2, 2), (9.99, 10)])
+def test_the_error_says_the_whole_seconds_a_retry_after_header_can_say(
+    wait_s: float, whole_s: int
+) -> None:
+    error = RateLimited(wait_s)
+    assert error.retry_after_s == wait_s
+    assert error.retry_after_whole_s == whole_s
+    assert str(error) == f"rate limited; retry after {whole_s} s"

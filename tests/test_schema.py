@@ -10,6 +10,7 @@ import pytest
 from tracker.errors import InvalidInput, InvalidMovement, InvalidSession, TooLarge
 from tracker.schema import (
     MAX_BATCH_EVENTS,
+    decode_json,
     movement_from_obj,
     movements_from_json,
     movements_from_obj,
@@ -269,3 +270,80 @@ def test_the_metadata_budget_holds_for_each_movement_of_a_large_batch(shape: str
     with pytest.raises(InvalidMovement) as info:
         check(batch)
     assert info.value.field == "events.120.timestamp"
+
+
+# A string cut inside a surrogate pair, as a browser's JSON.stringify sends it: valid JSON.
+HALF_PAIR = "\\ud83d"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"userId": "u", "data": {"element": "x%s"}}', "data.element"),
+        (b'[{}, {"data": {"path": "%s"}}]', "events.1.data.path"),
+        (b'{"events": [{"data": {"metadata": {"k": ["%s"]}}}]}', "events.0.data.metadata.k.0"),
+        (b'{"data": {"metadata": {"%s": 1}}}', "data.metadata"),
+        (b'[1e999, "%s"]', "events.1"),
+    ],
+    ids=["value", "in-an-array", "in-an-events-object", "a-key", "beside-a-huge-number"],
+)
+def test_half_a_surrogate_pair_is_refused_naming_its_field_not_as_invalid_json(
+    body: bytes, field: str
+) -> None:
+    with pytest.raises(InvalidMovement) as info:
+        movements_from_json(body % HALF_PAIR.encode(), NOW)
+    assert info.value.field == field
+    assert "surrogate" in info.value.message
+
+
+def test_a_whole_surrogate_pair_is_text() -> None:
+    element = "x" * 10 + "\U0001f600"
+    body = msgspec.json.encode(raw(data={"element": element})).replace(
+        "\U0001f600".encode(), b"\\ud83d\\ude00"
+    )
+    assert movements_from_json(body, NOW)[0].data.element == element
+
+
+@pytest.mark.parametrize("route_body", ["movements", "anything"])
+def test_json_nested_too_deeply_to_read_is_an_invalid_body(route_body: str) -> None:
+    deep = b"[" * 20_000 + b"]" * 20_000
+    with pytest.raises(InvalidInput) as info:
+        if route_body == "movements":
+            movements_from_json(deep, NOW)
+        else:
+            decode_json(deep)
+    assert type(info.value) is InvalidInput
+    assert info.value.field == "body"
+
+
+def test_integers_too_long_for_python_are_read_as_infinity_and_named_by_their_field() -> None:
+    huge = b"9" * 5000
+    body = msgspec.json.encode(raw(data={"metadata": {"n": 0}})).replace(b'"n":0', b'"n":' + huge)
+    with pytest.raises(InvalidMovement) as info:
+        movements_from_json(body, NOW)
+    assert info.value.field == "data.metadata.n"
+    assert decode_json(b"[-" + huge + b"]") == [float("-inf")]
+    # Up to the limit they stay integers, refused by the 64-bit bound with their field.
+    with pytest.raises(InvalidMovement) as info:
+        movements_from_json(body.replace(huge, b"9" * 30), NOW)
+    assert (info.value.field, info.value.message) == (
+        "data.metadata.n",
+        f"{'9' * 30} does not fit in a signed 64-bit integer",
+    )
+
+
+def test_a_session_request_with_a_number_beyond_a_double_names_the_field_like_a_movement() -> None:
+    for number in (b"1e999", b"9" * 5000):
+        raw_request = decode_json(b'{"userId": "u", "sessionId": "s", "x": %s}' % number)
+        with pytest.raises(InvalidSession) as info:
+            session_request_from_obj(raw_request)
+        assert info.value.field == "x"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b'{"n": NaN}', b"[Infinity]"])
+def test_what_is_not_json_for_either_decoder_is_an_invalid_body(body: bytes) -> None:
+    with pytest.raises(InvalidInput) as info:
+        decode_json(body)
+    assert type(info.value) is InvalidInput
+    assert info.value.field == "body"
+    assert info.value.message.startswith("not valid JSON")

@@ -1,14 +1,17 @@
 """Security of the HTTP ingress: identities, other visitors' data, admin routes, floods,
 oversized bodies, hostile user IDs and stored script payloads.
 
-Most tests use the session's Serve deployment; the flood test builds its own app with a rate
-limit, and the storage tests drive a `UserHost` on local files directly.
+Most tests use the session's Serve deployment; tests of settings it lacks (rate limits, allowed
+origins, body timeouts) build apps of their own, and the storage tests drive a `UserHost` on
+local files directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,9 +24,10 @@ import httpx
 import pytest
 import test_http
 from browser_support import serve_asgi
-from conftest import wait_for
+from conftest import file_url, wait_for
 from test_http import assert_error, movement, new_user, stored_movements
 
+from tracker.api import Tracker, connect, shutdown
 from tracker.auth import mint_token
 from tracker.config import Config
 from tracker.errors import InvalidInput
@@ -53,6 +57,40 @@ def bearer(token: str) -> dict[str, str]:
 def identified_user() -> str:
     """A user the site's backend knows (not a random UUID): writing needs their token."""
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+OWN_ADMIN = "security-admin-token"
+OWN_SECRET = "security-secret"
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def own_tracker(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracker]:
+    """Actors of this module's own, under apps built with settings the session's deployment
+    lacks; each test builds its app, so its rate limits start afresh."""
+    config = Config.from_env(
+        {},
+        storage=file_url(tmp_path_factory.mktemp("security") / "data"),
+        namespace=f"security-{uuid.uuid4().hex[:12]}",
+        admin_token=OWN_ADMIN,
+        secret=OWN_SECRET,
+        hosts=1,
+    )
+    yield connect(config=config)
+    shutdown(config)
+
+
+@contextmanager
+def served(tracker: Tracker, **settings: Any) -> Iterator[str]:
+    """The app over `tracker`, with these `Config` settings, on a real server; its URL."""
+    with serve_asgi(build_app(tracker, tracker.config.replace(**settings))) as url:
+        yield url
+
+
+def client_at(url: str, address: str = "127.0.0.1") -> httpx.Client:
+    """A client from `address`: the server on 127.0.0.1 sees 127.0.0.x as other clients."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=url, timeout=30, transport=transport)
 
 
 # -- identified users ---------------------------------------------------------------------------
@@ -183,6 +221,20 @@ def test_a_visitor_cannot_read_another_visitors_session_with_any_cookie(
             assert_error(thief.get("/api/track/session", params=target), 403)
 
 
+def test_a_visitor_cookie_of_other_than_ascii_bytes_counts_as_no_cookie(
+    client: httpx.Client,
+) -> None:
+    user = new_user()
+    assert client.post("/api/track/session", json={"userId": user, "sessionId": "s1"})
+    client.cookies.clear()
+    # Browsers send a cookie's bytes as they were set; é as one Latin-1 byte here.
+    cookie = f"tracker_visitor={user}.".encode() + b"\xe9"
+    response = client.get(
+        "/api/track/session", params={"userId": user, "sessionId": "s1"}, headers={"Cookie": cookie}
+    )
+    assert_error(response, 403)
+
+
 def test_visitor_cookies_and_identity_tokens_do_not_open_admin_routes(
     serve_tracker: str, serve_config: Config
 ) -> None:
@@ -245,6 +297,44 @@ def test_a_configured_origin_may_track_cross_origin_and_others_may_not(
         assert len(stored_movements(client, user)) == 3
 
 
+def test_an_allowed_origin_may_make_tracking_requests_only_and_never_read_admin_routes(
+    own_tracker: Tracker,
+) -> None:
+    """The tracked site is usually the same site as the tracker, so the admin's SameSite cookie
+    goes along with its scripts' requests: CORS must not let them read the answers."""
+    site = "https://www.example.com"
+    user = new_user()
+    with served(own_tracker, allowed_origins=(site,)) as url, client_at(url) as browser:
+        browser.cookies.set("tracker_admin", OWN_ADMIN)
+        origin = {"Origin": site}
+        for path in ("/api/track", "/api/track/session"):
+            preflight = browser.options(
+                path, headers={**origin, "Access-Control-Request-Method": "POST"}
+            )
+            assert preflight.headers["access-control-allow-origin"] == site
+            assert preflight.headers["access-control-allow-credentials"] == "true"
+        session = {"userId": user, "sessionId": "s1"}
+        created = browser.post("/api/track/session", json=session, headers=origin)
+        assert created.headers["access-control-allow-origin"] == site
+        reads = [
+            ("GET", "/api/analytics"),
+            ("GET", f"/api/users/{user}"),
+            ("GET", f"/api/users/{user}/export"),
+            ("GET", f"/api/track/session?userId={user}&sessionId=s1"),
+        ]
+        for method, path in reads:
+            response = browser.request(method, path, headers=origin)
+            assert response.status_code == 200, (path, response.text)  # the cookie did open it
+            assert "access-control-allow-origin" not in response.headers, path
+            assert "access-control-allow-credentials" not in response.headers, path
+            preflight = browser.options(
+                path, headers={**origin, "Access-Control-Request-Method": method}
+            )
+            assert "access-control-allow-origin" not in preflight.headers, path
+        login = browser.post("/api/admin/login", json={"token": OWN_ADMIN}, headers=origin)
+        assert "access-control-allow-origin" not in login.headers
+
+
 # -- floods -------------------------------------------------------------------------------------
 
 
@@ -274,12 +364,58 @@ def test_a_flood_from_one_client_gets_429_while_another_client_is_served(
         limited = responses[statuses.index(429)]
         assert_error(limited, 429)
         assert int(limited.headers["retry-after"]) >= 1
+        # The message says the wait the header says (whole seconds).
+        wait = limited.headers["retry-after"]
+        assert limited.json()["error"] == f"rate limited; retry after {wait} s"
         # The flooding address is limited whichever user it writes for,
         assert_error(flood.post("/api/track", json=movement(new_user())), 429)
         # while another address writing for another user is served,
         assert bystander.post("/api/track", json=movement(other)).status_code == 200
         # but not for the flooded user: users have buckets of their own too.
         assert_error(bystander.post("/api/track", json=movement(flooder)), 429)
+
+
+def test_requests_without_a_users_credentials_do_not_use_up_that_users_rate_limit(
+    own_tracker: Tracker,
+) -> None:
+    # A burst of 2 per client address and per user, then one request every 5 s.
+    user = identified_user()
+    token = bearer(mint_token(OWN_SECRET, user))
+    session = {"userId": user, "sessionId": "s1"}
+    with served(own_tracker, rate_limit=0.2) as url:
+        attempts: list[tuple[str, Callable[[httpx.Client], httpx.Response]]] = [
+            ("127.0.0.2", lambda c: c.post("/api/track", json=movement(user))),
+            (
+                "127.0.0.3",
+                lambda c: c.post(
+                    "/api/track/session",
+                    json=session,
+                    headers=bearer(mint_token("not-the-secret", user)),
+                ),
+            ),
+            ("127.0.0.4", lambda c: c.get("/api/track/session", params=session)),
+        ]
+        for address, attempt in attempts:
+            with client_at(url, address) as attacker:
+                statuses = [attempt(attacker).status_code for _ in range(3)]
+                assert statuses[:2] in ([401, 401], [403, 403]), statuses
+                assert statuses[2] == 429  # their own address's limit
+        with client_at(url, "127.0.0.5") as owner:
+            created = owner.post("/api/track/session", json=session, headers=token)
+            assert created.status_code == 200, created.text
+            tracked = owner.post("/api/track", json=movement(user), headers=token)
+            assert tracked.status_code == 200, tracked.text
+
+
+def test_requests_that_fail_validation_are_rate_limited_too(own_tracker: Tracker) -> None:
+    bad = movement(new_user()) | {"event": "teleport"}
+    with served(own_tracker, rate_limit=0.2) as url, client_at(url) as flood:
+        statuses = [flood.post("/api/track", json=bad).status_code for _ in range(4)]
+        assert statuses == [422, 422, 429, 429]
+        # Limited before the body is read: not JSON, or no session request at all.
+        assert_error(flood.post("/api/track", content=b"{not json", headers=JSON), 429)
+        assert_error(flood.post("/api/track/session", json={"userId": "../x"}), 429)
+        assert_error(flood.post("/api/admin/login", content=b"[", headers=JSON), 429)
 
 
 # -- oversized bodies ---------------------------------------------------------------------------
@@ -292,6 +428,74 @@ def test_a_megabyte_body_is_refused_with_413_on_every_route_that_reads_one(
     body = b'{"pad": "' + b"x" * 1_000_000 + b'"}'
     response = client.post(path, content=body, headers={"Content-Type": "application/json"})
     assert_error(response, 413, "body")
+
+
+def _trickle(url: str, path: str) -> bytes:
+    """Send a request's headers and the first byte of its body, then nothing more; return what
+    the server answers before it closes the connection (bounded by the socket's timeout)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_a_body_that_does_not_arrive_in_time_is_408_and_its_connection_closed(
+    own_tracker: Tracker, path: str
+) -> None:
+    with served(own_tracker, body_timeout_s=0.5) as url:
+        answer = _trickle(url, path)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    assert b"TRACKER_BODY_TIMEOUT_S" in body
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
+    own_tracker: Tracker, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = "https://shop.example"
+    app = build_app(own_tracker, own_tracker.config.replace(allowed_origins=(site,)))
+    # A cross-origin /api/track goes through Starlette's routing, like the other two.
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "scheme": "http",
+        "http_version": "1.1",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100"),
+            (b"origin", site.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [{"type": "http.request", "body": b'{"userId":', "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(app(scope, receive, send))
+    assert sent == []
+    assert [r.getMessage() for r in caplog.records] == []
+    counted = app.state.ingress.metrics.render().decode()
+    assert f'route="{path}"' not in counted
 
 
 # -- hostile user IDs ---------------------------------------------------------------------------

@@ -404,6 +404,39 @@ def test_typing_reports_the_field_but_never_its_value_nor_password_or_card_field
             assert text.encode() not in request.body
 
 
+def test_text_is_cut_between_characters_so_an_emoji_at_the_limit_keeps_its_batch(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """Half of a surrogate pair is not text: the server refuses the batch holding one, and the
+    tracker drops a refused batch. Descriptors are cut at 512 UTF-16 units."""
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    page.evaluate(
+        """() => {
+        const cut = document.createElement('button');
+        cut.id = 'cut';  // "button#cut." is 11 units: the emoji spans units 511 and 512
+        cut.className = 'x'.repeat(500) + '\\u{1F600}';
+        cut.textContent = 'cut';
+        const lone = document.createElement('button');
+        lone.id = 'lone\\ud83d';  // half a pair, as a script may set it
+        lone.textContent = 'lone';
+        const field = document.createElement('input');
+        field.name = 'n'.repeat(511) + '\\u{1F600}';
+        document.body.prepend(cut, lone, field);
+    }"""
+    )
+    page.click("#cut")
+    page.click("button[id^=lone]")
+    page.type("input[name^=nnn]", "x")
+    clicks = wait_for_events(recorder, "click", count=2)
+    assert [c["data"]["element"] for c in clicks] == [
+        "button#cut." + "x" * 500,
+        "button#lone\ufffd",
+    ]
+    typed = wait_for_events(recorder, "form_interaction")[0]
+    assert typed["data"]["element"] == "n" * 511
+
+
 def test_events_are_sent_in_batches(
     context: BrowserContext, base_url: str, recorder: Recorder
 ) -> None:

@@ -35,6 +35,9 @@ class Config:
     secret: str | None = None
     allowed_origins: tuple[str, ...] = ()
     rate_limit: float = 50.0
+    # Time a client has to send a request's whole body: a trickling body holds one of the
+    # replica's request slots (Serve's max_ongoing_requests) for as long as it lasts.
+    body_timeout_s: float = 10.0
     max_movements_per_session: int = 1000
     session_timeout_s: float = 30 * 60
     alarm_interval_s: float = 60 * 60
@@ -74,6 +77,11 @@ class Config:
             raise ConfigError(f"TRACKER_HOSTS={self.hosts!r}: must be at least 1")
         if self.rate_limit < 0:
             raise ConfigError(f"TRACKER_RATE_LIMIT={self.rate_limit!r}: must be >= 0")
+        if not 0 < self.body_timeout_s <= 3600:
+            raise ConfigError(
+                f"TRACKER_BODY_TIMEOUT_S={self.body_timeout_s!r}: "
+                "expected more than 0, at most 3600"
+            )
         if self.max_movements_per_session < 1:
             raise ConfigError(
                 "TRACKER_MAX_MOVEMENTS_PER_SESSION="

@@ -8,6 +8,8 @@ from these classes in exactly one place, `tracker.ingress`.
 
 from __future__ import annotations
 
+import math
+
 
 class TrackerError(Exception):
     """Base of every error raised by the tracker."""
@@ -68,11 +70,18 @@ class RateLimited(TrackerError):
     """Too many requests from one client or for one user (HTTP 429)."""
 
     def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"rate limited; retry after {retry_after_s:.1f}s")
+        # Whole seconds, at least one: what a Retry-After header can say, so that the message
+        # and the header agree (a wait of 0.04 s was "retry after 0.0s" beside "Retry-After: 1").
+        self.retry_after_whole_s = max(1, math.ceil(retry_after_s))
+        super().__init__(f"rate limited; retry after {self.retry_after_whole_s} s")
         self.retry_after_s = retry_after_s
 
     def __reduce__(self) -> tuple[type[RateLimited], tuple[float]]:
         return (type(self), (self.retry_after_s,))
+
+
+class RequestTimeout(TrackerError):
+    """A request body did not arrive in the time allowed (HTTP 408)."""
 
 
 class StorageUnavailable(TrackerError):

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from tracker.errors import (
     InvalidInput,
     InvalidMovement,
     RateLimited,
+    RequestTimeout,
     StorageUnavailable,
     TooLarge,
     Unauthorized,
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
 ADMIN_COOKIE = "tracker_admin"
+DECLINED = {"success": False, "declined": True}
 VISITOR_COOKIE = "tracker_visitor"
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -65,6 +67,13 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 TRACK_PATH = "/api/track"
+SESSION_PATH = "/api/track/session"
+# What tracker.js sends from the tracked site's pages: the only requests that other origins
+# (TRACKER_ALLOWED_ORIGINS) may make. The tracked site is usually the same site as the tracker
+# (www.example.com and tracker.example.com), so the admin's SameSite cookie goes along with its
+# scripts' requests: with CORS on other routes, they could read what the admin may.
+CORS_PATHS = frozenset({TRACK_PATH, SESSION_PATH})
+CORS_METHODS = ("POST",)
 
 
 class _AnyPath(PathConvertor):
@@ -102,7 +111,11 @@ def error_response(exc: Exception) -> Response:
         status = 403
     elif isinstance(exc, RateLimited):
         status = 429
-        headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+        headers["Retry-After"] = str(exc.retry_after_whole_s)
+    elif isinstance(exc, RequestTimeout):
+        status = 408
+        # The rest of the body may still come: this connection cannot carry another request.
+        headers["Connection"] = "close"
     elif isinstance(exc, StorageUnavailable):
         status = 503
         headers["Retry-After"] = "1"
@@ -129,15 +142,22 @@ def check_body_headers(headers: Mapping[str, str], types: tuple[str, ...]) -> No
         raise TooLarge("body", f"{declared} bytes; at most {MAX_BODY_BYTES}")
 
 
-async def read_limited(chunks: AsyncIterator[bytes]) -> bytes:
-    """The body, refused as soon as it grows past `MAX_BODY_BYTES` (whatever was declared)."""
+async def read_limited(chunks: AsyncIterator[bytes], timeout_s: float) -> bytes:
+    """The body, refused as soon as it grows past `MAX_BODY_BYTES` (whatever was declared), or
+    when it has not all arrived within `timeout_s` (a trickling body holds a request slot)."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
+                parts.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {timeout_s:g} s (TRACKER_BODY_TIMEOUT_S)"
+        ) from None
     return b"".join(parts)
 
 
@@ -155,7 +175,50 @@ def accepted_body(accepted: int) -> bytes:
     return b'{"success":true,"accepted":%d}' % accepted
 
 
+def signals_decline(headers: Mapping[str, str]) -> bool:
+    """Global Privacy Control or Do Not Track: the request is answered as declined before
+    anything else is looked at (docs/privacy.md)."""
+    return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1"
+
+
+def client_of(request: Request) -> str:
+    # Client IPs stay in this process's memory only (the rate limiter's); they are never stored.
+    return request.client.host if request.client else "?"
+
+
+def route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 # -- middleware --------------------------------------------------------------------------------
+
+
+class VisitorCors:
+    """CORS (with credentials) for the requests tracker.js makes (`CORS_PATHS`), and for no
+    other route: those answer other origins nothing, as if no origin were allowed."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=["Content-Type", "Authorization"],
+            allow_credentials=True,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and route_path(scope) in CORS_PATHS:
+            method = scope["method"]
+            if method == "OPTIONS":  # a preflight: the method it asks about
+                method = _header(scope, b"access-control-request-method")
+            if method in CORS_METHODS:
+                await self.cors(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -202,25 +265,12 @@ class Ingress:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
-    async def body(self, request: Request, types: tuple[str, ...] = JSON_TYPES) -> bytes:
-        check_body_headers(request.headers, types)
-        return await read_limited(request.stream())
+    async def body(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
+        check_body_headers(headers, JSON_TYPES)
+        return await read_limited(chunks, self.config.body_timeout_s)
 
     async def json_body(self, request: Request) -> Any:
-        data = await self.body(request)
-        try:
-            return msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            raise InvalidInput("body", f"not valid JSON: {exc}") from None
-
-    def limit(self, request: Request, user_id: str | None = None) -> None:
-        self.limit_client(request.client.host if request.client else "?", user_id)
-
-    def limit_client(self, client: str, user_id: str | None = None) -> None:
-        # Client IPs stay in this process's memory only; they are never stored.
-        self.ip_limiter.check(client)
-        if user_id is not None:
-            self.user_limiter.check(user_id)
+        return schema.decode_json(await self.body(request.headers, request.stream()))
 
     def authorize_user(self, headers: Mapping[str, str], user_id: str) -> None:
         """Anonymous visitors are random UUIDs; any other user ID needs its identity token."""
@@ -248,23 +298,28 @@ class Ingress:
         mac = hmac.new(self.secret.encode(), f"visitor\n{user_id}".encode(), hashlib.sha256)
         return mac.hexdigest()
 
-    def declined(self, headers: Mapping[str, str], user_id: str) -> bool:
-        """Global Privacy Control, Do Not Track, or the server-side opt-out list."""
-        return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1" or user_id in self.opt_out
-
     # -- tracking routes -------------------------------------------------------------------
 
     async def track(self, request: Request) -> Response:
         """`POST /api/track` through Starlette: cross-origin requests, for CORS (`TrackerApp`
         answers the others itself)."""
-        body = await self.body(request)
-        client = request.client.host if request.client else "?"
-        accepted = await self.accept(body, request.headers, client)
+        accepted = await self.accept(request.headers, client_of(request), request.stream())
         return Response(accepted_body(accepted), media_type="application/json")
 
-    async def accept(self, body: bytes, headers: Mapping[str, str], client: str) -> int:
-        """Validate and store a tracking request's events; return how many were accepted."""
-        movements = schema.movements_from_json(body, self.now_ms())
+    async def accept(
+        self, headers: Mapping[str, str], client: str, chunks: AsyncIterator[bytes]
+    ) -> int:
+        """Read, validate and store a tracking request's events; return how many were stored
+        now (a movement whose `eventId` its session already holds is not stored again).
+
+        Checks run cheapest first, so that what is refused costs little: a privacy signal is
+        answered before anything else; the client's address pays before its body is read; the
+        user's own bucket only once the request has shown it may write for that user (else
+        anyone could use up anyone's)."""
+        if signals_decline(headers):
+            return 0
+        self.ip_limiter.check(client)
+        movements = schema.movements_from_json(await self.body(headers, chunks), self.now_ms())
         if not movements:
             return 0
         user_id = movements[0].userId
@@ -273,17 +328,17 @@ class Ingress:
                 raise InvalidMovement(
                     f"events.{index}.userId", "all events of one request must be for one user"
                 )
-        self.limit_client(client, user_id)
         self.authorize_user(headers, user_id)
-        if self.declined(headers, user_id):
+        if user_id in self.opt_out:
             return 0
+        self.user_limiter.check(user_id)
         for movement in movements:
             if movement.eventId is None:
                 # Lets an internal retry of this request count once.
                 movement.eventId = uuid.uuid4().hex
-        await self.dispatch.track(user_id, movements)
-        self.metrics.events.inc(len(movements))
-        return len(movements)
+        stored = await self.dispatch.track(user_id, movements)
+        self.metrics.events.inc(stored)
+        return stored
 
     async def track_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /api/track` as a bare ASGI app: the same answers as `track`, with the security
@@ -295,9 +350,8 @@ class Ingress:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         client = scope.get("client")
         try:
-            check_body_headers(headers, JSON_TYPES)
-            body = await read_limited(_chunks(receive))
-            payload = accepted_body(await self.accept(body, headers, client[0] if client else "?"))
+            accepted = await self.accept(headers, client[0] if client else "?", _chunks(receive))
+            payload = accepted_body(accepted)
         except ClientDisconnect:
             return  # nobody to answer
         except Exception as exc:
@@ -321,12 +375,15 @@ class Ingress:
         self.metrics.observe(TRACK_PATH, "POST", 200, started)
 
     async def create_session(self, request: Request) -> Response:
-        raw = await self.json_body(request)
-        req = schema.session_request_from_obj(raw)
-        self.limit(request, req.userId)
+        """In the order of `accept`, for the same reasons."""
+        if signals_decline(request.headers):
+            return JSONResponse(DECLINED)
+        self.ip_limiter.check(client_of(request))
+        req = schema.session_request_from_obj(await self.json_body(request))
         self.authorize_user(request.headers, req.userId)
-        if self.declined(request.headers, req.userId):
-            return JSONResponse({"success": False, "declined": True})
+        if req.userId in self.opt_out:
+            return JSONResponse(DECLINED)
+        self.user_limiter.check(req.userId)
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
         session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
         response = JSONResponse({"success": True, "session": session})
@@ -341,18 +398,21 @@ class Ingress:
         return response
 
     async def get_session(self, request: Request) -> Response:
+        self.ip_limiter.check(client_of(request))
         user_id = schema.check_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
-        self.limit(request, user_id)
         if not self.is_admin(request):
             cookie = request.cookies.get(VISITOR_COOKIE, "")
             owner, _, proof = cookie.rpartition(".")
-            visitor = owner == user_id and hmac.compare_digest(proof, self.visitor_proof(user_id))
+            # Bytes, because compare_digest refuses non-ASCII str (a cookie may carry any byte).
+            expected = self.visitor_proof(user_id).encode()
+            visitor = owner == user_id and hmac.compare_digest(proof.encode(), expected)
             if not visitor:
                 token = auth.bearer(request.headers.get("authorization"))
                 if token is None:
                     raise Forbidden("only the visitor who owns this session, or the admin")
                 auth.verify_token(self.secret, user_id, token)
+        self.user_limiter.check(user_id)
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
 
@@ -364,10 +424,7 @@ class Ingress:
         filters: dict[str, Any] = {}
         for name in ("from", "to"):
             if params.get(name):
-                value = params[name]
-                if not value.isdigit():
-                    raise InvalidInput(name, f"{value!r} is not a time in ms since the epoch")
-                filters[f"{name}_ms"] = int(value)
+                filters[f"{name}_ms"] = time_param(name, params[name])
         if params.get("path"):
             if len(params["path"]) > 2048:
                 raise InvalidInput("path", "longer than 2048 characters")
@@ -408,7 +465,7 @@ class Ingress:
         )
 
     async def admin_login(self, request: Request) -> Response:
-        self.limit(request)
+        self.ip_limiter.check(client_of(request))
         raw = await self.json_body(request)
         token = raw.get("token") if isinstance(raw, dict) else None
         if not isinstance(token, str):
@@ -477,6 +534,31 @@ class Ingress:
         return serve
 
 
+def time_param(name: str, value: str) -> int:
+    """A query parameter in ms since the epoch: ASCII digits only (`str.isdigit` takes "²" and
+    other scripts' digits), no more than a movement's timestamp may be."""
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > len(str(schema.MAX_TIMESTAMP_MS))
+        or int(value) > schema.MAX_TIMESTAMP_MS
+    ):
+        shown = value if len(value) <= 32 else f"{value[:32]}..."
+        raise InvalidInput(
+            name, f"{shown!r} is not a time in ms since the epoch (0 to {schema.MAX_TIMESTAMP_MS})"
+        )
+    return int(value)
+
+
+class _NoAnswer(Response):
+    """What a handler returns when its client is gone: nothing is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=499)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return
+
+
 def _handled(
     ingress: Ingress, handler: Callable[[Request], Awaitable[Response]], route: str
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -486,6 +568,8 @@ def _handled(
         started = time.perf_counter()
         try:
             response = await handler(request)
+        except ClientDisconnect:
+            return _NoAnswer()  # nobody to answer, and no answer to count (as in `track_asgi`)
         except Exception as exc:
             response = error_response(exc)
         ingress.metrics.observe(route, request.method, response.status_code, started)
@@ -506,8 +590,8 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
 
     routes = [
         route(TRACK_PATH, h.track, ["POST"]),
-        route("/api/track/session", h.create_session, ["POST"]),
-        route("/api/track/session", h.get_session, ["GET"]),
+        route(SESSION_PATH, h.create_session, ["POST"]),
+        route(SESSION_PATH, h.get_session, ["GET"]),
         route("/api/analytics", h.analytics, ["GET"]),
         route("/api/analytics/stream", h.analytics_stream, ["GET"]),
         route("/api/admin/login", h.admin_login, ["POST"]),
@@ -528,16 +612,7 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
     ]
     middleware = [Middleware(SecurityHeaders)]
     if ingress.config.allowed_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(ingress.config.allowed_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["Content-Type", "Authorization"],
-                allow_credentials=True,
-                max_age=600,
-            )
-        )
+        middleware.append(Middleware(VisitorCors, origins=ingress.config.allowed_origins))
     app = TrackerApp(ingress, routes=routes, middleware=middleware)
     app.state.ingress = ingress
     return app
@@ -547,7 +622,7 @@ class TrackerApp(Starlette):
     """The Starlette app, except that it answers `POST /api/track` itself (`track_asgi`).
 
     Cross-origin tracking requests still go through Starlette when CORS is configured, so
-    that `CORSMiddleware` answers them as it answers every other route."""
+    that `VisitorCors` answers them as it answers the session route."""
 
     def __init__(self, ingress: Ingress, **options: Any) -> None:
         super().__init__(**options)
@@ -555,16 +630,23 @@ class TrackerApp(Starlette):
         self.cors = bool(ingress.config.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            root: str = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            if path == TRACK_PATH and not (self.cors and _has_origin(scope)):
-                await self.ingress.track_asgi(scope, receive, send)
-                return
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and route_path(scope) == TRACK_PATH
+            and not (self.cors and _has_origin(scope))
+        ):
+            await self.ingress.track_asgi(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
 
 def _has_origin(scope: Scope) -> bool:
     return any(name == b"origin" for name, _ in scope["headers"])
+
+
+def _header(scope: Scope, wanted: bytes) -> str:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return ""

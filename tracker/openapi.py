@@ -25,6 +25,8 @@ _ID: Json = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": sche
 _COUNT: Json = {"type": "integer", "minimum": 0}
 _MS: Json = {"type": "integer", "minimum": 0, "description": "Milliseconds since the epoch."}
 _JSON_BODY_TYPES = ("application/json", "text/plain")
+# A time as a query parameter: ASCII digits, at most a movement's largest timestamp.
+_QUERY_MS: Json = {**_MS, "maximum": schema.MAX_TIMESTAMP_MS}
 
 
 def _ref(name: str) -> Json:
@@ -89,7 +91,16 @@ def _response_schemas() -> Json:
         "Session": session,
         "SessionSummary": summary,
         "TrackResult": _object(
-            {"success": _const(True), "accepted": {**_COUNT, "maximum": schema.MAX_BATCH_EVENTS}}
+            {
+                "success": _const(True),
+                "accepted": {
+                    **_COUNT,
+                    "maximum": schema.MAX_BATCH_EVENTS,
+                    "description": "Movements stored by this request. A movement whose eventId "
+                    "its session already holds (a retry) is not stored again, nor counted; "
+                    "0 when tracking is declined.",
+                },
+            }
         ),
         "SessionResult": _object({"success": _const(True), "session": _ref("Session")}),
         "Declined": {
@@ -185,10 +196,20 @@ _RETRY_AFTER: Json = {
 }
 
 _ERRORS: dict[int, tuple[str, str, str]] = {
-    400: ("BadRequest", "The body is not valid JSON (field `body`).", "FieldError"),
+    400: (
+        "BadRequest",
+        "The body is not valid JSON, or is nested too deeply to read (field `body`).",
+        "FieldError",
+    ),
     401: ("Unauthorized", "Missing or wrong admin token or identity token.", "Error"),
     403: ("Forbidden", "Valid credentials, but not for this user's data.", "Error"),
     404: ("NotFound", "No such session for this user.", "Error"),
+    408: (
+        "RequestTimeout",
+        "The body did not all arrive within TRACKER_BODY_TIMEOUT_S (10 s by default); the "
+        "connection is closed.",
+        "Error",
+    ),
     413: ("TooLarge", "Body over 64 KB, or more than 500 events.", "FieldError"),
     415: ("UnsupportedMediaType", "Content type is not application/json or text/plain.", "Error"),
     422: (
@@ -265,7 +286,8 @@ _PRIVACY_HEADERS: list[Json] = [
         "name": name,
         "in": "header",
         "required": False,
-        "description": f"`{name}: 1` declines tracking: nothing is recorded.",
+        "description": f"`{name}: 1` declines tracking: the request is answered as declined "
+        "before anything else (the body is not read), and nothing is recorded.",
         "schema": {"type": "string"},
     }
     for name in ("Sec-GPC", "DNT")
@@ -353,9 +375,11 @@ def _paths() -> Json:
                 "Record movements (text/plain is for navigator.sendBeacon).",
                 {
                     "200": _ok(
-                        "Stored (accepted 0 if tracking is declined).", _json(_ref("TrackResult"))
+                        "Stored; `accepted` counts the movements stored now (0 if tracking is "
+                        "declined).",
+                        _json(_ref("TrackResult")),
                     ),
-                    **_errors(400, 401, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 408, 413, 415, 422, 429, 503),
                 },
                 parameters=_PRIVACY_HEADERS,
                 body=_json(track_body, *_JSON_BODY_TYPES),
@@ -372,7 +396,7 @@ def _paths() -> Json:
                         _json({"oneOf": [_ref("SessionResult"), _ref("Declined")]}),
                         _cookie_header("tracker_visitor (absent when declined).", required=False),
                     ),
-                    **_errors(400, 401, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 408, 413, 415, 422, 429, 503),
                 },
                 parameters=_PRIVACY_HEADERS,
                 body=_json(_ref("SessionRequest"), *_JSON_BODY_TYPES),
@@ -403,8 +427,8 @@ def _paths() -> Json:
                 {"200": _ok("The report.", _json(_ref("Analytics"))), **admin_read},
                 parameters=[
                     _query("userId", _ID, "Also return this user's live sessions (userSessions)."),
-                    _query("from", _MS, "Start of the time range, inclusive."),
-                    _query("to", _MS, "End of the time range, inclusive."),
+                    _query("from", _QUERY_MS, "Start of the time range, inclusive."),
+                    _query("to", _QUERY_MS, "End of the time range, inclusive."),
                     _query(
                         "path",
                         {"type": "string", "maxLength": 2048},
@@ -441,7 +465,7 @@ def _paths() -> Json:
                         _json(_ref("Ok")),
                         _cookie_header("tracker_admin; HttpOnly; SameSite=Strict."),
                     ),
-                    **_errors(400, 401, 413, 415, 422, 429),
+                    **_errors(400, 401, 408, 413, 415, 422, 429),
                 },
                 body=_json(_ref("LoginRequest"), *_JSON_BODY_TYPES),
             )

@@ -39,7 +39,8 @@ MovementId = Annotated[
 # Bounds double as finiteness checks: NaN and infinities fail any comparison.
 Coordinate = Annotated[float, Meta(ge=-1e7, le=1e7)]
 Duration = Annotated[float, Meta(ge=0, le=1e10)]
-Timestamp = Annotated[int, Meta(ge=0, le=10**14)]
+MAX_TIMESTAMP_MS = 10**14
+Timestamp = Annotated[int, Meta(ge=0, le=MAX_TIMESTAMP_MS)]
 
 # Metadata: any JSON, nested at most MAX_METADATA_DEPTH containers deep, declared level by level
 # so that msgspec checks it while decoding. Integers must fit in a signed 64-bit (msgpack,
@@ -315,7 +316,7 @@ def movements_from_json(body: bytes, now_ms: int) -> list[Movement]:
     decoder: msgspec.json.Decoder[Any] = _json_batch if b'"events"' in body else _json_movements
     try:
         parsed = decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.DecodeError, RecursionError):
         return _movements_from_json_slowly(body, now_ms)
     if isinstance(parsed, Movement):
         return _checked([parsed], now_ms, one=True)
@@ -325,14 +326,7 @@ def movements_from_json(body: bytes, now_ms: int) -> list[Movement]:
 
 
 def _movements_from_json_slowly(body: bytes, now_ms: int) -> list[Movement]:
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.ValidationError:
-        # Valid JSON with a number beyond a double (1e999): read it as infinity, as Python's
-        # json does, so that the schema names the field.
-        raw = json.loads(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidInput("body", f"not valid JSON: {exc}") from None
+    raw = decode_json(body, InvalidMovement, items="events")
     if isinstance(raw, dict) and "events" in raw:
         if set(raw) != {"events"}:
             extra = sorted(set(raw) - {"events"})[0]
@@ -341,6 +335,80 @@ def _movements_from_json_slowly(body: bytes, now_ms: int) -> list[Movement]:
     if isinstance(raw, list):
         return movements_from_obj(raw, now_ms)
     return [movement_from_obj(raw, now_ms)]
+
+
+# Longer integers are read as floats (infinity past a double's range), which every field refuses
+# by name: Python's int() refuses more digits than its limit (4300 by default, 640 at least).
+MAX_INT_DIGITS = 640
+
+
+def decode_json(body: bytes, kind: type[InvalidInput] = InvalidInput, items: str = "") -> Any:
+    """A request body as Python objects, for the schema to validate and name what is wrong.
+
+    Valid JSON that msgspec refuses is read with Python's `json` instead: numbers beyond a
+    double (`1e999`) or beyond 64 bits then reach the schema, which names their field; a string
+    holding half a UTF-16 surrogate pair (what a browser's `JSON.stringify` makes of a string
+    cut inside a pair) is refused as a `kind` error naming the field, with `items` the name of a
+    top-level array's elements (`events.3.data.element`). A body that is not JSON, or nested
+    deeper than the decoder goes, is an `InvalidInput` of `body`.
+    """
+    try:
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.ValidationError:
+            raw = _python_json(body)
+        except msgspec.DecodeError as exc:
+            try:
+                raw = _python_json(body)
+            except ValueError:
+                raise InvalidInput("body", f"not valid JSON: {exc}") from None
+        field = _not_text(raw, items if isinstance(raw, list) else "")
+    except RecursionError:
+        raise InvalidInput("body", "JSON nested too deeply to read") from None
+    if field is not None:
+        raise kind(field, "holds half a UTF-16 surrogate pair, which is not text")
+    return raw
+
+
+def _python_json(body: bytes) -> Any:
+    return json.loads(body.decode(), parse_int=_json_int, parse_constant=_not_a_json_constant)
+
+
+def _json_int(text: str) -> int | float:
+    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
+
+
+def _not_a_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _not_text(value: Any, field: str) -> str | None:
+    """The dotted name of the first string of `value` (named `field`) that is not Unicode text:
+    a key's container is named, as a key cannot be shown in an error message."""
+    if isinstance(value, str):
+        return None if _is_text(value) else field or "body"
+    pairs: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, list):
+        pairs = enumerate(value)
+    elif isinstance(value, dict):
+        pairs = value.items()
+    for key, item in pairs:
+        if isinstance(key, str) and not _is_text(key):
+            return field or "body"
+        found = _not_text(item, f"{field}.{key}" if field else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _is_text(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def session_request_from_obj(raw: Any) -> SessionRequest:

@@ -128,6 +128,33 @@
     return id;
   }
 
+  // At most `max` UTF-16 units of `value`, cut between characters. JSON.stringify sends half a
+  // surrogate pair (an emoji cut in two, or a lone half a script put in an attribute) as
+  // "\ud83d", which is not text: the server would refuse the whole batch for it.
+  function clip(value, max) {
+    var text = wellFormed(String(value));
+    if (text.length <= max) return text;
+    var last = text.charCodeAt(max - 1);
+    return text.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
+  }
+
+  // `text` with each half of a surrogate pair that stands alone replaced by U+FFFD.
+  function wellFormed(text) {
+    if (!/[\ud800-\udfff]/.test(text)) return text;
+    if (typeof text.toWellFormed === 'function') return text.toWellFormed();
+    var out = '';
+    for (var i = 0; i < text.length; i++) {
+      var code = text.charCodeAt(i);
+      if (code >= 0xd800 && code <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+        out += text.charAt(i) + text.charAt(i + 1);
+        i += 1;
+      } else {
+        out += (code & 0xf800) === 0xd800 ? '\ufffd' : text.charAt(i);
+      }
+    }
+    return out;
+  }
+
   function monotonicNow() {
     return window.performance && performance.now ? performance.now() : Date.now();
   }
@@ -168,7 +195,7 @@
   // ---------------------------------------------------------------- page facts
 
   function currentPath() {
-    return (window.location.pathname || '/').slice(0, MAX_PATH);
+    return clip(window.location.pathname || '/', MAX_PATH);
   }
 
   function pageHeight() {
@@ -201,7 +228,7 @@
     if (id) text += '#' + id;
     var classes = (el.getAttribute('class') || '').trim();
     if (classes) text += '.' + classes.split(/\s+/).join('.');
-    return text.slice(0, MAX_ELEMENT);
+    return clip(text, MAX_ELEMENT);
   }
 
   function elementOf(target) {
@@ -263,7 +290,7 @@
     if (typeof previousDurationMs === 'number' && previousDurationMs >= 0) {
       data.duration = Math.round(previousDurationMs);
     }
-    if (previousPath) data.metadata.referrerPath = previousPath.slice(0, MAX_PATH);
+    if (previousPath) data.metadata.referrerPath = clip(previousPath, MAX_PATH);
     state.page = {
       path: path,
       visibleMs: 0,
@@ -414,11 +441,11 @@
     return function (e) {
       var el = elementOf(e.target);
       if (!state.enabled || !trackableField(el)) return;
-      var name = String(el.getAttribute('name') || el.getAttribute('id') ||
-        String(el.tagName).toLowerCase()).slice(0, MAX_ELEMENT);
+      var name = clip(el.getAttribute('name') || el.getAttribute('id') ||
+        String(el.tagName).toLowerCase(), MAX_ELEMENT);
       var pending = state.fields[name];
       if (pending) clearTimeout(pending.timer);
-      var fieldType = String(el.type || String(el.tagName).toLowerCase()).slice(0, 32);
+      var fieldType = clip(el.type || String(el.tagName).toLowerCase(), 32);
       var path = currentPath();
       var entry = {
         fire: function () {
@@ -530,11 +557,11 @@
   }
 
   function startSession() {
-    var deviceInfo = { userAgent: String(navigator.userAgent || 'unknown').slice(0, 512) };
-    try { deviceInfo.screenResolution = (screen.width + 'x' + screen.height).slice(0, 32); } catch (e) { /* no screen */ }
+    var deviceInfo = { userAgent: clip(navigator.userAgent || 'unknown', 512) };
+    try { deviceInfo.screenResolution = clip(screen.width + 'x' + screen.height, 32); } catch (e) { /* no screen */ }
     try {
       var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-      if (zone) deviceInfo.timezone = String(zone).slice(0, 64);
+      if (zone) deviceInfo.timezone = clip(zone, 64);
     } catch (e) { /* no Intl */ }
     var body = { userId: state.userId, sessionId: state.sessionId, deviceInfo: deviceInfo };
     var token = state.token;
