@@ -355,13 +355,12 @@ def decode_json(body: bytes, kind: type[InvalidInput] = InvalidInput, items: str
     try:
         try:
             return msgspec.json.decode(body)
-        except msgspec.ValidationError:
-            raw = _python_json(body)
-        except msgspec.DecodeError as exc:
+        except msgspec.DecodeError as exc:  # and its ValidationError: a number beyond a double
             try:
                 raw = _python_json(body)
-            except ValueError:
-                raise InvalidInput("body", f"not valid JSON: {exc}") from None
+            except ValueError as python_exc:  # a body that is not JSON either way
+                reason = python_exc if isinstance(exc, msgspec.ValidationError) else exc
+                raise InvalidInput("body", f"not valid JSON: {reason}") from None
         field = _not_text(raw, items if isinstance(raw, list) else "")
     except RecursionError:
         raise InvalidInput("body", "JSON nested too deeply to read") from None
