@@ -28,7 +28,9 @@ class Metrics:
         )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.events = Counter(
-            "tracker_events_accepted", "Movements acknowledged (durable).", registry=self.registry
+            "tracker_events_accepted",
+            "Movements stored (durable; a retried eventId counts once).",
+            registry=self.registry,
         )
         self.host_calls = Histogram(
             "tracker_host_call_duration_seconds",

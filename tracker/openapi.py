@@ -98,7 +98,9 @@ def _response_schemas() -> Json:
                     "maximum": schema.MAX_BATCH_EVENTS,
                     "description": "Movements stored by this request. A movement whose eventId "
                     "its session already holds (a retry) is not stored again, nor counted; "
-                    "0 when tracking is declined.",
+                    "0 when tracking is declined. Every movement of a successful request is "
+                    "stored, now or by an earlier try: a request the server retried itself "
+                    "after a host restart may count 0 for movements its first try stored.",
                 },
             }
         ),
