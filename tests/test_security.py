@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ from test_http import assert_error, movement, new_user, stored_movements
 from tracker.api import Tracker, connect, shutdown
 from tracker.auth import mint_token
 from tracker.config import Config
-from tracker.errors import InvalidInput
+from tracker.errors import InvalidInput, RequestTimeout
 from tracker.host import UserHost, user_key
-from tracker.ingress import build_app
+from tracker.ingress import build_app, read_limited
 from tracker.storage import FileStorage
 
 # One Serve deployment for the whole test session: the fixtures must be registered once (as a
@@ -455,6 +455,31 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_its_connection_closed(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert b"connection: close" in head.lower()
     assert b"TRACKER_BODY_TIMEOUT_S" in body
+
+
+def test_a_body_read_in_time_leaves_its_request_running_and_a_late_one_times_out() -> None:
+    """The body's deadline ends with the read: a request whose body came in time goes on
+    however long it then takes, and one whose body stalls gets `RequestTimeout`."""
+
+    async def arriving(stall: bool) -> AsyncIterator[bytes]:
+        yield b'{"a": '
+        if stall:
+            await asyncio.Event().wait()
+        yield b"1}"
+
+    async def scenario() -> tuple[bytes, float]:
+        body = await read_limited(arriving(stall=False), timeout_s=0.05)
+        await asyncio.sleep(0.1)  # past the deadline: nothing may cancel this task now
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout, match="TRACKER_BODY_TIMEOUT_S"):
+            await read_limited(arriving(stall=True), timeout_s=0.05)
+        waited = time.monotonic() - started
+        await asyncio.sleep(0)  # and the task is not left cancelled
+        return body, waited
+
+    body, waited = asyncio.run(scenario())
+    assert body == b'{"a": 1}'
+    assert 0.04 < waited < 5
 
 
 @pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])

@@ -147,17 +147,32 @@ async def read_limited(chunks: AsyncIterator[bytes], timeout_s: float) -> bytes:
     when it has not all arrived within `timeout_s` (a trickling body holds a request slot)."""
     parts: list[bytes] = []
     size = 0
+    task = asyncio.current_task()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        if task is not None:
+            task.cancel()
+
+    # A bare timer: `asyncio.timeout` cost 12 µs per request here, this one 2-4.
+    timer = asyncio.get_running_loop().call_later(timeout_s, expire)
     try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
-                parts.append(chunk)
-    except TimeoutError:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
+            parts.append(chunk)
+    except asyncio.CancelledError:
+        if not expired or task is None:
+            raise
+        task.uncancel()
         raise RequestTimeout(
             f"the body did not arrive within {timeout_s:g} s (TRACKER_BODY_TIMEOUT_S)"
         ) from None
+    finally:
+        timer.cancel()
     return b"".join(parts)
 
 
