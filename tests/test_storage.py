@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -330,6 +331,15 @@ def test_a_file_store_syncs_each_folder_it_makes_into_its_parent(
     run(storage.put("a/b/c/other", b"3"))
     assert synced == []  # nothing new: only the publishing folder is synced (by descriptor)
     assert run(storage.get("a/b/c/key"))[0] == b"2"
+
+
+def test_make_folders_makes_every_missing_level_of_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage_module.make_folders("data/users/ab")
+    storage_module.make_folders("data/users/ab")  # there already: nothing to do
+    assert (tmp_path / "data/users/ab").is_dir()
 
 
 def test_a_file_store_listing_it_cannot_read_raises_storage_unavailable(

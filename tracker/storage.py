@@ -441,6 +441,7 @@ def make_folders(path: str) -> None:
     file synced into a new folder is lost in a crash of the machine with that folder, if the
     folder's own entry was not synced (and the log that held the same records is gone)."""
     missing = []
+    path = os.path.abspath(path)  # the walk up ends at "/" (a relative one would not end)
     while not os.path.isdir(path):
         missing.append(path)
         path = os.path.dirname(path)
