@@ -251,6 +251,70 @@ def test_an_alarm_call_that_times_out_is_retried_but_never_runs_twice_at_once(
     run(scenario())
 
 
+def test_while_a_call_to_a_host_is_overdue_no_other_call_goes_to_that_host(
+    storage: Storage,
+) -> None:
+    """A hung host's users wait (a timeout at a time) instead of each taking a place in
+    flight and leaving one more call behind; other hosts' users are called as usual."""
+    clock = [T0]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        if user_id == "hung/a":
+            await release.wait()
+        return clock[0] + HOUR
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(
+            storage,
+            fire,
+            now_ms=lambda: clock[0],
+            fire_timeout_s=0.05,
+            group=lambda user_id: user_id.split("/")[0],
+        )
+        await scheduler.start()
+        await scheduler.set_alarm("hung/a", T0)
+        assert await scheduler.fire_due() == 1  # returns at the timeout, the call still out
+        assert scheduler.stats()["overdueCalls"] == 1
+        for user in ("hung/b", "ok/c"):
+            await scheduler.set_alarm(user, T0)
+        assert await scheduler.fire_due() == 1
+        assert calls == ["hung/a", "ok/c"]
+        assert scheduler.get_alarm("hung/b") == T0 + 50  # waits a timeout, then tried again
+        assert scheduler.stats()["stalledHosts"] == 1
+        release.set()
+        await until(lambda: scheduler.stats()["overdueCalls"] == 0)
+        assert scheduler.stats()["stalledHosts"] == 0
+        clock[0] = T0 + 50
+        assert await scheduler.fire_due() == 1
+        assert calls == ["hung/a", "ok/c", "hung/b"]
+        assert scheduler.get_alarm("hung/b") == clock[0] + HOUR
+
+    run(scenario())
+
+
+def test_two_heap_entries_of_one_alarm_fire_it_once_and_leave_one(storage: Storage) -> None:
+    clock = [T0]
+    calls: list[str] = []
+
+    async def fire(user_id: str) -> int | None:
+        calls.append(user_id)
+        return clock[0] + HOUR
+
+    async def scenario() -> None:
+        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0])
+        await scheduler.start()
+        await scheduler.set_alarm("u", T0)
+        await scheduler.set_alarm("u", T0)  # the same time again (a replayed log does this)
+        assert await scheduler.fire_due() == 1
+        assert calls == ["u"]
+        assert len(scheduler._heap) == 1  # no copy left to fire again, nor to keep forever
+
+    run(scenario())
+
+
 def test_no_more_alarm_calls_than_the_limit_run_at_once(storage: Storage) -> None:
     clock = [T0]
     running: list[str] = []

@@ -270,6 +270,7 @@ class SchedulerActor:
             self._fire,
             fallback_interval_ms=int(config.alarm_interval_s * 1000),
             fire_timeout_s=config.alarm_timeout_s,
+            group=lambda user_id: host_name(user_id, config),
         )
         self._ready = _Started(self._start)
         self._runner: asyncio.Task[None] | None = None

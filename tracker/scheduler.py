@@ -11,10 +11,13 @@ retried with exponential backoff (2 s, doubling, up to 6 retries, as Durable Obj
 which the alarm falls back to its normal interval rather than being dropped.
 
 Each due alarm is fired as a task of its own, at most `max_in_flight` at once, and the runner
-never waits for them: one slow or hung host delays only its own users' alarms. A call that has
-not answered within `fire_timeout_s` counts as failed (retried as above) and stops taking a
-place among those in flight; it is not cancelled, and the user's alarm is not fired again until
-it has ended, so a user's `alarm()` never runs twice at once on the scheduler's account.
+never waits for them. A call that has not answered within `fire_timeout_s` counts as failed
+(retried as above) and stops taking a place among those in flight; it is not cancelled, and the
+user's alarm is not fired again until it has ended, so a user's `alarm()` never runs twice at
+once on the scheduler's account. While a call to a host (`group` of the user) is overdue, no
+other call goes to that host: its users' due alarms wait `fire_timeout_s` and are tried again,
+so a hung host neither fills the places in flight nor piles up calls, and delays only its own
+users' alarms.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tracker.storage import ObjectExists, PreconditionFailed, Storage, get_if_an
 log = logging.getLogger(__name__)
 
 Fire = Callable[[str], Awaitable[int | None]]
+Group = Callable[[str], str]
 
 RETRY_BASE_MS = 2000
 MAX_RETRIES = 6
@@ -42,7 +46,8 @@ SNAPSHOT_KEY = "scheduler/snapshot"
 
 
 class AlarmScheduler:
-    """Durable per-user alarms; `fire_due` calls the user's alarm for each one that is due."""
+    """Durable per-user alarms: `run` calls the user's alarm for each one as it falls due
+    (`fire_due` fires those due now and waits for them, for tests and tools)."""
 
     def __init__(
         self,
@@ -54,6 +59,7 @@ class AlarmScheduler:
         compact_log_bytes: int = 4 * 1024 * 1024,
         max_in_flight: int = 64,
         fire_timeout_s: float = 30.0,
+        group: Group = lambda user_id: "",
     ) -> None:
         self.storage = storage
         self.fire = fire
@@ -62,14 +68,17 @@ class AlarmScheduler:
         self.compact_log_bytes = compact_log_bytes
         self.max_in_flight = max_in_flight
         self.fire_timeout_s = fire_timeout_s
+        self.group = group
         self.journal = Journal(storage, "scheduler")
         self.alarms: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
         self._retries: dict[str, int] = {}
         # Users whose `alarm()` call has not ended (answered, failed, or given up on but still
         # running), and those whose alarm fell due meanwhile: fired once the call ends.
-        self._running: set[str] = set()
+        self._running: dict[str, int] = {}  # user -> the due time being fired
         self._deferred: set[str] = set()
+        # Groups (hosts) with calls overdue, and how many: none of their alarms fire meanwhile.
+        self._stalled: dict[str, int] = {}
         # Requests of `ensure_alarms` that came while the user's alarm was firing: honoured if
         # the firing ends the alarm.
         self._requested: dict[str, int] = {}
@@ -213,10 +222,15 @@ class AlarmScheduler:
                 full = True
                 break
             due, user_id = heapq.heappop(heap)
-            if user_id in self._running:
-                self._deferred.add(user_id)
+            running = self._running.get(user_id)
+            if running is not None:
+                if running != due:  # a duplicate of the alarm being fired goes; another waits
+                    self._deferred.add(user_id)
                 continue
-            self._running.add(user_id)
+            if self._stalled and self.group(user_id) in self._stalled:
+                self._reschedule(user_id, due, now + int(self.fire_timeout_s * 1000))
+                continue
+            self._running[user_id] = due
             self.lags_ms.append(max(0, now - due))
             task = asyncio.create_task(self._fire_one(user_id, due))
             self._firing.add(task)
@@ -257,12 +271,18 @@ class AlarmScheduler:
                 self._place_freed()
             else:
                 self._overdue.discard(task)
+                group = self.group(user_id)
+                left = self._stalled.pop(group, 1) - 1
+                if left:
+                    self._stalled[group] = left
 
     def _give_up(self, task: asyncio.Task[Any], user_id: str, due: int) -> None:
         """A call's timeout: it counts as failed and frees its place, but is not cancelled (a
         host may be busy rather than gone); the user's alarm fires again once it has ended."""
         self._firing.discard(task)
         self._overdue.add(task)
+        group = self.group(user_id)
+        self._stalled[group] = self._stalled.get(group, 0) + 1
         self._failed(user_id, due, f"no answer within {self.fire_timeout_s:g} s")
         self._place_freed()
 
@@ -318,7 +338,7 @@ class AlarmScheduler:
             self._push(at, user_id)
 
     def _call_ended(self, user_id: str) -> None:
-        self._running.discard(user_id)
+        self._running.pop(user_id, None)
         if user_id in self._deferred:
             self._deferred.discard(user_id)
             due = self.alarms.get(user_id)
@@ -382,5 +402,7 @@ class AlarmScheduler:
             "fired": self.fired,
             "failures": self.failures,
             "fireLagP99Ms": p99,
+            "overdueCalls": len(self._overdue),  # timed out, still running
+            "stalledHosts": len(self._stalled),  # hosts with such a call: not called meanwhile
             "epoch": self.journal.epoch,
         }
