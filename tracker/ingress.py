@@ -324,8 +324,9 @@ class Ingress:
     async def accept(
         self, headers: Mapping[str, str], client: str, chunks: AsyncIterator[bytes]
     ) -> int:
-        """Read, validate and store a tracking request's events; return how many were stored
-        now (a movement whose `eventId` its session already holds is not stored again).
+        """Read, validate and store a tracking request's events; return how many there were
+        (stored now or by an earlier try: a movement whose `eventId` its session already holds
+        is not stored again).
 
         Checks run cheapest first, so that what is refused costs little: a privacy signal is
         answered before anything else; the client's address pays before its body is read; the
@@ -353,7 +354,10 @@ class Ingress:
                 movement.eventId = uuid.uuid4().hex
         stored = await self.dispatch.track(user_id, movements)
         self.metrics.events.inc(stored)
-        return stored
+        # All of them are stored now, by this request or an earlier try of it: a retry (the
+        # client's, or Ray's after a host died between its commit and its answer) must not
+        # read as a loss. The metric counts each event once.
+        return len(movements)
 
     async def track_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /api/track` as a bare ASGI app: the same answers as `track`, with the security

@@ -96,11 +96,9 @@ def _response_schemas() -> Json:
                 "accepted": {
                     **_COUNT,
                     "maximum": schema.MAX_BATCH_EVENTS,
-                    "description": "Movements stored by this request. A movement whose eventId "
-                    "its session already holds (a retry) is not stored again, nor counted; "
-                    "0 when tracking is declined. Every movement of a successful request is "
-                    "stored, now or by an earlier try: a request the server retried itself "
-                    "after a host restart may count 0 for movements its first try stored.",
+                    "description": "The request's movements, all stored: now, or by an earlier "
+                    "try (a movement whose eventId its session already holds is not stored "
+                    "again); 0 when tracking is declined.",
                 },
             }
         ),
@@ -377,7 +375,7 @@ def _paths() -> Json:
                 "Record movements (text/plain is for navigator.sendBeacon).",
                 {
                     "200": _ok(
-                        "Stored; `accepted` counts the movements stored now (0 if tracking is "
+                        "Stored; `accepted` counts the request's movements (0 if tracking is "
                         "declined).",
                         _json(_ref("TrackResult")),
                     ),
