@@ -14,10 +14,10 @@ Each due alarm is fired as a task of its own, at most `max_in_flight` at once, a
 never waits for them. A call that has not answered within `fire_timeout_s` counts as failed
 (retried as above) and stops taking a place among those in flight; it is not cancelled, and the
 user's alarm is not fired again until it has ended, so a user's `alarm()` never runs twice at
-once on the scheduler's account. While a call to a host (`group` of the user) is overdue, no
-other call goes to that host: its users' due alarms wait `fire_timeout_s` and are tried again,
-so a hung host neither fills the places in flight nor piles up calls, and delays only its own
-users' alarms.
+once on the scheduler's account. While a call to a host (`group` of the user; by default each
+user is a group of their own) is overdue, no other call goes to that host: its users' due
+alarms wait `fire_timeout_s` and are tried again, so a hung host neither fills the places in
+flight nor piles up calls, and delays only its own users' alarms.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class AlarmScheduler:
         compact_log_bytes: int = 4 * 1024 * 1024,
         max_in_flight: int = 64,
         fire_timeout_s: float = 30.0,
-        group: Group = lambda user_id: "",
+        group: Group = lambda user_id: user_id,
     ) -> None:
         self.storage = storage
         self.fire = fire
