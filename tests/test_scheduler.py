@@ -28,15 +28,20 @@ def run(awaitable: Awaitable[T]) -> T:
 
 class Users:
     """The fake fire function: records each call; answers with a next due time, None, or an
-    error, as the test sets per user."""
+    error, as the test sets per user. Calls for the users in `held` hang until `release` is
+    set (a host that is slow, or hung)."""
 
     def __init__(self, clock: list[int]) -> None:
         self.clock = clock
         self.calls: list[tuple[str, int]] = []
         self.answers: dict[str, Any] = {}
+        self.held: set[str] = set()
+        self.release = asyncio.Event()
 
     async def fire(self, user_id: str) -> int | None:
         self.calls.append((user_id, self.clock[0]))
+        if user_id in self.held:
+            await self.release.wait()
         answer = self.answers.get(user_id, HOUR)
         if isinstance(answer, Exception):
             raise answer
@@ -191,28 +196,21 @@ def test_an_alarm_set_again_while_it_fires_keeps_the_newer_time(storage: Storage
 
 def test_a_hung_alarm_call_does_not_hold_up_other_users_alarms(storage: Storage) -> None:
     clock = [T0]
-    release = asyncio.Event()
-    calls: list[str] = []
-
-    async def fire(user_id: str) -> int | None:
-        calls.append(user_id)
-        if user_id == "hung":
-            await release.wait()
-        return clock[0] + HOUR
+    users = Users(clock)
+    users.held = {"hung"}
 
     async def scenario() -> None:
-        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0])
-        await scheduler.start()
+        scheduler = await started(storage, clock, users)
         await scheduler.set_alarm("hung", T0)
         runner = asyncio.ensure_future(scheduler.run())
-        await until(lambda: calls == ["hung"])
+        await until(lambda: users.fired() == ["hung"])
         clock[0] = T0 + 200
         await scheduler.set_alarm("fast", T0 + 200)
         await until(lambda: scheduler.get_alarm("fast") == T0 + 200 + HOUR)
         assert scheduler.get_alarm("hung") == T0  # still out, still pending
-        release.set()
+        users.release.set()
         await until(lambda: scheduler.get_alarm("hung") == T0 + 200 + HOUR)
-        assert calls == ["hung", "fast"]
+        assert users.fired() == ["hung", "fast"]
         assert scheduler.stats()["fireLagP99Ms"] == 0
         runner.cancel()
 
@@ -223,29 +221,22 @@ def test_an_alarm_call_that_times_out_is_retried_but_never_runs_twice_at_once(
     storage: Storage,
 ) -> None:
     clock = [T0]
-    release = asyncio.Event()
-    calls: list[str] = []
-
-    async def fire(user_id: str) -> int | None:
-        calls.append(user_id)
-        if len(calls) == 1:
-            await release.wait()
-        return clock[0] + HOUR
+    users = Users(clock)
+    users.held = {"u"}  # its first call hangs until released; the second comes after
 
     async def scenario() -> None:
-        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0], fire_timeout_s=0.01)
-        await scheduler.start()
+        scheduler = await started(storage, clock, users, fire_timeout_s=0.01)
         await scheduler.set_alarm("u", T0)
         assert await scheduler.fire_due() == 1  # returns at the timeout, the call still out
         assert scheduler.stats()["failures"] == 1
         assert scheduler.get_alarm("u") == T0 + RETRY_BASE_MS
         clock[0] = T0 + RETRY_BASE_MS
         assert await scheduler.fire_due() == 0  # due again, but its first call has not ended
-        assert calls == ["u"]
-        release.set()
+        assert users.fired() == ["u"]
+        users.release.set()
         await until(lambda: scheduler.next_due() == T0 + RETRY_BASE_MS)
         assert await scheduler.fire_due() == 1
-        assert calls == ["u", "u"]
+        assert users.fired() == ["u", "u"]
         assert scheduler.get_alarm("u") == clock[0] + HOUR
 
     run(scenario())
@@ -257,39 +248,28 @@ def test_while_a_call_to_a_host_is_overdue_no_other_call_goes_to_that_host(
     """A hung host's users wait (a timeout at a time) instead of each taking a place in
     flight and leaving one more call behind; other hosts' users are called as usual."""
     clock = [T0]
-    release = asyncio.Event()
-    calls: list[str] = []
-
-    async def fire(user_id: str) -> int | None:
-        calls.append(user_id)
-        if user_id == "hung/a":
-            await release.wait()
-        return clock[0] + HOUR
+    users = Users(clock)
+    users.held = {"hung/a"}
 
     async def scenario() -> None:
-        scheduler = AlarmScheduler(
-            storage,
-            fire,
-            now_ms=lambda: clock[0],
-            fire_timeout_s=0.05,
-            group=lambda user_id: user_id.split("/")[0],
+        scheduler = await started(
+            storage, clock, users, fire_timeout_s=0.05, group=lambda user: user.split("/")[0]
         )
-        await scheduler.start()
         await scheduler.set_alarm("hung/a", T0)
         assert await scheduler.fire_due() == 1  # returns at the timeout, the call still out
         assert scheduler.stats()["overdueCalls"] == 1
         for user in ("hung/b", "ok/c"):
             await scheduler.set_alarm(user, T0)
         assert await scheduler.fire_due() == 1
-        assert calls == ["hung/a", "ok/c"]
+        assert users.fired() == ["hung/a", "ok/c"]
         assert scheduler.get_alarm("hung/b") == T0 + 50  # waits a timeout, then tried again
         assert scheduler.stats()["stalledHosts"] == 1
-        release.set()
+        users.release.set()
         await until(lambda: scheduler.stats()["overdueCalls"] == 0)
         assert scheduler.stats()["stalledHosts"] == 0
         clock[0] = T0 + 50
         assert await scheduler.fire_due() == 1
-        assert calls == ["hung/a", "ok/c", "hung/b"]
+        assert users.fired() == ["hung/a", "ok/c", "hung/b"]
         assert scheduler.get_alarm("hung/b") == clock[0] + HOUR
 
     run(scenario())
@@ -297,19 +277,14 @@ def test_while_a_call_to_a_host_is_overdue_no_other_call_goes_to_that_host(
 
 def test_two_heap_entries_of_one_alarm_fire_it_once_and_leave_one(storage: Storage) -> None:
     clock = [T0]
-    calls: list[str] = []
-
-    async def fire(user_id: str) -> int | None:
-        calls.append(user_id)
-        return clock[0] + HOUR
+    users = Users(clock)
 
     async def scenario() -> None:
-        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0])
-        await scheduler.start()
+        scheduler = await started(storage, clock, users)
         await scheduler.set_alarm("u", T0)
         await scheduler.set_alarm("u", T0)  # the same time again (a replayed log does this)
         assert await scheduler.fire_due() == 1
-        assert calls == ["u"]
+        assert users.fired() == ["u"]
         assert len(scheduler._heap) == 1  # no copy left to fire again, nor to keep forever
 
     run(scenario())
@@ -343,23 +318,16 @@ def test_a_due_alarm_waiting_for_a_place_in_flight_fires_as_soon_as_one_frees(
     storage: Storage,
 ) -> None:
     clock = [T0]
-    release = asyncio.Event()
-    calls: list[str] = []
-
-    async def fire(user_id: str) -> int | None:
-        calls.append(user_id)
-        if user_id == "first":
-            await release.wait()
-        return clock[0] + HOUR
+    users = Users(clock)
+    users.held = {"first"}
 
     async def scenario() -> None:
-        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0], max_in_flight=1)
-        await scheduler.start()
+        scheduler = await started(storage, clock, users, max_in_flight=1)
         await scheduler.ensure_alarms({"first": T0, "second": T0 + 1})
         clock[0] = T0 + 1
         runner = asyncio.ensure_future(scheduler.run(max_wait_s=60))  # no wake-up by itself
-        await until(lambda: calls == ["first"])
-        release.set()
+        await until(lambda: users.fired() == ["first"])
+        users.release.set()
         await until(lambda: scheduler.get_alarm("second") == T0 + 1 + HOUR)
         runner.cancel()
 
@@ -370,23 +338,18 @@ def test_an_alarm_requested_while_it_fires_is_armed_when_the_firing_ends_it(
     storage: Storage,
 ) -> None:
     clock = [T0]
-    release = asyncio.Event()
-    calls: list[str] = []
-
-    async def fire(user_id: str) -> int | None:
-        calls.append(user_id)
-        await release.wait()
-        return None  # the user had nothing left when their alarm looked
+    users = Users(clock)
+    users.held = {"u"}
+    users.answers["u"] = None  # the user had nothing left when their alarm looked
 
     async def scenario() -> None:
-        scheduler = AlarmScheduler(storage, fire, now_ms=lambda: clock[0])
-        await scheduler.start()
+        scheduler = await started(storage, clock, users)
         await scheduler.set_alarm("u", T0)
         firing = asyncio.ensure_future(scheduler.fire_due())
-        await until(lambda: calls == ["u"])
+        await until(lambda: users.fired() == ["u"])
         # Meanwhile the user came back, and their host asks for an alarm.
         assert await scheduler.ensure_alarms({"u": T0 + HOUR}) == 0  # one is pending still
-        release.set()
+        users.release.set()
         assert await firing == 1
         assert scheduler.get_alarm("u") == T0 + HOUR
         again = await started(storage, clock, Users(clock))
