@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 from urllib.parse import urlparse
 
 from tracker.errors import ConfigError, Fenced, StorageUnavailable
@@ -139,7 +139,7 @@ async def put_all(storage: Storage, puts: Sequence[Put]) -> list[str | Exception
     the write. Elsewhere, and for a `FileStorage` whose `put` is overridden (a wrapper that
     must see every write), each goes through `put`, at most `PUT_CONCURRENCY` at a time.
     """
-    if isinstance(storage, FileStorage) and type(storage).put is FileStorage.put:
+    if _plain_files(storage, "put"):
         return await asyncio.to_thread(storage.put_each, puts)
     semaphore = asyncio.Semaphore(PUT_CONCURRENCY)
 
@@ -151,6 +151,15 @@ async def put_all(storage: Storage, puts: Sequence[Put]) -> list[str | Exception
 
     results = await asyncio.gather(*(one(p) for p in puts), return_exceptions=True)
     return [_outcome(r) for r in results]
+
+
+def _plain_files(storage: Storage, *methods: str) -> TypeGuard[FileStorage]:
+    """Whether `storage` is a `FileStorage` whose `methods` are its own: then several calls
+    may be made in one thread hop. A subclass overriding one (a wrapper that must see every
+    call) gets each call through it."""
+    return isinstance(storage, FileStorage) and all(
+        getattr(type(storage), name) is getattr(FileStorage, name) for name in methods
+    )
 
 
 def _outcome(result: str | BaseException) -> str | Exception:
@@ -184,11 +193,7 @@ async def read_tail(
     overridden, the checkpoint and the listing are asked for together, then the picked
     objects, at most `GET_CONCURRENCY` at a time: a round trip each on S3.
     """
-    if (
-        isinstance(storage, FileStorage)
-        and type(storage).get is FileStorage.get
-        and type(storage).list_objects is FileStorage.list_objects
-    ):
+    if _plain_files(storage, "get", "list_objects"):
         return await asyncio.to_thread(storage.read_tail_each, key, prefix, pick)
     try:
         return await _read_tail(storage, key, prefix, pick)
