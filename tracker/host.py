@@ -200,9 +200,9 @@ class UserHost:
         applied = slot.applied.get(self.name)
         if applied is not None and position <= applied:
             return
-        # Not counted in the analytics again: the incarnation that committed it counted it and
-        # shipped the count within a second (a crash loses at most that second's counts; the
-        # events themselves are all here).
+        # Not counted in the analytics again: the incarnation that committed it counted it,
+        # and ships its counts about once a second (a crash loses the counts not shipped yet;
+        # the events themselves are all here).
         slot.tracker.apply(record)
         slot.committed.append((position, record))
         if not slot.armed:
@@ -584,10 +584,10 @@ class UserHost:
                 done.append(chunk)
         due = [c for c in done if self._snapshot_due(c.slot)]
         snapshots = [self._snapshot(c.slot, through=c.number) for c in due]
-        stored = await put_all(self.storage, [put for put, _ in snapshots])
-        for (put, through), chunk, outcome in zip(snapshots, due, stored, strict=True):
+        stored = await put_all(self.storage, snapshots)
+        for put, chunk, outcome in zip(snapshots, due, stored, strict=True):
             try:
-                self._snapshot_written(chunk.slot, put, through, outcome)
+                self._snapshot_written(chunk.slot, put, chunk.number, outcome)
             except Exception as exc:
                 errors.append(exc)
         alone = [self._flush_user(slot, upto, contested=True) for slot in contested]
@@ -699,7 +699,7 @@ class UserHost:
         return kept
 
     async def _write_snapshot(self, slot: UserSlot, through: int) -> None:
-        put, through = self._snapshot(slot, through)
+        put = self._snapshot(slot, through)
         try:
             result: str | Exception = await self.storage.put(
                 put.key, put.data, if_absent=put.if_absent, if_match=put.if_match
@@ -708,7 +708,7 @@ class UserHost:
             result = exc
         self._snapshot_written(slot, put, through, result)
 
-    def _snapshot(self, slot: UserSlot, through: int) -> tuple[Put, int]:
+    def _snapshot(self, slot: UserSlot, through: int) -> Put:
         """The write of the user's snapshot (the live state, which holds chunks up to
         `through`): create-only the first time, then replace-if-unchanged."""
         data = codec.encode(
@@ -721,7 +721,7 @@ class UserHost:
             },
         )
         key = f"{user_key(slot.tracker.user_id)}/snapshot"
-        return Put(key, data, if_absent=slot.etag is None, if_match=slot.etag), through
+        return Put(key, data, if_absent=slot.etag is None, if_match=slot.etag)
 
     @staticmethod
     def _snapshot_written(slot: UserSlot, put: Put, through: int, result: str | Exception) -> None:
