@@ -249,16 +249,21 @@ class _Sequence:
         near = 1
         if clicks:
             earliest, latest = t - RAGE_WINDOW_MS, t + RAGE_WINDOW_MS
-            if self.low < earliest or self.high > latest:
-                self._keep_within(earliest, latest)
-            if path in clicks[3::4]:
-                for i in range(3, len(clicks), 4):
-                    if clicks[i] == path:
-                        dx, dy = clicks[i - 2] - x, clicks[i - 1] - y
-                        if dx * dx + dy * dy <= _RAGE_RADIUS_SQUARED:
-                            near += 1
-            if len(clicks) == 4 * RAGE_RING:
-                del clicks[:4]  # `low` stays a bound: at worst one needless `_keep_within`
+            if self.high < earliest or self.low > latest:
+                # Every remembered click is out of the window: the usual case, clicks seconds
+                # apart, costs no scan.
+                clicks.clear()
+            else:
+                if self.low < earliest or self.high > latest:
+                    self._keep_within(earliest, latest)
+                if path in clicks[3::4]:
+                    for i in range(3, len(clicks), 4):
+                        if clicks[i] == path:
+                            dx, dy = clicks[i - 2] - x, clicks[i - 1] - y
+                            if dx * dx + dy * dy <= _RAGE_RADIUS_SQUARED:
+                                near += 1
+                if len(clicks) == 4 * RAGE_RING:
+                    del clicks[:4]  # `low` stays a bound: at worst one needless `_keep_within`
         if clicks:
             if t < self.low:
                 self.low = t
