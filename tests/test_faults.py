@@ -26,7 +26,7 @@ import httpx
 import pytest
 import ray
 from browser_support import serve_asgi
-from conftest import free_port
+from conftest import free_port, wait_for
 from fault_support import (
     Figures,
     Load,
@@ -231,6 +231,73 @@ def test_alarms_pending_when_the_scheduler_is_killed_fire_after_it_restarts(
     stats = ray.get(scheduler.stats.remote())
     assert stats["fired"] >= len(users)
     assert result.lost == 0
+
+
+# -- the aggregator hung ---------------------------------------------------------------------------
+
+
+def test_a_hung_aggregator_holds_up_neither_compaction_nor_alarm_requests(
+    make_tracker: Callable[..., Any], file_storage: str
+) -> None:
+    """A host whose analytics shipment never lands keeps compacting its log and sending its
+    users' first alarms to the scheduler (the three ran in one loop, which the shipment held)."""
+    from tracker.placement import AGGREGATOR_NAME
+
+    class HungAggregator:  # defined here: Ray's workers cannot import a test module
+        """Stands in for the aggregator under its name: takes every delta and never answers."""
+
+        def __init__(self) -> None:
+            self.merges = 0
+            self.release = asyncio.Event()
+
+        async def merge(self, wire: bytes) -> None:
+            self.merges += 1
+            await self.release.wait()
+
+        async def forget_user(self, user_id: str) -> None:
+            await self.release.wait()
+
+        async def report(self, *args: Any) -> dict[str, Any]:
+            await self.release.wait()
+            return {}
+
+        def merges_received(self) -> int:
+            return self.merges
+
+    t = make_tracker(storage=file_storage, hosts=1, compact_interval_s=0.2)
+    first, second = anonymous_users(2)
+    ray.get(t.user(first).track_many.remote([movement(first, "a-1", 1)]))
+    ray.kill(t.aggregator, no_restart=True)
+    hung: Any = None
+
+    def replaced() -> bool:
+        nonlocal hung
+        try:
+            hung = (
+                ray.remote(HungAggregator)
+                .options(
+                    name=AGGREGATOR_NAME,
+                    namespace=t.config.namespace,
+                    lifetime="detached",
+                    num_cpus=0,
+                    max_concurrency=100,
+                )
+                .remote()
+            )
+        except ValueError:  # the killed actor's name is not free yet
+            return False
+        return True
+
+    wait_for(replaced)
+    ray.get(t.user(first).track_many.remote([movement(first, "a-2", 2)]))
+    wait_for(lambda: ray.get(hung.merges_received.remote()) >= 1)  # a shipment is out, stuck
+    host = t.hosts[host_name(first, t.config)]
+    ray.get(t.user(first).track_many.remote([movement(first, "a-3", 3)]))
+    ray.get(t.user(second).track_many.remote([movement(second, "b-1", 1)]))
+    assert ray.get(host.stats.remote())["logBytes"] > 0
+    wait_for(lambda: ray.get(host.stats.remote())["logBytes"] == 0, timeout_s=20)
+    wait_for(lambda: ray.get(t.scheduler.get_alarm.remote(second)) is not None, timeout_s=20)
+    assert ray.get(hung.merges_received.remote()) == 1  # still the one shipment, still out
 
 
 # -- storage outage --------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ class HostActor:
             name, open_storage(config.storage), host_settings(config), on_track=self._observe
         )
         self._ready = _Started(self._start)
-        self._ticker: asyncio.Task[None] | None = None
+        self._tickers: list[asyncio.Task[None]] = []
         self._handles: dict[str, ActorHandle[Any]] = {}
 
     async def _to_named(self, name: str, method: str, *args: Any) -> Any:
@@ -131,7 +131,10 @@ class HostActor:
             await self._drain_orphans()
         await self.host.start()
         freeze_heap()
-        self._ticker = asyncio.create_task(self._tick_forever())
+        self._tickers = [
+            asyncio.create_task(self._every(step))
+            for step in (self._ship_analytics, self._ship_alarm_requests, self._compact)
+        ]
 
     async def _drain_orphans(self) -> None:
         """Replay the logs of hosts no longer started (TRACKER_HOSTS was lowered without a
@@ -141,16 +144,28 @@ class HostActor:
             alarms = await drain(name, self.host.storage, self.host.settings)
             self.host.alarm_requests.update(alarms)
 
-    async def _tick_forever(self) -> None:
+    async def _every(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` about every second, on its own: a step waiting on another actor (an
+        aggregator or scheduler that hangs or restarts) holds up itself only, and never the
+        compaction that keeps this host's log short."""
         while True:
             await asyncio.sleep(TICK_S)
             try:
-                await self.tick()
+                await step()
             except Exception as exc:
-                log.warning("host %s: tick failed: %s", self.name, exc)
+                log.warning("host %s: %s failed: %s", self.name, step.__name__.strip("_"), exc)
+
+    async def _compact(self) -> None:
+        await self.host.compact()
+        if self.per_user and self.host.started and not self.host.slots and not self.host.busy():
+            # Idle: leave (without a restart by Ray) once everything is shipped and compacted
+            # to storage; `tick` raises if any of it failed, and the next round tries again.
+            await self.tick()
+            await self.host.stop()
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def tick(self) -> None:
-        """Ship analytics and alarm requests, compact, and (per-user) exit when idle.
+        """Ship analytics and alarm requests and compact, once each, now.
 
         Each step runs even when another failed; the first failure is raised at the end.
         """
@@ -162,10 +177,6 @@ class HostActor:
                 errors.append(exc)
         if errors:
             raise errors[0]
-        if self.per_user and self.host.started and not self.host.slots and not self.host.busy():
-            # Idle: everything is compacted to storage; leave (without a restart by Ray).
-            await self.host.stop()
-            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def _ship_analytics(self) -> None:
         await self.outbox.ship(self._send_analytics)
