@@ -4,6 +4,7 @@ import base64
 import hashlib
 import hmac
 import multiprocessing
+import os
 import stat
 import threading
 import uuid
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tracker import storage as storage_module
 from tracker.auth import (
     bearer,
     check_admin,
@@ -220,6 +222,24 @@ def test_secrets_are_generated_once_with_private_modes(
     assert sorted(p.name for p in directory.iterdir()) == ["admin_token", "secret"]
     again = ensure_secrets(Config(storage=f"file://{tmp_path}/data"))
     assert (again.admin_token, again.secret) == (first.admin_token, first.secret)
+
+
+def test_the_secrets_folder_and_the_data_folder_made_for_it_are_synced_into_their_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret synced into a folder is durable only once the folder's entry is too: after a
+    machine crash a lost secret would be generated anew, and every token signed with it
+    refused."""
+    synced: list[str] = []
+    real = storage_module.fsync_dir
+
+    def recording(path: str | os.PathLike[str]) -> None:
+        synced.append(os.path.relpath(path, tmp_path))
+        real(path)
+
+    monkeypatch.setattr(storage_module, "fsync_dir", recording)
+    ensure_secrets(Config(storage=f"file://{tmp_path}/data"))
+    assert synced == [".", "data"]  # the folders holding the new "data" and ".secrets"
 
 
 def test_given_secrets_are_kept_and_only_missing_ones_generated(tmp_path: Path) -> None:

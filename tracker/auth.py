@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from tracker.config import Config
 from tracker.errors import ConfigError, Unauthorized
-from tracker.storage import fsync_dir, local_path
+from tracker.storage import fsync_dir, local_path, make_folders
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,9 @@ def ensure_secrets(config: Config) -> Config:
         )
     directory = root / ".secrets"
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Each folder made is synced into its parent: a secret synced into a folder whose
+        # own entry was not could be lost in a machine crash, and a new one generated after.
+        make_folders(str(directory))
         if directory.stat().st_mode & 0o777 != 0o700:
             os.chmod(directory, 0o700)
         values = {name: _load_or_create(directory / name) for name in missing}
