@@ -63,6 +63,8 @@ class Wrapped:
         if self.hold(key):
             self.held.set()
             await self.release.wait()
+            if self.fail(key):  # failing once released: a write that hung, then failed
+                raise StorageUnavailable(f"injected outage writing {key}")
         etag = await self.inner.put(key, data, **kwargs)
         self.written += len(data)
         return etag
@@ -270,6 +272,39 @@ def test_a_failed_commit_raises_and_leaves_no_trace_of_the_refused_event(
         assert await host.track("alice", movement(clock, eventId="refused")) == 1
         again = await started(storage, clock)
         assert [m["eventId"] for m in await movements_of(again)] == ["ok-1", "ok-2", "refused"]
+
+    run(scenario())
+
+
+def test_a_retry_of_an_event_whose_commit_then_fails_is_refused_not_acknowledged(
+    storage: Storage,
+) -> None:
+    """The retry finds the event in the user's memory (its first try is committing) and
+    waits for that commit: when it fails, the retry must fail too, or the event is answered
+    as stored and is not."""
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        await host.track("alice", movement(clock, eventId="e0"))
+        wrapped.hold = lambda key: "/log/" in key
+        first = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        await wrapped.held.wait()
+        retry = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        await asyncio.sleep(0)  # the retry runs until it waits for the first try's commit
+        assert host.calls_in_flight == 2 and not retry.done()
+        wrapped.fail = lambda key: "/log/" in key
+        wrapped.release.set()
+        with pytest.raises(StorageUnavailable):
+            await first
+        with pytest.raises(StorageUnavailable):
+            await retry
+        wrapped.fail = lambda key: False
+        wrapped.hold = lambda key: False
+        assert await host.track("alice", movement(clock, eventId="e1")) == 1
+        again = await started(storage, clock)
+        assert [m["eventId"] for m in await movements_of(again)] == ["e0", "e1"]
 
     run(scenario())
 

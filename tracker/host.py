@@ -129,6 +129,9 @@ class UserSlot:
         self.stale = False
         self.armed = False
 
+    def mark_stale(self) -> None:
+        self.stale = True
+
 
 @dataclass(frozen=True, eq=False)
 class _Chunk:
@@ -272,18 +275,31 @@ class UserHost:
 
     async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
         slot = await self._slot(user_id)
-        return await self._commit_track(user_id, slot, slot.tracker.track_record(movements, now))
+        tracked = slot.tracker.track_record(movements, now)
+        return await self._commit_track(user_id, slot, tracked, len(movements))
 
     async def _track_stored(self, user_id: str, entries: list[codec.Entry], now: int) -> int:
         slot = await self._slot(user_id)
         tracked = slot.tracker.track_stored_record(entries, now)
-        return await self._commit_track(user_id, slot, tracked)
+        count = sum(len(movements) for _, _, movements in entries)
+        return await self._commit_track(user_id, slot, tracked, count)
 
-    async def _commit_track(self, user_id: str, slot: UserSlot, tracked: Tracked) -> int:
+    async def _commit_track(
+        self, user_id: str, slot: UserSlot, tracked: Tracked, count: int
+    ) -> int:
+        """Commit what is new; return how many were. The caller then answers that all `count`
+        are stored, so a movement dropped as a duplicate must be stored too: the commit that
+        holds it may still be under way, and this waits for it (as for its own)."""
         if tracked.record is None:
             await self._settled(slot)
-            return 0
-        await self._commit(user_id, slot, tracked.record, tracked.kept)
+        else:
+            await self._commit(user_id, slot, tracked.record, tracked.kept)
+        if tracked.new < count and slot.stale:
+            # A commit of this user failed since their memory was trusted: the duplicate may
+            # have been in it. A retry finds the user reloaded from storage, and stores it.
+            raise StorageUnavailable(
+                f"user {user_id!r}: a commit holding some of these events failed; retry"
+            )
         return tracked.new
 
     async def create_session(
@@ -386,8 +402,11 @@ class UserHost:
         # Log and apply with no await in between: this is the per-user critical section.
         # The record joins `committed` as its commit lands, not when this call resumes: a
         # compaction truncating the log up to that commit must find it there to flush it.
+        # Stale in the very step the commit fails (memory may hold what storage refused: the
+        # user is reloaded before the next use). A call that found its events in memory
+        # already checks this once the commits before its answer have settled.
         future = self.journal.append(
-            record, lambda position: slot.committed.append((position, record))
+            record, lambda position: slot.committed.append((position, record)), slot.mark_stale
         )
         slot.tracker.apply(record, fresh=True, decoded=kept)
         slot.inflight += 1
@@ -395,10 +414,6 @@ class UserHost:
         slot.last_access_ms = self.now_ms()
         try:
             await future
-        except Exception:
-            # Memory may hold what storage refused: reload this user before the next use.
-            slot.stale = True
-            raise
         finally:
             slot.inflight -= 1
         if not slot.armed:

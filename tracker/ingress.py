@@ -119,7 +119,9 @@ def error_response(exc: Exception) -> Response:
     elif isinstance(exc, StorageUnavailable):
         status = 503
         headers["Retry-After"] = "1"
-        body = {"error": "storage unavailable; nothing was stored, retry later"}
+        # Not "nothing was stored": a host that died after its commit, or a retry waiting on
+        # a first try whose commit failed, cannot tell. A retry stores each eventId once.
+        body = {"error": "storage unavailable; not stored or not confirmed, retry later"}
     else:
         log.exception("unexpected error", exc_info=exc)
         status = 500

@@ -98,6 +98,7 @@ class Journal:
         self._pending: list[Any] = []
         self._waiters: list[asyncio.Future[Position]] = []
         self._hooks: list[Callable[[Position], None]] = []
+        self._fail_hooks: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stored: list[_Stored] = []
@@ -173,9 +174,10 @@ class Journal:
         _fail(
             self._waiters,
             StorageUnavailable(f"journal {self.name} closed before committing"),
+            self._fail_hooks,
             closing=True,
         )
-        self._pending, self._waiters, self._hooks = [], [], []
+        self._pending, self._waiters, self._hooks, self._fail_hooks = [], [], [], []
         await self._stop_appending()
         if self._committer is not None:
             self._committer.stop()  # idle: `_stop_appending` waited for it
@@ -204,7 +206,10 @@ class Journal:
     # -- appending -------------------------------------------------------------------------
 
     def append(
-        self, record: Any, on_commit: Callable[[Position], None] | None = None
+        self,
+        record: Any,
+        on_commit: Callable[[Position], None] | None = None,
+        on_fail: Callable[[], None] | None = None,
     ) -> asyncio.Future[Position]:
         """Queue a record for the next group commit; the future resolves once it is durable.
 
@@ -212,6 +217,7 @@ class Journal:
         that makes it `last_position()`: whoever reads that position finds the hooks of every
         record at or before it run. (The future's awaiter resumes a step later, when a
         compaction may already have read the position and truncated the log up to it.)
+        `on_fail()`, which must not raise either, runs likewise in the step the commit fails.
         """
         if self.fenced:
             raise Fenced(f"journal {self.name}: a newer incarnation owns it")
@@ -222,6 +228,8 @@ class Journal:
         self._waiters.append(future)
         if on_commit is not None:
             self._hooks.append(on_commit)
+        if on_fail is not None:
+            self._fail_hooks.append(on_fail)
         self._wakeup.set()
         return future
 
@@ -237,19 +245,25 @@ class Journal:
             self._wakeup.clear()
             if not self._pending:
                 continue
-            records, waiters, hooks = self._pending, self._waiters, self._hooks
-            self._pending, self._waiters, self._hooks = [], [], []
+            records, waiters, hooks, fail_hooks = (
+                self._pending,
+                self._waiters,
+                self._hooks,
+                self._fail_hooks,
+            )
+            self._pending, self._waiters, self._hooks, self._fail_hooks = [], [], [], []
             try:
                 position = await self._write(records)
             except asyncio.CancelledError:
                 # Closed mid-commit: the write may have landed, but it is not confirmed.
                 closed = StorageUnavailable(f"journal {self.name} closed while committing")
-                _fail(waiters, closed, closing=True)
+                _fail(waiters, closed, fail_hooks, closing=True)
                 raise
             except Exception as exc:
                 _fail(
                     waiters,
                     exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc)),
+                    fail_hooks,
                 )
                 continue
             for hook in hooks:
@@ -445,10 +459,17 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 
 
 def _fail(
-    waiters: list[asyncio.Future[Position]], error: StorageUnavailable, *, closing: bool = False
+    waiters: list[asyncio.Future[Position]],
+    error: StorageUnavailable,
+    hooks: list[Callable[[], None]],
+    *,
+    closing: bool = False,
 ) -> None:
-    """Answer `waiters` with `error`. `closing`: a stop, where a caller that is gone already
-    (cancelled with the actor's other work) is expected; its answer is not logged as lost."""
+    """Run the failure `hooks` and answer `waiters` with `error`. `closing`: a stop, where a
+    caller that is gone already (cancelled with the actor's other work) is expected; its
+    answer is not logged as lost."""
+    for hook in hooks:
+        hook()
     for waiter in waiters:
         if not waiter.done():
             waiter.set_exception(error)

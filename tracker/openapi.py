@@ -218,7 +218,12 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "FieldError",
     ),
     429: ("RateLimited", "Too many requests from this client or for this user.", "Error"),
-    503: ("StorageUnavailable", "Storage is unavailable; nothing was stored.", "Error"),
+    503: (
+        "StorageUnavailable",
+        "Storage is unavailable: not stored, or not confirmed. Retry; an event with an "
+        "`eventId` is stored once however often it is sent.",
+        "Error",
+    ),
 }
 
 
