@@ -53,6 +53,7 @@ class Wrapped:
         self.url = inner.url
         self.written = 0
         self.fail: Callable[[str], bool] = lambda key: False
+        self.fail_read: Callable[[str], bool] = lambda key: False
         self.hold: Callable[[str], bool] = lambda key: False
         self.held = asyncio.Event()
         self.release = asyncio.Event()
@@ -70,9 +71,13 @@ class Wrapped:
         return etag
 
     async def get(self, key: str) -> tuple[bytes, str]:
+        if self.fail_read(key):
+            raise StorageUnavailable(f"injected outage reading {key}")
         return await self.inner.get(key)
 
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        if self.fail_read(prefix):
+            raise StorageUnavailable(f"injected outage listing {prefix}")
         return await self.inner.list_objects(prefix)
 
     async def delete(self, keys: list[str]) -> None:
@@ -345,6 +350,96 @@ def test_an_event_acknowledged_while_its_user_reloads_is_kept(file_storage: str)
     run(scenario())
 
 
+def test_a_start_tried_again_after_a_failure_applies_each_record_once(
+    storage: Storage,
+) -> None:
+    """Restarting, a host replays alice's log records and then fails reading bob's history;
+    the next call starts it again, and alice's records (without eventIds, so not told apart
+    by them) must not be applied twice."""
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        crashed = await started(storage, clock)
+        await crashed.track("alice", movement(clock))
+        await crashed.track("bob", movement(clock, user="bob"))
+        # No stop: both events are in the log only.
+        failures = [user_key("bob")]
+
+        def once_for_bob(key: str) -> bool:
+            if failures and key.startswith(failures[0]):
+                failures.clear()
+                return True
+            return False
+
+        wrapped.fail_read = once_for_bob
+        host = new_host(wrapped, clock)
+        with pytest.raises(StorageUnavailable):
+            await host.start()
+        await host.start()
+        assert len(await movements_of(host)) == 1
+        await host.stop()
+        again = await started(storage, clock)
+        assert len(await movements_of(again)) == 1
+        assert len([x for x in await again.export("alice") if x["type"] == "movement"]) == 1
+
+    run(scenario())
+
+
+def test_a_stale_user_reloaded_while_a_compaction_writes_them_keeps_their_events(
+    storage: Storage,
+) -> None:
+    """Alice's event is in the log; a later commit fails (her memory is reloaded before the
+    next use); the reload lists her history just before a compaction's chunk with that
+    event lands. The event must still be there, and its retry a duplicate."""
+
+    class ListedBeforeWritten(Wrapped):
+        """Holds the chunk write until the user's chunks are listed, and the listing's
+        answer until the compaction took the written records off the stale slot."""
+
+        armed = False
+        stale: Any = None
+
+        async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            if self.armed and "/chunks/" in key:
+                await self.held.wait()
+            return await super().put(key, data, **kwargs)
+
+        async def list_objects(self, prefix: str) -> list[ObjectInfo]:
+            found = await super().list_objects(prefix)
+            if self.armed and prefix.endswith("/chunks"):
+                self.held.set()
+                deadline = time.monotonic() + 10
+                while self.stale.committed:
+                    assert time.monotonic() < deadline, "the compaction never landed"
+                    await asyncio.sleep(0.001)
+            return found
+
+    clock = Clock()
+    gated = ListedBeforeWritten(storage)
+
+    async def scenario() -> None:
+        host = await started(gated, clock)
+        await host.track("alice", movement(clock, eventId="A"))
+        gated.fail = lambda key: "/log/" in key
+        with pytest.raises(StorageUnavailable):
+            await host.track("alice", movement(clock, eventId="B"))
+        gated.fail = lambda key: False
+        gated.stale = host.slots["alice"]
+        gated.armed = True
+        compaction = asyncio.create_task(host.compact(force=True))
+        session = await host.get_session("alice", "s1")
+        await compaction
+        gated.armed = False
+        assert [m["eventId"] for m in session["movements"]] == ["A"]
+        assert await host.track("alice", movement(clock, eventId="A")) == 0
+        await host.compact(force=True)
+        exported = [x["eventId"] for x in await host.export("alice") if x["type"] == "movement"]
+        assert exported == ["A"]
+
+    run(scenario())
+
+
 def test_a_zombie_host_is_fenced_and_the_new_incarnations_data_stays(storage: Storage) -> None:
     clock = Clock()
 
@@ -394,6 +489,43 @@ def test_erase_leaves_no_object_holding_the_user(storage: Storage) -> None:
         with pytest.raises(UnknownSession):
             await again.get_session(victim, "s1")
         assert len(await movements_of(again, "bob")) == 2
+
+    run(scenario())
+
+
+async def still_running(task: asyncio.Task[Any], wait_s: float = 0.5) -> bool:
+    """Whether `task` is still waiting after `wait_s` (it must be blocked, not slow)."""
+    done, _ = await asyncio.wait({task}, timeout=wait_s)
+    return not done
+
+
+@pytest.mark.parametrize("writer", ["compaction", "export"])
+def test_an_erasure_waits_for_a_write_of_the_users_data_and_then_leaves_nothing(
+    storage: Storage, writer: str
+) -> None:
+    """A compaction (or an export's flush) writing the user's chunk as the erasure comes:
+    the erasure deletes after that chunk lands, not before (which stored it again)."""
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        await host.track("alice", movement(clock, eventId="e1"))
+        wrapped.hold = lambda key: "/chunks/" in key
+        if writer == "compaction":
+            writing = asyncio.create_task(host.compact(force=True))
+        else:
+            writing = asyncio.create_task(host.export("alice"))
+        await wrapped.held.wait()
+        erase = asyncio.create_task(host.erase("alice"))
+        assert await still_running(erase)
+        wrapped.hold = lambda key: False
+        wrapped.release.set()
+        await writing
+        assert (await erase)["erased"]
+        assert await storage.list_objects(user_key("alice")) == []
+        again = await started(storage, clock)
+        assert await again.export("alice") == []
 
     run(scenario())
 

@@ -30,7 +30,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +176,9 @@ class UserHost:
         self._loading: dict[str, asyncio.Task[UserSlot]] = {}
         # Users being erased: their other calls wait until the erasure is complete.
         self._erasing: dict[str, asyncio.Event] = {}
+        # Uses of a user's stored data under way outside compactions (`_using`), by user.
+        self._writers: dict[str, int] = {}
+        self._writers_done: dict[str, asyncio.Event] = {}
         self._compacting = asyncio.Lock()
         self._last_compaction_ms = 0
         self.started = False
@@ -183,7 +186,12 @@ class UserHost:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Claim the journal, replay what was not compacted yet, compact it, start serving."""
+        """Claim the journal, replay what was not compacted yet, compact it, start serving.
+
+        A start that failed is tried again from scratch: users replayed by the failed attempt
+        are dropped, or their records not yet compacted would be applied (and stored) twice.
+        """
+        self.slots.clear()
         replay = await self.journal.open()
         for position, records in replay:
             for record in records:
@@ -345,13 +353,16 @@ class UserHost:
         check_id("userId", user_id)
         await self._erased(user_id)
         slot = self.slots.get(user_id)
-        if slot is not None:
-            await self._settled(slot)
-            await self.journal.check_fence()  # as for compaction: a zombie moves nothing
-            await self._flush_users([slot], upto=None)
-        _, _, chunks = await read_tail(
-            self.storage, None, f"{user_key(user_id)}/chunks", lambda _data, listed: listed
-        )
+        # An erasure coming meanwhile waits for this export: for its flush, which would store
+        # the user again after the deletion, and for its read of what is being deleted.
+        async with self._using(user_id, slot) as current:
+            if slot is not None and current:
+                await self._settled(slot)
+                await self.journal.check_fence()  # as for compaction: a zombie moves nothing
+                await self._flush_users([slot], upto=None)
+            _, _, chunks = await read_tail(
+                self.storage, None, f"{user_key(user_id)}/chunks", lambda _data, listed: listed
+            )
         records: list[Record] = []
         for info, data in chunks:
             records.extend(codec.decode("chunk", data, info.key)["records"])
@@ -374,13 +385,41 @@ class UserHost:
             await self._append(["erase", user_id, self.now_ms(), None])
             self.slots.pop(user_id, None)
             self.alarm_requests.pop(user_id, None)
-            deleted = await self._delete_user_data(user_id)
+            # Writes of the user's data under way land first, then everything is deleted: a
+            # compaction's chunk or snapshot, an export's flush, an alarm's snapshot. (Those
+            # starting from now on find the user gone and write nothing.)
+            await self._writes_done(user_id)
+            async with self._compacting:
+                deleted = await self._delete_user_data(user_id)
             # The log may still hold the user's earlier records: compact it away now.
             await self.compact(force=True)
         finally:
             del self._erasing[user_id]
             done.set()
         return {"userId": user_id, "erased": True, "objectsDeleted": deleted}
+
+    @contextlib.asynccontextmanager
+    async def _using(self, user_id: str, slot: UserSlot | None) -> AsyncIterator[bool]:
+        """Around a use of the user's stored data outside a compaction (a write, an export's
+        read): yields whether `slot` is still the user's (else the user was erased or
+        reloaded: write nothing). An erasure waits for the uses counted here to end before
+        it deletes."""
+        self._writers[user_id] = self._writers.get(user_id, 0) + 1
+        try:
+            yield self.slots.get(user_id) is slot
+        finally:
+            left = self._writers[user_id] - 1
+            if left:
+                self._writers[user_id] = left
+            else:
+                del self._writers[user_id]
+                done = self._writers_done.pop(user_id, None)
+                if done is not None:
+                    done.set()
+
+    async def _writes_done(self, user_id: str) -> None:
+        while user_id in self._writers:
+            await self._writers_done.setdefault(user_id, asyncio.Event()).wait()
 
     async def _erased(self, user_id: str) -> None:
         """Wait until no erasure of the user is under way."""
@@ -467,9 +506,13 @@ class UserHost:
                 await asyncio.shield(task)
 
     async def _load(self, user_id: str, stale: UserSlot | None) -> UserSlot:
+        uncompacted: list[tuple[Position, Record]] = []
         if stale is not None:
-            # Commits already under way on the stale slot land in its `committed` (kept below).
+            # Commits already under way on the stale slot land in its `committed` (kept
+            # below). Taken before storage is read: a compaction writing them meanwhile
+            # drops them from `committed` as its chunk lands, perhaps after the listing.
             await self._settled(stale)
+            uncompacted = list(stale.committed)
         slot = UserSlot(UserTracker(user_id, self.settings.limits))
         key = user_key(user_id)
         snapshot: dict[str, Any] | None = None
@@ -492,12 +535,13 @@ class UserHost:
             slot.next_chunk = snapshot["through"] + 1
             slot.etag = found[1]
         self._apply_chunks(slot, listed, chunks, apply=True)
-        if stale is not None:
+        if uncompacted:
             # Records this host committed but has not compacted yet are only in its log,
-            # unless a compaction wrote them into a chunk just read (it forgets them in the
-            # stale slot only once its whole group of users is written).
+            # unless a compaction wrote them into a chunk just read. One whose chunk landed
+            # after the listing is kept here too: the next chunk of this slot is then
+            # contested, and caught up without it (`_flush_user`).
             written = slot.applied.get(self.name, (0, 0))
-            for position, record in stale.committed:
+            for position, record in uncompacted:
                 if position > written:
                     slot.tracker.apply(record)
                     slot.committed.append((position, record))
@@ -758,7 +802,9 @@ class UserHost:
         if slot is not None and old and max(old.values()) > slot.snapshot_through and _quiet(slot):
             # Chunks not yet folded into a snapshot are still needed to activate the user:
             # fold them in first (small users otherwise never get a snapshot).
-            await self._write_snapshot(slot, through=slot.next_chunk - 1)
+            async with self._using(user_id, slot) as current:
+                if current:
+                    await self._write_snapshot(slot, through=slot.next_chunk - 1)
         through = slot.snapshot_through if slot else 0
         doomed = [key for key, number in old.items() if number <= through]
         await self.storage.delete(doomed)
