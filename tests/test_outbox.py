@@ -4,14 +4,18 @@ failing when a test says so, raced against erasures."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
+from tracker import codec
 from tracker.analytics import HOUR_MS, SiteStats
 from tracker.errors import StorageUnavailable
 from tracker.outbox import AnalyticsOutbox
 from tracker.schema import Movement
+from tracker.storage import Storage
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS
 
@@ -90,5 +94,55 @@ def test_a_user_erased_while_a_shipment_is_out_is_not_brought_back_by_it(fails: 
         aggregator.failing = False
         await outbox.ship(aggregator.send)  # the next tick
         assert aggregator.users() == ["bob"]
+
+    asyncio.run(scenario())
+
+
+def test_an_erasure_saved_while_an_earlier_save_is_out_is_what_storage_keeps(
+    tmp_path: Path,
+) -> None:
+    """The aggregator's periodic save (naming alice) is out when her erasure saves the totals
+    without her: storage must end with the erasure's, whichever write finishes first."""
+    from tracker.actors import AGGREGATE_KEY, AggregatorActor
+    from tracker.config import Config
+
+    class HoldFirstSave:
+        def __init__(self, inner: Storage) -> None:
+            self.inner = inner
+            self.saves = 0
+            self.held = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            self.saves += 1
+            if self.saves == 1:
+                self.held.set()
+                await self.release.wait()
+            return await self.inner.put(key, data, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    async def scenario() -> None:
+        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"))
+        await aggregator.ready()
+        storage = HoldFirstSave(aggregator.storage)
+        aggregator.storage = storage  # type: ignore[assignment]
+        delta = SiteStats()
+        delta.observe("alice", [page_view("alice")], T0)
+        await aggregator.merge(delta.to_wire())
+        periodic = asyncio.create_task(aggregator.save())
+        await storage.held.wait()
+        erasure = asyncio.create_task(aggregator.forget_user("alice"))
+        # The erasure's own save must not overtake the one held: it waits for it.
+        done, _ = await asyncio.wait({erasure}, timeout=0.5)
+        assert not done
+        storage.release.set()
+        await asyncio.gather(periodic, erasure)
+        data, _ = await storage.inner.get(AGGREGATE_KEY)
+        kept = SiteStats.from_wire(codec.decode("site", data, AGGREGATE_KEY)["stats"])
+        assert delta.report(T0)["recentActivity"] != []  # what the held save wrote
+        assert kept.report(T0)["recentActivity"] == []
+        assert kept.report(T0)["totalUsers"] == 0
 
     asyncio.run(scenario())

@@ -362,6 +362,9 @@ class AggregatorActor:
         self.listeners: list[asyncio.Queue[int]] = []
         self._ready = _Started(self._start)
         self._persister: asyncio.Task[None] | None = None
+        # One save at a time: an erasure's save must land after a periodic one already out
+        # (which still names the erased user), not before it.
+        self._saving = asyncio.Lock()
 
     async def _start(self) -> None:
         with contextlib.suppress(ObjectMissing):
@@ -374,19 +377,21 @@ class AggregatorActor:
             await asyncio.sleep(5.0)
             if self.dirty:
                 try:
-                    await self._persist()
+                    await self.save()
                 except StorageUnavailable as exc:
                     log.warning("aggregator: cannot persist: %s", exc)
 
-    async def _persist(self) -> None:
-        self.dirty = False
-        try:
-            await self.storage.put(
-                AGGREGATE_KEY, codec.encode("site", {"stats": self.stats.to_wire()})
-            )
-        except StorageUnavailable:
-            self.dirty = True
-            raise
+    async def save(self) -> None:
+        """Persist the totals now."""
+        async with self._saving:
+            self.dirty = False
+            try:
+                await self.storage.put(
+                    AGGREGATE_KEY, codec.encode("site", {"stats": self.stats.to_wire()})
+                )
+            except StorageUnavailable:
+                self.dirty = True
+                raise
 
     async def ready(self) -> str:
         await self._ready.wait()
@@ -413,7 +418,7 @@ class AggregatorActor:
         """Erasure: the stored totals must stop naming the user now, not at the next save."""
         await self._ready.wait()
         self.stats.forget_user(user_id)
-        await self._persist()
+        await self.save()
 
     async def wait_events(self, timeout_s: float) -> int:
         """Block until some events arrive (or the timeout); return how many (for live views)."""
