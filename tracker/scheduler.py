@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tracker import codec
-from tracker.errors import Fenced
+from tracker.errors import Fenced, StorageUnavailable
 from tracker.host import NowMs, wall_clock_ms
 from tracker.journal import Journal
 from tracker.storage import ObjectExists, PreconditionFailed, Storage, get_if_any
@@ -89,7 +89,8 @@ class AlarmScheduler:
         self._wake_by: int | None = None  # while `run` sleeps: when it wakes by itself
         self._needs_room = False  # `run` sleeps until a place in flight frees
         self._compacting = asyncio.Lock()
-        self._etag: str | None = None
+        self._etag: str | None = None  # the snapshot's, as this scheduler last wrote or read it
+        self._etag_unknown = False  # a write of it failed: it may have landed all the same
         self.fired = 0
         self.failures = 0
         self.lags_ms: list[int] = []
@@ -99,6 +100,7 @@ class AlarmScheduler:
     async def start(self) -> None:
         replay = await self.journal.open()
         found = await get_if_any(self.storage, SNAPSHOT_KEY)
+        self._etag, self._etag_unknown = None, False
         if found is not None:
             data, self._etag = found
             for user_id, due in codec.decode("alarms", data, SNAPSHOT_KEY)["alarms"]:
@@ -385,14 +387,38 @@ class AlarmScheduler:
             await self.journal.truncate(upto)
 
     async def _write_snapshot(self) -> None:
+        """Replace the snapshot if it is still the one this scheduler last wrote or read.
+
+        A refusal means fencing only once the journal confirms a newer incarnation: it is
+        also how a write of this scheduler's own that landed unanswered shows (a timeout, a
+        client retry refused because its first attempt had landed, a folder sync failing
+        after the rename). The ETag is then read again, and the write tried once more."""
         data = codec.encode("alarms", {"alarms": list(self.alarms.items())})
-        try:
-            if self._etag is None:
-                self._etag = await self.storage.put(SNAPSHOT_KEY, data, if_absent=True)
-            else:
-                self._etag = await self.storage.put(SNAPSHOT_KEY, data, if_match=self._etag)
-        except (ObjectExists, PreconditionFailed):
-            raise Fenced("the alarm snapshot was replaced by another scheduler") from None
+        for _ in range(2):
+            if self._etag_unknown:
+                await self._read_etag()
+            self._etag_unknown = True  # until the write answers
+            try:
+                if self._etag is None:
+                    self._etag = await self.storage.put(SNAPSHOT_KEY, data, if_absent=True)
+                else:
+                    self._etag = await self.storage.put(SNAPSHOT_KEY, data, if_match=self._etag)
+            except (ObjectExists, PreconditionFailed):
+                continue
+            self._etag_unknown = False
+            return
+        await self.journal.check_fence()
+        raise StorageUnavailable(
+            "the alarm snapshot changed twice as it was written; retried later"
+        )
+
+    async def _read_etag(self) -> None:
+        found = await get_if_any(self.storage, SNAPSHOT_KEY)
+        # Checked after the read: a newer scheduler claims its epoch before it writes the
+        # snapshot, so an ETag of its snapshot is never taken for one of this scheduler's.
+        await self.journal.check_fence()
+        self._etag = None if found is None else found[1]
+        self._etag_unknown = False
 
     def stats(self) -> dict[str, Any]:
         lags = sorted(self.lags_ms[-10_000:])
