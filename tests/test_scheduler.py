@@ -598,3 +598,50 @@ def test_a_scheduler_whose_snapshot_a_newer_one_replaced_is_fenced(storage: Stor
             await first.compact()
 
     run(scenario())
+
+
+LOG = "journals/scheduler/log/"
+
+
+def test_an_alarm_whose_commit_failed_is_logged_when_requested_again(storage: Storage) -> None:
+    """The host asks again for a request that failed; the alarm is in memory, but must not
+    be taken for stored (a restart would lose it, and the user's history never be trimmed)."""
+    clock = [T0]
+    users = Users(clock)
+    faulty = Faulty(storage)
+
+    async def scenario() -> None:
+        scheduler = await started(faulty, clock, users)
+        faulty.before = Once(LOG, StorageUnavailable("injected outage"))
+        with pytest.raises(StorageUnavailable):
+            await scheduler.ensure_alarms({"u": T0 + HOUR})
+        assert await scheduler.ensure_alarms({"u": T0 + 2 * HOUR}) == 1
+        assert await scheduler.ensure_alarms({"u": T0 + 2 * HOUR}) == 0  # stored now
+        again = await started(storage, clock, Users(clock))
+        assert again.get_alarm("u") == T0 + HOUR  # the one pending, not replaced
+
+    run(scenario())
+
+
+def test_a_request_made_while_an_alarm_commits_fails_with_that_commit(storage: Storage) -> None:
+    """A host whose call timed out asks again while the first call's commit is in flight: the
+    second answer must not rest on the first commit, which then fails."""
+    clock = [T0]
+    users = Users(clock)
+    faulty = Faulty(storage)
+
+    async def scenario() -> None:
+        scheduler = await started(faulty, clock, users)
+        faulty.hold = lambda key: key.startswith(LOG)
+        faulty.before = Once(LOG, StorageUnavailable("injected outage"))
+        first = asyncio.ensure_future(scheduler.ensure_alarms({"u": T0 + HOUR}))
+        await faulty.held.wait()
+        second = asyncio.ensure_future(scheduler.ensure_alarms({"u": T0 + HOUR}))
+        faulty.release.set()
+        with pytest.raises(StorageUnavailable):
+            await first
+        assert await second == 1  # logged again, in a commit of its own
+        again = await started(storage, clock, Users(clock))
+        assert again.get_alarm("u") == T0 + HOUR
+
+    run(scenario())
