@@ -645,3 +645,27 @@ def test_a_request_made_while_an_alarm_commits_fails_with_that_commit(storage: S
         assert again.get_alarm("u") == T0 + HOUR
 
     run(scenario())
+
+
+def test_a_fenced_scheduler_stops_firing_alarms(storage: Storage) -> None:
+    """An old incarnation still running must not call users' `alarm()` beside the new one:
+    once a write of its own finds it fenced, `run` raises `Fenced`."""
+    clock = [T0]
+    users = Users(clock)
+
+    async def scenario() -> None:
+        old = await started(storage, clock, users)
+        await old.set_alarm("u", T0)
+        await started(storage, clock, Users(clock))  # a newer incarnation claims the journal
+        runner = asyncio.ensure_future(old.run(max_wait_s=0.01))
+        with pytest.raises(Fenced):
+            await asyncio.wait_for(runner, timeout=5)
+        assert users.fired() == ["u"]  # its re-arming was the write that found it fenced
+        clock[0] = T0 + RETRY_BASE_MS + HOUR
+        with pytest.raises(Fenced):
+            await old.fire_due()
+        with pytest.raises(Fenced):  # its pending alarms no longer fire: it answers none
+            await old.ensure_alarms({"u": T0})
+        assert users.fired() == ["u"]
+
+    run(scenario())

@@ -18,6 +18,9 @@ once on the scheduler's account. While a call to a host (`group` of the user; by
 user is a group of their own) is overdue, no other call goes to that host: its users' due
 alarms wait `fire_timeout_s` and are tried again, so a hung host neither fills the places in
 flight nor piles up calls, and delays only its own users' alarms.
+
+A scheduler that a newer incarnation has fenced (found by a write of its own being refused)
+starts no more calls: `run` raises `Fenced`, rather than fire each alarm beside the new one.
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ class AlarmScheduler:
         commit that fails. A user whose alarm is firing still has it pending, but the firing
         may end it (their `alarm()` found nothing left, just before this request's activity):
         their request is kept, and armed then."""
+        self._check_not_fenced()  # its pending alarms no longer fire: none answers a request
         fresh: dict[str, int] = {}
         for user_id, due in requests.items():
             pending = self.alarms.get(user_id)
@@ -258,6 +262,7 @@ class AlarmScheduler:
     def _start_due(self, now: int) -> tuple[list[asyncio.Task[Any]], bool]:
         """Start a call for each alarm due at `now`, as places in flight allow; return the
         calls' tasks, and whether due alarms are left waiting for a place."""
+        self._check_not_fenced()
         started: list[asyncio.Task[Any]] = []
         heap = self._heap
         full = False
@@ -313,6 +318,8 @@ class AlarmScheduler:
             timer.cancel()
             if not ended:
                 self._call_ended(user_id)
+            if self.journal.fenced:
+                self._wakeup.set()  # so that `run` stops at once
             if task in self._firing:
                 self._firing.discard(task)
                 self._place_freed()
@@ -346,6 +353,8 @@ class AlarmScheduler:
         try:
             return self._answered(user_id, due, answer)
         except Exception as exc:  # the log refused the change: retry from memory
+            if self.journal.fenced:
+                return None  # a newer scheduler fires it: no retry here
             log.warning("re-arming the alarm of %s failed: %s", user_id, exc)
             self._reschedule(user_id, due, self.now_ms() + RETRY_BASE_MS)
             return None
@@ -379,6 +388,10 @@ class AlarmScheduler:
         # Retries stay in memory; the stored due time makes a restart fire again.
         self._reschedule(user_id, due, retry_at)
 
+    def _check_not_fenced(self) -> None:
+        if self.journal.fenced:
+            raise Fenced(f"journal {self.journal.name}: a newer scheduler owns the alarms")
+
     def _reschedule(self, user_id: str, due: int, at: int) -> None:
         if self.alarms.get(user_id) == due:
             self.alarms[user_id] = at
@@ -394,7 +407,8 @@ class AlarmScheduler:
 
     async def run(self, max_wait_s: float = 1.0) -> None:
         """Fire alarms as they fall due, until cancelled: start their calls, as places in
-        flight allow, and leave them running."""
+        flight allow, and leave them running. Raises `Fenced` once a newer scheduler has
+        claimed the journal (found by a write of this one), rather than fire alongside it."""
         while True:
             self._wakeup.clear()
             try:
