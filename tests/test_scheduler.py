@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import pytest
 
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.scheduler import MAX_RETRIES, RETRY_BASE_MS, AlarmScheduler
-from tracker.storage import ObjectInfo, Storage, open_storage
+from tracker.scheduler import MAX_RETRIES, RETRY_BASE_MS, SNAPSHOT_KEY, AlarmScheduler
+from tracker.storage import ObjectInfo, PreconditionFailed, Storage, open_storage
 
 T = TypeVar("T")
 
@@ -68,6 +68,56 @@ async def until(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(0.001)
+
+
+class Once:
+    """A fault of `Faulty`: `error`, for the first write whose key starts with `prefix`."""
+
+    def __init__(self, prefix: str, error: Exception) -> None:
+        self.prefix = prefix
+        self.error = error
+        self.used = False
+
+    def __call__(self, key: str) -> Exception | None:
+        if self.used or not key.startswith(self.prefix):
+            return None
+        self.used = True
+        return self.error
+
+
+class Faulty:
+    """A storage passing every call through, with faults a test can set: a write failing
+    before it lands (`before`), or landing and then failing all the same (`after`: an answer
+    lost); `hold` keeps writes waiting until `release` is set."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.before: Callable[[str], Exception | None] = lambda key: None
+        self.after: Callable[[str], Exception | None] = lambda key: None
+        self.hold: Callable[[str], bool] = lambda key: False
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        if self.hold(key):
+            self.held.set()
+            await self.release.wait()
+        if (error := self.before(key)) is not None:
+            raise error
+        etag = await self.inner.put(key, data, **kwargs)
+        if (error := self.after(key)) is not None:
+            raise error
+        return etag
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        return await self.inner.get(key)
+
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        return await self.inner.list_objects(prefix)
+
+    async def delete(self, keys: list[str]) -> None:
+        await self.inner.delete(keys)
 
 
 @pytest.fixture
@@ -498,3 +548,124 @@ def test_a_hundred_thousand_pending_alarms_cost_nothing_while_none_is_due(
     )
     assert idle_s < 0.05
     assert cpu_s < 0.25
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        StorageUnavailable("cannot write scheduler/snapshot: timed out"),
+        PreconditionFailed("scheduler/snapshot changed since it was read"),  # a retry's answer
+    ],
+    ids=["answer-lost", "retry-refused"],
+)
+def test_a_snapshot_write_that_landed_but_failed_does_not_stop_the_alarms(
+    storage: Storage, answer: Exception
+) -> None:
+    """Its ETag is unknown then: the next write must not take its own snapshot for a newer
+    scheduler's, and stop firing."""
+    clock = [T0]
+    users = Users(clock)
+    faulty = Faulty(storage)
+
+    async def scenario() -> None:
+        scheduler = await started(faulty, clock, users, compact_log_bytes=1)
+        runner = asyncio.ensure_future(scheduler.run(max_wait_s=0.01))
+        faulty.after = lost = Once(SNAPSHOT_KEY, answer)
+        await scheduler.set_alarm("a", T0 + HOUR)  # a log this big is compacted at once
+        await until(lambda: lost.used)
+        await scheduler.set_alarm("b", T0)
+        await until(lambda: users.fired() == ["b"])
+        await until(lambda: not scheduler._firing)  # its re-arming committed
+        assert not runner.done()
+        runner.cancel()
+        await scheduler.compact()
+        again = await started(storage, clock, Users(clock))
+        assert again.get_alarm("a") == T0 + HOUR
+        assert again.get_alarm("b") == T0 + HOUR
+
+    run(scenario())
+
+
+def test_a_scheduler_whose_snapshot_a_newer_one_replaced_is_fenced(storage: Storage) -> None:
+    clock = [T0]
+    users = Users(clock)
+
+    async def scenario() -> None:
+        first = await started(storage, clock, users)
+        await first.set_alarm("u", T0 + HOUR)
+        await started(storage, clock, Users(clock))
+        with pytest.raises(Fenced):
+            await first.compact()
+
+    run(scenario())
+
+
+LOG = "journals/scheduler/log/"
+
+
+def test_an_alarm_whose_commit_failed_is_logged_when_requested_again(storage: Storage) -> None:
+    """The host asks again for a request that failed; the alarm is in memory, but must not
+    be taken for stored (a restart would lose it, and the user's history never be trimmed)."""
+    clock = [T0]
+    users = Users(clock)
+    faulty = Faulty(storage)
+
+    async def scenario() -> None:
+        scheduler = await started(faulty, clock, users)
+        faulty.before = Once(LOG, StorageUnavailable("injected outage"))
+        with pytest.raises(StorageUnavailable):
+            await scheduler.ensure_alarms({"u": T0 + HOUR})
+        assert await scheduler.ensure_alarms({"u": T0 + 2 * HOUR}) == 1
+        assert await scheduler.ensure_alarms({"u": T0 + 2 * HOUR}) == 0  # stored now
+        again = await started(storage, clock, Users(clock))
+        assert again.get_alarm("u") == T0 + HOUR  # the one pending, not replaced
+
+    run(scenario())
+
+
+def test_a_request_made_while_an_alarm_commits_fails_with_that_commit(storage: Storage) -> None:
+    """A host whose call timed out asks again while the first call's commit is in flight: the
+    second answer must not rest on the first commit, which then fails."""
+    clock = [T0]
+    users = Users(clock)
+    faulty = Faulty(storage)
+
+    async def scenario() -> None:
+        scheduler = await started(faulty, clock, users)
+        faulty.hold = lambda key: key.startswith(LOG)
+        faulty.before = Once(LOG, StorageUnavailable("injected outage"))
+        first = asyncio.ensure_future(scheduler.ensure_alarms({"u": T0 + HOUR}))
+        await faulty.held.wait()
+        second = asyncio.ensure_future(scheduler.ensure_alarms({"u": T0 + HOUR}))
+        faulty.release.set()
+        with pytest.raises(StorageUnavailable):
+            await first
+        assert await second == 1  # logged again, in a commit of its own
+        again = await started(storage, clock, Users(clock))
+        assert again.get_alarm("u") == T0 + HOUR
+
+    run(scenario())
+
+
+def test_a_fenced_scheduler_stops_firing_alarms(storage: Storage) -> None:
+    """An old incarnation still running must not call users' `alarm()` beside the new one:
+    once a write of its own finds it fenced, `run` raises `Fenced`."""
+    clock = [T0]
+    users = Users(clock)
+
+    async def scenario() -> None:
+        old = await started(storage, clock, users)
+        await old.set_alarm("u", T0)
+        await started(storage, clock, Users(clock))  # a newer incarnation claims the journal
+        runner = asyncio.ensure_future(old.run(max_wait_s=0.01))
+        with pytest.raises(Fenced):
+            await asyncio.wait_for(runner, timeout=5)
+        assert users.fired() == ["u"]  # its re-arming was the write that found it fenced
+        clock[0] = T0 + RETRY_BASE_MS + HOUR
+        with pytest.raises(Fenced):
+            await old.fire_due()
+        with pytest.raises(Fenced):  # its pending alarms no longer fire: it answers none
+            await old.ensure_alarms({"u": T0})
+        assert users.fired() == ["u"]
+
+    run(scenario())
