@@ -489,7 +489,8 @@ def _paths() -> Json:
         "/api/users/{userId}": {
             "get": _operation(
                 "users",
-                "One user's sessions with their movements.",
+                "One user's active sessions (not ended by the 30-minute timeout) with their "
+                "movements; `/export` holds their whole stored history.",
                 {"200": _ok("The user.", _json(_ref("UserDetail"))), **admin_read},
                 parameters=[_USER_PATH],
                 security=ADMIN,

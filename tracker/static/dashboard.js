@@ -775,7 +775,7 @@
     var body = clear($('user-body'));
     var sessions = (Array.isArray(data.sessions) ? data.sessions : []).slice()
       .sort(function (a, b) { return (b.startTime || 0) - (a.startTime || 0); });
-    if (!sessions.length) return empty(body, 'No sessions stored for this user.');
+    if (!sessions.length) return empty(body, 'No active session. Ended sessions are in the export.');
     var events = sessions.reduce(function (n, s) { return n + (s.movements ? s.movements.length : 0); }, 0);
     var first = Math.min.apply(null, sessions.map(function (s) { return s.startTime || Date.now(); }));
     var last = Math.max.apply(null, sessions.map(function (s) { return s.lastActivity || 0; }));
