@@ -35,6 +35,7 @@ from tracker.config import Config
 from tracker.dispatch import Dispatcher
 from tracker.errors import (
     Forbidden,
+    HostBusy,
     InvalidInput,
     InvalidMovement,
     RateLimited,
@@ -121,7 +122,9 @@ def error_response(exc: Exception) -> Response:
         headers["Retry-After"] = "1"
         # Not "nothing was stored": a host that died after its commit, or a retry waiting on
         # a first try whose commit failed, cannot tell. A retry stores each eventId once.
-        body = {"error": "storage unavailable; not stored or not confirmed, retry later"}
+        # A request refused by a busy host was not sent at all, and its message says so.
+        if not isinstance(exc, HostBusy):
+            body = {"error": "storage unavailable; not stored or not confirmed, retry later"}
     else:
         log.exception("unexpected error", exc_info=exc)
         status = 500

@@ -220,8 +220,10 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     429: ("RateLimited", "Too many requests from this client or for this user.", "Error"),
     503: (
         "StorageUnavailable",
-        "Storage is unavailable: not stored, or not confirmed. Retry; an event with an "
-        "`eventId` is stored once however often it is sent.",
+        "Storage is unavailable, or the user's host did not answer within "
+        "TRACKER_HOST_TIMEOUT_S (30 s by default) or has too many requests waiting: not "
+        "stored, or not confirmed. Retry; an event with an `eventId` is stored once however "
+        "often it is sent.",
         "Error",
     ),
 }
