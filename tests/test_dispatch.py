@@ -1,8 +1,8 @@
-"""How the HTTP replica calls users' hosts: tracking requests grouped into calls, and what a
-client sees when a host does not answer.
+"""How the HTTP replica calls the tracker's actors: tracking requests grouped into calls to a
+host, and what a client sees when a host does not answer or an actor fails.
 
 The hosts are real `UserHost`s on file storage in this process, behind a stand-in for Ray's
-actor handle that can hold their calls (a host that does not answer).
+actor handle that can hold their calls (a host that does not answer) or fail them as Ray does.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from ray.exceptions import ActorDiedError, ActorUnavailableError, OutOfMemoryError, RayTaskError
 
 from tracker.api import Tracker
 from tracker.config import Config
@@ -29,7 +30,7 @@ from tracker.dispatch import (
     Dispatcher,
     HostQueue,
 )
-from tracker.errors import HostBusy, StorageUnavailable
+from tracker.errors import HostBusy, StorageUnavailable, UnknownSession
 from tracker.host import UserHost
 from tracker.ingress import build_app
 from tracker.placement import host_name, sharded_host_names
@@ -347,5 +348,74 @@ def test_a_tracking_request_answered_503_by_a_stuck_host_is_not_counted_as_store
                     )
                 )
                 assert stored.text.count('"e-1"') == 1
+
+    asyncio.run(scenario())
+
+
+# -- Ray's failures ----------------------------------------------------------------------------
+
+
+def raised_in_actor(cause: Exception) -> RayTaskError:
+    """What awaiting a call gives when the actor's method raised `cause`, as Ray builds it."""
+    error: RayTaskError = RayTaskError("method", "traceback", cause).as_instanceof_cause()
+    return error
+
+
+def test_ray_failures_of_a_host_are_answered_503_and_its_own_errors_come_back_as_they_are(
+    file_storage: str,
+) -> None:
+    async def scenario() -> None:
+        async with rig(file_storage) as r:
+            dispatch = Dispatcher(r.tracker)
+            user = user_on(r.config, "host-0")
+            host = r.host(user)
+            for failure in (
+                OutOfMemoryError("the host's worker was killed for memory"),
+                ActorUnavailableError("unreachable", b"0" * 16),
+                ActorDiedError(),
+                raised_in_actor(ActorDiedError()),  # a call the host made in turn failed
+            ):
+                host.fail = failure
+                with pytest.raises(StorageUnavailable, match="host unavailable"):
+                    await within(dispatch.track(user, clicks(user)))
+                with pytest.raises(StorageUnavailable, match="host unavailable"):
+                    await within(dispatch.call(user, "get_session", "s1"))
+            host.fail = raised_in_actor(UnknownSession(user, "s1"))
+            with pytest.raises(UnknownSession) as raised:
+                await within(dispatch.call(user, "get_session", "s1"))
+            assert not isinstance(raised.value, RayTaskError)  # Ray's traceback stays out
+
+            app = build_app(r.tracker, r.config)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                host.fail = OutOfMemoryError("the host's worker was killed for memory")
+                now = time.time_ns() // 1_000_000
+                event = {"userId": user, "sessionId": "s1", "timestamp": now, "event": "click"}
+                response = await within(client.post("/api/track", json=event))
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "1"
+
+    asyncio.run(scenario())
+
+
+def test_analytics_answer_503_when_the_aggregator_is_down(file_storage: str) -> None:
+    async def scenario() -> None:
+        async with rig(file_storage) as r:
+            app = build_app(r.tracker, r.config)
+            transport = httpx.ASGITransport(app=app)
+            admin = {"Authorization": "Bearer admin-token"}
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://t", headers=admin
+            ) as client:
+                for failure in (ActorDiedError(), ActorUnavailableError("restarting", b"0" * 16)):
+                    r.aggregator.fail = failure
+                    response = await within(client.get("/api/analytics"))
+                    assert response.status_code == 503, response.text
+                    assert response.headers["retry-after"] == "1"
+                    # The live stream has answered 200 already: it ends, for the browser to
+                    # connect again after its `retry`, instead of breaking the connection.
+                    response = await within(client.get("/api/analytics/stream"))
+                    assert response.status_code == 200
+                    assert response.text == "retry: 2000\n\n"
 
     asyncio.run(scenario())

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ray.actor import ActorHandle
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.exceptions import RayError, RayTaskError
 
 from tracker.actors import PerUserRoutes
 from tracker.api import Tracker
@@ -175,10 +175,8 @@ class Dispatcher:
                 results = await queue.handle.track_stored_batch.remote(items)
                 if self.metrics is not None:
                     self.metrics.observe_host_call(len(items), started)
-            except (ActorDiedError, ActorUnavailableError) as exc:
-                results = [StorageUnavailable(f"host unavailable: {exc}")] * len(items)
-            except RayTaskError as exc:
-                results = [_cause(exc)] * len(items)
+            except RayError as exc:
+                results = [actor_error(exc, "host")] * len(items)
             except Exception as exc:
                 results = [exc] * len(items)
             for future, result in zip(futures, results, strict=True):
@@ -199,14 +197,14 @@ class Dispatcher:
         `host_timeout_s` (then `StorageUnavailable`; the call itself is not stopped).
 
         Errors raised by the tracker come back as themselves, without Ray's remote traceback
-        (which must not reach an HTTP client).
+        (which must not reach an HTTP client); Ray's own failures as `actor_error` maps them.
         """
         timeout = asyncio.timeout(self.config.host_timeout_s)
         try:
             async with timeout:
                 return await self._call(user_id, method, *args)
-        except RayTaskError as exc:
-            raise _cause(exc) from None
+        except RayError as exc:
+            raise actor_error(exc, "host") from None
         except TimeoutError:
             if not timeout.expired():
                 raise
@@ -216,15 +214,23 @@ class Dispatcher:
         if self.per_user is not None:
             return await self.per_user.call(user_id, method, *args)
         handle = self.tracker.hosts[host_name(user_id, self.config)]
-        try:
-            return await getattr(handle, method).remote(user_id, *args)
-        except (ActorDiedError, ActorUnavailableError) as exc:
-            raise StorageUnavailable(f"host unavailable: {exc}") from exc
+        return await getattr(handle, method).remote(user_id, *args)
 
 
-def _cause(exc: RayTaskError) -> BaseException:
-    cause = exc.cause
-    return cause if isinstance(cause, BaseException) else StorageUnavailable(str(type(exc)))
+def actor_error(exc: RayError, actor: str) -> Exception:
+    """What a failed call to an actor (`actor` names it) means to the replica's caller.
+
+    An error the actor raised comes back as itself. Ray's failures (the actor died or cannot be
+    reached, a process was killed for memory, an object was lost), also when they ended a call
+    the actor made in turn, become `StorageUnavailable`: the call may or may not have run, and
+    a retry is what helps (an HTTP 503, not a 500 for a whole coalesced batch)."""
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, RayError):
+            return actor_error(cause, actor)
+        if isinstance(cause, Exception):
+            return cause
+    return StorageUnavailable(f"{actor} unavailable: {exc}")
 
 
 def _timed_out(config: Config) -> StorageUnavailable:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from ray.exceptions import RayError
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.middleware import Middleware
@@ -32,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tracker import auth, schema
 from tracker.api import Tracker
 from tracker.config import Config
-from tracker.dispatch import Dispatcher
+from tracker.dispatch import Dispatcher, actor_error
 from tracker.errors import (
     Forbidden,
     HostBusy,
@@ -453,7 +454,12 @@ class Ingress:
             if len(params["path"]) > 2048:
                 raise InvalidInput("path", "longer than 2048 characters")
             filters["path"] = params["path"]
-        report: dict[str, Any] = await self.tracker.aggregator.report.remote(self.now_ms(), filters)
+        try:
+            report: dict[str, Any] = await self.tracker.aggregator.report.remote(
+                self.now_ms(), filters
+            )
+        except RayError as exc:
+            raise actor_error(exc, "aggregator") from None
         report.setdefault("userSessions", [])
         if params.get("userId"):
             user_id = schema.check_id("userId", params["userId"])
@@ -470,7 +476,13 @@ class Ingress:
             quiet_s = 0.0
             while not await request.is_disconnected():
                 started = time.monotonic()
-                count: int = await aggregator.wait_events.remote(5.0)
+                try:
+                    count: int = await aggregator.wait_events.remote(5.0)
+                except RayError as exc:
+                    # Answered 200 already: the stream ends, and the dashboard's EventSource
+                    # connects again after `retry`.
+                    log.warning("live stream ended: %s", actor_error(exc, "aggregator"))
+                    return
                 if count:
                     quiet_s = 0.0
                     data = json.dumps({"events": count, "at": self.now_ms()})

@@ -455,7 +455,9 @@ def _paths() -> Json:
                     "200": _text(
                         "text/event-stream",
                         "`event: update` with data {events, at} at most once a second while "
-                        "events arrive; a `: keepalive` comment every 15 s. Never ends.",
+                        "events arrive; a `: keepalive` comment every 15 s. Ends only when the "
+                        "aggregator is unavailable; an EventSource connects again after the "
+                        "stream's `retry` (2 s).",
                     ),
                     **_errors(401),
                 },
