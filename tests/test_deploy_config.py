@@ -203,3 +203,11 @@ def test_the_alarm_timeout_is_read_from_the_environment_and_must_be_positive() -
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ConfigError, match="TRACKER_ALARM_TIMEOUT_S"):
             Config.from_env({"TRACKER_ALARM_TIMEOUT_S": bad})
+
+
+def test_the_host_timeout_is_read_from_the_environment_and_bounded() -> None:
+    assert Config.from_env({}).host_timeout_s == 30
+    assert Config.from_env({"TRACKER_HOST_TIMEOUT_S": "2.5"}).host_timeout_s == 2.5
+    for bad in ("0", "-1", "3601", "nan", "soon"):
+        with pytest.raises(ConfigError, match="TRACKER_HOST_TIMEOUT_S"):
+            Config.from_env({"TRACKER_HOST_TIMEOUT_S": bad})

@@ -38,6 +38,9 @@ class Config:
     # Time a client has to send a request's whole body: a trickling body holds one of the
     # replica's request slots (Serve's max_ongoing_requests) for as long as it lasts.
     body_timeout_s: float = 10.0
+    # How long the HTTP replica waits for a host's answer before it answers 503: a host that
+    # does not answer must not hold the replica's request slots (docs/serving.md).
+    host_timeout_s: float = 30.0
     max_movements_per_session: int = 1000
     session_timeout_s: float = 30 * 60
     alarm_interval_s: float = 60 * 60
@@ -80,6 +83,11 @@ class Config:
         if not 0 < self.body_timeout_s <= 3600:
             raise ConfigError(
                 f"TRACKER_BODY_TIMEOUT_S={self.body_timeout_s!r}: "
+                "expected more than 0, at most 3600"
+            )
+        if not 0 < self.host_timeout_s <= 3600:
+            raise ConfigError(
+                f"TRACKER_HOST_TIMEOUT_S={self.host_timeout_s!r}: "
                 "expected more than 0, at most 3600"
             )
         if self.max_movements_per_session < 1:

@@ -8,6 +8,12 @@ request, about 2,600 with coalescing), and the host commits them together anyway
 
 In the per-user placement an idle user's actor exits; a call that races the exit is sent again
 to the new incarnation, which recovers the user from storage.
+
+A host that stops answering must not hold the replica's requests (Serve admits a bounded number
+per replica, `/healthz` and other hosts' users included): a request waits at most
+`host_timeout_s` for its answer, and one that finds `MAX_QUEUED` requests or
+`MAX_QUEUED_BYTES` already waiting for its host is refused at once (`HostBusy`). Both are
+answered 503, so that a stuck host's users fail fast while the others are served.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ray.actor import ActorHandle
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.exceptions import RayError, RayTaskError
 
 from tracker.actors import PerUserRoutes
 from tracker.api import Tracker
 from tracker.codec import encode_entries
-from tracker.errors import StorageUnavailable
+from tracker.config import Config
+from tracker.errors import HostBusy, StorageUnavailable
 from tracker.metrics import Metrics
 from tracker.placement import host_name
 from tracker.schema import Movement
@@ -39,34 +46,77 @@ MAX_CALL_BYTES = 90 * 1024
 # call's whole round trip before its own starts; with two, it goes at once, and the host's
 # journal commits both together anyway.
 MAX_IN_FLIGHT = 2
+# Requests waiting for one host besides those in flight, and their movement blobs. A host that
+# answers leaves tens waiting at most (2,600 requests/s, calls of a few ms); one that has stopped
+# would collect requests until they held all the replica's request slots (Serve's
+# max_ongoing_requests), and every other route waited behind them. Past either limit a request
+# is refused at once: 512 requests are two full calls; 4 MiB, about 45 full calls' worth of
+# blobs, only large batches (up to 64 KB each) come near.
+MAX_QUEUED = 2 * MAX_COALESCED
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
 
 class HostQueue:
-    """Pending tracking requests for one host, and how many calls to it are in flight."""
+    """Pending tracking requests for one host, and how many calls to it are in flight.
+
+    A request whose future is done already (cancelled with its client, or past its time limit)
+    is dropped unsent when it comes up."""
 
     def __init__(self, handle: ActorHandle[Any]) -> None:
         self.handle = handle
         self.items: list[tuple[str, Entries]] = []
         self.sizes: list[int] = []
         self.futures: list[asyncio.Future[int]] = []
+        self.bytes = 0
         self.in_flight = 0
 
     def add(self, user_id: str, entries: Entries, future: asyncio.Future[int]) -> None:
+        """Queue a request, or raise `HostBusy` when `MAX_QUEUED` requests or
+        `MAX_QUEUED_BYTES` wait already (one request alone is always taken)."""
+        size = sum(len(blob) for _, blob in entries)
+        if self.items and self._full(size):
+            self._drop_done()
+            if self.items and self._full(size):
+                raise HostBusy(
+                    f"{len(self.items)} requests ({self.bytes} bytes) wait for this user's "
+                    "host already; not stored, retry later"
+                )
         self.items.append((user_id, entries))
-        self.sizes.append(sum(len(blob) for _, blob in entries))
+        self.sizes.append(size)
         self.futures.append(future)
+        self.bytes += size
 
     def take(self) -> tuple[list[tuple[str, Entries]], list[asyncio.Future[int]]]:
         """The oldest requests that fit in one call (at least one, however large)."""
-        count = total = 0
-        for size in self.sizes[:MAX_COALESCED]:
-            total += size
-            if count and total > MAX_CALL_BYTES:
+        count = taken = total = 0
+        for size, future in zip(self.sizes, self.futures, strict=True):
+            if future.done():
+                count += 1
+                continue
+            if taken == MAX_COALESCED or (taken and total + size > MAX_CALL_BYTES):
                 break
+            total += size
             count += 1
+            taken += 1
         items, futures = self.items[:count], self.futures[:count]
+        self.bytes -= sum(self.sizes[:count])
         del self.items[:count], self.futures[:count], self.sizes[:count]
+        if taken < count:
+            live = [not future.done() for future in futures]
+            items = [item for item, keep in zip(items, live, strict=True) if keep]
+            futures = [future for future, keep in zip(futures, live, strict=True) if keep]
         return items, futures
+
+    def _full(self, size: int) -> bool:
+        return len(self.items) >= MAX_QUEUED or self.bytes + size > MAX_QUEUED_BYTES
+
+    def _drop_done(self) -> None:
+        # Only when full: while the host does not answer, `take` does not run.
+        live = [index for index, future in enumerate(self.futures) if not future.done()]
+        self.items = [self.items[index] for index in live]
+        self.sizes = [self.sizes[index] for index in live]
+        self.futures = [self.futures[index] for index in live]
+        self.bytes = sum(self.sizes)
 
 
 class Dispatcher:
@@ -90,10 +140,22 @@ class Dispatcher:
         queue = self._queues.get(name)
         if queue is None:
             queue = self._queues[name] = HostQueue(self.tracker.hosts[name])
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         queue.add(user_id, entries, future)
         self._send_more(queue)
-        return await future
+        # A bare timer, as `ingress.read_limited` has (`asyncio.timeout` costs more per request).
+        # The call carrying the request is not cancelled: Ray would not stop it on the host, and
+        # its slot stays taken until it ends, so that a host that does not answer gets no more
+        # than MAX_IN_FLIGHT calls; the requests behind it time out (or are refused) meanwhile.
+        # An answer that comes after the 503 finds the future done and is dropped: the request
+        # is not counted as stored. (If that late call did store its events, a retry finds them
+        # stored, and they are never counted: the metric may miss events, never count a 503.)
+        timer = loop.call_later(self.config.host_timeout_s, _expire, future, self.config)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     def _send_more(self, queue: HostQueue) -> None:
         if queue.items and queue.in_flight < MAX_IN_FLIGHT:
@@ -113,10 +175,8 @@ class Dispatcher:
                 results = await queue.handle.track_stored_batch.remote(items)
                 if self.metrics is not None:
                     self.metrics.observe_host_call(len(items), started)
-            except (ActorDiedError, ActorUnavailableError) as exc:
-                results = [StorageUnavailable(f"host unavailable: {exc}")] * len(items)
-            except RayTaskError as exc:
-                results = [_cause(exc)] * len(items)
+            except RayError as exc:
+                results = [actor_error(exc, "host")] * len(items)
             except Exception as exc:
                 results = [exc] * len(items)
             for future, result in zip(futures, results, strict=True):
@@ -133,26 +193,52 @@ class Dispatcher:
     # -- everything else -------------------------------------------------------------------
 
     async def call(self, user_id: str, method: str, *args: Any) -> Any:
-        """Call `method(user_id, *args)` on the user's tracker and await the result.
+        """Call `method(user_id, *args)` on the user's tracker and await the result, at most
+        `host_timeout_s` (then `StorageUnavailable`; the call itself is not stopped).
 
         Errors raised by the tracker come back as themselves, without Ray's remote traceback
-        (which must not reach an HTTP client).
+        (which must not reach an HTTP client); Ray's own failures as `actor_error` maps them.
         """
+        timeout = asyncio.timeout(self.config.host_timeout_s)
         try:
-            return await self._call(user_id, method, *args)
-        except RayTaskError as exc:
-            raise _cause(exc) from None
+            async with timeout:
+                return await self._call(user_id, method, *args)
+        except RayError as exc:
+            raise actor_error(exc, "host") from None
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise _timed_out(self.config) from None
 
     async def _call(self, user_id: str, method: str, *args: Any) -> Any:
         if self.per_user is not None:
             return await self.per_user.call(user_id, method, *args)
         handle = self.tracker.hosts[host_name(user_id, self.config)]
-        try:
-            return await getattr(handle, method).remote(user_id, *args)
-        except (ActorDiedError, ActorUnavailableError) as exc:
-            raise StorageUnavailable(f"host unavailable: {exc}") from exc
+        return await getattr(handle, method).remote(user_id, *args)
 
 
-def _cause(exc: RayTaskError) -> BaseException:
-    cause = exc.cause
-    return cause if isinstance(cause, BaseException) else StorageUnavailable(str(type(exc)))
+def actor_error(exc: RayError, actor: str) -> Exception:
+    """What a failed call to an actor (`actor` names it) means to the replica's caller.
+
+    An error the actor raised comes back as itself. Ray's failures (the actor died or cannot be
+    reached, a process was killed for memory, an object was lost), also when they ended a call
+    the actor made in turn, become `StorageUnavailable`: the call may or may not have run, and
+    a retry is what helps (an HTTP 503, not a 500 for a whole coalesced batch)."""
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, RayError):
+            return actor_error(cause, actor)
+        if isinstance(cause, Exception):
+            return cause
+    return StorageUnavailable(f"{actor} unavailable: {exc}")
+
+
+def _timed_out(config: Config) -> StorageUnavailable:
+    return StorageUnavailable(
+        f"no answer from the host within {config.host_timeout_s:g} s (TRACKER_HOST_TIMEOUT_S)"
+    )
+
+
+def _expire(future: asyncio.Future[int], config: Config) -> None:
+    if not future.done():
+        future.set_exception(_timed_out(config))

@@ -88,6 +88,10 @@ class StorageUnavailable(TrackerError):
     """Object storage refused or failed a write; nothing was acknowledged (HTTP 503)."""
 
 
+class HostBusy(StorageUnavailable):
+    """Too many requests wait for this user's host already; this one was not sent (HTTP 503)."""
+
+
 class Fenced(StorageUnavailable):
     """A newer incarnation of this host owns its storage; this one may no longer write."""
 

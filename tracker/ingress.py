@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from ray.exceptions import RayError
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.middleware import Middleware
@@ -32,9 +33,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tracker import auth, schema
 from tracker.api import Tracker
 from tracker.config import Config
-from tracker.dispatch import Dispatcher
+from tracker.dispatch import Dispatcher, actor_error
 from tracker.errors import (
     Forbidden,
+    HostBusy,
     InvalidInput,
     InvalidMovement,
     RateLimited,
@@ -121,7 +123,9 @@ def error_response(exc: Exception) -> Response:
         headers["Retry-After"] = "1"
         # Not "nothing was stored": a host that died after its commit, or a retry waiting on
         # a first try whose commit failed, cannot tell. A retry stores each eventId once.
-        body = {"error": "storage unavailable; not stored or not confirmed, retry later"}
+        # A request refused by a busy host was not sent at all, and its message says so.
+        if not isinstance(exc, HostBusy):
+            body = {"error": "storage unavailable; not stored or not confirmed, retry later"}
     else:
         log.exception("unexpected error", exc_info=exc)
         status = 500
@@ -450,7 +454,12 @@ class Ingress:
             if len(params["path"]) > 2048:
                 raise InvalidInput("path", "longer than 2048 characters")
             filters["path"] = params["path"]
-        report: dict[str, Any] = await self.tracker.aggregator.report.remote(self.now_ms(), filters)
+        try:
+            report: dict[str, Any] = await self.tracker.aggregator.report.remote(
+                self.now_ms(), filters
+            )
+        except RayError as exc:
+            raise actor_error(exc, "aggregator") from None
         report.setdefault("userSessions", [])
         if params.get("userId"):
             user_id = schema.check_id("userId", params["userId"])
@@ -467,7 +476,13 @@ class Ingress:
             quiet_s = 0.0
             while not await request.is_disconnected():
                 started = time.monotonic()
-                count: int = await aggregator.wait_events.remote(5.0)
+                try:
+                    count: int = await aggregator.wait_events.remote(5.0)
+                except RayError as exc:
+                    # Answered 200 already: the stream ends, and the dashboard's EventSource
+                    # connects again after `retry`.
+                    log.warning("live stream ended: %s", actor_error(exc, "aggregator"))
+                    return
                 if count:
                     quiet_s = 0.0
                     data = json.dumps({"events": count, "at": self.now_ms()})

@@ -220,8 +220,10 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     429: ("RateLimited", "Too many requests from this client or for this user.", "Error"),
     503: (
         "StorageUnavailable",
-        "Storage is unavailable: not stored, or not confirmed. Retry; an event with an "
-        "`eventId` is stored once however often it is sent.",
+        "Storage is unavailable, or the user's host did not answer within "
+        "TRACKER_HOST_TIMEOUT_S (30 s by default) or has too many requests waiting: not "
+        "stored, or not confirmed. Retry; an event with an `eventId` is stored once however "
+        "often it is sent.",
         "Error",
     ),
 }
@@ -453,7 +455,9 @@ def _paths() -> Json:
                     "200": _text(
                         "text/event-stream",
                         "`event: update` with data {events, at} at most once a second while "
-                        "events arrive; a `: keepalive` comment every 15 s. Never ends.",
+                        "events arrive; a `: keepalive` comment every 15 s. Ends only when the "
+                        "aggregator is unavailable; an EventSource connects again after the "
+                        "stream's `retry` (2 s).",
                     ),
                     **_errors(401),
                 },
