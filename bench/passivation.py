@@ -49,7 +49,7 @@ def run(quick: bool) -> list[Row]:
     count = 100 if quick else 400
     with ray_session(), temp_storage() as storage:
         # Hosts compact (and so passivate idle users) on every tick and flush.
-        config = bench_config(storage, passivate_after_s=0.01, compact_interval_s=0.0)
+        config = bench_config(storage, passivate_after_s=0.01, compact_interval_s=0.001)
         tracker = connect(config=config)
         make = Movements()
         _timed(tracker, user_ids(50), make)  # warm the code paths

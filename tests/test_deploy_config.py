@@ -211,3 +211,28 @@ def test_the_host_timeout_is_read_from_the_environment_and_bounded() -> None:
     for bad in ("0", "-1", "3601", "nan", "soon"):
         with pytest.raises(ConfigError, match="TRACKER_HOST_TIMEOUT_S"):
             Config.from_env({"TRACKER_HOST_TIMEOUT_S": bad})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "TRACKER_SESSION_TIMEOUT_S",
+        "TRACKER_ALARM_INTERVAL_S",
+        "TRACKER_RETENTION_S",
+        "TRACKER_PASSIVATE_AFTER_S",
+        "TRACKER_COMPACT_INTERVAL_S",
+        "TRACKER_COMPACT_LOG_BYTES",
+    ],
+)
+def test_durations_and_sizes_must_be_positive(key: str) -> None:
+    assert Config.from_env({key: "2"}) is not None
+    for bad in ("0", "-5"):
+        with pytest.raises(ConfigError, match=key):
+            Config.from_env({key: bad})
+
+
+@pytest.mark.parametrize("bad", ["inf", "-inf", "nan"])
+def test_no_setting_takes_an_infinite_or_undefined_number(bad: str) -> None:
+    for key in ("TRACKER_SESSION_TIMEOUT_S", "TRACKER_RATE_LIMIT", "TRACKER_ALARM_TIMEOUT_S"):
+        with pytest.raises(ConfigError, match=key):
+            Config.from_env({key: bad})

@@ -7,6 +7,7 @@ takes them) win over it. Units are in the names: `_S` seconds, `_MS` millisecond
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,15 @@ class Config:
         return config
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"TRACKER_{f.name.upper()}={value!r}: expected a finite number")
+        # Zero or less made a busy loop of every alarm (interval), ended every session at once
+        # (timeout), or deleted all snapshotted history at each alarm (retention).
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TRACKER_{name.upper()}={getattr(self, name)!r}: must be > 0")
         if self.placement not in PLACEMENTS:
             raise ConfigError(f"TRACKER_PLACEMENT={self.placement!r}: expected one of {PLACEMENTS}")
         if self.hosts < 1:
@@ -109,6 +119,16 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+_POSITIVE = (
+    "session_timeout_s",
+    "alarm_interval_s",
+    "retention_s",
+    "passivate_after_s",
+    "compact_interval_s",
+    "compact_log_bytes",
+)
 
 
 def _cast(key: str, raw: str, annotation: Any) -> Any:
