@@ -387,3 +387,20 @@ def test_the_host_path_keeps_exactly_the_movements_not_seen_in_the_window(
             for n in range(31):
                 key = RecentIds.key(f"e{n}")
                 assert (key in state.recent_ids) == (f"e{n}" in window)
+
+
+def test_a_retried_largest_batch_is_recognised_whole_even_after_another_one() -> None:
+    """A batch of the largest size, retried (by the client, or by Ray after a host restart)
+    with another such batch of the session stored in between, stores nothing again."""
+    from tracker.schema import MAX_BATCH_EVENTS
+
+    tracker = UserTracker("alice")
+
+    def batch(name: str) -> list[Movement]:
+        return [movement(eventId=f"{name}-{n}") for n in range(MAX_BATCH_EVENTS)]
+
+    assert track(tracker, batch("a")) == MAX_BATCH_EVENTS
+    assert track(tracker, batch("b")) == MAX_BATCH_EVENTS
+    assert track(tracker, batch("a")) == 0
+    assert track(tracker, batch("b")) == 0
+    assert len(tracker.get_session("s1")["movements"]) == 2 * MAX_BATCH_EVENTS

@@ -17,8 +17,12 @@ from typing import Any
 import msgspec
 
 from tracker import codec
+from tracker.schema import MAX_BATCH_EVENTS
 
-EVENT_ID_WINDOW = 256
+# Two of the largest batches: a retry of a whole batch (the client's, or Ray's of a call to a
+# restarted host) is recognised even with another batch of the session stored between. (With
+# 256, a retried batch of 500 stored its first 244 events again.)
+EVENT_ID_WINDOW = 2 * MAX_BATCH_EVENTS
 
 
 class MovementBuffer:
@@ -96,7 +100,7 @@ class RecentIds:
 
     def holds_any(self, event_ids: Iterable[str | None]) -> bool:
         """Whether the window holds any of `event_ids` (None skipped): a batch's check in one
-        step. Searching the ring costs about 1 µs per ID; a set of the window's 256 entries
+        step. Searching the ring costs about 1 µs per ID; a set of 256 of the window's entries
         costs about 10 µs once, so a batch of 8 IDs or more is checked against the set."""
         ring = self.ring
         if not ring:
