@@ -81,6 +81,23 @@ def test_retried_event_ids_count_once(make_tracker: Any, file_storage: str) -> N
     assert len(ray.get(user.get_session.remote("s1"))["movements"]) == 1
 
 
+def test_a_null_event_id_gets_one_and_an_opted_out_user_is_stored_by_no_handle(
+    make_tracker: Any, file_storage: str
+) -> None:
+    t = make_tracker(storage=file_storage, opt_out=("dave",))
+    carol = t.user("carol")
+    ray.get(carol.track.remote(movement("carol", eventId=None)))
+    ray.get(carol.track_many.remote([movement("carol", eventId=None)]))
+    ids = [m.get("eventId") for m in ray.get(carol.get_session.remote("s1"))["movements"]]
+    assert len(ids) == 2 and all(ids)  # retry-safe, as over HTTP
+    dave = t.user("dave")
+    assert ray.get(dave.track.remote(movement("dave"))) == 0
+    assert ray.get(dave.track_many.remote([movement("dave")])) == 0
+    assert ray.get(dave.create_session.remote("s1"))["declined"]
+    with pytest.raises(UnknownSession):
+        ray.get(dave.get_session.remote("s1"))
+
+
 @pytest.mark.parametrize("placement", ["sharded", "per-user"])
 def test_site_analytics_count_every_users_events_in_both_placements(
     make_tracker: Any, file_storage: str, placement: str

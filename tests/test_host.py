@@ -1248,3 +1248,26 @@ def test_a_compaction_cancelled_after_its_chunks_landed_is_caught_up_by_the_next
         await again.stop()
 
     run(scenario())
+
+
+def test_an_opted_out_user_is_stored_by_no_call_whoever_makes_it(storage: Storage) -> None:
+    """`TRACKER_OPT_OUT` holds on the host itself, so a program's handles (which do not go
+    through the HTTP app's check) store nothing of the user either."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock, opt_out=frozenset({"bob"}))
+        bob = movement(clock, user="bob", eventId="b1")
+        assert await host.track("bob", bob) == 0
+        assert await host.track_many("bob", [bob]) == 0
+        entries = codec.encode_entries(movements_from_obj([bob], clock()))
+        assert await host.track_stored("bob", entries) == 0
+        assert await host.track_stored_batch([("bob", entries)]) == [0]
+        assert (await host.create_session("bob", "s1"))["declined"]
+        assert await host.track("alice", movement(clock, eventId="a1")) == 1
+        await host.compact(force=True)
+        assert await storage.list_objects(user_key("bob")) == []
+        assert [m["eventId"] for m in await movements_of(host)] == ["a1"]
+        assert "bob" not in host.slots
+
+    run(scenario())

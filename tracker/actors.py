@@ -58,6 +58,7 @@ def host_settings(config: Config) -> HostSettings:
         compact_log_bytes=config.compact_log_bytes,
         compact_interval_ms=int(config.compact_interval_s * 1000),
         commit_linger_ms=config.commit_linger_ms,
+        opt_out=frozenset(config.opt_out),
     )
 
 
@@ -228,6 +229,8 @@ class HostActor:
         self, user_id: str, session_id: str, device_info: Any = None
     ) -> dict[str, Any]:
         session = await self._call(self.host.create_session, user_id, session_id, device_info)
+        if session.get("declined"):
+            return session  # an opted-out user: nothing stored, nothing counted
         # Observed now, not at its start: a session created again may have started hours ago.
         self.outbox.delta.observe_session(
             user_id,

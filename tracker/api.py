@@ -50,12 +50,13 @@ def connect(
 
 
 def _prepared(method: str, user_id: str, args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
-    """The call to make: event IDs added; `track_many` in the stored form when it validates."""
-    if method == "track" and args and isinstance(args[0], dict) and "eventId" not in args[0]:
+    """The call to make: event IDs added (where missing or null, as the HTTP app does);
+    `track_many` in the stored form when it validates."""
+    if method == "track" and args and isinstance(args[0], dict) and _no_id(args[0]):
         return method, ({**args[0], "eventId": uuid.uuid4().hex}, *args[1:])
     if method == "track_many" and len(args) == 1 and isinstance(args[0], list | tuple):
         movements = [
-            {**m, "eventId": uuid.uuid4().hex} if isinstance(m, dict) and "eventId" not in m else m
+            {**m, "eventId": uuid.uuid4().hex} if isinstance(m, dict) and _no_id(m) else m
             for m in args[0]
         ]
         try:
@@ -66,6 +67,10 @@ def _prepared(method: str, user_id: str, args: tuple[Any, ...]) -> tuple[str, tu
             return method, (movements,)
         return "track_stored", (encode_entries(checked),)
     return method, args
+
+
+def _no_id(movement: dict[str, Any]) -> bool:
+    return movement.get("eventId") is None
 
 
 class _Method:

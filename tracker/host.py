@@ -77,6 +77,10 @@ ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 TrackListener = Callable[[str, str, Sequence[Observed], int], None]
 
 
+# What a session request for an opted-out user answers (nothing is stored).
+DECLINED: dict[str, Any] = {"success": False, "declined": True}
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -95,6 +99,8 @@ class HostSettings:
     compact_log_bytes: int = Config.compact_log_bytes
     compact_interval_ms: int = int(Config.compact_interval_s * 1000)
     commit_linger_ms: float = Config.commit_linger_ms
+    # Users whose events are dropped, whoever sends them (`TRACKER_OPT_OUT`).
+    opt_out: frozenset[str] = frozenset()
 
 
 class UserSlot:
@@ -282,11 +288,15 @@ class UserHost:
             self.calls_in_flight -= 1
 
     async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
+        if user_id in self.settings.opt_out:
+            return 0
         slot = await self._slot(user_id)
         tracked = slot.tracker.track_record(movements, now)
         return await self._commit_track(user_id, slot, tracked, len(movements))
 
     async def _track_stored(self, user_id: str, entries: list[codec.Entry], now: int) -> int:
+        if user_id in self.settings.opt_out:
+            return 0
         slot = await self._slot(user_id)
         tracked = slot.tracker.track_stored_record(entries, now)
         count = sum(len(movements) for _, _, movements in entries)
@@ -315,6 +325,8 @@ class UserHost:
     ) -> dict[str, Any]:
         check_id("sessionId", session_id)
         info = device_info_from_obj(device_info)
+        if user_id in self.settings.opt_out:
+            return dict(DECLINED)
         slot = await self._slot(user_id)
         record = slot.tracker.create_session_record(session_id, info, self.now_ms())
         await self._commit(user_id, slot, record)

@@ -47,6 +47,7 @@ from tracker.errors import (
     UnknownSession,
     UnsupportedMediaType,
 )
+from tracker.host import DECLINED
 from tracker.metrics import Metrics
 from tracker.ratelimit import RateLimiter
 
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
 ADMIN_COOKIE = "tracker_admin"
-DECLINED = {"success": False, "declined": True}
 VISITOR_COOKIE = "tracker_visitor"
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
