@@ -203,3 +203,11 @@ def test_the_alarm_timeout_is_read_from_the_environment_and_must_be_positive() -
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ConfigError, match="TRACKER_ALARM_TIMEOUT_S"):
             Config.from_env({"TRACKER_ALARM_TIMEOUT_S": bad})
+
+
+def test_the_open_requests_per_client_are_read_from_the_environment_and_not_negative() -> None:
+    assert Config.from_env({}).open_requests_per_client == 32
+    assert Config.from_env({"TRACKER_OPEN_REQUESTS_PER_CLIENT": "0"}).open_requests_per_client == 0
+    for bad in ("-1", "many", "2.5"):
+        with pytest.raises(ConfigError, match="TRACKER_OPEN_REQUESTS_PER_CLIENT"):
+            Config.from_env({"TRACKER_OPEN_REQUESTS_PER_CLIENT": bad})

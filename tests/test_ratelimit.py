@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 
 from tracker.errors import ConfigError, RateLimited
-from tracker.ratelimit import RateLimiter
+from tracker.ratelimit import OpenRequests, RateLimiter
 
 
 class Clock:
@@ -152,3 +154,52 @@ def test_the_error_says_the_whole_seconds_a_retry_after_header_can_say(
     assert error.retry_after_s == wait_s
     assert error.retry_after_whole_s == whole_s
     assert str(error) == f"rate limited; retry after {whole_s} s"
+
+
+# -- open requests ------------------------------------------------------------------------------
+
+
+def test_a_key_may_hold_its_limit_of_open_requests_and_the_next_is_refused() -> None:
+    open_requests = OpenRequests(3)
+    with ExitStack() as held:
+        for _ in range(3):
+            held.enter_context(open_requests.hold("a"))
+        with pytest.raises(RateLimited) as refused:
+            open_requests.hold("a")
+        assert refused.value.retry_after_whole_s == 1
+        assert open_requests.open("a") == 3
+        # Another key is not limited by this one's open requests.
+        with open_requests.hold("b"):
+            assert open_requests.open("b") == 1
+    assert open_requests.open("a") == 0
+    with open_requests.hold("a"):
+        assert open_requests.open("a") == 1
+
+
+def test_an_open_request_is_released_however_its_block_ends() -> None:
+    open_requests = OpenRequests(1)
+    for ending in (ValueError("bad body"), KeyboardInterrupt()):
+        with pytest.raises(type(ending)), open_requests.hold("a"):
+            raise ending
+        assert open_requests.open("a") == 0
+    with open_requests.hold("a"):
+        pass
+    assert open_requests.open("a") == 0
+
+
+def test_only_keys_with_a_request_open_are_kept() -> None:
+    open_requests = OpenRequests(2)
+    for key in range(1000):
+        with open_requests.hold(str(key)):
+            assert len(open_requests) == 1
+    assert len(open_requests) == 0
+
+
+def test_an_open_request_limit_of_zero_counts_nothing() -> None:
+    open_requests = OpenRequests(0)
+    with ExitStack() as held:
+        for _ in range(1000):
+            held.enter_context(open_requests.hold("a"))
+        assert open_requests.open("a") == 0 and len(open_requests) == 0
+    with pytest.raises(ConfigError):
+        OpenRequests(-1)

@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -482,14 +482,12 @@ def test_a_body_read_in_time_leaves_its_request_running_and_a_late_one_times_out
     assert 0.04 < waited < 5
 
 
-@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
-def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
-    own_tracker: Tracker, path: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    site = "https://shop.example"
-    app = build_app(own_tracker, own_tracker.config.replace(allowed_origins=(site,)))
-    # A cross-origin /api/track goes through Starlette's routing, like the other two.
-    scope = {
+def _post_scope(path: str, client: str = "127.0.0.1", origin: str | None = None) -> dict[str, Any]:
+    """The ASGI scope of a JSON `POST path` from `client` (with an `Origin` if given)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    return {
         "type": "http",
         "method": "POST",
         "path": path,
@@ -498,14 +496,20 @@ def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
         "query_string": b"",
         "scheme": "http",
         "http_version": "1.1",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"100"),
-            (b"origin", site.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
+        "headers": headers,
+        "client": (client, 50000),
         "server": ("127.0.0.1", 80),
     }
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
+    own_tracker: Tracker, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = "https://shop.example"
+    app = build_app(own_tracker, own_tracker.config.replace(allowed_origins=(site,)))
+    # A cross-origin /api/track goes through Starlette's routing, like the other two.
+    scope = _post_scope(path, origin=site)
     messages = [{"type": "http.request", "body": b'{"userId":', "more_body": True}]
     sent: list[dict[str, Any]] = []
 
@@ -521,6 +525,149 @@ def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
     assert [r.getMessage() for r in caplog.records] == []
     counted = app.state.ingress.metrics.render().decode()
     assert f'route="{path}"' not in counted
+
+
+# -- requests held open -------------------------------------------------------------------------
+
+SHOP = "https://shop.example"
+# The routes that read a body anyone may send; a cross-origin /api/track goes through
+# Starlette's routing, a same-origin one does not.
+BODY_ROUTES = [
+    ("/api/track", None),
+    ("/api/track", SHOP),
+    ("/api/track/session", None),
+    ("/api/admin/login", None),
+]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _sending(body: bytes, *, complete: bool, gone: asyncio.Event | None = None) -> Receive:
+    """A client that sends `body`; when not `complete`, sends no more of it, and is gone once
+    `gone` is set (never, without one)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        await (gone or asyncio.Event()).wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _call(app: Any, scope: dict[str, Any], receive: Receive) -> list[dict[str, Any]]:
+    """Run one request through `app`; what it sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+def _status(sent: list[dict[str, Any]]) -> tuple[int, dict[str, str]]:
+    start = sent[0]
+    assert start["type"] == "http.response.start"
+    headers = {name.decode(): value.decode() for name, value in start["headers"]}
+    return start["status"], headers
+
+
+@pytest.mark.parametrize(("path", "origin"), BODY_ROUTES)
+def test_one_address_may_have_only_so_many_requests_open_and_more_are_429_at_once(
+    own_tracker: Tracker, path: str, origin: str | None
+) -> None:
+    """A body that stalls costs one token of its address's rate limit but holds a request slot
+    until TRACKER_BODY_TIMEOUT_S: the rate limit alone let one address hold hundreds."""
+    config = own_tracker.config.replace(open_requests_per_client=3, allowed_origins=(SHOP,))
+    app = build_app(own_tracker, config)
+    counted = app.state.ingress.open_requests
+
+    async def scenario() -> tuple[list[dict[str, Any]], int]:
+        gone = asyncio.Event()
+
+        def stall(address: str) -> asyncio.Task[list[dict[str, Any]]]:
+            receive = _sending(b'{"userId":', complete=False, gone=gone)
+            return asyncio.create_task(_call(app, _post_scope(path, address, origin), receive))
+
+        stalled = [stall("203.0.113.7") for _ in range(3)]
+        await _until(lambda: counted.open("203.0.113.7") == 3)
+        refused = await _call(
+            app, _post_scope(path, "203.0.113.7", origin), _sending(b"{}", complete=True)
+        )
+        # Another address is admitted meanwhile.
+        stalled.append(stall("198.51.100.1"))
+        await _until(lambda: counted.open("198.51.100.1") == 1)
+        gone.set()
+        await asyncio.gather(*stalled)
+        return refused, len(counted)
+
+    refused, still_open = asyncio.run(scenario())
+    status, headers = _status(refused)
+    assert status == 429
+    assert headers["retry-after"] == "1"
+    assert json.loads(refused[1]["body"])["error"] == "rate limited; retry after 1 s"
+    assert still_open == 0
+
+
+ENDINGS = ["answered", "refused", "timed out", "client gone", "cancelled"]
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.parametrize(("path", "origin"), BODY_ROUTES)
+def test_a_request_is_no_longer_counted_open_however_it_ends(
+    own_tracker: Tracker, path: str, origin: str | None, ending: str
+) -> None:
+    config = own_tracker.config.replace(
+        open_requests_per_client=1, allowed_origins=(SHOP,), body_timeout_s=0.2
+    )
+    app = build_app(own_tracker, config)
+    counted = app.state.ingress.open_requests
+    user = new_user()
+    valid = {
+        "/api/track": movement(user),
+        "/api/track/session": {"userId": user, "sessionId": "s1"},
+        "/api/admin/login": {"token": OWN_ADMIN},
+    }[path]
+    scope = _post_scope(path, "203.0.113.7", origin)
+
+    async def scenario() -> list[dict[str, Any]]:
+        gone = asyncio.Event()
+        gone.set()
+        receive = {
+            "answered": _sending(json.dumps(valid).encode(), complete=True),
+            "refused": _sending(b"{not json", complete=True),
+            "timed out": _sending(b"{", complete=False),
+            "client gone": _sending(b"{", complete=False, gone=gone),
+            "cancelled": _sending(b"{", complete=False),
+        }[ending]
+        request = asyncio.create_task(_call(app, scope, receive))
+        if ending != "cancelled":
+            return await request
+        # What Serve does to a request whose client went away.
+        await _until(lambda: counted.open("203.0.113.7") == 1)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        return []
+
+    sent = asyncio.run(scenario())
+    expected = {"answered": 200, "refused": 400, "timed out": 408}
+    if ending in expected:
+        assert _status(sent)[0] == expected[ending], sent
+    else:
+        assert sent == []
+    assert counted.open("203.0.113.7") == 0
+    assert len(counted) == 0
 
 
 # -- hostile user IDs ---------------------------------------------------------------------------

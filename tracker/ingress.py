@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from tracker.errors import (
     UnsupportedMediaType,
 )
 from tracker.metrics import Metrics
-from tracker.ratelimit import RateLimiter
+from tracker.ratelimit import OpenRequests, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,9 @@ class Ingress:
         self.dispatch = Dispatcher(tracker, self.metrics)
         self.ip_limiter = RateLimiter(config.rate_limit)
         self.user_limiter = RateLimiter(config.rate_limit)
+        self.open_requests = OpenRequests(
+            config.open_requests_per_client if config.rate_limit else 0
+        )
         self.opt_out = frozenset(config.opt_out)
         self.admin_token: str = config.admin_token or ""
         self.secret: str = config.secret or ""
@@ -288,6 +292,13 @@ class Ingress:
 
     async def json_body(self, request: Request) -> Any:
         return schema.decode_json(await self.body(request.headers, request.stream()))
+
+    def admit(self, client: str) -> AbstractContextManager[None]:
+        """Charge the client address's bucket; count the request among the address's open ones
+        for as long as the returned context lasts, however the request ends. Either one over
+        its limit raises `RateLimited`."""
+        self.ip_limiter.check(client)
+        return self.open_requests.hold(client)
 
     def authorize_user(self, headers: Mapping[str, str], user_id: str) -> None:
         """Anonymous visitors are random UUIDs; any other user ID needs its identity token."""
@@ -331,12 +342,17 @@ class Ingress:
         is not stored again).
 
         Checks run cheapest first, so that what is refused costs little: a privacy signal is
-        answered before anything else; the client's address pays before its body is read; the
-        user's own bucket only once the request has shown it may write for that user (else
-        anyone could use up anyone's)."""
+        answered before anything else; the client's address pays, and has the request counted
+        among its open ones until it ends, before its body is read; the user's own bucket only
+        once the request has shown it may write for that user (else anyone could use up
+        anyone's)."""
         if signals_decline(headers):
             return 0
-        self.ip_limiter.check(client)
+        with self.admit(client):
+            return await self.store(headers, chunks)
+
+    async def store(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> int:
+        """`accept` from the body on, once the client's address is admitted."""
         movements = schema.movements_from_json(await self.body(headers, chunks), self.now_ms())
         if not movements:
             return 0
@@ -399,7 +415,11 @@ class Ingress:
         """In the order of `accept`, for the same reasons."""
         if signals_decline(request.headers):
             return JSONResponse(DECLINED)
-        self.ip_limiter.check(client_of(request))
+        with self.admit(client_of(request)):
+            return await self.start_session(request)
+
+    async def start_session(self, request: Request) -> Response:
+        """`create_session` from the body on, once the client's address is admitted."""
         req = schema.session_request_from_obj(await self.json_body(request))
         self.authorize_user(request.headers, req.userId)
         if req.userId in self.opt_out:
@@ -486,8 +506,8 @@ class Ingress:
         )
 
     async def admin_login(self, request: Request) -> Response:
-        self.ip_limiter.check(client_of(request))
-        raw = await self.json_body(request)
+        with self.admit(client_of(request)):
+            raw = await self.json_body(request)
         token = raw.get("token") if isinstance(raw, dict) else None
         if not isinstance(token, str):
             raise InvalidInput("token", "expected the admin token as a string")

@@ -217,7 +217,12 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "The request does not match the schema; `field` names the culprit.",
         "FieldError",
     ),
-    429: ("RateLimited", "Too many requests from this client or for this user.", "Error"),
+    429: (
+        "RateLimited",
+        "Too many requests from this client or for this user, or too many open at once from "
+        "this client (TRACKER_OPEN_REQUESTS_PER_CLIENT).",
+        "Error",
+    ),
     503: (
         "StorageUnavailable",
         "Storage is unavailable: not stored, or not confirmed. Retry; an event with an "
