@@ -5,7 +5,7 @@ from contextlib import ExitStack
 import pytest
 
 from tracker.errors import ConfigError, RateLimited
-from tracker.ratelimit import OpenRequests, RateLimiter
+from tracker.ratelimit import OpenRequests, RateLimiter, client_key
 
 
 class Clock:
@@ -203,3 +203,41 @@ def test_an_open_request_limit_of_zero_counts_nothing() -> None:
         assert open_requests.open("a") == 0 and len(open_requests) == 0
     with pytest.raises(ConfigError):
         OpenRequests(-1)
+
+
+# -- client keys --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        # Every address of one /64 is one client: its owner may use any of them.
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:0:0:0:7", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        # An IPv4 client seen through an IPv6 socket is that IPv4 client.
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        # Not an address (a Unix socket's peer, a test client): as it is.
+        ("testclient", "testclient"),
+        ("not:an:address", "not:an:address"),
+        ("", ""),
+    ],
+)
+def test_ipv6_clients_are_keyed_by_their_64_prefix_and_others_as_they_are(
+    address: str, key: str
+) -> None:
+    assert client_key(address) == key
+
+
+def test_one_ipv6_network_gets_one_bucket_whichever_of_its_addresses_it_uses() -> None:
+    limiter = RateLimiter(1.0, burst=2, clock=Clock())
+    for host in range(1, 3):
+        limiter.check(client_key(f"2001:db8:1:2::{host:x}"))
+    for host in range(3, 1000):
+        with pytest.raises(RateLimited):
+            limiter.check(client_key(f"2001:db8:1:2::{host:x}"))
+    assert len(limiter) == 1
+    limiter.check(client_key("2001:db8:1:3::1"))

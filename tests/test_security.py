@@ -619,6 +619,57 @@ def test_one_address_may_have_only_so_many_requests_open_and_more_are_429_at_onc
     assert still_open == 0
 
 
+def test_the_addresses_of_one_ipv6_network_share_their_limits(own_tracker: Tracker) -> None:
+    """A /64 is one subscriber's: per address, it would hold a fresh rate-limit bucket and
+    open-request count for each of its 2**64 addresses."""
+    rate_limited = build_app(own_tracker, own_tracker.config.replace(rate_limit=0.2))
+    open_limited = build_app(own_tracker, own_tracker.config.replace(open_requests_per_client=3))
+    counted = open_limited.state.ingress.open_requests
+
+    async def post(app: Any, address: str) -> int:
+        # Not JSON: refused once admitted, without a host call.
+        receive = _sending(b"{not json", complete=True)
+        status, _ = _status(await _call(app, _post_scope("/api/track", address), receive))
+        return status
+
+    async def scenario() -> dict[str, list[int]]:
+        statuses = {
+            # A burst of 2 for the network, whichever of its addresses asks;
+            "one network": [
+                await post(rate_limited, f"2001:db8:1:2::{host:x}") for host in range(1, 5)
+            ],
+            # another network has its own;
+            "next network": [await post(rate_limited, "2001:db8:1:3::1")],
+            # an IPv4 client through an IPv6 socket is that IPv4 client.
+            "ipv4": [await post(rate_limited, "203.0.113.7") for _ in range(2)],
+            "ipv4 mapped": [await post(rate_limited, "::ffff:203.0.113.7")],
+        }
+        gone = asyncio.Event()
+        stalled = [
+            asyncio.create_task(
+                _call(
+                    open_limited,
+                    _post_scope("/api/track/session", f"2001:db8:5:6:{host:x}::1"),
+                    _sending(b"{", complete=False, gone=gone),
+                )
+            )
+            for host in range(1, 4)
+        ]
+        await _until(lambda: counted.open("2001:db8:5:6::/64") == 3)
+        statuses["open in one network"] = [await post(open_limited, "2001:db8:5:6:ffff::1")]
+        gone.set()
+        await asyncio.gather(*stalled)
+        return statuses
+
+    assert asyncio.run(scenario()) == {
+        "one network": [400, 400, 429, 429],
+        "next network": [400],
+        "ipv4": [400, 400],
+        "ipv4 mapped": [429],
+        "open in one network": [429],
+    }
+
+
 ENDINGS = ["answered", "refused", "timed out", "client gone", "cancelled"]
 
 

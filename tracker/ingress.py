@@ -47,7 +47,7 @@ from tracker.errors import (
     UnsupportedMediaType,
 )
 from tracker.metrics import Metrics
-from tracker.ratelimit import OpenRequests, RateLimiter
+from tracker.ratelimit import OpenRequests, RateLimiter, client_key
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,11 @@ def signals_decline(headers: Mapping[str, str]) -> bool:
     return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1"
 
 
-def client_of(request: Request) -> str:
-    # Client IPs stay in this process's memory only (the rate limiter's); they are never stored.
-    return request.client.host if request.client else "?"
+def client_of(scope: Scope) -> str:
+    """The key the client's address is limited under (`client_key`). Client IPs stay in this
+    process's memory only (the rate limiter's); they are never stored."""
+    client = scope.get("client")
+    return client_key(client[0]) if client else "?"
 
 
 def route_path(scope: Scope) -> str:
@@ -331,7 +333,7 @@ class Ingress:
     async def track(self, request: Request) -> Response:
         """`POST /api/track` through Starlette: cross-origin requests, for CORS (`TrackerApp`
         answers the others itself)."""
-        accepted = await self.accept(request.headers, client_of(request), request.stream())
+        accepted = await self.accept(request.headers, client_of(request.scope), request.stream())
         return Response(accepted_body(accepted), media_type="application/json")
 
     async def accept(
@@ -385,9 +387,8 @@ class Ingress:
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-        client = scope.get("client")
         try:
-            accepted = await self.accept(headers, client[0] if client else "?", _chunks(receive))
+            accepted = await self.accept(headers, client_of(scope), _chunks(receive))
             payload = accepted_body(accepted)
         except ClientDisconnect:
             return  # nobody to answer
@@ -415,7 +416,7 @@ class Ingress:
         """In the order of `accept`, for the same reasons."""
         if signals_decline(request.headers):
             return JSONResponse(DECLINED)
-        with self.admit(client_of(request)):
+        with self.admit(client_of(request.scope)):
             return await self.start_session(request)
 
     async def start_session(self, request: Request) -> Response:
@@ -439,7 +440,7 @@ class Ingress:
         return response
 
     async def get_session(self, request: Request) -> Response:
-        self.ip_limiter.check(client_of(request))
+        self.ip_limiter.check(client_of(request.scope))
         user_id = schema.check_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
         if not self.is_admin(request):
@@ -506,7 +507,7 @@ class Ingress:
         )
 
     async def admin_login(self, request: Request) -> Response:
-        with self.admit(client_of(request)):
+        with self.admit(client_of(request.scope)):
             raw = await self.json_body(request)
         token = raw.get("token") if isinstance(raw, dict) else None
         if not isinstance(token, str):
