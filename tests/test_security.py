@@ -172,6 +172,60 @@ def test_an_identified_user_with_a_bad_token_is_401_everywhere(
     assert len(stored_movements(admin, user)) == 1
 
 
+async def _over(app: Any, scheme: str, calls: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
+    """What `calls` return, made to `app` in process by a browser at `scheme`://tracker.test."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://tracker.test") as c:
+        return await calls(c)
+
+
+def test_an_identified_user_gets_no_visitor_cookie_and_reads_with_a_valid_token_only(
+    own_tracker: Tracker,
+) -> None:
+    """A token expires; a visitor cookie lasts a year. An identified user's cookie (as one was
+    set before they were kept to anonymous visitors) must not read past the token."""
+    app = build_app(own_tracker, own_tracker.config)
+    user = identified_user()
+    session = {"userId": user, "sessionId": "s1"}
+    valid = bearer(mint_token(OWN_SECRET, user))
+    expired = bearer(mint_token(OWN_SECRET, user, ttl_s=60, now_s=time.time() - HOUR_S))
+    old_cookie = f"{user}.{app.state.ingress.visitor_proof(user)}"
+
+    async def calls(browser: httpx.AsyncClient) -> tuple[httpx.Response, dict[str, int]]:
+        created = await browser.post("/api/track/session", json=session, headers=valid)
+        browser.cookies.set("tracker_visitor", old_cookie, path="/api/track")
+        reads = {}
+        for name, headers in (("no token", {}), ("expired", expired), ("valid", valid)):
+            read = await browser.get("/api/track/session", params=session, headers=headers)
+            reads[name] = read.status_code
+        return created, reads
+
+    created, reads = asyncio.run(_over(app, "https", calls))
+    assert created.status_code == 200, created.text
+    assert "set-cookie" not in created.headers
+    assert reads == {"no token": 403, "expired": 401, "valid": 200}
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_visitor_cookie_is_secure_when_the_request_came_over_https(
+    own_tracker: Tracker, scheme: str
+) -> None:
+    app = build_app(own_tracker, own_tracker.config)
+    user = new_user()
+    session = {"userId": user, "sessionId": "s1"}
+
+    async def calls(browser: httpx.AsyncClient) -> tuple[str, int]:
+        created = await browser.post("/api/track/session", json=session)
+        read = await browser.get("/api/track/session", params=session)
+        return created.headers["set-cookie"], read.status_code
+
+    cookie, read = asyncio.run(_over(app, scheme, calls))
+    attributes = [part.strip().lower() for part in cookie.split(";")]
+    assert attributes[0].startswith(f"tracker_visitor={user}.")
+    assert ("secure" in attributes) == (scheme == "https")
+    assert read == 200  # the cookie reads the visitor's own session
+
+
 def test_a_batch_mixing_users_is_422_and_stores_nothing(
     client: httpx.Client, admin: httpx.Client, serve_config: Config
 ) -> None:

@@ -206,6 +206,13 @@ def client_of(scope: Scope) -> str:
     return client_key(client[0]) if client else "?"
 
 
+def over_https(request: Request) -> bool:
+    """Whether the request came over HTTPS, so that the cookies it gets may say `Secure`. Behind
+    a load balancer that ends TLS, the server takes the scheme from `X-Forwarded-Proto` when
+    the balancer is trusted (`FORWARDED_ALLOW_IPS`, docs/deploy.md)."""
+    return request.url.scheme == "https"
+
+
 def route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
@@ -328,6 +335,18 @@ class Ingress:
         mac = hmac.new(self.secret.encode(), f"visitor\n{user_id}".encode(), hashlib.sha256)
         return mac.hexdigest()
 
+    def has_visitor_cookie(self, request: Request, user_id: str) -> bool:
+        """Whether the request carries the visitor cookie of `user_id`, an anonymous visitor.
+        Any other user reads with their token, whatever cookie comes along: one set before
+        cookies were kept to anonymous visitors would outlive the token by up to a year."""
+        if not auth.is_anonymous(user_id):
+            return False
+        cookie = request.cookies.get(VISITOR_COOKIE, "")
+        owner, _, proof = cookie.rpartition(".")
+        # Bytes, because compare_digest refuses non-ASCII str (a cookie may carry any byte).
+        expected = self.visitor_proof(user_id).encode()
+        return owner == user_id and hmac.compare_digest(proof.encode(), expected)
+
     # -- tracking routes -------------------------------------------------------------------
 
     async def track(self, request: Request) -> Response:
@@ -429,31 +448,29 @@ class Ingress:
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
         session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
         response = JSONResponse({"success": True, "session": session})
-        response.set_cookie(
-            VISITOR_COOKIE,
-            f"{req.userId}.{self.visitor_proof(req.userId)}",
-            max_age=365 * 24 * 3600,
-            httponly=True,
-            samesite="lax",
-            path="/api/track",
-        )
+        # Only for an anonymous visitor, who has nothing else to read with: an identified user
+        # reads with their token, which expires, and a cookie would outlive it by a year.
+        if auth.is_anonymous(req.userId):
+            response.set_cookie(
+                VISITOR_COOKIE,
+                f"{req.userId}.{self.visitor_proof(req.userId)}",
+                max_age=365 * 24 * 3600,
+                httponly=True,
+                samesite="lax",
+                path="/api/track",
+                secure=over_https(request),
+            )
         return response
 
     async def get_session(self, request: Request) -> Response:
         self.ip_limiter.check(client_of(request.scope))
         user_id = schema.check_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
-        if not self.is_admin(request):
-            cookie = request.cookies.get(VISITOR_COOKIE, "")
-            owner, _, proof = cookie.rpartition(".")
-            # Bytes, because compare_digest refuses non-ASCII str (a cookie may carry any byte).
-            expected = self.visitor_proof(user_id).encode()
-            visitor = owner == user_id and hmac.compare_digest(proof.encode(), expected)
-            if not visitor:
-                token = auth.bearer(request.headers.get("authorization"))
-                if token is None:
-                    raise Forbidden("only the visitor who owns this session, or the admin")
-                auth.verify_token(self.secret, user_id, token)
+        if not self.is_admin(request) and not self.has_visitor_cookie(request, user_id):
+            token = auth.bearer(request.headers.get("authorization"))
+            if token is None:
+                raise Forbidden("only the visitor who owns this session, or the admin")
+            auth.verify_token(self.secret, user_id, token)
         self.user_limiter.check(user_id)
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
