@@ -226,6 +226,26 @@ def test_the_visitor_cookie_is_secure_when_the_request_came_over_https(
     assert read == 200  # the cookie reads the visitor's own session
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_admin_cookie_is_secure_when_the_login_came_over_https(
+    own_tracker: Tracker, scheme: str
+) -> None:
+    app = build_app(own_tracker, own_tracker.config)
+
+    async def calls(browser: httpx.AsyncClient) -> tuple[str, int, str]:
+        login = await browser.post("/api/admin/login", json={"token": OWN_ADMIN})
+        analytics = await browser.get("/api/analytics")
+        logout = await browser.post("/api/admin/logout")
+        return login.headers["set-cookie"], analytics.status_code, logout.headers["set-cookie"]
+
+    login, analytics, logout = asyncio.run(_over(app, scheme, calls))
+    for cookie in (login, logout):
+        attributes = [part.strip().lower() for part in cookie.split(";")]
+        assert attributes[0].startswith("tracker_admin=")
+        assert ("secure" in attributes) == (scheme == "https")
+    assert analytics == 200
+
+
 def test_a_batch_mixing_users_is_422_and_stores_nothing(
     client: httpx.Client, admin: httpx.Client, serve_config: Config
 ) -> None:

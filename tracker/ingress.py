@@ -532,13 +532,19 @@ class Ingress:
         auth.check_admin(self.admin_token, token)
         response = JSONResponse({"success": True})
         response.set_cookie(
-            ADMIN_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600
+            ADMIN_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            max_age=12 * 3600,
+            secure=over_https(request),
         )
         return response
 
     async def admin_logout(self, request: Request) -> Response:
         response = JSONResponse({"success": True})
-        response.delete_cookie(ADMIN_COOKIE, path="/")
+        response.delete_cookie(ADMIN_COOKIE, path="/", secure=over_https(request))
         return response
 
     async def user_detail(self, request: Request) -> Response:
