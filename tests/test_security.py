@@ -62,6 +62,8 @@ def identified_user() -> str:
 OWN_ADMIN = "security-admin-token"
 OWN_SECRET = "security-secret"
 JSON = {"Content-Type": "application/json"}
+# A site allowed to make the tracking requests cross-origin, where a test allows one.
+SHOP = "https://shop.example"
 
 
 @pytest.fixture(scope="module")
@@ -409,6 +411,30 @@ def test_an_allowed_origin_may_make_tracking_requests_only_and_never_read_admin_
         assert "access-control-allow-origin" not in login.headers
 
 
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session"])
+def test_a_cross_origin_429_lets_the_page_read_its_retry_after(
+    own_tracker: Tracker, path: str
+) -> None:
+    app = build_app(
+        own_tracker, own_tracker.config.replace(rate_limit=0.2, allowed_origins=(SHOP,))
+    )
+
+    async def calls(browser: httpx.AsyncClient) -> list[httpx.Response]:
+        # Not JSON: refused once admitted, without a host call; the third is over the burst.
+        return [
+            await browser.post(path, content=b"{not json", headers={**JSON, "Origin": SHOP})
+            for _ in range(3)
+        ]
+
+    responses = asyncio.run(_over(app, "https", calls))
+    assert [response.status_code for response in responses] == [400, 400, 429]
+    limited = responses[-1]
+    assert limited.headers["access-control-allow-origin"] == SHOP
+    assert int(limited.headers["retry-after"]) >= 1
+    exposed = limited.headers["access-control-expose-headers"].lower().split(",")
+    assert "retry-after" in [name.strip() for name in exposed]
+
+
 # -- floods -------------------------------------------------------------------------------------
 
 
@@ -603,7 +629,6 @@ def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
 
 # -- requests held open -------------------------------------------------------------------------
 
-SHOP = "https://shop.example"
 # The routes that read a body anyone may send; a cross-origin /api/track goes through
 # Starlette's routing, a same-origin one does not.
 BODY_ROUTES = [

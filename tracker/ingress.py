@@ -234,6 +234,9 @@ class VisitorCors:
             allow_methods=list(CORS_METHODS),
             allow_headers=["Content-Type", "Authorization"],
             allow_credentials=True,
+            # Else a page of another origin cannot read it, and tracker.js backs off on its own
+            # schedule instead of the server's on a 429 or 503.
+            expose_headers=["Retry-After"],
             max_age=600,
         )
 
