@@ -236,3 +236,11 @@ def test_no_setting_takes_an_infinite_or_undefined_number(bad: str) -> None:
     for key in ("TRACKER_SESSION_TIMEOUT_S", "TRACKER_RATE_LIMIT", "TRACKER_ALARM_TIMEOUT_S"):
         with pytest.raises(ConfigError, match=key):
             Config.from_env({key: bad})
+
+
+def test_the_open_requests_per_client_are_read_from_the_environment_and_not_negative() -> None:
+    assert Config.from_env({}).open_requests_per_client == 32
+    assert Config.from_env({"TRACKER_OPEN_REQUESTS_PER_CLIENT": "0"}).open_requests_per_client == 0
+    for bad in ("-1", "many", "2.5"):
+        with pytest.raises(ConfigError, match="TRACKER_OPEN_REQUESTS_PER_CLIENT"):
+            Config.from_env({"TRACKER_OPEN_REQUESTS_PER_CLIENT": bad})

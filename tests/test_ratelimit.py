@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 
 from tracker.errors import ConfigError, RateLimited
-from tracker.ratelimit import RateLimiter
+from tracker.ratelimit import OpenRequests, RateLimiter, client_key
 
 
 class Clock:
@@ -152,3 +154,90 @@ def test_the_error_says_the_whole_seconds_a_retry_after_header_can_say(
     assert error.retry_after_s == wait_s
     assert error.retry_after_whole_s == whole_s
     assert str(error) == f"rate limited; retry after {whole_s} s"
+
+
+# -- open requests ------------------------------------------------------------------------------
+
+
+def test_a_key_may_hold_its_limit_of_open_requests_and_the_next_is_refused() -> None:
+    open_requests = OpenRequests(3)
+    with ExitStack() as held:
+        for _ in range(3):
+            held.enter_context(open_requests.hold("a"))
+        with pytest.raises(RateLimited) as refused:
+            open_requests.hold("a")
+        assert refused.value.retry_after_whole_s == 1
+        assert open_requests.open("a") == 3
+        # Another key is not limited by this one's open requests.
+        with open_requests.hold("b"):
+            assert open_requests.open("b") == 1
+    assert open_requests.open("a") == 0
+    with open_requests.hold("a"):
+        assert open_requests.open("a") == 1
+
+
+def test_an_open_request_is_released_however_its_block_ends() -> None:
+    open_requests = OpenRequests(1)
+    for ending in (ValueError("bad body"), KeyboardInterrupt()):
+        with pytest.raises(type(ending)), open_requests.hold("a"):
+            raise ending
+        assert open_requests.open("a") == 0
+    with open_requests.hold("a"):
+        pass
+    assert open_requests.open("a") == 0
+
+
+def test_only_keys_with_a_request_open_are_kept() -> None:
+    open_requests = OpenRequests(2)
+    for key in range(1000):
+        with open_requests.hold(str(key)):
+            assert len(open_requests) == 1
+    assert len(open_requests) == 0
+
+
+def test_an_open_request_limit_of_zero_counts_nothing() -> None:
+    open_requests = OpenRequests(0)
+    with ExitStack() as held:
+        for _ in range(1000):
+            held.enter_context(open_requests.hold("a"))
+        assert open_requests.open("a") == 0 and len(open_requests) == 0
+    with pytest.raises(ConfigError):
+        OpenRequests(-1)
+
+
+# -- client keys --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        # Every address of one /64 is one client: its owner may use any of them.
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:0:0:0:7", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        # An IPv4 client seen through an IPv6 socket is that IPv4 client.
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        # Not an address (a Unix socket's peer, a test client): as it is.
+        ("testclient", "testclient"),
+        ("not:an:address", "not:an:address"),
+        ("", ""),
+    ],
+)
+def test_ipv6_clients_are_keyed_by_their_64_prefix_and_others_as_they_are(
+    address: str, key: str
+) -> None:
+    assert client_key(address) == key
+
+
+def test_one_ipv6_network_gets_one_bucket_whichever_of_its_addresses_it_uses() -> None:
+    limiter = RateLimiter(1.0, burst=2, clock=Clock())
+    for host in range(1, 3):
+        limiter.check(client_key(f"2001:db8:1:2::{host:x}"))
+    for host in range(3, 1000):
+        with pytest.raises(RateLimited):
+            limiter.check(client_key(f"2001:db8:1:2::{host:x}"))
+    assert len(limiter) == 1
+    limiter.check(client_key("2001:db8:1:3::1"))

@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,8 @@ def identified_user() -> str:
 OWN_ADMIN = "security-admin-token"
 OWN_SECRET = "security-secret"
 JSON = {"Content-Type": "application/json"}
+# A site allowed to make the tracking requests cross-origin, where a test allows one.
+SHOP = "https://shop.example"
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +172,80 @@ def test_an_identified_user_with_a_bad_token_is_401_everywhere(
         # (The admin token reads any session, as the admin.)
         assert_error(client.get("/api/track/session", params=session, headers=auth), 401)
     assert len(stored_movements(admin, user)) == 1
+
+
+async def _over(app: Any, scheme: str, calls: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
+    """What `calls` return, made to `app` in process by a browser at `scheme`://tracker.test."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://tracker.test") as c:
+        return await calls(c)
+
+
+def test_an_identified_user_gets_no_visitor_cookie_and_reads_with_a_valid_token_only(
+    own_tracker: Tracker,
+) -> None:
+    """A token expires; a visitor cookie lasts a year. An identified user's cookie (as one was
+    set before they were kept to anonymous visitors) must not read past the token."""
+    app = build_app(own_tracker, own_tracker.config)
+    user = identified_user()
+    session = {"userId": user, "sessionId": "s1"}
+    valid = bearer(mint_token(OWN_SECRET, user))
+    expired = bearer(mint_token(OWN_SECRET, user, ttl_s=60, now_s=time.time() - HOUR_S))
+    old_cookie = f"{user}.{app.state.ingress.visitor_proof(user)}"
+
+    async def calls(browser: httpx.AsyncClient) -> tuple[httpx.Response, dict[str, int]]:
+        created = await browser.post("/api/track/session", json=session, headers=valid)
+        browser.cookies.set("tracker_visitor", old_cookie, path="/api/track")
+        reads = {}
+        for name, headers in (("no token", {}), ("expired", expired), ("valid", valid)):
+            read = await browser.get("/api/track/session", params=session, headers=headers)
+            reads[name] = read.status_code
+        return created, reads
+
+    created, reads = asyncio.run(_over(app, "https", calls))
+    assert created.status_code == 200, created.text
+    assert "set-cookie" not in created.headers
+    assert reads == {"no token": 403, "expired": 401, "valid": 200}
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_visitor_cookie_is_secure_when_the_request_came_over_https(
+    own_tracker: Tracker, scheme: str
+) -> None:
+    app = build_app(own_tracker, own_tracker.config)
+    user = new_user()
+    session = {"userId": user, "sessionId": "s1"}
+
+    async def calls(browser: httpx.AsyncClient) -> tuple[str, int]:
+        created = await browser.post("/api/track/session", json=session)
+        read = await browser.get("/api/track/session", params=session)
+        return created.headers["set-cookie"], read.status_code
+
+    cookie, read = asyncio.run(_over(app, scheme, calls))
+    attributes = [part.strip().lower() for part in cookie.split(";")]
+    assert attributes[0].startswith(f"tracker_visitor={user}.")
+    assert ("secure" in attributes) == (scheme == "https")
+    assert read == 200  # the cookie reads the visitor's own session
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_admin_cookie_is_secure_when_the_login_came_over_https(
+    own_tracker: Tracker, scheme: str
+) -> None:
+    app = build_app(own_tracker, own_tracker.config)
+
+    async def calls(browser: httpx.AsyncClient) -> tuple[str, int, str]:
+        login = await browser.post("/api/admin/login", json={"token": OWN_ADMIN})
+        analytics = await browser.get("/api/analytics")
+        logout = await browser.post("/api/admin/logout")
+        return login.headers["set-cookie"], analytics.status_code, logout.headers["set-cookie"]
+
+    login, analytics, logout = asyncio.run(_over(app, scheme, calls))
+    for cookie in (login, logout):
+        attributes = [part.strip().lower() for part in cookie.split(";")]
+        assert attributes[0].startswith("tracker_admin=")
+        assert ("secure" in attributes) == (scheme == "https")
+    assert analytics == 200
 
 
 def test_a_batch_mixing_users_is_422_and_stores_nothing(
@@ -335,6 +411,30 @@ def test_an_allowed_origin_may_make_tracking_requests_only_and_never_read_admin_
         assert "access-control-allow-origin" not in login.headers
 
 
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session"])
+def test_a_cross_origin_429_lets_the_page_read_its_retry_after(
+    own_tracker: Tracker, path: str
+) -> None:
+    app = build_app(
+        own_tracker, own_tracker.config.replace(rate_limit=0.2, allowed_origins=(SHOP,))
+    )
+
+    async def calls(browser: httpx.AsyncClient) -> list[httpx.Response]:
+        # Not JSON: refused once admitted, without a host call; the third is over the burst.
+        return [
+            await browser.post(path, content=b"{not json", headers={**JSON, "Origin": SHOP})
+            for _ in range(3)
+        ]
+
+    responses = asyncio.run(_over(app, "https", calls))
+    assert [response.status_code for response in responses] == [400, 400, 429]
+    limited = responses[-1]
+    assert limited.headers["access-control-allow-origin"] == SHOP
+    assert int(limited.headers["retry-after"]) >= 1
+    exposed = limited.headers["access-control-expose-headers"].lower().split(",")
+    assert "retry-after" in [name.strip() for name in exposed]
+
+
 # -- floods -------------------------------------------------------------------------------------
 
 
@@ -482,14 +582,12 @@ def test_a_body_read_in_time_leaves_its_request_running_and_a_late_one_times_out
     assert 0.04 < waited < 5
 
 
-@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
-def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
-    own_tracker: Tracker, path: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    site = "https://shop.example"
-    app = build_app(own_tracker, own_tracker.config.replace(allowed_origins=(site,)))
-    # A cross-origin /api/track goes through Starlette's routing, like the other two.
-    scope = {
+def _post_scope(path: str, client: str = "127.0.0.1", origin: str | None = None) -> dict[str, Any]:
+    """The ASGI scope of a JSON `POST path` from `client` (with an `Origin` if given)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    return {
         "type": "http",
         "method": "POST",
         "path": path,
@@ -498,14 +596,20 @@ def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
         "query_string": b"",
         "scheme": "http",
         "http_version": "1.1",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"100"),
-            (b"origin", site.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
+        "headers": headers,
+        "client": (client, 50000),
         "server": ("127.0.0.1", 80),
     }
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/track/session", "/api/admin/login"])
+def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
+    own_tracker: Tracker, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = "https://shop.example"
+    app = build_app(own_tracker, own_tracker.config.replace(allowed_origins=(site,)))
+    # A cross-origin /api/track goes through Starlette's routing, like the other two.
+    scope = _post_scope(path, origin=site)
     messages = [{"type": "http.request", "body": b'{"userId":', "more_body": True}]
     sent: list[dict[str, Any]] = []
 
@@ -521,6 +625,199 @@ def test_a_client_gone_before_its_body_is_read_is_neither_answered_nor_an_error(
     assert [r.getMessage() for r in caplog.records] == []
     counted = app.state.ingress.metrics.render().decode()
     assert f'route="{path}"' not in counted
+
+
+# -- requests held open -------------------------------------------------------------------------
+
+# The routes that read a body anyone may send; a cross-origin /api/track goes through
+# Starlette's routing, a same-origin one does not.
+BODY_ROUTES = [
+    ("/api/track", None),
+    ("/api/track", SHOP),
+    ("/api/track/session", None),
+    ("/api/admin/login", None),
+]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _sending(body: bytes, *, complete: bool, gone: asyncio.Event | None = None) -> Receive:
+    """A client that sends `body`; when not `complete`, sends no more of it, and is gone once
+    `gone` is set (never, without one)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        await (gone or asyncio.Event()).wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _call(app: Any, scope: dict[str, Any], receive: Receive) -> list[dict[str, Any]]:
+    """Run one request through `app`; what it sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+def _status(sent: list[dict[str, Any]]) -> tuple[int, dict[str, str]]:
+    start = sent[0]
+    assert start["type"] == "http.response.start"
+    headers = {name.decode(): value.decode() for name, value in start["headers"]}
+    return start["status"], headers
+
+
+@pytest.mark.parametrize(("path", "origin"), BODY_ROUTES)
+def test_one_address_may_have_only_so_many_requests_open_and_more_are_429_at_once(
+    own_tracker: Tracker, path: str, origin: str | None
+) -> None:
+    """A body that stalls costs one token of its address's rate limit but holds a request slot
+    until TRACKER_BODY_TIMEOUT_S: the rate limit alone let one address hold hundreds."""
+    config = own_tracker.config.replace(open_requests_per_client=3, allowed_origins=(SHOP,))
+    app = build_app(own_tracker, config)
+    counted = app.state.ingress.open_requests
+
+    async def scenario() -> tuple[list[dict[str, Any]], int]:
+        gone = asyncio.Event()
+
+        def stall(address: str) -> asyncio.Task[list[dict[str, Any]]]:
+            receive = _sending(b'{"userId":', complete=False, gone=gone)
+            return asyncio.create_task(_call(app, _post_scope(path, address, origin), receive))
+
+        stalled = [stall("203.0.113.7") for _ in range(3)]
+        await _until(lambda: counted.open("203.0.113.7") == 3)
+        refused = await _call(
+            app, _post_scope(path, "203.0.113.7", origin), _sending(b"{}", complete=True)
+        )
+        # Another address is admitted meanwhile.
+        stalled.append(stall("198.51.100.1"))
+        await _until(lambda: counted.open("198.51.100.1") == 1)
+        gone.set()
+        await asyncio.gather(*stalled)
+        return refused, len(counted)
+
+    refused, still_open = asyncio.run(scenario())
+    status, headers = _status(refused)
+    assert status == 429
+    assert headers["retry-after"] == "1"
+    assert json.loads(refused[1]["body"])["error"] == "rate limited; retry after 1 s"
+    assert still_open == 0
+
+
+def test_the_addresses_of_one_ipv6_network_share_their_limits(own_tracker: Tracker) -> None:
+    """A /64 is one subscriber's: per address, it would hold a fresh rate-limit bucket and
+    open-request count for each of its 2**64 addresses."""
+    rate_limited = build_app(own_tracker, own_tracker.config.replace(rate_limit=0.2))
+    open_limited = build_app(own_tracker, own_tracker.config.replace(open_requests_per_client=3))
+    counted = open_limited.state.ingress.open_requests
+
+    async def post(app: Any, address: str) -> int:
+        # Not JSON: refused once admitted, without a host call.
+        receive = _sending(b"{not json", complete=True)
+        status, _ = _status(await _call(app, _post_scope("/api/track", address), receive))
+        return status
+
+    async def scenario() -> dict[str, list[int]]:
+        statuses = {
+            # A burst of 2 for the network, whichever of its addresses asks;
+            "one network": [
+                await post(rate_limited, f"2001:db8:1:2::{host:x}") for host in range(1, 5)
+            ],
+            # another network has its own;
+            "next network": [await post(rate_limited, "2001:db8:1:3::1")],
+            # an IPv4 client through an IPv6 socket is that IPv4 client.
+            "ipv4": [await post(rate_limited, "203.0.113.7") for _ in range(2)],
+            "ipv4 mapped": [await post(rate_limited, "::ffff:203.0.113.7")],
+        }
+        gone = asyncio.Event()
+        stalled = [
+            asyncio.create_task(
+                _call(
+                    open_limited,
+                    _post_scope("/api/track/session", f"2001:db8:5:6:{host:x}::1"),
+                    _sending(b"{", complete=False, gone=gone),
+                )
+            )
+            for host in range(1, 4)
+        ]
+        await _until(lambda: counted.open("2001:db8:5:6::/64") == 3)
+        statuses["open in one network"] = [await post(open_limited, "2001:db8:5:6:ffff::1")]
+        gone.set()
+        await asyncio.gather(*stalled)
+        return statuses
+
+    assert asyncio.run(scenario()) == {
+        "one network": [400, 400, 429, 429],
+        "next network": [400],
+        "ipv4": [400, 400],
+        "ipv4 mapped": [429],
+        "open in one network": [429],
+    }
+
+
+ENDINGS = ["answered", "refused", "timed out", "client gone", "cancelled"]
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.parametrize(("path", "origin"), BODY_ROUTES)
+def test_a_request_is_no_longer_counted_open_however_it_ends(
+    own_tracker: Tracker, path: str, origin: str | None, ending: str
+) -> None:
+    config = own_tracker.config.replace(
+        open_requests_per_client=1, allowed_origins=(SHOP,), body_timeout_s=0.2
+    )
+    app = build_app(own_tracker, config)
+    counted = app.state.ingress.open_requests
+    user = new_user()
+    valid = {
+        "/api/track": movement(user),
+        "/api/track/session": {"userId": user, "sessionId": "s1"},
+        "/api/admin/login": {"token": OWN_ADMIN},
+    }[path]
+    scope = _post_scope(path, "203.0.113.7", origin)
+
+    async def scenario() -> list[dict[str, Any]]:
+        gone = asyncio.Event()
+        gone.set()
+        receive = {
+            "answered": _sending(json.dumps(valid).encode(), complete=True),
+            "refused": _sending(b"{not json", complete=True),
+            "timed out": _sending(b"{", complete=False),
+            "client gone": _sending(b"{", complete=False, gone=gone),
+            "cancelled": _sending(b"{", complete=False),
+        }[ending]
+        request = asyncio.create_task(_call(app, scope, receive))
+        if ending != "cancelled":
+            return await request
+        # What Serve does to a request whose client went away.
+        await _until(lambda: counted.open("203.0.113.7") == 1)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        return []
+
+    sent = asyncio.run(scenario())
+    expected = {"answered": 200, "refused": 400, "timed out": 408}
+    if ending in expected:
+        assert _status(sent)[0] == expected[ending], sent
+    else:
+        assert sent == []
+    assert counted.open("203.0.113.7") == 0
+    assert len(counted) == 0
 
 
 # -- hostile user IDs ---------------------------------------------------------------------------

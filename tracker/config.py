@@ -36,6 +36,11 @@ class Config:
     secret: str | None = None
     allowed_origins: tuple[str, ...] = ()
     rate_limit: float = 50.0
+    # Requests one client address may have open at once on the routes that read a body (0: no
+    # limit; none either when rate_limit is 0). The rate limit alone let one address hold
+    # about rate_limit * body_timeout_s of the replica's 1,000 request slots with bodies that
+    # never finish: 600 at the defaults, so two addresses held them all.
+    open_requests_per_client: int = 32
     # Time a client has to send a request's whole body: a trickling body holds one of the
     # replica's request slots (Serve's max_ongoing_requests) for as long as it lasts.
     body_timeout_s: float = 10.0
@@ -90,6 +95,10 @@ class Config:
             raise ConfigError(f"TRACKER_HOSTS={self.hosts!r}: must be at least 1")
         if self.rate_limit < 0:
             raise ConfigError(f"TRACKER_RATE_LIMIT={self.rate_limit!r}: must be >= 0")
+        if self.open_requests_per_client < 0:
+            raise ConfigError(
+                f"TRACKER_OPEN_REQUESTS_PER_CLIENT={self.open_requests_per_client!r}: must be >= 0"
+            )
         if not 0 < self.body_timeout_s <= 3600:
             raise ConfigError(
                 f"TRACKER_BODY_TIMEOUT_S={self.body_timeout_s!r}: "

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from tracker.errors import (
 )
 from tracker.host import DECLINED
 from tracker.metrics import Metrics
-from tracker.ratelimit import RateLimiter
+from tracker.ratelimit import OpenRequests, RateLimiter, client_key
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +203,18 @@ def signals_decline(headers: Mapping[str, str]) -> bool:
     return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1"
 
 
-def client_of(request: Request) -> str:
-    # Client IPs stay in this process's memory only (the rate limiter's); they are never stored.
-    return request.client.host if request.client else "?"
+def client_of(scope: Scope) -> str:
+    """The key the client's address is limited under (`client_key`). Client IPs stay in this
+    process's memory only (the rate limiter's); they are never stored."""
+    client = scope.get("client")
+    return client_key(client[0]) if client else "?"
+
+
+def over_https(request: Request) -> bool:
+    """Whether the request came over HTTPS, so that the cookies it gets may say `Secure`. Behind
+    a load balancer that ends TLS, the server takes the scheme from `X-Forwarded-Proto` when
+    the balancer is trusted (`FORWARDED_ALLOW_IPS`, docs/deploy.md)."""
+    return request.url.scheme == "https"
 
 
 def route_path(scope: Scope) -> str:
@@ -228,6 +238,9 @@ class VisitorCors:
             allow_methods=list(CORS_METHODS),
             allow_headers=["Content-Type", "Authorization"],
             allow_credentials=True,
+            # Else a page of another origin cannot read it, and tracker.js backs off on its own
+            # schedule instead of the server's on a 429 or 503.
+            expose_headers=["Retry-After"],
             max_age=600,
         )
 
@@ -277,6 +290,9 @@ class Ingress:
         self.dispatch = Dispatcher(tracker, self.metrics)
         self.ip_limiter = RateLimiter(config.rate_limit)
         self.user_limiter = RateLimiter(config.rate_limit)
+        self.open_requests = OpenRequests(
+            config.open_requests_per_client if config.rate_limit else 0
+        )
         self.opt_out = frozenset(config.opt_out)
         self.admin_token: str = config.admin_token or ""
         self.secret: str = config.secret or ""
@@ -292,6 +308,13 @@ class Ingress:
 
     async def json_body(self, request: Request) -> Any:
         return schema.decode_json(await self.body(request.headers, request.stream()))
+
+    def admit(self, client: str) -> AbstractContextManager[None]:
+        """Charge the client address's bucket; count the request among the address's open ones
+        for as long as the returned context lasts, however the request ends. Either one over
+        its limit raises `RateLimited`."""
+        self.ip_limiter.check(client)
+        return self.open_requests.hold(client)
 
     def authorize_user(self, headers: Mapping[str, str], user_id: str) -> None:
         """Anonymous visitors are random UUIDs; any other user ID needs its identity token."""
@@ -319,12 +342,24 @@ class Ingress:
         mac = hmac.new(self.secret.encode(), f"visitor\n{user_id}".encode(), hashlib.sha256)
         return mac.hexdigest()
 
+    def has_visitor_cookie(self, request: Request, user_id: str) -> bool:
+        """Whether the request carries the visitor cookie of `user_id`, an anonymous visitor.
+        Any other user reads with their token, whatever cookie comes along: one set before
+        cookies were kept to anonymous visitors would outlive the token by up to a year."""
+        if not auth.is_anonymous(user_id):
+            return False
+        cookie = request.cookies.get(VISITOR_COOKIE, "")
+        owner, _, proof = cookie.rpartition(".")
+        # Bytes, because compare_digest refuses non-ASCII str (a cookie may carry any byte).
+        expected = self.visitor_proof(user_id).encode()
+        return owner == user_id and hmac.compare_digest(proof.encode(), expected)
+
     # -- tracking routes -------------------------------------------------------------------
 
     async def track(self, request: Request) -> Response:
         """`POST /api/track` through Starlette: cross-origin requests, for CORS (`TrackerApp`
         answers the others itself)."""
-        accepted = await self.accept(request.headers, client_of(request), request.stream())
+        accepted = await self.accept(request.headers, client_of(request.scope), request.stream())
         return Response(accepted_body(accepted), media_type="application/json")
 
     async def accept(
@@ -335,12 +370,17 @@ class Ingress:
         is not stored again).
 
         Checks run cheapest first, so that what is refused costs little: a privacy signal is
-        answered before anything else; the client's address pays before its body is read; the
-        user's own bucket only once the request has shown it may write for that user (else
-        anyone could use up anyone's)."""
+        answered before anything else; the client's address pays, and has the request counted
+        among its open ones until it ends, before its body is read; the user's own bucket only
+        once the request has shown it may write for that user (else anyone could use up
+        anyone's)."""
         if signals_decline(headers):
             return 0
-        self.ip_limiter.check(client)
+        with self.admit(client):
+            return await self.store(headers, chunks)
+
+    async def store(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> int:
+        """`accept` from the body on, once the client's address is admitted."""
         movements = schema.movements_from_json(await self.body(headers, chunks), self.now_ms())
         if not movements:
             return 0
@@ -373,9 +413,8 @@ class Ingress:
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-        client = scope.get("client")
         try:
-            accepted = await self.accept(headers, client[0] if client else "?", _chunks(receive))
+            accepted = await self.accept(headers, client_of(scope), _chunks(receive))
             payload = accepted_body(accepted)
         except ClientDisconnect:
             return  # nobody to answer
@@ -403,7 +442,11 @@ class Ingress:
         """In the order of `accept`, for the same reasons."""
         if signals_decline(request.headers):
             return JSONResponse(DECLINED)
-        self.ip_limiter.check(client_of(request))
+        with self.admit(client_of(request.scope)):
+            return await self.start_session(request)
+
+    async def start_session(self, request: Request) -> Response:
+        """`create_session` from the body on, once the client's address is admitted."""
         req = schema.session_request_from_obj(await self.json_body(request))
         self.authorize_user(request.headers, req.userId)
         if req.userId in self.opt_out:
@@ -412,31 +455,29 @@ class Ingress:
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
         session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
         response = JSONResponse({"success": True, "session": session})
-        response.set_cookie(
-            VISITOR_COOKIE,
-            f"{req.userId}.{self.visitor_proof(req.userId)}",
-            max_age=365 * 24 * 3600,
-            httponly=True,
-            samesite="lax",
-            path="/api/track",
-        )
+        # Only for an anonymous visitor, who has nothing else to read with: an identified user
+        # reads with their token, which expires, and a cookie would outlive it by a year.
+        if auth.is_anonymous(req.userId):
+            response.set_cookie(
+                VISITOR_COOKIE,
+                f"{req.userId}.{self.visitor_proof(req.userId)}",
+                max_age=365 * 24 * 3600,
+                httponly=True,
+                samesite="lax",
+                path="/api/track",
+                secure=over_https(request),
+            )
         return response
 
     async def get_session(self, request: Request) -> Response:
-        self.ip_limiter.check(client_of(request))
+        self.ip_limiter.check(client_of(request.scope))
         user_id = schema.check_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
-        if not self.is_admin(request):
-            cookie = request.cookies.get(VISITOR_COOKIE, "")
-            owner, _, proof = cookie.rpartition(".")
-            # Bytes, because compare_digest refuses non-ASCII str (a cookie may carry any byte).
-            expected = self.visitor_proof(user_id).encode()
-            visitor = owner == user_id and hmac.compare_digest(proof.encode(), expected)
-            if not visitor:
-                token = auth.bearer(request.headers.get("authorization"))
-                if token is None:
-                    raise Forbidden("only the visitor who owns this session, or the admin")
-                auth.verify_token(self.secret, user_id, token)
+        if not self.is_admin(request) and not self.has_visitor_cookie(request, user_id):
+            token = auth.bearer(request.headers.get("authorization"))
+            if token is None:
+                raise Forbidden("only the visitor who owns this session, or the admin")
+            auth.verify_token(self.secret, user_id, token)
         self.user_limiter.check(user_id)
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
@@ -501,21 +542,27 @@ class Ingress:
         )
 
     async def admin_login(self, request: Request) -> Response:
-        self.ip_limiter.check(client_of(request))
-        raw = await self.json_body(request)
+        with self.admit(client_of(request.scope)):
+            raw = await self.json_body(request)
         token = raw.get("token") if isinstance(raw, dict) else None
         if not isinstance(token, str):
             raise InvalidInput("token", "expected the admin token as a string")
         auth.check_admin(self.admin_token, token)
         response = JSONResponse({"success": True})
         response.set_cookie(
-            ADMIN_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=12 * 3600
+            ADMIN_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            max_age=12 * 3600,
+            secure=over_https(request),
         )
         return response
 
     async def admin_logout(self, request: Request) -> Response:
         response = JSONResponse({"success": True})
-        response.delete_cookie(ADMIN_COOKIE, path="/")
+        response.delete_cookie(ADMIN_COOKIE, path="/", secure=over_https(request))
         return response
 
     async def user_detail(self, request: Request) -> Response:

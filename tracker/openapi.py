@@ -217,7 +217,12 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "The request does not match the schema; `field` names the culprit.",
         "FieldError",
     ),
-    429: ("RateLimited", "Too many requests from this client or for this user.", "Error"),
+    429: (
+        "RateLimited",
+        "Too many requests from this client or for this user, or too many open at once from "
+        "this client (TRACKER_OPEN_REQUESTS_PER_CLIENT).",
+        "Error",
+    ),
     503: (
         "StorageUnavailable",
         "Storage is unavailable, or the user's host did not answer within "
@@ -323,7 +328,9 @@ _SECURITY_SCHEMES: Json = {
         "type": "apiKey",
         "in": "cookie",
         "name": "tracker_visitor",
-        "description": "Set by POST /api/track/session; proves the visitor owns the user ID.",
+        "description": "Set by POST /api/track/session for an anonymous (random UUID) user "
+        "ID; proves the visitor owns it. Any other user ID reads with its identity token, "
+        "whatever cookie is sent.",
     },
 }
 
@@ -396,12 +403,16 @@ def _paths() -> Json:
         "/api/track/session": {
             "post": _operation(
                 "tracking",
-                "Start or resume a session; sets the visitor cookie.",
+                "Start or resume a session; sets the visitor cookie for an anonymous visitor.",
                 {
                     "200": _ok(
                         "The session, or a note that tracking is declined.",
                         _json({"oneOf": [_ref("SessionResult"), _ref("Declined")]}),
-                        _cookie_header("tracker_visitor (absent when declined).", required=False),
+                        _cookie_header(
+                            "tracker_visitor, for an anonymous (random UUID) user ID only; "
+                            "Secure over HTTPS; absent when declined.",
+                            required=False,
+                        ),
                     ),
                     **_errors(400, 401, 408, 413, 415, 422, 429, 503),
                 },
