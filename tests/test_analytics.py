@@ -722,9 +722,9 @@ def test_a_delta_that_merge_could_not_take_whole_is_refused_before_anything_is_m
     wire = shipped_wire()
     corrupt(wire)
     with pytest.raises(InvalidInput, match="analytics"):
-        aggregator.merge(SiteStats.decode_wire(msgspec.msgpack.encode(wire)))
+        aggregator.merge(SiteStats.decode_wire(msgspec.msgpack.encode(wire)), T0)
     with pytest.raises(InvalidInput, match="analytics"):
-        aggregator.merge(SiteStats.from_wire(wire))
+        aggregator.merge(SiteStats.from_wire(wire), T0)
     assert aggregator.to_wire() == before
     assert aggregator.report(T0)["totalEvents"] == 5
     codec.encode("site", {"stats": aggregator.to_wire()})
@@ -746,7 +746,7 @@ def test_counts_saturate_so_the_totals_always_encode() -> None:
     wire["hours"][0][5][4] = analytics.MAX_COUNT
     aggregator = SiteStats()
     for _ in range(3):
-        aggregator.merge(SiteStats.decode_wire(msgspec.msgpack.encode(wire)))
+        aggregator.merge(SiteStats.decode_wire(msgspec.msgpack.encode(wire)), T0)
     report = aggregator.report(T0, from_ms=T0)
     assert aggregator.report(T0)["totalEvents"] == analytics.MAX_COUNT
     assert report["topPages"] == [{"path": "/a", "count": analytics.MAX_COUNT}]
@@ -786,6 +786,62 @@ def test_totals_stored_by_an_earlier_version_still_load() -> None:
     assert report["heatmap"]["cells"] == [{"x": 1, "y": 1, "count": 2}]
     assert report["recentActivity"][0]["movementCount"] == 3
     assert report["rageClicks"][0]["timestamp"] == minute
+
+
+def test_a_host_clock_hours_ahead_leaves_the_current_minutes_users_exact() -> None:
+    aggregator, host, ahead = SiteStats(), SiteStats(), SiteStats()
+    host.observe("u1", [mv("hover", "/")], T0)
+    aggregator.merge(ship(host.take_delta()), T0)
+    ahead.observe("u2", [mv("hover", "/", user="u2")], T0 + 2 * HOUR_MS)
+    aggregator.merge(ship(ahead.take_delta()), T0 + 1)
+    for k in range(2, 4):  # u1 again, in two more of their host's deltas
+        host.observe("u1", [mv("hover", "/")], T0 + k)
+        aggregator.merge(ship(host.take_delta()), T0 + k)
+    report = aggregator.report(T0 + 3)
+    assert report["eventsPerMinute"][-1] == {"t": T0, "count": 4, "users": 2}
+    assert report["activeUsers"] == 2
+    assert list(aggregator.minutes) == [T0] and list(aggregator.hours) == [T0]
+
+
+def test_a_delta_from_far_ahead_neither_empties_the_buckets_nor_stops_expiry() -> None:
+    aggregator, host = SiteStats(), SiteStats()
+    host.observe("u1", [mv("hover", "/")], T0)
+    aggregator.merge(ship(host.take_delta()), T0)
+    crafted = SiteStats().to_wire()
+    crafted["newest"] = 10**15
+    aggregator.merge(SiteStats.from_wire(crafted), T0)
+    far = SiteStats()
+    far.observe("u2", [mv("hover", "/", user="u2")], 10**14)
+    aggregator.merge(ship(far.take_delta()), T0)
+    assert aggregator.report(T0)["eventsPerMinute"][-1] == {"t": T0, "count": 2, "users": 2}
+    assert aggregator.newest == T0
+    stale = SiteStats()
+    stale.observe("u3", [mv("hover", "/", user="u3")], T0 - 8 * 24 * HOUR_MS)
+    aggregator.merge(ship(stale.take_delta()), T0)  # older than the week kept: dropped
+    assert list(aggregator.minutes) == [T0]
+    now = T0
+    for _ in range(8 * 24):  # expiry goes on as the aggregator's clock does
+        now += HOUR_MS
+        host.observe("u1", [mv("hover", "/")], now)
+        aggregator.merge(ship(host.take_delta()), now)
+    assert min(aggregator.minutes) > now - 7 * 24 * HOUR_MS
+    assert len(aggregator.hours) == analytics.KEEP_HOURS
+    assert sum(m.users is not None for m in aggregator.minutes.values()) == 1
+
+
+def test_totals_stored_with_a_newest_far_ahead_expire_again() -> None:
+    stored = SiteStats()
+    stored.observe("u1", [mv("hover", "/")], T0)
+    wire = stored.to_wire()
+    # As an earlier version stored them after a crafted delta: expiry stopped, so a minute
+    # more than a week old is still there.
+    wire["newest"] = 10**15
+    wire["minutes"].insert(0, [T0 - 8 * 24 * HOUR_MS, 1, {"hover": 1}, None, 1])
+    aggregator = SiteStats.from_wire(wire)
+    host = SiteStats()
+    host.observe("u1", [mv("hover", "/")], T0 + MINUTE_MS)
+    aggregator.merge(ship(host.take_delta()), T0 + MINUTE_MS)
+    assert list(aggregator.minutes) == [T0, T0 + MINUTE_MS]
 
 
 # -- merging is exact -------------------------------------------------------------------------
@@ -859,7 +915,7 @@ def test_merging_shipped_deltas_equals_observing_everything_in_one_place(
     now = T0
 
     def ship_host(h: int) -> None:
-        aggregator.merge(ship(host_stats[h].take_delta()))
+        aggregator.merge(ship(host_stats[h].take_delta()), now)
         last_ship[h] = now
 
     for index, (advance, user, movements) in enumerate(steps):

@@ -156,7 +156,7 @@ def test_a_delta_the_aggregator_refuses_is_dropped_and_the_hosts_later_deltas_ar
     from tracker.config import Config
 
     async def scenario() -> None:
-        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"))
+        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
         outbox = observed("alice")
         sent: list[bytes] = []
 
@@ -200,7 +200,7 @@ def test_the_aggregator_keeps_saving_after_a_save_fails_unexpectedly(tmp_path: P
             return getattr(self.inner, name)
 
     async def scenario() -> None:
-        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"))
+        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
         aggregator.persist_interval_s = 0.01
         storage = FailFirstPut(aggregator.storage)
         aggregator.storage = storage  # type: ignore[assignment]

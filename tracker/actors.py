@@ -25,7 +25,7 @@ from tracker import codec
 from tracker.analytics import SiteStats
 from tracker.config import Config
 from tracker.errors import Fenced, InvalidInput, StorageUnavailable
-from tracker.host import HostSettings, UserHost, drain, orphaned_hosts
+from tracker.host import HostSettings, UserHost, drain, orphaned_hosts, wall_clock_ms
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -358,10 +358,11 @@ PERSIST_INTERVAL_S = 5.0
 class AggregatorActor:
     """Site-wide analytics: merges the deltas hosts ship every second; persisted periodically."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, now_ms: Callable[[], int] = wall_clock_ms) -> None:
         self.config = config
         self.storage = open_storage(config.storage)
         self.stats = SiteStats()
+        self.now_ms = now_ms  # the clock deltas are merged by, whatever the hosts' clocks say
         self.dirty = False
         self.persist_interval_s = PERSIST_INTERVAL_S
         self.listeners: list[asyncio.Queue[int]] = []
@@ -427,7 +428,7 @@ class AggregatorActor:
         except InvalidInput as exc:
             log.warning("aggregator: refused and dropped an analytics delta: %s", exc)
             return
-        self.stats.merge(delta)
+        self.stats.merge(delta, self.now_ms())
         self.dirty = True
         events = delta.total_events()
         for queue in self.listeners:

@@ -6,7 +6,7 @@ session it creates, and about once a second ships what it gathered::
 
     delta = stats.take_delta()                      # the counters; `stats` starts again empty
     data = msgspec.msgpack.encode(delta.to_wire())  # on the host
-    aggregator.merge(SiteStats.decode_wire(data))   # in the aggregator
+    aggregator.merge(SiteStats.decode_wire(data), now_ms)   # in the aggregator
 
 The aggregator trusts nothing in a delta: `decode_wire` (`from_wire` for a decoded one) checks
 every type, bound and row length before anything is merged, and raises `InvalidInput` for a
@@ -33,6 +33,11 @@ browser client posts its session on every page load): that page load is activity
 counted at its earlier start time: a delta's users are merged exactly only into a minute whose
 set of users the aggregator still holds (the last hour, see below); into a minute reduced to a
 count they are added on top of it, and a user already counted there would count twice.
+Hosts' clocks may differ from the aggregator's: it merges with its own `now_ms`, counts a
+bucket more than `CLOCK_SKEW_MS` (5 min) ahead of it in its current minute and hour, drops one
+older than the 7 days kept, and never lets `newest`, which expiry goes by, run further ahead
+(a host hours ahead had frozen the current minutes' user sets, so users counted twice; a
+`newest` far in the future had emptied every bucket and stopped expiry for good).
 
 * Minute buckets (the last 7 days): event count, counts by type, and distinct users. Users
   are kept as a set of 63-bit hashes for the last hour, enough for `activeUsers` (last 5 min)
@@ -113,6 +118,8 @@ _RAGE_RADIUS_SQUARED = RAGE_RADIUS_PX * RAGE_RADIUS_PX
 # Every count saturates here: the largest integer a JSON number (the dashboard's) holds
 # exactly, and far below what msgpack, the storage codec, can encode (2^64 - 1).
 MAX_COUNT = 2**53
+# How far ahead of the aggregator's clock a host's buckets may be (clocks of nodes differ).
+CLOCK_SKEW_MS = 5 * MINUTE_MS
 MAX_TYPES = 64  # event types in a delta's counts: room for types added by a newer version
 
 K = TypeVar("K", str, tuple[str, str], tuple[str, int], int)
@@ -395,7 +402,7 @@ class _WireRage(msgspec.Struct, array_like=True, gc=False):
 
 
 class _Wire(msgspec.Struct, gc=False):
-    newest: Timestamp
+    newest: int  # not trusted: recomputed from the minutes (see `from_wire`)
     events: Count
     sessions: Count
     types: Annotated[dict[Key, Count], Meta(max_length=MAX_TYPES)]
@@ -708,18 +715,44 @@ class SiteStats:
 
     # -- merging and shipping -----------------------------------------------------------------
 
-    def merge(self, other: SiteStats) -> None:
+    def merge(self, other: SiteStats, now_ms: int | None = None) -> None:
         """Add another instance's counters (a host's delta) into this one.
 
         Nothing here can fail for an instance from `from_wire` (which checks every type and
         bound) or one observed in this process, so a merge is never left half done. Counts
         saturate at `MAX_COUNT`.
+
+        `now_ms` is the aggregator's clock. Hosts run on other nodes, whose clocks may be
+        ahead: given it, a bucket of `other` more than `CLOCK_SKEW_MS` ahead of it is counted
+        in the current minute and hour instead, timestamps that far ahead are taken as now,
+        buckets older than the 7 days kept are dropped, and `newest` (which expiry goes by)
+        stays within `CLOCK_SKEW_MS` of it. Without it (a host putting back a delta it failed
+        to ship: its own counts, on its own clock) buckets are merged as they are.
         """
+        if now_ms is None:
+            now_minute = now_hour = last_minute = last_hour = 0
+            oldest_minute = oldest_hour = 0
+        else:
+            horizon = now_ms + CLOCK_SKEW_MS
+            now_minute = now_ms - now_ms % MINUTE_MS
+            now_hour = now_ms - now_ms % HOUR_MS
+            last_minute = horizon - horizon % MINUTE_MS
+            last_hour = horizon - horizon % HOUR_MS
+            oldest_minute = now_minute - (KEEP_MINUTES - 1) * MINUTE_MS
+            oldest_hour = now_hour - (KEEP_HOURS - 1) * HOUR_MS
         self.events = _sum(self.events, other.events)
         self.sessions = _sum(self.sessions, other.sessions)
         _add(self.types, other.types)
         self.users |= other.users
+        newest = self.newest
         for start, theirs in other.minutes.items():
+            if now_ms is not None:
+                if start < oldest_minute:
+                    continue
+                if start > last_minute:
+                    start = now_minute
+            if start > newest:
+                newest = start
             mine = self.minutes.get(start)
             if mine is None:
                 mine = self.minutes[start] = _Minute()
@@ -731,8 +764,17 @@ class SiteStats:
                 mine.n_users = _sum(mine.distinct_users(), theirs.distinct_users())
                 mine.users = None
         for start, their_hour in other.hours.items():
+            if now_ms is not None:
+                if start < oldest_hour:
+                    continue
+                if start > last_hour:
+                    start = now_hour
             self._merge_hour(self._hour(start), their_hour)
         for key, recent in other.recent.items():
+            if now_ms is not None and max(recent.start, recent.last) > now_ms + CLOCK_SKEW_MS:
+                recent = recent._replace(
+                    start=min(recent.start, now_ms), last=min(recent.last, now_ms)
+                )
             old = self.recent.pop(key, None)
             if old is not None:
                 recent = Recent(
@@ -745,6 +787,8 @@ class SiteStats:
         if len(self.recent) > MAX_RECENT_SESSIONS:
             self._trim_recent()
         for burst, rage in other.rage.items():
+            if now_ms is not None and rage.timestamp > now_ms + CLOCK_SKEW_MS:
+                rage = rage._replace(timestamp=now_ms)
             old_rage = self.rage.pop(burst, None)
             if old_rage is not None and (old_rage.clicks, old_rage.timestamp) > (
                 rage.clicks,
@@ -753,8 +797,11 @@ class SiteStats:
                 rage = old_rage
             self.rage[burst] = rage
         self._trim_rage()
-        if other.newest > self.newest:
-            self.newest = other.newest
+        if now_ms is not None and newest > last_minute:
+            # Only totals stored before buckets were held to the clock can be this far ahead.
+            newest = last_minute
+        if newest != self.newest:
+            self.newest = newest
             self._expire()
 
     @staticmethod
@@ -874,7 +921,9 @@ class SiteStats:
                 raise InvalidInput("analytics", f"hour {h.start}: a heatmap cell off the map")
             hour.heat_cells = sum(map(len, heat.values()))
             hour.scroll = h.scroll
-        stats.newest = wire.newest
+        # The newest minute is what expiry goes by; the wire's `newest` (older versions set
+        # it from a host's clock, or a bad peer from anything) is not trusted.
+        stats.newest = max(stats.minutes, default=0)
         stats.recent = {
             (r.user_id, r.session_id): Recent(r.start, r.last, r.movements, r.device)
             for r in wire.recent
