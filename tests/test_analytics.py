@@ -644,6 +644,206 @@ def test_a_fresh_or_drained_instance_is_empty() -> None:
     assert stats.is_empty()
 
 
+# -- what the aggregator takes ---------------------------------------------------------------
+
+
+def shipped_wire() -> dict[str, Any]:
+    """A host's delta with every kind of row, as the aggregator decodes it."""
+    host = SiteStats()
+    host.observe_session("u1", "s1", T0, {"timezone": "UTC"})
+    host.observe(
+        "u1",
+        [
+            mv("page_view", "/a", referrerPath="/"),
+            mv("scroll", "/a", scrollDepth=40),
+            *[click("/a", 5, 5, T0 + k, viewportWidth=100) for k in range(3)],
+        ],
+        T0 + 5,
+    )
+    wire: dict[str, Any] = msgspec.msgpack.decode(msgspec.msgpack.encode(host.to_wire()))
+    return wire
+
+
+def with_scroll_of_12(w: dict[str, Any]) -> None:
+    w["hours"][0][5].append(0)
+
+
+def with_a_rage_time_as_text(w: dict[str, Any]) -> None:
+    w["rage"][0][7] = str(w["rage"][0][7])
+
+
+def with_events_past_what_encodes(w: dict[str, Any]) -> None:
+    w["events"] = 2**64 - 1
+
+
+def with_a_negative_page_count(w: dict[str, Any]) -> None:
+    w["hours"][0][1]["/a"] = -1
+
+
+def with_a_short_minute_row(w: dict[str, Any]) -> None:
+    w["minutes"][0] = w["minutes"][0][:4]
+
+
+def with_a_minute_off_the_minute(w: dict[str, Any]) -> None:
+    w["minutes"][0][0] += 1
+
+
+def with_half_a_heatmap_cell(w: dict[str, Any]) -> None:
+    w["hours"][0][4]["/a"].append(3)
+
+
+def with_a_heatmap_cell_off_the_map(w: dict[str, Any]) -> None:
+    w["hours"][0][4]["/a"][0] = analytics.HEAT_ROWS * analytics.HEAT_BINS_X
+
+
+def with_an_infinite_rage_x(w: dict[str, Any]) -> None:
+    w["rage"][0][3] = float("inf")
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        with_scroll_of_12,
+        with_a_rage_time_as_text,
+        with_events_past_what_encodes,
+        with_a_negative_page_count,
+        with_a_short_minute_row,
+        with_a_minute_off_the_minute,
+        with_half_a_heatmap_cell,
+        with_a_heatmap_cell_off_the_map,
+        with_an_infinite_rage_x,
+    ],
+)
+def test_a_delta_that_merge_could_not_take_whole_is_refused_before_anything_is_merged(
+    corrupt: Any,
+) -> None:
+    aggregator = SiteStats.from_wire(shipped_wire())
+    before = aggregator.to_wire()
+    wire = shipped_wire()
+    corrupt(wire)
+    with pytest.raises(InvalidInput, match="analytics"):
+        aggregator.merge(SiteStats.decode_wire(msgspec.msgpack.encode(wire)), T0)
+    with pytest.raises(InvalidInput, match="analytics"):
+        aggregator.merge(SiteStats.from_wire(wire), T0)
+    assert aggregator.to_wire() == before
+    assert aggregator.report(T0)["totalEvents"] == 5
+    codec.encode("site", {"stats": aggregator.to_wire()})
+
+
+def test_rows_with_a_field_more_from_a_newer_version_are_read_without_it() -> None:
+    wire = shipped_wire()
+    expected = SiteStats.from_wire(wire).report(T0 + 5)
+    for table in ("minutes", "hours", "recent", "rage"):
+        wire[table] = [[*row, "added later"] for row in wire[table]]
+    wire["added later"] = 1
+    assert SiteStats.decode_wire(msgspec.msgpack.encode(wire)).report(T0 + 5) == expected
+
+
+def test_counts_saturate_so_the_totals_always_encode() -> None:
+    wire = shipped_wire()
+    wire["events"] = analytics.MAX_COUNT
+    wire["hours"][0][1]["/a"] = analytics.MAX_COUNT
+    wire["hours"][0][5][4] = analytics.MAX_COUNT
+    aggregator = SiteStats()
+    for _ in range(3):
+        aggregator.merge(SiteStats.decode_wire(msgspec.msgpack.encode(wire)), T0)
+    report = aggregator.report(T0, from_ms=T0)
+    assert aggregator.report(T0)["totalEvents"] == analytics.MAX_COUNT
+    assert report["topPages"] == [{"path": "/a", "count": analytics.MAX_COUNT}]
+    assert report["scrollDepth"][4]["count"] == analytics.MAX_COUNT
+    stored = codec.encode("site", {"stats": aggregator.to_wire()})
+    assert SiteStats.from_wire(codec.decode("site", stored)["stats"]).to_wire() == (
+        aggregator.to_wire()
+    )
+
+
+def test_totals_stored_by_an_earlier_version_still_load() -> None:
+    minute, user = T0 + 3 * MINUTE_MS, analytics.user_key("u1")
+    old = {  # to_wire's form as written before deltas were checked; `newest` a host's
+        "newest": minute + 2 * HOUR_MS,
+        "events": 3,
+        "sessions": 1,
+        "types": {"page_view": 1, "click": 2},
+        "users": [user],
+        "minutes": [[minute, 3, {"page_view": 1, "click": 2}, [user], 0]],
+        "hours": [
+            [
+                T0,
+                {"/a": 1},
+                [["#go", "/a", 2]],
+                [["/", "/a", 1]],
+                {"/a": [41, 2]},
+                [0] * analytics.SCROLL_BUCKETS,
+            ]
+        ],
+        "recent": [["u1", "s1", minute, minute + 5, 3]],  # rows before devices were kept
+        "rage": [["u1/s1/7", "/a", "#go", 30.0, 40.0, 3, "u1", minute]],
+    }
+    stored = codec.encode("site", {"stats": old})
+    report = SiteStats.from_wire(codec.decode("site", stored)["stats"]).report(minute)
+    assert report["totalEvents"] == 3 and report["activeUsers"] == 1
+    assert report["topElements"] == [{"element": "#go", "path": "/a", "count": 2}]
+    assert report["heatmap"]["cells"] == [{"x": 1, "y": 1, "count": 2}]
+    assert report["recentActivity"][0]["movementCount"] == 3
+    assert report["rageClicks"][0]["timestamp"] == minute
+
+
+def test_a_host_clock_hours_ahead_leaves_the_current_minutes_users_exact() -> None:
+    aggregator, host, ahead = SiteStats(), SiteStats(), SiteStats()
+    host.observe("u1", [mv("hover", "/")], T0)
+    aggregator.merge(ship(host.take_delta()), T0)
+    ahead.observe("u2", [mv("hover", "/", user="u2")], T0 + 2 * HOUR_MS)
+    aggregator.merge(ship(ahead.take_delta()), T0 + 1)
+    for k in range(2, 4):  # u1 again, in two more of their host's deltas
+        host.observe("u1", [mv("hover", "/")], T0 + k)
+        aggregator.merge(ship(host.take_delta()), T0 + k)
+    report = aggregator.report(T0 + 3)
+    assert report["eventsPerMinute"][-1] == {"t": T0, "count": 4, "users": 2}
+    assert report["activeUsers"] == 2
+    assert list(aggregator.minutes) == [T0] and list(aggregator.hours) == [T0]
+
+
+def test_a_delta_from_far_ahead_neither_empties_the_buckets_nor_stops_expiry() -> None:
+    aggregator, host = SiteStats(), SiteStats()
+    host.observe("u1", [mv("hover", "/")], T0)
+    aggregator.merge(ship(host.take_delta()), T0)
+    crafted = SiteStats().to_wire()
+    crafted["newest"] = 10**15
+    aggregator.merge(SiteStats.from_wire(crafted), T0)
+    far = SiteStats()
+    far.observe("u2", [mv("hover", "/", user="u2")], 10**14)
+    aggregator.merge(ship(far.take_delta()), T0)
+    assert aggregator.report(T0)["eventsPerMinute"][-1] == {"t": T0, "count": 2, "users": 2}
+    assert aggregator.newest == T0
+    stale = SiteStats()
+    stale.observe("u3", [mv("hover", "/", user="u3")], T0 - 8 * 24 * HOUR_MS)
+    aggregator.merge(ship(stale.take_delta()), T0)  # older than the week kept: dropped
+    assert list(aggregator.minutes) == [T0]
+    now = T0
+    for _ in range(8 * 24):  # expiry goes on as the aggregator's clock does
+        now += HOUR_MS
+        host.observe("u1", [mv("hover", "/")], now)
+        aggregator.merge(ship(host.take_delta()), now)
+    assert min(aggregator.minutes) > now - 7 * 24 * HOUR_MS
+    assert len(aggregator.hours) == analytics.KEEP_HOURS
+    assert sum(m.users is not None for m in aggregator.minutes.values()) == 1
+
+
+def test_totals_stored_with_a_newest_far_ahead_expire_again() -> None:
+    stored = SiteStats()
+    stored.observe("u1", [mv("hover", "/")], T0)
+    wire = stored.to_wire()
+    # As an earlier version stored them after a crafted delta: expiry stopped, so a minute
+    # more than a week old is still there.
+    wire["newest"] = 10**15
+    wire["minutes"].insert(0, [T0 - 8 * 24 * HOUR_MS, 1, {"hover": 1}, None, 1])
+    aggregator = SiteStats.from_wire(wire)
+    host = SiteStats()
+    host.observe("u1", [mv("hover", "/")], T0 + MINUTE_MS)
+    aggregator.merge(ship(host.take_delta()), T0 + MINUTE_MS)
+    assert list(aggregator.minutes) == [T0, T0 + MINUTE_MS]
+
+
 # -- merging is exact -------------------------------------------------------------------------
 
 PATHS = ["/", "/a", "/b", "/app/c"]
@@ -715,7 +915,7 @@ def test_merging_shipped_deltas_equals_observing_everything_in_one_place(
     now = T0
 
     def ship_host(h: int) -> None:
-        aggregator.merge(ship(host_stats[h].take_delta()))
+        aggregator.merge(ship(host_stats[h].take_delta()), now)
         last_ship[h] = now
 
     for index, (advance, user, movements) in enumerate(steps):

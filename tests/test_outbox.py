@@ -15,7 +15,7 @@ from tracker.analytics import HOUR_MS, SiteStats
 from tracker.errors import StorageUnavailable
 from tracker.outbox import AnalyticsOutbox
 from tracker.schema import Movement
-from tracker.storage import Storage
+from tracker.storage import ObjectMissing, Storage
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS
 
@@ -144,5 +144,82 @@ def test_an_erasure_saved_while_an_earlier_save_is_out_is_what_storage_keeps(
         assert delta.report(T0)["recentActivity"] != []  # what the held save wrote
         assert kept.report(T0)["recentActivity"] == []
         assert kept.report(T0)["totalUsers"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_delta_the_aggregator_refuses_is_dropped_and_the_hosts_later_deltas_arrive(
+    tmp_path: Path,
+) -> None:
+    """A newer peer's delta with 12 scroll buckets: refused whole, not sent again."""
+    from tracker.actors import AggregatorActor
+    from tracker.config import Config
+
+    async def scenario() -> None:
+        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        outbox = observed("alice")
+        sent: list[bytes] = []
+
+        async def send(delta: SiteStats) -> None:
+            wire = delta.to_wire()
+            if not sent:
+                for hour in wire["hours"]:
+                    hour[5].append(0)
+            sent.append(msgspec.msgpack.encode(wire))
+            await aggregator.merge(sent[-1])
+
+        await outbox.ship(send)  # refused: the aggregator answers, and the host drops it
+        assert outbox.delta.is_empty()
+        assert aggregator.stats.report(T0)["totalEvents"] == 0
+        outbox.delta.observe("bob", [page_view("bob")], T0)
+        await outbox.ship(send)
+        report = aggregator.stats.report(T0)
+        assert report["totalEvents"] == 1
+        assert [r["userId"] for r in report["recentActivity"]] == ["bob"]
+        assert len(sent) == 2
+
+    asyncio.run(scenario())
+
+
+def test_the_aggregator_keeps_saving_after_a_save_fails_unexpectedly(tmp_path: Path) -> None:
+    from tracker.actors import AGGREGATE_KEY, AggregatorActor
+    from tracker.config import Config
+
+    class FailFirstPut:
+        def __init__(self, inner: Storage) -> None:
+            self.inner = inner
+            self.puts = 0
+
+        async def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            self.puts += 1
+            if self.puts == 1:
+                raise OverflowError("can't serialize ints > 2**64 - 1")
+            return await self.inner.put(key, data, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    async def scenario() -> None:
+        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        aggregator.persist_interval_s = 0.01
+        storage = FailFirstPut(aggregator.storage)
+        aggregator.storage = storage  # type: ignore[assignment]
+        await aggregator.ready()
+        delta = SiteStats()
+        delta.observe("alice", [page_view("alice")], T0)
+        await aggregator.merge(delta.to_wire())
+
+        async def saved() -> bytes:
+            while True:
+                try:
+                    data, _ = await storage.inner.get(AGGREGATE_KEY)
+                    return data
+                except ObjectMissing:
+                    await asyncio.sleep(0.01)
+
+        data = await asyncio.wait_for(saved(), timeout=10)
+        assert storage.puts >= 2
+        kept = SiteStats.from_wire(codec.decode("site", data, AGGREGATE_KEY)["stats"])
+        assert kept.report(T0)["totalEvents"] == 1
 
     asyncio.run(scenario())

@@ -24,8 +24,8 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from tracker import codec
 from tracker.analytics import SiteStats
 from tracker.config import Config
-from tracker.errors import Fenced, StorageUnavailable
-from tracker.host import HostSettings, UserHost, drain, orphaned_hosts
+from tracker.errors import Fenced, InvalidInput, StorageUnavailable
+from tracker.host import HostSettings, UserHost, drain, orphaned_hosts, wall_clock_ms
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -352,16 +352,19 @@ class SchedulerActor:
 
 
 AGGREGATE_KEY = "analytics/site"
+PERSIST_INTERVAL_S = 5.0
 
 
 class AggregatorActor:
     """Site-wide analytics: merges the deltas hosts ship every second; persisted periodically."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, now_ms: Callable[[], int] = wall_clock_ms) -> None:
         self.config = config
         self.storage = open_storage(config.storage)
         self.stats = SiteStats()
+        self.now_ms = now_ms  # the clock deltas are merged by, whatever the hosts' clocks say
         self.dirty = False
+        self.persist_interval_s = PERSIST_INTERVAL_S
         self.listeners: list[asyncio.Queue[int]] = []
         self._ready = _Started(self._start)
         self._persister: asyncio.Task[None] | None = None
@@ -372,27 +375,35 @@ class AggregatorActor:
     async def _start(self) -> None:
         with contextlib.suppress(ObjectMissing):
             data, _ = await self.storage.get(AGGREGATE_KEY)
-            self.stats = SiteStats.from_wire(codec.decode("site", data, AGGREGATE_KEY)["stats"])
+            wire = codec.decode("site", data, AGGREGATE_KEY)["stats"]
+            try:
+                self.stats = SiteStats.from_wire(wire)
+            except InvalidInput as exc:
+                raise codec.CorruptObject(f"{AGGREGATE_KEY}: {exc}") from None
         self._persister = asyncio.create_task(self._persist_forever())
 
     async def _persist_forever(self) -> None:
         while True:
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(self.persist_interval_s)
             if self.dirty:
                 try:
                     await self.save()
                 except StorageUnavailable as exc:
                     log.warning("aggregator: cannot persist: %s", exc)
+                except Exception:
+                    # Not a storage outage, so a bug; this loop must outlive it all the same,
+                    # or the totals would silently never be saved again.
+                    log.exception("aggregator: cannot persist")
 
     async def save(self) -> None:
-        """Persist the totals now."""
+        """Persist the totals now; if that fails, they stay dirty for the next save."""
         async with self._saving:
             self.dirty = False
             try:
                 await self.storage.put(
                     AGGREGATE_KEY, codec.encode("site", {"stats": self.stats.to_wire()})
                 )
-            except StorageUnavailable:
+            except BaseException:
                 self.dirty = True
                 raise
 
@@ -401,11 +412,23 @@ class AggregatorActor:
         return AGGREGATOR_NAME
 
     async def merge(self, wire: dict[str, Any] | bytes) -> None:
-        """Add a host's delta: `SiteStats.to_wire`, or that encoded with msgpack."""
+        """Add a host's delta: `SiteStats.to_wire`, or that encoded with msgpack.
+
+        A delta that fails `SiteStats`'s checks (a newer or broken peer, a crafted call) is
+        refused and dropped: logged, and this returns normally, so that the host does not send
+        it again. Raising would make the host put it back into its next delta, which would then
+        be refused too, every second, and nothing more of that host would ever arrive.
+        """
         await self._ready.wait()
-        plain: dict[str, Any] = msgspec.msgpack.decode(wire) if isinstance(wire, bytes) else wire
-        delta = SiteStats.from_wire(plain)
-        self.stats.merge(delta)
+        try:
+            if isinstance(wire, bytes):
+                delta = SiteStats.decode_wire(wire)
+            else:
+                delta = SiteStats.from_wire(wire)
+        except InvalidInput as exc:
+            log.warning("aggregator: refused and dropped an analytics delta: %s", exc)
+            return
+        self.stats.merge(delta, self.now_ms())
         self.dirty = True
         events = delta.total_events()
         for queue in self.listeners:

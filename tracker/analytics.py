@@ -5,7 +5,13 @@ Users live on many hosts, the dashboard reads one aggregator. Each host keeps a 
 session it creates, and about once a second ships what it gathered::
 
     delta = stats.take_delta()                      # the counters; `stats` starts again empty
-    aggregator.merge(SiteStats.from_wire(delta.to_wire()))
+    data = msgspec.msgpack.encode(delta.to_wire())  # on the host
+    aggregator.merge(SiteStats.decode_wire(data), now_ms)   # in the aggregator
+
+The aggregator trusts nothing in a delta: `decode_wire` (`from_wire` for a decoded one) checks
+every type, bound and row length before anything is merged, and raises `InvalidInput` for a
+delta `merge` could not take whole; `merge` then cannot fail part way. Counts saturate at
+`MAX_COUNT` (2^53), so no total outgrows the codec.
 
 Two kinds of state, kept apart so that shipping can be plain addition:
 
@@ -27,6 +33,11 @@ browser client posts its session on every page load): that page load is activity
 counted at its earlier start time: a delta's users are merged exactly only into a minute whose
 set of users the aggregator still holds (the last hour, see below); into a minute reduced to a
 count they are added on top of it, and a user already counted there would count twice.
+Hosts' clocks may differ from the aggregator's: it merges with its own `now_ms`, counts a
+bucket more than `CLOCK_SKEW_MS` (5 min) ahead of it in its current minute and hour, drops one
+older than the 7 days kept, and never lets `newest`, which expiry goes by, run further ahead
+(a host hours ahead had frozen the current minutes' user sets, so users counted twice; a
+`newest` far in the future had emptied every bucket and stopped expiry for good).
 
 * Minute buckets (the last 7 days): event count, counts by type, and distinct users. Users
   are kept as a set of 63-bit hashes for the last hour, enough for `activeUsers` (last 5 min)
@@ -60,10 +71,20 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from typing import Any, NamedTuple, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
+
+import msgspec
+from msgspec import Meta
 
 from tracker.errors import InvalidInput
-from tracker.schema import EVENT_TYPES, Movement, MovementData, Observed
+from tracker.schema import (
+    EVENT_TYPES,
+    Coordinate,
+    Movement,
+    MovementData,
+    Observed,
+    Timestamp,
+)
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -93,6 +114,13 @@ RAGE_RADIUS_PX = 30
 RAGE_WINDOW_MS = 1_000
 RAGE_RING = 8
 _RAGE_RADIUS_SQUARED = RAGE_RADIUS_PX * RAGE_RADIUS_PX
+
+# Every count saturates here: the largest integer a JSON number (the dashboard's) holds
+# exactly, and far below what msgpack, the storage codec, can encode (2^64 - 1).
+MAX_COUNT = 2**53
+# How far ahead of the aggregator's clock a host's buckets may be (clocks of nodes differ).
+CLOCK_SKEW_MS = 5 * MINUTE_MS
+MAX_TYPES = 64  # event types in a delta's counts: room for types added by a newer version
 
 K = TypeVar("K", str, tuple[str, str], tuple[str, int], int)
 NUMBER = (int, float)
@@ -142,9 +170,16 @@ def _drop_smallest(counts: dict[K, int], threshold: int, ties: int, drop: int) -
 
 def _add(into: dict[K, int], counts: dict[K, int], limit: int | None = None) -> None:
     for key, n in counts.items():
-        into[key] = into.get(key, 0) + n
+        n += into.get(key, 0)
+        into[key] = n if n <= MAX_COUNT else MAX_COUNT
     if limit is not None and len(into) > limit:
         _prune(into, limit)
+
+
+def _sum(a: int, b: int) -> int:
+    """`a + b`, saturating at `MAX_COUNT`."""
+    n = a + b
+    return n if n <= MAX_COUNT else MAX_COUNT
 
 
 def _top(counts: dict[K, int], top: int) -> list[tuple[K, int]]:
@@ -317,6 +352,69 @@ class SessionSequences:
     def forget_user(self, user_id: str) -> None:
         for key in [k for k in self._sessions if k[0] == user_id]:
             del self._sessions[key]
+
+
+# -- the wire form, typed --------------------------------------------------------------------
+# What `to_wire` makes, declared so that msgspec checks every type, bound and row length while
+# decoding: a delta (or stored totals) that passes is one `merge` cannot fail on. Rows are
+# arrays; a row longer than declared (from a newer version) has its extra fields ignored.
+
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
+Key = Annotated[str, Meta(max_length=KEY_CHARS)]
+UserHash = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class _WireMinute(msgspec.Struct, array_like=True, gc=False):
+    start: Timestamp
+    count: Count
+    types: Annotated[dict[Key, Count], Meta(max_length=MAX_TYPES)]
+    users: list[UserHash] | None
+    n_users: Count
+
+
+class _WireHour(msgspec.Struct, array_like=True, gc=False):
+    start: Timestamp
+    pages: dict[Key, Count]
+    elements: list[tuple[Key, Key, Count]]
+    journeys: list[tuple[Key, Key, Count]]
+    heat: dict[Key, list[Count]]  # path -> [cell, clicks, cell, clicks, ...]
+    scroll: Annotated[list[Count], Meta(min_length=SCROLL_BUCKETS, max_length=SCROLL_BUCKETS)]
+
+
+class _WireRecent(msgspec.Struct, array_like=True, gc=False):
+    user_id: Key
+    session_id: Key
+    start: Timestamp
+    last: Timestamp
+    movements: Count
+    device: dict[str, Any] | None = None  # rows written before devices were kept have none
+
+
+class _WireRage(msgspec.Struct, array_like=True, gc=False):
+    burst: Annotated[str, Meta(max_length=3 * KEY_CHARS)]  # user/session/time
+    path: Key
+    element: Key
+    x: Coordinate
+    y: Coordinate
+    clicks: Count
+    user_id: Key
+    timestamp: Timestamp
+
+
+class _Wire(msgspec.Struct, gc=False):
+    newest: int  # not trusted: recomputed from the minutes (see `from_wire`)
+    events: Count
+    sessions: Count
+    types: Annotated[dict[Key, Count], Meta(max_length=MAX_TYPES)]
+    users: list[UserHash]
+    minutes: list[_WireMinute]
+    hours: list[_WireHour]
+    recent: list[_WireRecent]
+    rage: list[_WireRage]
+
+
+_wire_decoder = msgspec.msgpack.Decoder(_Wire)
+_HEAT_CELLS_PER_PAGE = HEAT_ROWS * HEAT_BINS_X
 
 
 class SiteStats:
@@ -617,38 +715,80 @@ class SiteStats:
 
     # -- merging and shipping -----------------------------------------------------------------
 
-    def merge(self, other: SiteStats) -> None:
-        """Add another instance's counters (a host's delta) into this one."""
-        self.events += other.events
-        self.sessions += other.sessions
+    def merge(self, other: SiteStats, now_ms: int | None = None) -> None:
+        """Add another instance's counters (a host's delta) into this one.
+
+        Nothing here can fail for an instance from `from_wire` (which checks every type and
+        bound) or one observed in this process, so a merge is never left half done. Counts
+        saturate at `MAX_COUNT`.
+
+        `now_ms` is the aggregator's clock. Hosts run on other nodes, whose clocks may be
+        ahead: given it, a bucket of `other` more than `CLOCK_SKEW_MS` ahead of it is counted
+        in the current minute and hour instead, timestamps that far ahead are taken as now,
+        buckets older than the 7 days kept are dropped, and `newest` (which expiry goes by)
+        stays within `CLOCK_SKEW_MS` of it. Without it (a host putting back a delta it failed
+        to ship: its own counts, on its own clock) buckets are merged as they are.
+        """
+        if now_ms is None:
+            now_minute = now_hour = last_minute = last_hour = 0
+            oldest_minute = oldest_hour = 0
+        else:
+            horizon = now_ms + CLOCK_SKEW_MS
+            now_minute = now_ms - now_ms % MINUTE_MS
+            now_hour = now_ms - now_ms % HOUR_MS
+            last_minute = horizon - horizon % MINUTE_MS
+            last_hour = horizon - horizon % HOUR_MS
+            oldest_minute = now_minute - (KEEP_MINUTES - 1) * MINUTE_MS
+            oldest_hour = now_hour - (KEEP_HOURS - 1) * HOUR_MS
+        self.events = _sum(self.events, other.events)
+        self.sessions = _sum(self.sessions, other.sessions)
         _add(self.types, other.types)
         self.users |= other.users
+        newest = self.newest
         for start, theirs in other.minutes.items():
+            if now_ms is not None:
+                if start < oldest_minute:
+                    continue
+                if start > last_minute:
+                    start = now_minute
+            if start > newest:
+                newest = start
             mine = self.minutes.get(start)
             if mine is None:
                 mine = self.minutes[start] = _Minute()
-            mine.count += theirs.count
+            mine.count = _sum(mine.count, theirs.count)
             _add(mine.types, theirs.types)
             if mine.users is not None and theirs.users is not None:
                 mine.users |= theirs.users
             else:
-                mine.n_users = mine.distinct_users() + theirs.distinct_users()
+                mine.n_users = _sum(mine.distinct_users(), theirs.distinct_users())
                 mine.users = None
         for start, their_hour in other.hours.items():
+            if now_ms is not None:
+                if start < oldest_hour:
+                    continue
+                if start > last_hour:
+                    start = now_hour
             self._merge_hour(self._hour(start), their_hour)
         for key, recent in other.recent.items():
+            if now_ms is not None and max(recent.start, recent.last) > now_ms + CLOCK_SKEW_MS:
+                recent = recent._replace(
+                    start=min(recent.start, now_ms), last=min(recent.last, now_ms)
+                )
             old = self.recent.pop(key, None)
             if old is not None:
                 recent = Recent(
                     min(old.start, recent.start),
                     max(old.last, recent.last),
-                    old.movements + recent.movements,
+                    _sum(old.movements, recent.movements),
                     recent.device if recent.device is not None else old.device,
                 )
             self.recent[key] = recent
         if len(self.recent) > MAX_RECENT_SESSIONS:
             self._trim_recent()
         for burst, rage in other.rage.items():
+            if now_ms is not None and rage.timestamp > now_ms + CLOCK_SKEW_MS:
+                rage = rage._replace(timestamp=now_ms)
             old_rage = self.rage.pop(burst, None)
             if old_rage is not None and (old_rage.clicks, old_rage.timestamp) > (
                 rage.clicks,
@@ -657,8 +797,11 @@ class SiteStats:
                 rage = old_rage
             self.rage[burst] = rage
         self._trim_rage()
-        if other.newest > self.newest:
-            self.newest = other.newest
+        if now_ms is not None and newest > last_minute:
+            # Only totals stored before buckets were held to the clock can be this far ahead.
+            newest = last_minute
+        if newest != self.newest:
+            self.newest = newest
             self._expire()
 
     @staticmethod
@@ -675,7 +818,7 @@ class SiteStats:
             mine.heat_cells += len(into) - before
         if mine.heat_cells > MAX_HEAT_CELLS:
             mine.prune_heat()
-        mine.scroll = [a + b for a, b in zip(mine.scroll, theirs.scroll, strict=True)]
+        mine.scroll = [_sum(a, b) for a, b in zip(mine.scroll, theirs.scroll, strict=True)]
 
     def forget_user(self, user_id: str) -> None:
         """Remove a user from distinct counts, recent sessions, rage clicks and sequences."""
@@ -725,31 +868,70 @@ class SiteStats:
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> SiteStats:
-        """The inverse of `to_wire`, with empty sequences."""
+        """The inverse of `to_wire`, with empty sequences; checked as `decode_wire` checks."""
+        try:
+            typed = msgspec.convert(wire, _Wire)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput("analytics", str(exc)) from None
+        return cls._from_typed(typed)
+
+    @classmethod
+    def decode_wire(cls, data: bytes) -> SiteStats:
+        """`from_wire` of `to_wire`'s form encoded with msgpack, decoded in one typed pass.
+
+        Raises `InvalidInput` for anything `merge` could not take whole: a value of the wrong
+        type, a count beyond `MAX_COUNT` or below 0, a row too short, a bucket start not on a
+        minute (hour), a scroll list of another length, a heatmap cell off the map.
+        """
+        try:
+            typed = _wire_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise InvalidInput("analytics", str(exc)) from None
+        return cls._from_typed(typed)
+
+    @classmethod
+    def _from_typed(cls, wire: _Wire) -> SiteStats:
         stats = cls()
-        stats.newest = wire["newest"]
-        stats.events = wire["events"]
-        stats.sessions = wire["sessions"]
-        stats.types = dict(wire["types"])
-        stats.users = set(wire["users"])
-        for start, count, types, users, n_users in wire["minutes"]:
-            minute = stats.minutes[start] = _Minute()
-            minute.count = count
-            minute.types = dict(types)
-            minute.users = None if users is None else set(users)
-            minute.n_users = n_users
-        for start, pages, elements, journeys, heat, scroll in wire["hours"]:
-            hour = stats.hours[start] = _Hour()
-            hour.pages = dict(pages)
-            hour.elements = {(e, p): n for e, p, n in elements}
-            hour.journeys = {(a, b): n for a, b, n in journeys}
-            hour.heat = {
-                p: dict(zip(flat[::2], flat[1::2], strict=True)) for p, flat in heat.items()
-            }
-            hour.heat_cells = sum(map(len, hour.heat.values()))
-            hour.scroll = list(scroll)
-        stats.recent = {(u, s): Recent(*r) for u, s, *r in wire["recent"]}
-        stats.rage = {key: RageClick(*r) for key, *r in wire["rage"]}
+        stats.events = wire.events
+        stats.sessions = wire.sessions
+        stats.types = wire.types
+        stats.users = set(wire.users)
+        for row in wire.minutes:
+            if row.start % MINUTE_MS:
+                raise InvalidInput("analytics", f"minute bucket {row.start} is not on a minute")
+            minute = stats.minutes[row.start] = _Minute()
+            minute.count = row.count
+            minute.types = row.types
+            minute.users = None if row.users is None else set(row.users)
+            minute.n_users = row.n_users
+        for h in wire.hours:
+            if h.start % HOUR_MS:
+                raise InvalidInput("analytics", f"hour bucket {h.start} is not on an hour")
+            hour = stats.hours[h.start] = _Hour()
+            hour.pages = h.pages
+            hour.elements = {(e, p): n for e, p, n in h.elements}
+            hour.journeys = {(a, b): n for a, b, n in h.journeys}
+            heat = hour.heat
+            for path, flat in h.heat.items():
+                if len(flat) % 2:
+                    raise InvalidInput("analytics", f"hour {h.start}: heatmap of {path!r}")
+                if flat:  # an empty page is never kept (`prune_heat` deletes them)
+                    heat[path] = dict(zip(flat[::2], flat[1::2], strict=True))
+            if heat and max(map(max, heat.values())) >= _HEAT_CELLS_PER_PAGE:
+                raise InvalidInput("analytics", f"hour {h.start}: a heatmap cell off the map")
+            hour.heat_cells = sum(map(len, heat.values()))
+            hour.scroll = h.scroll
+        # The newest minute is what expiry goes by; the wire's `newest` (older versions set
+        # it from a host's clock, or a bad peer from anything) is not trusted.
+        stats.newest = max(stats.minutes, default=0)
+        stats.recent = {
+            (r.user_id, r.session_id): Recent(r.start, r.last, r.movements, r.device)
+            for r in wire.recent
+        }
+        stats.rage = {
+            r.burst: RageClick(r.path, r.element, r.x, r.y, r.clicks, r.user_id, r.timestamp)
+            for r in wire.rage
+        }
         return stats
 
     # -- reporting ----------------------------------------------------------------------------
