@@ -2,8 +2,9 @@
 
 The server here is not the tracker backend: it serves tracker.js and a test page under the
 production Content-Security-Policy, answers like the HTTP contract, and records every request.
-Bodies are validated with the real schema (`tracker.schema`), so an event the backend would
-refuse fails these tests too.
+Bodies are validated with the real schema (`tracker.schema`), and like the backend it refuses a
+batch that mixes users (422) and a user who is not anonymous without a bearer token (401), so an
+event the backend would refuse fails these tests too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tracker.auth import is_anonymous
 from tracker.errors import InvalidInput
 from tracker.schema import movements_from_json, session_request_from_obj
 
@@ -162,6 +165,16 @@ def recording_app(recorder: Recorder) -> Starlette:
             recorder.rejected.append(f"track: {exc}")
             await record(request, 422)
             return JSONResponse({"error": exc.message, "field": exc.field}, status_code=422)
+        users = {m.userId for m in movements}
+        if len(users) > 1:
+            recorder.rejected.append(f"track: one request for several users {sorted(users)}")
+            await record(request, 422)
+            return JSONResponse({"error": "all events of one request must be for one user"}, 422)
+        anonymous = not movements or is_anonymous(movements[0].userId)
+        if not anonymous and not request.headers.get("authorization", "").startswith("Bearer "):
+            recorder.rejected.append(f"track: {sorted(users)} without a token")
+            await record(request, 401)
+            return JSONResponse({"error": "an identity token is required"}, 401)
         with recorder.lock:
             status, headers = recorder.track_answers.pop(0) if recorder.track_answers else (200, {})
         await record(request, status)
@@ -312,6 +325,90 @@ def test_identify_switches_user_and_starts_a_session_for_it(
     sessions = recorder.snapshot("/api/track/session")
     assert [s.json()["userId"] for s in sessions][-1] == "bob"
     assert sessions[-1].authorization == "Bearer tok-b"
+
+
+def sent_as(recorder: Recorder) -> list[tuple[str, str, str | None]]:
+    """(event, userId, Authorization header) of every accepted event, in the order sent."""
+    return [
+        (e["event"], e["userId"], batch.authorization)
+        for batch in recorder.batches()
+        if batch.status == 200
+        for e in batch.events()
+    ]
+
+
+def on_load(context: BrowserContext, script: str) -> None:
+    """Run `script` as soon as tracker.js has started (deferred scripts run before
+    DOMContentLoaded), while its first session request is still out."""
+    context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => {{ {script} }});")
+
+
+def test_identify_while_the_first_request_is_out_sends_each_users_events_apart(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    on_load(context, "tracker.identify('alice', 'tok-a'); document.getElementById('buy').click()")
+    page = open_page(context, base_url, **SLOW)
+    anonymous = page.evaluate("localStorage.getItem('tracking_user_id')")
+    page.evaluate("tracker.flush()")
+    wait_for_events(recorder, "click")
+    assert sent_as(recorder) == [
+        ("page_view", anonymous, None),
+        ("click", "alice", "Bearer tok-a"),
+    ]
+
+
+def test_events_recorded_before_logging_out_go_with_the_old_users_token(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    on_load(context, "document.getElementById('buy').click(); tracker.identify(null)")
+    page = open_page(context, base_url, user="bob", token="tok-b", **SLOW)
+    anonymous = page.evaluate("localStorage.getItem('tracking_user_id')")
+    page.evaluate("tracker.flush()")
+    wait_for_events(recorder, "click")
+    page.click("#buy")
+    page.evaluate("tracker.flush()")
+    wait_for_events(recorder, "click", count=2)
+    assert sent_as(recorder) == [
+        ("page_view", "bob", "Bearer tok-b"),
+        ("click", "bob", "Bearer tok-b"),
+        ("click", anonymous, None),
+    ]
+
+
+def saved_click(user_id: str) -> dict[str, Any]:
+    return {
+        "userId": user_id,
+        "sessionId": str(uuid.uuid4()),
+        "timestamp": int(time.time() * 1000) - 60_000,
+        "event": "click",
+        "data": {"path": "/before", "element": "button#old", "coordinates": {"x": 1, "y": 2}},
+        "eventId": str(uuid.uuid4()),
+    }
+
+
+def test_saved_events_of_other_users_go_apart_and_only_with_their_own_token(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    other_visitor, carol = saved_click(str(uuid.uuid4())), saved_click("carol")
+    page = context.new_page()
+    page.goto(f"{base_url}/done")
+    page.evaluate(
+        "saved => localStorage.setItem('tracking_pending', JSON.stringify(saved))",
+        [other_visitor, carol],
+    )
+    page = open_page(context, base_url)
+    anonymous = page.evaluate("localStorage.getItem('tracking_user_id')")
+    wait_for_events(recorder, "page_view")
+    assert sent_as(recorder) == [
+        ("click", other_visitor["userId"], None),
+        ("page_view", anonymous, None),
+    ]
+    # carol's token is not known here: her event waits for a page that knows it
+    assert page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))") == [carol]
+    page.evaluate("tracker.identify('carol', 'tok-c')")
+    wait_for_events(recorder, "click", count=2)
+    assert sent_as(recorder)[2:] == [("click", "carol", "Bearer tok-c")]
+    assert recorder.of("click")[1]["eventId"] == carol["eventId"]
 
 
 def test_a_click_reports_viewport_coordinates_scroll_and_an_element_descriptor(

@@ -37,6 +37,7 @@
   var BACKOFF_BASE_MS = 1000;
   var BACKOFF_MAX_MS = 30000;
   var RETRY_AFTER_MAX_MS = 10 * 60 * 1000;
+  var PENDING_MAX_AGE_MS = 24 * 60 * 60 * 1000;
   var SCROLL_DEBOUNCE_MS = 250;
   var FIELD_DEBOUNCE_MS = 1000;
   // Matches the server's session timeout: after this much idle time a visit is a new session.
@@ -44,6 +45,8 @@
   var MAX_ELEMENT = 512;
   var MAX_PATH = 2048;
   var ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
+  // The server takes a random (version 4) UUID as an anonymous visitor, who needs no token.
+  var ANONYMOUS_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
   var INTERACTIVE = 'a,button,input,select,textarea,[role="button"],label,summary';
   var IGNORED = '[data-tracker-ignore]';
 
@@ -176,7 +179,9 @@
     installed: false,
     epoch: 0, // bumped on stop, so answers to requests sent before it are ignored
     userId: null,
-    token: null,
+    // User ID -> identity token, for every user this page was told of: events queued before
+    // identify() or a log-out still go out with their own user's token.
+    tokens: Object.create(null),
     sessionId: null,
     sessionOk: false,
     queue: [],
@@ -474,11 +479,13 @@
     return window.TextEncoder ? new TextEncoder().encode(text).length : text.length * 3;
   }
 
-  // Takes events off the front of the queue, as many as fit in one request body.
+  // Takes events off the front of the queue, as many as fit in one request body, all of one
+  // user: the server refuses a request that mixes users, and checks one user's token.
   function takeBatch() {
     var batch = [];
     var bytes = 12; // {"events":[]}
     while (state.queue.length && batch.length < MAX_BATCH) {
+      if (batch.length && state.queue[0].userId !== batch[0].userId) break;
       var size = utf8Length(JSON.stringify(state.queue[0])) + 1;
       if (size + 12 > MAX_BODY_BYTES) { state.queue.shift(); continue; } // can never be sent
       if (bytes + size > MAX_BODY_BYTES) break;
@@ -493,13 +500,19 @@
     trimQueue();
   }
 
-  function headers() {
+  function headers(userId) {
     var h = { 'Content-Type': 'application/json' };
-    if (state.token) h.Authorization = 'Bearer ' + state.token;
+    var token = state.tokens[userId];
+    if (token) h.Authorization = 'Bearer ' + token;
     return h;
   }
 
-  function post(path, body, done) {
+  // Whether events of `userId` can be sent from this page: anonymous, or its token is known.
+  function sendable(userId) {
+    return ANONYMOUS_RE.test(userId) || !!state.tokens[userId];
+  }
+
+  function post(path, userId, body, done) {
     var epoch = state.epoch;
     state.inflight = true;
     var finish = guard(function (status, retryAfter) {
@@ -510,7 +523,7 @@
     try {
       fetch(config.endpoint + path, {
         method: 'POST',
-        headers: headers(),
+        headers: headers(userId),
         body: JSON.stringify(body),
         credentials: 'include',
         keepalive: true
@@ -564,12 +577,12 @@
       if (zone) deviceInfo.timezone = clip(zone, 64);
     } catch (e) { /* no Intl */ }
     var body = { userId: state.userId, sessionId: state.sessionId, deviceInfo: deviceInfo };
-    var token = state.token;
-    post('/api/track/session', body, function (status, retryAfter) {
+    var token = state.tokens[body.userId];
+    post('/api/track/session', body.userId, body, function (status, retryAfter) {
       if (status >= 200 && status < 300) {
         // identify() or a session rotation while this was in flight asks for another one
         state.sessionOk = body.userId === state.userId && body.sessionId === state.sessionId &&
-          token === state.token;
+          token === state.tokens[state.userId];
         succeeded();
         flush();
       } else if (retryable(status)) {
@@ -589,10 +602,12 @@
     }
     var batch = takeBatch();
     if (!batch.length) return;
-    post('/api/track', { events: batch }, function (status, retryAfter) {
+    post('/api/track', batch[0].userId, { events: batch }, function (status, retryAfter) {
       if (status >= 200 && status < 300) {
         succeeded();
-        if (state.queue.length >= FLUSH_AT) flush();
+        // Another user's events were cut off this batch: they go now, as they would have with it.
+        var next = state.queue[0];
+        if (next && (state.queue.length >= FLUSH_AT || next.userId !== batch[0].userId)) flush();
       } else if (retryable(status)) {
         requeue(batch);
         scheduleRetry(status, retryAfter);
@@ -617,14 +632,15 @@
       if (!batch.length) break;
       var body = JSON.stringify({ events: batch });
       var handed = false;
-      if (!state.token && navigator.sendBeacon) {
+      if (!state.tokens[batch[0].userId] && navigator.sendBeacon) {
         try {
           handed = navigator.sendBeacon(url, new Blob([body], { type: 'text/plain' }));
         } catch (e) { handed = false; }
       } else {
         try {
           fetch(url, {
-            method: 'POST', headers: headers(), body: body, credentials: 'include', keepalive: true
+            method: 'POST', headers: headers(batch[0].userId), body: body, credentials: 'include',
+            keepalive: true
           }).catch(function () { /* the page is leaving: nothing more to do */ });
           handed = true;
         } catch (e) { handed = false; }
@@ -640,15 +656,26 @@
     }
   }
 
+  // Events another page of this site left behind. Those of a user whose token this page does
+  // not know would only be refused: they stay saved until a page that knows it (or a day).
   function restorePending() {
     var saved = null;
     try { saved = JSON.parse(storageGet('localStorage', KEYS.pending) || 'null'); } catch (e) { /* corrupt */ }
-    storageRemove('localStorage', KEYS.pending);
-    if (Array.isArray(saved)) {
-      state.queue = saved.filter(function (m) { return m && typeof m === 'object'; })
-        .concat(state.queue);
-      trimQueue();
-    }
+    if (!Array.isArray(saved)) return;
+    var queued = {};
+    state.queue.forEach(function (m) { queued[m.eventId] = true; });
+    var now = Date.now();
+    var restored = [];
+    var kept = [];
+    saved.forEach(function (m) {
+      if (!m || typeof m !== 'object' || !(now - m.timestamp < PENDING_MAX_AGE_MS)) return;
+      if (!sendable(m.userId)) kept.push(m);
+      else if (!queued[m.eventId]) restored.push(m);
+    });
+    if (kept.length) storageSet('localStorage', KEYS.pending, JSON.stringify(kept));
+    else storageRemove('localStorage', KEYS.pending);
+    state.queue = restored.concat(state.queue);
+    trimQueue();
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -692,7 +719,7 @@
       var configured = config.userId && ID_RE.test(config.userId) ? config.userId : null;
       if (config.userId && !configured) log('ignoring invalid data-user-id');
       state.userId = configured || storedId('localStorage', KEYS.user);
-      state.token = configured ? config.token : null;
+      if (configured && config.token) state.tokens[configured] = config.token;
     }
     state.sessionId = storedId('sessionStorage', KEYS.session);
     state.sessionOk = false;
@@ -740,13 +767,16 @@
       if (state.enabled) flush(); // what was recorded so far goes out as the previous user
       if (userId === null || userId === undefined) {
         state.userId = storedId('localStorage', KEYS.user);
-        state.token = null;
       } else {
         state.userId = String(userId);
-        state.token = token ? String(token) : null;
+        if (token) state.tokens[state.userId] = String(token);
+        else delete state.tokens[state.userId];
       }
       state.sessionOk = false;
-      if (state.enabled && !state.inflight) flush();
+      if (state.enabled) {
+        restorePending(); // events an earlier page saved for this user
+        if (!state.inflight) flush();
+      }
       return true;
     }),
     isEnabled: function () { return state.enabled; }
