@@ -633,6 +633,40 @@ def test_nothing_more_is_sent_after_opt_out_even_after_a_reload(
     wait_for_events(recorder, "click")
 
 
+def test_opting_out_in_one_tab_stops_the_others(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    first = open_page(context, base_url, **SLOW)
+    other = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view", count=2)
+    first.evaluate("tracker.optOut()")
+    wait_until(lambda: other.evaluate("tracker.isEnabled()") is False, message="the other tab")
+    other.click("#buy")
+    other.evaluate("tracker.flush()")
+    hide(other)
+    leave_and_settle(other, recorder, base_url)
+    assert [e["event"] for e in recorder.events()] == ["page_view", "page_view"]
+
+
+@pytest.mark.parametrize("send", ["tracker.flush()", "hide"])
+def test_a_tab_sends_nothing_once_another_opted_out_even_before_it_is_told(
+    context: BrowserContext, base_url: str, recorder: Recorder, send: str
+) -> None:
+    """A `storage` event reaches the other tabs some time later; the flag is already set."""
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    page.click("#buy")
+    # as another tab's optOut() does: a tab gets no `storage` event for its own writes
+    page.evaluate("localStorage.setItem('tracking_opt_out', '1')")
+    if send == "hide":
+        hide(page)
+    else:
+        page.evaluate(send)
+    assert page.evaluate("tracker.isEnabled()") is False
+    leave_and_settle(page, recorder, base_url)
+    assert [e["event"] for e in recorder.events()] == ["page_view"]
+
+
 def test_spa_navigation_reports_a_page_view_with_the_previous_pages_duration(
     context: BrowserContext, base_url: str, recorder: Recorder
 ) -> None:

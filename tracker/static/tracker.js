@@ -172,6 +172,13 @@
     return storageGet('localStorage', KEYS.optOut) === '1';
   }
 
+  // Whether to go on; stops when another tab opted out (checked before sending, as that tab's
+  // `storage` event may not have arrived yet).
+  function active() {
+    if (state.enabled && optedOut()) stop();
+    return state.enabled;
+  }
+
   // ---------------------------------------------------------------- state
 
   var state = {
@@ -595,7 +602,7 @@
   }
 
   function flush() {
-    if (!state.enabled || state.inflight || Date.now() < state.retryAt) return;
+    if (!active() || state.inflight || Date.now() < state.retryAt) return;
     if (!state.sessionOk) {
       startSession();
       return;
@@ -620,7 +627,7 @@
   // The page may be gone in a moment: hand everything to the browser to deliver. A beacon
   // cannot carry an Authorization header, so identified users get a keepalive fetch instead.
   function flushOnHide() {
-    if (!state.enabled) return;
+    if (!active()) return;
     endHover();
     emitPendingScroll();
     emitPendingFields();
@@ -689,6 +696,10 @@
     }
   }
 
+  function onStorage(e) {
+    if (e.key === KEYS.optOut) active(); // another tab opted out
+  }
+
   function onPageShow(e) {
     if (e.persisted && state.enabled) landingPageView(); // restored from the back/forward cache
   }
@@ -707,6 +718,7 @@
     document.addEventListener('visibilitychange', guard(onVisibility));
     window.addEventListener('pagehide', guard(flushOnHide));
     window.addEventListener('pageshow', guard(onPageShow));
+    window.addEventListener('storage', guard(onStorage));
     wrapHistory('pushState');
     wrapHistory('replaceState');
   }
