@@ -501,6 +501,22 @@ def test_typing_reports_the_field_but_never_its_value_nor_password_or_card_field
             assert text.encode() not in request.body
 
 
+def test_clicks_and_hovers_on_password_and_card_fields_are_not_reported(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, hover="50")
+    for selector in ("input[name=password]", "input[name=card]", "input[name=fullName]"):
+        page.hover(selector)
+        wait_page_ms(page, 100)
+        page.click(selector)
+    page.mouse.move(5, 600)
+    wait_for_events(recorder, "click")
+    wait_for_events(recorder, "hover")
+    leave_and_settle(page, recorder, base_url)
+    assert [e["data"]["element"] for e in recorder.of("click")] == ["input"]
+    assert [e["data"]["element"] for e in recorder.of("hover")] == ["input"]
+
+
 def test_text_is_cut_between_characters_so_an_emoji_at_the_limit_keeps_its_batch(
     context: BrowserContext, base_url: str, recorder: Recorder
 ) -> None:

@@ -49,6 +49,7 @@
   var ANONYMOUS_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
   var INTERACTIVE = 'a,button,input,select,textarea,[role="button"],label,summary';
   var IGNORED = '[data-tracker-ignore]';
+  var FIELD_RE = /^(input|select|textarea)$/i;
 
   var script = document.currentScript || document.querySelector('script[src*="tracker.js"]');
 
@@ -364,7 +365,7 @@
 
   function onClick(e) {
     var el = elementOf(e.target);
-    if (!state.enabled || ignored(el)) return;
+    if (!state.enabled || ignored(el) || secret(el)) return;
     var scroll = scrollPosition();
     record('click', {
       path: currentPath(),
@@ -400,7 +401,8 @@
 
   function interactive(target) {
     var el = elementOf(target);
-    return el && el.closest && !ignored(el) ? el.closest(INTERACTIVE) : null;
+    el = el && el.closest && !ignored(el) ? el.closest(INTERACTIVE) : null;
+    return secret(el) ? null : el;
   }
 
   function onMouseOver(e) {
@@ -436,17 +438,20 @@
 
   // Which fields may be reported as touched. Their values are never read, whatever the type.
   function trackableField(el) {
-    if (!el || !el.tagName || ignored(el)) return false;
-    var tag = String(el.tagName).toLowerCase();
-    if (tag !== 'input' && tag !== 'select' && tag !== 'textarea') return false;
+    return !!el && !ignored(el) && FIELD_RE.test(el.tagName) && !secret(el);
+  }
+
+  // A password, hidden or payment card field: not even a click on it or a hover is reported.
+  function secret(el) {
+    if (!el || !FIELD_RE.test(el.tagName)) return false;
     var type = String(el.type || el.getAttribute('type') || '').toLowerCase();
-    if (type === 'password' || type === 'hidden') return false;
-    if (String(el.getAttribute('type') || '').toLowerCase() === 'password') return false;
+    if (type === 'password' || type === 'hidden') return true;
+    if (String(el.getAttribute('type') || '').toLowerCase() === 'password') return true;
     var autocomplete = String(el.getAttribute('autocomplete') || '').toLowerCase().split(/\s+/);
     for (var i = 0; i < autocomplete.length; i++) {
-      if (autocomplete[i].indexOf('cc-') === 0) return false;
+      if (autocomplete[i].indexOf('cc-') === 0) return true;
     }
-    return true;
+    return false;
   }
 
   function onField(action) {
