@@ -603,6 +603,66 @@ def test_closing_the_page_delivers_what_was_queued(
     assert wait_for_events(recorder, "click")[0]["data"]["element"] == "button#buy.btn.primary"
 
 
+def clicks_delivered(recorder: Recorder) -> set[str]:
+    return {e["eventId"] for e in recorder.of("click")}
+
+
+def test_leaving_while_the_server_asks_to_wait_keeps_the_queue_for_the_next_page(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """A beacon sent meanwhile would be refused too (503), and nobody would see it."""
+    # The second answer is for the beacon, or else for the next page's first batch.
+    recorder.track_answers.extend([(503, {"Retry-After": "60"}), (503, {"Retry-After": "1"})])
+    page = open_page(context, base_url, **SLOW)
+    wait_until(recorder.batches, message="the first, refused, batch")
+    page.click("#buy")
+    page.goto(f"{base_url}/done")
+    assert recorder.batches()[1:] == []
+    saved = page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")
+    assert [e["event"] for e in saved] == ["page_view", "click"]
+    page.goto(f"{base_url}/page2")
+    wait_for_events(recorder, "page_view", count=2)
+    assert clicks_delivered(recorder) == {saved[1]["eventId"]}
+
+
+def test_hiding_the_page_offline_keeps_the_queue_for_the_next_page(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    context.set_offline(True)
+    page.click("#buy")
+    hide(page)
+    context.set_offline(False)
+    saved = page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")
+    assert [e["event"] for e in saved] == ["click"]
+    page.goto(f"{base_url}/page2")
+    wait_until(lambda: saved[0]["eventId"] in clicks_delivered(recorder), message="the click")
+
+
+def test_what_exceeds_the_keepalive_budget_on_hide_is_kept_for_the_next_page(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """An identified user's events go by keepalive fetch, which browsers refuse past 64 KB out
+    in all; more than that is queued when a burst of clicks is followed by hiding at once."""
+    page = open_page(context, base_url, user="alice", token="tok-a", **SLOW)
+    wait_for_events(recorder, "page_view")
+    page.evaluate(
+        """() => {
+        const wide = document.createElement('button');
+        wide.className = 'w'.repeat(480);
+        document.body.prepend(wide);
+        for (let i = 0; i < 250; i++) wide.click();
+        Object.defineProperty(
+            document, 'visibilityState', {get: () => 'hidden', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }"""
+    )
+    page.goto(f"{base_url}/done")
+    page.goto(f"{base_url}/page2?user=alice&token=tok-a")
+    wait_until(lambda: len(clicks_delivered(recorder)) == 250, message="all 250 clicks")
+
+
 @pytest.mark.parametrize(
     "signal",
     [

@@ -194,6 +194,8 @@
     sessionOk: false,
     queue: [],
     inflight: false,
+    sending: [], // the batch of a post() that has not answered
+    keepaliveBytes: 0,
     attempt: 0,
     retryAt: 0,
     retryTimer: null,
@@ -524,29 +526,44 @@
     return ANONYMOUS_RE.test(userId) || !!state.tokens[userId];
   }
 
+  // A keepalive fetch, which may outlive the page. Browsers refuse one that would take the
+  // keepalive bodies out past 64 KB in all (asynchronously), so the bytes out are counted, until
+  // the answer is read through: the browser counts a request until then.
+  function send(path, userId, text, done) {
+    var bytes = utf8Length(text);
+    state.keepaliveBytes += bytes;
+    var settle = guard(function (status, retryAfter) {
+      state.keepaliveBytes -= bytes;
+      done(status, retryAfter);
+    });
+    var request;
+    try {
+      request = fetch(config.endpoint + path, {
+        method: 'POST',
+        headers: headers(userId),
+        body: text,
+        credentials: 'include',
+        keepalive: true
+      });
+    } catch (e) {
+      request = Promise.reject(e); // answered later all the same: callers may be in a loop
+    }
+    request.then(function (response) {
+      var answered = function () { settle(response.status, response.headers.get('Retry-After')); };
+      Promise.resolve().then(function () { return response.text(); }).then(answered, answered);
+    }, function () {
+      settle(0, null);
+    });
+  }
+
   function post(path, userId, body, done) {
     var epoch = state.epoch;
     state.inflight = true;
-    var finish = guard(function (status, retryAfter) {
+    send(path, userId, JSON.stringify(body), function (status, retryAfter) {
       if (epoch !== state.epoch) return; // stopped meanwhile
       state.inflight = false;
       done(status, retryAfter);
     });
-    try {
-      fetch(config.endpoint + path, {
-        method: 'POST',
-        headers: headers(userId),
-        body: JSON.stringify(body),
-        credentials: 'include',
-        keepalive: true
-      }).then(function (response) {
-        finish(response.status, response.headers.get('Retry-After'));
-      }, function () {
-        finish(0, null);
-      });
-    } catch (e) {
-      finish(0, null);
-    }
   }
 
   function retryable(status) {
@@ -614,7 +631,9 @@
     }
     var batch = takeBatch();
     if (!batch.length) return;
+    state.sending = batch;
     post('/api/track', batch[0].userId, { events: batch }, function (status, retryAfter) {
+      state.sending = [];
       if (status >= 200 && status < 300) {
         succeeded();
         // Another user's events were cut off this batch: they go now, as they would have with it.
@@ -623,14 +642,18 @@
       } else if (retryable(status)) {
         requeue(batch);
         scheduleRetry(status, retryAfter);
+        // A hidden page may be closed or discarded before the retry.
+        if (document.visibilityState === 'hidden') savePending();
       } else {
         log('dropping', batch.length, 'events refused with HTTP', status);
       }
     });
   }
 
-  // The page may be gone in a moment: hand everything to the browser to deliver. A beacon
+  // The page may be gone in a moment: hand the queue to the browser to deliver. A beacon
   // cannot carry an Authorization header, so identified users get a keepalive fetch instead.
+  // Nobody may see how these end, so what would fail (the server asked to wait, the browser is
+  // offline, the keepalive budget is spent) is saved for the site's next page instead.
   function flushOnHide() {
     if (!active()) return;
     endHover();
@@ -638,34 +661,49 @@
     emitPendingFields();
     pauseVisible();
     rememberPage();
-    var url = config.endpoint + '/api/track';
+    var budget = Date.now() < state.retryAt || navigator.onLine === false ? 0 :
+      MAX_BODY_BYTES - state.keepaliveBytes;
     while (state.queue.length) {
       var batch = takeBatch();
       if (!batch.length) break;
       var body = JSON.stringify({ events: batch });
+      var bytes = utf8Length(body);
       var handed = false;
-      if (!state.tokens[batch[0].userId] && navigator.sendBeacon) {
+      if (bytes > budget) {
+        handed = false;
+      } else if (!state.tokens[batch[0].userId] && navigator.sendBeacon) {
         try {
-          handed = navigator.sendBeacon(url, new Blob([body], { type: 'text/plain' }));
+          var blob = new Blob([body], { type: 'text/plain' });
+          handed = navigator.sendBeacon(config.endpoint + '/api/track', blob);
         } catch (e) { handed = false; }
       } else {
-        try {
-          fetch(url, {
-            method: 'POST', headers: headers(batch[0].userId), body: body, credentials: 'include',
-            keepalive: true
-          }).catch(function () { /* the page is leaving: nothing more to do */ });
-          handed = true;
-        } catch (e) { handed = false; }
+        send('/api/track', batch[0].userId, body, sentOnHide(batch, state.epoch));
+        handed = true;
       }
       if (!handed) {
         requeue(batch);
         break;
       }
+      budget -= bytes;
     }
-    // Whatever the browser would not take is kept for the next page of this site.
-    if (state.queue.length) {
-      storageSet('localStorage', KEYS.pending, JSON.stringify(state.queue.slice(-MAX_QUEUE)));
-    }
+    if (state.queue.length || state.sending.length) savePending();
+  }
+
+  // The answer to a keepalive fetch sent on hide, if the page is still here to see it.
+  function sentOnHide(batch, epoch) {
+    return function (status, retryAfter) {
+      if (epoch !== state.epoch || !retryable(status)) return;
+      requeue(batch);
+      savePending();
+      scheduleRetry(status, retryAfter);
+    };
+  }
+
+  // Whatever the browser would not take is kept for the next page of this site, and so is a
+  // batch still out: the page may be gone before its answer, and the request may fail.
+  function savePending() {
+    var events = state.sending.concat(state.queue).slice(-MAX_QUEUE);
+    storageSet('localStorage', KEYS.pending, JSON.stringify(events));
   }
 
   // Events another page of this site left behind. Those of a user whose token this page does
@@ -751,6 +789,7 @@
     state.enabled = false;
     state.epoch += 1;
     state.queue = [];
+    state.sending = [];
     state.inflight = false;
     state.attempt = 0;
     state.retryAt = 0;
