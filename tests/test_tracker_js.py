@@ -663,6 +663,46 @@ def test_what_exceeds_the_keepalive_budget_on_hide_is_kept_for_the_next_page(
     wait_until(lambda: len(clicks_delivered(recorder)) == 250, message="all 250 clicks")
 
 
+def test_saved_events_delivered_later_from_the_page_are_not_sent_again_by_the_next(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    recorder.track_answers.append((503, {"Retry-After": "1"}))
+    page = open_page(context, base_url, **SLOW)
+    wait_until(recorder.batches, message="the first, refused, batch")
+    page.click("#buy")
+    hide(page)  # saved, as the server asked to wait
+    assert len(page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")) == 2
+    wait_for_events(recorder, "click")  # the retry, from the page still there
+    wait_until(
+        lambda: page.evaluate("localStorage.getItem('tracking_pending') === null"),
+        message="the delivered events to leave the saved ones",
+    )
+    page.reload()
+    wait_for_events(recorder, "page_view", count=2)
+    leave_and_settle(page, recorder, base_url)
+    ids = [e["eventId"] for e in recorder.events()]
+    assert len(ids) == len(set(ids)) == 3
+
+
+def test_tabs_leaving_while_the_server_asks_to_wait_keep_each_others_events(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    recorder.track_answers.extend([(503, {"Retry-After": "60"})] * 2)
+    first = open_page(context, base_url, **SLOW)
+    wait_until(recorder.batches, message="the first tab's batch")
+    second = open_page(context, base_url, **SLOW)
+    wait_until(lambda: recorder.batches()[1:], message="the second tab's batch")
+    refused = {e["eventId"] for batch in recorder.batches() for e in batch.events()}
+    assert len(refused) == 2
+    hide(first)
+    hide(second)
+    open_page(context, base_url)
+    wait_until(
+        lambda: refused <= {e["eventId"] for e in recorder.of("page_view")},
+        message="both tabs' page views",
+    )
+
+
 @pytest.mark.parametrize(
     "signal",
     [

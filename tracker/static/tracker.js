@@ -636,6 +636,7 @@
       state.sending = [];
       if (status >= 200 && status < 300) {
         succeeded();
+        forget(batch);
         // Another user's events were cut off this batch: they go now, as they would have with it.
         var next = state.queue[0];
         if (next && (state.queue.length >= FLUSH_AT || next.userId !== batch[0].userId)) flush();
@@ -684,6 +685,7 @@
         requeue(batch);
         break;
       }
+      forget(batch); // the browser has it now
       budget -= bytes;
     }
     if (state.queue.length || state.sending.length) savePending();
@@ -699,32 +701,56 @@
     };
   }
 
+  // ---------------------------------------------------------------- saved for later pages
+  // One localStorage key, shared by the site's tabs: each adds its own events to it and removes
+  // them once delivered, so that a later page neither loses another tab's nor sends them twice.
+
+  function savedEvents() {
+    var saved = null;
+    try {
+      saved = JSON.parse(storageGet('localStorage', KEYS.pending) || 'null');
+    } catch (e) { /* corrupt */ }
+    if (!Array.isArray(saved)) return [];
+    return saved.filter(function (m) { return m && typeof m === 'object'; });
+  }
+
+  function writeSaved(events) {
+    var json = JSON.stringify(events.slice(-MAX_QUEUE));
+    if (events.length) storageSet('localStorage', KEYS.pending, json);
+    else storageRemove('localStorage', KEYS.pending);
+  }
+
+  function without(events, gone) {
+    var ids = {};
+    gone.forEach(function (m) { ids[m.eventId] = true; });
+    return events.filter(function (m) { return !ids[m.eventId]; });
+  }
+
   // Whatever the browser would not take is kept for the next page of this site, and so is a
   // batch still out: the page may be gone before its answer, and the request may fail.
   function savePending() {
-    var events = state.sending.concat(state.queue).slice(-MAX_QUEUE);
-    storageSet('localStorage', KEYS.pending, JSON.stringify(events));
+    var events = state.sending.concat(state.queue);
+    writeSaved(without(savedEvents(), events).concat(events));
+  }
+
+  function forget(delivered) {
+    if (storageGet('localStorage', KEYS.pending) !== null) {
+      writeSaved(without(savedEvents(), delivered));
+    }
   }
 
   // Events another page of this site left behind. Those of a user whose token this page does
   // not know would only be refused: they stay saved until a page that knows it (or a day).
   function restorePending() {
-    var saved = null;
-    try { saved = JSON.parse(storageGet('localStorage', KEYS.pending) || 'null'); } catch (e) { /* corrupt */ }
-    if (!Array.isArray(saved)) return;
-    var queued = {};
-    state.queue.forEach(function (m) { queued[m.eventId] = true; });
     var now = Date.now();
     var restored = [];
     var kept = [];
-    saved.forEach(function (m) {
-      if (!m || typeof m !== 'object' || !(now - m.timestamp < PENDING_MAX_AGE_MS)) return;
-      if (!sendable(m.userId)) kept.push(m);
-      else if (!queued[m.eventId]) restored.push(m);
+    savedEvents().forEach(function (m) {
+      if (!(now - m.timestamp < PENDING_MAX_AGE_MS)) return;
+      (sendable(m.userId) ? restored : kept).push(m);
     });
-    if (kept.length) storageSet('localStorage', KEYS.pending, JSON.stringify(kept));
-    else storageRemove('localStorage', KEYS.pending);
-    state.queue = restored.concat(state.queue);
+    writeSaved(kept);
+    state.queue = without(restored, state.queue).concat(state.queue);
     trimQueue();
   }
 
