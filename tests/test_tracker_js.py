@@ -2,8 +2,9 @@
 
 The server here is not the tracker backend: it serves tracker.js and a test page under the
 production Content-Security-Policy, answers like the HTTP contract, and records every request.
-Bodies are validated with the real schema (`tracker.schema`), so an event the backend would
-refuse fails these tests too.
+Bodies are validated with the real schema (`tracker.schema`), and like the backend it refuses a
+batch that mixes users (422) and a user who is not anonymous without a bearer token (401), so an
+event the backend would refuse fails these tests too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tracker.auth import is_anonymous
 from tracker.errors import InvalidInput
 from tracker.schema import movements_from_json, session_request_from_obj
 
@@ -162,6 +165,16 @@ def recording_app(recorder: Recorder) -> Starlette:
             recorder.rejected.append(f"track: {exc}")
             await record(request, 422)
             return JSONResponse({"error": exc.message, "field": exc.field}, status_code=422)
+        users = {m.userId for m in movements}
+        if len(users) > 1:
+            recorder.rejected.append(f"track: one request for several users {sorted(users)}")
+            await record(request, 422)
+            return JSONResponse({"error": "all events of one request must be for one user"}, 422)
+        anonymous = not movements or is_anonymous(movements[0].userId)
+        if not anonymous and not request.headers.get("authorization", "").startswith("Bearer "):
+            recorder.rejected.append(f"track: {sorted(users)} without a token")
+            await record(request, 401)
+            return JSONResponse({"error": "an identity token is required"}, 401)
         with recorder.lock:
             status, headers = recorder.track_answers.pop(0) if recorder.track_answers else (200, {})
         await record(request, status)
@@ -314,6 +327,90 @@ def test_identify_switches_user_and_starts_a_session_for_it(
     assert sessions[-1].authorization == "Bearer tok-b"
 
 
+def sent_as(recorder: Recorder) -> list[tuple[str, str, str | None]]:
+    """(event, userId, Authorization header) of every accepted event, in the order sent."""
+    return [
+        (e["event"], e["userId"], batch.authorization)
+        for batch in recorder.batches()
+        if batch.status == 200
+        for e in batch.events()
+    ]
+
+
+def on_load(context: BrowserContext, script: str) -> None:
+    """Run `script` as soon as tracker.js has started (deferred scripts run before
+    DOMContentLoaded), while its first session request is still out."""
+    context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => {{ {script} }});")
+
+
+def test_identify_while_the_first_request_is_out_sends_each_users_events_apart(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    on_load(context, "tracker.identify('alice', 'tok-a'); document.getElementById('buy').click()")
+    page = open_page(context, base_url, **SLOW)
+    anonymous = page.evaluate("localStorage.getItem('tracking_user_id')")
+    page.evaluate("tracker.flush()")
+    wait_for_events(recorder, "click")
+    assert sent_as(recorder) == [
+        ("page_view", anonymous, None),
+        ("click", "alice", "Bearer tok-a"),
+    ]
+
+
+def test_events_recorded_before_logging_out_go_with_the_old_users_token(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    on_load(context, "document.getElementById('buy').click(); tracker.identify(null)")
+    page = open_page(context, base_url, user="bob", token="tok-b", **SLOW)
+    anonymous = page.evaluate("localStorage.getItem('tracking_user_id')")
+    page.evaluate("tracker.flush()")
+    wait_for_events(recorder, "click")
+    page.click("#buy")
+    page.evaluate("tracker.flush()")
+    wait_for_events(recorder, "click", count=2)
+    assert sent_as(recorder) == [
+        ("page_view", "bob", "Bearer tok-b"),
+        ("click", "bob", "Bearer tok-b"),
+        ("click", anonymous, None),
+    ]
+
+
+def saved_click(user_id: str) -> dict[str, Any]:
+    return {
+        "userId": user_id,
+        "sessionId": str(uuid.uuid4()),
+        "timestamp": int(time.time() * 1000) - 60_000,
+        "event": "click",
+        "data": {"path": "/before", "element": "button#old", "coordinates": {"x": 1, "y": 2}},
+        "eventId": str(uuid.uuid4()),
+    }
+
+
+def test_saved_events_of_other_users_go_apart_and_only_with_their_own_token(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    other_visitor, carol = saved_click(str(uuid.uuid4())), saved_click("carol")
+    page = context.new_page()
+    page.goto(f"{base_url}/done")
+    page.evaluate(
+        "saved => localStorage.setItem('tracking_pending', JSON.stringify(saved))",
+        [other_visitor, carol],
+    )
+    page = open_page(context, base_url)
+    anonymous = page.evaluate("localStorage.getItem('tracking_user_id')")
+    wait_for_events(recorder, "page_view")
+    assert sent_as(recorder) == [
+        ("click", other_visitor["userId"], None),
+        ("page_view", anonymous, None),
+    ]
+    # carol's token is not known here: her event waits for a page that knows it
+    assert page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))") == [carol]
+    page.evaluate("tracker.identify('carol', 'tok-c')")
+    wait_for_events(recorder, "click", count=2)
+    assert sent_as(recorder)[2:] == [("click", "carol", "Bearer tok-c")]
+    assert recorder.of("click")[1]["eventId"] == carol["eventId"]
+
+
 def test_a_click_reports_viewport_coordinates_scroll_and_an_element_descriptor(
     context: BrowserContext, base_url: str, recorder: Recorder
 ) -> None:
@@ -404,6 +501,22 @@ def test_typing_reports_the_field_but_never_its_value_nor_password_or_card_field
             assert text.encode() not in request.body
 
 
+def test_clicks_and_hovers_on_password_and_card_fields_are_not_reported(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, hover="50")
+    for selector in ("input[name=password]", "input[name=card]", "input[name=fullName]"):
+        page.hover(selector)
+        wait_page_ms(page, 100)
+        page.click(selector)
+    page.mouse.move(5, 600)
+    wait_for_events(recorder, "click")
+    wait_for_events(recorder, "hover")
+    leave_and_settle(page, recorder, base_url)
+    assert [e["data"]["element"] for e in recorder.of("click")] == ["input"]
+    assert [e["data"]["element"] for e in recorder.of("hover")] == ["input"]
+
+
 def test_text_is_cut_between_characters_so_an_emoji_at_the_limit_keeps_its_batch(
     context: BrowserContext, base_url: str, recorder: Recorder
 ) -> None:
@@ -490,6 +603,106 @@ def test_closing_the_page_delivers_what_was_queued(
     assert wait_for_events(recorder, "click")[0]["data"]["element"] == "button#buy.btn.primary"
 
 
+def clicks_delivered(recorder: Recorder) -> set[str]:
+    return {e["eventId"] for e in recorder.of("click")}
+
+
+def test_leaving_while_the_server_asks_to_wait_keeps_the_queue_for_the_next_page(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """A beacon sent meanwhile would be refused too (503), and nobody would see it."""
+    # The second answer is for the beacon, or else for the next page's first batch.
+    recorder.track_answers.extend([(503, {"Retry-After": "60"}), (503, {"Retry-After": "1"})])
+    page = open_page(context, base_url, **SLOW)
+    wait_until(recorder.batches, message="the first, refused, batch")
+    page.click("#buy")
+    page.goto(f"{base_url}/done")
+    assert recorder.batches()[1:] == []
+    saved = page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")
+    assert [e["event"] for e in saved] == ["page_view", "click"]
+    page.goto(f"{base_url}/page2")
+    wait_for_events(recorder, "page_view", count=2)
+    assert clicks_delivered(recorder) == {saved[1]["eventId"]}
+
+
+def test_hiding_the_page_offline_keeps_the_queue_for_the_next_page(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    context.set_offline(True)
+    page.click("#buy")
+    hide(page)
+    context.set_offline(False)
+    saved = page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")
+    assert [e["event"] for e in saved] == ["click"]
+    page.goto(f"{base_url}/page2")
+    wait_until(lambda: saved[0]["eventId"] in clicks_delivered(recorder), message="the click")
+
+
+def test_what_exceeds_the_keepalive_budget_on_hide_is_kept_for_the_next_page(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """An identified user's events go by keepalive fetch, which browsers refuse past 64 KB out
+    in all; more than that is queued when a burst of clicks is followed by hiding at once."""
+    page = open_page(context, base_url, user="alice", token="tok-a", **SLOW)
+    wait_for_events(recorder, "page_view")
+    page.evaluate(
+        """() => {
+        const wide = document.createElement('button');
+        wide.className = 'w'.repeat(480);
+        document.body.prepend(wide);
+        for (let i = 0; i < 250; i++) wide.click();
+        Object.defineProperty(
+            document, 'visibilityState', {get: () => 'hidden', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }"""
+    )
+    page.goto(f"{base_url}/done")
+    page.goto(f"{base_url}/page2?user=alice&token=tok-a")
+    wait_until(lambda: len(clicks_delivered(recorder)) == 250, message="all 250 clicks")
+
+
+def test_saved_events_delivered_later_from_the_page_are_not_sent_again_by_the_next(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    recorder.track_answers.append((503, {"Retry-After": "1"}))
+    page = open_page(context, base_url, **SLOW)
+    wait_until(recorder.batches, message="the first, refused, batch")
+    page.click("#buy")
+    hide(page)  # saved, as the server asked to wait
+    assert len(page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")) == 2
+    wait_for_events(recorder, "click")  # the retry, from the page still there
+    wait_until(
+        lambda: page.evaluate("localStorage.getItem('tracking_pending') === null"),
+        message="the delivered events to leave the saved ones",
+    )
+    page.reload()
+    wait_for_events(recorder, "page_view", count=2)
+    leave_and_settle(page, recorder, base_url)
+    ids = [e["eventId"] for e in recorder.events()]
+    assert len(ids) == len(set(ids)) == 3
+
+
+def test_tabs_leaving_while_the_server_asks_to_wait_keep_each_others_events(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    recorder.track_answers.extend([(503, {"Retry-After": "60"})] * 2)
+    first = open_page(context, base_url, **SLOW)
+    wait_until(recorder.batches, message="the first tab's batch")
+    second = open_page(context, base_url, **SLOW)
+    wait_until(lambda: recorder.batches()[1:], message="the second tab's batch")
+    refused = {e["eventId"] for batch in recorder.batches() for e in batch.events()}
+    assert len(refused) == 2
+    hide(first)
+    hide(second)
+    open_page(context, base_url)
+    wait_until(
+        lambda: refused <= {e["eventId"] for e in recorder.of("page_view")},
+        message="both tabs' page views",
+    )
+
+
 @pytest.mark.parametrize(
     "signal",
     [
@@ -534,6 +747,40 @@ def test_nothing_more_is_sent_after_opt_out_even_after_a_reload(
     assert page.evaluate("tracker.optIn()") is True
     page.click("#buy")
     wait_for_events(recorder, "click")
+
+
+def test_opting_out_in_one_tab_stops_the_others(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    first = open_page(context, base_url, **SLOW)
+    other = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view", count=2)
+    first.evaluate("tracker.optOut()")
+    wait_until(lambda: other.evaluate("tracker.isEnabled()") is False, message="the other tab")
+    other.click("#buy")
+    other.evaluate("tracker.flush()")
+    hide(other)
+    leave_and_settle(other, recorder, base_url)
+    assert [e["event"] for e in recorder.events()] == ["page_view", "page_view"]
+
+
+@pytest.mark.parametrize("send", ["tracker.flush()", "hide"])
+def test_a_tab_sends_nothing_once_another_opted_out_even_before_it_is_told(
+    context: BrowserContext, base_url: str, recorder: Recorder, send: str
+) -> None:
+    """A `storage` event reaches the other tabs some time later; the flag is already set."""
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    page.click("#buy")
+    # as another tab's optOut() does: a tab gets no `storage` event for its own writes
+    page.evaluate("localStorage.setItem('tracking_opt_out', '1')")
+    if send == "hide":
+        hide(page)
+    else:
+        page.evaluate(send)
+    assert page.evaluate("tracker.isEnabled()") is False
+    leave_and_settle(page, recorder, base_url)
+    assert [e["event"] for e in recorder.events()] == ["page_view"]
 
 
 def test_spa_navigation_reports_a_page_view_with_the_previous_pages_duration(

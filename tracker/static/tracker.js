@@ -37,6 +37,7 @@
   var BACKOFF_BASE_MS = 1000;
   var BACKOFF_MAX_MS = 30000;
   var RETRY_AFTER_MAX_MS = 10 * 60 * 1000;
+  var PENDING_MAX_AGE_MS = 24 * 60 * 60 * 1000;
   var SCROLL_DEBOUNCE_MS = 250;
   var FIELD_DEBOUNCE_MS = 1000;
   // Matches the server's session timeout: after this much idle time a visit is a new session.
@@ -44,8 +45,11 @@
   var MAX_ELEMENT = 512;
   var MAX_PATH = 2048;
   var ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
+  // The server takes a random (version 4) UUID as an anonymous visitor, who needs no token.
+  var ANONYMOUS_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
   var INTERACTIVE = 'a,button,input,select,textarea,[role="button"],label,summary';
   var IGNORED = '[data-tracker-ignore]';
+  var FIELD_RE = /^(input|select|textarea)$/i;
 
   var script = document.currentScript || document.querySelector('script[src*="tracker.js"]');
 
@@ -169,6 +173,13 @@
     return storageGet('localStorage', KEYS.optOut) === '1';
   }
 
+  // Whether to go on; stops when another tab opted out (checked before sending, as that tab's
+  // `storage` event may not have arrived yet).
+  function active() {
+    if (state.enabled && optedOut()) stop();
+    return state.enabled;
+  }
+
   // ---------------------------------------------------------------- state
 
   var state = {
@@ -176,11 +187,15 @@
     installed: false,
     epoch: 0, // bumped on stop, so answers to requests sent before it are ignored
     userId: null,
-    token: null,
+    // User ID -> identity token, for every user this page was told of: events queued before
+    // identify() or a log-out still go out with their own user's token.
+    tokens: Object.create(null),
     sessionId: null,
     sessionOk: false,
     queue: [],
     inflight: false,
+    sending: [], // the batch of a post() that has not answered
+    keepaliveBytes: 0,
     attempt: 0,
     retryAt: 0,
     retryTimer: null,
@@ -352,7 +367,7 @@
 
   function onClick(e) {
     var el = elementOf(e.target);
-    if (!state.enabled || ignored(el)) return;
+    if (!state.enabled || ignored(el) || secret(el)) return;
     var scroll = scrollPosition();
     record('click', {
       path: currentPath(),
@@ -388,7 +403,8 @@
 
   function interactive(target) {
     var el = elementOf(target);
-    return el && el.closest && !ignored(el) ? el.closest(INTERACTIVE) : null;
+    el = el && el.closest && !ignored(el) ? el.closest(INTERACTIVE) : null;
+    return secret(el) ? null : el;
   }
 
   function onMouseOver(e) {
@@ -424,17 +440,20 @@
 
   // Which fields may be reported as touched. Their values are never read, whatever the type.
   function trackableField(el) {
-    if (!el || !el.tagName || ignored(el)) return false;
-    var tag = String(el.tagName).toLowerCase();
-    if (tag !== 'input' && tag !== 'select' && tag !== 'textarea') return false;
+    return !!el && !ignored(el) && FIELD_RE.test(el.tagName) && !secret(el);
+  }
+
+  // A password, hidden or payment card field: not even a click on it or a hover is reported.
+  function secret(el) {
+    if (!el || !FIELD_RE.test(el.tagName)) return false;
     var type = String(el.type || el.getAttribute('type') || '').toLowerCase();
-    if (type === 'password' || type === 'hidden') return false;
-    if (String(el.getAttribute('type') || '').toLowerCase() === 'password') return false;
+    if (type === 'password' || type === 'hidden') return true;
+    if (String(el.getAttribute('type') || '').toLowerCase() === 'password') return true;
     var autocomplete = String(el.getAttribute('autocomplete') || '').toLowerCase().split(/\s+/);
     for (var i = 0; i < autocomplete.length; i++) {
-      if (autocomplete[i].indexOf('cc-') === 0) return false;
+      if (autocomplete[i].indexOf('cc-') === 0) return true;
     }
-    return true;
+    return false;
   }
 
   function onField(action) {
@@ -474,11 +493,13 @@
     return window.TextEncoder ? new TextEncoder().encode(text).length : text.length * 3;
   }
 
-  // Takes events off the front of the queue, as many as fit in one request body.
+  // Takes events off the front of the queue, as many as fit in one request body, all of one
+  // user: the server refuses a request that mixes users, and checks one user's token.
   function takeBatch() {
     var batch = [];
     var bytes = 12; // {"events":[]}
     while (state.queue.length && batch.length < MAX_BATCH) {
+      if (batch.length && state.queue[0].userId !== batch[0].userId) break;
       var size = utf8Length(JSON.stringify(state.queue[0])) + 1;
       if (size + 12 > MAX_BODY_BYTES) { state.queue.shift(); continue; } // can never be sent
       if (bytes + size > MAX_BODY_BYTES) break;
@@ -493,35 +514,56 @@
     trimQueue();
   }
 
-  function headers() {
+  function headers(userId) {
     var h = { 'Content-Type': 'application/json' };
-    if (state.token) h.Authorization = 'Bearer ' + state.token;
+    var token = state.tokens[userId];
+    if (token) h.Authorization = 'Bearer ' + token;
     return h;
   }
 
-  function post(path, body, done) {
+  // Whether events of `userId` can be sent from this page: anonymous, or its token is known.
+  function sendable(userId) {
+    return ANONYMOUS_RE.test(userId) || !!state.tokens[userId];
+  }
+
+  // A keepalive fetch, which may outlive the page. Browsers refuse one that would take the
+  // keepalive bodies out past 64 KB in all (asynchronously), so the bytes out are counted, until
+  // the answer is read through: the browser counts a request until then.
+  function send(path, userId, text, done) {
+    var bytes = utf8Length(text);
+    state.keepaliveBytes += bytes;
+    var settle = guard(function (status, retryAfter) {
+      state.keepaliveBytes -= bytes;
+      done(status, retryAfter);
+    });
+    var request;
+    try {
+      request = fetch(config.endpoint + path, {
+        method: 'POST',
+        headers: headers(userId),
+        body: text,
+        credentials: 'include',
+        keepalive: true
+      });
+    } catch (e) {
+      request = Promise.reject(e); // answered later all the same: callers may be in a loop
+    }
+    request.then(function (response) {
+      var answered = function () { settle(response.status, response.headers.get('Retry-After')); };
+      Promise.resolve().then(function () { return response.text(); }).then(answered, answered);
+    }, function () {
+      settle(0, null);
+    });
+  }
+
+  function post(path, userId, body, done) {
     var epoch = state.epoch;
     state.inflight = true;
-    var finish = guard(function (status, retryAfter) {
+    send(path, userId, JSON.stringify(body), function (status, retryAfter) {
       if (epoch !== state.epoch) return; // stopped meanwhile
       state.inflight = false;
       done(status, retryAfter);
     });
-    try {
-      fetch(config.endpoint + path, {
-        method: 'POST',
-        headers: headers(),
-        body: JSON.stringify(body),
-        credentials: 'include',
-        keepalive: true
-      }).then(function (response) {
-        finish(response.status, response.headers.get('Retry-After'));
-      }, function () {
-        finish(0, null);
-      });
-    } catch (e) {
-      finish(0, null);
-    }
   }
 
   function retryable(status) {
@@ -564,12 +606,12 @@
       if (zone) deviceInfo.timezone = clip(zone, 64);
     } catch (e) { /* no Intl */ }
     var body = { userId: state.userId, sessionId: state.sessionId, deviceInfo: deviceInfo };
-    var token = state.token;
-    post('/api/track/session', body, function (status, retryAfter) {
+    var token = state.tokens[body.userId];
+    post('/api/track/session', body.userId, body, function (status, retryAfter) {
       if (status >= 200 && status < 300) {
         // identify() or a session rotation while this was in flight asks for another one
         state.sessionOk = body.userId === state.userId && body.sessionId === state.sessionId &&
-          token === state.token;
+          token === state.tokens[state.userId];
         succeeded();
         flush();
       } else if (retryable(status)) {
@@ -582,73 +624,134 @@
   }
 
   function flush() {
-    if (!state.enabled || state.inflight || Date.now() < state.retryAt) return;
+    if (!active() || state.inflight || Date.now() < state.retryAt) return;
     if (!state.sessionOk) {
       startSession();
       return;
     }
     var batch = takeBatch();
     if (!batch.length) return;
-    post('/api/track', { events: batch }, function (status, retryAfter) {
+    state.sending = batch;
+    post('/api/track', batch[0].userId, { events: batch }, function (status, retryAfter) {
+      state.sending = [];
       if (status >= 200 && status < 300) {
         succeeded();
-        if (state.queue.length >= FLUSH_AT) flush();
+        forget(batch);
+        // Another user's events were cut off this batch: they go now, as they would have with it.
+        var next = state.queue[0];
+        if (next && (state.queue.length >= FLUSH_AT || next.userId !== batch[0].userId)) flush();
       } else if (retryable(status)) {
         requeue(batch);
         scheduleRetry(status, retryAfter);
+        // A hidden page may be closed or discarded before the retry.
+        if (document.visibilityState === 'hidden') savePending();
       } else {
         log('dropping', batch.length, 'events refused with HTTP', status);
       }
     });
   }
 
-  // The page may be gone in a moment: hand everything to the browser to deliver. A beacon
+  // The page may be gone in a moment: hand the queue to the browser to deliver. A beacon
   // cannot carry an Authorization header, so identified users get a keepalive fetch instead.
+  // Nobody may see how these end, so what would fail (the server asked to wait, the browser is
+  // offline, the keepalive budget is spent) is saved for the site's next page instead.
   function flushOnHide() {
-    if (!state.enabled) return;
+    if (!active()) return;
     endHover();
     emitPendingScroll();
     emitPendingFields();
     pauseVisible();
     rememberPage();
-    var url = config.endpoint + '/api/track';
+    var budget = Date.now() < state.retryAt || navigator.onLine === false ? 0 :
+      MAX_BODY_BYTES - state.keepaliveBytes;
     while (state.queue.length) {
       var batch = takeBatch();
       if (!batch.length) break;
       var body = JSON.stringify({ events: batch });
+      var bytes = utf8Length(body);
       var handed = false;
-      if (!state.token && navigator.sendBeacon) {
+      if (bytes > budget) {
+        handed = false;
+      } else if (!state.tokens[batch[0].userId] && navigator.sendBeacon) {
         try {
-          handed = navigator.sendBeacon(url, new Blob([body], { type: 'text/plain' }));
+          var blob = new Blob([body], { type: 'text/plain' });
+          handed = navigator.sendBeacon(config.endpoint + '/api/track', blob);
         } catch (e) { handed = false; }
       } else {
-        try {
-          fetch(url, {
-            method: 'POST', headers: headers(), body: body, credentials: 'include', keepalive: true
-          }).catch(function () { /* the page is leaving: nothing more to do */ });
-          handed = true;
-        } catch (e) { handed = false; }
+        send('/api/track', batch[0].userId, body, sentOnHide(batch, state.epoch));
+        handed = true;
       }
       if (!handed) {
         requeue(batch);
         break;
       }
+      forget(batch); // the browser has it now
+      budget -= bytes;
     }
-    // Whatever the browser would not take is kept for the next page of this site.
-    if (state.queue.length) {
-      storageSet('localStorage', KEYS.pending, JSON.stringify(state.queue.slice(-MAX_QUEUE)));
+    if (state.queue.length || state.sending.length) savePending();
+  }
+
+  // The answer to a keepalive fetch sent on hide, if the page is still here to see it.
+  function sentOnHide(batch, epoch) {
+    return function (status, retryAfter) {
+      if (epoch !== state.epoch || !retryable(status)) return;
+      requeue(batch);
+      savePending();
+      scheduleRetry(status, retryAfter);
+    };
+  }
+
+  // ---------------------------------------------------------------- saved for later pages
+  // One localStorage key, shared by the site's tabs: each adds its own events to it and removes
+  // them once delivered, so that a later page neither loses another tab's nor sends them twice.
+
+  function savedEvents() {
+    var saved = null;
+    try {
+      saved = JSON.parse(storageGet('localStorage', KEYS.pending) || 'null');
+    } catch (e) { /* corrupt */ }
+    if (!Array.isArray(saved)) return [];
+    return saved.filter(function (m) { return m && typeof m === 'object'; });
+  }
+
+  function writeSaved(events) {
+    var json = JSON.stringify(events.slice(-MAX_QUEUE));
+    if (events.length) storageSet('localStorage', KEYS.pending, json);
+    else storageRemove('localStorage', KEYS.pending);
+  }
+
+  function without(events, gone) {
+    var ids = {};
+    gone.forEach(function (m) { ids[m.eventId] = true; });
+    return events.filter(function (m) { return !ids[m.eventId]; });
+  }
+
+  // Whatever the browser would not take is kept for the next page of this site, and so is a
+  // batch still out: the page may be gone before its answer, and the request may fail.
+  function savePending() {
+    var events = state.sending.concat(state.queue);
+    writeSaved(without(savedEvents(), events).concat(events));
+  }
+
+  function forget(delivered) {
+    if (storageGet('localStorage', KEYS.pending) !== null) {
+      writeSaved(without(savedEvents(), delivered));
     }
   }
 
+  // Events another page of this site left behind. Those of a user whose token this page does
+  // not know would only be refused: they stay saved until a page that knows it (or a day).
   function restorePending() {
-    var saved = null;
-    try { saved = JSON.parse(storageGet('localStorage', KEYS.pending) || 'null'); } catch (e) { /* corrupt */ }
-    storageRemove('localStorage', KEYS.pending);
-    if (Array.isArray(saved)) {
-      state.queue = saved.filter(function (m) { return m && typeof m === 'object'; })
-        .concat(state.queue);
-      trimQueue();
-    }
+    var now = Date.now();
+    var restored = [];
+    var kept = [];
+    savedEvents().forEach(function (m) {
+      if (!(now - m.timestamp < PENDING_MAX_AGE_MS)) return;
+      (sendable(m.userId) ? restored : kept).push(m);
+    });
+    writeSaved(kept);
+    state.queue = without(restored, state.queue).concat(state.queue);
+    trimQueue();
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -660,6 +763,10 @@
       storageRemove('sessionStorage', KEYS.lastPage); // still here after all
       resumeVisible();
     }
+  }
+
+  function onStorage(e) {
+    if (e.key === KEYS.optOut) active(); // another tab opted out
   }
 
   function onPageShow(e) {
@@ -680,6 +787,7 @@
     document.addEventListener('visibilitychange', guard(onVisibility));
     window.addEventListener('pagehide', guard(flushOnHide));
     window.addEventListener('pageshow', guard(onPageShow));
+    window.addEventListener('storage', guard(onStorage));
     wrapHistory('pushState');
     wrapHistory('replaceState');
   }
@@ -692,7 +800,7 @@
       var configured = config.userId && ID_RE.test(config.userId) ? config.userId : null;
       if (config.userId && !configured) log('ignoring invalid data-user-id');
       state.userId = configured || storedId('localStorage', KEYS.user);
-      state.token = configured ? config.token : null;
+      if (configured && config.token) state.tokens[configured] = config.token;
     }
     state.sessionId = storedId('sessionStorage', KEYS.session);
     state.sessionOk = false;
@@ -707,6 +815,7 @@
     state.enabled = false;
     state.epoch += 1;
     state.queue = [];
+    state.sending = [];
     state.inflight = false;
     state.attempt = 0;
     state.retryAt = 0;
@@ -740,13 +849,16 @@
       if (state.enabled) flush(); // what was recorded so far goes out as the previous user
       if (userId === null || userId === undefined) {
         state.userId = storedId('localStorage', KEYS.user);
-        state.token = null;
       } else {
         state.userId = String(userId);
-        state.token = token ? String(token) : null;
+        if (token) state.tokens[state.userId] = String(token);
+        else delete state.tokens[state.userId];
       }
       state.sessionOk = false;
-      if (state.enabled && !state.inflight) flush();
+      if (state.enabled) {
+        restorePending(); // events an earlier page saved for this user
+        if (!state.inflight) flush();
+      }
       return true;
     }),
     isEnabled: function () { return state.enabled; }
