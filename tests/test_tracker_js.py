@@ -830,6 +830,19 @@ def test_a_batch_refused_with_503_is_retried_after_retry_after_with_the_same_ids
     assert accepted.at - refused.at >= 0.9
 
 
+def test_retries_of_a_server_that_keeps_refusing_back_off_beyond_its_retry_after(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """Each 503 asks for one second; the third retry waits longer than that (the client's own
+    back-off has grown past it), so an outage does not have every visitor retry every second."""
+    recorder.track_answers.extend([(503, {"Retry-After": "1"})] * 3)
+    open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    batches = recorder.batches()
+    assert [b.status for b in batches[:3]] == [503, 503, 503]
+    assert batches[3].at - batches[2].at >= 1.9  # the third back-off: 2-4 s
+
+
 def test_a_batch_refused_as_invalid_is_dropped_not_retried(
     context: BrowserContext, base_url: str, recorder: Recorder
 ) -> None:

@@ -578,11 +578,12 @@
   }
 
   function scheduleRetry(status, retryAfter) {
-    var delay = (status === 429 || status === 503) ? parseRetryAfter(retryAfter) : null;
-    if (delay === null) {
-      var ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * Math.pow(2, state.attempt));
-      delay = ceiling / 2 + Math.random() * ceiling / 2; // jitter, so clients do not stampede
-    }
+    var ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * Math.pow(2, state.attempt));
+    var delay = ceiling / 2 + Math.random() * ceiling / 2; // jitter, so clients do not stampede
+    // At least what the server asks, and longer while it keeps refusing: its 503 asks for a
+    // second each time, and a long outage must not have every visitor retry every second.
+    var asked = (status === 429 || status === 503) ? parseRetryAfter(retryAfter) : null;
+    if (asked !== null && asked > delay) delay = asked;
     state.attempt += 1;
     state.retryAt = Date.now() + delay;
     clearTimeout(state.retryTimer);
