@@ -66,16 +66,29 @@ def _encoded_wire(delta: SiteStats) -> bytes:
     return msgspec.msgpack.encode(delta.to_wire())
 
 
-def freeze_heap() -> None:
-    """Exempt what is alive now from the cycle collector's full passes (`gc.freeze`).
+# Collections of the middle generation per full one (Python's default is 10).
+FULL_COLLECTION_EVERY = 100
 
-    Called once a server process has started: its libraries (Ray, Serve, Starlette) and its
-    recovered state are then never walked again by a full collection, which otherwise stalled
-    every request of the process for 60-80 ms (measured in a host and in a replica; 10 ms
-    after). Objects frozen are still freed when their last reference goes; only cycles among
-    them would stay, and startup makes none that die."""
+
+def tune_collector() -> None:
+    """Set the cycle collector up for a server process, once it has started.
+
+    - What is alive now is exempt from full collections (`gc.freeze`): the libraries (Ray,
+      Serve, Starlette) and the recovered state are never walked again by one, which
+      otherwise stalled every request of the process for 60-80 ms (measured in a host and
+      in a replica; 10 ms after). Objects frozen are still freed when their last reference
+      goes; only cycles among them would stay, and startup makes none that die.
+    - Full collections come ten times less often. A host's state grows with every event
+      (records wait for compaction, sessions keep their batches), so full collections came
+      every ten middle ones: in-process, single-event `track` with 1,000 calls in flight spent
+      34-39 µs per call in them (of 45-56 in the collector, 141-155 µs in all); one in ten
+      leaves 4 µs (18 in the collector, 113 in all). A full collection is as long as before
+      (about 0.1 s for 2,000 users), and ten times rarer.
+    """
     gc.collect()
     gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
 class _Started:
@@ -131,7 +144,7 @@ class HostActor:
         if self.name == FIRST_HOST:
             await self._drain_orphans()
         await self.host.start()
-        freeze_heap()
+        tune_collector()
         self._tickers = [
             asyncio.create_task(self._every(step))
             for step in (self._ship_analytics, self._ship_alarm_requests, self._compact)
