@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 
 from tracker import storage as storage_module
 from tracker.auth import (
+    ADMIN_SESSION_S,
+    admin_session,
     bearer,
     check_admin,
+    check_admin_session,
     ensure_secrets,
     is_anonymous,
     mint_token,
@@ -315,3 +318,20 @@ def test_shared_storage_without_secrets_is_a_configuration_error() -> None:
     assert "TRACKER_ADMIN_TOKEN" not in str(caught.value)
     given_both = Config(storage="s3://bucket/prefix", admin_token="a", secret="s")
     assert ensure_secrets(given_both) is given_both
+
+
+def test_an_admin_session_opens_until_it_expires_and_never_holds_the_token() -> None:
+    admin = "admin-token-0123456789abcdef0123"
+    cookie = admin_session(admin, now_s=1_000)
+    assert admin not in cookie
+    check_admin_session(admin, cookie, now_s=1_000)
+    check_admin_session(admin, cookie, now_s=1_000 + ADMIN_SESSION_S)
+    with pytest.raises(Unauthorized, match="expired"):
+        check_admin_session(admin, cookie, now_s=1_001 + ADMIN_SESSION_S)
+    with pytest.raises(Unauthorized):  # the admin token changed: every session ends
+        check_admin_session("another-admin-token-0123456789ab", cookie, now_s=1_000)
+    expiry, _, mac = cookie.partition(".")
+    forged = [f"{int(expiry) + 3600}.{mac}", admin, "", "x.y", f"{expiry}.", f"١٢.{mac}"]
+    for value in forged:
+        with pytest.raises(Unauthorized):
+            check_admin_session(admin, value, now_s=1_000)

@@ -505,6 +505,7 @@ def test_admin_routes_without_or_with_a_wrong_token_are_401(
         ({"Authorization": "Bearer"}, {}),
         ({"Authorization": f"Basic {serve_config.admin_token}"}, {}),
         ({}, {"tracker_admin": wrong}),
+        ({}, {"tracker_admin": serve_config.admin_token}),  # the token is not a session
     ]
     for headers, cookies in attempts:
         client.cookies.clear()
@@ -521,6 +522,7 @@ def test_login_sets_a_strict_cookie_that_opens_admin_routes_and_logout_clears_it
     assert login.json() == {"success": True}
     cookie = login.headers["set-cookie"].lower()
     assert cookie.startswith("tracker_admin=")
+    assert serve_config.admin_token.lower() not in cookie  # a signed session, not the token
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert client.get("/api/analytics").status_code == 200
     logout = client.post("/api/admin/logout")

@@ -105,6 +105,38 @@ def check_admin(expected: str, presented: str | None) -> None:
         raise Unauthorized("wrong admin token")
 
 
+# How long a dashboard sign-in lasts (the admin cookie's lifetime, in the browser and here).
+ADMIN_SESSION_S = 12 * 3600
+
+
+def admin_session(admin_token: str, *, now_s: float | None = None) -> str:
+    """The admin cookie's value: an expiry and its HMAC under the admin token, not the token
+    itself, so a copied cookie opens the admin routes until it expires only (or until the
+    admin token changes), and never reveals the token."""
+    expiry = str(int((time.time() if now_s is None else now_s) + ADMIN_SESSION_S))
+    return f"{expiry}.{_admin_mac(admin_token, expiry)}"
+
+
+def check_admin_session(
+    admin_token: str, presented: str | None, *, now_s: float | None = None
+) -> None:
+    """Accept an unexpired `admin_session` value; raise `Unauthorized` otherwise."""
+    if not admin_token:
+        raise Unauthorized("admin access is not configured")
+    expiry, _, mac = (presented or "").partition(".")
+    if not (expiry.isascii() and expiry.isdigit() and mac):
+        raise Unauthorized("missing admin token")
+    if not hmac.compare_digest(_admin_mac(admin_token, expiry).encode(), mac.encode()):
+        raise Unauthorized("wrong admin session")
+    if int(expiry) < (time.time() if now_s is None else now_s):
+        raise Unauthorized("admin session expired: sign in again")
+
+
+def _admin_mac(admin_token: str, expiry: str) -> str:
+    message = f"admin-session\n{expiry}".encode()
+    return hmac.new(admin_token.encode(), message, hashlib.sha256).hexdigest()
+
+
 def bearer(authorization_header: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, or None if there is none."""
     if authorization_header is None:

@@ -328,8 +328,9 @@ class Ingress:
     def require_admin(self, request: Request) -> None:
         presented = auth.bearer(request.headers.get("authorization"))
         if presented is None:
-            presented = request.cookies.get(ADMIN_COOKIE)
-        auth.check_admin(self.admin_token, presented)
+            auth.check_admin_session(self.admin_token, request.cookies.get(ADMIN_COOKIE))
+        else:
+            auth.check_admin(self.admin_token, presented)
 
     def is_admin(self, request: Request) -> bool:
         try:
@@ -551,11 +552,11 @@ class Ingress:
         response = JSONResponse({"success": True})
         response.set_cookie(
             ADMIN_COOKIE,
-            token,
+            auth.admin_session(self.admin_token),
             httponly=True,
             samesite="strict",
             path="/",
-            max_age=12 * 3600,
+            max_age=auth.ADMIN_SESSION_S,
             secure=over_https(request),
         )
         return response
