@@ -65,24 +65,27 @@ def mint_token(
     return f"{TOKEN_VERSION}.{expiry}.{_sign(secret, user_id, str(expiry))}"
 
 
-def verify_token(secret: str, user_id: str, token: str, *, now_s: float | None = None) -> None:
-    """Accept a token minted for exactly this user and not yet expired; raise `Unauthorized`."""
+def verify_token(
+    secret: str, user_id: str, token: str, *, now_s: float | None = None, kind: str = "user token"
+) -> None:
+    """Accept a token minted for exactly this user and not yet expired; raise `Unauthorized`
+    (whose message calls the token `kind`)."""
     if len(token) > _MAX_TOKEN_CHARS:
-        raise Unauthorized("malformed user token: too long")
+        raise Unauthorized(f"malformed {kind}: too long")
     match = _TOKEN.fullmatch(token)
     if match is None:
         version = token.split(".", 1)[0]
         if token.count(".") == 2 and version != TOKEN_VERSION:
-            raise Unauthorized(f"unsupported user token version {version[:8]!r}")
-        raise Unauthorized(f"malformed user token: expected {TOKEN_VERSION}.<expiry>.<signature>")
+            raise Unauthorized(f"unsupported {kind} version {version[:8]!r}")
+        raise Unauthorized(f"malformed {kind}: expected {TOKEN_VERSION}.<expiry>.<signature>")
     expiry, signature = match.groups()
     # Compare the encoded text, not decoded bytes: base64 has several spellings of one value.
     expected = _sign(secret, user_id, expiry)
     if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii")):
-        raise Unauthorized(f"bad user token signature for user {user_id!r}")
+        raise Unauthorized(f"bad {kind} signature for user {user_id!r}")
     now = time.time() if now_s is None else now_s
     if now >= int(expiry):
-        raise Unauthorized(f"user token expired at {expiry}")
+        raise Unauthorized(f"{kind} expired at {expiry}")
 
 
 def _sign(secret: str, user_id: str, expiry: str) -> str:
@@ -107,14 +110,16 @@ def check_admin(expected: str, presented: str | None) -> None:
 
 # How long a dashboard sign-in lasts (the admin cookie's lifetime, in the browser and here).
 ADMIN_SESSION_S = 12 * 3600
+# The subject of an admin session's token: not a user ID (those hold no spaces), so that no
+# user's identity token is one, whatever the keys.
+_ADMIN_SESSION = "admin session"
 
 
 def admin_session(admin_token: str, *, now_s: float | None = None) -> str:
-    """The admin cookie's value: an expiry and its HMAC under the admin token, not the token
-    itself, so a copied cookie opens the admin routes until it expires only (or until the
-    admin token changes), and never reveals the token."""
-    expiry = str(int((time.time() if now_s is None else now_s) + ADMIN_SESSION_S))
-    return f"{expiry}.{_admin_mac(admin_token, expiry)}"
+    """The admin cookie's value: a token (`mint_token`'s format) signed with the admin token,
+    not the admin token itself, so a copied cookie opens the admin routes until it expires
+    only (or until the admin token changes), and never reveals the token."""
+    return mint_token(admin_token, _ADMIN_SESSION, ADMIN_SESSION_S, now_s=now_s)
 
 
 def check_admin_session(
@@ -123,18 +128,9 @@ def check_admin_session(
     """Accept an unexpired `admin_session` value; raise `Unauthorized` otherwise."""
     if not admin_token:
         raise Unauthorized("admin access is not configured")
-    expiry, _, mac = (presented or "").partition(".")
-    if not (expiry.isascii() and expiry.isdigit() and mac):
+    if not presented:
         raise Unauthorized("missing admin token")
-    if not hmac.compare_digest(_admin_mac(admin_token, expiry).encode(), mac.encode()):
-        raise Unauthorized("wrong admin session")
-    if int(expiry) < (time.time() if now_s is None else now_s):
-        raise Unauthorized("admin session expired: sign in again")
-
-
-def _admin_mac(admin_token: str, expiry: str) -> str:
-    message = f"admin-session\n{expiry}".encode()
-    return hmac.new(admin_token.encode(), message, hashlib.sha256).hexdigest()
+    verify_token(admin_token, _ADMIN_SESSION, presented, now_s=now_s, kind="admin session")
 
 
 def bearer(authorization_header: str | None) -> str | None:
