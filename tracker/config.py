@@ -114,8 +114,6 @@ class Config:
                 "TRACKER_MAX_MOVEMENTS_PER_SESSION="
                 f"{self.max_movements_per_session!r}: must be at least 1"
             )
-        if self.alarm_timeout_s <= 0:
-            raise ConfigError(f"TRACKER_ALARM_TIMEOUT_S={self.alarm_timeout_s!r}: must be > 0")
         if not 0 <= self.commit_linger_ms <= 100:
             raise ConfigError(
                 f"TRACKER_COMMIT_LINGER_MS={self.commit_linger_ms!r}: expected 0 to 100"
@@ -131,6 +129,7 @@ class Config:
 
 
 _POSITIVE = (
+    "alarm_timeout_s",
     "session_timeout_s",
     "alarm_interval_s",
     "retention_s",
