@@ -124,3 +124,19 @@ def wait_for(
             return last
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+def record_folder_syncs(monkeypatch: pytest.MonkeyPatch, root: str | Path) -> list[str]:
+    """Record each folder `storage.fsync_dir` syncs from now on, relative to `root` (the
+    syncs still happen): a crash losing a folder's entry cannot run here, its sync can."""
+    from tracker import storage as storage_module
+
+    synced: list[str] = []
+    real = storage_module.fsync_dir
+
+    def recording(path: str | os.PathLike[str]) -> None:
+        synced.append(os.path.relpath(path, root))
+        real(path)
+
+    monkeypatch.setattr(storage_module, "fsync_dir", recording)
+    return synced

@@ -4,7 +4,6 @@ import base64
 import hashlib
 import hmac
 import multiprocessing
-import os
 import stat
 import threading
 import uuid
@@ -13,10 +12,10 @@ from multiprocessing.synchronize import Barrier as ProcessBarrier
 from pathlib import Path
 
 import pytest
+from conftest import record_folder_syncs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker import storage as storage_module
 from tracker.auth import (
     ADMIN_SESSION_S,
     admin_session,
@@ -233,14 +232,7 @@ def test_the_secrets_folder_and_the_data_folder_made_for_it_are_synced_into_thei
     """A secret synced into a folder is durable only once the folder's entry is too: after a
     machine crash a lost secret would be generated anew, and every token signed with it
     refused."""
-    synced: list[str] = []
-    real = storage_module.fsync_dir
-
-    def recording(path: str | os.PathLike[str]) -> None:
-        synced.append(os.path.relpath(path, tmp_path))
-        real(path)
-
-    monkeypatch.setattr(storage_module, "fsync_dir", recording)
+    synced = record_folder_syncs(monkeypatch, tmp_path)
     ensure_secrets(Config(storage=f"file://{tmp_path}/data"))
     assert synced == [".", "data"]  # the folders holding the new "data" and ".secrets"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import S3_BUCKET, free_port
+from conftest import S3_BUCKET, free_port, record_folder_syncs
 
 from tracker import storage as storage_module
 from tracker.errors import Fenced, StorageUnavailable
@@ -317,14 +317,7 @@ def test_a_file_store_syncs_each_folder_it_makes_into_its_parent(
     storage = open_storage(file_storage)
     root = local_root(file_storage)
     run(storage.put("a/existing", b"1"))
-    synced: list[str] = []
-    real = storage_module.fsync_dir
-
-    def recording(path: str | os.PathLike[str]) -> None:
-        synced.append(os.path.relpath(path, root))
-        real(path)
-
-    monkeypatch.setattr(storage_module, "fsync_dir", recording)
+    synced = record_folder_syncs(monkeypatch, root)
     run(storage.put("a/b/c/key", b"2"))
     assert synced == ["a", "a/b"]  # the folders holding the new "b" and "c"
     synced.clear()
