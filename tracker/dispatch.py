@@ -88,30 +88,26 @@ class HostQueue:
 
     def take(self) -> tuple[list[tuple[str, Entries]], list[asyncio.Future[int]]]:
         """The oldest requests that fit in one call (at least one, however large)."""
-        count = taken = total = 0
-        for size, future in zip(self.sizes, self.futures, strict=True):
-            if future.done():
-                count += 1
-                continue
-            if taken == MAX_COALESCED or (taken and total + size > MAX_CALL_BYTES):
-                break
+        self._drop_done()
+        count = total = 0
+        for size in self.sizes[:MAX_COALESCED]:
             total += size
+            if count and total > MAX_CALL_BYTES:
+                break
             count += 1
-            taken += 1
         items, futures = self.items[:count], self.futures[:count]
         self.bytes -= sum(self.sizes[:count])
         del self.items[:count], self.futures[:count], self.sizes[:count]
-        if taken < count:
-            live = [not future.done() for future in futures]
-            items = [item for item, keep in zip(items, live, strict=True) if keep]
-            futures = [future for future, keep in zip(futures, live, strict=True) if keep]
         return items, futures
 
     def _full(self, size: int) -> bool:
         return len(self.items) >= MAX_QUEUED or self.bytes + size > MAX_QUEUED_BYTES
 
     def _drop_done(self) -> None:
-        # Only when full: while the host does not answer, `take` does not run.
+        """Forget the requests whose futures are done. Run by `take`, and by `add` when the
+        queue is full: while the host does not answer, `take` does not run."""
+        if all(not future.done() for future in self.futures):
+            return
         live = [index for index, future in enumerate(self.futures) if not future.done()]
         self.items = [self.items[index] for index in live]
         self.sizes = [self.sizes[index] for index in live]
