@@ -158,6 +158,40 @@ def wait_ports(first_port: int, ports: int, path: str, count: int, timeout_s: fl
     raise RuntimeError(f"only {len(found)} of {count} replicas answer {path} after {timeout_s} s")
 
 
+def host_handles(config: Config) -> list[Any]:
+    """The sharded hosts of `config`'s tracker, by number."""
+    import ray
+
+    return [
+        ray.get_actor(f"host-{index}", namespace=config.namespace) for index in range(config.hosts)
+    ]
+
+
+def settle(config: Config) -> int:
+    """Compact every host now and wait for it; return the compactions the hosts have run.
+
+    Called before each measured run, so that every run starts with an empty log and no
+    compaction under way: a compaction that an earlier run's load set off (every 64 MiB of log,
+    and every 120 s) then lands in no other run's window, and each run pays only for the
+    compactions its own load sets off (`compactions_since`)."""
+    import ray
+
+    hosts = host_handles(config)
+    ray.get([host.flush.remote() for host in hosts])
+    return _compactions(hosts)
+
+
+def compactions_since(config: Config, settled: int) -> int:
+    """Compactions the hosts ran since `settle` returned `settled`: those of the run between."""
+    return _compactions(host_handles(config)) - settled
+
+
+def _compactions(hosts: list[Any]) -> int:
+    import ray
+
+    return sum(int(stats["compactions"]) for stats in ray.get([h.stats.remote() for h in hosts]))
+
+
 def pid_of(actor: Any) -> int:
     """The process of an actor that has a `pid()` method (the tracker's actors do)."""
     import ray

@@ -1,5 +1,9 @@
 """Python handles: `UserHandle.track` and `track_many` beside a no-op Ray actor method.
 
+Before each run the hosts compact and the run waits for it (`cluster.settle`): a compaction that
+an earlier run's log set off lands in no later run's window, and each row counts the
+compactions its own load set off.
+
 The driver keeps a window of calls in flight (`ray.wait` on half of it at a time) for both the
 tracker and the baseline, so each side runs as fast as Ray lets one driver submit. The baseline
 actors have the tracker's actor options (async, `max_concurrency=10000`, `num_cpus=0`), one per
@@ -20,7 +24,15 @@ from typing import Any
 import ray
 from ray import ObjectRef
 
-from bench.cluster import bench_config, cpu_seconds, pid_of, ray_session, temp_storage
+from bench.cluster import (
+    bench_config,
+    compactions_since,
+    cpu_seconds,
+    pid_of,
+    ray_session,
+    settle,
+    temp_storage,
+)
 from bench.events import Movements, user_ids
 from bench.profile import Recording
 from bench.report import Row
@@ -170,15 +182,19 @@ def run(quick: bool) -> list[Row]:
             | {f"actor-{i}": pid_of(actor) for i, actor in enumerate(actors)}
             for name, actors in servers.items()
         }
-        # CPU ms per call of the driver and the actors, in the last round
+        # CPU ms per call of the driver and the actors, and the hosts' compactions, in the
+        # last round
         cpu: dict[str, dict[str, float]] = {}
+        compactions: dict[str, int] = {}
 
         def measured(name: str, submit: Callable[[int], ObjectRef[Any]], window: int) -> float:
+            settled = settle(config)  # no compaction of an earlier run's log in this window
             start = time.perf_counter()
             with cpu_seconds(processes[name]) as spent:
                 rate = drive(submit, duration, window)
             done = max(1.0, rate * (time.perf_counter() - start))
             cpu[name] = {k: round(v * 1000 / done, 3) for k, v in spent.items()}
+            compactions[name] = compactions_since(config, settled)
             return rate
 
         for _ in range(rounds):
@@ -200,6 +216,7 @@ def run(quick: bool) -> list[Row]:
                     "baseline_runs": calls[against],
                     **extra,
                     "cpu_ms_per_call": {subject: cpu[subject], against: cpu[against]},
+                    "compactions": compactions[subject],
                 },
                 **row,
             )
@@ -234,10 +251,12 @@ def run(quick: bool) -> list[Row]:
         )
         pids = _host_pids(tracker)
         if not track_row.met and not quick:
+            settle(config)
             recording = Recording({**pids, "driver": _own_pid()}, "handles-track", duration)
             drive(track, duration, 1000)
             track_row.profile = recording.stop()
         if not many_row.met and not quick:
+            settle(config)
             recording = Recording({**pids, "driver": _own_pid()}, "handles-track_many", duration)
             drive(track_many, duration, MANY_WINDOW)
             many_row.profile = recording.stop()
@@ -265,7 +284,10 @@ def _two_hosts(one_host: float, one_host_runs: list[float], duration: float, rou
             return handles[k].track_many.remote(make.batch(users[k], BATCH, f"s{i}"))
 
         drive(track_many, 1.0, MANY_WINDOW)  # warm: users activated on both hosts
-        runs = [BATCH * drive(track_many, duration, MANY_WINDOW) for _ in range(rounds)]
+        runs = []
+        for _ in range(rounds):
+            settle(config)
+            runs.append(BATCH * drive(track_many, duration, MANY_WINDOW))
         shutdown(config)
     return Row(
         name="handles: track_many events/s (durable), 2 hosts",

@@ -12,6 +12,10 @@ alternating rounds so that the machine's other load falls on both alike:
   replica and host, the hello-world's replica), from the processes' own counters: on a
   machine whose cores are all busy, throughput is the cores divided by this sum;
 - the two load generators against the hello-world deployment, to show which one is faster.
+
+Before each run the tracker's hosts compact and the run waits for it (`cluster.settle`), so
+that a compaction set off by an earlier run's load falls in no later run's window; each run's
+summary counts the compactions its own load set off.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from ray import serve
 from bench import hello, loadgen
 from bench.cluster import (
     bench_config,
+    compactions_since,
     cpu_seconds,
     free_port_range,
     pid_of,
     pids_matching,
     ray_session,
+    settle,
     start_serve,
     temp_storage,
     wait_ports,
@@ -86,24 +92,24 @@ def run(quick: bool) -> list[Row]:
                 ("tracker", port, tracker_path),
             ):
                 for events, runs in ((1, singles), (50, batches)):
+                    settled = settle(config)
                     with cpu_seconds(servers[name]) as spent:
                         load = loadgen.run_closed(
                             [p], path, batch=events, connections=CONNECTIONS, duration_s=duration
                         )
                     load.cpu_ms = {k: v * 1000 / max(1, load.requests) for k, v in spent.items()}
+                    load.compactions = compactions_since(config, settled)
                     runs[name].append(load)
         single = {k: max(v, key=lambda x: x.rps) for k, v in singles.items()}
         batch = {k: max(v, key=lambda x: x.rps) for k, v in batches.items()}
         rate = max(1.0, single["tracker"].rps / 2)
-        half = {
-            name: loadgen.run_asyncio(
+        half = {}
+        for name, p, path in (("hello", hello_port, hello_path), ("tracker", port, tracker_path)):
+            settled = settle(config)
+            half[name] = loadgen.run_asyncio(
                 [p], path, connections=CONNECTIONS, duration_s=duration, rate=rate
             )
-            for name, p, path in (
-                ("hello", hello_port, hello_path),
-                ("tracker", port, tracker_path),
-            )
-        }
+            half[name].compactions = compactions_since(config, settled)
         generators = {
             "wrk": loadgen.run_wrk([hello_port], hello_path, duration_s=duration / 2)
             if loadgen.have_wrk()
@@ -119,6 +125,7 @@ def run(quick: bool) -> list[Row]:
             events = loads[row.name]
             if events not in profiles:
                 pids = {**_host_pids(config), "replica": _replica_pid()}
+                settle(config)
                 recording = Recording(pids, f"http-{events}-per-request", duration)
                 loadgen.run_closed(
                     [port], tracker_path, batch=events, connections=CONNECTIONS, duration_s=duration

@@ -51,6 +51,8 @@ class Load:
     timeline: list[tuple[float, float]] = field(default_factory=list, repr=False)
     # CPU milliseconds per request of each server process, where the run measured them
     cpu_ms: dict[str, float] = field(default_factory=dict)
+    # Compactions the tracker's hosts ran during the run, where the run counted them
+    compactions: int | None = None
 
     @property
     def rps(self) -> float:
@@ -89,6 +91,8 @@ class Load:
             result["tail"] = self.slow_windows()
         if self.cpu_ms:
             result["cpu_ms_per_request"] = {k: round(v, 3) for k, v in self.cpu_ms.items()}
+        if self.compactions is not None:
+            result["compactions"] = self.compactions
         return result
 
 

@@ -178,6 +178,8 @@ def test_passivation_drops_idle_users_and_activation_restores_them_exactly(
         assert await host.compact(force=True) == 0
         clock.advance(31_000)
         assert await host.compact(force=True) == 1
+        assert await host.compact() == 0  # not due: no compaction runs, none is counted
+        assert host.stats()["compactions"] == 2
         assert set(host.slots) == {"bob"}
         assert await host.analytics("alice") == before["alice"]
         assert "alice" in host.slots

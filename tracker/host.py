@@ -187,6 +187,7 @@ class UserHost:
         self._writers_done: dict[str, asyncio.Event] = {}
         self._compacting = asyncio.Lock()
         self._last_compaction_ms = 0
+        self.compactions = 0  # compactions completed since this host started
         self.started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -596,6 +597,7 @@ class UserHost:
             await self._flush_users(list(self.slots.values()), upto=upto)
             await self.journal.truncate(upto)
             self._last_compaction_ms = self.now_ms()
+            self.compactions += 1
             return self._passivate()
 
     def _passivate(self) -> int:
@@ -844,6 +846,7 @@ class UserHost:
             "epoch": self.journal.epoch,
             "commits": self.journal.commits,
             "logBytes": self.journal.bytes_since_truncate,
+            "compactions": self.compactions,
             "fenced": self.journal.fenced,
         }
 
