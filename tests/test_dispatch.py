@@ -419,3 +419,24 @@ def test_analytics_answer_503_when_the_aggregator_is_down(file_storage: str) -> 
                     assert response.text == "retry: 2000\n\n"
 
     asyncio.run(scenario())
+
+
+def test_analytics_answer_503_in_time_when_the_aggregator_does_not_answer(
+    file_storage: str,
+) -> None:
+    async def scenario() -> None:
+        async with rig(file_storage, host_timeout_s=0.2) as r:
+            app = build_app(r.tracker, r.config)
+            transport = httpx.ASGITransport(app=app)
+            admin = {"Authorization": "Bearer admin-token"}
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://t", headers=admin
+            ) as client:
+                r.aggregator.hold()
+                response = await within(client.get("/api/analytics"))
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "1"
+                r.aggregator.release()
+                await wait_for(lambda: r.aggregator.running == 0)
+
+    asyncio.run(scenario())

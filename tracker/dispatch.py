@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from ray.actor import ActorHandle
 from ray.exceptions import RayError, RayTaskError
@@ -54,6 +54,8 @@ MAX_IN_FLIGHT = 2
 # blobs, only large batches (up to 64 KB each) come near.
 MAX_QUEUED = 2 * MAX_COALESCED
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
+
+T = TypeVar("T")
 
 
 class HostQueue:
@@ -195,22 +197,29 @@ class Dispatcher:
         Errors raised by the tracker come back as themselves, without Ray's remote traceback
         (which must not reach an HTTP client); Ray's own failures as `actor_error` maps them.
         """
-        timeout = asyncio.timeout(self.config.host_timeout_s)
-        try:
-            async with timeout:
-                return await self._call(user_id, method, *args)
-        except RayError as exc:
-            raise actor_error(exc, "host") from None
-        except TimeoutError:
-            if not timeout.expired():
-                raise
-            raise _timed_out(self.config) from None
+        return await answer_within(self._call(user_id, method, *args), self.config, "host")
 
     async def _call(self, user_id: str, method: str, *args: Any) -> Any:
         if self.per_user is not None:
             return await self.per_user.call(user_id, method, *args)
         handle = self.tracker.hosts[host_name(user_id, self.config)]
         return await getattr(handle, method).remote(user_id, *args)
+
+
+async def answer_within(call: Awaitable[T], config: Config, actor: str) -> T:
+    """Await a call to an actor (`actor` names it) for at most `host_timeout_s`, then raise
+    `StorageUnavailable` (the call itself is not stopped); Ray's failures as `actor_error`
+    maps them."""
+    timeout = asyncio.timeout(config.host_timeout_s)
+    try:
+        async with timeout:
+            return await call
+    except RayError as exc:
+        raise actor_error(exc, actor) from None
+    except TimeoutError:
+        if not timeout.expired():
+            raise
+        raise _timed_out(config, actor) from None
 
 
 def actor_error(exc: RayError, actor: str) -> Exception:
@@ -229,9 +238,9 @@ def actor_error(exc: RayError, actor: str) -> Exception:
     return StorageUnavailable(f"{actor} unavailable: {exc}")
 
 
-def _timed_out(config: Config) -> StorageUnavailable:
+def _timed_out(config: Config, actor: str = "host") -> StorageUnavailable:
     return StorageUnavailable(
-        f"no answer from the host within {config.host_timeout_s:g} s (TRACKER_HOST_TIMEOUT_S)"
+        f"no answer from the {actor} within {config.host_timeout_s:g} s (TRACKER_HOST_TIMEOUT_S)"
     )
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from ray.exceptions import RayError
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.middleware import Middleware
@@ -34,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tracker import auth, schema
 from tracker.api import Tracker
 from tracker.config import Config
-from tracker.dispatch import Dispatcher, actor_error
+from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import (
     Forbidden,
     HostBusy,
@@ -496,12 +495,9 @@ class Ingress:
             if len(params["path"]) > 2048:
                 raise InvalidInput("path", "longer than 2048 characters")
             filters["path"] = params["path"]
-        try:
-            report: dict[str, Any] = await self.tracker.aggregator.report.remote(
-                self.now_ms(), filters
-            )
-        except RayError as exc:
-            raise actor_error(exc, "aggregator") from None
+        report: dict[str, Any] = await answer_within(
+            self.tracker.aggregator.report.remote(self.now_ms(), filters), self.config, "aggregator"
+        )
         report.setdefault("userSessions", [])
         if params.get("userId"):
             user_id = schema.check_id("userId", params["userId"])
@@ -519,11 +515,13 @@ class Ingress:
             while not await request.is_disconnected():
                 started = time.monotonic()
                 try:
-                    count: int = await aggregator.wait_events.remote(5.0)
-                except RayError as exc:
+                    count: int = await answer_within(
+                        aggregator.wait_events.remote(5.0), self.config, "aggregator"
+                    )
+                except Exception as exc:  # the aggregator failed, or hangs
                     # Answered 200 already: the stream ends, and the dashboard's EventSource
                     # connects again after `retry`.
-                    log.warning("live stream ended: %s", actor_error(exc, "aggregator"))
+                    log.warning("live stream ended: %s", exc)
                     return
                 if count:
                     quiet_s = 0.0
