@@ -146,7 +146,13 @@ async def _allocations(
     storage: str, count: int, sessions: int, per_session: int, top: int
 ) -> list[str]:
     stats = SiteStats()
-    host = UserHost("trace", open_storage(storage), on_track=stats.observe_stored)
+    host = UserHost(
+        "trace",
+        open_storage(storage),
+        on_track=lambda user, session, movements, now, known: stats.observe_stored(
+            user, session, movements, now, known=known
+        ),
+    )
     await host.start()
     make = Movements()
     users = user_ids(count)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tracker import codec
+from tracker.analytics import SiteStats
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.host import LINGER_CALLS, HostSettings, UserHost, drain, orphaned_hosts, user_key
 from tracker.schema import movement_from_obj, movements_from_obj
@@ -913,7 +914,7 @@ def test_analytics_listeners_see_each_stored_movement_once_even_when_retried(
             open_storage(f"file://{tmp_path}"),
             HostSettings(),
             now_ms=clock,
-            on_track=lambda user, session, movements, now: seen.extend(
+            on_track=lambda user, session, movements, now, known: seen.extend(
                 m.eventId for m in movements
             ),
         )
@@ -943,7 +944,7 @@ def test_a_restarted_host_does_not_count_what_it_replays_again(tmp_path: Any) ->
                 storage,
                 HostSettings(),
                 now_ms=clock,
-                on_track=lambda user, session, movements, now: seen[incarnation].extend(
+                on_track=lambda user, session, movements, now, known: seen[incarnation].extend(
                     m.eventId for m in movements
                 ),
             )
@@ -965,6 +966,51 @@ def test_a_restarted_host_does_not_count_what_it_replays_again(tmp_path: Any) ->
     assert kept == ["e0", "e1", "e2", "e3"]
 
 
+def counting(storage: Storage, clock: Clock, stats: SiteStats) -> UserHost:
+    """A host whose analytics listeners feed `stats`, as a host actor's feed its outbox."""
+
+    def on_track(user: str, session: str, movements: Any, now: int, known: bool) -> None:
+        stats.observe_stored(user, session, movements, now, known=known)
+
+    def on_session(user: str, session: str, now: int, state: Any, known: bool) -> None:
+        stats.observe_session(user, session, now, start_ms=state["startTime"], known=known)
+
+    return UserHost(
+        "host-0", storage, HostSettings(), now_ms=clock, on_track=on_track, on_session=on_session
+    )
+
+
+def test_a_restarted_host_counts_no_session_again(storage: Storage) -> None:
+    """Site analytics count a session once, when it is first stored. A new incarnation (a
+    restart, or an idle per-user actor started again) has fresh analytics state: the sessions
+    its users' trackers restore from storage are not new, whether they go on with an event or
+    are posted again by a page load; a session they never held is."""
+
+    async def scenario() -> list[tuple[int, int]]:
+        clock = Clock()
+        stats = [SiteStats() for _ in range(3)]
+        first = counting(storage, clock, stats[0])
+        await first.start()
+        await first.create_session("alice", "s1", {"userAgent": "a"})
+        await first.track("alice", movement(clock, eventId="e1"))
+        await first.track("bob", movement(clock, "bob", "s9", eventId="e2"))
+        await first.stop()  # a clean stop: restored from histories and snapshots
+        second = counting(storage, clock, stats[1])
+        await second.start()
+        await second.track("alice", movement(clock, eventId="e3"))
+        await second.create_session("bob", "s9", {"userAgent": "b"})
+        await second.track("alice", movement(clock, session="s2", eventId="e4"))
+        await second.journal.close()  # a crash: restored from the log
+        third = counting(storage, clock, stats[2])
+        await third.start()
+        await third.track("alice", movement(clock, session="s2", eventId="e5"))
+        await third.stop()
+        return [(s.sessions, s.events) for s in stats]
+
+    # Two new sessions at first; then only s2 is new (s1 and s9 were restored); then none.
+    assert run(scenario()) == [(2, 2), (1, 2), (0, 1)]
+
+
 def test_the_stored_form_is_logged_as_sent_counted_once_and_recovered(storage: Storage) -> None:
     clock = Clock()
 
@@ -978,7 +1024,7 @@ def test_the_stored_form_is_logged_as_sent_counted_once_and_recovered(storage: S
             storage,
             HostSettings(),
             now_ms=clock,
-            on_track=lambda user, session, movements, now: seen.extend(
+            on_track=lambda user, session, movements, now, known: seen.extend(
                 m.eventId for m in movements
             ),
         )

@@ -113,7 +113,11 @@ class HostActor:
         self.per_user = name.startswith("user-")
         self.outbox = AnalyticsOutbox()
         self.host = UserHost(
-            name, open_storage(config.storage), host_settings(config), on_track=self._observe
+            name,
+            open_storage(config.storage),
+            host_settings(config),
+            on_track=self._observe,
+            on_session=self._observe_session,
         )
         self._ready = _Started(self._start)
         self._tickers: list[asyncio.Task[None]] = []
@@ -136,9 +140,27 @@ class HostActor:
             raise
 
     def _observe(
-        self, user_id: str, session_id: str, movements: Sequence[Observed], now_ms: int
+        self,
+        user_id: str,
+        session_id: str,
+        movements: Sequence[Observed],
+        now_ms: int,
+        known: bool,
     ) -> None:
-        self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms)
+        self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
+
+    def _observe_session(
+        self, user_id: str, session_id: str, now_ms: int, session: dict[str, Any], known: bool
+    ) -> None:
+        # Observed now, not at its start: a session created again may have started hours ago.
+        self.outbox.delta.observe_session(
+            user_id,
+            session_id,
+            now_ms,
+            session.get("deviceInfo"),
+            start_ms=session["startTime"],
+            known=known,
+        )
 
     async def _start(self) -> None:
         if self.name == FIRST_HOST:
@@ -241,18 +263,9 @@ class HostActor:
     async def create_session(
         self, user_id: str, session_id: str, device_info: Any = None
     ) -> dict[str, Any]:
-        session = await self._call(self.host.create_session, user_id, session_id, device_info)
-        if session.get("declined"):
-            return session  # an opted-out user: nothing stored, nothing counted
-        # Observed now, not at its start: a session created again may have started hours ago.
-        self.outbox.delta.observe_session(
-            user_id,
-            session_id,
-            self.host.now_ms(),
-            session.get("deviceInfo"),
-            start_ms=session["startTime"],
-        )
-        return session
+        # Counted in analytics by the host, as it is stored (`_observe_session`); an opted-out
+        # user's is neither stored nor counted.
+        return await self._call(self.host.create_session, user_id, session_id, device_info)
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         return await self._call(self.host.get_session, user_id, session_id)

@@ -23,7 +23,8 @@ Two kinds of state, kept apart so that shipping can be plain addition:
   burst) is needed to count journeys and rage clicks but is not a sum of anything. It lives in
   `SessionSequences`, which `take_delta` leaves with the host: every event of a session goes
   through the host that owns its user, so that host sees the whole sequence. It is never
-  shipped, merged or persisted; a restarted host starts sessions' sequences afresh. A rage burst
+  shipped, merged or persisted; a restarted host starts sessions' sequences afresh (without
+  counting those sessions again: the host says which ones its user trackers held). A rage burst
   that goes on across shipments is keyed, and `merge` keeps the entry with the larger count.
 
 Time: buckets use `now_ms`, the server's receive time; client timestamps are only used inside a
@@ -460,9 +461,19 @@ class SiteStats:
                 start = end
 
     def observe_stored(
-        self, user_id: str, session_id: str, movements: Sequence[Observed], now_ms: int
+        self,
+        user_id: str,
+        session_id: str,
+        movements: Sequence[Observed],
+        now_ms: int,
+        *,
+        known: bool = False,
     ) -> None:
-        """Count committed movements of one session (a `track` record's entry, decoded)."""
+        """Count committed movements of one session (a `track` record's entry, decoded).
+
+        `known`: the user's tracker held the session already (restored from storage after a
+        restart, say), so it is not counted as a session again, even where this instance has
+        no sequence for it."""
         count = len(movements)
         if not count:
             return
@@ -481,7 +492,7 @@ class SiteStats:
         for event, n in (Counter(events) if count > 1 else {events[0]: 1}).items():
             totals[event] = totals.get(event, 0) + n
             per_minute[event] = per_minute.get(event, 0) + n
-        sequence = self._session(user_id, session_id)
+        sequence = self._session(user_id, session_id, known)
         if "click" in events:
             self._clicks(hour, sequence, user_id, session_id, movements, now_ms)
         if "page_view" in events:
@@ -502,16 +513,18 @@ class SiteStats:
         device: dict[str, Any] | None = None,
         *,
         start_ms: int | None = None,
+        known: bool = False,
     ) -> None:
         """Count a session created (or created again) at `now_ms`: once as a session, even if
         it is created again or has movements; its user as active at `now_ms`. `start_ms`: the
-        session's start, when it began earlier (it is created again)."""
+        session's start, when it began earlier (it is created again). `known`: as for
+        `observe_stored`."""
         uid = user_key(user_id)
         self.users.add(uid)
         minute = self._minute(now_ms)
         if minute.users is not None:
             minute.users.add(uid)
-        self._session(user_id, session_id)
+        self._session(user_id, session_id, known)
         self._recent(user_id, session_id, now_ms, 0, device, start_ms)
 
     def _minute(self, now_ms: int) -> _Minute:
@@ -545,9 +558,9 @@ class SiteStats:
         for start in [s for s in self.hours if s < oldest_hour]:
             del self.hours[start]
 
-    def _session(self, user_id: str, session_id: str) -> _Sequence:
+    def _session(self, user_id: str, session_id: str, known: bool) -> _Sequence:
         sequence, created = self.sequences.touch(user_id, session_id)
-        if created:
+        if created and not known:
             self.sessions += 1
         return sequence
 

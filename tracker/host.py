@@ -73,8 +73,12 @@ FLUSH_GROUPS = 4
 # (`HostSettings.commit_linger_ms`): many callers, like a program's handles, not one replica.
 LINGER_CALLS = 3
 ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
-# Told of each session's newly stored movements: (user_id, session_id, movements, now_ms).
-TrackListener = Callable[[str, str, Sequence[Observed], int], None]
+# Told of each session's newly stored movements: (user_id, session_id, movements, now_ms,
+# known), `known` when the user's tracker held the session before them.
+TrackListener = Callable[[str, str, Sequence[Observed], int, bool], None]
+# Told of each session created (or created again) by `create_session`: (user_id, session_id,
+# now_ms, the session as `get_session` gives it without movements, known).
+SessionListener = Callable[[str, str, int, dict[str, Any], bool], None]
 
 
 # What a session request for an opted-out user answers (nothing is stored).
@@ -162,12 +166,14 @@ class UserHost:
         *,
         now_ms: NowMs = wall_clock_ms,
         on_track: TrackListener | None = None,
+        on_session: SessionListener | None = None,
     ) -> None:
         self.name = name
         self.storage = storage
         self.settings = settings or HostSettings()
         self.now_ms = now_ms
         self.on_track = on_track
+        self.on_session = on_session
         # Tracking calls being served: with LINGER_CALLS or more, commits wait a little to
         # be shared (one replica keeps at most two calls in flight, so HTTP alone does not).
         self.calls_in_flight = 0
@@ -329,9 +335,14 @@ class UserHost:
         if user_id in self.settings.opt_out:
             return dict(DECLINED)
         slot = await self._slot(user_id)
-        record = slot.tracker.create_session_record(session_id, info, self.now_ms())
+        now = self.now_ms()
+        record = slot.tracker.create_session_record(session_id, info, now)
+        known = session_id in slot.tracker.sessions
         await self._commit(user_id, slot, record)
-        return slot.tracker.get_session(session_id)
+        session = slot.tracker.get_session(session_id)
+        if self.on_session is not None:
+            self.on_session(user_id, session_id, now, session, known)
+        return session
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         check_id("sessionId", session_id)
@@ -460,6 +471,9 @@ class UserHost:
         future = self.journal.append(
             record, lambda position: slot.committed.append((position, record)), slot.mark_stale
         )
+        sessions = slot.tracker.sessions
+        # Sessions the tracker held before this record: analytics count the others as new.
+        known = {e[0] for e in record[3] if e[0] in sessions} if record[0] == "track" else None
         slot.tracker.apply(record, fresh=True, decoded=kept)
         slot.inflight += 1
         slot.last_commit = future
@@ -472,19 +486,13 @@ class UserHost:
             self._arm(user_id, slot)
         if self.on_track is None:
             return
-        if kept is not None:
-            # Analytics count what was stored: duplicates were dropped from `kept` too.
-            for session_id, movements in kept:
-                self.on_track(user_id, session_id, movements, record[2])
-        else:
-            self._notify(record)
-
-    def _notify(self, record: Record) -> None:
-        if self.on_track is None or record[0] != "track":
+        if known is None:
             return
-        user_id = record[1]
-        for session_id, blob in record[3]:
-            self.on_track(user_id, session_id, codec.decode_stored(blob), record[2])
+        if kept is None:
+            kept = [(session_id, codec.decode_stored(blob)) for session_id, blob in record[3]]
+        # Analytics count what was stored: duplicates were dropped from `kept` too.
+        for session_id, movements in kept:
+            self.on_track(user_id, session_id, movements, record[2], session_id in known)
 
     async def _settled(self, slot: UserSlot) -> None:
         """Wait for the user's commit in flight (an output gate for reads)."""
