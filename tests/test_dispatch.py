@@ -8,6 +8,7 @@ actor handle that can hold their calls (a host that does not answer) or fail the
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -440,3 +441,31 @@ def test_analytics_answer_503_in_time_when_the_aggregator_does_not_answer(
                 await wait_for(lambda: r.aggregator.running == 0)
 
     asyncio.run(scenario())
+
+
+def test_tracking_through_an_untrusted_proxy_is_logged_once(
+    file_storage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """All visitors behind a balancer the server does not trust share one rate limit: the
+    operator is told, once, which address to add to FORWARDED_ALLOW_IPS."""
+
+    async def scenario() -> None:
+        async with rig(file_storage) as r:
+            app = build_app(r.tracker, r.config)
+            transport = httpx.ASGITransport(app=app, client=("10.0.1.5", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                for visitor in ("203.0.113.9", "203.0.113.10"):
+                    user = str(uuid.uuid4())
+                    now = time.time_ns() // 1_000_000
+                    event = {"userId": user, "sessionId": "s1", "timestamp": now, "event": "click"}
+                    response = await within(
+                        client.post("/api/track", json=event, headers={"X-Forwarded-For": visitor})
+                    )
+                    assert response.status_code == 200, response.text
+
+    with caplog.at_level(logging.WARNING, logger="tracker.ingress"):
+        asyncio.run(scenario())
+    warnings = [r.getMessage() for r in caplog.records if "X-Forwarded-For" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("tracking requests from 10.0.1.5 carry")
+    assert "FORWARDED_ALLOW_IPS" in warnings[0]

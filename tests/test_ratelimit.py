@@ -5,7 +5,7 @@ from contextlib import ExitStack
 import pytest
 
 from tracker.errors import ConfigError, RateLimited
-from tracker.ratelimit import OpenRequests, RateLimiter, client_key
+from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
 
 
 class Clock:
@@ -241,3 +241,29 @@ def test_one_ipv6_network_gets_one_bucket_whichever_of_its_addresses_it_uses() -
             limiter.check(client_key(f"2001:db8:1:2::{host:x}"))
     assert len(limiter) == 1
     limiter.check(client_key("2001:db8:1:3::1"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "untrusted"),
+    [
+        ("10.0.1.5", "203.0.113.9", True),  # a balancer in the network, its header ignored
+        ("fd00::5", "2001:db8::9", True),
+        ("10.0.1.5", "203.0.113.9, 10.0.1.5", False),  # the header names it: applied
+        # (Documentation ranges count as private: public addresses stand in for visitors.)
+        ("8.8.4.4", "1.1.1.1", False),  # a visitor's own proxy, on the internet
+        ("1.1.1.1", "1.1.1.1", False),  # a trusted balancer's header, applied
+        ("not-an-address", "203.0.113.9", False),
+    ],
+)
+def test_a_private_address_forwarding_for_others_is_an_untrusted_proxy(
+    peer: str, forwarded: str, untrusted: bool
+) -> None:
+    assert ProxyCheck().first_untrusted(peer, forwarded) is untrusted
+
+
+def test_an_untrusted_proxy_is_noticed_once() -> None:
+    check = ProxyCheck()
+    assert check.first_untrusted("10.0.1.5", "203.0.113.9")
+    assert not check.first_untrusted("10.0.1.5", "203.0.113.10")
+    assert not check.first_untrusted("10.0.1.6", "203.0.113.9")
+    assert check.noticed == "10.0.1.5"

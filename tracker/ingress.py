@@ -49,7 +49,7 @@ from tracker.errors import (
 )
 from tracker.host import DECLINED
 from tracker.metrics import Metrics
-from tracker.ratelimit import OpenRequests, RateLimiter, client_key
+from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +293,7 @@ class Ingress:
             config.open_requests_per_client if config.rate_limit else 0
         )
         self.opt_out = frozenset(config.opt_out)
+        self.proxies = ProxyCheck()
         self.admin_token: str = config.admin_token or ""
         self.secret: str = config.secret or ""
 
@@ -307,6 +308,20 @@ class Ingress:
 
     async def json_body(self, request: Request) -> Any:
         return schema.decode_json(await self.body(request.headers, request.stream()))
+
+    def notice_proxy(self, scope: Scope, forwarded: str | None) -> None:
+        """Warn, once, when tracking requests come through a proxy that is not trusted."""
+        client = scope.get("client")
+        if forwarded is None or not client:
+            return
+        if not self.proxies.first_untrusted(client[0], forwarded):
+            return
+        log.warning(
+            "tracking requests from %s carry an X-Forwarded-For header that is not trusted: "
+            "every visitor behind that proxy shares one rate limit and one open-request "
+            "limit. Add the proxy's addresses to FORWARDED_ALLOW_IPS (docs/deploy.md).",
+            client[0],
+        )
 
     def admit(self, client: str) -> AbstractContextManager[None]:
         """Charge the client address's bucket; count the request among the address's open ones
@@ -359,6 +374,7 @@ class Ingress:
     async def track(self, request: Request) -> Response:
         """`POST /api/track` through Starlette: cross-origin requests, for CORS (`TrackerApp`
         answers the others itself)."""
+        self.notice_proxy(request.scope, request.headers.get("x-forwarded-for"))
         accepted = await self.accept(request.headers, client_of(request.scope), request.stream())
         return Response(accepted_body(accepted), media_type="application/json")
 
@@ -413,6 +429,7 @@ class Ingress:
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        self.notice_proxy(scope, headers.get("x-forwarded-for"))
         try:
             accepted = await self.accept(headers, client_of(scope), _chunks(receive))
             payload = accepted_body(accepted)

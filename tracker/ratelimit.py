@@ -8,6 +8,7 @@ addresses.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -37,6 +38,36 @@ def client_key(address: str) -> str:
     if packed[:12] == _IPV4_MAPPED:
         return socket.inet_ntop(socket.AF_INET, packed[12:])
     return f"{socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8))}/64"
+
+
+class ProxyCheck:
+    """Notices, once, a request that came through a proxy whose `X-Forwarded-For` the server
+    does not trust.
+
+    Behind a load balancer whose addresses are not in `FORWARDED_ALLOW_IPS`, every request
+    arrives from the balancer with the visitor's address in `X-Forwarded-For`, which the server
+    then ignores: all visitors share one rate limit and one open-request limit, and the site is
+    throttled as one client (docs/deploy.md). The sign: a private address (a balancer's, inside
+    the network) sending an `X-Forwarded-For` that does not name it. A trusted proxy's header
+    has been applied already, so the address seen is one the header names; a visitor's own
+    proxy comes from a public address."""
+
+    def __init__(self) -> None:
+        self.noticed: str | None = None  # the first such proxy's address
+
+    def first_untrusted(self, peer: str, forwarded: str) -> bool:
+        """Whether a request from `peer` with `X-Forwarded-For: forwarded` is the first sign of
+        an untrusted proxy (the caller then warns; later ones are not looked at)."""
+        if self.noticed is not None:
+            return False
+        try:
+            private = ipaddress.ip_address(peer.partition("%")[0]).is_private
+        except ValueError:
+            return False
+        if not private or peer in {part.strip() for part in forwarded.split(",")}:
+            return False
+        self.noticed = peer
+        return True
 
 
 class RateLimiter:
