@@ -209,6 +209,22 @@ async def within(awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, WAIT_S)
 
 
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+@asynccontextmanager
+async def served(
+    r: Rig, *, headers: dict[str, str] | None = None, **transport: Any
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app over the rig's stand-ins, and an HTTP client on it (in-process, through ASGI;
+    `transport` options such as the `client` address go to the transport)."""
+    app = build_app(r.tracker, r.config)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, **transport), base_url="http://t", headers=headers
+    ) as client:
+        yield app, client
+
+
 def user_on(config: Config, host: str) -> str:
     while True:
         user = str(uuid.uuid4())
@@ -320,35 +336,32 @@ def test_a_tracking_request_answered_503_by_a_stuck_host_is_not_counted_as_store
     file_storage: str,
 ) -> None:
     async def scenario() -> None:
-        async with rig(file_storage, host_timeout_s=0.2) as r:
-            app = build_app(r.tracker, r.config)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                user = user_on(r.config, "host-0")
-                event = {
-                    "userId": user,
-                    "sessionId": "s1",
-                    "timestamp": time.time_ns() // 1_000_000,
-                    "event": "click",
-                    "eventId": "e-1",
-                }
-                host = r.host(user)
-                host.hold()
-                response = await within(client.post("/api/track", json=event))
-                assert response.status_code == 503, response.text
-                assert response.headers["retry-after"] == "1"
-                host.release()  # the late answer: stored, after its request was answered
-                await wait_for(lambda: host.running == 0)
-                assert metric(app, "tracker_events_accepted_total") == 0
-                response = await within(client.post("/api/track", json=event))  # a retry
-                assert response.json() == {"success": True, "accepted": 1}
-                stored = await within(
-                    client.get(
-                        "/api/users/" + user + "/export",
-                        headers={"Authorization": "Bearer admin-token"},
-                    )
+        async with rig(file_storage, host_timeout_s=0.2) as r, served(r) as (app, client):
+            user = user_on(r.config, "host-0")
+            event = {
+                "userId": user,
+                "sessionId": "s1",
+                "timestamp": time.time_ns() // 1_000_000,
+                "event": "click",
+                "eventId": "e-1",
+            }
+            host = r.host(user)
+            host.hold()
+            response = await within(client.post("/api/track", json=event))
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            host.release()  # the late answer: stored, after its request was answered
+            await wait_for(lambda: host.running == 0)
+            assert metric(app, "tracker_events_accepted_total") == 0
+            response = await within(client.post("/api/track", json=event))  # a retry
+            assert response.json() == {"success": True, "accepted": 1}
+            stored = await within(
+                client.get(
+                    "/api/users/" + user + "/export",
+                    headers=ADMIN,
                 )
-                assert stored.text.count('"e-1"') == 1
+            )
+            assert stored.text.count('"e-1"') == 1
 
     asyncio.run(scenario())
 
@@ -386,9 +399,7 @@ def test_ray_failures_of_a_host_are_answered_503_and_its_own_errors_come_back_as
                 await within(dispatch.call(user, "get_session", "s1"))
             assert not isinstance(raised.value, RayTaskError)  # Ray's traceback stays out
 
-            app = build_app(r.tracker, r.config)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            async with served(r) as (_app, client):
                 host.fail = OutOfMemoryError("the host's worker was killed for memory")
                 now = time.time_ns() // 1_000_000
                 event = {"userId": user, "sessionId": "s1", "timestamp": now, "event": "click"}
@@ -401,23 +412,17 @@ def test_ray_failures_of_a_host_are_answered_503_and_its_own_errors_come_back_as
 
 def test_analytics_answer_503_when_the_aggregator_is_down(file_storage: str) -> None:
     async def scenario() -> None:
-        async with rig(file_storage) as r:
-            app = build_app(r.tracker, r.config)
-            transport = httpx.ASGITransport(app=app)
-            admin = {"Authorization": "Bearer admin-token"}
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://t", headers=admin
-            ) as client:
-                for failure in (ActorDiedError(), ActorUnavailableError("restarting", b"0" * 16)):
-                    r.aggregator.fail = failure
-                    response = await within(client.get("/api/analytics"))
-                    assert response.status_code == 503, response.text
-                    assert response.headers["retry-after"] == "1"
-                    # The live stream has answered 200 already: it ends, for the browser to
-                    # connect again after its `retry`, instead of breaking the connection.
-                    response = await within(client.get("/api/analytics/stream"))
-                    assert response.status_code == 200
-                    assert response.text == "retry: 2000\n\n"
+        async with rig(file_storage) as r, served(r, headers=ADMIN) as (_app, client):
+            for failure in (ActorDiedError(), ActorUnavailableError("restarting", b"0" * 16)):
+                r.aggregator.fail = failure
+                response = await within(client.get("/api/analytics"))
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "1"
+                # The live stream has answered 200 already: it ends, for the browser to
+                # connect again after its `retry`, instead of breaking the connection.
+                response = await within(client.get("/api/analytics/stream"))
+                assert response.status_code == 200
+                assert response.text == "retry: 2000\n\n"
 
     asyncio.run(scenario())
 
@@ -426,19 +431,16 @@ def test_analytics_answer_503_in_time_when_the_aggregator_does_not_answer(
     file_storage: str,
 ) -> None:
     async def scenario() -> None:
-        async with rig(file_storage, host_timeout_s=0.2) as r:
-            app = build_app(r.tracker, r.config)
-            transport = httpx.ASGITransport(app=app)
-            admin = {"Authorization": "Bearer admin-token"}
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://t", headers=admin
-            ) as client:
-                r.aggregator.hold()
-                response = await within(client.get("/api/analytics"))
-                assert response.status_code == 503, response.text
-                assert response.headers["retry-after"] == "1"
-                r.aggregator.release()
-                await wait_for(lambda: r.aggregator.running == 0)
+        async with (
+            rig(file_storage, host_timeout_s=0.2) as r,
+            served(r, headers=ADMIN) as (_app, client),
+        ):
+            r.aggregator.hold()
+            response = await within(client.get("/api/analytics"))
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            r.aggregator.release()
+            await wait_for(lambda: r.aggregator.running == 0)
 
     asyncio.run(scenario())
 
@@ -450,18 +452,18 @@ def test_tracking_through_an_untrusted_proxy_is_logged_once(
     operator is told, once, which address to add to FORWARDED_ALLOW_IPS."""
 
     async def scenario() -> None:
-        async with rig(file_storage) as r:
-            app = build_app(r.tracker, r.config)
-            transport = httpx.ASGITransport(app=app, client=("10.0.1.5", 40000))
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                for visitor in ("203.0.113.9", "203.0.113.10"):
-                    user = str(uuid.uuid4())
-                    now = time.time_ns() // 1_000_000
-                    event = {"userId": user, "sessionId": "s1", "timestamp": now, "event": "click"}
-                    response = await within(
-                        client.post("/api/track", json=event, headers={"X-Forwarded-For": visitor})
-                    )
-                    assert response.status_code == 200, response.text
+        async with (
+            rig(file_storage) as r,
+            served(r, client=("10.0.1.5", 40000)) as (_app, client),
+        ):
+            for visitor in ("203.0.113.9", "203.0.113.10"):
+                user = str(uuid.uuid4())
+                now = time.time_ns() // 1_000_000
+                event = {"userId": user, "sessionId": "s1", "timestamp": now, "event": "click"}
+                response = await within(
+                    client.post("/api/track", json=event, headers={"X-Forwarded-For": visitor})
+                )
+                assert response.status_code == 200, response.text
 
     with caplog.at_level(logging.WARNING, logger="tracker.ingress"):
         asyncio.run(scenario())
