@@ -77,7 +77,7 @@ ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 # known), `known` when the user's tracker held the session before them.
 TrackListener = Callable[[str, str, Sequence[Observed], int, bool], None]
 # Told of each session created (or created again) by `create_session`: (user_id, session_id,
-# now_ms, the session as `get_session` gives it without movements, known).
+# now_ms, the session as `create_session` answers it, known).
 SessionListener = Callable[[str, str, int, dict[str, Any], bool], None]
 
 
