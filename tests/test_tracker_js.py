@@ -764,6 +764,27 @@ def test_opting_out_in_one_tab_stops_the_others(
     assert [e["event"] for e in recorder.events()] == ["page_view", "page_view"]
 
 
+def test_opting_in_again_in_one_tab_starts_the_others(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """Consent is the visitor's, for the whole site: opting in again in one tab starts the tabs
+    that stopped when they opted out, and those that opened while opted out."""
+    first = open_page(context, base_url, **SLOW)
+    other = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view", count=2)
+    first.evaluate("tracker.optOut()")
+    wait_until(lambda: other.evaluate("tracker.isEnabled()") is False, message="the other tab")
+    late = open_page(context, base_url, **SLOW)
+    assert late.evaluate("tracker.isEnabled()") is False
+    assert first.evaluate("tracker.optIn()") is True
+    for page in (other, late):
+        wait_until(lambda p=page: p.evaluate("tracker.isEnabled()") is True, message="a tab")
+        page.click("#buy")
+        page.evaluate("tracker.flush()")
+    clicks = wait_for_events(recorder, "click", count=2)
+    assert len(clicks) == 2
+
+
 @pytest.mark.parametrize("send", ["tracker.flush()", "hide"])
 def test_a_tab_sends_nothing_once_another_opted_out_even_before_it_is_told(
     context: BrowserContext, base_url: str, recorder: Recorder, send: str

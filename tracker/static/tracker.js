@@ -11,8 +11,9 @@
  *           data-debug></script>           log what the tracker does to the console
  *
  * Privacy: nothing at all is sent under Do Not Track or Global Privacy Control, nor after
- * `tracker.optOut()`. Form field values are never read; password and credit-card fields are not
- * even reported as touched. Elements inside `[data-tracker-ignore]` are not tracked.
+ * `tracker.optOut()` (in any of the site's tabs, until `tracker.optIn()` in any of them). Form
+ * field values are never read; password and credit-card fields are not even reported as
+ * touched. Elements inside `[data-tracker-ignore]` are not tracked.
  *
  * Plain ES2019 in one IIFE, no build step. Nothing in here may throw into the host page.
  */
@@ -767,7 +768,9 @@
   }
 
   function onStorage(e) {
-    if (e.key === KEYS.optOut) active(); // another tab opted out
+    if (e.key !== KEYS.optOut) return;
+    if (e.newValue === null) start(); // another tab opted in again (start checks the signals)
+    else active(); // another tab opted out
   }
 
   function onPageShow(e) {
@@ -788,7 +791,6 @@
     document.addEventListener('visibilitychange', guard(onVisibility));
     window.addEventListener('pagehide', guard(flushOnHide));
     window.addEventListener('pageshow', guard(onPageShow));
-    window.addEventListener('storage', guard(onStorage));
     wrapHistory('pushState');
     wrapHistory('replaceState');
   }
@@ -865,5 +867,7 @@
     isEnabled: function () { return state.enabled; }
   };
 
+  // Listened to even while not tracking: a tab that opened opted out starts when another opts in.
+  guard(function () { window.addEventListener('storage', guard(onStorage)); })();
   guard(start)();
 })();
