@@ -223,3 +223,38 @@ def test_the_aggregator_keeps_saving_after_a_save_fails_unexpectedly(tmp_path: P
         assert kept.report(T0)["totalEvents"] == 1
 
     asyncio.run(scenario())
+
+
+def test_refused_stored_totals_hold_the_aggregator_until_moved_away_and_no_count_is_lost(
+    tmp_path: Path,
+) -> None:
+    """Stored totals that fail the checks are not overwritten: the aggregator refuses to start
+    on them, a host's shipment fails and goes back into its outbox, and every call tries the
+    start again. Once the object is moved away, the next shipment starts it from zero and
+    brings the counts held back meanwhile."""
+    from tracker.actors import AGGREGATE_KEY, AggregatorActor
+    from tracker.config import Config
+
+    async def scenario() -> None:
+        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        wire = SiteStats().to_wire()
+        wire["events"] = -1  # no count is negative
+        bad = codec.encode("site", {"stats": wire})
+        await aggregator.storage.put(AGGREGATE_KEY, bad)
+        with pytest.raises(codec.CorruptObject, match="analytics/site"):
+            await aggregator.ready()
+
+        async def ship(delta: SiteStats) -> None:
+            await aggregator.merge(msgspec.msgpack.encode(delta.to_wire()))
+
+        outbox = observed("alice")
+        with pytest.raises(codec.CorruptObject):
+            await outbox.ship(ship)
+        assert (await aggregator.storage.get(AGGREGATE_KEY))[0] == bad  # not overwritten
+        await aggregator.storage.put(f"{AGGREGATE_KEY}-refused", bad)  # the operator's move
+        await aggregator.storage.delete([AGGREGATE_KEY])
+        await outbox.ship(ship)
+        report = await aggregator.report(T0, {})
+        assert (report["totalEvents"], report["totalUsers"]) == (1, 1)
+
+    asyncio.run(scenario())
