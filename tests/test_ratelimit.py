@@ -267,3 +267,19 @@ def test_an_untrusted_proxy_is_noticed_once() -> None:
     assert not check.first_untrusted("10.0.1.5", "203.0.113.10")
     assert not check.first_untrusted("10.0.1.6", "203.0.113.9")
     assert check.noticed == "10.0.1.5"
+
+
+def test_a_costly_request_spends_its_cost_and_waits_for_all_of_it() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rate_per_s=2, burst=10, clock=clock)
+    limiter.check("a", 7)
+    with pytest.raises(RateLimited) as raised:
+        limiter.check("a", 4)  # 3 left
+    assert raised.value.retry_after_s == pytest.approx(0.5)  # one more token, at 2 a second
+    clock.now += 0.5
+    limiter.check("a", 4)
+    assert spend(limiter, "a") == 0
+    # A cost over the burst costs the burst: it can pass once the bucket is full.
+    clock.now += 5
+    limiter.check("a", 1_000)
+    assert spend(limiter, "a") == 0

@@ -507,6 +507,27 @@ def test_requests_without_a_users_credentials_do_not_use_up_that_users_rate_limi
             assert tracked.status_code == 200, tracked.text
 
 
+def test_large_batches_cost_an_address_by_their_events(own_tracker: Tracker) -> None:
+    """One request may carry 500 events: counted as one request, an address at the default
+    limit could make the hosts hold 25,000 events a second. A request pays a token more per 25
+    events beyond its first 25, at most a full bucket (10 at 5 requests a second)."""
+    user, now = new_user(), int(time.time() * 1000)
+    batch = [
+        {"userId": user, "sessionId": "s1", "timestamp": now, "event": "click", "eventId": f"e{i}"}
+        for i in range(500)
+    ]
+    with served(own_tracker, rate_limit=5) as url:
+        with client_at(url, "127.0.0.6") as sender:
+            first = sender.post("/api/track", json={"events": batch})
+            assert first.json() == {"success": True, "accepted": 500}, first.text
+            assert_error(sender.post("/api/track", json={"events": batch[:26]}), 429)
+        # Another address's small requests pay one token each: ten of them pass.
+        with client_at(url, "127.0.0.7") as other:
+            small = [movement(new_user()) | {"eventId": f"s{i}"} for i in range(10)]
+            statuses = [other.post("/api/track", json=m).status_code for m in small]
+            assert statuses == [200] * 10, statuses
+
+
 def test_requests_that_fail_validation_are_rate_limited_too(own_tracker: Tracker) -> None:
     bad = movement(new_user()) | {"event": "teleport"}
     with served(own_tracker, rate_limit=0.2) as url, client_at(url) as flood:

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
+# Events a tracking request carries per token of its address's rate-limit bucket, beyond the
+# request's own token: tracker.js sends a few to a few tens every 2 s, and one address at the
+# default limit of 50 may send 1,250 events a second (25,000 when requests were all it paid).
+EVENTS_PER_TOKEN = 25
 ADMIN_COOKIE = "tracker_admin"
 VISITOR_COOKIE = "tracker_visitor"
 CSP = (
@@ -393,13 +397,22 @@ class Ingress:
         if signals_decline(headers):
             return 0
         with self.admit(client):
-            return await self.store(headers, chunks)
+            return await self.store(headers, client, chunks)
 
-    async def store(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> int:
+    async def store(
+        self, headers: Mapping[str, str], client: str, chunks: AsyncIterator[bytes]
+    ) -> int:
         """`accept` from the body on, once the client's address is admitted."""
         movements = schema.movements_from_json(await self.body(headers, chunks), self.now_ms())
         if not movements:
             return 0
+        # A large batch costs the address more than one request: what one address can make the
+        # hosts hold in memory is bounded by events, not by requests of up to 500 events each.
+        # (At most what a full bucket holds beside the request's own token, so that a full
+        # batch can pass at any limit.)
+        extra = min((len(movements) - 1) // EVENTS_PER_TOKEN, self.ip_limiter.burst - 1)
+        if extra >= 1:
+            self.ip_limiter.check(client, extra)
         user_id = movements[0].userId
         for index, movement in enumerate(movements):
             if movement.userId != user_id:

@@ -105,11 +105,13 @@ class RateLimiter:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self, key: str) -> None:
-        """Spend one token of `key`, or raise `RateLimited` with the wait until one is back."""
+    def check(self, key: str, cost: float = 1.0) -> None:
+        """Spend `cost` tokens of `key` (at most a whole burst), or raise `RateLimited` with the
+        wait until they are back."""
         rate = self._rate
         if rate == 0:
             return
+        cost = min(cost, self._burst)
         buckets = self._buckets
         with self._lock:
             now = self._clock()
@@ -127,10 +129,15 @@ class RateLimiter:
                 oldest, (left, counted) = next(iter(buckets.items()))
                 if left + (now - counted) * rate >= self._burst:
                     del buckets[oldest]
-            if tokens < 1:
+            if tokens < cost:
                 buckets[key] = (tokens, now)
-                raise RateLimited((1 - tokens) / rate)
-            buckets[key] = (tokens - 1, now)
+                raise RateLimited((cost - tokens) / rate)
+            buckets[key] = (tokens - cost, now)
+
+    @property
+    def burst(self) -> float:
+        """The most tokens a bucket holds."""
+        return self._burst
 
     def __len__(self) -> int:
         """How many buckets are held (not yet full or not yet evicted)."""
