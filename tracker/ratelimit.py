@@ -58,13 +58,15 @@ class ProxyCheck:
     def first_untrusted(self, peer: str, forwarded: str) -> bool:
         """Whether a request from `peer` with `X-Forwarded-For: forwarded` is the first sign of
         an untrusted proxy (the caller then warns; later ones are not looked at)."""
-        if self.noticed is not None:
+        # Cheapest first: behind a trusted balancer every request carries the header, and
+        # names the address seen; parsing that address each time would be wasted.
+        if self.noticed is not None or peer in {part.strip() for part in forwarded.split(",")}:
             return False
         try:
             private = ipaddress.ip_address(peer.partition("%")[0]).is_private
         except ValueError:
             return False
-        if not private or peer in {part.strip() for part in forwarded.split(",")}:
+        if not private:
             return False
         self.noticed = peer
         return True
