@@ -30,6 +30,7 @@ from bench.cluster import (
     compactions_since,
     cpu_seconds,
     free_port_range,
+    host_handles,
     pid_of,
     pids_matching,
     ray_session,
@@ -48,13 +49,7 @@ CONNECTIONS = 64
 
 
 def _host_pids(config: Any) -> dict[str, int]:
-    import ray
-
-    pids = {}
-    for index in range(config.hosts):
-        handle = ray.get_actor(f"host-{index}", namespace=config.namespace)
-        pids[f"host-{index}"] = pid_of(handle)
-    return pids
+    return {f"host-{index}": pid_of(host) for index, host in enumerate(host_handles(config))}
 
 
 def deploy_pair(storage: str) -> tuple[Any, int, int]:
