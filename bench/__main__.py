@@ -1,8 +1,9 @@
 """`python -m bench [--quick] [--only NAME ...]`: run the scenarios, print the table, write JSON.
 
-A full run writes `bench/results/latest.json` (the file docs/benchmarks.md quotes); `--quick`
-writes `quick.json` and `--only` writes `<name>.json`, so a smoke run never replaces the
-figures of the last full one. Each also leaves a timestamped copy (not committed).
+A full run writes `bench/results/latest.json` (the file the docs quote) and refills the docs'
+figures from it (`bench.docs`); `--quick` writes `quick.json` and `--only` writes
+`<name>.json`, so a smoke run never replaces the figures of the last full one. Each also
+leaves a timestamped copy (not committed). `--docs` only refills the docs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
+from bench import docs, loadgen
 from bench.cluster import shared_ray
 from bench.report import RESULTS, Row, machine, read, table, write
 
@@ -74,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="refill the figures in docs/*.md from the result files and exit",
+    )
+    parser.add_argument(
         "--table",
         nargs="?",
         const=str(RESULTS / "latest.json"),
@@ -83,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(SCENARIOS))
+        return 0
+    if args.docs:
+        changed = docs.refresh()
+        print("\n".join(f"rewritten: {doc}" for doc in changed) or "the docs are up to date")
         return 0
     if args.table:
         shown, facts = read(Path(args.table))
@@ -140,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.only:
         stem = "-".join(args.only) + ("-quick" if args.quick else "")
     copy = write(rows, meta, RESULTS, stem)
+    if stem == "latest":
+        docs.refresh()
     print(f"\n{table(rows)}\n\nmachine: {meta['machine']}\nwritten: {RESULTS / (stem + '.json')}")
     print(f"(and {copy.name}); took {meta['duration_s']} s")
     return 0 if all(r.met is not False for r in rows) else 1
