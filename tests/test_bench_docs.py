@@ -48,6 +48,12 @@ def test_the_docs_quote_their_tables_and_figures_from_the_result_files() -> None
     assert set(docs.FIGURES) <= every, "a figure is defined that no doc quotes"
 
 
+def test_no_figure_is_quoted_inside_a_code_block_where_its_markers_would_show() -> None:
+    for path in docs.DOCS.glob("*.md"):
+        code_blocks = path.read_text().split("```")[1::2]
+        assert not [b for b in code_blocks if docs.REGION.search(b)], path.name
+
+
 def test_a_figure_that_differs_from_its_result_file_is_found_and_refilled(
     copies: tuple[Path, Path],
 ) -> None:
