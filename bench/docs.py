@@ -2,7 +2,7 @@
 
 Every figure the docs quote sits between two markers, and is what the result file gives:
 
-    the tracker took <!-- bench:http-one-event-rps -->1,445 req/s<!-- /bench --> ...
+    the tracker takes <!-- bench:http-one-rps -->1,445 req/s<!-- /bench --> of ...
 
 `NAME` is a key of `FIGURES` (one value of one row of a result file, formatted) or of
 `TABLES` (a whole table, on lines of its own between the markers). `python -m bench --docs`
@@ -32,6 +32,11 @@ SOURCES = {"latest": "name", "faults": "scenario"}
 
 class UnknownFigure(KeyError):
     """A region names a figure that neither `FIGURES` nor `TABLES` defines."""
+
+
+class MissingFigure(LookupError):
+    """The result files do not hold a figure a region quotes (its row is gone, or a profile
+    does not name the function): the doc's text around it needs a look, not just new digits."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,8 @@ class Share:
 
     def render(self, files: Files) -> str:
         lines = files.row(self.source, self.row)["profile"]
-        start = lines.index(next(x for x in lines if x.startswith(f"[{self.process}]")))
+        heading = f"[{self.process}]"
+        start = next(i for i, line in enumerate(lines) if line.startswith(heading))
         for line in lines[start + 1 :]:
             if line.startswith("["):
                 break
@@ -316,39 +322,61 @@ TABLES: dict[str, Callable[[Files], str]] = {
 
 def render(name: str, files: Files) -> str:
     """What the region `name` holds: a figure inline, a table on lines of its own."""
-    if name in FIGURES:
-        return FIGURES[name].render(files)
-    if name in TABLES:
+    if name not in FIGURES and name not in TABLES:
+        raise UnknownFigure(f"no figure or table named {name!r} (bench/docs.py)")
+    try:
+        if name in FIGURES:
+            return FIGURES[name].render(files)
         return "\n" + TABLES[name](files) + "\n"
-    raise UnknownFigure(f"no figure or table named {name!r} (bench/docs.py)")
+    except (LookupError, StopIteration, TypeError) as exc:
+        raise MissingFigure(f"{name}: the result files do not give it ({exc!r})") from exc
 
 
-def filled(text: str, files: Files) -> str:
-    """`text` with every region's body replaced by what the result files give."""
-    return REGION.sub(
-        lambda m: f"<!-- bench:{m['name']} -->{render(m['name'], files)}<!-- /bench -->", text
-    )
+def _fill(text: str, files: Files, missing: list[str]) -> str:
+    """`text` with every region's body replaced by what the result files give; a region they
+    do not give keeps its body and is added to `missing`."""
+
+    def body(match: re.Match[str]) -> str:
+        try:
+            return f"<!-- bench:{match['name']} -->{render(match['name'], files)}<!-- /bench -->"
+        except MissingFigure as exc:
+            missing.append(str(exc))
+            return match[0]
+
+    return REGION.sub(body, text)
 
 
 def stale(docs: Path = DOCS, results: Path = RESULTS) -> dict[str, list[str]]:
-    """The regions, by doc, whose text differs from what the result files give."""
+    """The regions, by doc, whose text differs from what the result files give (or that
+    quote a figure they do not give)."""
     files = Files(results)
     found: dict[str, list[str]] = {}
     for doc in sorted(docs.glob("*.md")):
         for match in REGION.finditer(doc.read_text()):
-            if match["body"] != render(match["name"], files):
+            try:
+                current = match["body"] == render(match["name"], files)
+            except MissingFigure:
+                current = False
+            if not current:
                 found.setdefault(doc.name, []).append(match["name"])
     return found
 
 
 def refresh(docs: Path = DOCS, results: Path = RESULTS) -> list[Path]:
-    """Rewrite every region of `docs` from the result files; return the docs that changed."""
+    """Rewrite every region of `docs` from the result files; return the docs that changed.
+    Raises `MissingFigure`, naming each, when some regions quote what the files do not give
+    (after rewriting all the others)."""
     files = Files(results)
     changed = []
+    missing: list[str] = []
     for doc in sorted(docs.glob("*.md")):
         text = doc.read_text()
-        new = filled(text, files)
+        found: list[str] = []
+        new = _fill(text, files, found)
+        missing += [f"{doc.name}: {line}" for line in found]
         if new != text:
             doc.write_text(new)
             changed.append(doc)
+    if missing:
+        raise MissingFigure("\n".join(missing))
     return changed

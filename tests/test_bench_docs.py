@@ -7,6 +7,7 @@ No benchmark runs here: the regions of docs/*.md are compared with the committed
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -79,6 +80,29 @@ def test_a_region_naming_no_figure_is_refused_by_name(copies: tuple[Path, Path])
     (doc_dir / "extra.md").write_text("p99 <!-- bench:http-p999 -->3 ms<!-- /bench -->\n")
     with pytest.raises(docs.UnknownFigure, match="http-p999"):
         docs.stale(doc_dir, results)
+
+
+def test_a_figure_the_result_files_no_longer_give_is_named_and_the_others_are_refilled(
+    copies: tuple[Path, Path],
+) -> None:
+    doc_dir, results = copies
+    quoted = re.search(
+        r"<!-- bench:track-many-2-events-per-s -->.*?<!-- /bench -->",
+        (doc_dir / "benchmarks.md").read_text(),
+    )
+    assert quoted is not None
+    latest = json.loads((results / "latest.json").read_text())
+    latest["rows"] = [r for r in latest["rows"] if r["name"] != docs.TRACK_MANY_2]
+    http = next(r for r in latest["rows"] if r["name"] == docs.HTTP_ONE)
+    http["value"] = 4321.0
+    (results / "latest.json").write_text(json.dumps(latest))
+
+    assert "track-many-2-events-per-s" in docs.stale(doc_dir, results)["benchmarks.md"]
+    with pytest.raises(docs.MissingFigure, match=r"benchmarks\.md: track-many-2-events-per-s"):
+        docs.refresh(doc_dir, results)
+    text = (doc_dir / "benchmarks.md").read_text()
+    assert "<!-- bench:http-one-rps -->4,321 req/s<!-- /bench -->" in text
+    assert quoted[0] in text
 
 
 def test_a_fault_scenario_run_alone_replaces_its_own_row_only(copies: tuple[Path, Path]) -> None:
