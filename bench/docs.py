@@ -42,21 +42,31 @@ class MissingFigure(LookupError):
 @dataclass(frozen=True)
 class Figure:
     """One value of a result file: `path` (dotted; list items by index) within the row whose
-    naming field is `row` (None: the file's own facts), times `scale`, formatted by `fmt`."""
+    naming field is `row` (None: the file's own facts), divided by the value at `per` in the
+    same row if given, times `scale`, formatted by `fmt`."""
 
     source: str
     row: str | None
     path: str
     fmt: str
     scale: float = 1.0
+    per: str = ""
 
     def render(self, files: Files) -> str:
-        value: Any = files.row(self.source, self.row)
-        for step in self.path.split("."):
-            value = value[int(step)] if isinstance(value, list) else value[step]
+        row = files.row(self.source, self.row)
+        value = _at(row, self.path)
         if self.scale != 1.0:
             value *= self.scale
+        if self.per:
+            value /= _at(row, self.per)
         return self.fmt.format(value)
+
+
+def _at(row: dict[str, Any], path: str) -> Any:
+    value: Any = row
+    for step in path.split("."):
+        value = value[int(step)] if isinstance(value, list) else value[step]
+    return value
 
 
 @dataclass(frozen=True)
@@ -106,8 +116,8 @@ class Files:
         raise KeyError(f"{source}.json has no row whose {key} is {name!r}")
 
 
-def _latest(row: str | None, path: str, fmt: str, scale: float = 1.0) -> Figure:
-    return Figure("latest", row, path, fmt, scale)
+def _latest(row: str | None, path: str, fmt: str, scale: float = 1.0, per: str = "") -> Figure:
+    return Figure("latest", row, path, fmt, scale, per)
 
 
 STORAGE_WRITES = "storage: journal writes/s at high load"
@@ -146,6 +156,15 @@ FIGURES: dict[str, Figure | Share] = {
     "storage-bytes-per-event": _latest(STORAGE_BYTES, "value", "{:,.0f} B"),
     "storage-baseline-bytes": _latest(STORAGE_BYTES, "baseline_value", "{:,.0f} B"),
     "storage-ratio": _latest(STORAGE_BYTES, "ratio", "{:.2f}x"),
+    **{
+        f"storage-{kind}-bytes-per-event": _latest(
+            STORAGE_BYTES,
+            f"details.written_bytes_by_kind.{kind}",
+            "{:,.0f} B",
+            per="details.events",
+        )
+        for kind in ("journal", "chunk", "snapshot")
+    },
     # alarms
     "alarms-p99": _latest(ALARMS, "value", "{:,.0f} ms"),
     "alarms-idle-p99": _latest(ALARMS, "baseline_value", "{:,.0f} ms"),
