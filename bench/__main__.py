@@ -1,8 +1,9 @@
 """`python -m bench [--quick] [--only NAME ...]`: run the scenarios, print the table, write JSON.
 
-A full run writes `bench/results/latest.json` (the file docs/benchmarks.md quotes); `--quick`
-writes `quick.json` and `--only` writes `<name>.json`, so a smoke run never replaces the
-figures of the last full one. Each also leaves a timestamped copy (not committed).
+A full run writes `bench/results/latest.json` (the file the docs quote) and refills the docs'
+figures from it (`bench.docs`); `--quick` writes `quick.json` and `--only` writes
+`<name>.json`, so a smoke run never replaces the figures of the last full one. Each also
+leaves a timestamped copy (not committed). `--docs` only refills the docs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
+from bench import docs, loadgen
 from bench.cluster import shared_ray
 from bench.report import RESULTS, Row, machine, read, table, write
 
@@ -62,6 +63,17 @@ def _merged(
     return merged, {**old_meta, "scenario_seconds": seconds, "reruns": reruns}
 
 
+def _refresh_docs() -> int:
+    """Refill the docs' figures; 1 when some quote what the result files no longer give."""
+    try:
+        changed = docs.refresh()
+    except docs.MissingFigure as exc:
+        print(f"these figures are not in the result files; edit the docs around them:\n{exc}")
+        return 1
+    print("\n".join(f"rewritten: {doc}" for doc in changed) or "the docs are up to date")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts (about 2 minutes)")
@@ -74,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="refill the figures in docs/*.md from the result files and exit",
+    )
+    parser.add_argument(
         "--table",
         nargs="?",
         const=str(RESULTS / "latest.json"),
@@ -84,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(SCENARIOS))
         return 0
+    if args.docs:
+        return _refresh_docs()
     if args.table:
         shown, facts = read(Path(args.table))
         print(f"{table(shown)}\n\nmachine: {facts['machine']}")
@@ -142,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     copy = write(rows, meta, RESULTS, stem)
     print(f"\n{table(rows)}\n\nmachine: {meta['machine']}\nwritten: {RESULTS / (stem + '.json')}")
     print(f"(and {copy.name}); took {meta['duration_s']} s")
-    return 0 if all(r.met is not False for r in rows) else 1
+    docs_refilled = stem != "latest" or _refresh_docs() == 0
+    return 0 if docs_refilled and all(r.met is not False for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -73,3 +73,12 @@ def stored_size(movement: dict[str, Any]) -> int:
     valid: Movement = movement_from_obj(movement, time.time_ns() // 1_000_000)
     (raw,) = codec.blob_items(codec.encode_blob([valid]))
     return len(raw)
+
+
+def stored_request_size(movements: list[dict[str, Any]]) -> int:
+    """Bytes of one request's movements in the stored form (format 2) the tracker logs, keeps
+    and writes to history: per session one msgpack array of `[eventId, timestamp, event,
+    data]`, the user and session said once by the record that holds it, not by each movement."""
+    now = time.time_ns() // 1_000_000
+    valid = [movement_from_obj(movement, now) for movement in movements]
+    return sum(len(blob) for _, blob in codec.encode_entries(valid))

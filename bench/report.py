@@ -65,7 +65,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _fmt(value: float | None) -> str:
+def number(value: float | None) -> str:
     if value is None:
         return "-"
     if value == 0:
@@ -83,13 +83,13 @@ def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         met = {True: "yes", False: "**NO**", None: "-"}[row.met]
-        ratio = "-" if row.ratio is None else f"{_fmt(row.ratio)}x"
+        ratio = "-" if row.ratio is None else f"{number(row.ratio)}x"
         cells = [
             row.name,
-            _fmt(row.value),
+            number(row.value),
             row.unit,
             row.baseline or "-",
-            _fmt(row.baseline_value),
+            number(row.baseline_value),
             ratio,
             row.target or "-",
             met,
@@ -118,3 +118,16 @@ def write(
     copy.write_text(text)
     (directory / f"{stem}.json").write_text(text)
     return copy
+
+
+def merge(stem: str, key: str, row: dict[str, Any], directory: Path = RESULTS) -> Path:
+    """Put `row` into `<stem>.json` in place of the row whose `key` field is the same (at the
+    end when there is none), keeping the other rows and the file's own facts: a scenario run by
+    itself updates its row alone."""
+    path = directory / f"{stem}.json"
+    document: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    rows = document["rows"]
+    at = next((i for i, old in enumerate(rows) if old[key] == row[key]), len(rows))
+    rows[at : at + 1] = [row]
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path

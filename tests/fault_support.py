@@ -31,7 +31,8 @@ class Retry(Exception):
 
 @dataclass
 class Figures:
-    """What one scenario measured (printed per scenario, gathered into docs/reliability.md)."""
+    """What one scenario measured (printed, and written to bench/results/faults.json, which
+    docs/reliability.md quotes)."""
 
     scenario: str
     sent: int
@@ -42,25 +43,8 @@ class Figures:
     recover_s: float | None
     note: str = ""
 
-    def row(self) -> str:
-        recover = "-" if self.recover_s is None else f"{self.recover_s:.2f}"
-        return (
-            f"| {self.scenario} | {self.sent} | {self.acknowledged} | {self.found} | "
-            f"{self.lost} | {self.refused} | {recover} | {self.note} |"
-        )
-
     def to_json(self) -> str:
         return json.dumps(asdict(self))
-
-
-TABLE_HEADER = (
-    "| scenario | sent | acknowledged | found | lost | refused, retried | recover s | notes |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---|"
-)
-
-
-def table(figures: Iterable[Figures]) -> str:
-    return "\n".join([TABLE_HEADER, *(f.row() for f in figures)])
 
 
 def anonymous_users(n: int) -> list[str]:

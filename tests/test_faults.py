@@ -3,8 +3,10 @@ SIGKILLed, the scheduler is killed, storage goes away, a zombie host keeps writi
 removed, the whole cluster is stopped. After each, every acknowledged event must be found.
 
 Each scenario prints its figures (events sent, acknowledged, found afterwards, lost, refusals
-retried, time to recover); the module prints them all as a table at the end, which is what
-docs/reliability.md shows. Rerun with `.venv/bin/pytest -m faults -s`.
+retried, time to recover) and writes them, with the time and the machine, as its row of
+bench/results/faults.json; docs/reliability.md's table is refilled from that file
+(`bench.docs`). The module prints the rows of its run as a table at the end. Rerun with
+`.venv/bin/pytest -m faults -s`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +39,10 @@ from fault_support import (
     figures,
     http_sender,
     movement,
-    table,
 )
 
+from bench import docs
+from bench.report import machine, merge
 from tracker.actors import HostActor
 from tracker.config import Config
 from tracker.errors import Fenced, StorageUnavailable
@@ -60,12 +64,17 @@ OUTAGES = {"s3": "S3 server stopped", "file": "data directory unwritable"}
 def figures_table() -> Iterator[None]:
     yield
     if RESULTS:
-        print("\n\nFault injection under load\n\n" + table(RESULTS) + "\n")
+        rows = [asdict(result) for result in RESULTS]
+        print("\n\nFault injection under load\n\n" + docs.fault_table(rows) + "\n")
 
 
 def report(result: Figures) -> Figures:
+    """Print `result` and make it its scenario's row of the results file and of the docs."""
     RESULTS.append(result)
     print("\n" + result.to_json())
+    run = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
+    merge("faults", "scenario", {**asdict(result), "run": run})
+    docs.refresh()
     return result
 
 
