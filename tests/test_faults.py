@@ -4,10 +4,9 @@ removed, the whole cluster is stopped. After each, every acknowledged event must
 
 Each scenario prints its figures (events sent, acknowledged, found afterwards, lost, refusals
 retried, time to recover); with TRACKER_RECORD_FAULTS=1 it also writes them, with the time and
-the machine, as its row of
-bench/results/faults.json; docs/reliability.md's table is refilled from that file
-(`bench.docs`). The module prints the rows of its run as a table at the end. Rerun with
-`.venv/bin/pytest -m faults -s`.
+the machine, as its row of bench/results/faults.json, and docs/reliability.md's table is
+refilled from that file (`bench.docs`). The module prints the rows of its run as a table at the
+end. Rerun with `TRACKER_RECORD_FAULTS=1 .venv/bin/pytest -m faults -s`.
 """
 
 from __future__ import annotations
