@@ -749,6 +749,74 @@ def test_nothing_more_is_sent_after_opt_out_even_after_a_reload(
     wait_for_events(recorder, "click")
 
 
+BLOCKED_STORAGE = """Object.defineProperty(window, 'localStorage', {
+    configurable: true,
+    get() { throw new DOMException('The operation is insecure.', 'SecurityError'); },
+});"""
+
+
+def opt_out_cookie(context: BrowserContext) -> list[dict[str, Any]]:
+    return [dict(c) for c in context.cookies() if c["name"] == "tracker_optout"]
+
+
+def test_opting_out_holds_across_a_reload_where_local_storage_is_blocked(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    context.add_init_script(BLOCKED_STORAGE)
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    page.evaluate("tracker.optOut()")
+    [cookie] = opt_out_cookie(context)
+    assert (cookie["value"], cookie["path"], cookie["sameSite"]) == ("1", "/", "Lax")
+    assert cookie["expires"] > time.time() + 300 * 24 * 3600
+    page.reload()
+    wait_for_tracker(page)
+    assert page.evaluate("tracker.isEnabled()") is False
+    page.click("#buy")
+    page.evaluate("tracker.flush()")
+    leave_and_settle(page, recorder, base_url)
+    assert [e["event"] for e in recorder.events()] == ["page_view"]
+    assert len(recorder.snapshot("/api/track/session")) == 1
+
+    page = open_page(context, base_url)
+    assert page.evaluate("tracker.optIn()") is True
+    assert opt_out_cookie(context) == []
+    page.click("#buy")
+    wait_for_events(recorder, "click")
+
+
+def test_the_opt_out_cookie_alone_stops_tracking_and_opting_in_clears_both_records(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """The cookie may be all that is left of an opt-out made where storage was blocked."""
+    context.add_cookies([{"name": "tracker_optout", "value": "1", "url": base_url}])
+    page = open_page(context, base_url)
+    assert page.evaluate("tracker.isEnabled()") is False
+    page.evaluate("tracker.optOut()")  # with storage: kept in both
+    assert page.evaluate("localStorage.getItem('tracking_opt_out')") == "1"
+    assert page.evaluate("tracker.optIn()") is True
+    assert page.evaluate("localStorage.getItem('tracking_opt_out')") is None
+    assert opt_out_cookie(context) == []
+    page.click("#buy")
+    wait_for_events(recorder, "click")
+
+
+def test_a_page_in_a_srcdoc_frame_reports_a_path_that_starts_with_a_slash(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    page.evaluate(
+        """() => {
+        const frame = document.createElement('iframe');
+        frame.srcdoc = '<script src="/tracker.js" data-flush-interval-ms="100"></script>';
+        document.body.append(frame);
+    }"""
+    )
+    views = wait_for_events(recorder, "page_view", count=2)
+    assert sorted(v["data"]["path"] for v in views) == ["/page", "/srcdoc"]
+
+
 def test_opting_out_in_one_tab_stops_the_others(
     context: BrowserContext, base_url: str, recorder: Recorder
 ) -> None:

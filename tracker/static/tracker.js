@@ -11,7 +11,8 @@
  *           data-debug></script>           log what the tracker does to the console
  *
  * Privacy: nothing at all is sent under Do Not Track or Global Privacy Control, nor after
- * `tracker.optOut()` (in any of the site's tabs, until `tracker.optIn()` in any of them). Form
+ * `tracker.optOut()` (in any of the site's tabs, until `tracker.optIn()` in any of them; kept in
+ * localStorage and in a first-party cookie, `tracker_optout`, for where storage is blocked). Form
  * field values are never read; password and credit-card fields are not even reported as
  * touched. Elements inside `[data-tracker-ignore]` are not tracked.
  *
@@ -30,6 +31,10 @@
     lastPage: 'tracking_last_page',
     pending: 'tracking_pending'
   };
+  // The opt-out is also kept in a first-party cookie, which holds where localStorage is blocked
+  // (a sandboxed frame, storage disabled). 400 days: the longest a browser keeps a cookie.
+  var OPT_OUT_COOKIE = 'tracker_optout';
+  var OPT_OUT_MAX_AGE_S = 400 * 24 * 3600;
   var MAX_QUEUE = 500;
   var FLUSH_AT = 20;
   var MAX_BATCH = 100;
@@ -170,8 +175,24 @@
       n.globalPrivacyControl === true;
   }
 
+  function optOutCookie(maxAgeS) {
+    var secure = window.location.protocol === 'https:' ? '; Secure' : '';
+    try {
+      document.cookie = OPT_OUT_COOKIE + '=' + (maxAgeS ? '1' : '') + '; Path=/; Max-Age=' +
+        maxAgeS + '; SameSite=Lax' + secure;
+    } catch (e) { /* cookies disabled too: nothing can remember the choice */ }
+  }
+
+  function optOutCookieSet() {
+    try {
+      return document.cookie.split(';').some(function (pair) {
+        return pair.trim() === OPT_OUT_COOKIE + '=1';
+      });
+    } catch (e) { return false; }
+  }
+
   function optedOut() {
-    return storageGet('localStorage', KEYS.optOut) === '1';
+    return storageGet('localStorage', KEYS.optOut) === '1' || optOutCookieSet();
   }
 
   // Whether to go on; stops when another tab opted out (checked before sending, as that tab's
@@ -210,8 +231,10 @@
 
   // ---------------------------------------------------------------- page facts
 
+  // The server takes only paths that start with `/`; a frame's `about:srcdoc` has "srcdoc".
   function currentPath() {
-    return clip(window.location.pathname || '/', MAX_PATH);
+    var path = window.location.pathname || '/';
+    return clip(path.charAt(0) === '/' ? path : '/' + path, MAX_PATH);
   }
 
   function pageHeight() {
@@ -796,7 +819,11 @@
   }
 
   function start() {
-    if (state.enabled || privacySignal() || optedOut()) return;
+    if (state.enabled || privacySignal()) return;
+    if (optedOut()) {
+      optOutCookie(OPT_OUT_MAX_AGE_S); // each visit renews it, so the choice outlives the cap
+      return;
+    }
     state.enabled = true;
     state.epoch += 1;
     if (!state.userId) {
@@ -836,10 +863,12 @@
     version: '1',
     optOut: guard(function () {
       storageSet('localStorage', KEYS.optOut, '1');
+      optOutCookie(OPT_OUT_MAX_AGE_S);
       stop();
     }),
     optIn: guard(function () {
       storageRemove('localStorage', KEYS.optOut);
+      optOutCookie(0);
       start();
       return state.enabled; // false while Do Not Track or Global Privacy Control is on
     }),
