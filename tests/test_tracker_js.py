@@ -603,6 +603,29 @@ def test_closing_the_page_delivers_what_was_queued(
     assert wait_for_events(recorder, "click")[0]["data"]["element"] == "button#buy.btn.primary"
 
 
+def test_fields_named_like_object_properties_are_reported_when_the_page_closes(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """A field's report waits a second for more typing, or goes when the page does, whatever
+    the field is called."""
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    names = ["__proto__", "constructor", "toString"]
+    page.evaluate(
+        """names => document.body.prepend(...names.map(name => {
+            const field = document.createElement('input');
+            field.name = name;
+            return field;
+        }))""",
+        names,
+    )
+    for name in names:
+        page.type(f"input[name={name}]", "x")
+    page.close()
+    typed = wait_for_events(recorder, "form_interaction", count=3)
+    assert sorted(e["data"]["element"] for e in typed) == sorted(names)
+
+
 def clicks_delivered(recorder: Recorder) -> set[str]:
     return {e["eventId"] for e in recorder.of("click")}
 

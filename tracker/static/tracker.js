@@ -226,7 +226,7 @@
     locationTimer: null,
     hover: { el: null, since: 0 },
     scrollTimer: null,
-    fields: {}
+    fields: new Map() // field name -> its debounced report; names are the page's, any string
   };
 
   // ---------------------------------------------------------------- page facts
@@ -486,28 +486,27 @@
       if (!state.enabled || !trackableField(el)) return;
       var name = clip(el.getAttribute('name') || el.getAttribute('id') ||
         String(el.tagName).toLowerCase(), MAX_ELEMENT);
-      var pending = state.fields[name];
+      var pending = state.fields.get(name);
       if (pending) clearTimeout(pending.timer);
       var fieldType = clip(el.type || String(el.tagName).toLowerCase(), 32);
       var path = currentPath();
       var entry = {
         fire: function () {
-          delete state.fields[name];
+          state.fields.delete(name);
           record('form_interaction', {
             path: path, element: name, metadata: { action: action, fieldType: fieldType }
           });
         }
       };
       entry.timer = setTimeout(guard(entry.fire), FIELD_DEBOUNCE_MS);
-      state.fields[name] = entry;
+      state.fields.set(name, entry);
     };
   }
 
   function emitPendingFields() {
-    var fields = state.fields;
-    Object.keys(fields).forEach(function (name) {
-      clearTimeout(fields[name].timer);
-      fields[name].fire();
+    Array.from(state.fields.values()).forEach(function (entry) {
+      clearTimeout(entry.timer);
+      entry.fire();
     });
   }
 
@@ -746,9 +745,8 @@
   }
 
   function without(events, gone) {
-    var ids = {};
-    gone.forEach(function (m) { ids[m.eventId] = true; });
-    return events.filter(function (m) { return !ids[m.eventId]; });
+    var ids = new Set(gone.map(function (m) { return m.eventId; }));
+    return events.filter(function (m) { return !ids.has(m.eventId); });
   }
 
   // Whatever the browser would not take is kept for the next page of this site, and so is a
@@ -851,8 +849,8 @@
     state.retryAt = 0;
     [state.retryTimer, state.scrollTimer, state.locationTimer].forEach(clearTimeout);
     clearInterval(state.flushTimer);
-    Object.keys(state.fields).forEach(function (name) { clearTimeout(state.fields[name].timer); });
-    state.fields = {};
+    state.fields.forEach(function (entry) { clearTimeout(entry.timer); });
+    state.fields = new Map();
     state.retryTimer = state.scrollTimer = state.locationTimer = state.flushTimer = null;
     state.hover = { el: null, since: 0 };
     storageRemove('localStorage', KEYS.pending);
