@@ -2,7 +2,8 @@
 
 The seed's `UserMovement` and `UserSession` records, with the limits the seed never enforced.
 Validation is done by msgspec against these structs (C speed, unknown keys rejected by name),
-plus the few rules a struct cannot say (metadata size and depth, timestamps not in the future).
+plus the few rules a struct cannot say (metadata size and depth, timestamps not in the future,
+paths that start with `/`).
 Every failure is an `InvalidMovement` / `InvalidSession` naming the offending field.
 """
 
@@ -38,7 +39,7 @@ MovementId = Annotated[
 ]
 # A page path as `location.pathname` gives it. Checked for a whole batch by `bad_path` (stored
 # movements, read back with the same struct, are not held to it).
-Path = Annotated[str, Meta(max_length=2048, extra_json_schema={"pattern": "^/"})]
+PagePath = Annotated[str, Meta(max_length=2048, extra_json_schema={"pattern": "^/"})]
 PATH_RULE = "{value!r} does not start with /"
 # Bounds double as finiteness checks: NaN and infinities fail any comparison.
 Coordinate = Annotated[float, Meta(ge=-1e7, le=1e7)]
@@ -64,7 +65,7 @@ class Coordinates(Struct, forbid_unknown_fields=True, gc=False):
 
 
 class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    path: Path | None = None
+    path: PagePath | None = None
     element: Annotated[str, Meta(max_length=512)] | None = None
     coordinates: Coordinates | None = None
     duration: Duration | None = None

@@ -356,7 +356,7 @@
 
   function render(d) {
     [
-      [null, function () { renderKpis(d); }], // numbers into four tiles: logged only
+      [null, function () { renderKpis(d); }], // four tiles of numbers: a failure is logged only
       ['event-types', function () { renderEventTypes(d.eventsByType); }],
       ['chart-events', function () { renderTimeline(list(d.eventsPerMinute)); }],
       ['top-pages', function () { renderTopPages(list(d.topPages)); }],
