@@ -643,6 +643,13 @@ def test_hostile_visitor_strings_show_as_text_in_every_panel_and_a_failing_panel
             except AssertionError:
                 raise AssertionError(f"panels: {panel_texts(page)}") from None
             assert page.query_selector_all(".panel-error") == []
+            # Right-to-left text and direction overrides stay inside the box that shows them.
+            bidi = page.evaluate(
+                """() => [...document.querySelectorAll(
+                    '.bar-label, .node-label, .user-link, .data-table .visitor'
+                )].map(node => getComputedStyle(node).unicodeBidi)"""
+            )
+            assert bidi and set(bidi) == {"isolate"}
             assert page.evaluate("document.querySelector('#chart-events svg.timeline') !== null")
             # The full strings, where a label is cut: in the tooltip, and as the picker's values.
             titles = page.evaluate(
