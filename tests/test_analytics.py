@@ -67,6 +67,55 @@ def test_page_views_are_counted_per_path_and_ranked() -> None:
     assert report["topPages"] == [{"path": "/a", "count": 3}, {"path": "/c", "count": 2}]
 
 
+JS_NAMES = ["__proto__", "constructor", "toString", "hasOwnProperty"]
+RTL = "\u202eevil\u202c \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627 \U0001f984"
+
+
+def json_keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for item in value.values() for k in json_keys(item)}
+    if isinstance(value, list):
+        return {k for item in value for k in json_keys(item)}
+    return set()
+
+
+def test_visitor_strings_are_values_never_keys_and_long_ones_are_cut_between_characters() -> None:
+    """Paths, elements and referrers are the visitor's: in the report (JSON for a browser) they
+    are only ever values, "__proto__" like any other, and kept whole up to `KEY_CHARS`
+    characters (code points: an emoji is never cut in half)."""
+    long_path = "/" + "\U0001f4c8" * 400
+    host = SiteStats()
+    batch = []
+    for n, name in enumerate(JS_NAMES):
+        at = T0 + 1000 * n
+        batch += [
+            mv("page_view", f"/{name}", session=name, t=at, referrerPath=name),
+            mv("page_view", f"/{RTL}", session=name, t=at + 1),
+            mv("page_view", long_path, session=name, t=at + 2),
+        ]
+        batch += [
+            click(f"/{RTL}", 10, 10, at + 3 + i, session=name, element=name, viewportWidth=800)
+            for i in range(3)
+        ]
+    host.observe("u1", batch, T0)
+    aggregator = SiteStats()
+    aggregator.merge(ship(host.take_delta()), T0)
+    report = aggregator.report(T0, path=f"/{RTL}")
+
+    keys = json_keys(msgspec.json.decode(msgspec.json.encode(report)))
+    assert not keys & {*JS_NAMES, RTL, f"/{RTL}", long_path[: analytics.KEY_CHARS]}
+    cut = "/" + "\U0001f4c8" * (analytics.KEY_CHARS - 1)
+    assert {p["path"] for p in report["topPages"]} == {f"/{n}" for n in JS_NAMES} | {f"/{RTL}", cut}
+    assert {(j["from"], j["to"]) for j in report["journeys"]} == (
+        {(n, f"/{n}") for n in JS_NAMES}
+        | {(f"/{RTL}", cut)}
+        | {(f"/{n}", f"/{RTL}") for n in JS_NAMES}
+    )
+    assert {e["element"] for e in report["topElements"]} == set(JS_NAMES)
+    assert {r["element"] for r in report["rageClicks"]} == set(JS_NAMES)
+    assert report["heatmap"]["path"] == f"/{RTL}" and report["heatmap"]["cells"]
+
+
 def test_clicks_are_counted_per_element_and_path() -> None:
     stats = SiteStats()
     stats.observe(

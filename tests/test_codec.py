@@ -123,7 +123,7 @@ coordinates = st.fixed_dictionaries({"x": finite, "y": finite})
 data = st.fixed_dictionaries(
     {},
     optional={
-        "path": st.text(max_size=60),
+        "path": st.text(max_size=60).map(lambda text: "/" + text),
         "element": st.text(max_size=60),
         "coordinates": coordinates,
         "duration": st.floats(0, 1e10),
@@ -236,6 +236,15 @@ def _blob(*stored: Any) -> bytes:
             "entries.0.movements.0.data.zzz",
         ),
         ([("s1", _blob(["e1", NOW, "clack", {}]))], "entries.0.movements.0.event"),
+        (
+            [
+                (
+                    "s1",
+                    _blob(["e0", NOW, "click", {"path": "/"}], ["e1", NOW, "click", {"path": "a"}]),
+                )
+            ],
+            "entries.0.movements.1.data.path",
+        ),
         ([("s1", _blob(["e 1", NOW, "click", {}]))], "entries.0.movements.0.eventId"),
         (
             [

@@ -25,11 +25,13 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from browser_support import wait_for_tracker, wait_page_ms, wait_until
+from browser_support import serve_asgi, wait_for_tracker, wait_page_ms, wait_until
 from conftest import wait_for
 from playwright.sync_api import Browser, BrowserContext, Page, Request
 
+from tracker.auth import mint_token
 from tracker.config import Config
+from tracker.ingress import build_app
 
 pytestmark = pytest.mark.browser
 
@@ -468,6 +470,257 @@ def test_visitor_strings_stay_inert_text_on_the_dashboard(
             timeout=30,
         )
         assert erased.status_code == 200, erased.text
+
+
+# -- hostile visitor strings in every panel, on a tracker of their own ----------------------------
+
+# Names a plain JavaScript object holds already: as keys of one they read or break the prototype.
+JS_NAMES = ["__proto__", "constructor", "toString", "hasOwnProperty"]
+# A direction override, right-to-left scripts and an emoji: shown as sent, reordering nothing.
+RTL_PATH = "/\u202eevil\u202c/\u05e9\u05dc\u05d5\u05dd/\u0645\u0631\u062d\u0628\u0627/\U0001f984"
+RTL_ELEMENT = "button#\u202egnp.exe\u202c.\u05e9\u05dc\u05d5\u05dd\U0001f984"
+LONG_PATH = "/" + "\U0001f4c8long" * 400  # 2001 characters; analytics keeps the first 256
+KEY_CHARS = 256
+HOSTILE_ADMIN = "hostile-admin-token-" + "x" * 24
+HOSTILE_SECRET = "hostile-identity-secret-" + "y" * 24
+PANELS = [
+    "event-types",
+    "chart-events",
+    "top-pages",
+    "top-elements",
+    "heatmap",
+    "journeys",
+    "scroll-depth",
+    "rage-clicks",
+    "recent-activity",
+]
+
+
+def hostile_session(user: str, at: int) -> list[dict[str, Any]]:
+    """A visit by `user` (session `user`): pages, clicks, a rage click, a scroll and a field,
+    with visitor strings wherever a visitor may put one."""
+    meta = {"viewportWidth": 1280, "viewportHeight": 800, "pageHeight": 3000}
+    page = f"/{user}"
+    clicks = [
+        {
+            "timestamp": at + 100 * i,
+            "event": "click",
+            "data": {"path": page, "element": user, "coordinates": {"x": 400, "y": 300}},
+        }
+        for i in range(1, 4)
+    ]
+    for click in clicks:
+        click["data"]["metadata"] = meta
+    return [
+        # The first page view's referrer is where its journey starts: a bare name here.
+        {
+            "timestamp": at,
+            "event": "page_view",
+            "data": {"path": page, "metadata": {**meta, "referrerPath": user}},
+        },
+        *clicks,
+        {
+            "timestamp": at + 500,
+            "event": "click",
+            "data": {
+                "path": page,
+                "element": XSS_ELEMENT,
+                "coordinates": {"x": 900, "y": 1200},
+                "metadata": meta,
+            },
+        },
+        {
+            "timestamp": at + 600,
+            "event": "scroll",
+            "data": {"path": page, "scrollY": 900, "metadata": {"scrollDepth": 60}},
+        },
+        {
+            "timestamp": at + 700,
+            "event": "form_interaction",
+            "data": {"path": page, "element": user, "metadata": {"action": "constructor"}},
+        },
+        {"timestamp": at + 800, "event": "page_view", "data": {"path": RTL_PATH}},
+        {
+            "timestamp": at + 900,
+            "event": "click",
+            "data": {
+                "path": RTL_PATH,
+                "element": RTL_ELEMENT,
+                "coordinates": {"x": 10, "y": 10},
+                "metadata": meta,
+            },
+        },
+        {"timestamp": at + 1000, "event": "page_view", "data": {"path": LONG_PATH}},
+        # Metadata is any JSON: a referrer that is an object whose toString is not a function.
+        {
+            "timestamp": at + 1100,
+            "event": "page_view",
+            "data": {"path": LONG_PATH, "metadata": {"referrerPath": {"toString": "x"}}},
+        },
+    ]
+
+
+def panel_texts(page: Page) -> dict[str, str]:
+    return dict(
+        page.evaluate(
+            """ids => Object.fromEntries(ids.map(id => {
+                return [id, document.getElementById(id).textContent];
+            }))""",
+            PANELS,
+        )
+    )
+
+
+def injected(page: Page) -> dict[str, int]:
+    return dict(
+        page.evaluate(
+            """() => ({
+                images: document.querySelectorAll('img').length,
+                scripts: [...document.scripts].filter(s => !s.src).length,
+                handlers: document.querySelectorAll('[onerror], [onload], [onclick]').length,
+            })"""
+        )
+    )
+
+
+def test_hostile_visitor_strings_show_as_text_in_every_panel_and_a_failing_panel_fails_alone(
+    browser: Browser, make_tracker: Callable[..., Any], file_storage: str
+) -> None:
+    t = make_tracker(
+        storage=file_storage, admin_token=HOSTILE_ADMIN, secret=HOSTILE_SECRET, rate_limit=0
+    )
+    config = t.config
+    devices = {
+        "__proto__": {"userAgent": "__proto__", "screenResolution": "constructor"},
+        "constructor": {"userAgent": "toString", "timezone": "\u05e9\u05dc\u05d5\u05dd/\U0001f984"},
+    }
+    at = now_ms() - 60_000
+    with serve_asgi(build_app(t, config)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        for user in JS_NAMES:
+            auth = {"Authorization": f"Bearer {mint_token(HOSTILE_SECRET, user)}"}
+            body: dict[str, Any] = {"userId": user, "sessionId": user}
+            if user in devices:
+                body["deviceInfo"] = devices[user]
+            created = c.post("/api/track/session", json=body, headers=auth)
+            assert created.status_code == 200, created.text
+            events = [{**e, "userId": user, "sessionId": user} for e in hostile_session(user, at)]
+            sent = c.post("/api/track", json={"events": events}, headers=auth)
+            assert sent.status_code == 200, sent.text
+        t.flush()
+        report = wait_until(
+            lambda: (r := t.analytics()) and len(r["rageClicks"]) == 4 and r,
+            timeout_s=20,
+            message="the hostile traffic in the analytics",
+        )
+        assert {j["from"] for j in report["journeys"]} >= set(JS_NAMES)
+        cut_long = LONG_PATH[:KEY_CHARS]
+        assert cut_long in {p["path"] for p in report["topPages"]}
+
+        context, page = open_dashboard(browser, base, config)
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        try:
+            expected = {
+                "top-pages": [f"/{u}" for u in JS_NAMES] + [RTL_PATH, cut_long[:63]],
+                "top-elements": [*JS_NAMES, XSS_ELEMENT, RTL_ELEMENT],
+                "journeys": [*JS_NAMES, RTL_PATH[:21]],
+                "rage-clicks": [*JS_NAMES, *(f"/{u}" for u in JS_NAMES)],
+                "recent-activity": [
+                    *JS_NAMES,
+                    "Browser · constructor",
+                    "\u05e9\u05dc\u05d5\u05dd/\U0001f984",
+                ],
+                "scroll-depth": ["60%"],
+                "event-types": ["Page views", "Form fields"],
+            }
+
+            def every_panel_shows_its_strings() -> bool:
+                texts = panel_texts(page)
+                return all(s in texts[panel] for panel, want in expected.items() for s in want)
+
+            try:
+                wait_until(every_panel_shows_its_strings, timeout_s=20, message="every panel")
+            except AssertionError:
+                raise AssertionError(f"panels: {panel_texts(page)}") from None
+            assert page.query_selector_all(".panel-error") == []
+            # Right-to-left text and direction overrides stay inside the box that shows them.
+            bidi = page.evaluate(
+                """() => [...document.querySelectorAll(
+                    '.bar-label, .node-label, .user-link, .data-table .visitor'
+                )].map(node => getComputedStyle(node).unicodeBidi)"""
+            )
+            assert bidi and set(bidi) == {"isolate"}
+            assert page.evaluate("document.querySelector('#chart-events svg.timeline') !== null")
+            # The full strings, where a label is cut: in the tooltip, and as the picker's values.
+            titles = page.evaluate(
+                "[...document.querySelectorAll('#top-pages title')].map(t => t.textContent)"
+            )
+            assert cut_long in titles
+            options = page.evaluate(
+                "[...document.querySelectorAll('#heatmap-path option')].map(o => o.value)"
+            )
+            assert set(options) >= {f"/{u}" for u in JS_NAMES} | {RTL_PATH, cut_long}
+            for user in JS_NAMES:
+                assert show_heatmap_of(page, f"/{user}") >= 2
+            assert show_heatmap_of(page, RTL_PATH) == 1
+            users = page.evaluate(
+                "[...document.querySelectorAll('#recent-activity .user-link')]"
+                ".map(b => b.dataset.userId)"
+            )
+            assert sorted(users) == sorted(JS_NAMES)
+
+            # The user view, opened from the table, with every one of its strings as text.
+            page.click("#recent-activity .user-link[data-user-id='__proto__']")
+            wait_until(
+                lambda: (
+                    page.evaluate("document.querySelectorAll('#user-body .timeline-item').length")
+                    == 11
+                ),
+                timeout_s=15,
+                message="the user view's timeline",
+            )
+            assert page.inner_text("#user-title") == "__proto__"
+            body_text = page.evaluate("document.getElementById('user-body').textContent")
+            for text in ["/__proto__", RTL_PATH, RTL_ELEMENT, XSS_ELEMENT, "constructor"]:
+                assert text in body_text, text
+            paths = page.evaluate(
+                "[...document.querySelectorAll('#user-body .timeline-item .path')]"
+                ".map(p => p.textContent)"
+            )
+            assert LONG_PATH in paths  # cut on screen by CSS, whole in the page
+            page.click("#user-close")
+
+            assert injected(page) == {"images": 0, "scripts": 0, "handlers": 0}
+            assert dialogs == []
+            screenshot(page, "dashboard-hostile.png")
+
+            # A panel that fails for any reason shows so, and the panels after it still draw.
+            page.evaluate(
+                """() => {
+                const box = document.getElementById('journeys');
+                box.appendChild = function (child) {
+                    if (child.tagName === 'svg') throw new Error('journeys broke');
+                    return Node.prototype.appendChild.call(this, child);
+                };
+                for (const id of ['scroll-depth', 'rage-clicks', 'recent-activity']) {
+                    document.getElementById(id).firstChild.dataset.stale = 'yes';
+                }
+            }"""
+            )
+            page.click("#refresh-button")
+            wait_until(
+                lambda: page.evaluate(
+                    """() => document.querySelector('#journeys .panel-error') !== null
+                    && ['scroll-depth', 'rage-clicks', 'recent-activity'].every(id =>
+                        !document.getElementById(id).firstChild.dataset.stale)"""
+                ),
+                timeout_s=15,
+                message="the journeys' error beside the panels drawn after it",
+            )
+            assert "journeys broke" in page.inner_text("#journeys .panel-error")
+            assert len(page.query_selector_all(".panel-error")) == 1
+        finally:
+            context.close()
 
 
 # -- the README screenshot: the dashboard with a few hundred events from varied visitors --------

@@ -223,6 +223,8 @@ INVALID_MOVEMENTS: dict[str, tuple[dict[str, Any], str]] = {
     "session id with a space": ({"sessionId": "a b"}, "sessionId"),
     "event id over 128 characters": ({"eventId": "e" * 129}, "eventId"),
     "path over 2 KB": ({"data": {"path": "/" + "p" * 2048}}, "data.path"),
+    "path not starting with a slash": ({"data": {"path": "__proto__"}}, "data.path"),
+    "path empty": ({"data": {"path": ""}}, "data.path"),
     "element over 512 characters": ({"data": {"element": "e" * 513}}, "data.element"),
     "metadata over 4 KB": ({"data": {"metadata": {"k": "m" * 4100}}}, "data.metadata"),
     # msgpack, which stores movements, holds integers of at most 64 bits.

@@ -220,6 +220,33 @@ def test_a_packed_batch_is_checked_like_a_list_and_names_the_field(
     assert info.value.field == field
 
 
+@pytest.mark.parametrize("path", ["", "home", "__proto__", "https://example.com/", " /a", "\n/a"])
+def test_a_path_that_does_not_start_with_a_slash_is_refused_naming_its_field(path: str) -> None:
+    bad = raw(event="page_view", data={"path": path})
+    with pytest.raises(InvalidMovement) as info:
+        movement_from_obj(bad, NOW)
+    assert info.value.field == "data.path"
+    assert repr(path) in info.value.message
+    assert field_of([raw(), raw(), bad]) == "events.2.data.path"
+    for body in (msgspec.json.encode([raw(), bad]), msgspec.json.encode({"events": [raw(), bad]})):
+        with pytest.raises(InvalidMovement) as info:
+            movements_from_json(body, NOW)
+        assert info.value.field == "events.1.data.path"
+    with pytest.raises(InvalidMovement) as info:
+        movements_from_json(msgspec.json.encode(bad), NOW)
+    assert info.value.field == "data.path"
+    with pytest.raises(InvalidMovement) as info:
+        movements_from_obj(pack_movements([raw(), bad]), NOW)
+    assert info.value.field == "events.1.data.path"
+
+
+@pytest.mark.parametrize("paths", [["/a\nb", "/"], ["/a", "/b\n"], ["/\n/"], ["/\u05d0\U0001f600"]])
+def test_paths_starting_with_a_slash_are_accepted_whatever_follows(paths: list[str]) -> None:
+    batch = [raw(data={"path": path}) for path in paths] + [raw(data={})]
+    assert [m.data.path for m in movements_from_obj(batch, NOW)] == [*paths, None]
+    assert len(movements_from_json(msgspec.json.encode(batch), NOW)) == len(batch)
+
+
 def test_a_packed_batch_decodes_to_the_same_movements_as_the_list() -> None:
     batch = [raw(eventId=f"e{i}", data={"metadata": {"k": [i, {"x": None}]}}) for i in range(40)]
     assert movements_from_obj(pack_movements(batch), NOW) == movements_from_obj(batch, NOW)

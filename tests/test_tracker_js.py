@@ -603,6 +603,29 @@ def test_closing_the_page_delivers_what_was_queued(
     assert wait_for_events(recorder, "click")[0]["data"]["element"] == "button#buy.btn.primary"
 
 
+def test_fields_named_like_object_properties_are_reported_when_the_page_closes(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """A field's report waits a second for more typing, or goes when the page does, whatever
+    the field is called."""
+    page = open_page(context, base_url, **SLOW)
+    wait_for_events(recorder, "page_view")
+    names = ["__proto__", "constructor", "toString"]
+    page.evaluate(
+        """names => document.body.prepend(...names.map(name => {
+            const field = document.createElement('input');
+            field.name = name;
+            return field;
+        }))""",
+        names,
+    )
+    for name in names:
+        page.type(f"input[name={name}]", "x")
+    page.close()
+    typed = wait_for_events(recorder, "form_interaction", count=3)
+    assert sorted(e["data"]["element"] for e in typed) == sorted(names)
+
+
 def clicks_delivered(recorder: Recorder) -> set[str]:
     return {e["eventId"] for e in recorder.of("click")}
 
@@ -747,6 +770,74 @@ def test_nothing_more_is_sent_after_opt_out_even_after_a_reload(
     assert page.evaluate("tracker.optIn()") is True
     page.click("#buy")
     wait_for_events(recorder, "click")
+
+
+BLOCKED_STORAGE = """Object.defineProperty(window, 'localStorage', {
+    configurable: true,
+    get() { throw new DOMException('The operation is insecure.', 'SecurityError'); },
+});"""
+
+
+def opt_out_cookie(context: BrowserContext) -> list[dict[str, Any]]:
+    return [dict(c) for c in context.cookies() if c["name"] == "tracker_optout"]
+
+
+def test_opting_out_holds_across_a_reload_where_local_storage_is_blocked(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    context.add_init_script(BLOCKED_STORAGE)
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    page.evaluate("tracker.optOut()")
+    [cookie] = opt_out_cookie(context)
+    assert (cookie["value"], cookie["path"], cookie["sameSite"]) == ("1", "/", "Lax")
+    assert cookie["expires"] > time.time() + 300 * 24 * 3600
+    page.reload()
+    wait_for_tracker(page)
+    assert page.evaluate("tracker.isEnabled()") is False
+    page.click("#buy")
+    page.evaluate("tracker.flush()")
+    leave_and_settle(page, recorder, base_url)
+    assert [e["event"] for e in recorder.events()] == ["page_view"]
+    assert len(recorder.snapshot("/api/track/session")) == 1
+
+    page = open_page(context, base_url)
+    assert page.evaluate("tracker.optIn()") is True
+    assert opt_out_cookie(context) == []
+    page.click("#buy")
+    wait_for_events(recorder, "click")
+
+
+def test_the_opt_out_cookie_alone_stops_tracking_and_opting_in_clears_both_records(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """The cookie may be all that is left of an opt-out made where storage was blocked."""
+    context.add_cookies([{"name": "tracker_optout", "value": "1", "url": base_url}])
+    page = open_page(context, base_url)
+    assert page.evaluate("tracker.isEnabled()") is False
+    page.evaluate("tracker.optOut()")  # with storage: kept in both
+    assert page.evaluate("localStorage.getItem('tracking_opt_out')") == "1"
+    assert page.evaluate("tracker.optIn()") is True
+    assert page.evaluate("localStorage.getItem('tracking_opt_out')") is None
+    assert opt_out_cookie(context) == []
+    page.click("#buy")
+    wait_for_events(recorder, "click")
+
+
+def test_a_page_in_a_srcdoc_frame_reports_a_path_that_starts_with_a_slash(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    page.evaluate(
+        """() => {
+        const frame = document.createElement('iframe');
+        frame.srcdoc = '<script src="/tracker.js" data-flush-interval-ms="100"></script>';
+        document.body.append(frame);
+    }"""
+    )
+    views = wait_for_events(recorder, "page_view", count=2)
+    assert sorted(v["data"]["path"] for v in views) == ["/page", "/srcdoc"]
 
 
 def test_opting_out_in_one_tab_stops_the_others(

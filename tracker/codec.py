@@ -29,12 +29,14 @@ from tracker.schema import (
     ID_RULE,
     MAX_FUTURE_MS,
     MAX_METADATA_BYTES,
+    PATH_RULE,
     EventType,
     Movement,
     MovementData,
     MovementId,
     Observed,
     Timestamp,
+    bad_path,
     check_count,
     check_id,
     check_rules,
@@ -157,6 +159,12 @@ def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
                     raise InvalidMovement(
                         f"{prefix}movements.{at}.eventId", ID_RULE.format(value=movement.eventId)
                     )
+        bad = bad_path(movements)
+        if bad is not None:
+            raise InvalidMovement(
+                f"{prefix}movements.{bad}.data.path",
+                PATH_RULE.format(value=movements[bad].data.path),
+            )
         if max([m.timestamp for m in movements]) > horizon:
             for at, movement in enumerate(movements):
                 check_rules(movement, now_ms, f"{prefix}movements.{at}.")

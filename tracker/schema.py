@@ -2,7 +2,8 @@
 
 The seed's `UserMovement` and `UserSession` records, with the limits the seed never enforced.
 Validation is done by msgspec against these structs (C speed, unknown keys rejected by name),
-plus the few rules a struct cannot say (metadata size and depth, timestamps not in the future).
+plus the few rules a struct cannot say (metadata size and depth, timestamps not in the future,
+paths that start with `/`).
 Every failure is an `InvalidMovement` / `InvalidSession` naming the offending field.
 """
 
@@ -36,6 +37,10 @@ Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
 MovementId = Annotated[
     str, Meta(min_length=1, max_length=128, extra_json_schema={"pattern": ID_PATTERN})
 ]
+# A page path as `location.pathname` gives it. Checked for a whole batch by `bad_path` (stored
+# movements, read back with the same struct, are not held to it).
+PagePath = Annotated[str, Meta(max_length=2048, extra_json_schema={"pattern": "^/"})]
+PATH_RULE = "{value!r} does not start with /"
 # Bounds double as finiteness checks: NaN and infinities fail any comparison.
 Coordinate = Annotated[float, Meta(ge=-1e7, le=1e7)]
 Duration = Annotated[float, Meta(ge=0, le=1e10)]
@@ -60,7 +65,7 @@ class Coordinates(Struct, forbid_unknown_fields=True, gc=False):
 
 
 class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
-    path: Annotated[str, Meta(max_length=2048)] | None = None
+    path: PagePath | None = None
     element: Annotated[str, Meta(max_length=512)] | None = None
     coordinates: Coordinates | None = None
     duration: Duration | None = None
@@ -150,6 +155,7 @@ def field_error(
 def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movement:
     """All the rules, for a struct made in Python (decoding checked the declared ones)."""
     _check_movement_ids([movement], prefix)
+    _check_paths([movement], prefix)
     if movement.data.metadata is not None:
         _check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
     return check_rules(movement, now_ms, prefix)
@@ -188,6 +194,35 @@ def _check_movement_ids(movements: Sequence[Movement], prefix: str | None) -> No
         index, field, value = bad
         named = f"events.{index}.{field}" if prefix is None else f"{prefix}{field}"
         raise InvalidMovement(named, ID_RULE.format(value=value))
+
+
+def bad_path(movements: Sequence[Observed]) -> int | None:
+    """The position of the first movement whose `data.path` does not start with `/`, or None.
+
+    The usual batch, every path good, costs no Python-level loop: joined by newlines, its paths
+    all start with `/` if the text does and every newline is followed by one. A newline inside
+    a path only sends the batch to the exact check."""
+    paths = [m.data.path for m in movements]
+    joined = "\n".join(filter(None, paths))
+    if "" not in paths and (
+        not joined or (joined[0] == "/" and joined.count("\n") == joined.count("\n/"))
+    ):
+        return None
+    for index, path in enumerate(paths):
+        if path is not None and not path.startswith("/"):
+            return index
+    return None
+
+
+def _check_paths(movements: Sequence[Movement], prefix: str | None) -> None:
+    """Raise for the first path that does not start with `/`, named as `_check_movement_ids`
+    names an ID."""
+    index = bad_path(movements)
+    if index is not None:
+        named = f"events.{index}." if prefix is None else prefix
+        raise InvalidMovement(
+            f"{named}data.path", PATH_RULE.format(value=movements[index].data.path)
+        )
 
 
 def check_rules(movement: M, now_ms: int, prefix: str) -> M:
@@ -244,6 +279,7 @@ def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
             _check_json_value(data.get("metadata"), f"{prefix}data.metadata", depth=1)
         raise field_error(exc, InvalidMovement, prefix) from None
     _check_movement_ids([movement], prefix)
+    _check_paths([movement], prefix)
     return check_rules(movement, now_ms, prefix)
 
 
@@ -280,6 +316,7 @@ def _checked(movements: list[Movement], now_ms: int, *, one: bool = False) -> li
     """The rules decoding did not check; errors name `events.<i>.<field>` (`<field>` if one)."""
     check_count(len(movements))
     _check_movement_ids(movements, "" if one else None)
+    _check_paths(movements, "" if one else None)
     horizon = now_ms + MAX_FUTURE_MS
     suspects: Iterable[int] = ()
     if max([m.timestamp for m in movements], default=0) > horizon:

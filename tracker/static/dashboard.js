@@ -5,6 +5,9 @@
  * cookie; the token itself is never stored, nor put in a URL. A 401 anywhere shows the login.
  * Safety: every string that came from visitors (paths, element descriptors, user IDs, device
  * info) reaches the page through textContent or SVG text nodes, never through HTML parsing.
+ * Visitor strings are data, never keys of plain objects ("__proto__" is a path like any
+ * other): tallies keyed by them are Maps. Each panel is drawn on its own, so one that fails
+ * shows its error and the others still draw.
  */
 (function () {
   'use strict';
@@ -12,10 +15,10 @@
   var SVG_NS = 'http://www.w3.org/2000/svg';
   var RANGES_MS = { hour: 3600 * 1000, day: 24 * 3600 * 1000, week: 7 * 24 * 3600 * 1000 };
   var EVENT_TYPES = ['page_view', 'click', 'scroll', 'hover', 'form_interaction'];
-  var EVENT_LABELS = {
-    page_view: 'Page views', click: 'Clicks', scroll: 'Scrolls', hover: 'Hovers',
-    form_interaction: 'Form fields'
-  };
+  var EVENT_LABELS = new Map([
+    ['page_view', 'Page views'], ['click', 'Clicks'], ['scroll', 'Scrolls'], ['hover', 'Hovers'],
+    ['form_interaction', 'Form fields']
+  ]);
   var REFRESH_MIN_INTERVAL_MS = 1000;
   var IDLE_REFRESH_MS = 30000;
   var RECONNECT_MS = 5000;
@@ -82,13 +85,13 @@
 
   function svgText(x, y, content, attrs) {
     var node = svg('text', Object.assign({ x: x, y: y }, attrs || {}));
-    node.textContent = String(content);
+    node.textContent = text(content);
     return node;
   }
 
   function tooltip(content) {
     var node = svg('title');
-    node.textContent = String(content);
+    node.textContent = text(content);
     return node;
   }
 
@@ -96,9 +99,28 @@
     clear(container).appendChild(el('p', { class: 'empty', text: message }));
   }
 
-  function short(text, max) {
-    text = String(text === null || text === undefined ? '' : text);
-    return text.length > max ? text.slice(0, max - 1) + '…' : text;
+  // A value meant as text: anything else a response holds in its place (an object, say,
+  // whose "toString" is not a function) shows as nothing rather than throwing.
+  function text(value) {
+    if (typeof value === 'string') return value;
+    return typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
+  }
+
+  // For SVG text, which CSS cannot end with an ellipsis: at most `max` characters, cut between
+  // characters (never inside an emoji's surrogate pair). HTML cells use CSS ellipsis instead.
+  function short(value, max) {
+    var chars = Array.from(text(value));
+    return chars.length > max ? chars.slice(0, max - 1).join('') + '…' : chars.join('');
+  }
+
+  // A visitor string inside a sentence, between Unicode isolates, so that right-to-left text
+  // (or a stray direction override) cannot reorder the words around it.
+  function isolate(value) {
+    return '\u2068' + text(value) + '\u2069';
+  }
+
+  function label(type) {
+    return EVENT_LABELS.get(type) || text(type);
   }
 
   // ------------------------------------------------------------------ formatting
@@ -137,13 +159,13 @@
 
   function device(info) {
     if (!info || typeof info !== 'object') return 'unknown device';
-    var ua = String(info.userAgent || '');
+    var ua = text(info.userAgent);
     var browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' :
       /Chrom(e|ium)\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : 'Browser';
     var os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' :
       /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /Linux/.test(ua) ? 'Linux' : '';
-    return [browser + (os ? ' on ' + os : ''), info.screenResolution, info.timezone]
-      .filter(Boolean).map(String).join(' · ');
+    return [browser + (os ? ' on ' + os : ''), text(info.screenResolution), text(info.timezone)]
+      .filter(Boolean).join(' · ');
   }
 
   // ------------------------------------------------------------------ API
@@ -328,18 +350,31 @@
 
   // ------------------------------------------------------------------ render
 
+  function list(value) {
+    return Array.isArray(value) ? value.filter(function (item) { return item && typeof item === 'object'; }) : [];
+  }
+
   function render(d) {
-    renderKpis(d);
-    renderEventTypes(d.eventsByType || {});
-    renderTimeline(d.eventsPerMinute || []);
-    renderTopPages(d.topPages || []);
-    renderTopElements(d.topElements || []);
-    renderHeatmapPaths(d);
-    renderHeatmap(d.heatmap);
-    renderJourneys(d.journeys || []);
-    renderScrollDepth(d.scrollDepth || []);
-    renderRageClicks(d.rageClicks || []);
-    renderRecent(d.recentActivity || []);
+    [
+      [null, function () { renderKpis(d); }], // four tiles of numbers: a failure is logged only
+      ['event-types', function () { renderEventTypes(d.eventsByType); }],
+      ['chart-events', function () { renderTimeline(list(d.eventsPerMinute)); }],
+      ['top-pages', function () { renderTopPages(list(d.topPages)); }],
+      ['top-elements', function () { renderTopElements(list(d.topElements)); }],
+      ['heatmap', function () { renderHeatmapPaths(d); renderHeatmap(d.heatmap); }],
+      ['journeys', function () { renderJourneys(list(d.journeys)); }],
+      ['scroll-depth', function () { renderScrollDepth(list(d.scrollDepth)); }],
+      ['rage-clicks', function () { renderRageClicks(list(d.rageClicks)); }],
+      ['recent-activity', function () { renderRecent(list(d.recentActivity)); }]
+    ].forEach(function (panel) {
+      try {
+        panel[1]();
+      } catch (error) {
+        if (window.console) console.error('dashboard panel ' + (panel[0] || 'kpis'), error);
+        if (panel[0]) clear($(panel[0])).appendChild(el('p', { class: 'panel-error', role: 'alert',
+          text: 'Could not draw this panel (' + text(error && error.message) + ').' }));
+      }
+    });
   }
 
   function renderKpis(d) {
@@ -355,12 +390,13 @@
 
   function renderEventTypes(byType) {
     var box = clear($('event-types'));
-    var keys = EVENT_TYPES.concat(Object.keys(byType).filter(function (k) { return EVENT_TYPES.indexOf(k) < 0; }));
+    var counts = new Map(byType && typeof byType === 'object' ? Object.entries(byType) : []);
+    var keys = EVENT_TYPES.concat(Array.from(counts.keys()).filter(function (k) { return EVENT_TYPES.indexOf(k) < 0; }));
     keys.forEach(function (type) {
-      if (!(type in byType)) return;
+      if (!counts.has(type)) return;
       box.appendChild(el('span', { class: 'chip' }, [
         el('span', { class: 'swatch type-' + (EVENT_TYPES.indexOf(type) >= 0 ? type : 'other') }),
-        EVENT_LABELS[type] || type, ' ', el('strong', { text: compact(byType[type]) })
+        el('span', { class: 'visitor', text: label(type) }), ' ', el('strong', { text: compact(counts.get(type)) })
       ]));
     });
   }
@@ -482,16 +518,16 @@
   function renderTopPages(pages) {
     bars($('top-pages'), pages.slice(0, 8).map(function (p) {
       return {
-        label: p.path, count: p.count, cls: 'bar-pages',
-        onclick: function () { selectHeatmapPath(p.path); }
+        label: text(p.path), count: Number(p.count) || 0, cls: 'bar-pages',
+        onclick: function () { selectHeatmapPath(text(p.path)); }
       };
     }), 'No page views yet.');
   }
 
   function renderTopElements(elements) {
     bars($('top-elements'), elements.slice(0, 8).map(function (e) {
-      return { label: e.element, sub: e.path, count: e.count, cls: 'bar-elements',
-        title: e.element + (e.path ? ' on ' + e.path : '') };
+      return { label: text(e.element), sub: text(e.path), count: Number(e.count) || 0, cls: 'bar-elements',
+        title: isolate(e.element) + (text(e.path) ? ' on ' + isolate(e.path) : '') };
     }), 'No clicks yet.');
   }
 
@@ -499,13 +535,13 @@
 
   function renderHeatmapPaths(d) {
     var select = $('heatmap-path');
-    var paths = (d.topPages || []).map(function (p) { return String(p.path); });
-    var current = d.heatmap && d.heatmap.path ? String(d.heatmap.path) : state.path;
+    var paths = list(d.topPages).map(function (p) { return text(p.path); });
+    var current = d.heatmap && text(d.heatmap.path) ? text(d.heatmap.path) : state.path;
     if (current && paths.indexOf(current) < 0) paths.unshift(current);
     clear(select);
     if (!paths.length) select.appendChild(el('option', { value: '', text: 'No pages yet' }));
     paths.forEach(function (path) {
-      select.appendChild(el('option', { value: path, text: short(path, 60), selected: path === current }));
+      select.appendChild(el('option', { value: path, text: short(path, 60), title: path, selected: path === current }));
     });
   }
 
@@ -532,12 +568,12 @@
     var pageRows = Math.max(maxRow + 4, Math.ceil(HEATMAP_FOLD_PX / binPx));
     var H = bar + pageRows * cellH;
     var map = svg('svg', { viewBox: '-34 0 ' + (W + 36) + ' ' + (H + 2), class: 'heatmap-svg', role: 'img',
-      'aria-label': 'Clicks on ' + (heatmap.path || 'the page') });
+      'aria-label': 'Clicks on ' + (text(heatmap.path) ? isolate(heatmap.path) : 'the page') });
     map.appendChild(svg('rect', { class: 'page', x: 0, y: 0, width: W, height: H + 1, rx: 6 }));
     map.appendChild(svg('rect', { class: 'page-bar', x: 0, y: 0, width: W, height: bar, rx: 6 }));
     [10, 20, 30].forEach(function (cx) { map.appendChild(svg('circle', { class: 'page-dot', cx: cx, cy: bar / 2, r: 3 })); });
     map.appendChild(svg('rect', { class: 'page-address', x: 42, y: 5, width: W - 52, height: bar - 10, rx: 6 }));
-    map.appendChild(svgText(50, bar / 2 + 3.5, short(heatmap.path || '/', 60), { class: 'page-path' }));
+    map.appendChild(svgText(50, bar / 2 + 3.5, short(text(heatmap.path) || '/', 60), { class: 'page-path' }));
     // Height marks every 500 px of page, and the fold of a typical screen.
     for (var px = 500; px < pageRows * binPx; px += 500) {
       var yy = bar + px * scale;
@@ -577,14 +613,20 @@
 
   function renderJourneys(journeys) {
     var box = clear($('journeys'));
-    var top = journeys.filter(function (j) { return j && Number(j.count) > 0; })
+    var top = journeys.filter(function (j) { return Number(j.count) > 0; })
+      .map(function (j) { return { from: text(j.from), to: text(j.to), count: Number(j.count) }; })
       .sort(function (a, b) { return b.count - a.count; }).slice(0, 10);
     if (!top.length) return empty(box, 'No page-to-page journeys yet.');
+    // Node names are visitors' paths: a Map, where a plain object would take "__proto__" as
+    // its prototype and lose the node.
     function nodes(key) {
-      var totals = {};
-      top.forEach(function (j) { totals[j[key]] = (totals[j[key]] || 0) + Number(j.count); });
-      return Object.keys(totals).sort(function (a, b) { return totals[b] - totals[a]; })
-        .map(function (name) { return { name: name, total: totals[name], used: 0 }; });
+      var byName = new Map();
+      top.forEach(function (j) {
+        var node = byName.get(j[key]);
+        if (!node) byName.set(j[key], node = { name: j[key], total: 0, used: 0 });
+        node.total += j.count;
+      });
+      return Array.from(byName.values()).sort(function (a, b) { return b.total - a.total; });
     }
     var from = nodes('from'), to = nodes('to');
     // Each node gets at least a slot tall enough for its label and count, so small flows
@@ -604,7 +646,7 @@
     }
     place(from, fromH);
     place(to, toH);
-    var byName = function (list, name) { return list.filter(function (n) { return n.name === name; })[0]; };
+    var byName = function (nodeList, name) { return nodeList.filter(function (n) { return n.name === name; })[0]; };
     var chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'sankey', role: 'img', 'aria-label': 'Journeys between pages' });
     chart.appendChild(svgText(leftX + nodeW, 11, 'FROM', { class: 'column-label', 'text-anchor': 'end' }));
     chart.appendChild(svgText(rightX, 11, 'TO', { class: 'column-label' }));
@@ -617,7 +659,7 @@
       var d = 'M' + x1 + ' ' + y1 + ' C' + mid + ' ' + y1 + ' ' + mid + ' ' + y2 + ' ' + x2 + ' ' + y2 +
         ' L' + x2 + ' ' + (y2 + h) + ' C' + mid + ' ' + (y2 + h) + ' ' + mid + ' ' + (y1 + h) + ' ' + x1 + ' ' + (y1 + h) + ' Z';
       var link = svg('path', { class: 'link link-' + (from.indexOf(a) % 6), d: d });
-      link.appendChild(tooltip(j.from + ' → ' + j.to + ': ' + num(j.count)));
+      link.appendChild(tooltip(isolate(j.from) + ' → ' + isolate(j.to) + ': ' + num(j.count)));
       chart.appendChild(link);
     });
     from.forEach(function (node, i) {
@@ -641,22 +683,27 @@
 
   function renderScrollDepth(buckets) {
     var box = clear($('scroll-depth'));
-    var counts = {};
-    buckets.forEach(function (b) { counts[Number(b.bucket)] = (counts[Number(b.bucket)] || 0) + Number(b.count || 0); });
-    var total = Object.keys(counts).reduce(function (n, key) { return n + counts[key]; }, 0);
+    var counts = new Map();
+    buckets.forEach(function (b) {
+      var bucket = Number(b.bucket);
+      counts.set(bucket, (counts.get(bucket) || 0) + (Number(b.count) || 0));
+    });
+    var total = 0, deep = 0;
+    counts.forEach(function (count, bucket) {
+      total += count;
+      if (bucket >= 50) deep += count;
+    });
     $('scroll-summary').textContent = '';
     if (!total) return empty(box, 'No scrolling yet.');
-    var deep = Object.keys(counts).filter(function (key) { return Number(key) >= 50; })
-      .reduce(function (n, key) { return n + counts[key]; }, 0);
     $('scroll-summary').textContent = Math.round(100 * deep / total) + '% reached half the page';
     var W = 600, H = 220, left = 8, bottom = 26, top = 18;
     var slots = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
-    var max = Math.max.apply(null, slots.map(function (s) { return counts[s] || 0; })) || 1;
+    var max = Math.max.apply(null, slots.map(function (s) { return counts.get(s) || 0; })) || 1;
     var slotW = (W - left * 2) / slots.length;
     var chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'histogram', role: 'img', 'aria-label': 'Scroll depth' });
     chart.appendChild(svg('line', { class: 'grid-line', x1: 0, x2: W, y1: H - bottom, y2: H - bottom }));
     slots.forEach(function (slot, i) {
-      var count = counts[slot] || 0;
+      var count = counts.get(slot) || 0;
       var h = (H - bottom - top) * count / max;
       var x = left + i * slotW + 6;
       var rect = svg('rect', { class: 'depth-bar depth-' + slot, x: x, y: H - bottom - h, width: slotW - 12, height: Math.max(count ? 2 : 0, h), rx: 4 });
@@ -682,8 +729,9 @@
   }
 
   function userLink(userId) {
-    return el('button', { class: 'user-link', type: 'button', text: short(userId, 40), title: String(userId),
-      'data-user-id': String(userId), onclick: function () { openUser(String(userId)); } });
+    userId = text(userId);
+    return el('button', { class: 'user-link', type: 'button', text: userId, title: userId,
+      'data-user-id': userId, onclick: function () { openUser(userId); } });
   }
 
   function when(ms) {
@@ -695,8 +743,8 @@
     if (!rows.length) return empty(box, 'No rage clicks. Visitors seem calm.');
     box.appendChild(table(['Page', 'Element', 'Position', 'Clicks', 'User', 'When'], rows.slice(0, 20).map(function (r) {
       return [
-        el('span', { class: 'mono', text: short(r.path, 60), title: String(r.path) }),
-        el('span', { class: 'mono', text: short(r.element, 60), title: String(r.element) }),
+        el('span', { class: 'mono visitor', text: text(r.path), title: text(r.path) }),
+        el('span', { class: 'mono visitor', text: text(r.element), title: text(r.element) }),
         el('span', { class: 'muted', text: Math.round(r.x) + ', ' + Math.round(r.y) }),
         el('span', { class: 'rage-count', text: num(r.count) }),
         r.userId ? userLink(r.userId) : '',
@@ -714,7 +762,7 @@
     box.appendChild(table(devices ? headers.concat(['Device']) : headers, sessions.map(function (s) {
       var cells = [
         userLink(s.userId),
-        el('span', { class: 'mono muted', text: short(s.sessionId, 14), title: String(s.sessionId) }),
+        el('span', { class: 'mono muted visitor session-id', text: text(s.sessionId), title: text(s.sessionId) }),
         el('span', { text: dateTime(s.startTime) }),
         when(s.lastActivity),
         el('span', { class: 'num', text: num(s.movementCount) })
@@ -750,24 +798,28 @@
     document.body.classList.remove('panel-open');
   }
 
+  // One line about an event. Metadata is whatever the visitor sent: only its strings and
+  // numbers are shown, each isolated from the words around it.
   function eventDetail(m) {
-    var data = m.data || {};
+    var data = m.data && typeof m.data === 'object' ? m.data : {};
     var meta = data.metadata && typeof data.metadata === 'object' ? data.metadata : {};
+    var element = text(data.element);
+    var coordinates = data.coordinates && typeof data.coordinates === 'object' ? data.coordinates : null;
     switch (m.event) {
       case 'page_view':
-        return (meta.referrerPath ? 'from ' + meta.referrerPath : 'landed') +
+        return (text(meta.referrerPath) ? 'from ' + isolate(meta.referrerPath) : 'landed') +
           (typeof data.duration === 'number' ? ' · ' + duration(data.duration) + ' on the previous page' : '');
       case 'click':
-        return (data.element || '') + (data.coordinates ? ' at ' + Math.round(data.coordinates.x) + ', ' + Math.round(data.coordinates.y) : '');
+        return isolate(element) + (coordinates ? ' at ' + Math.round(coordinates.x) + ', ' + Math.round(coordinates.y) : '');
       case 'scroll':
         return (typeof meta.scrollDepth === 'number' ? meta.scrollDepth + '% of the page seen' : 'scrolled') +
           (typeof data.scrollY === 'number' ? ' · y ' + Math.round(data.scrollY) : '');
       case 'hover':
-        return (data.element || '') + (typeof data.duration === 'number' ? ' for ' + duration(data.duration) : '');
+        return isolate(element) + (typeof data.duration === 'number' ? ' for ' + duration(data.duration) : '');
       case 'form_interaction':
-        return 'field ' + (data.element || '?') + (meta.action ? ' (' + meta.action + ')' : '');
+        return 'field ' + isolate(element || '?') + (text(meta.action) ? ' (' + isolate(meta.action) + ')' : '');
       default:
-        return data.element || '';
+        return isolate(element);
     }
   }
 
@@ -786,11 +838,11 @@
     sessions.forEach(function (s) {
       var movements = (Array.isArray(s.movements) ? s.movements : []).slice()
         .sort(function (a, b) { return (a.timestamp || 0) - (b.timestamp || 0); });
-      var pages = movements.filter(function (m) { return m.event === 'page_view' && m.data && m.data.path; })
-        .map(function (m) { return String(m.data.path); });
-      var card = el('section', { class: 'session-card', 'data-session-id': String(s.sessionId) }, [
+      var pages = movements.filter(function (m) { return m.event === 'page_view' && m.data && text(m.data.path); })
+        .map(function (m) { return text(m.data.path); });
+      var card = el('section', { class: 'session-card', 'data-session-id': text(s.sessionId) }, [
         el('div', { class: 'session-head' }, [
-          el('strong', { class: 'mono', text: short(s.sessionId, 24), title: String(s.sessionId) }),
+          el('strong', { class: 'mono visitor session-id', text: text(s.sessionId), title: text(s.sessionId) }),
           el('span', { class: 'muted', text: dateTime(s.startTime) + ' · ' + duration((s.lastActivity || 0) - (s.startTime || 0)) + ' · ' + num(movements.length) + ' events' })
         ]),
         el('p', { class: 'muted small', text: device(s.deviceInfo) })
@@ -799,26 +851,28 @@
         var trail = el('div', { class: 'page-trail' });
         pages.slice(0, 20).forEach(function (path, i) {
           if (i) trail.appendChild(el('span', { class: 'trail-arrow', text: '→' }));
-          trail.appendChild(el('span', { class: 'trail-page mono', text: short(path, 40), title: path }));
+          trail.appendChild(el('span', { class: 'trail-page mono visitor', text: path, title: path }));
         });
         if (pages.length > 20) trail.appendChild(el('span', { class: 'muted', text: ' +' + (pages.length - 20) + ' more' }));
         card.appendChild(trail);
       }
-      var list = el('ol', { class: 'timeline-list' });
+      var items = el('ol', { class: 'timeline-list' });
       movements.slice(-TIMELINE_LIMIT).forEach(function (m) {
         var type = EVENT_TYPES.indexOf(m.event) >= 0 ? m.event : 'other';
-        list.appendChild(el('li', { class: 'timeline-item' }, [
+        var path = m.data ? text(m.data.path) : '';
+        var detail = eventDetail(m);
+        items.appendChild(el('li', { class: 'timeline-item' }, [
           el('span', { class: 'dot type-' + type }),
           el('span', { class: 'time mono', text: m.timestamp ? clock(m.timestamp, true) : '' }),
-          el('span', { class: 'badge type-' + type, text: EVENT_LABELS[m.event] ? EVENT_LABELS[m.event].replace(/s$/, '') : String(m.event) }),
-          el('span', { class: 'mono path', text: short(m.data && m.data.path ? m.data.path : '', 48) }),
-          el('span', { class: 'detail', text: short(eventDetail(m), 120) })
+          el('span', { class: 'badge type-' + type, text: label(m.event).replace(/s$/, '') }),
+          el('span', { class: 'mono path visitor', text: path, title: path }),
+          el('span', { class: 'detail', text: detail, title: detail })
         ]));
       });
       if (movements.length > TIMELINE_LIMIT) {
         card.appendChild(el('p', { class: 'muted small', text: 'Showing the last ' + TIMELINE_LIMIT + ' of ' + num(movements.length) + ' events.' }));
       }
-      card.appendChild(list);
+      card.appendChild(items);
       body.appendChild(card);
     });
   }
@@ -829,10 +883,10 @@
 
   function eraseUser() {
     var userId = state.user;
-    if (!userId || !window.confirm('Erase everything stored about ' + userId + '? This cannot be undone.')) return;
+    if (!userId || !window.confirm('Erase everything stored about ' + isolate(userId) + '? This cannot be undone.')) return;
     api('/api/users/' + encodeURIComponent(userId), { method: 'DELETE' }).then(function () {
       closeUser();
-      toast('Erased ' + short(userId, 40) + '.');
+      toast('Erased ' + isolate(short(userId, 40)) + '.');
       load();
     }).catch(function (error) { failed(error, 'erase this user'); });
   }

@@ -11,7 +11,8 @@
  *           data-debug></script>           log what the tracker does to the console
  *
  * Privacy: nothing at all is sent under Do Not Track or Global Privacy Control, nor after
- * `tracker.optOut()` (in any of the site's tabs, until `tracker.optIn()` in any of them). Form
+ * `tracker.optOut()` (in any of the site's tabs, until `tracker.optIn()` in any of them; kept in
+ * localStorage and in a first-party cookie, `tracker_optout`, for where storage is blocked). Form
  * field values are never read; password and credit-card fields are not even reported as
  * touched. Elements inside `[data-tracker-ignore]` are not tracked.
  *
@@ -30,6 +31,10 @@
     lastPage: 'tracking_last_page',
     pending: 'tracking_pending'
   };
+  // The opt-out is also kept in a first-party cookie, which holds where localStorage is blocked
+  // (a sandboxed frame, storage disabled). 400 days: the longest a browser keeps a cookie.
+  var OPT_OUT_COOKIE = 'tracker_optout';
+  var OPT_OUT_MAX_AGE_S = 400 * 24 * 3600;
   var MAX_QUEUE = 500;
   var FLUSH_AT = 20;
   var MAX_BATCH = 100;
@@ -170,8 +175,24 @@
       n.globalPrivacyControl === true;
   }
 
+  function optOutCookie(maxAgeS) {
+    var secure = window.location.protocol === 'https:' ? '; Secure' : '';
+    try {
+      document.cookie = OPT_OUT_COOKIE + '=' + (maxAgeS ? '1' : '') + '; Path=/; Max-Age=' +
+        maxAgeS + '; SameSite=Lax' + secure;
+    } catch (e) { /* cookies disabled too: nothing can remember the choice */ }
+  }
+
+  function optOutCookieSet() {
+    try {
+      return document.cookie.split(';').some(function (pair) {
+        return pair.trim() === OPT_OUT_COOKIE + '=1';
+      });
+    } catch (e) { return false; }
+  }
+
   function optedOut() {
-    return storageGet('localStorage', KEYS.optOut) === '1';
+    return storageGet('localStorage', KEYS.optOut) === '1' || optOutCookieSet();
   }
 
   // Whether to go on; stops when another tab opted out (checked before sending, as that tab's
@@ -205,13 +226,15 @@
     locationTimer: null,
     hover: { el: null, since: 0 },
     scrollTimer: null,
-    fields: {}
+    fields: new Map() // field name -> its debounced report; names are the page's, any string
   };
 
   // ---------------------------------------------------------------- page facts
 
+  // The server takes only paths that start with `/`; a frame's `about:srcdoc` has "srcdoc".
   function currentPath() {
-    return clip(window.location.pathname || '/', MAX_PATH);
+    var path = window.location.pathname || '/';
+    return clip(path.charAt(0) === '/' ? path : '/' + path, MAX_PATH);
   }
 
   function pageHeight() {
@@ -463,28 +486,27 @@
       if (!state.enabled || !trackableField(el)) return;
       var name = clip(el.getAttribute('name') || el.getAttribute('id') ||
         String(el.tagName).toLowerCase(), MAX_ELEMENT);
-      var pending = state.fields[name];
+      var pending = state.fields.get(name);
       if (pending) clearTimeout(pending.timer);
       var fieldType = clip(el.type || String(el.tagName).toLowerCase(), 32);
       var path = currentPath();
       var entry = {
         fire: function () {
-          delete state.fields[name];
+          state.fields.delete(name);
           record('form_interaction', {
             path: path, element: name, metadata: { action: action, fieldType: fieldType }
           });
         }
       };
       entry.timer = setTimeout(guard(entry.fire), FIELD_DEBOUNCE_MS);
-      state.fields[name] = entry;
+      state.fields.set(name, entry);
     };
   }
 
   function emitPendingFields() {
-    var fields = state.fields;
-    Object.keys(fields).forEach(function (name) {
-      clearTimeout(fields[name].timer);
-      fields[name].fire();
+    Array.from(state.fields.values()).forEach(function (entry) {
+      clearTimeout(entry.timer);
+      entry.fire();
     });
   }
 
@@ -723,9 +745,8 @@
   }
 
   function without(events, gone) {
-    var ids = {};
-    gone.forEach(function (m) { ids[m.eventId] = true; });
-    return events.filter(function (m) { return !ids[m.eventId]; });
+    var ids = new Set(gone.map(function (m) { return m.eventId; }));
+    return events.filter(function (m) { return !ids.has(m.eventId); });
   }
 
   // Whatever the browser would not take is kept for the next page of this site, and so is a
@@ -796,7 +817,11 @@
   }
 
   function start() {
-    if (state.enabled || privacySignal() || optedOut()) return;
+    if (state.enabled || privacySignal()) return;
+    if (optedOut()) {
+      optOutCookie(OPT_OUT_MAX_AGE_S); // each visit renews it, so the choice outlives the cap
+      return;
+    }
     state.enabled = true;
     state.epoch += 1;
     if (!state.userId) {
@@ -824,8 +849,8 @@
     state.retryAt = 0;
     [state.retryTimer, state.scrollTimer, state.locationTimer].forEach(clearTimeout);
     clearInterval(state.flushTimer);
-    Object.keys(state.fields).forEach(function (name) { clearTimeout(state.fields[name].timer); });
-    state.fields = {};
+    state.fields.forEach(function (entry) { clearTimeout(entry.timer); });
+    state.fields = new Map();
     state.retryTimer = state.scrollTimer = state.locationTimer = state.flushTimer = null;
     state.hover = { el: null, since: 0 };
     storageRemove('localStorage', KEYS.pending);
@@ -836,10 +861,12 @@
     version: '1',
     optOut: guard(function () {
       storageSet('localStorage', KEYS.optOut, '1');
+      optOutCookie(OPT_OUT_MAX_AGE_S);
       stop();
     }),
     optIn: guard(function () {
       storageRemove('localStorage', KEYS.optOut);
+      optOutCookie(0);
       start();
       return state.enabled; // false while Do Not Track or Global Privacy Control is on
     }),
