@@ -452,10 +452,9 @@ class Ingress:
 
         Checks run cheapest first, so that what is refused costs little: a page of a site not
         allowed to send is refused, and a privacy signal answered, before anything else; the
-        client's address pays, and has the request counted
-        among its open ones until it ends, before its body is read; the user's own bucket only
-        once the request has shown it may write for that user (else anyone could use up
-        anyone's)."""
+        client's address pays, and has the request counted among its open ones until it ends,
+        before its body is read; the user's own bucket only once the request has shown it may
+        write for that user (else anyone could use up anyone's)."""
         self.check_origin(headers)
         if signals_decline(headers):
             return 0
