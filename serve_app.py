@@ -46,10 +46,13 @@ class TrackerIngress:
         # Ray is already initialised inside a replica; Tracker creates or finds the actors in
         # the configured namespace. Secrets are filled here, in the replica, so an embedded setup
         # needs nothing but the data directory.
+        from tracker import header_timeout
         from tracker.api import Tracker
         from tracker.auth import ensure_secrets
 
         self.config = ensure_secrets(config or Config.from_env())
+        # Serve starts the replica's own HTTP server (direct ingress) once this returns.
+        header_timeout.install(self.config.header_timeout_s)
         self.tracker = Tracker(self.config)
 
     def __serve_build_asgi_app__(self) -> Starlette:

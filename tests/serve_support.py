@@ -7,8 +7,9 @@ names the fixtures:
     def test_x(serve_tracker: str, serve_config: Config) -> None:
         httpx.get(f"{serve_tracker}/healthz")
 
-`serve_config` has file storage in a temporary directory, a fresh namespace, no rate limit and
-known secrets; override the fixture (session-scoped, in a conftest) to change it.
+`serve_config` has file storage in a temporary directory, a fresh namespace, no rate limits
+(tests of them build apps of their own), a short header timeout (for the test of it) and known
+secrets; override the fixture (session-scoped, in a conftest) to change it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from conftest import file_url, free_port
 
 from tracker.config import Config
 
+# Short, so that the test of the deadline is quick; long enough for any client that sends its
+# headers at once, as every other test's does.
+SERVE_HEADER_TIMEOUT_S = 3.0
+
 
 @pytest.fixture(scope="session")
 def serve_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
@@ -31,6 +36,8 @@ def serve_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
         storage=file_url(tmp_path_factory.mktemp("serve") / "data"),
         namespace=f"serve-{uuid.uuid4().hex[:12]}",
         rate_limit=0.0,
+        admin_failures_per_min=0.0,
+        header_timeout_s=SERVE_HEADER_TIMEOUT_S,
         http_host="127.0.0.1",
         http_port=free_port(),
         admin_token=secrets.token_urlsafe(32),

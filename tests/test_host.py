@@ -1319,3 +1319,29 @@ def test_an_opted_out_user_is_stored_by_no_call_whoever_makes_it(storage: Storag
         assert "bob" not in host.slots
 
     run(scenario())
+
+
+def test_a_new_session_only_call_leaves_an_existing_session_as_it_was(file_storage: str) -> None:
+    """What the HTTP app asks for a caller who has not shown it owns the user: a session that
+    exists is neither shown, extended nor changed; `first` tells whether the user had none."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(open_storage(file_storage), clock, opt_out=frozenset({"bob"}))
+        started_first = await host.create_new_session("alice", "s1", {"userAgent": "alice"})
+        assert started_first.first and started_first.session is not None
+        assert started_first.session["deviceInfo"] == {"userAgent": "alice"}
+        await host.track("alice", movement(clock, eventId="a1"))
+        before = await host.get_session("alice", "s1")
+        clock.advance(MINUTE)
+        again = await host.create_new_session("alice", "s1", {"userAgent": "mallory"})
+        assert (again.session, again.first) == (None, False)
+        assert await host.get_session("alice", "s1") == before
+        another = await host.create_new_session("alice", "s2", {"userAgent": "mallory"})
+        assert another.session is not None and another.session["sessionId"] == "s2"
+        assert not another.first  # alice has s1
+        declined = await host.create_new_session("bob", "s1")
+        assert (declined.session, declined.first) == (None, False)
+        assert "bob" not in host.slots
+
+    run(scenario())

@@ -130,6 +130,31 @@ def test_text_plain_bodies_are_accepted_as_send_beacon_sends_them(
     assert [m["event"] for m in stored_movements(admin, user)] == ["page_view"]
 
 
+def test_tracking_requests_from_another_sites_page_are_403_and_store_nothing(
+    client: httpx.Client, admin: httpx.Client, serve_tracker: str
+) -> None:
+    """A page may make them from its own origin only (the tracker's, with no
+    TRACKER_ALLOWED_ORIGINS here); browsers send `Origin` with every POST, beacons included."""
+    user = new_user()
+    other = {"Origin": "https://evil.example"}
+    beacon = {**other, "Content-Type": "text/plain;charset=UTF-8"}
+    refused = [
+        client.post("/api/track", json=movement(user), headers=other),
+        client.post("/api/track", content=json.dumps(movement(user)), headers=beacon),
+        client.post("/api/track", json=movement(user), headers={"Origin": "null"}),
+        client.post("/api/track/session", json={"userId": user, "sessionId": "s1"}, headers=other),
+    ]
+    for response in refused:
+        assert_error(response, 403)
+        assert "set-cookie" not in response.headers
+    assert_error(admin.get("/api/track/session", params={"userId": user, "sessionId": "s1"}), 404)
+    # The tracker's own pages, and programs that send no Origin, are served.
+    own = {"Origin": serve_tracker}
+    assert client.post("/api/track", json=movement(user), headers=own).json()["accepted"] == 1
+    assert client.post("/api/track", json=movement(user)).json()["accepted"] == 1
+    assert len(stored_movements(admin, user)) == 2
+
+
 def test_a_retried_event_id_counts_once(client: httpx.Client, admin: httpx.Client) -> None:
     user = new_user()
     event = {**movement(user), "eventId": "e-1"}
@@ -492,6 +517,7 @@ ADMIN_ROUTES = [
     ("GET", "/api/users/someone"),
     ("DELETE", "/api/users/someone"),
     ("GET", "/api/users/someone/export"),
+    ("POST", "/api/admin/logout"),
 ]
 
 
@@ -531,6 +557,39 @@ def test_login_sets_a_strict_cookie_that_opens_admin_routes_and_logout_clears_it
     assert logout.json() == {"success": True}
     assert "tracker_admin" not in client.cookies
     assert_error(client.get("/api/analytics"), 401)
+
+
+def test_logout_needs_the_admin_so_another_site_cannot_sign_the_admin_out(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
+    # Another site's form posts without the SameSite=Strict cookie.
+    refused = client.post("/api/admin/logout")
+    assert_error(refused, 401)
+    assert "set-cookie" not in refused.headers
+    assert admin.post("/api/admin/logout").json() == {"success": True}
+
+
+def test_answers_with_the_admins_or_a_visitors_data_may_not_be_stored_by_caches(
+    client: httpx.Client, admin: httpx.Client, serve_config: Config
+) -> None:
+    user = new_user()
+    session = {"userId": user, "sessionId": "s1"}
+    answers = {
+        "create session": client.post("/api/track/session", json=session),
+        "read session": client.get("/api/track/session", params=session),
+        "analytics": admin.get("/api/analytics"),
+        "detail": admin.get(f"/api/users/{user}"),
+        "export": admin.get(f"/api/users/{user}/export"),
+        "refused": client.get("/api/analytics"),
+        "login": client.post("/api/admin/login", json={"token": serve_config.admin_token}),
+        "logout": client.post("/api/admin/logout"),
+        "erase": admin.delete(f"/api/users/{user}"),
+    }
+    with admin.stream("GET", "/api/analytics/stream", timeout=20) as stream:
+        answers["stream"] = stream
+    for name, response in answers.items():
+        assert response.status_code == (401 if name == "refused" else 200), name
+        assert response.headers["cache-control"] == "no-store", name
 
 
 def test_login_with_a_wrong_or_malformed_token_sets_no_cookie(client: httpx.Client) -> None:

@@ -24,21 +24,22 @@ ADMIN: list[dict[str, list[str]]] = [{"adminBearer": []}, {"adminCookie": []}]
 INPUT = {"400", "408", "413", "415", "422"}
 
 # The HTTP contract: path -> method -> the status codes the route can answer.
+# (429 on the admin routes: too many failed admin authentications from one address.)
 CONTRACT: dict[str, dict[str, set[str]]] = {
-    "/api/track": {"post": {"200", "401", "429", "503"} | INPUT},
+    "/api/track": {"post": {"200", "401", "403", "429", "503"} | INPUT},
     "/api/track/session": {
-        "post": {"200", "401", "429", "503"} | INPUT,
+        "post": {"200", "401", "403", "429", "503"} | INPUT,
         "get": {"200", "401", "403", "404", "422", "429", "503"},
     },
-    "/api/analytics": {"get": {"200", "401", "422", "503"}},
-    "/api/analytics/stream": {"get": {"200", "401"}},
+    "/api/analytics": {"get": {"200", "401", "422", "429", "503"}},
+    "/api/analytics/stream": {"get": {"200", "401", "429"}},
     "/api/admin/login": {"post": {"200", "401", "429"} | INPUT},
-    "/api/admin/logout": {"post": {"200"}},
+    "/api/admin/logout": {"post": {"200", "401", "429"}},
     "/api/users/{userId}": {
-        "get": {"200", "401", "422", "503"},
-        "delete": {"200", "401", "422", "503"},
+        "get": {"200", "401", "422", "429", "503"},
+        "delete": {"200", "401", "422", "429", "503"},
     },
-    "/api/users/{userId}/export": {"get": {"200", "401", "422", "503"}},
+    "/api/users/{userId}/export": {"get": {"200", "401", "422", "429", "503"}},
     "/tracker.js": {"get": {"200"}},
     "/healthz": {"get": {"200"}},
     "/metrics": {"get": {"200"}},
@@ -55,6 +56,14 @@ ADMIN_ROUTES = [
     ("/api/users/{userId}", "get"),
     ("/api/users/{userId}", "delete"),
     ("/api/users/{userId}/export", "get"),
+    ("/api/admin/logout", "post"),
+]
+# Answers no cache may keep: a visitor's or the admin's data, or their cookies.
+PRIVATE = [
+    ("/api/track/session", "post"),
+    ("/api/track/session", "get"),
+    ("/api/admin/login", "post"),
+    *ADMIN_ROUTES,
 ]
 SUCCESS_TYPES = {
     ("/api/analytics/stream", "get"): "text/event-stream",
@@ -160,6 +169,15 @@ def test_rate_limits_and_storage_outages_tell_when_to_retry(document: dict[str, 
     responses = document["components"]["responses"]
     for name in ("RateLimited", "StorageUnavailable"):
         assert responses[name]["headers"]["Retry-After"]["required"] is True
+
+
+def test_answers_with_private_data_say_that_no_cache_may_keep_them(
+    document: dict[str, Any],
+) -> None:
+    for path, method in PRIVATE:
+        headers = document["paths"][path][method]["responses"]["200"]["headers"]
+        assert headers["Cache-Control"]["schema"] == {"const": "no-store"}, f"{method} {path}"
+    assert "headers" not in document["paths"]["/api/track"]["post"]["responses"]["200"]
 
 
 def test_admin_routes_require_the_admin_token_or_cookie(document: dict[str, Any]) -> None:
@@ -270,6 +288,12 @@ def test_a_session_the_user_tracker_returns_matches_the_session_schemas(
     assert len(session["movements"]) == 3
     component(document, "Session").validate(session)
     component(document, "SessionResult").validate({"success": True, "session": session})
+    # What a caller who does not own the user gets back for a session that exists: its request.
+    sent = {"userId": ANONYMOUS, "sessionId": "s-1", "deviceInfo": {"userAgent": "Firefox"}}
+    component(document, "SessionResult").validate({"success": True, "session": sent})
+    assert not component(document, "SessionResult").is_valid(
+        {"success": True, "session": {**sent, "movements": []}}
+    )
     detail = {"userId": ANONYMOUS, "sessions": tracker.analytics()["userSessions"]}
     component(document, "UserDetail").validate(detail)
     assert not component(document, "Session").is_valid({**session, "surprise": 1})

@@ -82,6 +82,22 @@ def test_retry_after_is_the_time_until_one_token_is_back() -> None:
     limiter.check("k")
 
 
+def test_check_left_refuses_an_exhausted_key_as_check_would_and_spends_nothing() -> None:
+    """For limits on failures: a request is refused before it runs when its key has no
+    failure left, and charged only if it fails."""
+    clock = Clock()
+    limiter = RateLimiter(4, burst=2, clock=clock)
+    for _ in range(5):
+        limiter.check_left("k")  # a new key, or one with tokens: passes, spends nothing
+    assert spend(limiter, "k") == 2
+    with pytest.raises(RateLimited) as caught:
+        limiter.check_left("k")
+    assert caught.value.retry_after_s == 0.25
+    clock.now += 0.25
+    limiter.check_left("k")
+    limiter.check("k")
+
+
 def test_an_exhausted_key_does_not_limit_another_key() -> None:
     clock = Clock()
     limiter = RateLimiter(1, burst=2, clock=clock)

@@ -28,9 +28,9 @@ from conftest import file_url, wait_for
 from test_http import assert_error, movement, new_user, stored_movements
 
 from tracker.api import Tracker, connect, shutdown
-from tracker.auth import mint_token
+from tracker.auth import ADMIN_SESSION_S, mint_token
 from tracker.config import Config
-from tracker.errors import InvalidInput, RequestTimeout
+from tracker.errors import ConfigError, InvalidInput, RequestTimeout
 from tracker.host import UserHost, user_key
 from tracker.ingress import build_app, read_limited
 from tracker.storage import FileStorage
@@ -59,8 +59,8 @@ def identified_user() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
 
 
-OWN_ADMIN = "security-admin-token"
-OWN_SECRET = "security-secret"
+OWN_ADMIN = "security-admin-token-0123456789abcdef"
+OWN_SECRET = "security-secret-0123456789abcdef0123"
 JSON = {"Content-Type": "application/json"}
 # A site allowed to make the tracking requests cross-origin, where a test allows one.
 SHOP = "https://shop.example"
@@ -248,6 +248,72 @@ def test_the_admin_cookie_is_secure_when_the_login_came_over_https(
     assert analytics == 200
 
 
+def test_failed_admin_authentication_is_limited_per_address_and_success_is_not(
+    own_tracker: Tracker,
+) -> None:
+    # One failure per address, regained after a minute: longer than the test takes.
+    user = identified_user()
+    identity = bearer(mint_token(OWN_SECRET, user))
+    session = {"userId": user, "sessionId": "s1"}
+    with served(own_tracker, admin_failures_per_min=1) as url:
+        with client_at(url, "127.0.0.8") as guesser:
+            wrong = bearer("x" * 43)
+            assert_error(guesser.get("/api/analytics", headers=wrong), 401)
+            limited = guesser.get("/api/analytics", headers=wrong)
+            assert_error(limited, 429)
+            assert int(limited.headers["retry-after"]) >= 1
+            # Past the limit even the right token is refused before it is compared: a guess
+            # there learns nothing.
+            assert_error(guesser.get("/api/analytics", headers=bearer(OWN_ADMIN)), 429)
+            assert_error(guesser.post("/api/admin/login", json={"token": OWN_ADMIN}), 429)
+            assert_error(guesser.get("/api/track/session", params=session, headers=wrong), 429)
+        with client_at(url, "127.0.0.9") as operator:
+            # Successes cost nothing: not the admin's, nor a user's with their identity token.
+            for _ in range(3):
+                assert operator.get("/api/analytics", headers=bearer(OWN_ADMIN)).status_code == 200
+                login = operator.post("/api/admin/login", json={"token": OWN_ADMIN})
+                assert login.status_code == 200
+            created = operator.post("/api/track/session", json=session, headers=identity)
+            assert created.status_code == 200, created.text
+            for _ in range(3):
+                read = operator.get("/api/track/session", params=session, headers=identity)
+                assert read.status_code == 200, read.text
+            # A wrong login token is a failure as a wrong bearer is.
+            assert_error(operator.post("/api/admin/login", json={"token": "guess"}), 401)
+            assert_error(operator.post("/api/admin/login", json={"token": "guess"}), 429)
+
+
+@pytest.mark.parametrize("name", ["TRACKER_ADMIN_TOKEN", "TRACKER_SECRET"])
+def test_an_operator_chosen_secret_shorter_than_32_characters_is_refused_at_start(
+    name: str,
+) -> None:
+    short = "correct-horse-battery-staple-31c"[:31]
+    with pytest.raises(ConfigError, match=name) as refused:
+        Config.from_env({name: short})
+    assert short not in str(refused.value)  # a secret is never put in a message
+    assert Config.from_env({name: short + "x"})
+
+
+def test_the_admin_session_ends_for_json_and_the_live_stream_at_its_expiry(
+    own_tracker: Tracker,
+) -> None:
+    now = [time.time()]
+    app = build_app(own_tracker, own_tracker.config, clock=lambda: now[0])
+    with serve_asgi(app) as url, client_at(url) as browser:
+        assert browser.post("/api/admin/login", json={"token": OWN_ADMIN}).status_code == 200
+        assert browser.get("/api/analytics").status_code == 200
+        with browser.stream("GET", "/api/analytics/stream", timeout=30) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            now[0] += ADMIN_SESSION_S
+            # The stream ends by itself, once the wait it was in is over (the read timeout
+            # bounds the wait for that).
+            list(lines)
+        assert_error(browser.get("/api/analytics"), 401)
+        assert_error(browser.post("/api/admin/logout"), 401)
+
+
 def test_a_batch_mixing_users_is_422_and_stores_nothing(
     client: httpx.Client, admin: httpx.Client, serve_config: Config
 ) -> None:
@@ -297,6 +363,47 @@ def test_a_visitor_cannot_read_another_visitors_session_with_any_cookie(
             assert_error(thief.get("/api/track/session", params=target), 403)
 
 
+def test_a_stranger_cannot_read_extend_or_change_a_session_by_posting_its_ids(
+    serve_tracker: str, admin: httpx.Client
+) -> None:
+    alice = new_user()
+    target = {"userId": alice, "sessionId": "s1"}
+    with _visitor(serve_tracker, alice) as owner:
+        assert owner.post("/api/track", json=movement(alice, path="/private")).status_code == 200
+        before = admin.get("/api/track/session", params=target).json()
+        with httpx.Client(base_url=serve_tracker, timeout=30) as stranger:
+            sent = {**target, "deviceInfo": {"userAgent": "mallory"}}
+            response = stranger.post("/api/track/session", json=sent)
+            assert response.status_code == 200, response.text
+            # What it sent, and nothing else: no movements, no times, no cookie.
+            assert response.json() == {"success": True, "session": sent}
+            assert "set-cookie" not in response.headers
+            assert_error(stranger.get("/api/track/session", params=target), 403)
+        after = admin.get("/api/track/session", params=target).json()
+        assert after == before  # not extended (lastActivity), not changed (deviceInfo)
+        # The owner, by the cookie, resumes the session as ever.
+        resumed = owner.post("/api/track/session", json=target)
+        assert [m["data"]["path"] for m in resumed.json()["session"]["movements"]] == ["/private"]
+
+
+def test_a_stranger_who_starts_another_session_of_a_visitor_gets_no_cookie_for_them(
+    serve_tracker: str,
+) -> None:
+    """The visitor cookie reads every session of its user: one for a new session of a user
+    who has others would read those."""
+    alice = new_user()
+    with (
+        _visitor(serve_tracker, alice),
+        httpx.Client(base_url=serve_tracker, timeout=30) as stranger,
+    ):
+        started = stranger.post("/api/track/session", json={"userId": alice, "sessionId": "s2"})
+        assert started.status_code == 200, started.text
+        assert started.json()["session"]["sessionId"] == "s2"
+        assert "set-cookie" not in started.headers
+        target = {"userId": alice, "sessionId": "s1"}
+        assert_error(stranger.get("/api/track/session", params=target), 403)
+
+
 def test_a_visitor_cookie_of_other_than_ascii_bytes_counts_as_no_cookie(
     client: httpx.Client,
 ) -> None:
@@ -337,13 +444,14 @@ def test_a_configured_origin_may_track_cross_origin_and_others_may_not(
     make_tracker: Callable[..., Any], tmp_path: Path
 ) -> None:
     """With TRACKER_ALLOWED_ORIGINS, tracking requests from that origin get CORS permission
-    (and the security headers); a request with no Origin is served as ever; others get none."""
+    (and the security headers); a request with no Origin is served as ever; others are 403
+    and store nothing."""
     shop = "https://shop.example"
     tracker = make_tracker(
         storage=f"file://{tmp_path / 'data'}",
         allowed_origins=(shop,),
-        admin_token="admin-token",
-        secret="secret",
+        admin_token=OWN_ADMIN,
+        secret=OWN_SECRET,
         hosts=1,
     )
     user = new_user()
@@ -364,13 +472,70 @@ def test_a_configured_origin_may_track_cross_origin_and_others_may_not(
         for origin in (shop, None, "https://evil.example"):
             headers = {"Origin": origin} if origin else {}
             response = client.post("/api/track", json=movement(user), headers=headers)
-            assert response.json() == {"success": True, "accepted": 1}
+            if origin == "https://evil.example":
+                assert_error(response, 403)
+            else:
+                assert response.json() == {"success": True, "accepted": 1}
             assert response.headers.get("access-control-allow-origin") == (
                 shop if origin == shop else None
             )
             assert response.headers["x-content-type-options"] == "nosniff"
-        client.headers["Authorization"] = "Bearer admin-token"
-        assert len(stored_movements(client, user)) == 3
+        client.headers["Authorization"] = f"Bearer {OWN_ADMIN}"
+        assert len(stored_movements(client, user)) == 2
+
+
+def test_the_trackers_own_origin_is_the_host_the_browser_asked_for_whatever_the_scheme(
+    own_tracker: Tracker,
+) -> None:
+    """Behind a balancer that ends TLS the replica sees plain HTTP, and the `Host` the browser
+    sent; `X-Forwarded-Host` is not read (the replica cannot tell who set it)."""
+    app = build_app(own_tracker, own_tracker.config)
+    user = new_user()
+    public = "https://tracker.example.com"
+    attempts = {
+        "same host": {"Host": "tracker.example.com", "Origin": public},
+        "same host and port": {"Host": "tracker.example.com:8443", "Origin": f"{public}:8443"},
+        "another port": {"Host": "tracker.example.com", "Origin": f"{public}:8443"},
+        "another host": {"Host": "10.0.0.5:8000", "Origin": public},
+        "forwarded host": {
+            "Host": "10.0.0.5:8000",
+            "X-Forwarded-Host": "tracker.example.com",
+            "Origin": public,
+        },
+    }
+
+    async def calls(browser: httpx.AsyncClient) -> dict[str, int]:
+        statuses = {}
+        for name, headers in attempts.items():
+            response = await browser.post("/api/track", json=movement(user), headers=headers)
+            statuses[name] = response.status_code
+        return statuses
+
+    assert asyncio.run(_over(app, "http", calls)) == {
+        "same host": 200,
+        "same host and port": 200,
+        "another port": 403,
+        "another host": 403,
+        "forwarded host": 403,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("*", "list the sites' origins"),
+        ("https://shop.example,*", "list the sites' origins"),
+        ("https://shop.example/", "is not an origin"),
+        ("shop.example", "is not an origin"),
+    ],
+)
+def test_allowed_origins_that_could_never_match_or_match_any_site_are_refused_at_start(
+    value: str, complaint: str
+) -> None:
+    with pytest.raises(ConfigError, match="TRACKER_ALLOWED_ORIGINS") as refused:
+        Config.from_env({"TRACKER_ALLOWED_ORIGINS": value})
+    assert complaint in str(refused.value)
+    assert Config.from_env({"TRACKER_ALLOWED_ORIGINS": "https://shop.example"}).allowed_origins
 
 
 def test_an_allowed_origin_may_make_tracking_requests_only_and_never_read_admin_routes(
@@ -445,8 +610,8 @@ def test_a_flood_from_one_client_gets_429_while_another_client_is_served(
     tracker = make_tracker(
         storage=f"file://{tmp_path / 'data'}",
         rate_limit=0.2,
-        admin_token="admin-token",
-        secret="secret",
+        admin_token=OWN_ADMIN,
+        secret=OWN_SECRET,
         hosts=1,
     )
     flooder, other = new_user(), new_user()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 import uuid
@@ -55,6 +56,67 @@ def test_the_server_listens_on_loopback_only(serve_tracker: str, serve_config: C
         pytest.skip("this machine has no address besides loopback")
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((outside, serve_config.http_port), timeout=5).close()
+
+
+# How long past the header timeout the server may take to close, on a loaded machine.
+CLOSE_SLACK_S = 10.0
+
+
+def _answer_until_closed(sock: socket.socket, trickle: bytes, limit_s: float) -> bytes:
+    """Send `trickle` a byte every half second (nothing, if empty) until the server closes
+    the connection, and return what it answered; fail if it has not closed within `limit_s`."""
+    deadline = time.monotonic() + limit_s
+    answer = b""
+    left = iter(trickle)
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], 0.5)
+        try:
+            if readable:
+                data = sock.recv(4096)
+                if not data:
+                    return answer
+                answer += data
+            elif (byte := next(left, None)) is not None:
+                sock.sendall(bytes([byte]))
+        except (ConnectionResetError, BrokenPipeError):
+            return answer
+    raise AssertionError(f"the connection was still open after {limit_s} s")
+
+
+def _get_healthz(sock: socket.socket) -> None:
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: tracker\r\n\r\n")
+    answer = b""
+    sock.settimeout(30)
+    while b'{"status":"ok"}' not in answer:
+        data = sock.recv(4096)
+        assert data, answer
+        answer += data
+
+
+@pytest.mark.parametrize("connection", ["new", "kept alive"])
+def test_a_client_trickling_its_request_headers_is_cut_off_after_the_header_timeout(
+    serve_tracker: str, serve_config: Config, connection: str
+) -> None:
+    """uvicorn bounds neither: a connection trickling its headers would be held for ever."""
+    timeout_s = serve_config.header_timeout_s
+    with socket.create_connection(("127.0.0.1", serve_config.http_port), timeout=30) as sock:
+        if connection == "kept alive":
+            _get_healthz(sock)
+            # Idle between requests is the keep-alive timeout's to end, not this one's.
+            assert select.select([sock], [], [], timeout_s + 1)[0] == []
+        started = time.monotonic()
+        trickle = b"GET /healthz HTTP/1.1\r\nHost: tracker\r\nX-Slow: " + b"a" * 200
+        answer = _answer_until_closed(sock, trickle, timeout_s + CLOSE_SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert time.monotonic() - started >= timeout_s - 0.5
+
+
+def test_a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout(
+    serve_tracker: str, serve_config: Config
+) -> None:
+    with socket.create_connection(("127.0.0.1", serve_config.http_port), timeout=30) as sock:
+        answer = _answer_until_closed(sock, b"", serve_config.header_timeout_s + CLOSE_SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
 
 
 def test_a_port_another_program_listens_on_is_refused_at_once() -> None:

@@ -25,7 +25,7 @@ from tracker import codec
 from tracker.analytics import SiteStats
 from tracker.config import Config
 from tracker.errors import Fenced, InvalidInput, StorageUnavailable
-from tracker.host import HostSettings, UserHost, drain, orphaned_hosts, wall_clock_ms
+from tracker.host import HostSettings, NewSession, UserHost, drain, orphaned_hosts, wall_clock_ms
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -266,6 +266,11 @@ class HostActor:
         # Counted in analytics by the host, as it is stored (`_observe_session`); an opted-out
         # user's is neither stored nor counted.
         return await self._call(self.host.create_session, user_id, session_id, device_info)
+
+    async def create_new_session(
+        self, user_id: str, session_id: str, device_info: Any = None
+    ) -> NewSession:
+        return await self._call(self.host.create_new_session, user_id, session_id, device_info)
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         return await self._call(self.host.get_session, user_id, session_id)

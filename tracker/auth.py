@@ -67,9 +67,9 @@ def mint_token(
 
 def verify_token(
     secret: str, user_id: str, token: str, *, now_s: float | None = None, kind: str = "user token"
-) -> None:
-    """Accept a token minted for exactly this user and not yet expired; raise `Unauthorized`
-    (whose message calls the token `kind`)."""
+) -> int:
+    """Accept a token minted for exactly this user and not yet expired, and return its expiry
+    (unix seconds); raise `Unauthorized` (whose message calls the token `kind`)."""
     if len(token) > _MAX_TOKEN_CHARS:
         raise Unauthorized(f"malformed {kind}: too long")
     match = _TOKEN.fullmatch(token)
@@ -86,6 +86,7 @@ def verify_token(
     now = time.time() if now_s is None else now_s
     if now >= int(expiry):
         raise Unauthorized(f"{kind} expired at {expiry}")
+    return int(expiry)
 
 
 def _sign(secret: str, user_id: str, expiry: str) -> str:
@@ -124,13 +125,14 @@ def admin_session(admin_token: str, *, now_s: float | None = None) -> str:
 
 def check_admin_session(
     admin_token: str, presented: str | None, *, now_s: float | None = None
-) -> None:
-    """Accept an unexpired `admin_session` value; raise `Unauthorized` otherwise."""
+) -> int:
+    """Accept an unexpired `admin_session` value and return when it expires (unix seconds);
+    raise `Unauthorized` otherwise."""
     if not admin_token:
         raise Unauthorized("admin access is not configured")
     if not presented:
         raise Unauthorized("missing admin token")
-    verify_token(admin_token, _ADMIN_SESSION, presented, now_s=now_s, kind="admin session")
+    return verify_token(admin_token, _ADMIN_SESSION, presented, now_s=now_s, kind="admin session")
 
 
 def bearer(authorization_header: str | None) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +20,11 @@ Placement = Literal["sharded", "per-user"]
 PLACEMENTS: tuple[Placement, ...] = ("sharded", "per-user")
 
 NAMESPACE = "tracker"
+# The fewest characters an operator-chosen admin token or secret may have: a short one could be
+# guessed, or its HMACs forged, offline.
+MIN_SECRET_CHARS = 32
+# What a browser's `Origin` header holds: a scheme, a host and maybe a port, nothing else.
+_ORIGIN = re.compile(r"https?://[^\s/?#@]+")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,9 @@ class Config:
     secret: str | None = None
     allowed_origins: tuple[str, ...] = ()
     rate_limit: float = 50.0
+    # Failed admin authentications (a wrong admin token, as a bearer or at login) one client
+    # address may make a minute, in a burst, before HTTP 429 (0: no limit).
+    admin_failures_per_min: float = 10.0
     # Requests one client address may have open at once on the routes that read a body (0: no
     # limit; none either when rate_limit is 0). The rate limit alone let one address hold
     # about rate_limit * body_timeout_s of the replica's 1,000 request slots with bodies that
@@ -44,6 +53,9 @@ class Config:
     # Time a client has to send a request's whole body: a trickling body holds one of the
     # replica's request slots (Serve's max_ongoing_requests) for as long as it lasts.
     body_timeout_s: float = 10.0
+    # Time a client has to send a request's line and headers on the replica's own HTTP port: a
+    # connection trickling them holds a socket and a file descriptor for as long as it lasts.
+    header_timeout_s: float = 10.0
     # How long the HTTP replica waits for a host's answer before it answers 503: a host that
     # does not answer must not hold the replica's request slots (docs/serving.md).
     host_timeout_s: float = 30.0
@@ -99,11 +111,16 @@ class Config:
             raise ConfigError(
                 f"TRACKER_OPEN_REQUESTS_PER_CLIENT={self.open_requests_per_client!r}: must be >= 0"
             )
-        if not 0 < self.body_timeout_s <= 3600:
+        if self.admin_failures_per_min < 0:
             raise ConfigError(
-                f"TRACKER_BODY_TIMEOUT_S={self.body_timeout_s!r}: "
-                "expected more than 0, at most 3600"
+                f"TRACKER_ADMIN_FAILURES_PER_MIN={self.admin_failures_per_min!r}: must be >= 0"
             )
+        for name in ("body_timeout_s", "header_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(
+                    f"TRACKER_{name.upper()}={getattr(self, name)!r}: "
+                    "expected more than 0, at most 3600"
+                )
         if not 0 < self.host_timeout_s <= 3600:
             raise ConfigError(
                 f"TRACKER_HOST_TIMEOUT_S={self.host_timeout_s!r}: "
@@ -118,6 +135,26 @@ class Config:
             raise ConfigError(
                 f"TRACKER_COMMIT_LINGER_MS={self.commit_linger_ms!r}: expected 0 to 100"
             )
+        for name in ("admin_token", "secret"):
+            value = getattr(self, name)
+            # Never the value itself: it is a secret. Generated ones are 43 characters.
+            if value and len(value) < MIN_SECRET_CHARS:
+                raise ConfigError(
+                    f"TRACKER_{name.upper()}: {len(value)} characters, too easy to guess; "
+                    f"expected at least {MIN_SECRET_CHARS} (or leave it unset to have one "
+                    "generated)"
+                )
+        for origin in self.allowed_origins:
+            if origin == "*":
+                raise ConfigError(
+                    "TRACKER_ALLOWED_ORIGINS='*': list the sites' origins instead; any origin "
+                    "would let every site's pages send events in your visitors' names"
+                )
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"TRACKER_ALLOWED_ORIGINS: {origin!r} is not an origin; expected "
+                    "scheme://host[:port] with no path, such as https://shop.example"
+                )
         if "://" not in self.storage:
             raise ConfigError(
                 f"TRACKER_STORAGE={self.storage!r}: expected a URL such as file://./data "

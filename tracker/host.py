@@ -85,6 +85,16 @@ SessionListener = Callable[[str, str, int, dict[str, Any], bool], None]
 DECLINED: dict[str, Any] = {"success": False, "declined": True}
 
 
+@dataclass(frozen=True)
+class NewSession:
+    """What `UserHost.create_new_session` did: the session it created (None if it created
+    none), and whether the user held no other session, so that their sessions so far are
+    none but this one."""
+
+    session: dict[str, Any] | None
+    first: bool
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -335,6 +345,30 @@ class UserHost:
         if user_id in self.settings.opt_out:
             return dict(DECLINED)
         slot = await self._slot(user_id)
+        return await self._start_session(user_id, slot, session_id, info)
+
+    async def create_new_session(
+        self, user_id: str, session_id: str, device_info: Any = None
+    ) -> NewSession:
+        """`create_session` for a caller who has not shown that it owns the user: a session the
+        user holds already is left as it is, neither extended nor shown (`session` is None),
+        and so is an opted-out user's. One call, so that nothing can come between the look
+        and the creation."""
+        check_id("sessionId", session_id)
+        info = device_info_from_obj(device_info)
+        if user_id in self.settings.opt_out:
+            return NewSession(None, first=False)
+        slot = await self._slot(user_id)
+        sessions = slot.tracker.sessions
+        if session_id in sessions:
+            return NewSession(None, first=False)
+        first = not sessions
+        # No await before `_commit` applies the record: no other call sees the session absent.
+        return NewSession(await self._start_session(user_id, slot, session_id, info), first)
+
+    async def _start_session(
+        self, user_id: str, slot: UserSlot, session_id: str, info: Any
+    ) -> dict[str, Any]:
         now = self.now_ms()
         record = slot.tracker.create_session_record(session_id, info, now)
         known = session_id in slot.tracker.sessions

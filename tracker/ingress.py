@@ -47,7 +47,7 @@ from tracker.errors import (
     UnknownSession,
     UnsupportedMediaType,
 )
-from tracker.host import DECLINED
+from tracker.host import DECLINED, NewSession
 from tracker.metrics import Metrics
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
 
@@ -284,15 +284,23 @@ class SecurityHeaders:
 class Ingress:
     """Route handlers with their collaborators (tracker, limits, secrets, metrics)."""
 
-    def __init__(self, tracker: Tracker, config: Config) -> None:
+    def __init__(
+        self, tracker: Tracker, config: Config, *, clock: Callable[[], float] = time.time
+    ) -> None:
         if not config.admin_token or not config.secret:
             config = auth.ensure_secrets(config)
         self.tracker = tracker
         self.config = config
+        # Unix seconds, for the admin's sessions.
+        self.clock = clock
         self.metrics = Metrics()
         self.dispatch = Dispatcher(tracker, self.metrics)
         self.ip_limiter = RateLimiter(config.rate_limit)
         self.user_limiter = RateLimiter(config.rate_limit)
+        per_min = config.admin_failures_per_min
+        self.admin_failures = RateLimiter(per_min / 60, burst=max(per_min, 1.0))
+        # Browsers send origins in lower case.
+        self.allowed_origins = frozenset(origin.lower() for origin in config.allowed_origins)
         self.open_requests = OpenRequests(
             config.open_requests_per_client if config.rate_limit else 0
         )
@@ -343,18 +351,71 @@ class Ingress:
             raise Unauthorized(f"user {user_id!r} is not anonymous: an identity token is required")
         auth.verify_token(self.secret, user_id, token)
 
-    def require_admin(self, request: Request) -> None:
+    def check_origin(self, headers: Mapping[str, str]) -> None:
+        """Refuse (403) a tracking request from a page of another site than the tracker's own
+        or those in TRACKER_ALLOWED_ORIGINS; one without an `Origin` (a program's) passes.
+
+        The tracker's own origin is the host and port the request's `Host` header names, as
+        the browser wrote it and a proxy in front passes it on. The scheme is not compared:
+        behind a balancer that ends TLS the replica sees plain HTTP. `X-Forwarded-Host` is not
+        read: past uvicorn's proxy handling the replica cannot tell who set it. A proxy that
+        rewrites `Host` needs the public origin listed in TRACKER_ALLOWED_ORIGINS."""
+        origin = headers.get("origin")
+        if origin is None:
+            return
+        lowered = origin.lower()
+        if lowered in self.allowed_origins:
+            return
+        scheme, sep, authority = lowered.partition("://")
+        if sep and scheme in ("http", "https") and authority == headers.get("host", "").lower():
+            return
+        shown = origin if len(origin) <= 100 else f"{origin[:100]}..."
+        raise Forbidden(
+            f"origin {shown!r} may not send tracking requests: it is neither this tracker's "
+            "nor listed in TRACKER_ALLOWED_ORIGINS"
+        )
+
+    def require_admin(self, request: Request) -> int | None:
+        """Accept the admin's token (a bearer) or login cookie, or raise `Unauthorized`; return
+        when the cookie's session expires (unix seconds), None for the token, which does not."""
         presented = auth.bearer(request.headers.get("authorization"))
         if presented is None:
-            auth.check_admin_session(self.admin_token, request.cookies.get(ADMIN_COOKIE))
-        else:
-            auth.check_admin(self.admin_token, presented)
+            cookie = request.cookies.get(ADMIN_COOKIE)
+            return auth.check_admin_session(self.admin_token, cookie, now_s=self.clock())
+        self.check_admin_token(client_of(request.scope), presented)
+        return None
 
-    def is_admin(self, request: Request) -> bool:
+    def check_admin_token(self, client: str, presented: str | None) -> None:
+        """Accept the admin token; a wrong one is charged to the client's address
+        (TRACKER_ADMIN_FAILURES_PER_MIN). An address out of failures is refused before its
+        token is compared, so that guesses past the limit learn nothing."""
+        self.admin_failures.check_left(client)
         try:
-            self.require_admin(request)
+            auth.check_admin(self.admin_token, presented)
         except Unauthorized:
-            return False
+            self.admin_failures.check(client)
+            raise
+
+    def may_read(self, request: Request, user_id: str) -> bool:
+        """Whether the request shows that it may read `user_id`'s sessions: by that anonymous
+        visitor's cookie, an identity token for the user, or as the admin (cookie or token).
+        A bearer that is neither is a 401, and counts as a failed admin authentication."""
+        if self.has_visitor_cookie(request, user_id):
+            return True
+        presented = auth.bearer(request.headers.get("authorization"))
+        if presented is None:
+            try:
+                self.require_admin(request)
+            except Unauthorized:
+                return False
+            return True
+        try:
+            auth.verify_token(self.secret, user_id, presented)
+        except Unauthorized as refused:
+            try:
+                self.check_admin_token(client_of(request.scope), presented)
+            except Unauthorized:
+                raise refused from None
         return True
 
     def visitor_proof(self, user_id: str) -> str:
@@ -389,11 +450,12 @@ class Ingress:
         (stored now or by an earlier try: a movement whose `eventId` its session already holds
         is not stored again).
 
-        Checks run cheapest first, so that what is refused costs little: a privacy signal is
-        answered before anything else; the client's address pays, and has the request counted
-        among its open ones until it ends, before its body is read; the user's own bucket only
-        once the request has shown it may write for that user (else anyone could use up
-        anyone's)."""
+        Checks run cheapest first, so that what is refused costs little: a page of a site not
+        allowed to send is refused, and a privacy signal answered, before anything else; the
+        client's address pays, and has the request counted among its open ones until it ends,
+        before its body is read; the user's own bucket only once the request has shown it may
+        write for that user (else anyone could use up anyone's)."""
+        self.check_origin(headers)
         if signals_decline(headers):
             return 0
         with self.admit(client):
@@ -470,24 +532,41 @@ class Ingress:
 
     async def create_session(self, request: Request) -> Response:
         """In the order of `accept`, for the same reasons."""
+        self.check_origin(request.headers)
         if signals_decline(request.headers):
             return JSONResponse(DECLINED)
         with self.admit(client_of(request.scope)):
             return await self.start_session(request)
 
     async def start_session(self, request: Request) -> Response:
-        """`create_session` from the body on, once the client's address is admitted."""
+        """`create_session` from the body on, once the client's address is admitted.
+
+        Anyone may start a session for an anonymous visitor, whose ID is all there is to
+        show. A caller who has not shown it owns the user (`may_read`) starts new sessions
+        only: a session that exists is neither shown, extended nor changed, and the caller
+        gets back what it sent. It gets the visitor cookie only when the user had no session
+        before: the cookie reads all of the user's sessions."""
         req = schema.session_request_from_obj(await self.json_body(request))
         self.authorize_user(request.headers, req.userId)
         if req.userId in self.opt_out:
             return JSONResponse(DECLINED)
         self.user_limiter.check(req.userId)
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
-        session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
-        response = JSONResponse({"success": True, "session": session})
         # Only for an anonymous visitor, who has nothing else to read with: an identified user
         # reads with their token, which expires, and a cookie would outlive it by a year.
-        if auth.is_anonymous(req.userId):
+        cookie = auth.is_anonymous(req.userId)
+        if not cookie or self.may_read(request, req.userId):
+            session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
+        else:
+            started: NewSession = await self.dispatch.call(
+                req.userId, "create_new_session", req.sessionId, info
+            )
+            if started.session is None:
+                sent = msgspec.to_builtins(req)
+                return JSONResponse({"success": True, "session": sent})
+            session, cookie = started.session, started.first
+        response = JSONResponse({"success": True, "session": session})
+        if cookie:
             response.set_cookie(
                 VISITOR_COOKIE,
                 f"{req.userId}.{self.visitor_proof(req.userId)}",
@@ -503,11 +582,8 @@ class Ingress:
         self.ip_limiter.check(client_of(request.scope))
         user_id = schema.check_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
-        if not self.is_admin(request) and not self.has_visitor_cookie(request, user_id):
-            token = auth.bearer(request.headers.get("authorization"))
-            if token is None:
-                raise Forbidden("only the visitor who owns this session, or the admin")
-            auth.verify_token(self.secret, user_id, token)
+        if not self.may_read(request, user_id):
+            raise Forbidden("only the visitor who owns this session, or the admin")
         self.user_limiter.check(user_id)
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
@@ -536,7 +612,9 @@ class Ingress:
         return JSONResponse(report)
 
     async def analytics_stream(self, request: Request) -> Response:
-        self.require_admin(request)
+        """Live updates while the client stays; with the login cookie, until its session
+        expires (the dashboard's EventSource then connects again, and is refused)."""
+        expiry = self.require_admin(request)
         aggregator = self.tracker.aggregator
 
         async def events() -> AsyncIterator[bytes]:
@@ -544,9 +622,14 @@ class Ingress:
             quiet_s = 0.0
             while not await request.is_disconnected():
                 started = time.monotonic()
+                wait_s = 5.0
+                if expiry is not None:
+                    wait_s = min(wait_s, expiry - self.clock())
+                    if wait_s <= 0:
+                        return
                 try:
                     count: int = await answer_within(
-                        aggregator.wait_events.remote(5.0), self.config, "aggregator"
+                        aggregator.wait_events.remote(wait_s), self.config, "aggregator"
                     )
                 except Exception as exc:  # the aggregator failed, or hangs
                     # Answered 200 already: the stream ends, and the dashboard's EventSource
@@ -567,7 +650,7 @@ class Ingress:
         return StreamingResponse(
             events(),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            headers={"X-Accel-Buffering": "no"},
         )
 
     async def admin_login(self, request: Request) -> Response:
@@ -576,11 +659,11 @@ class Ingress:
         token = raw.get("token") if isinstance(raw, dict) else None
         if not isinstance(token, str):
             raise InvalidInput("token", "expected the admin token as a string")
-        auth.check_admin(self.admin_token, token)
+        self.check_admin_token(client_of(request.scope), token)
         response = JSONResponse({"success": True})
         response.set_cookie(
             ADMIN_COOKIE,
-            auth.admin_session(self.admin_token),
+            auth.admin_session(self.admin_token, now_s=self.clock()),
             httponly=True,
             samesite="strict",
             path="/",
@@ -590,6 +673,9 @@ class Ingress:
         return response
 
     async def admin_logout(self, request: Request) -> Response:
+        # Only the admin: another site's page must not sign the admin out (the cookie is
+        # SameSite=Strict, so such a request comes without it).
+        self.require_admin(request)
         response = JSONResponse({"success": True})
         response.delete_cookie(ADMIN_COOKIE, path="/", secure=over_https(request))
         return response
@@ -672,9 +758,15 @@ class _NoAnswer(Response):
 
 
 def _handled(
-    ingress: Ingress, handler: Callable[[Request], Awaitable[Response]], route: str
+    ingress: Ingress,
+    handler: Callable[[Request], Awaitable[Response]],
+    route: str,
+    *,
+    private: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: map errors to responses and count requests."""
+    """Wrap a handler: map errors to responses and count requests. A `private` route's
+    answers hold a visitor's or the admin's data, or set their cookies: no cache may keep them
+    (a shared one would hand them to the next caller, the browser's to the next user)."""
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -684,33 +776,42 @@ def _handled(
             return _NoAnswer()  # nobody to answer, and no answer to count (as in `track_asgi`)
         except Exception as exc:
             response = error_response(exc)
+        if private:
+            response.headers["Cache-Control"] = "no-store"
         ingress.metrics.observe(route, request.method, response.status_code, started)
         return response
 
     return endpoint
 
 
-def build_app(tracker: Tracker, config: Config) -> Starlette:
-    """The whole HTTP app: API, browser tracker, demo site and dashboard."""
-    ingress = Ingress(tracker, config)
+def build_app(
+    tracker: Tracker, config: Config, *, clock: Callable[[], float] = time.time
+) -> Starlette:
+    """The whole HTTP app: API, browser tracker, demo site and dashboard. `clock` (unix
+    seconds) dates the admin's sessions."""
+    ingress = Ingress(tracker, config, clock=clock)
     h = ingress
 
     def route(
-        path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]
+        path: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        methods: list[str],
+        *,
+        private: bool = False,
     ) -> Route:
-        return Route(path, _handled(ingress, handler, path), methods=methods)
+        return Route(path, _handled(ingress, handler, path, private=private), methods=methods)
 
     routes = [
         route(TRACK_PATH, h.track, ["POST"]),
-        route(SESSION_PATH, h.create_session, ["POST"]),
-        route(SESSION_PATH, h.get_session, ["GET"]),
-        route("/api/analytics", h.analytics, ["GET"]),
-        route("/api/analytics/stream", h.analytics_stream, ["GET"]),
-        route("/api/admin/login", h.admin_login, ["POST"]),
-        route("/api/admin/logout", h.admin_logout, ["POST"]),
-        route("/api/users/{user_id}", h.user_detail, ["GET"]),
-        route("/api/users/{user_id}", h.erase_user, ["DELETE"]),
-        route("/api/users/{user_id}/export", h.export_user, ["GET"]),
+        route(SESSION_PATH, h.create_session, ["POST"], private=True),
+        route(SESSION_PATH, h.get_session, ["GET"], private=True),
+        route("/api/analytics", h.analytics, ["GET"], private=True),
+        route("/api/analytics/stream", h.analytics_stream, ["GET"], private=True),
+        route("/api/admin/login", h.admin_login, ["POST"], private=True),
+        route("/api/admin/logout", h.admin_logout, ["POST"], private=True),
+        route("/api/users/{user_id}", h.user_detail, ["GET"], private=True),
+        route("/api/users/{user_id}", h.erase_user, ["DELETE"], private=True),
+        route("/api/users/{user_id}/export", h.export_user, ["GET"], private=True),
         route("/tracker.js", h.tracker_js, ["GET"]),
         route("/healthz", h.healthz, ["GET"]),
         route("/metrics", h.metrics_text, ["GET"]),

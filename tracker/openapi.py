@@ -102,7 +102,17 @@ def _response_schemas() -> Json:
                 },
             }
         ),
-        "SessionResult": _object({"success": _const(True), "session": _ref("Session")}),
+        "SessionResult": _object(
+            {
+                "success": _const(True),
+                "session": {
+                    "oneOf": [_ref("Session"), _ref("SessionRequest")],
+                    "description": "The session; or, to a caller who has not shown it owns "
+                    "the user (visitor cookie, identity token or admin), what it sent, when "
+                    "the session exists already (it is left as it is).",
+                },
+            }
+        ),
         "Declined": {
             **_object({"success": _const(False), "declined": _const(True)}),
             "description": "The visitor declined tracking (Sec-GPC, DNT or server opt-out).",
@@ -202,7 +212,13 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "FieldError",
     ),
     401: ("Unauthorized", "Missing or wrong admin token or identity token.", "Error"),
-    403: ("Forbidden", "Valid credentials, but not for this user's data.", "Error"),
+    403: (
+        "Forbidden",
+        "Valid credentials, but not for this user's data; or a tracking request from a page "
+        "whose Origin is neither the tracker's nor in TRACKER_ALLOWED_ORIGINS (nothing is "
+        "stored).",
+        "Error",
+    ),
     404: ("NotFound", "No such session for this user.", "Error"),
     408: (
         "RequestTimeout",
@@ -219,8 +235,9 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     ),
     429: (
         "RateLimited",
-        "Too many requests from this client or for this user, or too many open at once from "
-        "this client (TRACKER_OPEN_REQUESTS_PER_CLIENT).",
+        "Too many requests from this client or for this user, too many open at once from "
+        "this client (TRACKER_OPEN_REQUESTS_PER_CLIENT), or too many failed admin "
+        "authentications from it (TRACKER_ADMIN_FAILURES_PER_MIN).",
         "Error",
     ),
     503: (
@@ -256,6 +273,16 @@ def _errors(*statuses: int) -> Json:
 
 def _json(body_schema: Json, *media_types: str) -> Json:
     return {media: {"schema": body_schema} for media in media_types or ("application/json",)}
+
+
+# On the answers that hold a visitor's or the admin's data, or set their cookies.
+_NO_STORE: Json = {
+    "Cache-Control": {
+        "description": "`no-store`: no cache may keep the answer.",
+        "required": True,
+        "schema": {"const": "no-store"},
+    }
+}
 
 
 def _ok(description: str, content: Json, headers: Json | None = None) -> Json:
@@ -360,8 +387,8 @@ def _operation(
     return operation
 
 
-def _text(media_type: str, description: str) -> Json:
-    return _ok(description, {media_type: {"schema": {"type": "string"}}})
+def _text(media_type: str, description: str, headers: Json | None = None) -> Json:
+    return _ok(description, {media_type: {"schema": {"type": "string"}}}, headers)
 
 
 def _page(summary: str, parameters: list[Json] | None = None) -> Json:
@@ -381,7 +408,7 @@ def _paths() -> Json:
         ],
         "description": "One movement, an array of them, or {events: [...]}; all for one user.",
     }
-    admin_read = _errors(401, 422, 503)
+    admin_read = _errors(401, 422, 429, 503)
     return {
         "/api/track": {
             "post": _operation(
@@ -393,7 +420,7 @@ def _paths() -> Json:
                         "declined).",
                         _json(_ref("TrackResult")),
                     ),
-                    **_errors(400, 401, 408, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
                 },
                 parameters=_PRIVACY_HEADERS,
                 body=_json(track_body, *_JSON_BODY_TYPES),
@@ -408,13 +435,17 @@ def _paths() -> Json:
                     "200": _ok(
                         "The session, or a note that tracking is declined.",
                         _json({"oneOf": [_ref("SessionResult"), _ref("Declined")]}),
-                        _cookie_header(
-                            "tracker_visitor, for an anonymous (random UUID) user ID only; "
-                            "Secure over HTTPS; absent when declined.",
-                            required=False,
-                        ),
+                        {
+                            **_cookie_header(
+                                "tracker_visitor, for an anonymous (random UUID) user ID only, "
+                                "to the visitor who owns it or to one who starts the user's "
+                                "first session; Secure over HTTPS; absent when declined.",
+                                required=False,
+                            ),
+                            **_NO_STORE,
+                        },
                     ),
-                    **_errors(400, 401, 408, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
                 },
                 parameters=_PRIVACY_HEADERS,
                 body=_json(_ref("SessionRequest"), *_JSON_BODY_TYPES),
@@ -424,7 +455,7 @@ def _paths() -> Json:
                 "tracking",
                 "One session, for the visitor who owns it or the admin.",
                 {
-                    "200": _ok("The session.", _json(_ref("Session"))),
+                    "200": _ok("The session.", _json(_ref("Session")), _NO_STORE),
                     **_errors(401, 403, 404, 422, 429, 503),
                 },
                 parameters=[
@@ -442,7 +473,7 @@ def _paths() -> Json:
             "get": _operation(
                 "analytics",
                 "Cross-user analytics.",
-                {"200": _ok("The report.", _json(_ref("Analytics"))), **admin_read},
+                {"200": _ok("The report.", _json(_ref("Analytics")), _NO_STORE), **admin_read},
                 parameters=[
                     _query("userId", _ID, "Also return this user's live sessions (userSessions)."),
                     _query("from", _QUERY_MS, "Start of the time range, inclusive."),
@@ -466,11 +497,13 @@ def _paths() -> Json:
                     "200": _text(
                         "text/event-stream",
                         "`event: update` with data {events, at} at most once a second while "
-                        "events arrive; a `: keepalive` comment every 15 s. Ends only when the "
-                        "aggregator is unavailable; an EventSource connects again after the "
-                        "stream's `retry` (2 s).",
+                        "events arrive; a `: keepalive` comment every 15 s. Ends when the "
+                        "aggregator is unavailable, or when the login session of the "
+                        "tracker_admin cookie that opened it expires; an EventSource connects "
+                        "again after the stream's `retry` (2 s).",
+                        _NO_STORE,
                     ),
-                    **_errors(401),
+                    **_errors(401, 429),
                 },
                 security=ADMIN,
             )
@@ -483,7 +516,10 @@ def _paths() -> Json:
                     "200": _ok(
                         "Logged in.",
                         _json(_ref("Ok")),
-                        _cookie_header("tracker_admin; HttpOnly; SameSite=Strict."),
+                        {
+                            **_cookie_header("tracker_admin; HttpOnly; SameSite=Strict."),
+                            **_NO_STORE,
+                        },
                     ),
                     **_errors(400, 401, 408, 413, 415, 422, 429),
                 },
@@ -496,9 +532,13 @@ def _paths() -> Json:
                 "Clear the tracker_admin cookie.",
                 {
                     "200": _ok(
-                        "Logged out.", _json(_ref("Ok")), _cookie_header("Expires tracker_admin.")
-                    )
+                        "Logged out.",
+                        _json(_ref("Ok")),
+                        {**_cookie_header("Expires tracker_admin."), **_NO_STORE},
+                    ),
+                    **_errors(401, 429),
                 },
+                security=ADMIN,
             )
         },
         "/api/users/{userId}": {
@@ -506,14 +546,14 @@ def _paths() -> Json:
                 "users",
                 "One user's active sessions (not ended by the 30-minute timeout) with their "
                 "movements; `/export` holds their whole stored history.",
-                {"200": _ok("The user.", _json(_ref("UserDetail"))), **admin_read},
+                {"200": _ok("The user.", _json(_ref("UserDetail")), _NO_STORE), **admin_read},
                 parameters=[_USER_PATH],
                 security=ADMIN,
             ),
             "delete": _operation(
                 "users",
                 "Erase a user from memory and storage.",
-                {"200": _ok("Erased.", _json(_ref("EraseResult"))), **admin_read},
+                {"200": _ok("Erased.", _json(_ref("EraseResult")), _NO_STORE), **admin_read},
                 parameters=[_USER_PATH],
                 security=ADMIN,
             ),
@@ -522,7 +562,10 @@ def _paths() -> Json:
             "get": _operation(
                 "users",
                 "A user's stored history as NDJSON: session lines, then movement lines.",
-                {"200": _text("application/x-ndjson", "One JSON object per line."), **admin_read},
+                {
+                    "200": _text("application/x-ndjson", "One JSON object per line.", _NO_STORE),
+                    **admin_read,
+                },
                 parameters=[_USER_PATH],
                 security=ADMIN,
             )

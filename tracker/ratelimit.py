@@ -136,6 +136,21 @@ class RateLimiter:
                 raise RateLimited((cost - tokens) / rate)
             buckets[key] = (tokens - cost, now)
 
+    def check_left(self, key: str, cost: float = 1.0) -> None:
+        """Raise `RateLimited`, as `check` would, unless `key` has `cost` tokens left; spend
+        none (for limits on failures, charged only once a request has failed)."""
+        rate = self._rate
+        if rate == 0:
+            return
+        cost = min(cost, self._burst)
+        with self._lock:
+            entry = self._buckets.get(key)
+            if entry is None:
+                return
+            tokens = min(self._burst, entry[0] + (self._clock() - entry[1]) * rate)
+        if tokens < cost:
+            raise RateLimited((cost - tokens) / rate)
+
     @property
     def burst(self) -> float:
         """The most tokens a bucket holds."""
