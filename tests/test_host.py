@@ -84,6 +84,9 @@ class Wrapped:
     async def delete(self, keys: list[str]) -> None:
         await self.inner.delete(keys)
 
+    async def delete_folder(self, prefix: str) -> int:
+        return await self.inner.delete_folder(prefix)
+
 
 def new_host(storage: Storage, clock: Clock, name: str = "host-0", **settings: Any) -> UserHost:
     limits = settings.pop("limits", Limits())
@@ -1209,40 +1212,126 @@ def test_a_host_is_busy_for_its_journal_while_many_tracking_calls_are_in_flight(
     run(scenario())
 
 
-def test_a_chunk_that_cannot_be_written_fails_the_compaction_but_not_the_others(
-    file_storage: str,
+def log_bytes(stored: dict[str, bytes]) -> bytes:
+    return b"".join(data for key, data in stored.items() if key.startswith("journals/"))
+
+
+@pytest.mark.parametrize("fault", ["unwritable", "corrupt"])
+def test_one_users_lasting_flush_error_sets_them_aside_and_the_others_are_compacted(
+    file_storage: str, fault: str
 ) -> None:
-    """The chunks of a compaction are written together: one user's failing (a file stands
-    where their history's folder goes) leaves the others written, the log untruncated, and
-    the next compaction writes it; nothing is lost or written twice."""
+    """Bob's history cannot be written (a file stands where his folder goes, or a corrupt
+    object holds his next chunk's number): he is set aside, reported, and his records are
+    carried in the log, while the others are compacted, truncated and passivated. Nothing
+    of his is lost, across a crash too, and the compaction after the repair stores it."""
     clock = Clock()
     storage = open_storage(file_storage)
     assert isinstance(storage, FileStorage)
-    blocker = Path(storage.path(f"{user_key('bob')}/chunks"))
+    chunks = Path(storage.path(f"{user_key('bob')}/chunks"))
+    users = ("alice", "bob", "carol")
+
+    async def scenario() -> None:
+        host = await started(storage, clock, passivate_after_ms=MINUTE)
+        for user in users:
+            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-1")) == 1
+        if fault == "unwritable":
+            chunks.parent.mkdir(parents=True)
+            chunks.write_bytes(b"")
+        else:
+            await host.compact(force=True)  # everyone's first chunk
+            (chunks / f"{2:012d}").write_bytes(b"not a chunk")
+        for user in users:
+            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-2")) == 1
+        assert await host.track("bob", movement(clock, user="bob")) == 1  # no eventId
+        clock.advance(2 * MINUTE)
+        assert await host.compact(force=True) == 2  # alice and carol passivated
+        assert set(host.slots) == {"bob"}
+        stats = host.stats()
+        assert stats["setAside"] == 1 and list(stats["setAsideUsers"]) == [user_key("bob")]
+        log = log_bytes(await everything(storage))
+        assert b"alice-" not in log and b"carol-" not in log  # truncated
+        assert b"bob-2" in log  # carried (and bob-1, unless it made the first chunk)
+        assert (b"bob-1" in log) is (fault == "unwritable")
+        with pytest.raises(StorageUnavailable):
+            await host.export("bob")  # would miss what cannot be written
+        bob = ["bob-1", "bob-2", None]
+        if fault == "unwritable":
+            assert await host.track("bob", movement(clock, user="bob", eventId="bob-3")) == 1
+            bob.append("bob-3")
+        else:
+            with pytest.raises(StorageUnavailable):  # his history cannot be read either
+                await host.track("bob", movement(clock, user="bob", eventId="bob-3"))
+        assert await host.track("alice", movement(clock, eventId="alice-3")) == 1
+        await host.compact(force=True)
+        # Past a corrupt chunk, the next compaction writes his records under the next number;
+        # his history cannot be read until the corrupt one is repaired.
+        assert host.stats()["setAside"] == (1 if fault == "unwritable" else 0)
+        if fault == "unwritable":
+            await host.journal.close()  # a crash, still set aside
+            host = await started(storage, clock)
+            assert host.stats()["setAside"] == 1
+            assert [m.get("eventId") for m in await movements_of(host, user="bob")] == bob
+            chunks.unlink()  # the operator's repair
+        else:
+            (chunks / f"{2:012d}").unlink()
+        await host.compact(force=True)
+        assert host.stats()["setAside"] == 0 and host.stats()["setAsideUsers"] == {}
+        assert b"bob-" not in log_bytes(await everything(storage))
+        await host.journal.close()  # a crash: only what storage holds comes back
+        again = await started(open_storage(file_storage), clock)
+        lines = await again.export("bob")
+        assert [x.get("eventId") for x in lines if x["type"] == "movement"] == bob
+        for user, last in (("alice", 3), ("carol", 2)):
+            expected = [f"{user}-{i}" for i in range(1, last + 1)]
+            assert [m["eventId"] for m in await movements_of(again, user=user)] == expected
+        await again.stop()
+
+    run(scenario())
+
+
+def test_carried_records_replay_once_when_a_crash_comes_before_the_truncation(
+    file_storage: str,
+) -> None:
+    """A compaction carries a set-aside user's records into the log, then cannot truncate it:
+    the log holds them twice (where they were committed, and carried). A restart applies
+    them once, in the order they were committed."""
+    clock = Clock()
+
+    class Files(FileStorage):
+        keep_log = False
+
+        async def delete(self, keys: list[str]) -> None:
+            if self.keep_log and any(key.startswith("journals/") for key in keys):
+                raise StorageUnavailable("injected outage deleting the log")
+            await super().delete(keys)
+
+    storage = Files(file_storage)
+    chunks = Path(storage.path(f"{user_key('bob')}/chunks"))
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        for user in ("alice", "bob", "carol"):
-            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-1")) == 1
-        blocker.parent.mkdir(parents=True)
-        blocker.write_bytes(b"")
+        await host.create_session("bob", "s1", {"userAgent": "pytest"})
+        for _ in range(3):
+            assert await host.track("bob", movement(clock, user="bob")) == 1  # no eventIds
+        assert await host.track("alice", movement(clock, eventId="a1")) == 1
+        chunks.parent.mkdir(parents=True)
+        chunks.write_bytes(b"")
+        storage.keep_log = True
         with pytest.raises(StorageUnavailable):
             await host.compact(force=True)
-        chunks = [i.key for i in await storage.list_objects("users") if "/chunks/" in i.key]
-        assert sorted(k.split("/chunks/")[0] for k in chunks) == sorted(
-            user_key(u) for u in ("alice", "carol")
-        )
-        assert host.journal.bytes_since_truncate > 0  # bob's event is only in the log
-        blocker.unlink()
-        assert await host.track("alice", movement(clock, eventId="alice-2")) == 1
-        await host.compact(force=True)
-        await host.journal.close()  # a crash: nothing more is written
+        await host.journal.close()  # a crash
+        storage.keep_log = False
+        chunks.unlink()
         again = await started(storage, clock)
-        assert [m["eventId"] for m in await movements_of(again)] == ["alice-1", "alice-2"]
-        for user in ("bob", "carol"):
-            assert [m["eventId"] for m in await movements_of(again, user=user)] == [f"{user}-1"]
-        assert len(await storage.list_objects(f"{user_key('alice')}/chunks")) == 2
-        await again.stop()
+        assert again.stats()["setAside"] == 0
+        assert len(await movements_of(again, user="bob")) == 3
+        await again.journal.close()
+        third = await started(storage, clock)
+        assert len(await movements_of(third, user="bob")) == 3
+        lines = await third.export("bob")
+        assert len([x for x in lines if x["type"] == "movement"]) == 3
+        assert [m["eventId"] for m in await movements_of(third)] == ["a1"]
+        await third.stop()
 
     run(scenario())
 
