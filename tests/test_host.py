@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from conftest import holders, user_traces
 
 from tracker import codec
 from tracker.analytics import SiteStats
@@ -495,6 +496,105 @@ def test_erase_leaves_no_object_holding_the_user(storage: Storage) -> None:
         with pytest.raises(UnknownSession):
             await again.get_session(victim, "s1")
         assert len(await movements_of(again, "bob")) == 2
+
+    run(scenario())
+
+
+def test_an_erasure_removes_the_temporary_files_a_crash_left_in_the_users_folder(
+    file_storage: str,
+) -> None:
+    clock = Clock()
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+    chunks = Path(storage.path(f"{user_key('alice')}/chunks"))
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        await host.compact(force=True)
+        # Writes a crash interrupted: their temporary files (one with the data) stay behind.
+        (chunks / ".tmp-0123456789abcdef").write_bytes((chunks / f"{1:012d}").read_bytes())
+        (chunks.parent / ".tmp-fedcba9876543210").write_bytes(b"")
+        assert (await host.erase("alice"))["erased"]
+        assert holders(file_storage, user_traces("alice", "alice-1")) == []
+
+    run(scenario())
+
+
+def test_an_erasure_whose_log_cannot_be_compacted_says_so_and_a_replay_stores_nothing_again(
+    file_storage: str,
+) -> None:
+    """The erasure's compaction cannot truncate the log, which still holds the user's records
+    (and the erasure's): the erasure fails, saying so. After a crash, the restart replays
+    the records and the erasure: it neither stores the user again nor asks for their alarm."""
+    clock = Clock()
+    storage = LogKept(file_storage)
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        assert await host.track("bob", movement(clock, user="bob", eventId="bob-1")) == 1
+        host.take_alarm_requests()  # shipped
+        storage.keep_log = True
+        with pytest.raises(StorageUnavailable, match=r"could not be compacted.*erase again"):
+            await host.erase("alice")
+        await host.journal.close()  # a crash
+        storage.keep_log = False
+        again = await started(storage, clock)
+        assert set(again.take_alarm_requests()) == {"bob"}
+        assert holders(file_storage, user_traces("alice", "alice-1")) == []
+        assert [m["eventId"] for m in await movements_of(again, user="bob")] == ["bob-1"]
+
+    run(scenario())
+
+
+def test_an_erasure_completes_while_another_users_history_cannot_be_written(
+    file_storage: str,
+) -> None:
+    clock = Clock()
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+    blocker = Path(storage.path(f"{user_key('bob')}/chunks"))
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        assert await host.track("bob", movement(clock, user="bob", eventId="bob-1")) == 1
+        blocker.parent.mkdir(parents=True)
+        blocker.write_bytes(b"")
+        assert (await host.erase("alice"))["erased"]
+        assert holders(file_storage, user_traces("alice", "alice-1")) == []
+        assert host.stats()["setAside"] == 1
+        assert [m["eventId"] for m in await movements_of(host, user="bob")] == ["bob-1"]
+
+    run(scenario())
+
+
+def test_a_host_that_held_an_erased_user_before_the_host_count_changed_forgets_them(
+    storage_url: str,
+) -> None:
+    """TRACKER_HOSTS was raised without a clean stop: host-0 still holds some of Alice's
+    records in its log when host-1, her host now, erases her. The erasure reaches host-0
+    first (`HostActor.erase`), whose compactions then write nothing of hers back."""
+    clock = Clock()
+    storage = open_storage(storage_url)
+
+    async def scenario() -> None:
+        former = await started(storage, clock)
+        assert await former.track("alice", movement(clock, eventId="on-former")) == 1
+        host = new_host(storage, clock, name="host-1")
+        await host.start()
+        assert await host.track("alice", movement(clock, eventId="on-new")) == 1
+        await host.compact(force=True)
+        assert await former.forget("bob") is None  # nothing of his there: nothing to do
+        assert await former.forget("alice") is not None
+        assert (await host.erase("alice"))["erased"]
+        await former.compact(force=True)
+        await host.compact(force=True)
+        await former.journal.close()  # a crash
+        again = await started(storage, clock)
+        await again.compact(force=True)
+        assert holders(storage_url, user_traces("alice", "on-former", "on-new")) == []
 
     run(scenario())
 
@@ -1212,6 +1312,18 @@ def test_a_host_is_busy_for_its_journal_while_many_tracking_calls_are_in_flight(
     run(scenario())
 
 
+class LogKept(FileStorage):
+    """Files whose log segments cannot be deleted while `keep_log` is set: a compaction
+    cannot truncate its log."""
+
+    keep_log = False
+
+    async def delete(self, keys: list[str]) -> None:
+        if self.keep_log and any(key.startswith("journals/") for key in keys):
+            raise StorageUnavailable("injected outage deleting the log")
+        await super().delete(keys)
+
+
 def log_bytes(stored: dict[str, bytes]) -> bytes:
     return b"".join(data for key, data in stored.items() if key.startswith("journals/"))
 
@@ -1297,15 +1409,7 @@ def test_carried_records_replay_once_when_a_crash_comes_before_the_truncation(
     them once, in the order they were committed."""
     clock = Clock()
 
-    class Files(FileStorage):
-        keep_log = False
-
-        async def delete(self, keys: list[str]) -> None:
-            if self.keep_log and any(key.startswith("journals/") for key in keys):
-                raise StorageUnavailable("injected outage deleting the log")
-            await super().delete(keys)
-
-    storage = Files(file_storage)
+    storage = LogKept(file_storage)
     chunks = Path(storage.path(f"{user_key('bob')}/chunks"))
 
     async def scenario() -> None:

@@ -8,7 +8,6 @@ the session's Ray, with local-file storage this module reads byte by byte.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ import httpx
 import pytest
 import ray
 from browser_support import serve_asgi
-from conftest import file_url, wait_for
+from conftest import file_url, holders, user_traces, wait_for
 
 from tracker.analytics import user_key as analytics_key
 from tracker.api import Tracker, connect, shutdown
@@ -115,28 +114,9 @@ def visit(
         assert response.status_code == 200, response.text
 
 
-def stored(root: Path) -> dict[str, bytes]:
-    """Every file under the data directory (hidden ones too), by relative path."""
-    found: dict[str, bytes] = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(dirpath) / name
-            found[path.relative_to(root).as_posix()] = path.read_bytes()
-    return found
-
-
 def traces(user: str) -> list[bytes]:
     """What would name the user in storage: the ID, the folder hash, the analytics hash."""
-    folder = hashlib.sha256(user.encode()).hexdigest()
-    return [user.encode(), folder.encode(), analytics_key(user).to_bytes(8, "big")]
-
-
-def holders(root: Path, needles: list[bytes]) -> list[str]:
-    return [
-        key
-        for key, data in stored(root).items()
-        if any(n in data or n in key.encode() for n in needles)
-    ]
+    return user_traces(user, analytics_key(user).to_bytes(8, "big"))
 
 
 def export_lines(client: httpx.Client, url: str, user: str) -> list[dict[str, Any]]:

@@ -476,6 +476,28 @@ class UserHost:
             done.set()
         return {"userId": user_id, "erased": True, "objectsDeleted": deleted}
 
+    async def forget(self, user_id: str) -> dict[str, Any] | None:
+        """Erase the user if this host holds any of their records (in memory, so in its log
+        too): it held them before `TRACKER_HOSTS` changed, and its next compaction would
+        write them back into the history of a user their new host erased. Returns the
+        erasure's result, or None when there was nothing here to forget."""
+        if user_id in self.slots or user_id in self._loading or user_id in self._erasing:
+            return await self.erase(user_id)
+        return None
+
+    async def drop_journal(self, user_id: str) -> bool:
+        """After `stop`, on the host of one user (per-user placement): delete this host's
+        journal whole when nothing needs it, its log holding no commits and the user nothing
+        stored. Its name is made from the user's ID, and must not outlive their data.
+        Returns whether it was deleted."""
+        logged = await self.storage.list_objects(f"{self.journal.prefix}/{LOG}")
+        if any(holds_commits(info.key) for info in logged):
+            return False
+        if await self.storage.list_objects(user_key(user_id)):
+            return False
+        await self.storage.delete_folder(self.journal.prefix)
+        return True
+
     @contextlib.asynccontextmanager
     async def _using(self, user_id: str, slot: UserSlot | None) -> AsyncIterator[bool]:
         """Around a use of the user's stored data outside a compaction (a write, an export's

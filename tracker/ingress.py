@@ -623,6 +623,13 @@ class Ingress:
         return JSONResponse({"status": "ok"})
 
     async def metrics_text(self, request: Request) -> Response:
+        hosts = [h.stats.remote() for h in self.tracker.hosts.values()]
+        try:
+            self.metrics.observe_hosts(
+                await answer_within(asyncio.gather(*hosts), self.config, "hosts")
+            )
+        except StorageUnavailable as exc:  # the replica's own figures are still worth having
+            log.warning("metrics: the hosts' figures are not current: %s", exc)
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(self, request: Request) -> Response:
