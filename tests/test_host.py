@@ -605,6 +605,49 @@ async def still_running(task: asyncio.Task[Any], wait_s: float = 0.5) -> bool:
     return not done
 
 
+def test_an_alarm_request_out_as_its_user_is_erased_is_neither_armed_after_nor_sent_again(
+    file_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host actor's shell, without Ray: the scheduler and the aggregator are reached
+    through `_to_named`, here a stand-in whose alarm shipment hangs, then fails. The erasure
+    waits for that shipment before it erases the alarm, and the failed shipment does not put
+    the erased user's request back for the next one."""
+    from tracker import actors
+    from tracker.config import Config
+
+    monkeypatch.setattr(actors, "tune_collector", lambda: None)  # not in the test process
+    clock = Clock()
+    calls: list[str] = []
+    shipping = asyncio.Event()
+    release = asyncio.Event()
+
+    async def to_named(name: str, method: str, *args: Any) -> None:
+        calls.append(method)
+        if method == "ensure_alarms":
+            shipping.set()
+            await release.wait()
+            raise StorageUnavailable("injected: the scheduler did not answer")
+
+    async def scenario() -> None:
+        actor = actors.HostActor("host-0", Config.from_env({}, storage=file_storage))
+        monkeypatch.setattr(actor, "_to_named", to_named)
+        assert await actor.track("alice", movement(clock, eventId="alice-1")) == 1
+        shipment = asyncio.ensure_future(actor._ship_alarm_requests())
+        await asyncio.wait_for(shipping.wait(), 10)
+        erasure = asyncio.ensure_future(actor.erase("alice"))
+        assert await still_running(erasure)
+        assert "erase" not in calls
+        release.set()
+        with pytest.raises(StorageUnavailable):
+            await shipment
+        assert (await erasure)["erased"]
+        assert calls.index("erase") > calls.index("ensure_alarms")
+        assert "alice" not in actor.host.alarm_requests
+        await actor.host.stop()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("writer", ["compaction", "export"])
 def test_an_erasure_waits_for_a_write_of_the_users_data_and_then_leaves_nothing(
     storage: Storage, writer: str
