@@ -209,6 +209,9 @@ class UserHost:
         # log from one compaction to the next, which tries them again, while everyone else's
         # are compacted and truncated as usual.
         self.set_aside: dict[str, str] = {}
+        # Of those, users whose history could not even be read when this host started: their
+        # slot holds only their records from the log (`_unread_user`), and why.
+        self._unread: dict[str, Exception] = {}
         self.started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -223,7 +226,10 @@ class UserHost:
         self.set_aside = {}
         replay = await self.journal.open()
         for user_id, records in (await self._replayed(replay)).items():
-            await self._restore(user_id, records)
+            try:
+                await self._restore(user_id, records)
+            except StorageUnavailable as exc:
+                self._unread_user(user_id, records, exc)
         failures = await self._flush_users(list(self.slots.values()), upto=None)
         # Users whose history cannot be written keep their records in the new epoch's log.
         await self.journal.start(self._set_aside(failures, upto=None))
@@ -258,6 +264,18 @@ class UserHost:
                     ranks[user_id] = rank + 1
                     pending.setdefault(user_id, {})[(position, rank)] = record
         return pending
+
+    def _unread_user(
+        self, user_id: str, records: dict[tuple[Position, int], Record], error: Exception
+    ) -> None:
+        """A replayed user whose history cannot be read (a corrupt object in it): their
+        records wait in a slot to be reloaded (their next call, or a compaction, tries again,
+        and applies them on top of what was read), set aside meanwhile."""
+        slot = UserSlot(UserTracker(user_id, self.settings.limits))
+        slot.committed = [(key[0], records[key]) for key in sorted(records)]
+        slot.stale = True
+        self.slots[user_id] = slot
+        self._unread[user_id] = error
 
     async def _restore(self, user_id: str, records: dict[tuple[Position, int], Record]) -> None:
         """Apply a user's replayed records that their history does not hold yet, in order."""
@@ -454,6 +472,7 @@ class UserHost:
             self.slots.pop(user_id, None)
             self.alarm_requests.pop(user_id, None)
             self.set_aside.pop(user_id, None)
+            self._unread.pop(user_id, None)
             # Writes of the user's data under way land first, then everything is deleted: a
             # compaction's chunk or snapshot, an export's flush, an alarm's snapshot. (Those
             # starting from now on find the user gone and write nothing.)
@@ -644,6 +663,7 @@ class UserHost:
                     slot.committed.append((position, record))
         slot.last_access_ms = self.now_ms()
         self.slots[user_id] = slot
+        self._unread.pop(user_id, None)
         # A user with nothing stored gets an alarm with their first change, not on a mere
         # look-up: an erased user's ID must not be written anywhere again by a read.
         if not slot.tracker.is_empty():
@@ -676,6 +696,9 @@ class UserHost:
         # A zombie (an older incarnation still running) must not move records around: its
         # commits are refused already, and so is this.
         await self.journal.check_fence()
+        for user_id in list(self._unread):  # repaired, perhaps: read them again
+            with contextlib.suppress(StorageUnavailable):
+                await self._slot(user_id)
         async with self._compacting:
             upto = await self.journal.rotate()
             failures = await self._flush_users(list(self.slots.values()), upto=upto)
@@ -735,7 +758,12 @@ class UserHost:
         """Write each user's committed records (up to `upto`) as their next history chunk,
         then their snapshot if one is due: `FLUSH_GROUP` users at a time, `FLUSH_GROUPS`
         groups in flight. Returns the users whose writes failed, with the error."""
-        pending = [slot for slot in slots if slot.committed]
+        # A user whose history could not be read is not written to blind.
+        unread = self._unread
+        failures: Failures = [
+            (slot, unread[slot.tracker.user_id]) for slot in slots if slot.tracker.user_id in unread
+        ]
+        pending = [s for s in slots if s.committed and s.tracker.user_id not in unread]
         semaphore = asyncio.Semaphore(FLUSH_GROUPS)
 
         async def flush(group: list[UserSlot]) -> Failures:
@@ -744,7 +772,6 @@ class UserHost:
 
         groups = [pending[at : at + FLUSH_GROUP] for at in range(0, len(pending), FLUSH_GROUP)]
         results = await asyncio.gather(*(flush(g) for g in groups), return_exceptions=True)
-        failures: Failures = []
         for group, result in zip(groups, results, strict=True):
             if isinstance(result, Exception):
                 failures.extend((slot, result) for slot in group)
