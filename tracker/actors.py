@@ -123,11 +123,11 @@ class HostActor:
         self._ready = _Started(self._start)
         self._tickers: list[asyncio.Task[None]] = []
         self._handles: dict[str, ActorHandle[Any]] = {}
-        # One shipment of alarm requests at a time, and the users erased while one is out:
-        # if it fails, their requests are not put back (the scheduler would arm their alarm
+        # One shipment of alarm requests at a time, and the users being erased: a shipment
+        # that fails does not put their requests back (the scheduler would arm their alarm
         # after its erasure).
         self._shipping_alarms = asyncio.Lock()
-        self._erased_while_shipping: set[str] = set()
+        self._erasing: set[str] = set()
         # Per-user placement: the user this host is for (from the calls), and whether it is
         # stopping or has stopped for good (its calls then go to the user's next host).
         self.user_id: str | None = None
@@ -136,7 +136,7 @@ class HostActor:
         self._left = asyncio.Event()
 
     async def _to_named(self, name: str, method: str, *args: Any) -> Any:
-        """Call a method of the scheduler or the aggregator.
+        """Call a method of the scheduler, the aggregator or another host.
 
         Their handles are looked up once (`ray.get_actor` blocks the event loop for a call to
         Ray's control store) and stay valid across restarts; a failed call forgets the handle,
@@ -262,12 +262,10 @@ class HostActor:
             try:
                 await self._to_named(SCHEDULER_NAME, "ensure_alarms", requests)
             except Exception:
-                for user_id in self._erased_while_shipping:
+                for user_id in self._erasing:
                     requests.pop(user_id, None)
                 self.host.alarm_requests.update(requests)
                 raise
-            finally:
-                self._erased_while_shipping.clear()
 
     async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         await self._ready.wait()
@@ -331,12 +329,14 @@ class HostActor:
         if not self.per_user:
             others = [name for name in sharded_host_names(self.config) if name != self.name]
             await asyncio.gather(*(self._to_named(n, "forget", user_id) for n in others))
-        if self._shipping_alarms.locked():
-            self._erased_while_shipping.add(user_id)
-        result = await self._call(self.host.erase, user_id)
-        await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
-        async with self._shipping_alarms:  # and an alarm request out: erased after it
-            pass
+        self._erasing.add(user_id)
+        try:
+            result = await self._call(self.host.erase, user_id)
+            await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
+            async with self._shipping_alarms:  # and an alarm request out: erased after it
+                pass
+        finally:
+            self._erasing.discard(user_id)
         await self._to_named(SCHEDULER_NAME, "erase", user_id)
         await self._to_named(AGGREGATOR_NAME, "forget_user", user_id)
         if self.per_user:
