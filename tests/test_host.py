@@ -553,6 +553,29 @@ def test_an_erasure_whose_log_cannot_be_compacted_says_so_and_a_replay_stores_no
     run(scenario())
 
 
+def test_an_alarm_firing_for_an_erased_user_stores_nothing_and_asks_for_no_alarm(
+    storage_url: str,
+) -> None:
+    """An alarm the scheduler still fires for an erased user (one it got before the erasure)
+    ends it: nothing of theirs is written again, and no alarm is asked for."""
+    clock = Clock()
+    storage = open_storage(storage_url)
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        await host.compact(force=True)
+        host.take_alarm_requests()  # shipped
+        assert (await host.erase("alice"))["erased"]
+        clock.advance(DAY)
+        assert await host.alarm("alice") is None
+        await host.compact(force=True)
+        assert host.take_alarm_requests() == {}
+        assert holders(storage_url, user_traces("alice", "alice-1")) == []
+
+    run(scenario())
+
+
 def test_an_erasure_completes_while_another_users_history_cannot_be_written(
     file_storage: str,
 ) -> None:
