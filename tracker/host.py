@@ -15,7 +15,9 @@ thin shell). It keeps many users' `UserTracker`s in memory, Orleans/Durable Obje
   records are appended to their own history as one chunk (`users/<key>/chunks/<n>`,
   create-only), a snapshot of the live state is written when the history since the last one
   outgrows it, and the log segments are deleted. Host recovery thus replays a bounded log, and
-  user activation reads a snapshot plus a bounded number of chunks.
+  user activation reads a snapshot plus a bounded number of chunks. A user whose chunk cannot
+  be written is set aside: their records are carried into the log again (`CARRY`), and the
+  others are compacted as usual.
 - **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
 
 Records carry the log position they were committed at; a user's chunks remember the highest
