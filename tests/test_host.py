@@ -594,6 +594,10 @@ def test_an_erasure_completes_while_another_users_history_cannot_be_written(
         assert holders(file_storage, user_traces("alice", "alice-1")) == []
         assert host.stats()["setAside"] == 1
         assert [m["eventId"] for m in await movements_of(host, user="bob")] == ["bob-1"]
+        # And the user set aside can be erased too: nothing of his is carried on.
+        assert (await host.erase("bob"))["erased"]
+        assert host.stats()["setAside"] == 0
+        assert holders(file_storage, user_traces("bob", "bob-1")) == []
 
     run(scenario())
 
