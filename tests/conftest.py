@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import uuid
@@ -124,6 +125,53 @@ def wait_for(
             return last
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+def stored_items(storage: str | Path) -> dict[str, bytes]:
+    """Everything storage holds, by name: every file under a local root (a `file://` URL or a
+    path), hidden ones (a crash's temporary files) and empty ones too, or every object of an
+    `s3://bucket/prefix` URL. Read directly (the filesystem, boto3), not through the code
+    under test."""
+    if isinstance(storage, str) and storage.startswith("s3://"):
+        import boto3
+
+        bucket, _, prefix = storage.removeprefix("s3://").partition("/")
+        client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        found: dict[str, bytes] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                body = client.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
+                found[entry["Key"]] = body
+        return found
+    from tracker.storage import local_root
+
+    root = local_root(storage) if isinstance(storage, str) else storage
+    found = {}
+    for dirpath, dirs, files in os.walk(root):
+        folder = Path(dirpath)
+        for name in files:
+            found[(folder / name).relative_to(root).as_posix()] = (folder / name).read_bytes()
+        if not dirs and not files and folder != root:  # an empty folder's name is stored too
+            found[folder.relative_to(root).as_posix() + "/"] = b""
+    return found
+
+
+def user_traces(user_id: str, *extra: str | bytes) -> list[bytes]:
+    """What would name a user in storage: their ID, the hash naming their folder (and, in the
+    per-user placement, their host and its journal), and `extra` (their event IDs, say)."""
+    digest = hashlib.sha256(user_id.encode()).hexdigest()
+    return [user_id.encode(), digest[2:40].encode()] + [
+        x.encode() if isinstance(x, str) else x for x in extra
+    ]
+
+
+def holders(storage: str | Path, needles: list[bytes]) -> list[str]:
+    """The names of what storage holds (`stored_items`) whose name or bytes hold a needle."""
+    return [
+        name
+        for name, data in stored_items(storage).items()
+        if any(n in data or n in name.encode() for n in needles)
+    ]
 
 
 def record_folder_syncs(monkeypatch: pytest.MonkeyPatch, root: str | Path) -> list[str]:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import ray
-from conftest import wait_for
+from browser_support import serve_asgi
+from conftest import file_url, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from tracker.errors import InvalidMovement, UnknownSession
+from tracker.host import user_key
+from tracker.ingress import build_app
+from tracker.storage import local_root
 
 
 def movement(user: str, session: str = "s1", **extra: Any) -> dict[str, Any]:
@@ -121,3 +128,42 @@ def test_site_analytics_count_every_users_events_in_both_placements(
     assert report["totalUsers"] == 3
     devices = {r["userId"]: r["deviceInfo"]["userAgent"] for r in report["recentActivity"]}
     assert devices == {u: f"agent-{u}" for u in users}
+
+
+def test_a_user_whose_history_cannot_be_written_is_reported_until_the_repair(
+    make_tracker: Any, tmp_path: Path
+) -> None:
+    """A file stands where one user's history folder goes: the compaction sets them aside,
+    `status()` (what `tracker status` prints) names their folder, `/metrics` counts them, and
+    the compaction after the repair stores their events and clears both."""
+    storage = file_url(tmp_path / "data")
+    t = make_tracker(storage=storage, admin_token="a" * 32, secret="s" * 32, rate_limit=0)
+    broken, fine = "set-aside-user", "fine-user"
+    for user in (broken, fine):
+        assert ray.get(t.user(user).track.remote(movement(user, eventId=f"{user}-1"))) == 1
+    blocker = local_root(storage) / user_key(broken) / "chunks"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"")
+    t.flush()
+    status = t.status()
+    assert status["setAsideUsers"] == 1
+    named = [folder for host in status["hosts"] for folder in host["setAsideUsers"]]
+    assert named == [user_key(broken)]
+    assert (local_root(storage) / user_key(fine) / "chunks").is_dir()  # compacted as usual
+
+    def set_aside_in_metrics(url: str) -> float:
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        families = text_string_to_metric_families(text)
+        family = next(f for f in families if f.name == "tracker_host_users_set_aside")
+        return sum(sample.value for sample in family.samples)
+
+    with serve_asgi(build_app(t, t.config)) as url:
+        # Polled: a scrape whose hosts answer late keeps the gauges as they were.
+        wait_for(lambda: set_aside_in_metrics(url) == 1, timeout_s=60, interval_s=0.5)
+        blocker.unlink()  # the repair
+        t.flush()
+        assert t.status()["setAsideUsers"] == 0
+        wait_for(lambda: set_aside_in_metrics(url) == 0, timeout_s=60, interval_s=0.5)
+    assert (local_root(storage) / user_key(broken) / "chunks").is_dir()
+    got = ray.get(t.user(broken).get_session.remote("s1"))
+    assert [m["eventId"] for m in got["movements"]] == [f"{broken}-1"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from conftest import holders, user_traces
 
 from tracker import codec
 from tracker.analytics import SiteStats
@@ -83,6 +84,9 @@ class Wrapped:
 
     async def delete(self, keys: list[str]) -> None:
         await self.inner.delete(keys)
+
+    async def delete_folder(self, prefix: str) -> int:
+        return await self.inner.delete_folder(prefix)
 
 
 def new_host(storage: Storage, clock: Clock, name: str = "host-0", **settings: Any) -> UserHost:
@@ -353,12 +357,13 @@ def test_an_event_acknowledged_while_its_user_reloads_is_kept(file_storage: str)
     run(scenario())
 
 
-def test_a_start_tried_again_after_a_failure_applies_each_record_once(
+def test_a_user_whose_history_cannot_be_read_at_start_is_set_aside_and_not_the_host(
     storage: Storage,
 ) -> None:
-    """Restarting, a host replays alice's log records and then fails reading bob's history;
-    the next call starts it again, and alice's records (without eventIds, so not told apart
-    by them) must not be applied twice."""
+    """Restarting, a host replays alice's and bob's log records and fails reading bob's
+    history: it starts all the same, with bob set aside (his records carried in its log),
+    and reads him again at his next call; alice's and bob's records (without eventIds, so
+    not told apart by them) are each applied once."""
     wrapped = Wrapped(storage)
     clock = Clock()
 
@@ -377,14 +382,18 @@ def test_a_start_tried_again_after_a_failure_applies_each_record_once(
 
         wrapped.fail_read = once_for_bob
         host = new_host(wrapped, clock)
-        with pytest.raises(StorageUnavailable):
-            await host.start()
         await host.start()
+        assert list(host.stats()["setAsideUsers"]) == [user_key("bob")]
         assert len(await movements_of(host)) == 1
+        assert len(await movements_of(host, user="bob")) == 1
+        await host.compact(force=True)
+        assert host.stats()["setAside"] == 0
         await host.stop()
         again = await started(storage, clock)
-        assert len(await movements_of(again)) == 1
-        assert len([x for x in await again.export("alice") if x["type"] == "movement"]) == 1
+        for user in ("alice", "bob"):
+            assert len(await movements_of(again, user=user)) == 1
+            lines = await again.export(user)
+            assert len([x for x in lines if x["type"] == "movement"]) == 1
 
     run(scenario())
 
@@ -496,10 +505,179 @@ def test_erase_leaves_no_object_holding_the_user(storage: Storage) -> None:
     run(scenario())
 
 
+def test_an_erasure_removes_the_temporary_files_a_crash_left_in_the_users_folder(
+    file_storage: str,
+) -> None:
+    clock = Clock()
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+    chunks = Path(storage.path(f"{user_key('alice')}/chunks"))
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        await host.compact(force=True)
+        # Writes a crash interrupted: their temporary files (one with the data) stay behind.
+        (chunks / ".tmp-0123456789abcdef").write_bytes((chunks / f"{1:012d}").read_bytes())
+        (chunks.parent / ".tmp-fedcba9876543210").write_bytes(b"")
+        assert (await host.erase("alice"))["erased"]
+        assert holders(file_storage, user_traces("alice", "alice-1")) == []
+
+    run(scenario())
+
+
+def test_an_erasure_whose_log_cannot_be_compacted_says_so_and_a_replay_stores_nothing_again(
+    file_storage: str,
+) -> None:
+    """The erasure's compaction cannot truncate the log, which still holds the user's records
+    (and the erasure's): the erasure fails, saying so. After a crash, the restart replays
+    the records and the erasure: it neither stores the user again nor asks for their alarm."""
+    clock = Clock()
+    storage = LogKept(file_storage)
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        assert await host.track("bob", movement(clock, user="bob", eventId="bob-1")) == 1
+        host.take_alarm_requests()  # shipped
+        storage.keep_log = True
+        with pytest.raises(StorageUnavailable, match=r"could not be compacted.*erase again"):
+            await host.erase("alice")
+        await host.journal.close()  # a crash
+        storage.keep_log = False
+        again = await started(storage, clock)
+        assert set(again.take_alarm_requests()) == {"bob"}
+        assert holders(file_storage, user_traces("alice", "alice-1")) == []
+        assert [m["eventId"] for m in await movements_of(again, user="bob")] == ["bob-1"]
+
+    run(scenario())
+
+
+def test_an_alarm_firing_for_an_erased_user_stores_nothing_and_asks_for_no_alarm(
+    storage_url: str,
+) -> None:
+    """An alarm the scheduler still fires for an erased user (one it got before the erasure)
+    ends it: nothing of theirs is written again, and no alarm is asked for."""
+    clock = Clock()
+    storage = open_storage(storage_url)
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        await host.compact(force=True)
+        host.take_alarm_requests()  # shipped
+        assert (await host.erase("alice"))["erased"]
+        clock.advance(DAY)
+        assert await host.alarm("alice") is None
+        await host.compact(force=True)
+        assert host.take_alarm_requests() == {}
+        assert holders(storage_url, user_traces("alice", "alice-1")) == []
+
+    run(scenario())
+
+
+def test_an_erasure_completes_while_another_users_history_cannot_be_written(
+    file_storage: str,
+) -> None:
+    clock = Clock()
+    storage = open_storage(file_storage)
+    assert isinstance(storage, FileStorage)
+    blocker = Path(storage.path(f"{user_key('bob')}/chunks"))
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        assert await host.track("bob", movement(clock, user="bob", eventId="bob-1")) == 1
+        blocker.parent.mkdir(parents=True)
+        blocker.write_bytes(b"")
+        assert (await host.erase("alice"))["erased"]
+        assert holders(file_storage, user_traces("alice", "alice-1")) == []
+        assert host.stats()["setAside"] == 1
+        assert [m["eventId"] for m in await movements_of(host, user="bob")] == ["bob-1"]
+        # And the user set aside can be erased too: nothing of his is carried on.
+        assert (await host.erase("bob"))["erased"]
+        assert host.stats()["setAside"] == 0
+        assert holders(file_storage, user_traces("bob", "bob-1")) == []
+
+    run(scenario())
+
+
+def test_a_host_that_held_an_erased_user_before_the_host_count_changed_forgets_them(
+    storage_url: str,
+) -> None:
+    """TRACKER_HOSTS was raised without a clean stop: host-0 still holds some of Alice's
+    records in its log when host-1, her host now, erases her. The erasure reaches host-0
+    first (`HostActor.erase`), whose compactions then write nothing of hers back."""
+    clock = Clock()
+    storage = open_storage(storage_url)
+
+    async def scenario() -> None:
+        former = await started(storage, clock)
+        assert await former.track("alice", movement(clock, eventId="on-former")) == 1
+        host = new_host(storage, clock, name="host-1")
+        await host.start()
+        assert await host.track("alice", movement(clock, eventId="on-new")) == 1
+        await host.compact(force=True)
+        assert await former.forget("bob") is None  # nothing of his there: nothing to do
+        assert await former.forget("alice") is not None
+        assert (await host.erase("alice"))["erased"]
+        await former.compact(force=True)
+        await host.compact(force=True)
+        await former.journal.close()  # a crash
+        again = await started(storage, clock)
+        await again.compact(force=True)
+        assert holders(storage_url, user_traces("alice", "on-former", "on-new")) == []
+
+    run(scenario())
+
+
 async def still_running(task: asyncio.Task[Any], wait_s: float = 0.5) -> bool:
     """Whether `task` is still waiting after `wait_s` (it must be blocked, not slow)."""
     done, _ = await asyncio.wait({task}, timeout=wait_s)
     return not done
+
+
+def test_an_alarm_request_out_as_its_user_is_erased_is_neither_armed_after_nor_sent_again(
+    file_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host actor's shell, without Ray: the scheduler and the aggregator are reached
+    through `_to_named`, here a stand-in whose alarm shipment hangs, then fails. The erasure
+    waits for that shipment before it erases the alarm, and the failed shipment does not put
+    the erased user's request back for the next one."""
+    from tracker import actors
+    from tracker.config import Config
+
+    monkeypatch.setattr(actors, "tune_collector", lambda: None)  # not in the test process
+    clock = Clock()
+    calls: list[str] = []
+    shipping = asyncio.Event()
+    release = asyncio.Event()
+
+    async def to_named(name: str, method: str, *args: Any) -> None:
+        calls.append(method)
+        if method == "ensure_alarms":
+            shipping.set()
+            await release.wait()
+            raise StorageUnavailable("injected: the scheduler did not answer")
+
+    async def scenario() -> None:
+        actor = actors.HostActor("host-0", Config.from_env({}, storage=file_storage))
+        monkeypatch.setattr(actor, "_to_named", to_named)
+        assert await actor.track("alice", movement(clock, eventId="alice-1")) == 1
+        shipment = asyncio.ensure_future(actor._ship_alarm_requests())
+        await asyncio.wait_for(shipping.wait(), 10)
+        erasure = asyncio.ensure_future(actor.erase("alice"))
+        assert await still_running(erasure)
+        assert "erase" not in calls
+        release.set()
+        with pytest.raises(StorageUnavailable):
+            await shipment
+        assert (await erasure)["erased"]
+        assert calls.index("erase") > calls.index("ensure_alarms")
+        assert "alice" not in actor.host.alarm_requests
+        await actor.host.stop()
+
+    run(scenario())
 
 
 @pytest.mark.parametrize("writer", ["compaction", "export"])
@@ -1209,40 +1387,134 @@ def test_a_host_is_busy_for_its_journal_while_many_tracking_calls_are_in_flight(
     run(scenario())
 
 
-def test_a_chunk_that_cannot_be_written_fails_the_compaction_but_not_the_others(
-    file_storage: str,
+class LogKept(FileStorage):
+    """Files whose log segments cannot be deleted while `keep_log` is set: a compaction
+    cannot truncate its log."""
+
+    keep_log = False
+
+    async def delete(self, keys: list[str]) -> None:
+        if self.keep_log and any(key.startswith("journals/") for key in keys):
+            raise StorageUnavailable("injected outage deleting the log")
+        await super().delete(keys)
+
+
+def log_bytes(stored: dict[str, bytes]) -> bytes:
+    return b"".join(data for key, data in stored.items() if key.startswith("journals/"))
+
+
+@pytest.mark.parametrize("fault", ["unwritable", "corrupt"])
+def test_one_users_lasting_flush_error_sets_them_aside_and_the_others_are_compacted(
+    file_storage: str, fault: str
 ) -> None:
-    """The chunks of a compaction are written together: one user's failing (a file stands
-    where their history's folder goes) leaves the others written, the log untruncated, and
-    the next compaction writes it; nothing is lost or written twice."""
+    """Bob's history cannot be written (a file stands where his folder goes, or a corrupt
+    object holds his next chunk's number): he is set aside, reported, and his records are
+    carried in the log, while the others are compacted, truncated and passivated. A crash
+    meanwhile loses nothing, and the host starts all the same (with a corrupt chunk, his
+    history cannot even be read: his calls fail, no one else's). The compaction after the
+    repair stores his events."""
     clock = Clock()
     storage = open_storage(file_storage)
     assert isinstance(storage, FileStorage)
-    blocker = Path(storage.path(f"{user_key('bob')}/chunks"))
+    chunks = Path(storage.path(f"{user_key('bob')}/chunks"))
+    corrupt = chunks / f"{2:012d}"
+    users = ("alice", "bob", "carol")
+
+    async def scenario() -> None:
+        host = await started(storage, clock, passivate_after_ms=MINUTE)
+        for user in users:
+            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-1")) == 1
+        if fault == "unwritable":
+            chunks.parent.mkdir(parents=True)
+            chunks.write_bytes(b"")
+        else:
+            await host.compact(force=True)  # everyone's first chunk
+            corrupt.write_bytes(b"not a chunk")
+        for user in users:
+            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-2")) == 1
+        assert await host.track("bob", movement(clock, user="bob")) == 1  # no eventId
+        bob = ["bob-1", "bob-2", None]
+        clock.advance(2 * MINUTE)
+        assert await host.compact(force=True) == 2  # alice and carol passivated
+        assert set(host.slots) == {"bob"}
+        stats = host.stats()
+        assert stats["setAside"] == 1 and list(stats["setAsideUsers"]) == [user_key("bob")]
+        log = log_bytes(await everything(storage))
+        assert b"alice-" not in log and b"carol-" not in log  # truncated
+        assert b"bob-2" in log  # carried (and bob-1, unless it made the first chunk)
+        assert (b"bob-1" in log) is (fault == "unwritable")
+        with pytest.raises(StorageUnavailable):
+            await host.export("bob")  # would miss what cannot be written
+
+        await host.journal.close()  # a crash while bob is set aside
+        host = await started(storage, clock)
+        assert host.stats()["setAside"] == 1
+        assert [m["eventId"] for m in await movements_of(host)] == ["alice-1", "alice-2"]
+        assert await host.track("carol", movement(clock, user="carol", eventId="carol-3")) == 1
+        if fault == "unwritable":
+            assert [m.get("eventId") for m in await movements_of(host, user="bob")] == bob
+            assert await host.track("bob", movement(clock, user="bob", eventId="bob-3")) == 1
+            bob.append("bob-3")
+        else:
+            with pytest.raises(StorageUnavailable):  # his history cannot be read
+                await host.track("bob", movement(clock, user="bob", eventId="bob-3"))
+        await host.compact(force=True)
+        assert host.stats()["setAside"] == 1
+
+        if fault == "unwritable":  # the operator's repair
+            chunks.unlink()
+        else:
+            corrupt.unlink()
+        await host.compact(force=True)
+        assert host.stats()["setAside"] == 0 and host.stats()["setAsideUsers"] == {}
+        assert b"bob-" not in log_bytes(await everything(storage))
+        await host.journal.close()  # a crash: only what storage holds comes back
+        again = await started(open_storage(file_storage), clock)
+        lines = await again.export("bob")
+        assert [x.get("eventId") for x in lines if x["type"] == "movement"] == bob
+        for user, last in (("alice", 2), ("carol", 3)):
+            expected = [f"{user}-{i}" for i in range(1, last + 1)]
+            assert [m["eventId"] for m in await movements_of(again, user=user)] == expected
+        await again.stop()
+
+    run(scenario())
+
+
+def test_carried_records_replay_once_when_a_crash_comes_before_the_truncation(
+    file_storage: str,
+) -> None:
+    """A compaction carries a set-aside user's records into the log, then cannot truncate it:
+    the log holds them twice (where they were committed, and carried). A restart applies
+    them once, in the order they were committed."""
+    clock = Clock()
+
+    storage = LogKept(file_storage)
+    chunks = Path(storage.path(f"{user_key('bob')}/chunks"))
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        for user in ("alice", "bob", "carol"):
-            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-1")) == 1
-        blocker.parent.mkdir(parents=True)
-        blocker.write_bytes(b"")
+        await host.create_session("bob", "s1", {"userAgent": "pytest"})
+        for _ in range(3):
+            assert await host.track("bob", movement(clock, user="bob")) == 1  # no eventIds
+        assert await host.track("alice", movement(clock, eventId="a1")) == 1
+        chunks.parent.mkdir(parents=True)
+        chunks.write_bytes(b"")
+        storage.keep_log = True
         with pytest.raises(StorageUnavailable):
             await host.compact(force=True)
-        chunks = [i.key for i in await storage.list_objects("users") if "/chunks/" in i.key]
-        assert sorted(k.split("/chunks/")[0] for k in chunks) == sorted(
-            user_key(u) for u in ("alice", "carol")
-        )
-        assert host.journal.bytes_since_truncate > 0  # bob's event is only in the log
-        blocker.unlink()
-        assert await host.track("alice", movement(clock, eventId="alice-2")) == 1
-        await host.compact(force=True)
-        await host.journal.close()  # a crash: nothing more is written
+        await host.journal.close()  # a crash
+        storage.keep_log = False
+        chunks.unlink()
         again = await started(storage, clock)
-        assert [m["eventId"] for m in await movements_of(again)] == ["alice-1", "alice-2"]
-        for user in ("bob", "carol"):
-            assert [m["eventId"] for m in await movements_of(again, user=user)] == [f"{user}-1"]
-        assert len(await storage.list_objects(f"{user_key('alice')}/chunks")) == 2
-        await again.stop()
+        assert again.stats()["setAside"] == 0
+        assert len(await movements_of(again, user="bob")) == 3
+        await again.journal.close()
+        third = await started(storage, clock)
+        assert len(await movements_of(third, user="bob")) == 3
+        lines = await third.export("bob")
+        assert len([x for x in lines if x["type"] == "movement"]) == 3
+        assert [m["eventId"] for m in await movements_of(third)] == ["a1"]
+        await third.stop()
 
     run(scenario())
 

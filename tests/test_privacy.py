@@ -8,7 +8,6 @@ the session's Ray, with local-file storage this module reads byte by byte.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -24,13 +23,15 @@ import httpx
 import pytest
 import ray
 from browser_support import serve_asgi
-from conftest import file_url, wait_for
+from conftest import file_url, holders, user_traces, wait_for
 
 from tracker.analytics import user_key as analytics_key
 from tracker.api import Tracker, connect, shutdown
 from tracker.config import Config
+from tracker.errors import UnknownSession
 from tracker.host import user_key
 from tracker.ingress import build_app
+from tracker.placement import shard_of
 from tracker.storage import local_root
 
 ADMIN = "privacy-admin-token-0123456789abcdef"
@@ -115,28 +116,9 @@ def visit(
         assert response.status_code == 200, response.text
 
 
-def stored(root: Path) -> dict[str, bytes]:
-    """Every file under the data directory (hidden ones too), by relative path."""
-    found: dict[str, bytes] = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(dirpath) / name
-            found[path.relative_to(root).as_posix()] = path.read_bytes()
-    return found
-
-
 def traces(user: str) -> list[bytes]:
     """What would name the user in storage: the ID, the folder hash, the analytics hash."""
-    folder = hashlib.sha256(user.encode()).hexdigest()
-    return [user.encode(), folder.encode(), analytics_key(user).to_bytes(8, "big")]
-
-
-def holders(root: Path, needles: list[bytes]) -> list[str]:
-    return [
-        key
-        for key, data in stored(root).items()
-        if any(n in data or n in key.encode() for n in needles)
-    ]
+    return user_traces(user, analytics_key(user).to_bytes(8, "big"))
 
 
 def export_lines(client: httpx.Client, url: str, user: str) -> list[dict[str, Any]]:
@@ -224,6 +206,47 @@ def test_tracker_erase_on_the_command_line_erases_the_user(rig: Rig) -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1])["erased"] is True
     assert holders(rig.root, traces(user)) == []
     assert ray.get(rig.tracker.scheduler.get_alarm.remote(user)) is None
+
+
+def test_erasure_in_the_per_user_placement_leaves_no_journal_named_by_the_user(
+    make_tracker: Any, tmp_path: Path
+) -> None:
+    """The user's own host has a journal named by their hash (`journals/hosts/user-<hash>/`,
+    its epochs and start segment): the erasure deletes it as the host stops for good. A read
+    afterwards starts the host again, which claims a journal; idle, it leaves, and takes the
+    journal with it, since the user has nothing stored."""
+    storage = file_url(tmp_path / "data")
+    t = make_tracker(
+        storage=storage, placement="per-user", passivate_after_s=0.5, compact_interval_s=0.5
+    )
+    user = str(uuid.uuid4())
+    handle = t.user(user)
+    ray.get(handle.create_session.remote("s1", {"userAgent": "pytest"}))
+    assert ray.get(handle.track_many.remote([movement(user, i) for i in range(5)])) == 5
+    assert holders(storage, user_traces(user))
+    assert ray.get(handle.erase.remote())["erased"] is True
+    assert holders(storage, user_traces(user, *(f"{user[:8]}-{i}" for i in range(5)))) == []
+    with pytest.raises(UnknownSession):
+        ray.get(handle.get_session.remote("s1"))
+    wait_for(lambda: holders(storage, user_traces(user)) == [], timeout_s=60, interval_s=0.2)
+
+
+def test_erasure_reaches_the_host_that_held_the_user_before_the_host_count_was_raised(
+    make_tracker: Any, tmp_path: Path
+) -> None:
+    """`TRACKER_HOSTS` goes from 1 to 2 without a clean stop: host-0 still holds the user's
+    first events in its log when host-1, their host now, erases them. Without the erasure
+    reaching host-0, its next compaction would write those events back."""
+    storage = file_url(tmp_path / "data")
+    before = make_tracker(storage=storage, hosts=1)
+    user = next(u for u in (str(uuid.uuid4()) for _ in range(100)) if shard_of(u, 2) == 1)
+    assert ray.get(before.user(user).track_many.remote([movement(user, i) for i in range(3)])) == 3
+    after = make_tracker(storage=storage, hosts=2, namespace=before.config.namespace)
+    handle = after.user(user)
+    assert ray.get(handle.track_many.remote([movement(user, i) for i in range(3, 6)])) == 3
+    assert ray.get(handle.erase.remote())["erased"] is True
+    after.flush()  # both hosts compact
+    assert holders(storage, user_traces(user, *(f"{user[:8]}-{i}" for i in range(6)))) == []
 
 
 # -- export ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import S3_BUCKET, free_port, record_folder_syncs
+from conftest import S3_BUCKET, free_port, record_folder_syncs, stored_items
 
 from tracker import storage as storage_module
 from tracker.errors import Fenced, StorageUnavailable
@@ -261,6 +261,28 @@ def test_unsafe_keys_are_refused(storage: Storage, key: str) -> None:
             await storage.put(key, b"x")
         with pytest.raises(ValueError):
             await storage.get(key)
+
+    run(scenario())
+
+
+def test_delete_folder_deletes_everything_under_it_and_nothing_beside_it(
+    storage_url: str,
+) -> None:
+    """On files that includes what a crash left (the hidden temporary file of an interrupted
+    write) and the emptied folders, up to the first one still holding something."""
+    storage = open_storage(storage_url)
+
+    async def scenario() -> None:
+        for key in ("users/ab/cd/chunks/1", "users/ab/cd/snapshot", "users/ab/ef/snapshot"):
+            await storage.put(key, key.encode())
+        if isinstance(storage, FileStorage):
+            folder = Path(storage.path("users/ab/cd/chunks"))
+            (folder / ".tmp-0123456789abcdef").write_bytes(b"users/ab/cd/chunks/2")
+        assert await storage.delete_folder("users/ab/cd") == 2
+        assert [i.key for i in await storage.list_objects("users")] == ["users/ab/ef/snapshot"]
+        assert await storage.delete_folder("users/ab/cd") == 0  # nothing left: fine
+        names = [name for name in stored_items(storage_url) if "ab/cd" in name]
+        assert names == []
 
     run(scenario())
 

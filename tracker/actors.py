@@ -24,7 +24,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from tracker import codec
 from tracker.analytics import SiteStats
 from tracker.config import Config
-from tracker.errors import Fenced, InvalidInput, StorageUnavailable
+from tracker.errors import Fenced, HostRetired, InvalidInput, StorageUnavailable
 from tracker.host import HostSettings, NewSession, UserHost, drain, orphaned_hosts, wall_clock_ms
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
@@ -33,6 +33,7 @@ from tracker.placement import (
     ROUTER_NAME,
     SCHEDULER_NAME,
     host_name,
+    sharded_host_names,
 )
 from tracker.scheduler import AlarmScheduler
 from tracker.schema import Observed
@@ -122,9 +123,20 @@ class HostActor:
         self._ready = _Started(self._start)
         self._tickers: list[asyncio.Task[None]] = []
         self._handles: dict[str, ActorHandle[Any]] = {}
+        # One shipment of alarm requests at a time, and the users being erased: a shipment
+        # that fails does not put their requests back (the scheduler would arm their alarm
+        # after its erasure).
+        self._shipping_alarms = asyncio.Lock()
+        self._erasing: set[str] = set()
+        # Per-user placement: the user this host is for (from the calls), and whether it is
+        # stopping or has stopped for good (its calls then go to the user's next host).
+        self.user_id: str | None = None
+        self.leaving = False
+        self.retired = False
+        self._left = asyncio.Event()
 
     async def _to_named(self, name: str, method: str, *args: Any) -> Any:
-        """Call a method of the scheduler or the aggregator.
+        """Call a method of the scheduler, the aggregator or another host.
 
         Their handles are looked up once (`ray.get_actor` blocks the event loop for a call to
         Ray's control store) and stay valid across restarts; a failed call forgets the handle,
@@ -192,13 +204,32 @@ class HostActor:
                 log.warning("host %s: %s failed: %s", self.name, step.__name__.strip("_"), exc)
 
     async def _compact(self) -> None:
+        if self.retired:
+            self._exit()
+            return
         await self.host.compact()
         if self.per_user and self.host.started and not self.host.slots and not self.host.busy():
             # Idle: leave (without a restart by Ray) once everything is shipped and compacted
             # to storage; `tick` raises if any of it failed, and the next round tries again.
             await self.tick()
-            await self.host.stop()
-            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+            await self._leave()
+            self._exit()
+
+    async def _leave(self) -> None:
+        """Per-user placement: stop for good. Compact and close the journal, and delete it
+        when its user has nothing stored (erased, or never stored anything): its name is
+        made from their ID. Calls from now on are answered `HostRetired`."""
+        self.leaving = True
+        await self.host.stop()
+        try:
+            if self.user_id is not None:
+                await self.host.drop_journal(self.user_id)
+        finally:
+            self.retired = True
+            self._left.set()
+
+    def _exit(self) -> None:
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def tick(self) -> None:
         """Ship analytics and alarm requests and compact, once each, now.
@@ -224,18 +255,33 @@ class HostActor:
         await self._to_named(AGGREGATOR_NAME, "merge", wire)
 
     async def _ship_alarm_requests(self) -> None:
-        requests = self.host.take_alarm_requests()
-        if not requests:
-            return
-        try:
-            await self._to_named(SCHEDULER_NAME, "ensure_alarms", requests)
-        except Exception:
-            self.host.alarm_requests.update(requests)
-            raise
+        async with self._shipping_alarms:
+            requests = self.host.take_alarm_requests()
+            if not requests:
+                return
+            try:
+                await self._to_named(SCHEDULER_NAME, "ensure_alarms", requests)
+            except Exception:
+                for user_id in self._erasing:
+                    requests.pop(user_id, None)
+                self.host.alarm_requests.update(requests)
+                raise
 
     async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         await self._ready.wait()
-        return await method(*args)
+        if self.per_user and args and isinstance(args[0], str):
+            self.user_id = args[0]
+        if self.retired:
+            raise HostRetired(f"host {self.name} has stopped; call the user's host again")
+        try:
+            return await method(*args)
+        except StorageUnavailable:
+            if not self.leaving:
+                raise
+        # Its journal closed under the call. Answered once the host has left (an erasure
+        # leaving has answered then): the caller ends this actor, and calls again.
+        await self._left.wait()
+        raise HostRetired(f"host {self.name} stopped; call the user's host again")
 
     async def ready(self) -> str:
         await self._ready.wait()
@@ -282,11 +328,30 @@ class HostActor:
         return await self._call(self.host.export, user_id)
 
     async def erase(self, user_id: str) -> dict[str, Any]:
-        result = await self._call(self.host.erase, user_id)
-        await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
+        """Erase the user everywhere: on the hosts that held them before `TRACKER_HOSTS`
+        changed (first: they could write their records back), here, in the scheduler and in
+        the aggregator. A per-user host then stops for good, taking its journal with it."""
+        if not self.per_user:
+            others = [name for name in sharded_host_names(self.config) if name != self.name]
+            await asyncio.gather(*(self._to_named(n, "forget", user_id) for n in others))
+        self._erasing.add(user_id)
+        try:
+            result = await self._call(self.host.erase, user_id)
+            await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
+            async with self._shipping_alarms:  # and an alarm request out: erased after it
+                pass
+        finally:
+            self._erasing.discard(user_id)
         await self._to_named(SCHEDULER_NAME, "erase", user_id)
         await self._to_named(AGGREGATOR_NAME, "forget_user", user_id)
+        if self.per_user:
+            await self._leave()
         return result
+
+    async def forget(self, user_id: str) -> dict[str, Any] | None:
+        """Erase what this host holds of a user who now lives on another host (see
+        `UserHost.forget`); called by that host's `erase`."""
+        return await self._call(self.host.forget, user_id)
 
     async def alarm(self, user_id: str) -> int | None:
         return await self._call(self.host.alarm, user_id)
@@ -511,7 +576,12 @@ class PerUserRoutes:
                 return await getattr(handle, method).remote(user_id, *args)
             except (ActorDiedError, ActorUnavailableError):
                 self._handles.pop(user_id, None)
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            except HostRetired:
+                # Stopped for good and leaving: end it now, so that a new one takes the call.
+                self._handles.pop(user_id, None)
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
         raise StorageUnavailable(f"the tracker of {user_id!r} did not come back")
 
     def _handle(self, user_id: str) -> ActorHandle[Any]:

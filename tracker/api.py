@@ -149,7 +149,8 @@ class Tracker:
         ray.get([h.flush.remote() for h in self.hosts.values()])
 
     def status(self) -> dict[str, Any]:
-        """Hosts, users in memory, pending alarms."""
+        """Hosts, users in memory, users set aside (their history cannot be written: see each
+        host's `setAsideUsers`), pending alarms."""
         hosts: list[dict[str, Any]] = ray.get([h.stats.remote() for h in self.hosts.values()])
         ref: Any = self.scheduler.stats.remote()
         scheduler: dict[str, Any] = ray.get(ref)
@@ -158,6 +159,7 @@ class Tracker:
             "storage": self.config.storage,
             "hosts": list(hosts),
             "activeUsers": sum(h["activeUsers"] for h in hosts),
+            "setAsideUsers": sum(h["setAside"] for h in hosts),
             "pendingAlarms": scheduler["pendingAlarms"],
             "scheduler": scheduler,
         }

@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     erase = sub.add_parser("erase", help="erase all of a user's data")
     erase.add_argument("user_id")
-    sub.add_parser("status", help="hosts, users in memory, pending alarms")
+    sub.add_parser("status", help="hosts, users in memory and set aside, pending alarms")
     return p
 
 

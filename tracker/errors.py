@@ -92,6 +92,11 @@ class HostBusy(StorageUnavailable):
     """Too many requests wait for this user's host already; this one was not sent (HTTP 503)."""
 
 
+class HostRetired(StorageUnavailable):
+    """This host has stopped for good (per-user placement: its user was erased, or it idled
+    out); the call is to be made again, to the user's next host."""
+
+
 class Fenced(StorageUnavailable):
     """A newer incarnation of this host owns its storage; this one may no longer write."""
 

@@ -15,7 +15,9 @@ thin shell). It keeps many users' `UserTracker`s in memory, Orleans/Durable Obje
   records are appended to their own history as one chunk (`users/<key>/chunks/<n>`,
   create-only), a snapshot of the live state is written when the history since the last one
   outgrows it, and the log segments are deleted. Host recovery thus replays a bounded log, and
-  user activation reads a snapshot plus a bounded number of chunks.
+  user activation reads a snapshot plus a bounded number of chunks. A user whose chunk cannot
+  be written is set aside: their records are carried into the log again (`CARRY`), and the
+  others are compacted as usual.
 - **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
 
 Records carry the log position they were committed at; a user's chunks remember the highest
@@ -65,6 +67,12 @@ NowMs = Callable[[], int]
 # A host's journal is called `hosts/<host name>`.
 HOSTS = "hosts"
 JOURNALS = journal_prefix(HOSTS)
+# A log record holding a set-aside user's records, carried past a truncation:
+# `["carry", user_id, now_ms, [[position, record], ...]]`, each at the position it was
+# committed at.
+CARRY = "carry"
+# Set-aside users a host's stats name (by storage folder), at most.
+SET_ASIDE_SHOWN = 100
 # A compaction writes the users' chunks (and then snapshots) this many users at a time, with
 # this many groups in flight: on files a group is one thread hop (`storage.put_all`).
 FLUSH_GROUP = 32
@@ -153,6 +161,10 @@ class UserSlot:
         self.stale = True
 
 
+# Users whose writes failed in a flush, with the error.
+Failures = list[tuple[UserSlot, Exception]]
+
+
 @dataclass(frozen=True, eq=False)
 class _Chunk:
     """A user's next history chunk, encoded: the records it holds and what they apply."""
@@ -204,6 +216,14 @@ class UserHost:
         self._compacting = asyncio.Lock()
         self._last_compaction_ms = 0
         self.compactions = 0  # compactions completed since this host started
+        # Users whose history chunk could not be written (a lasting error of theirs: a corrupt
+        # chunk, a folder that cannot be written), and why: their records are carried in the
+        # log from one compaction to the next, which tries them again, while everyone else's
+        # are compacted and truncated as usual.
+        self.set_aside: dict[str, str] = {}
+        # Of those, users whose history could not even be read when this host started: their
+        # slot holds only their records from the log (`_unread_user`), and why.
+        self._unread: dict[str, Exception] = {}
         self.started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -215,31 +235,74 @@ class UserHost:
         are dropped, or their records not yet compacted would be applied (and stored) twice.
         """
         self.slots.clear()
+        self.set_aside = {}
         replay = await self.journal.open()
-        for position, records in replay:
-            for record in records:
-                await self._replay(position, record)
-        await self._flush_users(list(self.slots.values()), upto=None)
-        await self.journal.start()
+        for user_id, records in (await self._replayed(replay)).items():
+            try:
+                await self._restore(user_id, records)
+            except StorageUnavailable as exc:
+                self._unread_user(user_id, records, exc)
+        failures = await self._flush_users(list(self.slots.values()), upto=None)
+        # Users whose history cannot be written keep their records in the new epoch's log.
+        await self.journal.start(self._set_aside(failures, upto=None))
         self._last_compaction_ms = self.now_ms()
         self.started = True
 
-    async def _replay(self, position: Position, record: Record) -> None:
-        user_id = record[1]
-        if record[0] == "erase":
-            self.slots.pop(user_id, None)
-            await self._delete_user_data(user_id)
-            return
+    async def _replayed(
+        self, replay: list[tuple[Position, list[Record]]]
+    ) -> dict[str, dict[tuple[Position, int], Record]]:
+        """The log's records to apply, by user, each under its (position, rank among the
+        user's records at that position): a record carried to a later commit keeps the key
+        it had, so it is applied once, in its place, whether or not its first copy is still
+        in the log. An erasure deletes what the user had stored, and drops their records
+        logged before it."""
+        pending: dict[str, dict[tuple[Position, int], Record]] = {}
+        for position, records in replay:
+            ranks: dict[str, int] = {}
+            for record in records:
+                op, user_id = record[0], record[1]
+                if op == "erase":
+                    pending.pop(user_id, None)
+                    await self._delete_user_data(user_id)
+                elif op == CARRY:
+                    mine = pending.setdefault(user_id, {})
+                    counts: dict[Position, int] = {}
+                    for (epoch, seq), held in record[3]:
+                        rank = counts.get((epoch, seq), 0)
+                        counts[(epoch, seq)] = rank + 1
+                        mine.setdefault(((epoch, seq), rank), held)
+                else:
+                    rank = ranks.get(user_id, 0)
+                    ranks[user_id] = rank + 1
+                    pending.setdefault(user_id, {})[(position, rank)] = record
+        return pending
+
+    def _unread_user(
+        self, user_id: str, records: dict[tuple[Position, int], Record], error: Exception
+    ) -> None:
+        """A replayed user whose history cannot be read (a corrupt object in it): their
+        records wait in a slot to be reloaded (their next call, or a compaction, tries again,
+        and applies them on top of what was read), set aside meanwhile."""
+        slot = UserSlot(UserTracker(user_id, self.settings.limits))
+        slot.committed = [(key[0], records[key]) for key in sorted(records)]
+        slot.stale = True
+        self.slots[user_id] = slot
+        self._unread[user_id] = error
+
+    async def _restore(self, user_id: str, records: dict[tuple[Position, int], Record]) -> None:
+        """Apply a user's replayed records that their history does not hold yet, in order."""
         slot = await self._slot(user_id)
         applied = slot.applied.get(self.name)
-        if applied is not None and position <= applied:
-            return
-        # Not counted in the analytics again: the incarnation that committed it counted it,
-        # and ships its counts about once a second (a crash loses the counts not shipped yet;
-        # the events themselves are all here).
-        slot.tracker.apply(record)
-        slot.committed.append((position, record))
-        if not slot.armed:
+        for key in sorted(records):
+            position = key[0]
+            if applied is not None and position <= applied:
+                continue
+            # Not counted in the analytics again: the incarnation that committed it counted
+            # it, and ships its counts about once a second (a crash loses the counts not
+            # shipped yet; the events themselves are all here).
+            slot.tracker.apply(records[key])
+            slot.committed.append((position, records[key]))
+        if slot.committed and not slot.armed:
             self._arm(user_id, slot)  # their first change may be in this log only
 
     async def stop(self) -> None:
@@ -417,7 +480,8 @@ class UserHost:
             if slot is not None and current:
                 await self._settled(slot)
                 await self.journal.check_fence()  # as for compaction: a zombie moves nothing
-                await self._flush_users([slot], upto=None)
+                for _slot, error in await self._flush_users([slot], upto=None):
+                    raise error
             _, _, chunks = await read_tail(
                 self.storage, None, f"{user_key(user_id)}/chunks", lambda _data, listed: listed
             )
@@ -443,18 +507,51 @@ class UserHost:
             await self._append(["erase", user_id, self.now_ms(), None])
             self.slots.pop(user_id, None)
             self.alarm_requests.pop(user_id, None)
+            self.set_aside.pop(user_id, None)
+            self._unread.pop(user_id, None)
             # Writes of the user's data under way land first, then everything is deleted: a
             # compaction's chunk or snapshot, an export's flush, an alarm's snapshot. (Those
             # starting from now on find the user gone and write nothing.)
             await self._writes_done(user_id)
             async with self._compacting:
                 deleted = await self._delete_user_data(user_id)
-            # The log may still hold the user's earlier records: compact it away now.
-            await self.compact(force=True)
+            # The log may still hold the user's earlier records: compact it away now. Until
+            # that succeeds the erasure is not complete (its record in the log deletes the
+            # user's data again if the host restarts meanwhile).
+            try:
+                await self.compact(force=True)
+            except StorageUnavailable as exc:
+                raise type(exc)(
+                    f"erasing user {user_id!r}: their stored objects were deleted, but this "
+                    f"host's log, which still holds their earlier records, could not be "
+                    f"compacted ({exc}); erase again"
+                ) from exc
         finally:
             del self._erasing[user_id]
             done.set()
         return {"userId": user_id, "erased": True, "objectsDeleted": deleted}
+
+    async def forget(self, user_id: str) -> dict[str, Any] | None:
+        """Erase the user if this host holds any of their records (in memory, so in its log
+        too): it held them before `TRACKER_HOSTS` changed, and its next compaction would
+        write them back into the history of a user their new host erased. Returns the
+        erasure's result, or None when there was nothing here to forget."""
+        if user_id in self.slots or user_id in self._loading or user_id in self._erasing:
+            return await self.erase(user_id)
+        return None
+
+    async def drop_journal(self, user_id: str) -> bool:
+        """After `stop`, on the host of one user (per-user placement): delete this host's
+        journal whole when nothing needs it, its log holding no commits and the user nothing
+        stored. Its name is made from the user's ID, and must not outlive their data.
+        Returns whether it was deleted."""
+        logged = await self.storage.list_objects(f"{self.journal.prefix}/{LOG}")
+        if any(holds_commits(info.key) for info in logged):
+            return False
+        if await self.storage.list_objects(user_key(user_id)):
+            return False
+        await self.storage.delete_folder(self.journal.prefix)
+        return True
 
     @contextlib.asynccontextmanager
     async def _using(self, user_id: str, slot: UserSlot | None) -> AsyncIterator[bool]:
@@ -602,6 +699,7 @@ class UserHost:
                     slot.committed.append((position, record))
         slot.last_access_ms = self.now_ms()
         self.slots[user_id] = slot
+        self._unread.pop(user_id, None)
         # A user with nothing stored gets an alarm with their first change, not on a mere
         # look-up: an erased user's ID must not be written anywhere again by a read.
         if not slot.tracker.is_empty():
@@ -634,9 +732,17 @@ class UserHost:
         # A zombie (an older incarnation still running) must not move records around: its
         # commits are refused already, and so is this.
         await self.journal.check_fence()
+        for user_id in list(self._unread):  # repaired, perhaps: read them again
+            with contextlib.suppress(StorageUnavailable):
+                await self._slot(user_id)
         async with self._compacting:
             upto = await self.journal.rotate()
-            await self._flush_users(list(self.slots.values()), upto=upto)
+            failures = await self._flush_users(list(self.slots.values()), upto=upto)
+            # Appended in the step that decides them: an erasure starting later logs its
+            # record after these, so that a replay drops what they carry.
+            carried = [self.journal.append(r) for r in self._set_aside(failures, upto)]
+            if carried:
+                await asyncio.gather(*carried)
             await self.journal.truncate(upto)
             self._last_compaction_ms = self.now_ms()
             self.compactions += 1
@@ -656,24 +762,62 @@ class UserHost:
             del self.slots[user_id]
         return len(idle)
 
-    async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> None:
+    def _set_aside(self, failures: Failures, upto: Position | None) -> list[Record]:
+        """Set aside the users whose chunk failed and who still hold records up to `upto`
+        (not those erased meanwhile); return the records that carry theirs into the log.
+
+        Their records stay in memory at the positions they were committed at, and are
+        flushed again by each compaction: the first that writes them ends the set-aside."""
+        carried: list[Record] = []
+        aside: dict[str, str] = {}
+        for slot, error in failures:
+            user_id = slot.tracker.user_id
+            current = self.slots.get(user_id)  # the slot reloaded meanwhile, if it was
+            held = [] if current is None or user_id in self._erasing else current.committed
+            taken = [(p, r) for p, r in held if upto is None or p <= upto]
+            if not taken:  # only their snapshot failed: their records are in a chunk
+                log.warning("host %s: %s: %s", self.name, user_key(user_id), error)
+                continue
+            aside[user_id] = str(error)
+            if user_id not in self.set_aside:
+                log.warning(
+                    "host %s: set aside %s, whose records stay in the log: %s",
+                    self.name,
+                    user_key(user_id),
+                    error,
+                )
+            carried.append([CARRY, user_id, self.now_ms(), [[list(p), r] for p, r in taken]])
+        self.set_aside = aside
+        return carried
+
+    async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> Failures:
         """Write each user's committed records (up to `upto`) as their next history chunk,
         then their snapshot if one is due: `FLUSH_GROUP` users at a time, `FLUSH_GROUPS`
-        groups in flight. The first error is raised once every user was tried."""
-        pending = [slot for slot in slots if slot.committed]
+        groups in flight. Returns the users whose writes failed, with the error."""
+        # A user whose history could not be read is not written to blind.
+        unread = self._unread
+        failures: Failures = [
+            (slot, unread[slot.tracker.user_id]) for slot in slots if slot.tracker.user_id in unread
+        ]
+        pending = [s for s in slots if s.committed and s.tracker.user_id not in unread]
         semaphore = asyncio.Semaphore(FLUSH_GROUPS)
 
-        async def flush(group: list[UserSlot]) -> None:
+        async def flush(group: list[UserSlot]) -> Failures:
             async with semaphore:
-                await self._flush_group(group, upto)
+                return await self._flush_group(group, upto)
 
         groups = [pending[at : at + FLUSH_GROUP] for at in range(0, len(pending), FLUSH_GROUP)]
         results = await asyncio.gather(*(flush(g) for g in groups), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+        for group, result in zip(groups, results, strict=True):
+            if isinstance(result, Exception):
+                failures.extend((slot, result) for slot in group)
+            elif isinstance(result, BaseException):  # cancelled: not a write's outcome
+                raise result
+            else:
+                failures.extend(result)
+        return failures
 
-    async def _flush_group(self, slots: list[UserSlot], upto: Position | None) -> None:
+    async def _flush_group(self, slots: list[UserSlot], upto: Position | None) -> Failures:
         """A group of users' chunks, then their snapshots that are due, each kind written
         together (`put_all`: one thread hop on files). Encoded a group at a time, so a
         compaction holds a copy of a group's histories, not of every user's; and a user's
@@ -686,14 +830,14 @@ class UserHost:
             if (taken := [(p, r) for p, r in slot.committed if upto is None or p <= upto])
         ]
         written = await put_all(self.storage, [Put(c.key, c.data, if_absent=True) for c in chunks])
-        errors: list[BaseException] = []
+        failures: Failures = []
         contested: list[UserSlot] = []
         done: list[_Chunk] = []
         for chunk, result in zip(chunks, written, strict=True):
             if isinstance(result, ObjectExists):
                 contested.append(chunk.slot)
             elif isinstance(result, Exception):
-                errors.append(result)
+                failures.append((chunk.slot, result))
             else:
                 self._chunk_written(chunk)
                 done.append(chunk)
@@ -704,13 +848,15 @@ class UserHost:
             try:
                 self._snapshot_written(chunk.slot, put, chunk.number, outcome)
             except Exception as exc:
-                errors.append(exc)
+                failures.append((chunk.slot, exc))
         alone = [self._flush_user(slot, upto, contested=True) for slot in contested]
-        for failure in await asyncio.gather(*alone, return_exceptions=True):
-            if isinstance(failure, BaseException):
-                errors.append(failure)
-        if errors:
-            raise errors[0]
+        outcomes = await asyncio.gather(*alone, return_exceptions=True)
+        for slot, failure in zip(contested, outcomes, strict=True):
+            if isinstance(failure, Exception):
+                failures.append((slot, failure))
+            elif isinstance(failure, BaseException):
+                raise failure
+        return failures
 
     async def _flush_user(
         self, slot: UserSlot, upto: Position | None, *, contested: bool = False
@@ -867,9 +1013,7 @@ class UserHost:
         return len(infos) - len(doomed)
 
     async def _delete_user_data(self, user_id: str) -> int:
-        infos = await self.storage.list_objects(user_key(user_id))
-        await self.storage.delete([i.key for i in infos])
-        return len(infos)
+        return await self.storage.delete_folder(user_key(user_id))
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -890,6 +1034,12 @@ class UserHost:
             "logBytes": self.journal.bytes_since_truncate,
             "compactions": self.compactions,
             "fenced": self.journal.fenced,
+            # Named by storage folder (a hash of the ID), as an operator repairs them there.
+            "setAside": len(self.set_aside),
+            "setAsideUsers": {
+                user_key(user_id): error
+                for user_id, error in sorted(self.set_aside.items())[:SET_ASIDE_SHOWN]
+            },
         }
 
 

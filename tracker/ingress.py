@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from ray.exceptions import RayError
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.middleware import Middleware
@@ -52,6 +53,9 @@ from tracker.metrics import Metrics
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
 
 log = logging.getLogger(__name__)
+# How long `/metrics` waits for the hosts' own figures: a host that does not answer must not
+# hold a scrape (Prometheus gives one 10 s by default); the gauges then keep their last values.
+HOST_STATS_TIMEOUT_S = 2.0
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
@@ -709,6 +713,12 @@ class Ingress:
         return JSONResponse({"status": "ok"})
 
     async def metrics_text(self, request: Request) -> Response:
+        hosts = [h.stats.remote() for h in self.tracker.hosts.values()]
+        try:
+            async with asyncio.timeout(HOST_STATS_TIMEOUT_S):
+                self.metrics.observe_hosts(await asyncio.gather(*hosts))
+        except (TimeoutError, RayError) as exc:  # the replica's own figures are still worth it
+            log.warning("metrics: the hosts' figures are not current: %r", exc)
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(self, request: Request) -> Response:

@@ -151,8 +151,15 @@ class Journal:
             stored.last = (epoch, first + len(payloads) - 1)
         return replay
 
-    async def start(self) -> None:
-        """After replay and compaction: drop the old segments and begin accepting appends."""
+    async def start(self, carried: list[Any] | None = None) -> None:
+        """After replay and compaction: drop the old segments and begin accepting appends.
+
+        `carried`: records that the compaction could not store elsewhere, committed first
+        (at position 1 of this epoch), before the segments holding them are dropped."""
+        self.seq = 0
+        self.acked = (self.epoch, 0)
+        if carried:
+            await self._write(carried)
         await self.truncate((self.epoch, 0))
         await self.storage.put(
             self._log_key((self.epoch, 0)),
@@ -160,8 +167,6 @@ class Journal:
             if_absent=True,
         )
         await self.check_fence()
-        self.seq = 0
-        self.acked = (self.epoch, 0)
         self._task = asyncio.create_task(self._commit_loop(), name=f"journal-{self.name}")
 
     async def close(self) -> None:

@@ -6,8 +6,10 @@ A registry of this process's own (not the global one), so each app instance coun
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -44,6 +46,19 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
+
+        self.set_aside = Gauge(
+            "tracker_host_users_set_aside",
+            "Users whose history a host cannot write (kept in its log, tried again at each "
+            "compaction; `tracker status` names their storage folders), by host.",
+            ["host"],
+            registry=self.registry,
+        )
+
+    def observe_hosts(self, stats: Iterable[dict[str, Any]]) -> None:
+        """Take the hosts' figures from their stats (`UserHost.stats`)."""
+        for host in stats:
+            self.set_aside.labels(host["name"]).set(host["setAside"])
 
     def observe(self, route: str, method: str, status: int, started: float) -> None:
         # `labels()` builds and looks up its key under a lock on every call: keep the children.

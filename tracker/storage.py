@@ -73,6 +73,12 @@ class Storage(Protocol):
         """Delete these keys; missing ones are fine."""
         ...
 
+    async def delete_folder(self, prefix: str) -> int:
+        """Delete everything under the folder `prefix`, and the folder: its objects and
+        whatever interrupted writes left there. Return how many objects were deleted.
+        For erasure: no write into the folder may be under way."""
+        ...
+
 
 def open_storage(url: str) -> Storage:
     """Open the storage named by `url` (`file://...`, `s3://...`, `memory://`, ...)."""
@@ -412,6 +418,31 @@ class FileStorage:
                 fsync_dir(parent)
         self._prune(parents)
 
+    async def delete_folder(self, prefix: str) -> int:
+        return await asyncio.to_thread(self._delete_folder, prefix)
+
+    def _delete_folder(self, prefix: str) -> int:
+        objects = self._list(prefix)
+        self._delete([info.key for info in objects])
+        # What a crash left: the temporary file of a write it interrupted (hidden, so not an
+        # object, and not deleted above) holds the data, and its folder's name the user's.
+        top = Path(self.path(prefix))
+        if not top.is_dir():
+            return len(objects)
+        try:
+            for folder, _dirs, files in os.walk(top, topdown=False):
+                for name in files:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, name))
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(folder)
+            with contextlib.suppress(FileNotFoundError):  # pruned by a concurrent delete
+                fsync_dir(top.parent)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot delete {prefix}: {exc.strerror or exc}") from exc
+        self._prune({top.parent})
+        return len(objects)
+
     def _prune(self, folders: set[Path]) -> None:
         """Remove the folders a delete left empty, up to the root: a folder's name can be
         personal data too (a user's is a hash of their ID), and S3 keeps no empty folders."""
@@ -548,3 +579,9 @@ class ObstoreStorage:
             pass
         except Exception as exc:
             raise StorageUnavailable(f"cannot delete: {exc}") from exc
+
+    async def delete_folder(self, prefix: str) -> int:
+        # An object store keeps no folders, and a write that did not complete left nothing.
+        objects = await self.list_objects(prefix)
+        await self.delete([info.key for info in objects])
+        return len(objects)
