@@ -317,6 +317,65 @@ def test_a_retry_of_an_event_whose_commit_then_fails_is_refused_not_acknowledged
     run(scenario())
 
 
+def test_a_read_waiting_for_a_commit_that_fails_shows_only_what_was_stored(
+    storage: Storage,
+) -> None:
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        await host.track("alice", movement(clock, eventId="ok"))
+        wrapped.hold = lambda key: "/log/" in key
+        refused = asyncio.create_task(host.track("alice", movement(clock, eventId="refused")))
+        await wrapped.held.wait()
+        session = asyncio.create_task(host.get_session("alice", "s1"))
+        analytics = asyncio.create_task(host.analytics("alice"))
+        await asyncio.sleep(0)  # both reads run until they wait for the commit in flight
+        assert not session.done() and not analytics.done()
+        wrapped.fail = lambda key: "/log/" in key
+        wrapped.release.set()
+        with pytest.raises(StorageUnavailable):
+            await refused
+        assert [m["eventId"] for m in (await session)["movements"]] == ["ok"]
+        [listed] = (await analytics)["userSessions"]
+        assert [m["eventId"] for m in listed["movements"]] == ["ok"]
+
+    run(scenario())
+
+
+def test_a_duplicate_retry_during_a_compaction_conflict_is_acknowledged(
+    storage: Storage,
+) -> None:
+    """Another host wrote the user's next chunk, so the compaction catches up and marks the
+    user's memory stale while a retry waits for its first try's commit: that commit lands,
+    so the retry (every event already stored) is answered, not refused as unavailable."""
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        await host.track("alice", movement(clock, eventId="e0"))
+        other = await started(storage, clock, name="host-1")
+        await other.track("alice", movement(clock, eventId="elsewhere"))
+        await other.compact(force=True)  # takes alice's chunk 1
+        wrapped.hold = lambda key: "/log/" in key
+        first = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        await wrapped.held.wait()
+        retry = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        await asyncio.sleep(0)  # the retry runs until it waits for the first try's commit
+        assert not retry.done()
+        await host.compact(force=True)
+        assert host.slots["alice"].stale  # the conflict was met while the retry waited
+        wrapped.release.set()
+        assert await first == 1
+        assert await retry == 0  # a duplicate: stored by the first try
+        ids = sorted(m["eventId"] for m in await movements_of(host))
+        assert ids == ["e0", "e1", "elsewhere"]
+
+    run(scenario())
+
+
 def test_an_event_acknowledged_while_its_user_reloads_is_kept(file_storage: str) -> None:
     """A failed commit makes the user reload; a later commit in flight must survive that."""
     wrapped = Wrapped(open_storage(file_storage))

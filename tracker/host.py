@@ -116,6 +116,7 @@ class UserSlot:
         "bytes_since_snapshot",
         "committed",
         "etag",
+        "failed",
         "inflight",
         "last_access_ms",
         "last_commit",
@@ -137,9 +138,13 @@ class UserSlot:
         self.etag: str | None = None
         self.last_access_ms = 0
         self.stale = False
+        # A commit of this user failed: memory may hold what storage refused. (`stale` alone
+        # may also mean memory misses records another host stored, which refuses nothing.)
+        self.failed = False
         self.armed = False
 
-    def mark_stale(self) -> None:
+    def mark_failed(self) -> None:
+        self.failed = True
         self.stale = True
 
 
@@ -319,7 +324,7 @@ class UserHost:
             await self._settled(slot)
         else:
             await self._commit(user_id, slot, tracked.record, tracked.kept)
-        if tracked.new < count and slot.stale:
+        if tracked.new < count and slot.failed:
             # A commit of this user failed since their memory was trusted: the duplicate may
             # have been in it. A retry finds the user reloaded from storage, and stores it.
             raise StorageUnavailable(
@@ -346,13 +351,11 @@ class UserHost:
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         check_id("sessionId", session_id)
-        slot = await self._slot(user_id)
-        await self._settled(slot)
+        slot = await self._read_slot(user_id)
         return slot.tracker.get_session(session_id)
 
     async def analytics(self, user_id: str) -> dict[str, Any]:
-        slot = await self._slot(user_id)
-        await self._settled(slot)
+        slot = await self._read_slot(user_id)
         return slot.tracker.analytics(self.now_ms())
 
     async def alarm(self, user_id: str) -> int | None:
@@ -469,7 +472,7 @@ class UserHost:
         # user is reloaded before the next use). A call that found its events in memory
         # already checks this once the commits before its answer have settled.
         future = self.journal.append(
-            record, lambda position: slot.committed.append((position, record)), slot.mark_stale
+            record, lambda position: slot.committed.append((position, record)), slot.mark_failed
         )
         sessions = slot.tracker.sessions
         # Sessions the tracker held before this record: analytics count the others as new.
@@ -493,6 +496,16 @@ class UserHost:
         # Analytics count what was stored: duplicates were dropped from `kept` too.
         for session_id, movements in kept:
             self.on_track(user_id, session_id, movements, record[2], session_id in known)
+
+    async def _read_slot(self, user_id: str) -> UserSlot:
+        """The user's slot for a read, once their commit in flight has settled: one that
+        failed leaves the slot stale (its memory holds what storage refused), and the read
+        then waits for the user reloaded from storage instead."""
+        while True:
+            slot = await self._slot(user_id)
+            await self._settled(slot)
+            if not slot.stale:
+                return slot
 
     async def _settled(self, slot: UserSlot) -> None:
         """Wait for the user's commit in flight (an output gate for reads)."""
