@@ -40,6 +40,8 @@ Position = tuple[int, int]
 
 LOG = "log"
 FRAMES = ".frames"
+# Reads of the log an `open` makes at most while older incarnations keep changing it.
+OPEN_READS = 5
 
 
 def journal_prefix(name: str) -> str:
@@ -128,11 +130,30 @@ class Journal:
             except ObjectExists:
                 epoch += 1
         self.epoch = epoch
+        # An older incarnation that checked its fence before this claim may still be
+        # truncating: it copies a file's later frames to a new file, then deletes the file.
+        # A file deleted under this read may thus have moved to one not listed: the log is
+        # read until a listing after the read agrees with the one before it. (Its next
+        # truncation checks the fence first, and is refused.)
+        listed = await self._list_log()
+        for _attempt in range(OPEN_READS):
+            replay = await self._read_log(listed)
+            again = await self._list_log()
+            if [s.key for s in again] == [s.key for s in listed]:
+                self._stored = listed
+                return replay
+            listed = again
+        raise StorageUnavailable(f"journal {self.name}: the log kept changing while it was read")
+
+    async def _list_log(self) -> list[_Stored]:
         infos = await self.storage.list_objects(f"{self.prefix}/{LOG}")
-        self._stored = sorted((_Stored.parse(info.key) for info in infos), key=lambda s: s.first)
-        started = max((s.first[0] for s in self._stored if s.first[1] == 0), default=0)
+        return sorted((_Stored.parse(info.key) for info in infos), key=lambda s: s.first)
+
+    async def _read_log(self, listed: list[_Stored]) -> list[tuple[Position, list[Any]]]:
+        """The records to replay from the log files `listed` (and the last position of each)."""
+        started = max((s.first[0] for s in listed if s.first[1] == 0), default=0)
         replay: list[tuple[Position, list[Any]]] = []
-        for stored in self._stored:
+        for stored in listed:
             # Before `started`: a zombie's refused writes, deleted by `start`.
             if stored.first[0] < started or stored.first[1] == 0:
                 continue
@@ -362,7 +383,10 @@ class Journal:
         frames file holding positions on both sides of `upto` (commits that landed while the
         caller compacted) is replaced by a copy of its later frames: what was compacted must
         not stay behind them (an erased user's records, say), nor be replayed again.
+
+        Checks the fence first: a newer incarnation may be reading the files this deletes.
         """
+        await self.check_fence()
         doomed = [
             s.key
             for s in self._stored
