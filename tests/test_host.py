@@ -117,6 +117,16 @@ async def everything(storage: Storage) -> dict[str, bytes]:
     return {i.key: (await storage.get(i.key))[0] for i in await storage.list_objects("")}
 
 
+def scheduler_receiving(arrived: dict[str, int]) -> Callable[[dict[str, int]], Awaitable[None]]:
+    """A scheduler's `ensure_alarms` for `UserHost.ship_alarm_requests`: the alarm requests
+    it is sent land in `arrived`."""
+
+    async def ensure_alarms(requests: dict[str, int]) -> None:
+        arrived.update(requests)
+
+    return ensure_alarms
+
+
 @pytest.fixture
 def storage(storage_url: str) -> Storage:
     return open_storage(storage_url)
@@ -152,6 +162,7 @@ def test_a_clean_stop_leaves_an_empty_log(file_storage: str) -> None:
     async def scenario() -> None:
         host = await started(storage, clock)
         await host.track("alice", movement(clock))
+        await host.ship_alarm_requests(scheduler_receiving({}))
         await host.stop()
         segments = await storage.list_objects("journals/hosts/host-0/log")
         assert [i.key.rsplit("-", 1)[1] for i in segments] == ["000000000000"]
@@ -356,6 +367,8 @@ def test_a_duplicate_retry_during_a_compaction_conflict_is_acknowledged(
     async def scenario() -> None:
         host = await started(wrapped, clock)
         await host.track("alice", movement(clock, eventId="e0"))
+        # Shipped: the compaction, with nothing to log, then runs while a commit is held.
+        await host.ship_alarm_requests(scheduler_receiving({}))
         other = await started(storage, clock, name="host-1")
         await other.track("alice", movement(clock, eventId="elsewhere"))
         await other.compact(force=True)  # takes alice's chunk 1
@@ -793,6 +806,56 @@ def test_an_alarm_with_nothing_left_to_do_is_not_rearmed(file_storage: str) -> N
     run(scenario())
 
 
+def test_an_alarm_request_survives_a_compaction_and_crashes_before_its_shipment(
+    storage: Storage,
+) -> None:
+    """The compaction moves the user's only records out of the log; the host crashes before
+    it ships her alarm request, and so does the next incarnation: the third ships it."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock))
+        due = host.alarm_requests["alice"]
+        await host.compact(force=True)
+        await started(storage, clock)  # crashes too, before shipping anything
+        arrived: dict[str, int] = {}
+        last = await started(storage, clock)
+        await last.ship_alarm_requests(scheduler_receiving(arrived))
+        assert arrived == {"alice": due}
+
+    run(scenario())
+
+
+def test_an_alarm_request_being_shipped_during_a_compaction_survives_a_crash(
+    storage: Storage,
+) -> None:
+    """The host crashes while the scheduler has not answered the shipment yet (it may never
+    have received it)."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock))
+        shipping = asyncio.Event()
+
+        async def never_answered(requests: dict[str, int]) -> None:
+            shipping.set()
+            await asyncio.Event().wait()
+
+        shipment = asyncio.create_task(host.ship_alarm_requests(never_answered))
+        await shipping.wait()
+        assert not host.alarm_requests
+        await host.compact(force=True)
+        shipment.cancel()  # the crash
+        arrived: dict[str, int] = {}
+        again = await started(storage, clock)
+        await again.ship_alarm_requests(scheduler_receiving(arrived))
+        assert list(arrived) == ["alice"]
+
+    run(scenario())
+
+
 def test_a_snapshot_never_holds_an_event_committed_after_its_chunk(file_storage: str) -> None:
     """Compaction writes a chunk, then maybe a snapshot of the live state. An event committed
     meanwhile is in that state but after the chunk's position: a crash must not replay it twice."""
@@ -860,6 +923,8 @@ def test_compaction_never_truncates_a_commit_still_being_acknowledged(file_stora
     async def scenario() -> None:
         host = await started(wrapped, clock)
         await host.track("alice", movement(clock, eventId="first"))
+        # Shipped: the compaction, with nothing to log, then runs while a commit is held.
+        await host.ship_alarm_requests(scheduler_receiving({}))
         wrapped.slow = True
         tracked = asyncio.ensure_future(host.track("alice", movement(clock, eventId="second")))
         await checking.wait()

@@ -224,14 +224,10 @@ class HostActor:
         await self._to_named(AGGREGATOR_NAME, "merge", wire)
 
     async def _ship_alarm_requests(self) -> None:
-        requests = self.host.take_alarm_requests()
-        if not requests:
-            return
-        try:
-            await self._to_named(SCHEDULER_NAME, "ensure_alarms", requests)
-        except Exception:
-            self.host.alarm_requests.update(requests)
-            raise
+        await self.host.ship_alarm_requests(self._ensure_alarms)
+
+    async def _ensure_alarms(self, requests: dict[str, int]) -> None:
+        await self._to_named(SCHEDULER_NAME, "ensure_alarms", requests)
 
     async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         await self._ready.wait()

@@ -190,6 +190,8 @@ class UserHost:
         )
         self.slots: dict[str, UserSlot] = {}
         self.alarm_requests: dict[str, int] = {}
+        # Alarm requests handed to the scheduler, until it has answered (`ship_alarm_requests`).
+        self._alarms_shipping: list[dict[str, int]] = []
         self._loading: dict[str, asyncio.Task[UserSlot]] = {}
         # Users being erased: their other calls wait until the erasure is complete.
         self._erasing: dict[str, asyncio.Event] = {}
@@ -215,14 +217,20 @@ class UserHost:
             for record in records:
                 await self._replay(position, record)
         await self._flush_users(list(self.slots.values()), upto=None)
-        await self.journal.start()
+        # The replayed alarm requests, kept in the new epoch's start segment: the records
+        # they came from are deleted now.
+        await self.journal.start(self._alarm_records())
         self._last_compaction_ms = self.now_ms()
         self.started = True
 
     async def _replay(self, position: Position, record: Record) -> None:
         user_id = record[1]
+        if record[0] == "alarm":
+            self.alarm_requests.setdefault(user_id, record[3])
+            return
         if record[0] == "erase":
             self.slots.pop(user_id, None)
+            self.alarm_requests.pop(user_id, None)
             await self._delete_user_data(user_id)
             return
         slot = await self._slot(user_id)
@@ -238,7 +246,8 @@ class UserHost:
             self._arm(user_id, slot)  # their first change may be in this log only
 
     async def stop(self) -> None:
-        """Compact everything (a clean shutdown leaves an empty log) and stop committing."""
+        """Compact everything and stop committing. A clean shutdown ships the alarm requests
+        first, and leaves an empty log; those not shipped stay in it."""
         with contextlib.suppress(StorageUnavailable):
             await self.compact(force=True)
         await self.journal.close()
@@ -616,10 +625,28 @@ class UserHost:
         async with self._compacting:
             upto = await self.journal.rotate()
             await self._flush_users(list(self.slots.values()), upto=upto)
+            await self._log_alarm_requests()
             await self.journal.truncate(upto)
             self._last_compaction_ms = self.now_ms()
             self.compactions += 1
             return self._passivate()
+
+    async def _log_alarm_requests(self) -> None:
+        """Log the alarm requests the scheduler does not hold yet, past the position a
+        compaction truncates up to: they may come from records it moves out of the log (a
+        user's only ones), and a crash before their shipment would leave the user's history
+        with no alarm, which retention then never trims."""
+        await asyncio.gather(*(self._append(record) for record in self._alarm_records()))
+
+    def _alarm_records(self) -> list[Record]:
+        """The alarm requests the scheduler may not hold yet (waiting, or being shipped), as
+        records: `["alarm", user_id, now_ms, due_ms]`."""
+        pending: dict[str, int] = {}
+        for shipment in self._alarms_shipping:
+            pending.update(shipment)
+        pending.update(self.alarm_requests)
+        now = self.now_ms()
+        return [["alarm", user_id, now, due] for user_id, due in pending.items()]
 
     def _passivate(self) -> int:
         cutoff = self.now_ms() - self.settings.passivate_after_ms
@@ -860,6 +887,21 @@ class UserHost:
         requests, self.alarm_requests = self.alarm_requests, {}
         return requests
 
+    async def ship_alarm_requests(self, send: ArmAlarms) -> None:
+        """Hand the alarm requests to the scheduler with `send`; keep them if it fails. Until
+        it answers they count as not shipped (a compaction logs them again)."""
+        requests = self.take_alarm_requests()
+        if not requests:
+            return
+        self._alarms_shipping.append(requests)
+        try:
+            await send(requests)
+        except BaseException:
+            self.alarm_requests.update(requests)
+            raise
+        finally:
+            self._alarms_shipping.remove(requests)
+
     def stats(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -906,8 +948,11 @@ async def drain(
     after what those hosts wrote themselves. Returns the alarms those users need."""
     orphan = UserHost(name, storage, settings, now_ms=now_ms)
     await orphan.start()
+    # Taken before the stop, whose compaction would log them again: the log would then
+    # still hold records, and be drained again at every start.
+    alarms = orphan.take_alarm_requests()
     await orphan.stop()
-    return orphan.take_alarm_requests()
+    return alarms
 
 
 def _quiet(slot: UserSlot) -> bool:

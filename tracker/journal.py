@@ -16,8 +16,9 @@ Layout under `journals/<name>/`:
   that also holds later commits is replaced by a copy of those); so does a failed commit, so
   that a file's frames hold consecutive positions.
 - `log/<E>-000000000000`: the *start* segment of epoch E, written once the previous epochs'
-  segments were replayed and compacted away. Recovery ignores segments of epochs older than the
-  newest started epoch: those can only be a zombie's refused writes.
+  segments were replayed and compacted away, with the records its writer still needs of them
+  (a host's alarm requests not yet shipped). Recovery ignores segments of epochs older than
+  the newest started epoch: those were compacted already, or are a zombie's refused writes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import contextlib
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,8 +155,9 @@ class Journal:
         started = max((s.first[0] for s in listed if s.first[1] == 0), default=0)
         replay: list[tuple[Position, list[Any]]] = []
         for stored in listed:
-            # Before `started`: a zombie's refused writes, deleted by `start`.
-            if stored.first[0] < started or stored.first[1] == 0:
+            # Before `started`: a zombie's refused writes (or replayed and compacted already),
+            # deleted by `start`.
+            if stored.first[0] < started:
                 continue
             try:
                 data, _ = await self.storage.get(stored.key)
@@ -168,19 +170,23 @@ class Journal:
                 if replay and (epoch, seq) <= replay[-1][0]:
                     continue  # also in the copy `truncate` made of a file's later frames
                 records = codec.decode("segment", payload, stored.key)["records"]
-                replay.append(((epoch, seq), records))
+                if records:  # a start segment usually holds none
+                    replay.append(((epoch, seq), records))
             stored.last = (epoch, first + len(payloads) - 1)
         return replay
 
-    async def start(self) -> None:
-        """After replay and compaction: drop the old segments and begin accepting appends."""
-        await self.truncate((self.epoch, 0))
+    async def start(self, records: Sequence[Any] = ()) -> None:
+        """After replay and compaction: write this epoch's start segment, drop the older
+        segments, begin accepting appends. The start segment holds `records`, which the next
+        `open` replays first: what the writer still needs of the records it compacted away.
+        It is written before the older segments are deleted, so a crash in between loses
+        neither (once it exists, recovery ignores the older epochs)."""
         await self.storage.put(
             self._log_key((self.epoch, 0)),
-            codec.encode("segment", {"records": []}),
+            codec.encode("segment", {"records": list(records)}),
             if_absent=True,
         )
-        await self.check_fence()
+        await self.truncate((self.epoch, 0))
         self.seq = 0
         self.acked = (self.epoch, 0)
         self._task = asyncio.create_task(self._commit_loop(), name=f"journal-{self.name}")
