@@ -200,6 +200,64 @@ def test_passivation_drops_idle_users_and_activation_restores_them_exactly(
     run(scenario())
 
 
+@pytest.mark.parametrize("max_movements", [1000, 5])
+def test_a_batch_resent_after_its_session_ended_and_its_user_was_passivated_is_not_stored_again(
+    storage: Storage, max_movements: int
+) -> None:
+    """tracker.js resends a batch it got no answer for during up to a day. The session has
+    ended and left memory, and the user was passivated (and, later, the host restarted): the
+    resend is answered as a duplicate, stored nowhere and counted nowhere. A small cap on a
+    session's movements does not shrink that window."""
+    clock = Clock()
+    settings = HostSettings(
+        limits=Limits(max_movements=max_movements, session_timeout_ms=30 * MINUTE),
+        passivate_after_ms=MINUTE,
+    )
+    counted: list[str | None] = []
+
+    def new(name: str = "host-0") -> UserHost:
+        def on_track(user: str, session: str, movements: Any, now: int, known: bool) -> None:
+            counted.extend(m.eventId for m in movements)
+
+        return UserHost(name, storage, settings, now_ms=clock, on_track=on_track)
+
+    async def stored_ids(host: UserHost) -> list[str]:
+        lines = await host.export("alice")
+        return sorted(line["eventId"] for line in lines if line["type"] == "movement")
+
+    async def scenario() -> None:
+        host = new()
+        await host.start()
+        batch = [movement(clock, eventId=f"e{i}") for i in range(20)]
+        assert await host.track_many("alice", batch) == 20
+        later = [movement(clock, eventId=f"later{i}") for i in range(20)]
+        assert await host.track_many("alice", later) == 20
+        clock.advance(60 * MINUTE)
+        await host.alarm("alice")  # the session has ended: it leaves memory
+        assert not host.slots["alice"].tracker.sessions
+        await host.compact(force=True)
+        clock.advance(2 * MINUTE)
+        await host.compact(force=True)
+        assert "alice" not in host.slots  # passivated
+        expected = sorted(m["eventId"] for m in batch + later)
+        assert await stored_ids(host) == expected
+        await host.compact(force=True)
+        clock.advance(20 * 60 * MINUTE)
+        counted.clear()
+        assert await host.track_many("alice", batch) == 0  # a duplicate, answered as such
+        assert await host.track_many("alice", later[-3:]) == 0
+        with pytest.raises(UnknownSession):
+            await host.get_session("alice", "s1")
+        await host.stop()
+        again = new()  # a new incarnation: alice is activated from storage once more
+        await again.start()
+        assert await again.track_many("alice", batch[:7]) == 0
+        assert counted == []
+        assert await stored_ids(again) == expected
+
+    run(scenario())
+
+
 def test_concurrent_calls_for_one_user_lose_no_update(file_storage: str) -> None:
     storage = open_storage(file_storage)
     clock = Clock()

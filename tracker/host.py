@@ -572,7 +572,7 @@ class UserHost:
             self.storage, f"{key}/snapshot", f"{key}/chunks", past_snapshot
         )
         if found is not None and snapshot is not None:
-            slot.tracker.restore(snapshot["sessions"])
+            slot.tracker.restore(snapshot["sessions"], snapshot.get("seen", ()))
             slot.applied = {h: (p[0], p[1]) for h, p in snapshot["applied"].items()}
             slot.snapshot_through = snapshot["through"]
             slot.next_chunk = snapshot["through"] + 1
@@ -839,6 +839,7 @@ class UserHost:
                 "through": through,
                 "applied": {h: list(p) for h, p in slot.applied.items()},
                 "sessions": slot.tracker.snapshot(),
+                "seen": slot.tracker.seen.to_stored(),
             },
         )
         key = f"{user_key(slot.tracker.user_id)}/snapshot"
