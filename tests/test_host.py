@@ -914,6 +914,37 @@ def test_an_alarm_request_being_shipped_during_a_compaction_survives_a_crash(
     run(scenario())
 
 
+def test_an_erased_users_alarm_request_being_shipped_is_neither_logged_nor_put_back(
+    storage: Storage,
+) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock))
+        await host.track("bob", movement(clock, "bob"))
+        shipping, fail = asyncio.Event(), asyncio.Event()
+
+        async def failing(requests: dict[str, int]) -> None:
+            shipping.set()
+            await fail.wait()
+            raise StorageUnavailable("the scheduler is restarting")
+
+        shipment = asyncio.create_task(host.ship_alarm_requests(failing))
+        await shipping.wait()
+        await host.erase("alice")  # compacts, logging the requests still being shipped
+        fail.set()
+        with pytest.raises(StorageUnavailable):
+            await shipment
+        assert list(host.alarm_requests) == ["bob"]
+        arrived: dict[str, int] = {}
+        again = await started(storage, clock)
+        await again.ship_alarm_requests(scheduler_receiving(arrived))
+        assert list(arrived) == ["bob"]
+
+    run(scenario())
+
+
 def test_a_snapshot_never_holds_an_event_committed_after_its_chunk(file_storage: str) -> None:
     """Compaction writes a chunk, then maybe a snapshot of the live state. An event committed
     meanwhile is in that state but after the chunk's position: a crash must not replay it twice."""

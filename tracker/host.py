@@ -421,6 +421,10 @@ class UserHost:
             await self._append(["erase", user_id, self.now_ms(), None])
             self.slots.pop(user_id, None)
             self.alarm_requests.pop(user_id, None)
+            # Also from a shipment under way: one that fails is not put back, and a
+            # compaction does not log it after the erase record.
+            for shipment in self._alarms_shipping:
+                shipment.pop(user_id, None)
             # Writes of the user's data under way land first, then everything is deleted: a
             # compaction's chunk or snapshot, an export's flush, an alarm's snapshot. (Those
             # starting from now on find the user gone and write nothing.)
