@@ -121,6 +121,16 @@ async def everything(storage: Storage) -> dict[str, bytes]:
     return {i.key: (await storage.get(i.key))[0] for i in await storage.list_objects("")}
 
 
+def scheduler_receiving(arrived: dict[str, int]) -> Callable[[dict[str, int]], Awaitable[None]]:
+    """A scheduler's `ensure_alarms` for `UserHost.ship_alarm_requests`: the alarm requests
+    it is sent land in `arrived`."""
+
+    async def ensure_alarms(requests: dict[str, int]) -> None:
+        arrived.update(requests)
+
+    return ensure_alarms
+
+
 @pytest.fixture
 def storage(storage_url: str) -> Storage:
     return open_storage(storage_url)
@@ -156,6 +166,7 @@ def test_a_clean_stop_leaves_an_empty_log(file_storage: str) -> None:
     async def scenario() -> None:
         host = await started(storage, clock)
         await host.track("alice", movement(clock))
+        await host.ship_alarm_requests(scheduler_receiving({}))
         await host.stop()
         segments = await storage.list_objects("journals/hosts/host-0/log")
         assert [i.key.rsplit("-", 1)[1] for i in segments] == ["000000000000"]
@@ -189,6 +200,64 @@ def test_passivation_drops_idle_users_and_activation_restores_them_exactly(
         assert await host.analytics("alice") == before["alice"]
         assert "alice" in host.slots
         assert await host.track("alice", movement(clock, eventId="alice3")) == 0
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("max_movements", [1000, 5])
+def test_a_batch_resent_after_its_session_ended_and_its_user_was_passivated_is_not_stored_again(
+    storage: Storage, max_movements: int
+) -> None:
+    """tracker.js resends a batch it got no answer for during up to a day. The session has
+    ended and left memory, and the user was passivated (and, later, the host restarted): the
+    resend is answered as a duplicate, stored nowhere and counted nowhere. A small cap on a
+    session's movements does not shrink that window."""
+    clock = Clock()
+    settings = HostSettings(
+        limits=Limits(max_movements=max_movements, session_timeout_ms=30 * MINUTE),
+        passivate_after_ms=MINUTE,
+    )
+    counted: list[str | None] = []
+
+    def new(name: str = "host-0") -> UserHost:
+        def on_track(user: str, session: str, movements: Any, now: int, known: bool) -> None:
+            counted.extend(m.eventId for m in movements)
+
+        return UserHost(name, storage, settings, now_ms=clock, on_track=on_track)
+
+    async def stored_ids(host: UserHost) -> list[str]:
+        lines = await host.export("alice")
+        return sorted(line["eventId"] for line in lines if line["type"] == "movement")
+
+    async def scenario() -> None:
+        host = new()
+        await host.start()
+        batch = [movement(clock, eventId=f"e{i}") for i in range(20)]
+        assert await host.track_many("alice", batch) == 20
+        later = [movement(clock, eventId=f"later{i}") for i in range(20)]
+        assert await host.track_many("alice", later) == 20
+        clock.advance(60 * MINUTE)
+        await host.alarm("alice")  # the session has ended: it leaves memory
+        assert not host.slots["alice"].tracker.sessions
+        await host.compact(force=True)
+        clock.advance(2 * MINUTE)
+        await host.compact(force=True)
+        assert "alice" not in host.slots  # passivated
+        expected = sorted(m["eventId"] for m in batch + later)
+        assert await stored_ids(host) == expected
+        await host.compact(force=True)
+        clock.advance(20 * 60 * MINUTE)
+        counted.clear()
+        assert await host.track_many("alice", batch) == 0  # a duplicate, answered as such
+        assert await host.track_many("alice", later[-3:]) == 0
+        with pytest.raises(UnknownSession):
+            await host.get_session("alice", "s1")
+        await host.stop()
+        again = new()  # a new incarnation: alice is activated from storage once more
+        await again.start()
+        assert await again.track_many("alice", batch[:7]) == 0
+        assert counted == []
+        assert await stored_ids(again) == expected
 
     run(scenario())
 
@@ -317,6 +386,67 @@ def test_a_retry_of_an_event_whose_commit_then_fails_is_refused_not_acknowledged
         assert await host.track("alice", movement(clock, eventId="e1")) == 1
         again = await started(storage, clock)
         assert [m["eventId"] for m in await movements_of(again)] == ["e0", "e1"]
+
+    run(scenario())
+
+
+def test_a_read_waiting_for_a_commit_that_fails_shows_only_what_was_stored(
+    storage: Storage,
+) -> None:
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        await host.track("alice", movement(clock, eventId="ok"))
+        wrapped.hold = lambda key: "/log/" in key
+        refused = asyncio.create_task(host.track("alice", movement(clock, eventId="refused")))
+        await wrapped.held.wait()
+        session = asyncio.create_task(host.get_session("alice", "s1"))
+        analytics = asyncio.create_task(host.analytics("alice"))
+        await asyncio.sleep(0)  # both reads run until they wait for the commit in flight
+        assert not session.done() and not analytics.done()
+        wrapped.fail = lambda key: "/log/" in key
+        wrapped.release.set()
+        with pytest.raises(StorageUnavailable):
+            await refused
+        assert [m["eventId"] for m in (await session)["movements"]] == ["ok"]
+        [listed] = (await analytics)["userSessions"]
+        assert [m["eventId"] for m in listed["movements"]] == ["ok"]
+
+    run(scenario())
+
+
+def test_a_duplicate_retry_during_a_compaction_conflict_is_acknowledged(
+    storage: Storage,
+) -> None:
+    """Another host wrote the user's next chunk, so the compaction catches up and marks the
+    user's memory stale while a retry waits for its first try's commit: that commit lands,
+    so the retry (every event already stored) is answered, not refused as unavailable."""
+    wrapped = Wrapped(storage)
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(wrapped, clock)
+        await host.track("alice", movement(clock, eventId="e0"))
+        # Shipped: the compaction, with nothing to log, then runs while a commit is held.
+        await host.ship_alarm_requests(scheduler_receiving({}))
+        other = await started(storage, clock, name="host-1")
+        await other.track("alice", movement(clock, eventId="elsewhere"))
+        await other.compact(force=True)  # takes alice's chunk 1
+        wrapped.hold = lambda key: "/log/" in key
+        first = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        await wrapped.held.wait()
+        retry = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        await asyncio.sleep(0)  # the retry runs until it waits for the first try's commit
+        assert not retry.done()
+        await host.compact(force=True)
+        assert host.slots["alice"].stale  # the conflict was met while the retry waited
+        wrapped.release.set()
+        assert await first == 1
+        assert await retry == 0  # a duplicate: stored by the first try
+        ids = sorted(m["eventId"] for m in await movements_of(host))
+        assert ids == ["e0", "e1", "elsewhere"]
 
     run(scenario())
 
@@ -912,6 +1042,87 @@ def test_an_alarm_with_nothing_left_to_do_is_not_rearmed(file_storage: str) -> N
     run(scenario())
 
 
+def test_an_alarm_request_survives_a_compaction_and_crashes_before_its_shipment(
+    storage: Storage,
+) -> None:
+    """The compaction moves the user's only records out of the log; the host crashes before
+    it ships her alarm request, and so does the next incarnation: the third ships it."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock))
+        due = host.alarm_requests["alice"]
+        await host.compact(force=True)
+        await started(storage, clock)  # crashes too, before shipping anything
+        arrived: dict[str, int] = {}
+        last = await started(storage, clock)
+        await last.ship_alarm_requests(scheduler_receiving(arrived))
+        assert arrived == {"alice": due}
+
+    run(scenario())
+
+
+def test_an_alarm_request_being_shipped_during_a_compaction_survives_a_crash(
+    storage: Storage,
+) -> None:
+    """The host crashes while the scheduler has not answered the shipment yet (it may never
+    have received it)."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock))
+        shipping = asyncio.Event()
+
+        async def never_answered(requests: dict[str, int]) -> None:
+            shipping.set()
+            await asyncio.Event().wait()
+
+        shipment = asyncio.create_task(host.ship_alarm_requests(never_answered))
+        await shipping.wait()
+        assert not host.alarm_requests
+        await host.compact(force=True)
+        shipment.cancel()  # the crash
+        arrived: dict[str, int] = {}
+        again = await started(storage, clock)
+        await again.ship_alarm_requests(scheduler_receiving(arrived))
+        assert list(arrived) == ["alice"]
+
+    run(scenario())
+
+
+def test_an_erased_users_alarm_request_being_shipped_is_neither_logged_nor_put_back(
+    storage: Storage,
+) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock))
+        await host.track("bob", movement(clock, "bob"))
+        shipping, fail = asyncio.Event(), asyncio.Event()
+
+        async def failing(requests: dict[str, int]) -> None:
+            shipping.set()
+            await fail.wait()
+            raise StorageUnavailable("the scheduler is restarting")
+
+        shipment = asyncio.create_task(host.ship_alarm_requests(failing))
+        await shipping.wait()
+        await host.erase("alice")  # compacts, logging the requests still being shipped
+        fail.set()
+        with pytest.raises(StorageUnavailable):
+            await shipment
+        assert list(host.alarm_requests) == ["bob"]
+        arrived: dict[str, int] = {}
+        again = await started(storage, clock)
+        await again.ship_alarm_requests(scheduler_receiving(arrived))
+        assert list(arrived) == ["bob"]
+
+    run(scenario())
+
+
 def test_a_snapshot_never_holds_an_event_committed_after_its_chunk(file_storage: str) -> None:
     """Compaction writes a chunk, then maybe a snapshot of the live state. An event committed
     meanwhile is in that state but after the chunk's position: a crash must not replay it twice."""
@@ -979,6 +1190,8 @@ def test_compaction_never_truncates_a_commit_still_being_acknowledged(file_stora
     async def scenario() -> None:
         host = await started(wrapped, clock)
         await host.track("alice", movement(clock, eventId="first"))
+        # Shipped: the compaction, with nothing to log, then runs while a commit is held.
+        await host.ship_alarm_requests(scheduler_receiving({}))
         wrapped.slow = True
         tracked = asyncio.ensure_future(host.track("alice", movement(clock, eventId="second")))
         await checking.wait()

@@ -223,6 +223,72 @@ def test_truncate_drops_segments_up_to_a_position(storage: Storage) -> None:
     run(scenario())
 
 
+class Pausing(FileStorage):
+    """Real files, but the first `op` ("get" or "put") on a key `matches` picks waits until
+    the test sets `go`: it holds one incarnation at a point while another one acts, a
+    schedule that cannot be produced otherwise."""
+
+    def __init__(self, url: str, op: str, matches: Callable[[str], bool]) -> None:
+        super().__init__(url)
+        self.op = op
+        self.matches = matches
+        self.reached = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def _pause(self, op: str, key: str) -> None:
+        if op == self.op and self.matches(key) and not self.go.is_set():
+            self.reached.set()
+            await self.go.wait()
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        await self._pause("get", key)
+        return await super().get(key)
+
+    async def put(self, key: str, data: bytes, **options: Any) -> str:
+        await self._pause("put", key)
+        return await super().put(key, data, **options)
+
+
+def test_an_open_while_a_zombie_truncates_still_replays_the_frames_it_moved(
+    file_storage: str,
+) -> None:
+    """The older incarnation checked its fence before the newer one claimed the journal, and
+    moves its file's later frames to a new file while the newer one reads the log."""
+
+    def frames(key: str) -> bool:
+        return key.endswith(".frames")
+
+    async def scenario() -> None:
+        zombie_files = Pausing(file_storage, "put", frames)
+        zombie, _ = await opened(zombie_files)
+        compacted = await zombie.append(["compacted", 1])
+        await zombie.append(["acked", 2])
+        truncating = asyncio.create_task(zombie.truncate(compacted))
+        await zombie_files.reached.wait()  # fence checked; the copy is about to be written
+        newer_files = Pausing(file_storage, "get", frames)
+        opening = asyncio.create_task(Journal(newer_files, "j").open())
+        await newer_files.reached.wait()  # claimed and listed; about to read the old file
+        zombie_files.go.set()
+        await truncating  # the later frame copied, the old file deleted
+        newer_files.go.set()
+        assert records_of(await opening) == [["acked", 2]]
+
+    run(scenario())
+
+
+def test_a_zombies_truncation_is_refused_and_deletes_nothing(storage: Storage) -> None:
+    async def scenario() -> None:
+        zombie, _ = await opened(storage)
+        upto = await zombie.append(["a"])
+        await zombie.append(["b"])
+        await Journal(storage, "j").open()  # a newer incarnation, dead before it started
+        with pytest.raises(Fenced):
+            await zombie.truncate(upto)
+        assert records_of(await Journal(storage, "j").open()) == [["a"], ["b"]]
+
+    run(scenario())
+
+
 class FailingStorage:
     """Passes calls through, but every write to a log segment fails (an outage)."""
 

@@ -282,9 +282,28 @@ def test_export_over_http_and_the_cli_returns_every_stored_event_beyond_the_memo
 # -- retention -------------------------------------------------------------------------------------
 
 
+def alarm_now(rig: Rig, user: str) -> None:
+    """Make the user's alarm due now and wait until it has run (and re-armed)."""
+    scheduler = rig.tracker.scheduler
+    due = time.time_ns() // 1_000_000
+    ray.get(scheduler.set_alarm.remote(user, due))
+    wait_for(
+        lambda: ray.get(scheduler.get_alarm.remote(user)) != due,
+        timeout_s=30,
+        interval_s=0.1,
+    )
+
+
+def session_of(client: httpx.Client, rig: Rig, user: str) -> httpx.Response:
+    return client.get(
+        f"{rig.url}/api/track/session",
+        params={"userId": user, "sessionId": "s1"},
+        headers=ADMIN_HEADERS,
+    )
+
+
 def test_the_alarm_removes_sessions_and_history_older_than_the_retention(rig: Rig) -> None:
     user = str(uuid.uuid4())
-    scheduler = rig.tracker.scheduler
     chunks = rig.root / user_key(user) / "chunks"
     with httpx.Client(timeout=30) as client:
         visit(client, rig.url, user, 10)
@@ -295,30 +314,45 @@ def test_the_alarm_removes_sessions_and_history_older_than_the_retention(rig: Ri
             timeout_s=10,
             interval_s=0.2,
         )
-
-        def alarm_now() -> None:
-            """Make the user's alarm due now and wait until it has run (and re-armed)."""
-            due = time.time_ns() // 1_000_000
-            ray.get(scheduler.set_alarm.remote(user, due))
-            wait_for(
-                lambda: ray.get(scheduler.get_alarm.remote(user)) != due,
-                timeout_s=30,
-                interval_s=0.1,
-            )
-
         # The first alarm ends the idle session; once that is compacted, the next one deletes
         # the history older than the retention.
-        alarm_now()
+        alarm_now(rig, user)
         rig.tracker.flush()
-        alarm_now()
+        alarm_now(rig, user)
         lines = export_lines(client, rig.url, user)
         assert [x for x in lines if x["type"] == "movement"] == []
-        session = client.get(
-            f"{rig.url}/api/track/session",
-            params={"userId": user, "sessionId": "s1"},
-            headers=ADMIN_HEADERS,
-        )
-        assert session.status_code == 404
+        assert session_of(client, rig, user).status_code == 404
+
+
+def test_a_batch_resent_after_its_session_ended_is_accepted_but_neither_stored_nor_counted(
+    rig: Rig,
+) -> None:
+    """tracker.js resends an unanswered batch for up to a day; this one holds more events
+    than a session keeps in memory here (`CAP`)."""
+    user = str(uuid.uuid4())
+    batch = [movement(user, i) for i in range(CAP + 10)]
+    with httpx.Client(timeout=30) as client:
+        response = client.post(f"{rig.url}/api/track", json=batch)
+        assert response.json()["accepted"] == len(batch)
+
+        def ended() -> bool:
+            alarm_now(rig, user)
+            return session_of(client, rig, user).status_code == 404
+
+        wait_for(ended, timeout_s=30, interval_s=0.2)  # idle past the timeout: ended, dropped
+        rig.tracker.flush()
+
+        def counted() -> int:
+            report = client.get(f"{rig.url}/api/analytics", headers=ADMIN_HEADERS).json()
+            return int(report["totalEvents"])
+
+        before = counted()
+        response = client.post(f"{rig.url}/api/track", json=batch)
+        assert response.status_code == 200
+        assert response.json()["accepted"] == len(batch)  # answered as stored, as retries are
+        rig.tracker.flush()
+        assert session_of(client, rig, user).status_code == 404  # nothing stored again
+        assert counted() == before
 
 
 # -- consent signals and opt-out -------------------------------------------------------------------

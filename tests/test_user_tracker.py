@@ -13,6 +13,7 @@ from tracker import codec
 from tracker.codec import Record
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import Movement, movement_from_obj
+from tracker.seen import CAPACITY, RESEND_MS, SeenEvents, pair_key
 from tracker.session import RecentIds
 from tracker.user_tracker import Limits, UserTracker, export_lines
 
@@ -172,13 +173,15 @@ def test_a_snapshot_restores_into_an_equal_tracker() -> None:
     track(tracker, [movement(eventId=f"e{i}") for i in range(5)], now=T0 + 1)
     track(tracker, [movement(session="s2")], now=T0 + 2)
     copy = UserTracker("alice", Limits(max_movements=3))
-    copy.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(tracker.snapshot())))
+    stored = msgspec.msgpack.encode([tracker.snapshot(), tracker.seen.to_stored()])
+    copy.restore(*msgspec.msgpack.decode(stored))
     assert copy.snapshot() == tracker.snapshot()
+    assert copy.seen.to_stored() == tracker.seen.to_stored()
     assert copy.analytics() == tracker.analytics()
-    # The restored tracker still knows which events it holds...
+    # The restored tracker still knows which events it holds, and, like the original, those
+    # the cap evicted.
     assert track(copy, [movement(eventId="e4")]) == 0
-    # ...and has forgotten the ones the cap evicted, like the original.
-    assert track(copy, [movement(eventId="e0")]) == track(tracker, [movement(eventId="e0")]) == 1
+    assert track(copy, [movement(eventId="e0")]) == track(tracker, [movement(eventId="e0")]) == 0
 
 
 def test_a_restored_session_remembers_as_many_event_ids_as_the_live_one() -> None:
@@ -349,8 +352,9 @@ def test_the_host_path_keeps_exactly_the_movements_not_seen_in_the_window(
     cap: int, calls: list[list[tuple[str, str | None]]]
 ) -> None:
     """What the host does (a stored batch's record, applied fresh with its decoded movements)
-    keeps a movement unless its session saw its ID among its last `cap` IDs, or earlier in
-    the batch: checked against that definition, batch by batch."""
+    keeps a movement unless its session stored its ID before (the cap on its movements makes
+    no difference), or earlier in the batch: checked against that definition, batch by batch.
+    The session's own window holds its last `cap` IDs."""
     tracker = UserTracker("alice", Limits(max_movements=cap))
     seen: dict[str, list[str]] = {}  # every ID each session kept, oldest first
     for number, call in enumerate(calls):
@@ -362,7 +366,7 @@ def test_the_host_path_keeps_exactly_the_movements_not_seen_in_the_window(
         for session_id, event_id in call:
             if event_id is not None and (
                 event_id in in_batch.setdefault(session_id, set())
-                or event_id in seen.get(session_id, [])[-cap:]
+                or event_id in seen.get(session_id, [])
             ):
                 continue
             expected.setdefault(session_id, []).append(event_id)
@@ -404,3 +408,31 @@ def test_a_retried_largest_batch_is_recognised_whole_even_after_another_one() ->
     assert track(tracker, batch("a")) == 0
     assert track(tracker, batch("b")) == 0
     assert len(tracker.get_session("s1")["movements"]) == 2 * MAX_BATCH_EVENTS
+
+
+def test_a_users_record_of_stored_events_forgets_them_after_a_day_and_beyond_its_capacity() -> None:
+    seen = SeenEvents()
+    first = [pair_key("s1", f"e{n}") for n in range(10)]
+    seen.add(first, T0)
+    seen.add([pair_key("s1", "an hour later")], T0 + 3600_000)
+    seen.trim(T0 + RESEND_MS)
+    assert seen.holds_any(first) and seen.holds(first[-1])  # a resend's whole horizon
+    seen.trim(T0 + RESEND_MS + 3600_000 + 1)  # a day and an hour after the first ten
+    assert not seen.holds_any(first) and not seen.holds(first[0])
+    assert seen.count == 1 and seen.holds(pair_key("s1", "an hour later"))
+    many = [pair_key("s2", f"e{n}") for n in range(CAPACITY + 10)]
+    seen.add(many, T0 + RESEND_MS)
+    assert seen.count == CAPACITY == seen.nbytes() // 8
+    assert not any(seen.holds(key) for key in many[:10])
+    assert all(seen.holds(key) for key in many[10:20] + many[-10:])
+    assert not seen.holds(pair_key("s1", "an hour later"))
+
+
+def test_an_event_is_recognised_in_its_own_session_only() -> None:
+    tracker = UserTracker("alice", Limits(max_movements=2))
+    track(tracker, [movement(eventId=f"e{n}") for n in range(10)])
+    track(tracker, [movement(session="s2", eventId="e0")])  # another session's e0: new
+    tracker.apply(["expire", "alice", T0 + Limits().session_timeout_ms + 10, None])
+    assert tracker.is_empty()
+    assert track(tracker, [movement(eventId=f"e{n}") for n in range(10)]) == 0
+    assert track(tracker, [movement(session="s3", eventId="e0")]) == 1

@@ -127,7 +127,6 @@ class HostActor:
         # that fails does not put their requests back (the scheduler would arm their alarm
         # after its erasure).
         self._shipping_alarms = asyncio.Lock()
-        self._erasing: set[str] = set()
         # Per-user placement: the user this host is for (from the calls), and whether it is
         # stopping or has stopped for good (its calls then go to the user's next host).
         self.user_id: str | None = None
@@ -255,17 +254,13 @@ class HostActor:
         await self._to_named(AGGREGATOR_NAME, "merge", wire)
 
     async def _ship_alarm_requests(self) -> None:
+        # Held while a shipment is out: an erasure waits for it, so that the scheduler's
+        # erasure comes after any request of the user that it carried.
         async with self._shipping_alarms:
-            requests = self.host.take_alarm_requests()
-            if not requests:
-                return
-            try:
-                await self._to_named(SCHEDULER_NAME, "ensure_alarms", requests)
-            except Exception:
-                for user_id in self._erasing:
-                    requests.pop(user_id, None)
-                self.host.alarm_requests.update(requests)
-                raise
+            await self.host.ship_alarm_requests(self._ensure_alarms)
+
+    async def _ensure_alarms(self, requests: dict[str, int]) -> None:
+        await self._to_named(SCHEDULER_NAME, "ensure_alarms", requests)
 
     async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         await self._ready.wait()
@@ -334,14 +329,10 @@ class HostActor:
         if not self.per_user:
             others = [name for name in sharded_host_names(self.config) if name != self.name]
             await asyncio.gather(*(self._to_named(n, "forget", user_id) for n in others))
-        self._erasing.add(user_id)
-        try:
-            result = await self._call(self.host.erase, user_id)
-            await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
-            async with self._shipping_alarms:  # and an alarm request out: erased after it
-                pass
-        finally:
-            self._erasing.discard(user_id)
+        result = await self._call(self.host.erase, user_id)
+        await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
+        async with self._shipping_alarms:  # and an alarm request out: erased after it
+            pass
         await self._to_named(SCHEDULER_NAME, "erase", user_id)
         await self._to_named(AGGREGATOR_NAME, "forget_user", user_id)
         if self.per_user:

@@ -12,7 +12,8 @@ chunks, and the same items (concatenated) into memory and snapshots.
 
 Records are what the journal logs and the user tracker replays: `[op, user_id, now_ms, payload]`
 with op one of `session`, `track`, `expire`, `erase`; a `track` payload is a list of
-`[session_id, movement_blob]`.
+`[session_id, movement_blob]`. A host's log also holds `alarm` records, whose payload is the
+due time of an alarm the host has yet to hand to the scheduler; no user tracker sees them.
 """
 
 from __future__ import annotations

@@ -134,6 +134,7 @@ class UserSlot:
         "bytes_since_snapshot",
         "committed",
         "etag",
+        "failed",
         "inflight",
         "last_access_ms",
         "last_commit",
@@ -155,9 +156,13 @@ class UserSlot:
         self.etag: str | None = None
         self.last_access_ms = 0
         self.stale = False
+        # A commit of this user failed: memory may hold what storage refused. (`stale` alone
+        # may also mean memory misses records another host stored, which refuses nothing.)
+        self.failed = False
         self.armed = False
 
-    def mark_stale(self) -> None:
+    def mark_failed(self) -> None:
+        self.failed = True
         self.stale = True
 
 
@@ -207,6 +212,8 @@ class UserHost:
         )
         self.slots: dict[str, UserSlot] = {}
         self.alarm_requests: dict[str, int] = {}
+        # Alarm requests handed to the scheduler, until it has answered (`ship_alarm_requests`).
+        self._alarms_shipping: list[dict[str, int]] = []
         self._loading: dict[str, asyncio.Task[UserSlot]] = {}
         # Users being erased: their other calls wait until the erasure is complete.
         self._erasing: dict[str, asyncio.Event] = {}
@@ -243,8 +250,10 @@ class UserHost:
             except StorageUnavailable as exc:
                 self._unread_user(user_id, records, exc)
         failures = await self._flush_users(list(self.slots.values()), upto=None)
-        # Users whose history cannot be written keep their records in the new epoch's log.
-        await self.journal.start(self._set_aside(failures, upto=None))
+        # Kept in the new epoch's start segment, as the records they came from are deleted
+        # now: the records of users whose history cannot be written, and the replayed alarm
+        # requests.
+        await self.journal.start([*self._set_aside(failures, upto=None), *self._alarm_records()])
         self._last_compaction_ms = self.now_ms()
         self.started = True
 
@@ -261,8 +270,11 @@ class UserHost:
             ranks: dict[str, int] = {}
             for record in records:
                 op, user_id = record[0], record[1]
-                if op == "erase":
+                if op == "alarm":
+                    self.alarm_requests.setdefault(user_id, record[3])
+                elif op == "erase":
                     pending.pop(user_id, None)
+                    self.alarm_requests.pop(user_id, None)
                     await self._delete_user_data(user_id)
                 elif op == CARRY:
                     mine = pending.setdefault(user_id, {})
@@ -306,7 +318,8 @@ class UserHost:
             self._arm(user_id, slot)  # their first change may be in this log only
 
     async def stop(self) -> None:
-        """Compact everything (a clean shutdown leaves an empty log) and stop committing."""
+        """Compact everything and stop committing. A clean shutdown ships the alarm requests
+        first, and leaves an empty log; those not shipped stay in it."""
         with contextlib.suppress(StorageUnavailable):
             await self.compact(force=True)
         await self.journal.close()
@@ -392,7 +405,7 @@ class UserHost:
             await self._settled(slot)
         else:
             await self._commit(user_id, slot, tracked.record, tracked.kept)
-        if tracked.new < count and slot.stale:
+        if tracked.new < count and slot.failed:
             # A commit of this user failed since their memory was trusted: the duplicate may
             # have been in it. A retry finds the user reloaded from storage, and stores it.
             raise StorageUnavailable(
@@ -443,13 +456,11 @@ class UserHost:
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         check_id("sessionId", session_id)
-        slot = await self._slot(user_id)
-        await self._settled(slot)
+        slot = await self._read_slot(user_id)
         return slot.tracker.get_session(session_id)
 
     async def analytics(self, user_id: str) -> dict[str, Any]:
-        slot = await self._slot(user_id)
-        await self._settled(slot)
+        slot = await self._read_slot(user_id)
         return slot.tracker.analytics(self.now_ms())
 
     async def alarm(self, user_id: str) -> int | None:
@@ -509,6 +520,10 @@ class UserHost:
             self.alarm_requests.pop(user_id, None)
             self.set_aside.pop(user_id, None)
             self._unread.pop(user_id, None)
+            # Also from a shipment under way: one that fails is not put back, and a
+            # compaction does not log it after the erase record.
+            for shipment in self._alarms_shipping:
+                shipment.pop(user_id, None)
             # Writes of the user's data under way land first, then everything is deleted: a
             # compaction's chunk or snapshot, an export's flush, an alarm's snapshot. (Those
             # starting from now on find the user gone and write nothing.)
@@ -600,7 +615,7 @@ class UserHost:
         # user is reloaded before the next use). A call that found its events in memory
         # already checks this once the commits before its answer have settled.
         future = self.journal.append(
-            record, lambda position: slot.committed.append((position, record)), slot.mark_stale
+            record, lambda position: slot.committed.append((position, record)), slot.mark_failed
         )
         sessions = slot.tracker.sessions
         # Sessions the tracker held before this record: analytics count the others as new.
@@ -624,6 +639,16 @@ class UserHost:
         # Analytics count what was stored: duplicates were dropped from `kept` too.
         for session_id, movements in kept:
             self.on_track(user_id, session_id, movements, record[2], session_id in known)
+
+    async def _read_slot(self, user_id: str) -> UserSlot:
+        """The user's slot for a read, once their commit in flight has settled: one that
+        failed leaves the slot stale (its memory holds what storage refused), and the read
+        then waits for the user reloaded from storage instead."""
+        while True:
+            slot = await self._slot(user_id)
+            await self._settled(slot)
+            if not slot.stale:
+                return slot
 
     async def _settled(self, slot: UserSlot) -> None:
         """Wait for the user's commit in flight (an output gate for reads)."""
@@ -681,7 +706,7 @@ class UserHost:
             self.storage, f"{key}/snapshot", f"{key}/chunks", past_snapshot
         )
         if found is not None and snapshot is not None:
-            slot.tracker.restore(snapshot["sessions"])
+            slot.tracker.restore(snapshot["sessions"], snapshot.get("seen", ()))
             slot.applied = {h: (p[0], p[1]) for h, p in snapshot["applied"].items()}
             slot.snapshot_through = snapshot["through"]
             slot.next_chunk = snapshot["through"] + 1
@@ -743,10 +768,28 @@ class UserHost:
             carried = [self.journal.append(r) for r in self._set_aside(failures, upto)]
             if carried:
                 await asyncio.gather(*carried)
+            await self._log_alarm_requests()
             await self.journal.truncate(upto)
             self._last_compaction_ms = self.now_ms()
             self.compactions += 1
             return self._passivate()
+
+    async def _log_alarm_requests(self) -> None:
+        """Log the alarm requests the scheduler does not hold yet, past the position a
+        compaction truncates up to: they may come from records it moves out of the log (a
+        user's only ones), and a crash before their shipment would leave the user's history
+        with no alarm, which retention then never trims."""
+        await asyncio.gather(*(self._append(record) for record in self._alarm_records()))
+
+    def _alarm_records(self) -> list[Record]:
+        """The alarm requests the scheduler may not hold yet (waiting, or being shipped), as
+        records: `["alarm", user_id, now_ms, due_ms]`."""
+        pending: dict[str, int] = {}
+        for shipment in self._alarms_shipping:
+            pending.update(shipment)
+        pending.update(self.alarm_requests)
+        now = self.now_ms()
+        return [["alarm", user_id, now, due] for user_id, due in pending.items()]
 
     def _passivate(self) -> int:
         cutoff = self.now_ms() - self.settings.passivate_after_ms
@@ -979,6 +1022,7 @@ class UserHost:
                 "through": through,
                 "applied": {h: list(p) for h, p in slot.applied.items()},
                 "sessions": slot.tracker.snapshot(),
+                "seen": slot.tracker.seen.to_stored(),
             },
         )
         key = f"{user_key(slot.tracker.user_id)}/snapshot"
@@ -1024,6 +1068,21 @@ class UserHost:
     def take_alarm_requests(self) -> dict[str, int]:
         requests, self.alarm_requests = self.alarm_requests, {}
         return requests
+
+    async def ship_alarm_requests(self, send: ArmAlarms) -> None:
+        """Hand the alarm requests to the scheduler with `send`; keep them if it fails. Until
+        it answers they count as not shipped (a compaction logs them again)."""
+        requests = self.take_alarm_requests()
+        if not requests:
+            return
+        self._alarms_shipping.append(requests)
+        try:
+            await send(requests)
+        except BaseException:
+            self.alarm_requests.update(requests)
+            raise
+        finally:
+            self._alarms_shipping.remove(requests)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -1077,8 +1136,11 @@ async def drain(
     after what those hosts wrote themselves. Returns the alarms those users need."""
     orphan = UserHost(name, storage, settings, now_ms=now_ms)
     await orphan.start()
+    # Taken before the stop, whose compaction would log them again: the log would then
+    # still hold records, and be drained again at every start.
+    alarms = orphan.take_alarm_requests()
     await orphan.stop()
-    return orphan.take_alarm_requests()
+    return alarms
 
 
 def _quiet(slot: UserSlot) -> bool:

@@ -16,8 +16,9 @@ Layout under `journals/<name>/`:
   that also holds later commits is replaced by a copy of those); so does a failed commit, so
   that a file's frames hold consecutive positions.
 - `log/<E>-000000000000`: the *start* segment of epoch E, written once the previous epochs'
-  segments were replayed and compacted away. Recovery ignores segments of epochs older than the
-  newest started epoch: those can only be a zombie's refused writes.
+  segments were replayed and compacted away, with the records its writer still needs of them
+  (a host's alarm requests not yet shipped). Recovery ignores segments of epochs older than
+  the newest started epoch: those were compacted already, or are a zombie's refused writes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import contextlib
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,8 @@ Position = tuple[int, int]
 
 LOG = "log"
 FRAMES = ".frames"
+# Reads of the log an `open` makes at most while older incarnations keep changing it.
+OPEN_READS = 5
 
 
 def journal_prefix(name: str) -> str:
@@ -128,13 +131,33 @@ class Journal:
             except ObjectExists:
                 epoch += 1
         self.epoch = epoch
+        # An older incarnation that checked its fence before this claim may still be
+        # truncating: it copies a file's later frames to a new file, then deletes the file.
+        # A file deleted under this read may thus have moved to one not listed: the log is
+        # read until a listing after the read agrees with the one before it. (Its next
+        # truncation checks the fence first, and is refused.)
+        listed = await self._list_log()
+        for _attempt in range(OPEN_READS):
+            replay = await self._read_log(listed)
+            again = await self._list_log()
+            if [s.key for s in again] == [s.key for s in listed]:
+                self._stored = listed
+                return replay
+            listed = again
+        raise StorageUnavailable(f"journal {self.name}: the log kept changing while it was read")
+
+    async def _list_log(self) -> list[_Stored]:
         infos = await self.storage.list_objects(f"{self.prefix}/{LOG}")
-        self._stored = sorted((_Stored.parse(info.key) for info in infos), key=lambda s: s.first)
-        started = max((s.first[0] for s in self._stored if s.first[1] == 0), default=0)
+        return sorted((_Stored.parse(info.key) for info in infos), key=lambda s: s.first)
+
+    async def _read_log(self, listed: list[_Stored]) -> list[tuple[Position, list[Any]]]:
+        """The records to replay from the log files `listed` (and the last position of each)."""
+        started = max((s.first[0] for s in listed if s.first[1] == 0), default=0)
         replay: list[tuple[Position, list[Any]]] = []
-        for stored in self._stored:
-            # Before `started`: a zombie's refused writes, deleted by `start`.
-            if stored.first[0] < started or stored.first[1] == 0:
+        for stored in listed:
+            # Before `started`: a zombie's refused writes (or replayed and compacted already),
+            # deleted by `start`.
+            if stored.first[0] < started:
                 continue
             try:
                 data, _ = await self.storage.get(stored.key)
@@ -147,26 +170,25 @@ class Journal:
                 if replay and (epoch, seq) <= replay[-1][0]:
                     continue  # also in the copy `truncate` made of a file's later frames
                 records = codec.decode("segment", payload, stored.key)["records"]
-                replay.append(((epoch, seq), records))
+                if records:  # a start segment usually holds none
+                    replay.append(((epoch, seq), records))
             stored.last = (epoch, first + len(payloads) - 1)
         return replay
 
-    async def start(self, carried: list[Any] | None = None) -> None:
-        """After replay and compaction: drop the old segments and begin accepting appends.
-
-        `carried`: records that the compaction could not store elsewhere, committed first
-        (at position 1 of this epoch), before the segments holding them are dropped."""
-        self.seq = 0
-        self.acked = (self.epoch, 0)
-        if carried:
-            await self._write(carried)
-        await self.truncate((self.epoch, 0))
+    async def start(self, records: Sequence[Any] = ()) -> None:
+        """After replay and compaction: write this epoch's start segment, drop the older
+        segments, begin accepting appends. The start segment holds `records`, which the next
+        `open` replays first: what the writer still needs of the records it compacted away.
+        It is written before the older segments are deleted, so a crash in between loses
+        neither (once it exists, recovery ignores the older epochs)."""
         await self.storage.put(
             self._log_key((self.epoch, 0)),
-            codec.encode("segment", {"records": []}),
+            codec.encode("segment", {"records": list(records)}),
             if_absent=True,
         )
-        await self.check_fence()
+        await self.truncate((self.epoch, 0))
+        self.seq = 0
+        self.acked = (self.epoch, 0)
         self._task = asyncio.create_task(self._commit_loop(), name=f"journal-{self.name}")
 
     async def close(self) -> None:
@@ -367,7 +389,10 @@ class Journal:
         frames file holding positions on both sides of `upto` (commits that landed while the
         caller compacted) is replaced by a copy of its later frames: what was compacted must
         not stay behind them (an erased user's records, say), nor be replayed again.
+
+        Checks the fence first: a newer incarnation may be reading the files this deletes.
         """
+        await self.check_fence()
         doomed = [
             s.key
             for s in self._stored

@@ -18,6 +18,7 @@ import msgspec
 
 from tracker import codec
 from tracker.schema import MAX_BATCH_EVENTS
+from tracker.seen import holds_key
 
 # Two of the largest batches: a retry of a whole batch (the client's, or Ray's of a call to a
 # restarted host) is recognised even with another batch of the session stored between. (With
@@ -75,18 +76,22 @@ class MovementBuffer:
 class RecentIds:
     """The most recent `capacity` event IDs, as 8-byte hashes in a ring.
 
-    A client retries within seconds and with the same session, so a window per session is
-    enough. The hashes are Python's (this process's) and are never stored: a restored session
-    rebuilds its window from its movements. Two IDs of one window sharing a 64-bit hash is a
+    A client retries within seconds and with the same session: this window catches those
+    retries cheaply. The hashes are Python's (this process's) and are never stored: a restored
+    session rebuilds its window from its movements. Later resends are caught by the user's
+    `seen.SeenEvents`. Two IDs of one window sharing a 64-bit hash is a
     chance of about 1 in 10^16.
     """
 
-    __slots__ = ("capacity", "next", "ring")
+    __slots__ = ("capacity", "next", "ring", "whole")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.ring = bytearray()
         self.next = 0
+        # Whether the window holds every ID its session stored: none was overwritten, and
+        # the session was not restored. Then the user's `SeenEvents` need not be asked.
+        self.whole = True
 
     @staticmethod
     def key(event_id: str) -> bytes:
@@ -112,18 +117,13 @@ class RecentIds:
         return not window.isdisjoint(map(hash, present))
 
     def __contains__(self, key: bytes) -> bool:
-        ring = self.ring
-        at = ring.find(key)
-        while at >= 0:
-            if not at % 8:
-                return True
-            at = ring.find(key, at + 1)  # straddling two entries: not one of them
-        return False
+        return holds_key(self.ring, key)
 
     def add(self, key: bytes) -> None:
         if len(self.ring) < self.capacity * 8:
             self.ring += key
         else:
+            self.whole = False
             at = self.next * 8
             self.ring[at : at + 8] = key
             self.next = (self.next + 1) % self.capacity
@@ -135,6 +135,7 @@ class RecentIds:
         if room > 0:
             self.ring += keys[:room]
             keys = keys[room:]
+        self.whole = self.whole and not keys
         # The ring is full: the rest overwrite the oldest entries, from `next` on, wrapping.
         keys = keys[-self.capacity * 8 :]
         while keys:
@@ -228,3 +229,4 @@ class SessionState:
         self.movements.add(blob, len(event_ids))
         present = [i for i in event_ids if i is not None]
         self.recent_ids.extend(present[-self.recent_ids.capacity :])
+        self.recent_ids.whole = False  # the IDs of movements the cap dropped are not here

@@ -22,6 +22,7 @@ from tracker.codec import Record
 from tracker.config import Config
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.schema import DeviceInfo, Movement, Observed
+from tracker.seen import SeenEvents, pair_key, pair_keys
 from tracker.session import SessionState, kept_positions
 
 
@@ -51,6 +52,8 @@ class UserTracker:
         self.user_id = user_id
         self.limits = limits or Limits()
         self.sessions: dict[str, SessionState] = {}
+        # Events stored during the last day, whether or not their session is still here.
+        self.seen = SeenEvents()
 
     # -- requests -> records -------------------------------------------------------------
 
@@ -79,12 +82,14 @@ class UserTracker:
 
     def track_stored_record(self, entries: Sequence[codec.Entry], now_ms: int) -> Tracked:
         """Turn validated movements in the stored form into one record, dropping duplicates
-        (an `eventId` this session has seen, or seen earlier in the batch).
+        (an `eventId` this session has seen, or seen earlier in the batch; or stored in this
+        session during the last day, which `seen` remembers after the session has ended).
 
         The record is None when every movement was a duplicate. A blob is logged as it came
         unless some of its movements were dropped.
         """
         sessions = self.sessions
+        seen = self.seen
         payload: list[list[Any]] = []
         kept: list[tuple[str, Sequence[Observed]]] = []
         in_batch: dict[str, set[str | None]] = {}
@@ -92,6 +97,8 @@ class UserTracker:
         for session_id, blob, movements in entries:
             session = sessions.get(session_id)
             known = session if session is not None and session.movements else None
+            # The user's record is asked only when the session's window may miss an ID.
+            record = None if known is not None and known.recent_ids.whole else seen
             event_ids = [m.eventId for m in movements]
             batch_ids = in_batch.setdefault(session_id, set())
             keep: list[int] | None
@@ -99,12 +106,13 @@ class UserTracker:
                 not batch_ids
                 and len(set(event_ids)) == len(event_ids)
                 and (known is None or not known.recent_ids.holds_any(event_ids))
+                and not (record and record.holds_any(pair_keys(session_id, event_ids)))
             ):
                 # The common case, checked for the whole batch at once: nothing seen before.
                 keep = None
                 batch_ids.update(event_ids)
             else:
-                keep = kept_positions(event_ids, _seen_by(known, batch_ids))
+                keep = kept_positions(event_ids, _seen_by(known, batch_ids, record, session_id))
             if keep is None:
                 payload.append([session_id, blob])
                 kept.append((session_id, movements))
@@ -158,6 +166,7 @@ class UserTracker:
             self._apply_expire(now_ms)
         elif op == "erase":
             self.sessions.clear()
+            self.seen = SeenEvents()
         else:
             raise ValueError(f"unknown record op {op!r}")
 
@@ -175,13 +184,17 @@ class UserTracker:
                 session = SessionState(session_id, now_ms, None, self.limits.max_movements)
                 self.sessions[session_id] = session
             event_ids = None if decoded is None else [m.eventId for m in decoded[index][1]]
+            if event_ids is None:
+                event_ids = codec.blob_event_ids(blob)
             session.add(blob, fresh=fresh, event_ids=event_ids)
             session.last_activity = max(session.last_activity, now_ms)
+            self.seen.add(pair_keys(session_id, event_ids), now_ms)
 
     def _apply_expire(self, now_ms: int) -> None:
         cutoff = now_ms - self.limits.session_timeout_ms
         for session_id in [s for s, v in self.sessions.items() if v.last_activity < cutoff]:
             del self.sessions[session_id]
+        self.seen.trim(now_ms)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -228,7 +241,7 @@ class UserTracker:
         return not self.sessions
 
     def live_bytes(self) -> int:
-        return sum(s.movements.nbytes() + 64 for s in self.sessions.values())
+        return sum(s.movements.nbytes() + 64 for s in self.sessions.values()) + self.seen.nbytes()
 
     def last_activity(self) -> int:
         return max((s.last_activity for s in self.sessions.values()), default=0)
@@ -242,7 +255,9 @@ class UserTracker:
             for s in self.sessions.values()
         ]
 
-    def restore(self, snapshot: list[Any]) -> None:
+    def restore(self, snapshot: list[Any], seen: Iterable[Sequence[Any]] = ()) -> None:
+        """Take a snapshot's sessions (`snapshot`) and `seen` (`SeenEvents.to_stored`)."""
+        self.seen = SeenEvents.from_stored(seen)
         for session_id, start, last, device_info, blob in snapshot:
             session = SessionState(session_id, start, device_info, self.limits.max_movements)
             session.last_activity = last
@@ -250,12 +265,21 @@ class UserTracker:
             self.sessions[session_id] = session
 
 
-def _seen_by(session: SessionState | None, batch_ids: set[str | None]) -> Callable[[str], bool]:
-    """Whether an event ID is a duplicate: seen by the session already, or earlier in the
-    batch (`batch_ids`, which the IDs let through join)."""
+def _seen_by(
+    session: SessionState | None,
+    batch_ids: set[str | None],
+    seen: SeenEvents | None,
+    session_id: str,
+) -> Callable[[str], bool]:
+    """Whether an event ID is a duplicate: seen by the session already, earlier in the batch
+    (`batch_ids`, which the IDs let through join), or in the user's `seen` (if given)."""
 
     def duplicate(event_id: str) -> bool:
-        if event_id in batch_ids or (session is not None and session.has_seen(event_id)):
+        if (
+            event_id in batch_ids
+            or (session is not None and session.has_seen(event_id))
+            or (seen and seen.holds(pair_key(session_id, event_id)))
+        ):
             return True
         batch_ids.add(event_id)
         return False
