@@ -250,9 +250,8 @@ class UserHost:
             except StorageUnavailable as exc:
                 self._unread_user(user_id, records, exc)
         failures = await self._flush_users(list(self.slots.values()), upto=None)
-        # Kept in the new epoch's start segment, as the records they came from are deleted
-        # now: the records of users whose history cannot be written, and the replayed alarm
-        # requests.
+        # Committed first in the new epoch, as the records they came from are deleted now: the
+        # records of users whose history cannot be written, and the replayed alarm requests.
         await self.journal.start([*self._set_aside(failures, upto=None), *self._alarm_records()])
         self._last_compaction_ms = self.now_ms()
         self.started = True

@@ -176,19 +176,23 @@ class Journal:
         return replay
 
     async def start(self, records: Sequence[Any] = ()) -> None:
-        """After replay and compaction: write this epoch's start segment, drop the older
-        segments, begin accepting appends. The start segment holds `records`, which the next
-        `open` replays first: what the writer still needs of the records it compacted away.
-        It is written before the older segments are deleted, so a crash in between loses
-        neither (once it exists, recovery ignores the older epochs)."""
-        await self.storage.put(
-            self._log_key((self.epoch, 0)),
-            codec.encode("segment", {"records": list(records)}),
-            if_absent=True,
-        )
-        await self.truncate((self.epoch, 0))
+        """After replay and compaction: drop the old segments and begin accepting appends.
+
+        `records`: what the writer still needs of the records it compacted away, committed
+        first (at position 1 of this epoch, an ordinary commit that a later truncation drops)
+        before the segments they came from are deleted, so a crash in between loses neither.
+        The start segment, which makes recovery ignore the older epochs, is written last."""
         self.seq = 0
         self.acked = (self.epoch, 0)
+        if records:
+            await self._write(list(records))
+        await self.truncate((self.epoch, 0))
+        await self.storage.put(
+            self._log_key((self.epoch, 0)),
+            codec.encode("segment", {"records": []}),
+            if_absent=True,
+        )
+        await self.check_fence()
         self._task = asyncio.create_task(self._commit_loop(), name=f"journal-{self.name}")
 
     async def close(self) -> None:
