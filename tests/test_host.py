@@ -653,6 +653,46 @@ def test_export_returns_every_movement_including_those_the_cap_evicted(storage: 
     run(scenario())
 
 
+@pytest.mark.parametrize("compacted", [False, True], ids=["log-only", "compacted"])
+def test_past_the_session_cap_the_longest_idle_session_leaves_memory_and_none_of_its_events(
+    storage: Storage, compacted: bool
+) -> None:
+    clock = Clock()
+    limits = Limits(max_sessions=3)
+
+    async def scenario() -> None:
+        host = await started(storage, clock, limits=limits)
+        await host.track("alice", movement(clock, session="s0", eventId="e0"))
+        for number in range(1, 4):
+            clock.advance(10)
+            await host.create_session("alice", f"s{number}", {"userAgent": "x"})
+        if compacted:
+            await host.compact(force=True)
+        assert list(host.slots["alice"].tracker.sessions) == ["s1", "s2", "s3"]
+        with pytest.raises(UnknownSession):
+            await host.get_session("alice", "s0")
+        # An event for the session that left memory is stored: it starts the session again.
+        clock.advance(10)
+        assert await host.track("alice", movement(clock, session="s0", eventId="e1")) == 1
+        assert [m["eventId"] for m in await movements_of(host, session="s0")] == ["e1"]
+        assert list(host.slots["alice"].tracker.sessions) == ["s2", "s3", "s0"]
+        lines = await host.export("alice")
+        assert {line["sessionId"] for line in lines if line["type"] == "session"} == {
+            "s0",
+            "s1",
+            "s2",
+            "s3",
+        }
+        exported = [line["eventId"] for line in lines if line["type"] == "movement"]
+        assert exported == ["e0", "e1"]
+        # A new incarnation replays the same records into the same sessions.
+        again = await started(storage, clock, limits=limits)
+        assert await again.get_session("alice", "s0") == await host.get_session("alice", "s0")
+        assert list(again.slots["alice"].tracker.sessions) == ["s2", "s3", "s0"]
+
+    run(scenario())
+
+
 def test_the_alarm_expires_sessions_after_the_timeout_and_returns_the_next_due_time(
     storage: Storage,
 ) -> None:

@@ -17,6 +17,9 @@ thin shell). It keeps many users' `UserTracker`s in memory, Orleans/Durable Obje
   outgrows it, and the log segments are deleted. Host recovery thus replays a bounded log, and
   user activation reads a snapshot plus a bounded number of chunks.
 - **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
+- **Memory budget.** Every `MEMORY_CHECK_EVERY` commits and activations the host reads its RSS;
+  above `SHED_AT` of `memory_bytes` it compacts and passivates its least recently used users
+  (durable once compacted), and new activations wait for that meanwhile.
 
 Records carry the log position they were committed at; a user's chunks remember the highest
 position per host, so replaying a log after a crash in the middle of compaction never applies a
@@ -39,6 +42,7 @@ from tracker.codec import Record
 from tracker.config import Config
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.journal import LOG, Journal, Position, holds_commits, journal_prefix
+from tracker.memory import process_rss_bytes
 from tracker.placement import sharded_host_index, sharded_host_name
 from tracker.schema import (
     Movement,
@@ -72,6 +76,13 @@ FLUSH_GROUPS = 4
 # Tracking calls in flight from which a host is busy enough for its commits to linger
 # (`HostSettings.commit_linger_ms`): many callers, like a program's handles, not one replica.
 LINGER_CALLS = 3
+# Commits and activations between two reads of the host's RSS (a read costs about 10 µs; a
+# commit adds at most a batch, 64 KB, so this many add a few MB between reads at most).
+MEMORY_CHECK_EVERY = 256
+# The share of the memory budget above which a host sheds users, leaving room for what arrives
+# while it compacts them; and the share it sheds down to, by its estimate.
+SHED_AT = 0.8
+SHED_TO = 0.6
 ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 # Told of each session's newly stored movements: (user_id, session_id, movements, now_ms,
 # known), `known` when the user's tracker held the session before them.
@@ -105,6 +116,8 @@ class HostSettings:
     commit_linger_ms: float = Config.commit_linger_ms
     # Users whose events are dropped, whoever sends them (`TRACKER_OPT_OUT`).
     opt_out: frozenset[str] = frozenset()
+    # RSS the host stays under by passivating users (0: no budget; `TRACKER_HOST_MEMORY_MB`).
+    memory_bytes: int = 0
 
 
 class UserSlot:
@@ -167,6 +180,7 @@ class UserHost:
         now_ms: NowMs = wall_clock_ms,
         on_track: TrackListener | None = None,
         on_session: SessionListener | None = None,
+        rss_bytes: Callable[[], int] = process_rss_bytes,
     ) -> None:
         self.name = name
         self.storage = storage
@@ -195,6 +209,12 @@ class UserHost:
         self._last_compaction_ms = 0
         self.compactions = 0  # compactions completed since this host started
         self.started = False
+        self.rss_bytes = rss_bytes
+        self.rss = 0  # at the last read
+        self.shed = 0  # users passivated for memory since this host started
+        self._until_memory_check = MEMORY_CHECK_EVERY
+        self._shedding: asyncio.Task[None] | None = None
+        self._rss_after_shed = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -339,7 +359,7 @@ class UserHost:
         record = slot.tracker.create_session_record(session_id, info, now)
         known = session_id in slot.tracker.sessions
         await self._commit(user_id, slot, record)
-        session = slot.tracker.get_session(session_id)
+        session = slot.tracker.created_session(record)
         if self.on_session is not None:
             self.on_session(user_id, session_id, now, session, known)
         return session
@@ -478,6 +498,7 @@ class UserHost:
         slot.inflight += 1
         slot.last_commit = future
         slot.last_access_ms = self.now_ms()
+        self._mind_memory()
         try:
             await future
         finally:
@@ -512,6 +533,11 @@ class UserHost:
                 return slot
             check_id("userId", user_id)
             task = self._loading.get(user_id)
+            if task is None and self._shedding is not None:
+                # Over the memory budget: no one more in memory until users have left it.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._shedding)
+                continue
             if task is None:
                 task = asyncio.create_task(self._load(user_id, slot))
                 self._loading[user_id] = task
@@ -568,6 +594,7 @@ class UserHost:
                     slot.committed.append((position, record))
         slot.last_access_ms = self.now_ms()
         self.slots[user_id] = slot
+        self._mind_memory()
         # A user with nothing stored gets an alarm with their first change, not on a mere
         # look-up: an erased user's ID must not be written anywhere again by a read.
         if not slot.tracker.is_empty():
@@ -610,17 +637,66 @@ class UserHost:
 
     def _passivate(self) -> int:
         cutoff = self.now_ms() - self.settings.passivate_after_ms
-        idle = [
-            user_id
-            for user_id, slot in self.slots.items()
-            if slot.last_access_ms < cutoff
-            and not slot.committed
-            and not slot.inflight
-            and user_id not in self._loading
-        ]
+        idle = [user_id for user_id, slot in self._passivable() if slot.last_access_ms < cutoff]
         for user_id in idle:
             del self.slots[user_id]
         return len(idle)
+
+    def _passivable(self) -> Iterator[tuple[str, UserSlot]]:
+        """The users that may leave memory: all they hold is in their stored history."""
+        for user_id, slot in self.slots.items():
+            if not slot.committed and not slot.inflight and user_id not in self._loading:
+                yield user_id, slot
+
+    def _mind_memory(self) -> None:
+        """Every `MEMORY_CHECK_EVERY` calls, read the RSS; above `SHED_AT` of the budget start
+        shedding users (one shedding at a time). Once a shedding is done, another starts only
+        if the RSS grew since, or is over the budget itself: memory freed by the interpreter
+        is reused before the RSS falls, if it ever does."""
+        budget = self.settings.memory_bytes
+        if not budget:
+            return
+        self._until_memory_check -= 1
+        if self._until_memory_check > 0 or self._shedding is not None:
+            return
+        self._until_memory_check = MEMORY_CHECK_EVERY
+        self.rss = self.rss_bytes()
+        if self.rss <= budget * SHED_AT:
+            return
+        grown = self.rss - self._rss_after_shed
+        if self._rss_after_shed and self.rss <= budget and grown < budget // 16:
+            return
+        self._shedding = asyncio.create_task(self._shed())
+        self._shedding.add_done_callback(self._shed_done)
+
+    def _shed_done(self, task: asyncio.Task[None]) -> None:
+        self._shedding = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("host %s: shedding users failed: %s", self.name, task.exception())
+
+    async def _shed(self) -> None:
+        """Compact (records not yet in a user's history keep them in memory), then passivate
+        the least recently used users: the share of them the RSS is over `SHED_TO` of the
+        budget by, as if users held all of it."""
+        await self.compact(force=True)
+        rss = self.rss_bytes()
+        target = int(self.settings.memory_bytes * SHED_TO)
+        if rss > target:
+            # Sorted by last use; users of the same millisecond in activation order.
+            quiet = sorted(self._passivable(), key=lambda item: item[1].last_access_ms)
+            count = max(1, len(quiet) * (rss - target) // rss)
+            for user_id, _slot in quiet[:count]:
+                del self.slots[user_id]
+            self.shed += min(count, len(quiet))
+            log.warning(
+                "host %s: %d MB RSS, over %d%% of its %d MB budget: %d users left memory",
+                self.name,
+                rss // 2**20,
+                SHED_AT * 100,
+                self.settings.memory_bytes // 2**20,
+                min(count, len(quiet)),
+            )
+        self.rss = self._rss_after_shed = self.rss_bytes()
 
     async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> None:
         """Write each user's committed records (up to `upto`) as their next history chunk,
@@ -856,6 +932,8 @@ class UserHost:
             "logBytes": self.journal.bytes_since_truncate,
             "compactions": self.compactions,
             "fenced": self.journal.fenced,
+            "rssBytes": self.rss,
+            "usersShed": self.shed,
         }
 
 

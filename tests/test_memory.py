@@ -1,0 +1,118 @@
+"""A host stays within its memory budget whatever visitors send: a flood of new sessions for one
+user, then of new users, driven in-process as the HTTP replica's calls arrive (many at once,
+tracking coalesced), while the host's RSS is watched. Everything acknowledged is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tracker import codec
+from tracker.host import HostSettings, UserHost, user_key
+from tracker.memory import MB, process_rss_bytes
+from tracker.schema import movement_from_obj
+from tracker.storage import open_storage
+
+FLOOD = 100_000
+# What the replica sends a host at once: `dispatch.MAX_COALESCED` requests per call.
+AT_ONCE = 256
+# The host's budget above what the test process holds before the flood. Without a bound the
+# flood of users alone grows the host by about 600 MB (6 KB a user).
+HEADROOM = 200 * MB
+
+
+@pytest.fixture
+def fast_root(tmp_path: Path) -> Iterator[Path]:
+    """A folder in memory-backed files where the system has them: the flood writes 100,000
+    users' histories, and a disk's fsyncs would take minutes. Files there are not part of the
+    process's RSS."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=shm) as folder:
+        yield Path(folder)
+
+
+def test_a_host_flooded_with_sessions_and_users_stays_within_its_memory_budget(
+    fast_root: Path,
+) -> None:
+    storage = open_storage(f"file://{fast_root}")
+    budget = process_rss_bytes() + HEADROOM
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        peak = max(peak, process_rss_bytes())
+
+    async def ticker(host: UserHost) -> None:
+        # What the host actor does every second: compact when due, ship alarm requests.
+        while True:
+            await asyncio.sleep(1)
+            await host.compact()
+            host.take_alarm_requests()
+
+    async def scenario() -> tuple[UserHost, list[str]]:
+        host = UserHost("host-0", storage, HostSettings(memory_bytes=budget))
+        await host.start()
+        tick = asyncio.create_task(ticker(host))
+        # One visitor (one address, one user) creating a new session with every request.
+        for start in range(0, FLOOD, AT_ONCE):
+            calls = (
+                host.create_session("flood", f"s{n}", {"userAgent": "x" * 100})
+                for n in range(start, min(start + AT_ONCE, FLOOD))
+            )
+            await asyncio.gather(*calls)
+            watch()
+        # New users, one event each, as the replica coalesces them.
+        users = [uuid.uuid4().hex for _ in range(FLOOD)]
+        now = host.now_ms()
+        for start in range(0, FLOOD, AT_ONCE):
+            items = [
+                (user, codec.encode_entries([movement_from_obj(event(user, now), now)]))
+                for user in users[start : start + AT_ONCE]
+            ]
+            assert await host.track_stored_batch(items) == [1] * len(items)
+            watch()
+        tick.cancel()
+        assert host.shed > 0
+        await host.stop()
+        return host, users
+
+    host, users = asyncio.run(scenario())
+    assert peak < budget, f"RSS peaked at {peak // MB} MB, over the {budget // MB} MB budget"
+    assert len(host.slots) < FLOOD
+
+    # Every acknowledged session and event is in the users' stored histories.
+    stored = stored_records(fast_root)
+    flood = stored.pop(user_key("flood"))
+    assert {r[3][0] for r in flood if r[0] == "session"} == {f"s{n}" for n in range(FLOOD)}
+    assert set(stored) == {user_key(user) for user in users}
+    assert all(len(records) == 1 and records[0][0] == "track" for records in stored.values())
+
+
+def event(user: str, now: int) -> dict[str, object]:
+    return {
+        "userId": user,
+        "sessionId": "s1",
+        "eventId": f"{user}-1",
+        "timestamp": now,
+        "event": "page_view",
+        "data": {"path": "/"},
+    }
+
+
+def stored_records(root: Path) -> dict[str, list[codec.Record]]:
+    """Every user's history (chunks, in order), read straight from the files, by user folder."""
+    records: dict[str, list[codec.Record]] = {}
+    for chunk in sorted((root / "users").glob("*/*/chunks/*")):
+        folder = chunk.parent.parent.relative_to(root).as_posix()
+        data = codec.decode("chunk", chunk.read_bytes(), folder)
+        records.setdefault(folder, []).extend(data["records"])
+    return records
