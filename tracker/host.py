@@ -651,8 +651,8 @@ class UserHost:
     def _mind_memory(self) -> None:
         """Every `MEMORY_CHECK_EVERY` calls, read the RSS; above `SHED_AT` of the budget start
         shedding users (one shedding at a time). Once a shedding is done, another starts only
-        if the RSS grew since, or is over the budget itself: memory freed by the interpreter
-        is reused before the RSS falls, if it ever does."""
+        if the RSS grew since: memory the interpreter freed is reused before the RSS falls, if
+        it ever does, so an RSS that stays put is no sign of more users to shed."""
         budget = self.settings.memory_bytes
         if not budget:
             return
@@ -663,8 +663,7 @@ class UserHost:
         self.rss = self.rss_bytes()
         if self.rss <= budget * SHED_AT:
             return
-        grown = self.rss - self._rss_after_shed
-        if self._rss_after_shed and self.rss <= budget and grown < budget // 16:
+        if self._rss_after_shed and self._rss_after_shed >= self.rss:
             return
         self._shedding = asyncio.create_task(self._shed())
         self._shedding.add_done_callback(self._shed_done)
