@@ -15,7 +15,7 @@ from conftest import wait_for
 from tracker.dispatch import Dispatcher
 from tracker.errors import TooManyUserActors
 from tracker.ingress import error_response
-from tracker.placement import host_name, is_user_actor
+from tracker.placement import USER_ACTORS_NAME, host_name, is_user_actor
 
 
 def user_actors(namespace: str) -> set[str]:
@@ -59,3 +59,23 @@ def test_past_the_bound_a_new_users_call_is_refused_and_starts_no_actor(
 
     wait_for(admitted, timeout_s=60, interval_s=0.5)
     assert user_actors(namespace) == {host_name(u, t.config) for u in ("u1", "u2")}
+
+
+def test_an_actor_leaving_idle_frees_its_place_at_once(
+    make_tracker: Any, file_storage: str
+) -> None:
+    # Idle after a second; passivated and gone at the compaction due every second after that.
+    t = make_tracker(
+        storage=file_storage,
+        placement="per-user",
+        max_user_actors=1,
+        passivate_after_s=1,
+        compact_interval_s=1,
+    )
+    namespace = t.config.namespace
+    count = ray.get_actor(USER_ACTORS_NAME, namespace=namespace)
+    ray.get(t.user("u0").create_session.remote("s1", None))
+    wait_for(lambda: not user_actors(namespace), timeout_s=60, interval_s=0.2)
+    # Told by the actor as it left, not found out later from the named actors.
+    assert ray.get(count.count.remote()) == 0
+    assert ray.get(t.user("u1").create_session.remote("s1", None))["sessionId"] == "s1"
