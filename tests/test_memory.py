@@ -15,8 +15,18 @@ import pytest
 
 from tracker import codec
 from tracker.actors import tune_collector
+from tracker.config import Config
+from tracker.errors import ConfigError
 from tracker.host import HostSettings, UserHost, user_key
-from tracker.memory import MB, process_rss_bytes
+from tracker.memory import (
+    MB,
+    MIN_USER_ACTORS,
+    USER_ACTOR_BYTES,
+    default_host_memory_bytes,
+    max_user_actors,
+    node_memory_bytes,
+    process_rss_bytes,
+)
 from tracker.schema import movement_from_obj
 from tracker.storage import open_storage
 
@@ -121,3 +131,26 @@ def stored_records(root: Path) -> dict[str, list[codec.Record]]:
         data = codec.decode("chunk", chunk.read_bytes(), folder)
         records.setdefault(folder, []).extend(data["records"])
     return records
+
+
+def test_the_memory_bounds_default_to_shares_of_the_nodes_memory() -> None:
+    node = node_memory_bytes()
+    assert node > 0 and 0 < process_rss_bytes() < node
+    # One host per node shares it with Ray's processes, the replica, scheduler and aggregator.
+    assert default_host_memory_bytes(1) == node // 3
+    assert default_host_memory_bytes(4) == node // 6
+    assert max_user_actors(0) == max(MIN_USER_ACTORS, node // 4 // USER_ACTOR_BYTES)
+    assert max_user_actors(5) == 5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TRACKER_HOST_MEMORY_MB", "-1"),
+        ("TRACKER_MAX_USER_ACTORS", "-1"),
+        ("TRACKER_MAX_SESSIONS_PER_USER", "0"),
+    ],
+)
+def test_a_memory_bound_out_of_range_is_refused_naming_it(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Config.from_env({variable: value})

@@ -28,7 +28,7 @@ from tracker.analytics import SiteStats
 from tracker.config import Config
 from tracker.errors import Fenced, InvalidInput, StorageUnavailable, TooManyUserActors
 from tracker.host import HostSettings, UserHost, drain, orphaned_hosts, wall_clock_ms
-from tracker.memory import host_memory_bytes, max_user_actors
+from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -51,8 +51,12 @@ T = TypeVar("T")
 TICK_S = 1.0
 
 
-def host_settings(config: Config, hosts_on_node: int = 1) -> HostSettings:
-    """The settings of a host; `hosts_on_node`: how many hosts share its node's memory."""
+def host_settings(config: Config) -> HostSettings:
+    """The settings of a host, its memory budget as this node allows (see `memory.py`)."""
+    if config.host_memory_mb:
+        memory_bytes = config.host_memory_mb * MB
+    else:
+        memory_bytes = default_host_memory_bytes(hosts_on_node(config))
     return HostSettings(
         limits=Limits(
             max_movements=config.max_movements_per_session,
@@ -66,7 +70,7 @@ def host_settings(config: Config, hosts_on_node: int = 1) -> HostSettings:
         compact_interval_ms=int(config.compact_interval_s * 1000),
         commit_linger_ms=config.commit_linger_ms,
         opt_out=frozenset(config.opt_out),
-        memory_bytes=host_memory_bytes(config.host_memory_mb, hosts_on_node),
+        memory_bytes=memory_bytes,
     )
 
 
@@ -133,7 +137,7 @@ class HostActor:
         self.host = UserHost(
             name,
             open_storage(config.storage),
-            host_settings(config, hosts_on_node(config) if not config.host_memory_mb else 1),
+            host_settings(config),
             on_track=self._observe,
             on_session=self._observe_session,
         )

@@ -38,11 +38,9 @@ def node_memory_bytes() -> int:
         return 0
 
 
-def host_memory_bytes(host_memory_mb: int, hosts_on_node: int) -> int:
-    """A host's budget: `TRACKER_HOST_MEMORY_MB`, or (0) the node's memory over the hosts on
+def default_host_memory_bytes(hosts_on_node: int) -> int:
+    """A host's budget when `TRACKER_HOST_MEMORY_MB` is 0: the node's memory over the hosts on
     it plus `OTHER_SHARES`."""
-    if host_memory_mb:
-        return host_memory_mb * MB
     return node_memory_bytes() // (max(1, hosts_on_node) + OTHER_SHARES)
 
 
