@@ -45,6 +45,7 @@ def test_past_the_bound_a_new_users_call_is_refused_and_starts_no_actor(
     assert response.headers["Retry-After"] == str(TooManyUserActors.retry_after_s)
     assert "TRACKER_MAX_USER_ACTORS" in json.loads(bytes(response.body))["error"]
     assert len(user_actors(namespace)) == 2
+    assert t.status()["userActors"] == 2
     # The users served keep being served.
     assert ray.get(t.user("u0").get_session.remote("s1"))["sessionId"] == "s1"
 
