@@ -13,6 +13,7 @@ import pytest
 from conftest import holders, user_traces
 
 from tracker import codec
+from tracker import host as host_module
 from tracker.analytics import SiteStats
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.host import LINGER_CALLS, HostSettings, UserHost, drain, orphaned_hosts, user_key
@@ -957,6 +958,89 @@ def test_export_returns_every_movement_including_those_the_cap_evicted(storage: 
         assert lines[0]["type"] == "session" and lines[0]["deviceInfo"] == {"userAgent": "x"}
         assert [line["eventId"] for line in lines[1:]] == [f"e{i}" for i in range(12)]
         assert all(line["type"] == "movement" for line in lines[1:])
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["log-only", "compacted"])
+def test_past_the_session_cap_the_longest_idle_session_leaves_memory_and_none_of_its_events(
+    storage: Storage, compacted: bool
+) -> None:
+    clock = Clock()
+    limits = Limits(max_sessions=3)
+
+    async def scenario() -> None:
+        host = await started(storage, clock, limits=limits)
+        await host.track("alice", movement(clock, session="s0", eventId="e0"))
+        for number in range(1, 4):
+            clock.advance(10)
+            await host.create_session("alice", f"s{number}", {"userAgent": "x"})
+        if compacted:
+            await host.compact(force=True)
+        assert list(host.slots["alice"].tracker.sessions) == ["s1", "s2", "s3"]
+        with pytest.raises(UnknownSession):
+            await host.get_session("alice", "s0")
+        # An event for the session that left memory is stored: it starts the session again.
+        clock.advance(10)
+        assert await host.track("alice", movement(clock, session="s0", eventId="e1")) == 1
+        assert [m["eventId"] for m in await movements_of(host, session="s0")] == ["e1"]
+        assert list(host.slots["alice"].tracker.sessions) == ["s2", "s3", "s0"]
+        lines = await host.export("alice")
+        assert {line["sessionId"] for line in lines if line["type"] == "session"} == {
+            "s0",
+            "s1",
+            "s2",
+            "s3",
+        }
+        exported = [line["eventId"] for line in lines if line["type"] == "movement"]
+        assert exported == ["e0", "e1"]
+        # A new incarnation replays the same records into the same sessions.
+        again = await started(storage, clock, limits=limits)
+        assert await again.get_session("alice", "s0") == await host.get_session("alice", "s0")
+        assert list(again.slots["alice"].tracker.sessions) == ["s2", "s3", "s0"]
+
+    run(scenario())
+
+
+def test_above_its_memory_budget_a_host_passivates_its_least_recently_used_users(
+    file_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(host_module, "MEMORY_CHECK_EVERY", 1)  # read the RSS at every call
+    clock = Clock()
+    rss = [100]
+    users = [f"u{n}" for n in range(10)]
+
+    async def scenario() -> None:
+        host = UserHost(
+            "host-0",
+            open_storage(file_storage),
+            HostSettings(memory_bytes=1000),
+            now_ms=clock,
+            rss_bytes=lambda: rss[0],
+        )
+        await host.start()
+        for user in users:
+            clock.advance(1000)
+            await host.track(user, movement(clock, user, eventId="e1"))
+        assert host.shed == 0
+        rss[0] = 900  # over 80%: sheds (900 - 600) / 900 of the 10 users, least recent first
+        clock.advance(1000)
+        await host.track("u9", movement(clock, "u9", eventId="e2"))
+        # A user new to memory waits for the shedding.
+        await host.track("new", movement(clock, "new", eventId="e1"))
+        assert host.shed == 3
+        assert set(host.slots) == {*users[3:], "new"}
+        # Memory the interpreter freed is reused first: no more shedding while RSS stays put.
+        for user in users[3:]:
+            await host.track(user, movement(clock, user, eventId="e3"))
+        assert host.shed == 3
+        rss[0] = 950
+        await host.track("u9", movement(clock, "u9", eventId="e4"))
+        await host.track("newer", movement(clock, "newer", eventId="e1"))
+        assert host.shed > 3
+        # The users who left memory lost nothing.
+        for user in users[:3]:
+            assert [m["eventId"] for m in await movements_of(host, user)] == ["e1"]
 
     run(scenario())
 

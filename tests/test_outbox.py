@@ -46,7 +46,7 @@ class Aggregator:
 
     def users(self) -> list[str]:
         report = self.stats.report(T0)
-        assert report["totalUsers"] == len({r["userId"] for r in report["recentActivity"]})
+        assert report["activeUsers"] == len({r["userId"] for r in report["recentActivity"]})
         return sorted(r["userId"] for r in report["recentActivity"])
 
 
@@ -143,7 +143,7 @@ def test_an_erasure_saved_while_an_earlier_save_is_out_is_what_storage_keeps(
         kept = SiteStats.from_wire(codec.decode("site", data, AGGREGATE_KEY)["stats"])
         assert delta.report(T0)["recentActivity"] != []  # what the held save wrote
         assert kept.report(T0)["recentActivity"] == []
-        assert kept.report(T0)["totalUsers"] == 0
+        assert kept.report(T0)["activeUsers"] == 0
 
     asyncio.run(scenario())
 

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -24,15 +26,24 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 from tracker import codec
 from tracker.analytics import SiteStats
 from tracker.config import Config
-from tracker.errors import Fenced, HostRetired, InvalidInput, StorageUnavailable
+from tracker.errors import (
+    Fenced,
+    HostRetired,
+    InvalidInput,
+    StorageUnavailable,
+    TooManyUserActors,
+)
 from tracker.host import HostSettings, NewSession, UserHost, drain, orphaned_hosts, wall_clock_ms
+from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
     FIRST_HOST,
     ROUTER_NAME,
     SCHEDULER_NAME,
+    USER_ACTORS_NAME,
     host_name,
+    is_user_actor,
     sharded_host_names,
 )
 from tracker.scheduler import AlarmScheduler
@@ -48,9 +59,15 @@ TICK_S = 1.0
 
 
 def host_settings(config: Config) -> HostSettings:
+    """The settings of a host, its memory budget as this node allows (see `memory.py`)."""
+    if config.host_memory_mb:
+        memory_bytes = config.host_memory_mb * MB
+    else:
+        memory_bytes = default_host_memory_bytes(hosts_on_node(config))
     return HostSettings(
         limits=Limits(
             max_movements=config.max_movements_per_session,
+            max_sessions=config.max_sessions_per_user,
             session_timeout_ms=int(config.session_timeout_s * 1000),
             alarm_interval_ms=int(config.alarm_interval_s * 1000),
             retention_ms=int(config.retention_s * 1000),
@@ -60,7 +77,18 @@ def host_settings(config: Config) -> HostSettings:
         compact_interval_ms=int(config.compact_interval_s * 1000),
         commit_linger_ms=config.commit_linger_ms,
         opt_out=frozenset(config.opt_out),
+        memory_bytes=memory_bytes,
     )
+
+
+def hosts_on_node(config: Config) -> int:
+    """How many host processes share a node's memory, as placed: sharded hosts are spread
+    over the nodes alive; per-user actors may number `max_user_actors` on one."""
+    if config.placement == "per-user":
+        return max_user_actors(config.max_user_actors)
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    alive = len([node for node in nodes if node.get("Alive")])
+    return math.ceil(config.hosts / max(1, alive))
 
 
 def _encoded_wire(delta: SiteStats) -> bytes:
@@ -111,7 +139,7 @@ class HostActor:
     def __init__(self, name: str, config: Config) -> None:
         self.name = name
         self.config = config
-        self.per_user = name.startswith("user-")
+        self.per_user = is_user_actor(name)
         self.outbox = AnalyticsOutbox()
         self.host = UserHost(
             name,
@@ -217,7 +245,8 @@ class HostActor:
     async def _leave(self) -> None:
         """Per-user placement: stop for good. Compact and close the journal, and delete it
         when its user has nothing stored (erased, or never stored anything): its name is
-        made from their ID. Calls from now on are answered `HostRetired`."""
+        made from their ID; and free this actor's place in the count of per-user actors.
+        Calls from now on are answered `HostRetired`."""
         self.leaving = True
         await self.host.stop()
         try:
@@ -226,6 +255,8 @@ class HostActor:
         finally:
             self.retired = True
             self._left.set()
+            with contextlib.suppress(Exception):  # else counted until the count is checked
+                await self._to_named(USER_ACTORS_NAME, "release", self.name)
 
     def _exit(self) -> None:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
@@ -373,6 +404,7 @@ class SchedulerActor:
             fire_timeout_s=config.alarm_timeout_s,
             group=lambda user_id: host_name(user_id, config),
         )
+        self.per_user = PerUserRoutes(config) if config.placement == "per-user" else None
         self._ready = _Started(self._start)
         self._runner: asyncio.Task[None] | None = None
         # Start now rather than on the first call: after Ray restarts this actor, nothing may
@@ -401,6 +433,10 @@ class SchedulerActor:
             log.error("scheduler fenced by a newer incarnation; no longer firing alarms")
 
     async def _fire(self, user_id: str) -> int | None:
+        if self.per_user is not None:
+            # Started within the count of live per-user actors, like any other call.
+            due: int | None = await self.per_user.call(user_id, "alarm")
+            return due
         handle = host_actor(host_name(user_id, self.config), self.config)
         result: int | None = await handle.alarm.remote(user_id)
         return result
@@ -550,19 +586,70 @@ class AggregatorActor:
         return total
 
 
+# Per-user actors admitted this recently are counted even if they are not listed yet: their
+# creation is under way (a name is listed once Ray has registered it, before the process runs).
+STARTING_S = 10.0
+
+
+class UserActorsActor:
+    """Per-user placement: the one count of live per-user actors, asked by every replica, program
+    and the scheduler before a user's actor is started (`PerUserRoutes`), so that visitors who
+    invent user IDs cannot start processes without limit. An actor that exits idle says so; one
+    that ended otherwise is found missing from the namespace's named actors when the count is
+    full, and forgotten. Restarted, it counts the per-user actors named in the namespace."""
+
+    def __init__(self, config: Config) -> None:
+        self.namespace = config.namespace
+        self.limit = max_user_actors(config.max_user_actors)
+        self.live: dict[str, float] = dict.fromkeys(self._named(), 0.0)
+
+    def _named(self) -> set[str]:
+        # A call to Ray's control store, blocking; made when the count is full only.
+        return {
+            entry["name"]
+            for entry in ray.util.list_named_actors(all_namespaces=True)
+            if entry["namespace"] == self.namespace and is_user_actor(entry["name"])
+        }
+
+    async def ready(self) -> str:
+        return USER_ACTORS_NAME
+
+    async def admit(self, name: str) -> bool:
+        """Whether the per-user actor `name` may run: it is counted already, or one more fits."""
+        if name in self.live:
+            return True
+        if len(self.live) >= self.limit:
+            named = self._named()
+            starting = time.monotonic() - STARTING_S
+            self.live = {n: at for n, at in self.live.items() if n in named or at > starting}
+        if len(self.live) >= self.limit:
+            return False
+        self.live[name] = time.monotonic()
+        return True
+
+    async def release(self, name: str) -> None:
+        """The per-user actor `name` is exiting."""
+        self.live.pop(name, None)
+
+    async def count(self) -> int:
+        return len(self.live)
+
+
 class PerUserRoutes:
     """Calls to per-user actors. An idle user's actor exits, so a call may race that exit; it is
-    then sent again to a fresh incarnation, which recovers the user from storage."""
+    then sent again to a fresh incarnation, which recovers the user from storage. A user's actor
+    is started only within the count `UserActorsActor` keeps (else `TooManyUserActors`)."""
 
     RETRIES = 8
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._handles: OrderedDict[str, ActorHandle[Any]] = OrderedDict()
+        self._count = user_actors_actor(config)
 
     async def call(self, user_id: str, method: str, *args: Any) -> Any:
         for attempt in range(self.RETRIES):
-            handle = self._handle(user_id)
+            handle = await self._handle(user_id)
             try:
                 return await getattr(handle, method).remote(user_id, *args)
             except (ActorDiedError, ActorUnavailableError):
@@ -575,10 +662,13 @@ class PerUserRoutes:
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
         raise StorageUnavailable(f"the tracker of {user_id!r} did not come back")
 
-    def _handle(self, user_id: str) -> ActorHandle[Any]:
+    async def _handle(self, user_id: str) -> ActorHandle[Any]:
         handle = self._handles.get(user_id)
         if handle is None:
-            handle = host_actor(host_name(user_id, self.config), self.config)
+            name = host_name(user_id, self.config)
+            if not await self._count.admit.remote(name):
+                raise TooManyUserActors(user_id, max_user_actors(self.config.max_user_actors))
+            handle = host_actor(name, self.config)
             self._handles[user_id] = handle
             if len(self._handles) > 10_000:
                 self._handles.popitem(last=False)
@@ -617,6 +707,7 @@ _RemoteHost = ray.remote(HostActor)
 _RemoteScheduler = ray.remote(SchedulerActor)
 _RemoteAggregator = ray.remote(AggregatorActor)
 _RemoteRouter = ray.remote(RouterActor)
+_RemoteUserActors = ray.remote(UserActorsActor)
 
 
 def host_actor(
@@ -625,7 +716,7 @@ def host_actor(
     """Get or create the named host actor; `resources`: custom Ray resources it needs (to
     place hosts on nodes that offer them)."""
     options = _options(name, config)
-    if not name.startswith("user-"):
+    if not is_user_actor(name):
         options["scheduling_strategy"] = "SPREAD"
     if resources:
         options["resources"] = resources
@@ -642,6 +733,12 @@ def scheduler_actor(config: Config) -> ActorHandle[Any]:
 def aggregator_actor(config: Config) -> ActorHandle[Any]:
     options = _options(AGGREGATOR_NAME, config)
     handle: ActorHandle[Any] = _RemoteAggregator.options(**options).remote(config)  # type: ignore[assignment]
+    return handle
+
+
+def user_actors_actor(config: Config) -> ActorHandle[Any]:
+    options = _options(USER_ACTORS_NAME, config)
+    handle: ActorHandle[Any] = _RemoteUserActors.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 
 

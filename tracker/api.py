@@ -25,7 +25,13 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
 
-from tracker.actors import aggregator_actor, host_actor, router_actor, scheduler_actor
+from tracker.actors import (
+    aggregator_actor,
+    host_actor,
+    router_actor,
+    scheduler_actor,
+    user_actors_actor,
+)
 from tracker.codec import encode_entries
 from tracker.config import Config
 from tracker.placement import host_name, sharded_host_names
@@ -150,10 +156,14 @@ class Tracker:
 
     def status(self) -> dict[str, Any]:
         """Hosts, users in memory, users set aside (their history cannot be written: see each
-        host's `setAsideUsers`), pending alarms."""
+        host's `setAsideUsers`), pending alarms; live per-user actors (per-user placement)."""
         hosts: list[dict[str, Any]] = ray.get([h.stats.remote() for h in self.hosts.values()])
         ref: Any = self.scheduler.stats.remote()
         scheduler: dict[str, Any] = ray.get(ref)
+        extra: dict[str, Any] = {}
+        if self.router is not None:
+            count: Any = user_actors_actor(self.config).count.remote()
+            extra["userActors"] = ray.get(count)
         return {
             "placement": self.config.placement,
             "storage": self.config.storage,
@@ -162,6 +172,7 @@ class Tracker:
             "setAsideUsers": sum(h["setAside"] for h in hosts),
             "pendingAlarms": scheduler["pendingAlarms"],
             "scheduler": scheduler,
+            **extra,
         }
 
 

@@ -60,6 +60,15 @@ class Config:
     # does not answer must not hold the replica's request slots (docs/serving.md).
     host_timeout_s: float = 30.0
     max_movements_per_session: int = 1000
+    # Sessions of one user held in memory; past it the one idle longest leaves memory (its
+    # history stays stored, and an event for it starts it again).
+    max_sessions_per_user: int = 100
+    # What one host process may hold, RSS (0: derived from the node, `memory.py`): above it
+    # the host passivates its least recently used users.
+    host_memory_mb: int = 0
+    # Per-user placement: live per-user actors, one process each, about 50 MB (0: derived
+    # from the node's memory, `memory.py`). Past it a new user's call is answered 503.
+    max_user_actors: int = 0
     session_timeout_s: float = 30 * 60
     alarm_interval_s: float = 60 * 60
     # How long the scheduler waits for a user's alarm() before retrying it later; the call is
@@ -154,6 +163,16 @@ class Config:
                 raise ConfigError(
                     f"TRACKER_ALLOWED_ORIGINS: {origin!r} is not an origin; expected "
                     "scheme://host[:port] with no path, such as https://shop.example"
+                )
+        if self.max_sessions_per_user < 1:
+            raise ConfigError(
+                f"TRACKER_MAX_SESSIONS_PER_USER={self.max_sessions_per_user!r}: must be at least 1"
+            )
+        for name in ("host_memory_mb", "max_user_actors"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"TRACKER_{name.upper()}={getattr(self, name)!r}: must be >= 0 "
+                    "(0: derived from the node's memory)"
                 )
         if "://" not in self.storage:
             raise ConfigError(

@@ -87,6 +87,8 @@ class RequestTimeout(TrackerError):
 class StorageUnavailable(TrackerError):
     """Object storage refused or failed a write; nothing was acknowledged (HTTP 503)."""
 
+    retry_after_s = 1  # what the HTTP answer's Retry-After says
+
 
 class HostBusy(StorageUnavailable):
     """Too many requests wait for this user's host already; this one was not sent (HTTP 503)."""
@@ -95,6 +97,24 @@ class HostBusy(StorageUnavailable):
 class HostRetired(StorageUnavailable):
     """This host has stopped for good (per-user placement: its user was erased, or it idled
     out); the call is to be made again, to the user's next host."""
+
+
+class TooManyUserActors(StorageUnavailable):
+    """Per-user placement: as many per-user actors as allowed are live; this user's was not
+    started, nothing was sent (HTTP 503, `Retry-After`)."""
+
+    retry_after_s = 10
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(
+            f"{limit} per-user actors are live already (TRACKER_MAX_USER_ACTORS); the tracker "
+            f"of {user_id!r} was not started, nothing was stored; retry later"
+        )
+        self.user_id = user_id
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[TooManyUserActors], tuple[str, int]]:
+        return (type(self), (self.user_id, self.limit))
 
 
 class Fenced(StorageUnavailable):

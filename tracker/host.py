@@ -19,6 +19,9 @@ thin shell). It keeps many users' `UserTracker`s in memory, Orleans/Durable Obje
   be written is set aside: their records are carried into the log again (`CARRY`), and the
   others are compacted as usual.
 - **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
+- **Memory budget.** Every `MEMORY_CHECK_EVERY` commits and activations the host reads its RSS;
+  above `SHED_AT` of `memory_bytes` it compacts and passivates its least recently used users
+  (durable once compacted), and new activations wait for that meanwhile.
 
 Records carry the log position they were committed at; a user's chunks remember the highest
 position per host, so replaying a log after a crash in the middle of compaction never applies a
@@ -41,6 +44,7 @@ from tracker.codec import Record
 from tracker.config import Config
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.journal import LOG, Journal, Position, holds_commits, journal_prefix
+from tracker.memory import process_rss_bytes
 from tracker.placement import sharded_host_index, sharded_host_name
 from tracker.schema import (
     Movement,
@@ -80,6 +84,13 @@ FLUSH_GROUPS = 4
 # Tracking calls in flight from which a host is busy enough for its commits to linger
 # (`HostSettings.commit_linger_ms`): many callers, like a program's handles, not one replica.
 LINGER_CALLS = 3
+# Commits and activations between two reads of the host's RSS (a read costs about 10 µs; a
+# commit adds at most a batch, 64 KB, so this many add a few MB between reads at most).
+MEMORY_CHECK_EVERY = 256
+# The share of the memory budget above which a host sheds users, leaving room for what arrives
+# while it compacts them; and the share it sheds down to, by its estimate.
+SHED_AT = 0.8
+SHED_TO = 0.6
 ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 # Told of each session's newly stored movements: (user_id, session_id, movements, now_ms,
 # known), `known` when the user's tracker held the session before them.
@@ -123,6 +134,8 @@ class HostSettings:
     commit_linger_ms: float = Config.commit_linger_ms
     # Users whose events are dropped, whoever sends them (`TRACKER_OPT_OUT`).
     opt_out: frozenset[str] = frozenset()
+    # RSS the host stays under by passivating users (0: no budget; `TRACKER_HOST_MEMORY_MB`).
+    memory_bytes: int = 0
 
 
 class UserSlot:
@@ -194,6 +207,7 @@ class UserHost:
         now_ms: NowMs = wall_clock_ms,
         on_track: TrackListener | None = None,
         on_session: SessionListener | None = None,
+        rss_bytes: Callable[[], int] = process_rss_bytes,
     ) -> None:
         self.name = name
         self.storage = storage
@@ -232,6 +246,12 @@ class UserHost:
         # slot holds only their records from the log (`_unread_user`), and why.
         self._unread: dict[str, Exception] = {}
         self.started = False
+        self.rss_bytes = rss_bytes
+        self.rss = 0  # at the last read
+        self.shed = 0  # users passivated for memory since this host started
+        self._until_memory_check = MEMORY_CHECK_EVERY
+        self._shedding: asyncio.Task[None] | None = None
+        self._rss_after_shed = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -448,7 +468,7 @@ class UserHost:
         record = slot.tracker.create_session_record(session_id, info, now)
         known = session_id in slot.tracker.sessions
         await self._commit(user_id, slot, record)
-        session = slot.tracker.get_session(session_id)
+        session = slot.tracker.created_session(record)
         if self.on_session is not None:
             self.on_session(user_id, session_id, now, session, known)
         return session
@@ -623,6 +643,7 @@ class UserHost:
         slot.inflight += 1
         slot.last_commit = future
         slot.last_access_ms = self.now_ms()
+        self._mind_memory()
         try:
             await future
         finally:
@@ -667,6 +688,11 @@ class UserHost:
                 return slot
             check_id("userId", user_id)
             task = self._loading.get(user_id)
+            if task is None and self._shedding is not None:
+                # Over the memory budget: no one more in memory until users have left it.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._shedding)
+                continue
             if task is None:
                 task = asyncio.create_task(self._load(user_id, slot))
                 self._loading[user_id] = task
@@ -724,6 +750,7 @@ class UserHost:
         slot.last_access_ms = self.now_ms()
         self.slots[user_id] = slot
         self._unread.pop(user_id, None)
+        self._mind_memory()
         # A user with nothing stored gets an alarm with their first change, not on a mere
         # look-up: an erased user's ID must not be written anywhere again by a read.
         if not slot.tracker.is_empty():
@@ -792,14 +819,7 @@ class UserHost:
 
     def _passivate(self) -> int:
         cutoff = self.now_ms() - self.settings.passivate_after_ms
-        idle = [
-            user_id
-            for user_id, slot in self.slots.items()
-            if slot.last_access_ms < cutoff
-            and not slot.committed
-            and not slot.inflight
-            and user_id not in self._loading
-        ]
+        idle = [user_id for user_id, slot in self._passivable() if slot.last_access_ms < cutoff]
         for user_id in idle:
             del self.slots[user_id]
         return len(idle)
@@ -831,6 +851,61 @@ class UserHost:
             carried.append([CARRY, user_id, self.now_ms(), [[list(p), r] for p, r in taken]])
         self.set_aside = aside
         return carried
+
+    def _passivable(self) -> Iterator[tuple[str, UserSlot]]:
+        """The users that may leave memory: all they hold is in their stored history."""
+        for user_id, slot in self.slots.items():
+            if not slot.committed and not slot.inflight and user_id not in self._loading:
+                yield user_id, slot
+
+    def _mind_memory(self) -> None:
+        """Every `MEMORY_CHECK_EVERY` calls, read the RSS; above `SHED_AT` of the budget start
+        shedding users (one shedding at a time). Once a shedding is done, another starts only
+        if the RSS grew since: memory the interpreter freed is reused before the RSS falls, if
+        it ever does, so an RSS that stays put is no sign of more users to shed."""
+        budget = self.settings.memory_bytes
+        if not budget:
+            return
+        self._until_memory_check -= 1
+        if self._until_memory_check > 0 or self._shedding is not None:
+            return
+        self._until_memory_check = MEMORY_CHECK_EVERY
+        self.rss = self.rss_bytes()
+        if self.rss <= budget * SHED_AT:
+            return
+        if self._rss_after_shed and self._rss_after_shed >= self.rss:
+            return
+        self._shedding = asyncio.create_task(self._shed())
+        self._shedding.add_done_callback(self._shed_done)
+
+    def _shed_done(self, task: asyncio.Task[None]) -> None:
+        self._shedding = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("host %s: shedding users failed: %s", self.name, task.exception())
+
+    async def _shed(self) -> None:
+        """Compact (records not yet in a user's history keep them in memory), then passivate
+        the least recently used users: the share of them the RSS is over `SHED_TO` of the
+        budget by, as if users held all of it."""
+        await self.compact(force=True)
+        rss = self.rss_bytes()
+        target = int(self.settings.memory_bytes * SHED_TO)
+        if rss > target:
+            # Sorted by last use; users of the same millisecond in activation order.
+            quiet = sorted(self._passivable(), key=lambda item: item[1].last_access_ms)
+            count = max(1, len(quiet) * (rss - target) // rss)
+            for user_id, _slot in quiet[:count]:
+                del self.slots[user_id]
+            self.shed += min(count, len(quiet))
+            log.warning(
+                "host %s: %d MB RSS, over %d%% of its %d MB budget: %d users left memory",
+                self.name,
+                rss // 2**20,
+                SHED_AT * 100,
+                self.settings.memory_bytes // 2**20,
+                min(count, len(quiet)),
+            )
+        self.rss = self._rss_after_shed = self.rss_bytes()
 
     async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> Failures:
         """Write each user's committed records (up to `upto`) as their next history chunk,
@@ -1098,6 +1173,8 @@ class UserHost:
                 user_key(user_id): error
                 for user_id, error in sorted(self.set_aside.items())[:SET_ASIDE_SHOWN]
             },
+            "rssBytes": self.rss,
+            "usersShed": self.shed,
         }
 
 

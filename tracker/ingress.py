@@ -44,6 +44,7 @@ from tracker.errors import (
     RequestTimeout,
     StorageUnavailable,
     TooLarge,
+    TooManyUserActors,
     Unauthorized,
     UnknownSession,
     UnsupportedMediaType,
@@ -128,11 +129,11 @@ def error_response(exc: Exception) -> Response:
         headers["Connection"] = "close"
     elif isinstance(exc, StorageUnavailable):
         status = 503
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = str(exc.retry_after_s)
         # Not "nothing was stored": a host that died after its commit, or a retry waiting on
         # a first try whose commit failed, cannot tell. A retry stores each eventId once.
         # A request refused by a busy host was not sent at all, and its message says so.
-        if not isinstance(exc, HostBusy):
+        if not isinstance(exc, HostBusy | TooManyUserActors):
             body = {"error": "storage unavailable; not stored or not confirmed, retry later"}
     else:
         log.exception("unexpected error", exc_info=exc)

@@ -243,9 +243,10 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     503: (
         "StorageUnavailable",
         "Storage is unavailable, or the user's host did not answer within "
-        "TRACKER_HOST_TIMEOUT_S (30 s by default) or has too many requests waiting: not "
-        "stored, or not confirmed. Retry; an event with an `eventId` is stored once however "
-        "often it is sent.",
+        "TRACKER_HOST_TIMEOUT_S (30 s by default) or has too many requests waiting, or (per-user "
+        "placement) TRACKER_MAX_USER_ACTORS per-user actors are live already: not stored, or "
+        "not confirmed. Retry; an event with an `eventId` is stored once however often it is "
+        "sent.",
         "Error",
     ),
 }

@@ -16,6 +16,9 @@ from tracker.config import Config
 SCHEDULER_NAME = "scheduler"
 AGGREGATOR_NAME = "aggregator"
 ROUTER_NAME = "router"
+# Per-user placement: the count of live per-user actors (not itself a user's: no `user-`).
+USER_ACTORS_NAME = "per-user-actors"
+USER_PREFIX = "user-"
 HOST_PREFIX = "host-"
 
 
@@ -48,8 +51,13 @@ def shard_of(user_id: str, hosts: int) -> int:
 def host_name(user_id: str, config: Config) -> str:
     """Name of the actor that holds `user_id` under the configured placement."""
     if config.placement == "per-user":
-        return "user-" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
+        return USER_PREFIX + hashlib.sha256(user_id.encode()).hexdigest()[:40]
     return sharded_host_name(shard_of(user_id, config.hosts))
+
+
+def is_user_actor(name: str) -> bool:
+    """Whether a host actor's name is a per-user one."""
+    return name.startswith(USER_PREFIX)
 
 
 def sharded_host_names(config: Config) -> list[str]:

@@ -31,6 +31,7 @@ class Limits:
     """The seed's constants, made configurable. The defaults are `Config`'s, in ms."""
 
     max_movements: int = Config.max_movements_per_session
+    max_sessions: int = Config.max_sessions_per_user
     session_timeout_ms: int = int(Config.session_timeout_s * 1000)
     alarm_interval_ms: int = int(Config.alarm_interval_s * 1000)
     retention_ms: int = int(Config.retention_s * 1000)
@@ -155,9 +156,7 @@ class UserTracker:
             session_id, device_info = payload
             session = self.sessions.get(session_id)
             if session is None:
-                self.sessions[session_id] = SessionState(
-                    session_id, now_ms, device_info, self.limits.max_movements
-                )
+                self._start_session(session_id, now_ms, device_info)
             else:
                 session.last_activity = max(session.last_activity, now_ms)
                 if device_info is not None:
@@ -181,14 +180,26 @@ class UserTracker:
             session = self.sessions.get(session_id)
             if session is None:
                 # The seed starts a session on its first movement; so do we.
-                session = SessionState(session_id, now_ms, None, self.limits.max_movements)
-                self.sessions[session_id] = session
+                session = self._start_session(session_id, now_ms, None)
             event_ids = None if decoded is None else [m.eventId for m in decoded[index][1]]
             if event_ids is None:
                 event_ids = codec.blob_event_ids(blob)
             session.add(blob, fresh=fresh, event_ids=event_ids)
             session.last_activity = max(session.last_activity, now_ms)
             self.seen.add(pair_keys(session_id, event_ids), now_ms)
+
+    def _start_session(self, session_id: str, now_ms: int, device_info: Any) -> SessionState:
+        """A new session in memory. At `max_sessions`, the session idle longest leaves memory
+        first (the first of them held, on a tie): only memory, as when a session ends; its
+        history stays stored and exported, and an event for it starts it again. Decided by
+        the records alone, so a replay evicts the same sessions."""
+        sessions = self.sessions
+        if len(sessions) >= self.limits.max_sessions:
+            del sessions[min(sessions, key=lambda s: sessions[s].last_activity)]
+        session = sessions[session_id] = SessionState(
+            session_id, now_ms, device_info, self.limits.max_movements
+        )
+        return session
 
     def _apply_expire(self, now_ms: int) -> None:
         cutoff = now_ms - self.limits.session_timeout_ms
@@ -203,6 +214,16 @@ class UserTracker:
         session = self.sessions.get(session_id)
         if session is None:
             raise UnknownSession(self.user_id, session_id)
+        return self.session_dict(session)
+
+    def created_session(self, record: Record) -> dict[str, Any]:
+        """The session a `create_session_record` record made, as `get_session` answers it. If
+        it has left memory already (more than `max_sessions` sessions started meanwhile), the
+        session as that record made it."""
+        _op, _user, now_ms, (session_id, device_info) = record
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = SessionState(session_id, now_ms, device_info, self.limits.max_movements)
         return self.session_dict(session)
 
     def session_dict(self, session: SessionState, *, movements: bool = True) -> dict[str, Any]:
@@ -263,6 +284,9 @@ class UserTracker:
             session.last_activity = last
             session.restore(blob)
             self.sessions[session_id] = session
+        sessions = self.sessions
+        while len(sessions) > self.limits.max_sessions:  # stored under a larger cap
+            del sessions[min(sessions, key=lambda s: sessions[s].last_activity)]
 
 
 def _seen_by(
