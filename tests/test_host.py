@@ -792,7 +792,9 @@ def test_an_alarm_request_out_as_its_user_is_erased_is_neither_armed_after_nor_s
             raise StorageUnavailable("injected: the scheduler did not answer")
 
     async def scenario() -> None:
-        actor = actors.HostActor("host-0", Config.from_env({}, storage=file_storage))
+        # A memory budget of its own: outside Ray there is no node to derive one from.
+        config = Config.from_env({}, storage=file_storage, host_memory_mb=256)
+        actor = actors.HostActor("host-0", config)
         monkeypatch.setattr(actor, "_to_named", to_named)
         assert await actor.track("alice", movement(clock, eventId="alice-1")) == 1
         shipment = asyncio.ensure_future(actor._ship_alarm_requests())
