@@ -1149,6 +1149,29 @@ def test_an_alarm_request_survives_a_compaction_and_crashes_before_its_shipment(
     run(scenario())
 
 
+def test_an_alarm_request_a_restarted_host_keeps_is_gone_with_its_erased_user(
+    storage: Storage, storage_url: str
+) -> None:
+    """The request a restart carries into the new epoch's log is an ordinary commit: the
+    erasure's compaction removes it with the rest of the user's records."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        host = await started(storage, clock)
+        await host.track("alice", movement(clock, eventId="alice-1"))
+        await host.track("bob", movement(clock, "bob", eventId="bob-1"))
+        await host.compact(force=True)
+        again = await started(storage, clock)  # a crash before the shipment
+        assert set(again.alarm_requests) == {"alice", "bob"}
+        assert (await again.erase("alice"))["erased"]
+        assert holders(storage_url, user_traces("alice", "alice-1")) == []
+        arrived: dict[str, int] = {}
+        await (await started(storage, clock)).ship_alarm_requests(scheduler_receiving(arrived))
+        assert list(arrived) == ["bob"]
+
+    run(scenario())
+
+
 def test_an_alarm_request_being_shipped_during_a_compaction_survives_a_crash(
     storage: Storage,
 ) -> None:
