@@ -2,7 +2,8 @@
 
 All are named, detached and restarted by Ray on failure (`max_restarts=-1`), in the project's
 namespace. Each starts its logic on the first call and every method waits for that start, so no
-request can race the recovery from storage (the seed's constructor did not wait).
+request can race the recovery from storage (the seed's constructor did not wait). Each takes on
+the settings of a process that connects later through `reconfigure` (`tracker.settings`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-from tracker import codec
+from tracker import codec, settings
 from tracker.analytics import SiteStats
 from tracker.config import Config
 from tracker.errors import Fenced, InvalidInput, StorageUnavailable
@@ -162,7 +163,20 @@ class HostActor:
             known=known,
         )
 
+    def _use(self, config: Config) -> None:
+        self.config = config
+        self.host.reconfigure(host_settings(config))
+
+    async def reconfigure(self, config: Config) -> None:
+        """Take on `config`'s live settings; refuse a change of a fixed one (ConfigError)."""
+        settings.refuse_fixed_changes(self.config, config)
+        await self._ready.wait()
+        self._use(config)
+
     async def _start(self) -> None:
+        kept = await settings.load(self.host.storage, self.config)
+        if kept is not None:
+            self._use(kept)
         if self.name == FIRST_HOST:
             await self._drain_orphans()
         await self.host.start()
@@ -314,6 +328,8 @@ class SchedulerActor:
         )
         self._ready = _Started(self._start)
         self._runner: asyncio.Task[None] | None = None
+        # The live settings in storage, as far as this actor knows (`tracker.settings`).
+        self._kept: dict[str, Any] | None = None
         # Start now rather than on the first call: after Ray restarts this actor, nothing may
         # call it for hours, and the alarms it holds must fire meanwhile. (An async actor's
         # constructor runs on its event loop.)
@@ -329,8 +345,31 @@ class SchedulerActor:
                 await asyncio.sleep(TICK_S)
 
     async def _start(self) -> None:
+        kept = await settings.load(self.scheduler.storage, self.config)
+        if kept is not None:
+            self._kept = settings.live(kept)
+            self._use(kept)
         await self.scheduler.start()
         self._runner = asyncio.create_task(self._run())
+
+    def _use(self, config: Config) -> None:
+        self.config = config
+        self.scheduler.fallback_interval_ms = int(config.alarm_interval_s * 1000)
+        self.scheduler.fire_timeout_s = config.alarm_timeout_s
+
+    def check(self, config: Config) -> None:
+        """Raise ConfigError if `config` changes a setting the running tracker cannot."""
+        settings.refuse_fixed_changes(self.config, config)
+
+    async def reconfigure(self, config: Config) -> None:
+        """Take on `config`'s live settings, and keep them for the actors that start later;
+        refuse a change of a fixed one (ConfigError)."""
+        settings.refuse_fixed_changes(self.config, config)
+        await self._ready.wait()
+        if settings.live(config) != self._kept:
+            await settings.save(self.scheduler.storage, config)
+            self._kept = settings.live(config)
+        self._use(config)
 
     async def _run(self) -> None:
         try:
@@ -437,6 +476,12 @@ class AggregatorActor:
         await self._ready.wait()
         return AGGREGATOR_NAME
 
+    async def reconfigure(self, config: Config) -> None:
+        """Refuse a change of a fixed setting (ConfigError); none of the live ones is used here."""
+        settings.refuse_fixed_changes(self.config, config)
+        await self._ready.wait()
+        self.config = config
+
     async def merge(self, wire: dict[str, Any] | bytes) -> None:
         """Add a host's delta: `SiteStats.to_wire`, or that encoded with msgpack.
 
@@ -529,6 +574,11 @@ class RouterActor:
 
     async def ready(self) -> str:
         return ROUTER_NAME
+
+    async def reconfigure(self, config: Config) -> None:
+        """Create users' actors with `config` from now on; refuse a change of a fixed setting."""
+        settings.refuse_fixed_changes(self.routes.config, config)
+        self.routes.config = config
 
     async def call(self, user_id: str, method: str, args: tuple[Any, ...]) -> Any:
         return await self.routes.call(user_id, method, *args)

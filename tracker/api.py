@@ -24,11 +24,14 @@ import msgspec
 import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
+from ray.exceptions import RayActorError, RayTaskError
 
 from tracker.actors import aggregator_actor, host_actor, router_actor, scheduler_actor
+from tracker.cluster import init_ray
 from tracker.codec import encode_entries
 from tracker.config import Config
-from tracker.placement import host_name, sharded_host_names
+from tracker.errors import ConfigError
+from tracker.placement import SCHEDULER_NAME, host_name, sharded_host_names
 from tracker.schema import movements_from_obj, pack_movements
 
 _PREPARED = {"track", "track_many"}
@@ -39,13 +42,16 @@ def connect(
 ) -> Tracker:
     """Return a `Tracker` bound to a running Ray, starting a local Ray when none is running.
 
-    Configuration is read from the environment (`TRACKER_*`), then keyword overrides apply
-    (`connect(storage="s3://bucket/prefix", placement="per-user")`). The scheduler, the
-    aggregator and (sharded placement) the host actors are created if they do not exist yet.
+    The cluster is `address`, else `RAY_ADDRESS`, else the one `ray start` made on this machine
+    if it still runs (`tracker.cluster`). Configuration is read from the environment
+    (`TRACKER_*`), then keyword overrides apply (`connect(storage="s3://bucket/prefix",
+    placement="per-user")`). The scheduler, the aggregator and (sharded placement) the host
+    actors are created if they do not exist yet; running ones take on this configuration
+    (`tracker.settings`).
     """
     config = config or Config.from_env(**overrides)
     if not ray.is_initialized():
-        ray.init(address=address, namespace=config.namespace, log_to_driver=False)
+        init_ray(config.namespace, "connect", address, log_to_driver=False)
     return Tracker(config)
 
 
@@ -114,22 +120,36 @@ class UserHandle:
 
 
 class Tracker:
-    """Entry point on a connected Ray: users' handles, site analytics and status."""
+    """Entry point on a connected Ray: users' handles, site analytics and status.
 
-    def __init__(self, config: Config) -> None:
+    The running actors take on `config`'s live settings, and a change of one that cannot
+    change while they run is refused with a ConfigError (`tracker.settings`); with
+    `reconfigure=False` they keep theirs, and only the refusal applies.
+    """
+
+    def __init__(self, config: Config, *, reconfigure: bool = True) -> None:
         self.config = config
+        _refuse_fixed_changes(config)
         self.scheduler = scheduler_actor(config)
         self.aggregator = aggregator_actor(config)
         self.hosts: dict[str, ActorHandle[Any]] = {}
         self.router: ActorHandle[Any] | None = None
-        waits = [self.scheduler.ready.remote(), self.aggregator.ready.remote()]
+        actors = [self.scheduler, self.aggregator]
         if config.placement == "sharded":
             self.hosts = {name: host_actor(name, config) for name in sharded_host_names(config)}
-            waits += [h.ready.remote() for h in self.hosts.values()]
+            actors += self.hosts.values()
         else:
             self.router = router_actor(config)
-            waits.append(self.router.ready.remote())
-        ray.get(waits)
+            actors.append(self.router)
+        if not reconfigure:
+            ray.get([actor.ready.remote() for actor in actors])
+            return
+        _get_plain([actor.reconfigure.remote(config) for actor in actors])
+        refs: list[ObjectRef[Any]] = [a.reconfigure.remote(config) for a in _users_actors(config)]
+        for ref in refs:
+            # One that left since it was listed (idle) starts with the settings kept.
+            with contextlib.suppress(RayActorError):
+                _get_plain([ref])
 
     def user(self, user_id: str) -> UserHandle:
         """A handle on `user_id`'s tracker (the user is activated on its first call)."""
@@ -161,6 +181,43 @@ class Tracker:
             "pendingAlarms": scheduler["pendingAlarms"],
             "scheduler": scheduler,
         }
+
+
+def _refuse_fixed_changes(config: Config) -> None:
+    """Ask the running scheduler, if any, before any actor is created with `config`: a new
+    host's actor, say, would already have been started with a changed number of hosts."""
+    try:
+        running = ray.get_actor(SCHEDULER_NAME, namespace=config.namespace)
+    except ValueError:
+        return  # none runs: nothing to change
+    _get_plain([running.check.remote(config)])
+
+
+def _users_actors(config: Config) -> list[ActorHandle[Any]]:
+    """The per-user placement's actors running now (each leaves when idle)."""
+    if config.placement != "per-user":
+        return []
+    found: list[ActorHandle[Any]] = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == config.namespace and entry["name"].startswith("user-"):
+            with contextlib.suppress(ValueError):
+                found.append(ray.get_actor(entry["name"], namespace=config.namespace))
+    return found
+
+
+def _get_plain(refs: list[ObjectRef[Any]]) -> None:
+    try:
+        ray.get(refs)
+    except ConfigError as exc:
+        raise _plain(exc) from None
+
+
+def _plain(error: BaseException) -> BaseException:
+    """A ConfigError raised in an actor as itself, without the actor's traceback (its message
+    is what a caller shows); any other error as it is."""
+    if isinstance(error, RayTaskError) and isinstance(error, ConfigError):
+        return ConfigError(str(error.cause))
+    return error
 
 
 def shutdown(config: Config) -> None:

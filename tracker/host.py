@@ -214,6 +214,14 @@ class UserHost:
         self._last_compaction_ms = self.now_ms()
         self.started = True
 
+    def reconfigure(self, settings: HostSettings) -> None:
+        """Apply new settings now, to the users in memory too (their sessions keep the movement
+        cap they were created with)."""
+        self.settings = settings
+        self.journal.linger_s = settings.commit_linger_ms / 1000
+        for slot in self.slots.values():
+            slot.tracker.limits = settings.limits
+
     async def _replay(self, position: Position, record: Record) -> None:
         user_id = record[1]
         if record[0] == "erase":
@@ -567,6 +575,7 @@ class UserHost:
                     slot.tracker.apply(record)
                     slot.committed.append((position, record))
         slot.last_access_ms = self.now_ms()
+        slot.tracker.limits = self.settings.limits  # in case they changed while it loaded
         self.slots[user_id] = slot
         # A user with nothing stored gets an alarm with their first change, not on a mere
         # look-up: an erased user's ID must not be written anywhere again by a read.

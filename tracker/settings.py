@@ -1,0 +1,91 @@
+"""Settings on a running tracker: which the actors take on live, which need a full restart.
+
+The host, scheduler and aggregator actors are detached. They outlive the process that created
+them, and Ray restarts one that fails with the `Config` it was first created with. So every
+process that connects (an HTTP replica as Serve starts it, `tracker.connect()`) hands its own
+`Config` to the running actors (`reconfigure`):
+
+- a change to a setting of `FIXED` is refused with a `ConfigError` naming it, old and new: the
+  actors are found by namespace and own their storage, and a user's host follows from the
+  placement and the number of hosts, so none of these can change under running actors;
+- the settings of `LIVE` are applied at once, and kept in storage (`save`), where an actor that
+  starts or restarts later finds them (`load`), whatever it was created with.
+
+The other settings belong to the HTTP replicas, which Serve replaces on every redeploy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tracker import codec
+from tracker.config import Config
+from tracker.errors import ConfigError
+from tracker.storage import Storage, get_if_any, local_path
+
+FIXED = ("namespace", "storage", "placement", "hosts")
+LIVE = (
+    "max_movements_per_session",
+    "session_timeout_s",
+    "alarm_interval_s",
+    "alarm_timeout_s",
+    "retention_s",
+    "passivate_after_s",
+    "compact_log_bytes",
+    "compact_interval_s",
+    "commit_linger_ms",
+    "opt_out",
+)
+KEY = "settings"
+
+
+def refuse_fixed_changes(running: Config, new: Config) -> None:
+    """Raise `ConfigError` if `new` changes a setting the running tracker cannot take on."""
+    for name in FIXED:
+        old_value, new_value = getattr(running, name), getattr(new, name)
+        if name == "storage" and _same_storage(old_value, new_value):
+            continue
+        if name == "hosts" and running.placement == new.placement == "per-user":
+            continue  # not used by that placement
+        if old_value != new_value:
+            raise ConfigError(
+                f"TRACKER_{name.upper()}={new_value!r}: the running tracker has "
+                f"{old_value!r}, and this setting cannot change while it runs; stop the "
+                "tracker's actors first (a full restart, docs/deploy.md section 9)"
+            )
+
+
+def _same_storage(a: str, b: str) -> bool:
+    # `tracker serve` hands the replicas an absolute file URL for a relative one.
+    root_a, root_b = local_path(a), local_path(b)
+    if root_a is None or root_b is None:
+        return a == b
+    return root_a.resolve() == root_b.resolve()
+
+
+def live(config: Config) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in LIVE}
+
+
+def applied(config: Config, values: dict[str, Any]) -> Config:
+    """`config` with the live settings of `values` (those `live` returned)."""
+    known = {name: values[name] for name in LIVE if name in values}
+    if "opt_out" in known:
+        known["opt_out"] = tuple(known["opt_out"])
+    changed = dataclasses.replace(config, **known)
+    changed.validate()
+    return changed
+
+
+async def save(storage: Storage, config: Config) -> None:
+    """Keep `config`'s live settings for the actors that start later."""
+    await storage.put(KEY, codec.encode("settings", {"live": live(config)}))
+
+
+async def load(storage: Storage, config: Config) -> Config | None:
+    """`config` with the live settings last saved in `storage`; None if none were saved."""
+    found = await get_if_any(storage, KEY)
+    if found is None:
+        return None
+    return applied(config, codec.decode("settings", found[0], KEY)["live"])
