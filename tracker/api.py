@@ -129,7 +129,7 @@ class Tracker:
 
     def __init__(self, config: Config, *, reconfigure: bool = True) -> None:
         self.config = config
-        _refuse_fixed_changes(config)
+        refuse_fixed_changes(config)
         self.scheduler = scheduler_actor(config)
         self.aggregator = aggregator_actor(config)
         self.hosts: dict[str, ActorHandle[Any]] = {}
@@ -183,8 +183,10 @@ class Tracker:
         }
 
 
-def _refuse_fixed_changes(config: Config) -> None:
-    """Ask the running scheduler, if any, before any actor is created with `config`: a new
+def refuse_fixed_changes(config: Config) -> None:
+    """Raise ConfigError if `config` changes a setting the running tracker cannot take on.
+
+    Asks the running scheduler, if any, before any actor is created with `config`: a new
     host's actor, say, would already have been started with a changed number of hosts."""
     try:
         running = ray.get_actor(SCHEDULER_NAME, namespace=config.namespace)

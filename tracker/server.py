@@ -101,6 +101,7 @@ def run(config: Config, *, block: bool = True) -> str:
     from ray import serve
 
     import serve_app
+    from tracker.api import refuse_fixed_changes
 
     global _owns_ray
     config = _absolute_storage(config)
@@ -111,6 +112,8 @@ def run(config: Config, *, block: bool = True) -> str:
         if cluster.cluster_address("serve") is None:
             os.environ.update(local_ray_env())
         _owns_ray = cluster.init_ray(config.namespace, "serve")
+    # Here, at once: a replica refusing it would be retried by Serve for a while first.
+    refuse_fixed_changes(config)
     serve.start(
         proxy_location="HeadOnly",
         http_options={"host": config.http_host, "port": 0 if direct else config.http_port},
