@@ -129,16 +129,22 @@ def ray_start(machine: Machine) -> Iterator[str]:
         wait_for(lambda: record.exists() and record.read_text().strip(), timeout_s=120)
         yield record.read_text().strip()
     finally:
-        stop_group(head)
+        # Killed at once: `ray start --block` does not stop on SIGTERM, and nothing of the
+        # cluster needs keeping (the Ray workers exit with their raylet).
+        stop_group(head, grace_s=0)
         log.close()
 
 
-def stop_group(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
-    """End a process started in a session of its own, and what it started there."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=15)
+def stop_group(
+    process: subprocess.Popen[str] | subprocess.Popen[bytes], grace_s: float = 15.0
+) -> None:
+    """End a process started in a session of its own, and what it started there: asked first
+    (SIGTERM) for up to `grace_s`, then killed."""
+    if grace_s:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace_s)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=15)

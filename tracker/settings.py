@@ -6,8 +6,9 @@ process that connects (an HTTP replica as Serve starts it, `tracker.connect()`) 
 `Config` to the running actors (`reconfigure`):
 
 - a change to a setting of `FIXED` is refused with a `ConfigError` naming it, old and new: the
-  actors are found by namespace and own their storage, and a user's host follows from the
-  placement and the number of hosts, so none of these can change under running actors;
+  actors own their storage, and a user's host follows from the placement and the number of
+  hosts, so none of these can change under running actors (nor can the namespace, but actors
+  are found by it: a new one makes new actors, which take the storage over);
 - the settings of `LIVE` are applied at once, and kept in storage (`save`), where an actor that
   starts or restarts later finds them (`load`), whatever it was created with.
 
@@ -24,7 +25,7 @@ from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.storage import Storage, get_if_any, local_path
 
-FIXED = ("namespace", "storage", "placement", "hosts")
+FIXED = ("storage", "placement", "hosts")
 LIVE = (
     "max_movements_per_session",
     "session_timeout_s",
