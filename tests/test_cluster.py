@@ -190,7 +190,8 @@ def test_a_redeploy_on_a_ray_start_cluster_applies_new_settings_to_the_running_a
 ) -> None:
     """Joined with nothing but RAY_ADDRESS (the cluster wants a token, found in the home);
     a `tracker serve` started later with other settings changes what the running host does,
-    for HTTP and for programs; a setting that cannot change is refused."""
+    for HTTP and for programs; a setting that cannot change is refused; a process without
+    the token is told where to put it."""
     joined = {"RAY_ADDRESS": ray_start}
     alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
     assert machine.track("connect", alice, "a1", **joined) == {"handle": 1, "host": 1}
@@ -231,6 +232,14 @@ def test_a_redeploy_on_a_ray_start_cluster_applies_new_settings_to_the_running_a
     assert refused.returncode == 2
     assert "TRACKER_PLACEMENT='per-user'" in refused.stderr
     assert "'sharded'" in refused.stderr
+
+    # Without the token, the error says where to put it.
+    tokenless = machine.run(
+        sys.executable, "-m", "tracker.cli", "status", HOME=str(machine.root / "other"), **joined
+    )
+    assert tokenless.returncode == 2
+    assert f"RAY_ADDRESS={ray_start!r}: could not join" in tokenless.stderr
+    assert "set RAY_AUTH_TOKEN" in tokenless.stderr
 
 
 def test_connect_starts_a_ray_of_its_own_at_once_despite_the_record_of_a_dead_cluster(
