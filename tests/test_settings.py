@@ -103,6 +103,16 @@ def test_a_setting_that_cannot_change_under_running_actors_is_refused_naming_it(
     assert names == {"scheduler", "aggregator", "host-0"}
 
 
+def test_another_namespace_over_the_storage_of_a_running_tracker_is_refused_naming_it(
+    make_tracker: Any, file_storage: str, tmp_path: Any
+) -> None:
+    t = make_tracker(storage=file_storage)
+    with pytest.raises(ConfigError, match=f"TRACKER_NAMESPACE='other'.*{t.config.namespace!r}"):
+        make_tracker(storage=file_storage, namespace="other")
+    # Over storage of its own, another namespace is another tracker.
+    make_tracker(storage=f"file://{tmp_path / 'own'}", namespace="other")
+
+
 def test_a_tracker_made_not_to_reconfigure_leaves_the_running_settings_alone(
     make_tracker: Any, file_storage: str
 ) -> None:

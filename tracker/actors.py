@@ -361,6 +361,9 @@ class SchedulerActor:
         """Raise ConfigError if `config` changes a setting the running tracker cannot."""
         settings.refuse_fixed_changes(self.config, config)
 
+    def storage_url(self) -> str:
+        return self.config.storage
+
     async def reconfigure(self, config: Config) -> None:
         """Take on `config`'s live settings, and keep them for the actors that start later;
         refuse a change of a fixed one (ConfigError)."""

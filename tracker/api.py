@@ -24,7 +24,7 @@ import msgspec
 import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from tracker.actors import aggregator_actor, host_actor, router_actor, scheduler_actor
 from tracker.cluster import init_ray
@@ -33,6 +33,7 @@ from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.placement import SCHEDULER_NAME, host_name, sharded_host_names
 from tracker.schema import movements_from_obj, pack_movements
+from tracker.settings import same_storage
 
 _PREPARED = {"track", "track_many"}
 
@@ -191,8 +192,35 @@ def refuse_fixed_changes(config: Config) -> None:
     try:
         running = ray.get_actor(SCHEDULER_NAME, namespace=config.namespace)
     except ValueError:
-        return  # none runs: nothing to change
+        _refuse_another_namespace(config)
+        return
     _get_plain([running.check.remote(config)])
+
+
+# How long a running tracker of another namespace has to say which storage it uses.
+OTHER_NAMESPACE_TIMEOUT_S = 10.0
+
+
+def _refuse_another_namespace(config: Config) -> None:
+    """Refuse a new namespace over the storage of a tracker running in another one: its new
+    actors would take the storage over from the running ones (actors are found by namespace,
+    so a changed TRACKER_NAMESPACE looks like this)."""
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["name"] != SCHEDULER_NAME or entry["namespace"] == config.namespace:
+            continue
+        try:
+            other = ray.get_actor(SCHEDULER_NAME, namespace=entry["namespace"])
+            asked: Any = other.storage_url.remote()
+            storage: str = ray.get(asked, timeout=OTHER_NAMESPACE_TIMEOUT_S)
+        except (ValueError, RayError):
+            continue  # gone, or not answering: not a running tracker to protect
+        if same_storage(storage, config.storage):
+            raise ConfigError(
+                f"TRACKER_NAMESPACE={config.namespace!r}: the tracker running over "
+                f"TRACKER_STORAGE={config.storage!r} on this cluster has "
+                f"{entry['namespace']!r}, and this setting cannot change while it runs; stop "
+                "the tracker's actors first (a full restart, docs/deploy.md section 9)"
+            )
 
 
 def _users_actors(config: Config) -> list[ActorHandle[Any]]:

@@ -7,8 +7,9 @@ process that connects (an HTTP replica as Serve starts it, `tracker.connect()`) 
 
 - a change to a setting of `FIXED` is refused with a `ConfigError` naming it, old and new: the
   actors own their storage, and a user's host follows from the placement and the number of
-  hosts, so none of these can change under running actors (nor can the namespace, but actors
-  are found by it: a new one makes new actors, which take the storage over);
+  hosts, so none of these can change under running actors (nor can the namespace; actors are
+  found by it, so `tracker.api` refuses a new one over the storage of a tracker running in
+  another);
 - the settings of `LIVE` are applied at once, and kept in storage (`save`), where an actor that
   starts or restarts later finds them (`load`), whatever it was created with.
 
@@ -45,7 +46,7 @@ def refuse_fixed_changes(running: Config, new: Config) -> None:
     """Raise `ConfigError` if `new` changes a setting the running tracker cannot take on."""
     for name in FIXED:
         old_value, new_value = getattr(running, name), getattr(new, name)
-        if name == "storage" and _same_storage(old_value, new_value):
+        if name == "storage" and same_storage(old_value, new_value):
             continue
         if name == "hosts" and running.placement == new.placement == "per-user":
             continue  # not used by that placement
@@ -57,8 +58,9 @@ def refuse_fixed_changes(running: Config, new: Config) -> None:
             )
 
 
-def _same_storage(a: str, b: str) -> bool:
-    # `tracker serve` hands the replicas an absolute file URL for a relative one.
+def same_storage(a: str, b: str) -> bool:
+    """Whether two storage URLs name the same storage (`tracker serve` makes a relative file
+    URL absolute)."""
     root_a, root_b = local_path(a), local_path(b)
     if root_a is None or root_b is None:
         return a == b
