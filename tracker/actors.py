@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK_S = 1.0
+# How long a starting host waits for the scheduler's settings.
+SETTINGS_TIMEOUT_S = 5.0
 
 
 def host_settings(config: Config) -> HostSettings:
@@ -177,6 +179,7 @@ class HostActor:
         kept = await settings.load(self.host.storage, self.config)
         if kept is not None:
             self._use(kept)
+        await self._take_schedulers_settings()
         if self.name == FIRST_HOST:
             await self._drain_orphans()
         await self.host.start()
@@ -185,6 +188,20 @@ class HostActor:
             asyncio.create_task(self._every(step))
             for step in (self._ship_analytics, self._ship_alarm_requests, self._compact)
         ]
+
+    async def _take_schedulers_settings(self) -> None:
+        """Take on the settings the scheduler holds, the opt-out list among them (which is not
+        kept in storage). Without an answer in time, the host starts with what it has: a
+        scheduler that hangs or restarts must not hold it up."""
+        try:
+            current: Config = await asyncio.wait_for(
+                self._to_named(SCHEDULER_NAME, "current_config"), SETTINGS_TIMEOUT_S
+            )
+            settings.refuse_fixed_changes(self.config, current)
+        except Exception as exc:
+            log.warning("host %s: starts without the scheduler's settings: %s", self.name, exc)
+            return
+        self._use(current)
 
     async def _drain_orphans(self) -> None:
         """Replay the logs of hosts no longer started (TRACKER_HOSTS was lowered without a
@@ -347,7 +364,7 @@ class SchedulerActor:
     async def _start(self) -> None:
         kept = await settings.load(self.scheduler.storage, self.config)
         if kept is not None:
-            self._kept = settings.live(kept)
+            self._kept = settings.kept(kept)
             self._use(kept)
         await self.scheduler.start()
         self._runner = asyncio.create_task(self._run())
@@ -369,10 +386,15 @@ class SchedulerActor:
         refuse a change of a fixed one (ConfigError)."""
         settings.refuse_fixed_changes(self.config, config)
         await self._ready.wait()
-        if settings.live(config) != self._kept:
+        if settings.kept(config) != self._kept:
             await settings.save(self.scheduler.storage, config)
-            self._kept = settings.live(config)
+            self._kept = settings.kept(config)
         self._use(config)
+
+    async def current_config(self) -> Config:
+        """The settings in force (for a host that starts)."""
+        await self._ready.wait()
+        return self.config
 
     async def _run(self) -> None:
         try:

@@ -11,7 +11,9 @@ process that connects (an HTTP replica as Serve starts it, `tracker.connect()`) 
   found by it, so `tracker.api` refuses a new one over the storage of a tracker running in
   another);
 - the settings of `LIVE` are applied at once, and kept in storage (`save`), where an actor that
-  starts or restarts later finds them (`load`), whatever it was created with.
+  starts or restarts later finds them (`load`), whatever it was created with. All but the
+  opt-out list: an opted-out user must leave nothing in storage, so a host that starts asks
+  the scheduler for the settings it holds instead.
 
 The other settings belong to the HTTP replicas, which Serve replaces on every redeploy.
 """
@@ -40,6 +42,8 @@ LIVE = (
     "opt_out",
 )
 KEY = "settings"
+# Live, but not kept in storage (see the module docstring).
+NOT_KEPT = ("opt_out",)
 
 
 def refuse_fixed_changes(running: Config, new: Config) -> None:
@@ -67,27 +71,26 @@ def same_storage(a: str, b: str) -> bool:
     return root_a.resolve() == root_b.resolve()
 
 
-def live(config: Config) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in LIVE}
+def kept(config: Config) -> dict[str, Any]:
+    """The live settings of `config` that are kept in storage."""
+    return {name: getattr(config, name) for name in LIVE if name not in NOT_KEPT}
 
 
 def applied(config: Config, values: dict[str, Any]) -> Config:
-    """`config` with the live settings of `values` (those `live` returned)."""
-    known = {name: values[name] for name in LIVE if name in values}
-    if "opt_out" in known:
-        known["opt_out"] = tuple(known["opt_out"])
+    """`config` with the kept settings of `values` (those `kept` returned)."""
+    known = {name: values[name] for name in LIVE if name in values and name not in NOT_KEPT}
     changed = dataclasses.replace(config, **known)
     changed.validate()
     return changed
 
 
 async def save(storage: Storage, config: Config) -> None:
-    """Keep `config`'s live settings for the actors that start later."""
-    await storage.put(KEY, codec.encode("settings", {"live": live(config)}))
+    """Keep `config`'s live settings for the actors that start later (see `NOT_KEPT`)."""
+    await storage.put(KEY, codec.encode("settings", {"live": kept(config)}))
 
 
 async def load(storage: Storage, config: Config) -> Config | None:
-    """`config` with the live settings last saved in `storage`; None if none were saved."""
+    """`config` with the settings last saved in `storage`; None if none were saved."""
     found = await get_if_any(storage, KEY)
     if found is None:
         return None
