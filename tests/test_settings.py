@@ -78,6 +78,29 @@ def test_settings_taken_on_live_outlast_a_restart_of_the_host_by_ray(
     assert ray.get(t.user("dave").track.remote(movement("dave", "e1"))) == 0
 
 
+def test_settings_taken_on_live_outlast_a_restart_of_the_scheduler_by_ray(
+    make_tracker: Any, file_storage: str
+) -> None:
+    t = make_tracker(storage=file_storage)
+    connect(config=t.config.replace(session_timeout_s=0.5, opt_out=("dave",)))
+    before = ray.get(t.scheduler.pid.remote())
+
+    ray.kill(t.scheduler, no_restart=False)
+
+    def restarted() -> bool:
+        try:
+            return bool(ray.get(t.scheduler.pid.remote(), timeout=10) != before)
+        except ray.exceptions.RayError:
+            return False
+
+    wait_for(restarted, timeout_s=60)
+    # Ray started it again with the Config it was created with; the live settings come from
+    # storage, all but the opt-out list, which is never written there.
+    restarted_config = ray.get(t.scheduler.current_config.remote())
+    assert restarted_config.session_timeout_s == 0.5
+    assert restarted_config.opt_out == ()
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
