@@ -542,8 +542,11 @@ def test_a_zombie_host_is_fenced_under_load_and_the_data_stays_the_new_incarnati
 def test_lowering_tracker_hosts_after_a_crash_keeps_every_acknowledged_event(
     make_tracker: Callable[..., Any], file_storage: str
 ) -> None:
-    """Three hosts die with acknowledged events in their logs only, and the tracker comes back
-    with TRACKER_HOSTS=1: host-0 replays the other two logs before it serves anyone."""
+    """The tracker's actors die, three hosts with acknowledged events in their logs only, and
+    the tracker comes back with TRACKER_HOSTS=1: host-0 replays the other two logs before it
+    serves anyone."""
+    from tracker.api import shutdown
+
     never = {"compact_interval_s": 3600.0, "compact_log_bytes": 1 << 30}
     before = make_tracker(storage=file_storage, hosts=3, **never)
     users = anonymous_users(12)
@@ -555,8 +558,7 @@ def test_lowering_tracker_hosts_after_a_crash_keeps_every_acknowledged_event(
             for user, ids in sent.items()
         ]
     )
-    for handle in before.hosts.values():
-        ray.kill(handle, no_restart=True)  # a crash: nothing compacted, no clean stop
+    shutdown(before.config)  # a crash: nothing compacted, no clean stop
 
     after = make_tracker(storage=file_storage, hosts=1, **never)
     for user, ids in sent.items():

@@ -80,3 +80,16 @@ def test_an_actor_leaving_idle_frees_its_place_at_once(
     # Told by the actor as it left, not found out later from the named actors.
     assert ray.get(count.count.remote()) == 0
     assert ray.get(t.user("u1").create_session.remote("s1", None))["sessionId"] == "s1"
+
+
+def test_a_bound_given_by_a_later_connect_applies_to_the_running_count(
+    make_tracker: Any, file_storage: str
+) -> None:
+    t = make_tracker(storage=file_storage, placement="per-user", max_user_actors=1)
+    ray.get(t.user("u0").create_session.remote("s1", None))
+    with pytest.raises(TooManyUserActors):
+        ray.get(t.user("u1").create_session.remote("s1", None))
+
+    raised = make_tracker(**{**vars(t.config), "max_user_actors": 2})
+    assert ray.get(raised.user("u1").create_session.remote("s1", None))["sessionId"] == "s1"
+    assert len(user_actors(t.config.namespace)) == 2

@@ -2,7 +2,8 @@
 
 All are named, detached and restarted by Ray on failure (`max_restarts=-1`), in the project's
 namespace. Each starts its logic on the first call and every method waits for that start, so no
-request can race the recovery from storage (the seed's constructor did not wait).
+request can race the recovery from storage (the seed's constructor did not wait). Each takes on
+the settings of a process that connects later through `reconfigure` (`tracker.settings`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-from tracker import codec
+from tracker import codec, settings
 from tracker.analytics import SiteStats
 from tracker.config import Config
 from tracker.errors import (
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK_S = 1.0
+# How long a starting host waits for the scheduler's settings.
+SETTINGS_TIMEOUT_S = 5.0
 
 
 def host_settings(config: Config) -> HostSettings:
@@ -201,7 +204,21 @@ class HostActor:
             known=known,
         )
 
+    def _use(self, config: Config) -> None:
+        self.config = config
+        self.host.reconfigure(host_settings(config))
+
+    async def reconfigure(self, config: Config) -> None:
+        """Take on `config`'s live settings; refuse a change of a fixed one (ConfigError)."""
+        settings.refuse_fixed_changes(self.config, config)
+        await self._ready.wait()
+        self._use(config)
+
     async def _start(self) -> None:
+        kept = await settings.load(self.host.storage, self.config)
+        if kept is not None:
+            self._use(kept)
+        await self._take_schedulers_settings()
         if self.name == FIRST_HOST:
             await self._drain_orphans()
         await self.host.start()
@@ -210,6 +227,20 @@ class HostActor:
             asyncio.create_task(self._every(step))
             for step in (self._ship_analytics, self._ship_alarm_requests, self._compact)
         ]
+
+    async def _take_schedulers_settings(self) -> None:
+        """Take on the settings the scheduler holds, the opt-out list among them (which is not
+        kept in storage). Without an answer in time, the host starts with what it has: a
+        scheduler that hangs or restarts must not hold it up."""
+        try:
+            current: Config = await asyncio.wait_for(
+                self._to_named(SCHEDULER_NAME, "current_config"), SETTINGS_TIMEOUT_S
+            )
+            settings.refuse_fixed_changes(self.config, current)
+        except Exception as exc:
+            log.warning("host %s: starts without the scheduler's settings: %s", self.name, exc)
+            return
+        self._use(current)
 
     async def _drain_orphans(self) -> None:
         """Replay the logs of hosts no longer started (TRACKER_HOSTS was lowered without a
@@ -407,6 +438,8 @@ class SchedulerActor:
         self.per_user = PerUserRoutes(config) if config.placement == "per-user" else None
         self._ready = _Started(self._start)
         self._runner: asyncio.Task[None] | None = None
+        # The live settings in storage, as far as this actor knows (`tracker.settings`).
+        self._kept: dict[str, Any] | None = None
         # Start now rather than on the first call: after Ray restarts this actor, nothing may
         # call it for hours, and the alarms it holds must fire meanwhile. (An async actor's
         # constructor runs on its event loop.)
@@ -422,8 +455,39 @@ class SchedulerActor:
                 await asyncio.sleep(TICK_S)
 
     async def _start(self) -> None:
+        kept = await settings.load(self.scheduler.storage, self.config)
+        if kept is not None:
+            self._kept = settings.kept(kept)
+            self._use(kept)
         await self.scheduler.start()
         self._runner = asyncio.create_task(self._run())
+
+    def _use(self, config: Config) -> None:
+        self.config = config
+        self.scheduler.fallback_interval_ms = int(config.alarm_interval_s * 1000)
+        self.scheduler.fire_timeout_s = config.alarm_timeout_s
+
+    def check(self, config: Config) -> None:
+        """Raise ConfigError if `config` changes a setting the running tracker cannot."""
+        settings.refuse_fixed_changes(self.config, config)
+
+    def storage_url(self) -> str:
+        return self.config.storage
+
+    async def reconfigure(self, config: Config) -> None:
+        """Take on `config`'s live settings, and keep them for the actors that start later;
+        refuse a change of a fixed one (ConfigError)."""
+        settings.refuse_fixed_changes(self.config, config)
+        await self._ready.wait()
+        if settings.kept(config) != self._kept:
+            await settings.save(self.scheduler.storage, config)
+            self._kept = settings.kept(config)
+        self._use(config)
+
+    async def current_config(self) -> Config:
+        """The settings in force (for a host that starts)."""
+        await self._ready.wait()
+        return self.config
 
     async def _run(self) -> None:
         try:
@@ -534,6 +598,12 @@ class AggregatorActor:
         await self._ready.wait()
         return AGGREGATOR_NAME
 
+    async def reconfigure(self, config: Config) -> None:
+        """Refuse a change of a fixed setting (ConfigError); none of the live ones is used here."""
+        settings.refuse_fixed_changes(self.config, config)
+        await self._ready.wait()
+        self.config = config
+
     async def merge(self, wire: dict[str, Any] | bytes) -> None:
         """Add a host's delta: `SiteStats.to_wire`, or that encoded with msgpack.
 
@@ -627,6 +697,11 @@ class UserActorsActor:
         self.live[name] = time.monotonic()
         return True
 
+    async def reconfigure(self, config: Config) -> None:
+        """Admit up to `config`'s bound from now on. Actors over a lowered bound are not
+        stopped: new ones wait until enough have left."""
+        self.limit = max_user_actors(config.max_user_actors)
+
     async def release(self, name: str) -> None:
         """The per-user actor `name` is exiting."""
         self.live.pop(name, None)
@@ -685,6 +760,11 @@ class RouterActor:
 
     async def ready(self) -> str:
         return ROUTER_NAME
+
+    async def reconfigure(self, config: Config) -> None:
+        """Create users' actors with `config` from now on; refuse a change of a fixed setting."""
+        settings.refuse_fixed_changes(self.routes.config, config)
+        self.routes.config = config
 
     async def call(self, user_id: str, method: str, args: tuple[Any, ...]) -> Any:
         return await self.routes.call(user_id, method, *args)

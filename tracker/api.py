@@ -24,6 +24,7 @@ import msgspec
 import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
+from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from tracker.actors import (
     aggregator_actor,
@@ -32,10 +33,13 @@ from tracker.actors import (
     scheduler_actor,
     user_actors_actor,
 )
+from tracker.cluster import init_ray
 from tracker.codec import encode_entries
 from tracker.config import Config
-from tracker.placement import host_name, sharded_host_names
+from tracker.errors import ConfigError
+from tracker.placement import SCHEDULER_NAME, host_name, sharded_host_names
 from tracker.schema import movements_from_obj, pack_movements
+from tracker.settings import same_storage
 
 _PREPARED = {"track", "track_many"}
 
@@ -45,13 +49,16 @@ def connect(
 ) -> Tracker:
     """Return a `Tracker` bound to a running Ray, starting a local Ray when none is running.
 
-    Configuration is read from the environment (`TRACKER_*`), then keyword overrides apply
-    (`connect(storage="s3://bucket/prefix", placement="per-user")`). The scheduler, the
-    aggregator and (sharded placement) the host actors are created if they do not exist yet.
+    The cluster is `address`, else `RAY_ADDRESS`, else the one `ray start` made on this machine
+    if it still runs (`tracker.cluster`). Configuration is read from the environment
+    (`TRACKER_*`), then keyword overrides apply (`connect(storage="s3://bucket/prefix",
+    placement="per-user")`). The scheduler, the aggregator and (sharded placement) the host
+    actors are created if they do not exist yet; running ones take on this configuration
+    (`tracker.settings`).
     """
     config = config or Config.from_env(**overrides)
     if not ray.is_initialized():
-        ray.init(address=address, namespace=config.namespace, log_to_driver=False)
+        init_ray(config.namespace, "connect", address, log_to_driver=False)
     return Tracker(config)
 
 
@@ -120,22 +127,36 @@ class UserHandle:
 
 
 class Tracker:
-    """Entry point on a connected Ray: users' handles, site analytics and status."""
+    """Entry point on a connected Ray: users' handles, site analytics and status.
 
-    def __init__(self, config: Config) -> None:
+    The running actors take on `config`'s live settings, and a change of one that cannot
+    change while they run is refused with a ConfigError (`tracker.settings`); with
+    `reconfigure=False` they keep theirs, and only the refusal applies.
+    """
+
+    def __init__(self, config: Config, *, reconfigure: bool = True) -> None:
         self.config = config
+        refuse_fixed_changes(config)
         self.scheduler = scheduler_actor(config)
         self.aggregator = aggregator_actor(config)
         self.hosts: dict[str, ActorHandle[Any]] = {}
         self.router: ActorHandle[Any] | None = None
-        waits = [self.scheduler.ready.remote(), self.aggregator.ready.remote()]
+        actors = [self.scheduler, self.aggregator]
         if config.placement == "sharded":
             self.hosts = {name: host_actor(name, config) for name in sharded_host_names(config)}
-            waits += [h.ready.remote() for h in self.hosts.values()]
+            actors += self.hosts.values()
         else:
             self.router = router_actor(config)
-            waits.append(self.router.ready.remote())
-        ray.get(waits)
+            actors += [self.router, user_actors_actor(config)]
+        if not reconfigure:
+            ray.get([actor.ready.remote() for actor in actors])
+            return
+        _get_plain([actor.reconfigure.remote(config) for actor in actors])
+        refs: list[ObjectRef[Any]] = [a.reconfigure.remote(config) for a in _users_actors(config)]
+        for ref in refs:
+            # One that left since it was listed (idle) starts with the settings kept.
+            with contextlib.suppress(RayActorError):
+                _get_plain([ref])
 
     def user(self, user_id: str) -> UserHandle:
         """A handle on `user_id`'s tracker (the user is activated on its first call)."""
@@ -174,6 +195,72 @@ class Tracker:
             "scheduler": scheduler,
             **extra,
         }
+
+
+def refuse_fixed_changes(config: Config) -> None:
+    """Raise ConfigError if `config` changes a setting the running tracker cannot take on.
+
+    Asks the running scheduler, if any, before any actor is created with `config`: a new
+    host's actor, say, would already have been started with a changed number of hosts."""
+    try:
+        running = ray.get_actor(SCHEDULER_NAME, namespace=config.namespace)
+    except ValueError:
+        _refuse_another_namespace(config)
+        return
+    _get_plain([running.check.remote(config)])
+
+
+# How long a running tracker of another namespace has to say which storage it uses.
+OTHER_NAMESPACE_TIMEOUT_S = 10.0
+
+
+def _refuse_another_namespace(config: Config) -> None:
+    """Refuse a new namespace over the storage of a tracker running in another one: its new
+    actors would take the storage over from the running ones (actors are found by namespace,
+    so a changed TRACKER_NAMESPACE looks like this)."""
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["name"] != SCHEDULER_NAME or entry["namespace"] == config.namespace:
+            continue
+        try:
+            other = ray.get_actor(SCHEDULER_NAME, namespace=entry["namespace"])
+            asked: Any = other.storage_url.remote()
+            storage: str = ray.get(asked, timeout=OTHER_NAMESPACE_TIMEOUT_S)
+        except (ValueError, RayError):
+            continue  # gone, or not answering: not a running tracker to protect
+        if same_storage(storage, config.storage):
+            raise ConfigError(
+                f"TRACKER_NAMESPACE={config.namespace!r}: the tracker running over "
+                f"TRACKER_STORAGE={config.storage!r} on this cluster has "
+                f"{entry['namespace']!r}, and this setting cannot change while it runs; stop "
+                "the tracker's actors first (a full restart, docs/deploy.md section 9)"
+            )
+
+
+def _users_actors(config: Config) -> list[ActorHandle[Any]]:
+    """The per-user placement's actors running now (each leaves when idle)."""
+    if config.placement != "per-user":
+        return []
+    found: list[ActorHandle[Any]] = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == config.namespace and entry["name"].startswith("user-"):
+            with contextlib.suppress(ValueError):
+                found.append(ray.get_actor(entry["name"], namespace=config.namespace))
+    return found
+
+
+def _get_plain(refs: list[ObjectRef[Any]]) -> None:
+    try:
+        ray.get(refs)
+    except ConfigError as exc:
+        raise _plain(exc) from None
+
+
+def _plain(error: BaseException) -> BaseException:
+    """A ConfigError raised in an actor as itself, without the actor's traceback (its message
+    is what a caller shows); any other error as it is."""
+    if isinstance(error, RayTaskError) and isinstance(error, ConfigError):
+        return ConfigError(str(error.cause))
+    return error
 
 
 def shutdown(config: Config) -> None:

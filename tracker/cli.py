@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from typing import Any
 
@@ -14,19 +13,14 @@ from tracker.errors import TrackerError
 
 
 def _connect(config: Config) -> Any:
-    """Join the running Ray cluster: a second cluster on the same storage would fence the first."""
-    import ray
+    """Join the running Ray cluster: a second cluster on the same storage would fence the first.
 
+    The running actors keep their settings: these commands only read and erase."""
     from tracker.api import Tracker
+    from tracker.cluster import init_ray
 
-    address = os.environ.get("RAY_ADDRESS", "auto")
-    try:
-        ray.init(address=address, namespace=config.namespace, log_to_driver=False)
-    except ConnectionError as exc:
-        raise SystemExit(
-            f"no running Ray cluster found ({exc}); start one with `tracker serve` first"
-        ) from None
-    return Tracker(config)
+    init_ray(config.namespace, "command", log_to_driver=False)
+    return Tracker(config, reconfigure=False)
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:

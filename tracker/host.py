@@ -276,6 +276,14 @@ class UserHost:
         self._last_compaction_ms = self.now_ms()
         self.started = True
 
+    def reconfigure(self, settings: HostSettings) -> None:
+        """Apply new settings now, to the users in memory too (their sessions keep the movement
+        cap they were created with)."""
+        self.settings = settings
+        self.journal.linger_s = settings.commit_linger_ms / 1000
+        for slot in self.slots.values():
+            slot.tracker.limits = settings.limits
+
     async def _replayed(
         self, replay: list[tuple[Position, list[Record]]]
     ) -> dict[str, dict[tuple[Position, int], Record]]:
@@ -748,6 +756,7 @@ class UserHost:
                     slot.tracker.apply(record)
                     slot.committed.append((position, record))
         slot.last_access_ms = self.now_ms()
+        slot.tracker.limits = self.settings.limits  # in case they changed while it loaded
         self.slots[user_id] = slot
         self._unread.pop(user_id, None)
         self._mind_memory()

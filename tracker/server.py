@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
+from tracker import cluster
 from tracker.config import Config
 from tracker.errors import ConfigError, TrackerError
 from tracker.storage import local_path
@@ -92,14 +93,15 @@ def _local_host(config: Config) -> str:
 def run(config: Config, *, block: bool = True) -> str:
     """Serve the tracker at `config.http_host:config.http_port` and return its base URL.
 
-    Joins the running Ray (or starts a local one), starts Serve with direct ingress, deploys
-    `serve_app`, and waits until `/healthz` answers. With `block`, serves until Ctrl-C (or
-    SIGTERM) and then shuts Serve down.
+    Joins the Ray cluster of `RAY_ADDRESS` (or starts a local Ray: `tracker.cluster`), starts
+    Serve with direct ingress, deploys `serve_app`, and waits until `/healthz` answers. With
+    `block`, serves until Ctrl-C (or SIGTERM) and then shuts Serve down.
     """
     import ray
     from ray import serve
 
     import serve_app
+    from tracker.api import refuse_fixed_changes
 
     global _owns_ray
     config = _absolute_storage(config)
@@ -107,9 +109,11 @@ def run(config: Config, *, block: bool = True) -> str:
     direct = env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
     _wait_for_free_port(config)
     if not ray.is_initialized():
-        os.environ.update(local_ray_env())
-        ray.init(namespace=config.namespace)
-        _owns_ray = True
+        if cluster.cluster_address("serve") is None:
+            os.environ.update(local_ray_env())
+        _owns_ray = cluster.init_ray(config.namespace, "serve")
+    # Here, at once: a replica refusing it would be retried by Serve for a while first.
+    refuse_fixed_changes(config)
     serve.start(
         proxy_location="HeadOnly",
         http_options={"host": config.http_host, "port": 0 if direct else config.http_port},
