@@ -234,13 +234,17 @@ def test_erasure_in_the_per_user_placement_leaves_no_journal_named_by_the_user(
 def test_erasure_reaches_the_host_that_held_the_user_before_the_host_count_was_raised(
     make_tracker: Any, tmp_path: Path
 ) -> None:
-    """`TRACKER_HOSTS` goes from 1 to 2 without a clean stop: host-0 still holds the user's
-    first events in its log when host-1, their host now, erases them. Without the erasure
-    reaching host-0, its next compaction would write those events back."""
+    """`TRACKER_HOSTS` goes from 1 to 2 without a clean stop (the actors are killed: the
+    count cannot change under running ones): host-0's log still holds the user's first events
+    when host-1, their host now, erases them. Without the erasure reaching host-0, what it
+    replays would be written back."""
+    from tracker.api import shutdown
+
     storage = file_url(tmp_path / "data")
     before = make_tracker(storage=storage, hosts=1)
     user = next(u for u in (str(uuid.uuid4()) for _ in range(100)) if shard_of(u, 2) == 1)
     assert ray.get(before.user(user).track_many.remote([movement(user, i) for i in range(3)])) == 3
+    shutdown(before.config)  # a crash: nothing compacted, no clean stop
     after = make_tracker(storage=storage, hosts=2, namespace=before.config.namespace)
     handle = after.user(user)
     assert ray.get(handle.track_many.remote([movement(user, i) for i in range(3, 6)])) == 3
