@@ -12,8 +12,8 @@ import pytest
 
 from tracker import codec
 from tracker.analytics import HOUR_MS, SiteStats
+from tracker.analytics.outbox import AnalyticsOutbox
 from tracker.errors import StorageUnavailable
-from tracker.outbox import AnalyticsOutbox
 from tracker.schema import Movement
 from tracker.storage import ObjectMissing, Storage
 

@@ -25,6 +25,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from tracker import codec
 from tracker.analytics import SiteStats
+from tracker.analytics.outbox import AnalyticsOutbox
 from tracker.config import Config
 from tracker.errors import (
     Fenced,
@@ -35,7 +36,6 @@ from tracker.errors import (
 )
 from tracker.host import HostSettings, NewSession, UserHost, drain, orphaned_hosts, wall_clock_ms
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
-from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
     FIRST_HOST,
