@@ -3,6 +3,9 @@ property that merging shipped deltas equals observing everything in one place.""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import time
 from typing import Any
 
@@ -12,12 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracker import codec
-from tracker.analytics import HOUR_MS, MINUTE_MS, SessionSequences, SiteStats, user_key
+from tracker.analytics import HOUR_MS, MINUTE_MS, SessionSequences, SiteStats, site, user_key
 from tracker.analytics.buckets import Hour
 from tracker.analytics.counting import KEEP_HOURS, KEEP_MINUTES, KEY_CHARS, MAX_COUNT, prune
 from tracker.analytics.elements import MAX_ELEMENTS
 from tracker.analytics.heatmap import HEAT_BINS_X, HEAT_ROWS, MAX_HEAT_CELLS, prune_heat
 from tracker.analytics.journeys import MAX_JOURNEYS
+from tracker.analytics.metric import HourlyMetric, Metric, Query
 from tracker.analytics.pages import MAX_PAGES
 from tracker.analytics.rage import MAX_RAGE_CLICKS
 from tracker.analytics.recent import MAX_RECENT_SESSIONS, RecentActivity
@@ -1113,3 +1117,25 @@ def test_observe_is_a_few_microseconds_per_movement_and_report_is_well_under_a_s
     assert len(report["topPages"]) == 10
     assert per_movement_us < 100
     assert report_ms < 1000
+
+
+def test_every_metric_module_is_registered_and_each_reports_keys_of_its_own() -> None:
+    package = importlib.import_module("tracker.analytics")
+    metrics = {
+        cls
+        for info in pkgutil.iter_modules(package.__path__)
+        for cls in vars(importlib.import_module(f"tracker.analytics.{info.name}")).values()
+        if inspect.isclass(cls)
+        and cls.__module__ == f"tracker.analytics.{info.name}"
+        and hasattr(cls, "report")
+        and (hasattr(cls, "merge_hour") or hasattr(cls, "load"))
+        and cls not in (SiteStats, Metric, HourlyMetric)
+    }
+    registered = [*site.METRICS, *(type(hourly) for hourly in site.HOURLY)]
+    assert metrics == set(registered) and len(registered) == len(metrics)
+    stats = SiteStats()
+    stats.observe("u1", [mv("page_view", "/a"), click("/a", 5, 5, T0, viewportWidth=800)], T0)
+    report = stats.report(T0)
+    query = Query(T0, None, None, None, 10, 0, None, False, hours=list(stats.hours.values()))
+    keys = [key for metric in [*stats.metrics, *site.HOURLY] for key in metric.report(query)]
+    assert len(keys) == len(set(keys)) and set(keys) == set(report)
