@@ -62,7 +62,9 @@ class Series:
             minute.users.add(seen.uid)
         if seen.count:
             minute.count += seen.count
-            add(minute.types, seen.types)
+            per_minute = minute.types
+            for event, n in seen.types.items():
+                per_minute[event] = per_minute.get(event, 0) + n
 
     def newest_merged(self, theirs: Series, clock: Clock, newest: int) -> int:
         """The newest minute once `theirs` is merged, `newest` now."""

@@ -149,7 +149,8 @@ class SiteStats:
         if not count:
             return
         events = [movement.event for movement in movements]
-        types = dict(Counter(events)) if count > 1 else {events[0]: 1}
+        # Counted once per batch (a batch has few event types), in the order first seen.
+        types = Counter(events) if count > 1 else {events[0]: 1}
         minute = self._minute(now_ms)
         start = now_ms - now_ms % HOUR_MS
         hour = self.hours.get(start)

@@ -31,7 +31,9 @@ class Totals:
             self.sessions += 1
         if seen.count:
             self.events += seen.count
-            add(self.types, seen.types)
+            totals = self.types
+            for event, n in seen.types.items():
+                totals[event] = totals.get(event, 0) + n
 
     def merge(self, theirs: Totals, clock: Clock) -> None:
         self.events = saturating_sum(self.events, theirs.events)
