@@ -276,7 +276,8 @@ class SiteStats:
             [start, *(hourly.hour_to_wire(hour) for hourly in HOURLY)]
             for start, hour in self.hours.items()
         ]
-        return wire
+        # In the declared order, so that the encoded form is the same whatever the registry's.
+        return {key: wire[key] for key in wire_form.Wire.__struct_fields__}
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> SiteStats:
