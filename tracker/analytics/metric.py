@@ -6,7 +6,10 @@ what is older than the 7 days kept, forgets an erased user, reports its keys of
 `analytics/site` object) once. `SiteStats` (`site.py`) composes the registered metrics.
 
 Two kinds: a `Metric` keeps its own state and wire keys; an `HourlyMetric` keeps one field of
-each shared hour bucket (`buckets.Hour`) and one column of each hour's wire row.
+each shared hour bucket (`buckets.Hour`) and one column of each hour's wire row. Hour buckets
+are shared so that a range selects the same hours for every hourly metric; they expire, and
+are merged by the aggregator's clock, as a whole (`SiteStats`), and hold anonymous counts only,
+so an hourly metric neither expires nor forgets anything itself.
 """
 
 from __future__ import annotations
