@@ -3,6 +3,9 @@ property that merging shipped deltas equals observing everything in one place.""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import time
 from typing import Any
 
@@ -11,8 +14,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker import analytics, codec
-from tracker.analytics import HOUR_MS, MINUTE_MS, SessionSequences, SiteStats
+from tracker import codec
+from tracker.analytics import HOUR_MS, MINUTE_MS, SessionSequences, SiteStats, site, user_key
+from tracker.analytics.buckets import Hour
+from tracker.analytics.counting import KEEP_HOURS, KEEP_MINUTES, KEY_CHARS, MAX_COUNT, prune
+from tracker.analytics.elements import MAX_ELEMENTS
+from tracker.analytics.heatmap import HEAT_BINS_X, HEAT_ROWS, MAX_HEAT_CELLS, prune_heat
+from tracker.analytics.journeys import MAX_JOURNEYS
+from tracker.analytics.metric import HourlyMetric, Metric, Query
+from tracker.analytics.pages import MAX_PAGES
+from tracker.analytics.rage import MAX_RAGE_CLICKS
+from tracker.analytics.recent import MAX_RECENT_SESSIONS, RecentActivity
+from tracker.analytics.scroll import SCROLL_BUCKETS
+from tracker.analytics.sequences import RAGE_RADIUS_PX, RAGE_RING, RAGE_WINDOW_MS
+from tracker.analytics.series import EXACT_USER_MINUTES, SERIES_MINUTES
 from tracker.errors import InvalidInput
 from tracker.schema import Movement
 
@@ -103,8 +118,8 @@ def test_visitor_strings_are_values_never_keys_and_long_ones_are_cut_between_cha
     report = aggregator.report(T0, path=f"/{RTL}")
 
     keys = json_keys(msgspec.json.decode(msgspec.json.encode(report)))
-    assert not keys & {*JS_NAMES, RTL, f"/{RTL}", long_path[: analytics.KEY_CHARS]}
-    cut = "/" + "\U0001f4c8" * (analytics.KEY_CHARS - 1)
+    assert not keys & {*JS_NAMES, RTL, f"/{RTL}", long_path[:KEY_CHARS]}
+    cut = "/" + "\U0001f4c8" * (KEY_CHARS - 1)
     assert {p["path"] for p in report["topPages"]} == {f"/{n}" for n in JS_NAMES} | {f"/{RTL}", cut}
     assert {(j["from"], j["to"]) for j in report["journeys"]} == (
         {(n, f"/{n}") for n in JS_NAMES}
@@ -155,7 +170,7 @@ def test_events_per_minute_use_the_server_receive_time_not_the_client_clock() ->
     stats.observe("u1", [skewed, skewed], T0 + 5_000)
     stats.observe("u2", [mv("hover", "/", user="u2")], T0 + 2 * MINUTE_MS + 1)
     series = stats.report(T0 + 2 * MINUTE_MS + 1)["eventsPerMinute"]
-    assert len(series) == analytics.SERIES_MINUTES
+    assert len(series) == SERIES_MINUTES
     assert series[-3:] == [
         {"t": T0, "count": 2, "users": 1},
         {"t": T0 + MINUTE_MS, "count": 0, "users": 0},
@@ -340,8 +355,8 @@ def test_a_burst_is_found_among_clicks_elsewhere_until_they_push_it_out_of_the_l
         return [click("/a", 1, 1, T0), click("/a", 1, 1, T0), *between, click("/a", 1, 1, T0)]
 
     found, lost = SiteStats(), SiteStats()
-    found.observe("u1", clicks_between(analytics.RAGE_RING - 2), T0)
-    lost.observe("u1", clicks_between(analytics.RAGE_RING - 1), T0)
+    found.observe("u1", clicks_between(RAGE_RING - 2), T0)
+    lost.observe("u1", clicks_between(RAGE_RING - 1), T0)
     assert [r["count"] for r in found.report(T0)["rageClicks"]] == [3]
     assert lost.report(T0)["rageClicks"] == []
 
@@ -360,14 +375,14 @@ def _near_by_definition(
     last RAGE_RING clicks kept in the window that are on its path within the radius."""
     ring: list[tuple[int, float, float, str]] = []
     for click_ in earlier:  # replay the ring as it was when this click came
-        ring = [c for c in ring if abs(click_[0] - c[0]) <= analytics.RAGE_WINDOW_MS]
-        ring = [*ring, click_][-analytics.RAGE_RING :]
+        ring = [c for c in ring if abs(click_[0] - c[0]) <= RAGE_WINDOW_MS]
+        ring = [*ring, click_][-RAGE_RING:]
     near = [
         c
         for c in ring
-        if abs(t - c[0]) <= analytics.RAGE_WINDOW_MS
+        if abs(t - c[0]) <= RAGE_WINDOW_MS
         and c[3] == path
-        and (c[1] - x) ** 2 + (c[2] - y) ** 2 <= analytics.RAGE_RADIUS_PX**2
+        and (c[1] - x) ** 2 + (c[2] - y) ** 2 <= RAGE_RADIUS_PX**2
     ]
     return 1 + len(near)
 
@@ -399,7 +414,7 @@ def test_only_the_last_hundred_rage_clicks_are_kept() -> None:
         burst = [click("/a", 1, 1, T0 + 10_000 * i + k, session=f"s{i}") for k in range(3)]
         stats.observe("u1", burst, T0 + i)
     rage = stats.report(T0 + 200)["rageClicks"]
-    assert len(rage) == analytics.MAX_RAGE_CLICKS
+    assert len(rage) == MAX_RAGE_CLICKS
     assert rage[0]["timestamp"] == T0 + 149
     assert rage[-1]["timestamp"] == T0 + 50
 
@@ -563,11 +578,11 @@ def test_keyed_maps_stay_bounded_when_fed_100k_distinct_paths() -> None:
             )
         stats.observe("u1", movements, T0 + batch)
     hour = stats.hours[T0]
-    assert len(hour.pages) <= analytics.MAX_PAGES
-    assert len(hour.elements) <= analytics.MAX_ELEMENTS
-    assert len(hour.journeys) <= analytics.MAX_JOURNEYS
-    assert hour.heat_cells == sum(map(len, hour.heat.values())) <= analytics.MAX_HEAT_CELLS
-    assert len(stats.recent) <= analytics.MAX_RECENT_SESSIONS
+    assert len(hour.pages) <= MAX_PAGES
+    assert len(hour.elements) <= MAX_ELEMENTS
+    assert len(hour.journeys) <= MAX_JOURNEYS
+    assert hour.heat_cells == sum(map(len, hour.heat.values())) <= MAX_HEAT_CELLS
+    assert len(stats.metric(RecentActivity).recent) <= MAX_RECENT_SESSIONS
     assert len(stats.sequences) <= 1000
     report = stats.report(T0 + 1000)
     assert report["totalEvents"] == 200_000
@@ -582,7 +597,7 @@ def test_heavy_keys_survive_pruning_of_light_ones() -> None:
 
 
 def test_heat_cells_stay_under_the_cap_and_the_most_clicked_cells_survive_pruning() -> None:
-    paths, columns = 37, analytics.HEAT_BINS_X
+    paths, columns = 37, HEAT_BINS_X
     heavy = [click("/hot", 400, 100, T0 + 2000 * i, viewportWidth=800) for i in range(5)]
     flood = [  # each in a cell of its own, once
         click(
@@ -592,14 +607,14 @@ def test_heat_cells_stay_under_the_cap_and_the_most_clicked_cells_survive_prunin
             T0 + 2000 * n,
             viewportWidth=800,
         )
-        for n in range(3 * analytics.MAX_HEAT_CELLS)
+        for n in range(3 * MAX_HEAT_CELLS)
     ]
     stats = SiteStats()
     stats.observe("u1", heavy, T0)
     for start in range(0, len(flood), 500):
         stats.observe("u1", flood[start : start + 500], T0)
         hour = stats.hours[T0]
-        assert hour.heat_cells == sum(map(len, hour.heat.values())) <= analytics.MAX_HEAT_CELLS
+        assert hour.heat_cells == sum(map(len, hour.heat.values())) <= MAX_HEAT_CELLS
         assert all(hour.heat.values())  # no path is left without cells
     assert stats.report(T0, path="/hot")["heatmap"]["cells"] == [{"x": 20, "y": 4, "count": 5}]
 
@@ -615,18 +630,18 @@ def test_heat_cells_stay_under_the_cap_and_the_most_clicked_cells_survive_prunin
 def test_pruning_the_heatmap_prunes_all_its_cells_as_one_map_in_path_order(
     pages: list[tuple[int, list[int]]],
 ) -> None:
-    """As `_prune` on a map of (path, cell), the smallest counts first and, among equal ones,
+    """As `prune` on a map of (path, cell), the smallest counts first and, among equal ones,
     the first path's first cells first."""
     heat = {
         f"/p{i}": {cell: counts[cell % len(counts)] for cell in range(cells)}
         for i, (cells, counts) in enumerate(pages)
     }
-    hour = analytics._Hour()
+    hour = Hour()
     hour.heat = {path: dict(cells) for path, cells in heat.items()}
     hour.heat_cells = sum(map(len, heat.values()))
     flat = {(path, cell): n for path, cells in heat.items() for cell, n in cells.items()}
-    analytics._prune(flat, analytics.MAX_HEAT_CELLS)
-    hour.prune_heat()
+    prune(flat, MAX_HEAT_CELLS)
+    prune_heat(hour)
     assert [(p, c, n) for p, cells in hour.heat.items() for c, n in cells.items()] == [
         (p, c, n) for (p, c), n in flat.items()
     ]
@@ -639,13 +654,13 @@ def test_buckets_keep_at_most_seven_days_and_user_sets_only_for_the_last_hour() 
     days = 8
     for m in range(0, days * 24 * 60, 7):
         stats.observe(f"u{m % 5}", [mv("hover", "/", user=f"u{m % 5}")], T0 + m * MINUTE_MS)
-    assert len(stats.minutes) <= analytics.KEEP_MINUTES
-    assert len(stats.hours) <= analytics.KEEP_HOURS
-    with_sets = [t for t, m in stats.minutes.items() if m.users is not None]
-    assert len(with_sets) <= analytics.EXACT_USER_MINUTES
+    assert len(stats.series.minutes) <= KEEP_MINUTES
+    assert len(stats.hours) <= KEEP_HOURS
+    with_sets = [t for t, m in stats.series.minutes.items() if m.users is not None]
+    assert len(with_sets) <= EXACT_USER_MINUTES
     now = T0 + days * 24 * HOUR_MS
     series = stats.report(now, from_ms=0)["eventsPerMinute"]
-    assert len(series) == analytics.KEEP_MINUTES
+    assert len(series) == KEEP_MINUTES
     assert all(point["users"] == point["count"] for point in series)
 
 
@@ -743,7 +758,7 @@ def with_half_a_heatmap_cell(w: dict[str, Any]) -> None:
 
 
 def with_a_heatmap_cell_off_the_map(w: dict[str, Any]) -> None:
-    w["hours"][0][4]["/a"][0] = analytics.HEAT_ROWS * analytics.HEAT_BINS_X
+    w["hours"][0][4]["/a"][0] = HEAT_ROWS * HEAT_BINS_X
 
 
 def with_an_infinite_rage_x(w: dict[str, Any]) -> None:
@@ -824,16 +839,16 @@ def test_all_time_users_of_four_hosts_are_counted_within_two_percent_in_bounded_
 
 def test_counts_saturate_so_the_totals_always_encode() -> None:
     wire = shipped_wire()
-    wire["events"] = analytics.MAX_COUNT
-    wire["hours"][0][1]["/a"] = analytics.MAX_COUNT
-    wire["hours"][0][5][4] = analytics.MAX_COUNT
+    wire["events"] = MAX_COUNT
+    wire["hours"][0][1]["/a"] = MAX_COUNT
+    wire["hours"][0][5][4] = MAX_COUNT
     aggregator = SiteStats()
     for _ in range(3):
         aggregator.merge(SiteStats.decode_wire(msgspec.msgpack.encode(wire)), T0)
     report = aggregator.report(T0, from_ms=T0)
-    assert aggregator.report(T0)["totalEvents"] == analytics.MAX_COUNT
-    assert report["topPages"] == [{"path": "/a", "count": analytics.MAX_COUNT}]
-    assert report["scrollDepth"][4]["count"] == analytics.MAX_COUNT
+    assert aggregator.report(T0)["totalEvents"] == MAX_COUNT
+    assert report["topPages"] == [{"path": "/a", "count": MAX_COUNT}]
+    assert report["scrollDepth"][4]["count"] == MAX_COUNT
     stored = codec.encode("site", {"stats": aggregator.to_wire()})
     assert SiteStats.from_wire(codec.decode("site", stored)["stats"]).to_wire() == (
         aggregator.to_wire()
@@ -841,7 +856,7 @@ def test_counts_saturate_so_the_totals_always_encode() -> None:
 
 
 def test_totals_stored_by_an_earlier_version_still_load() -> None:
-    minute, user = T0 + 3 * MINUTE_MS, analytics.user_key("u1")
+    minute, user = T0 + 3 * MINUTE_MS, user_key("u1")
     old = {  # to_wire's form as written before deltas were checked; `newest` a host's
         "newest": minute + 2 * HOUR_MS,
         "events": 3,
@@ -856,7 +871,7 @@ def test_totals_stored_by_an_earlier_version_still_load() -> None:
                 [["#go", "/a", 2]],
                 [["/", "/a", 1]],
                 {"/a": [41, 2]},
-                [0] * analytics.SCROLL_BUCKETS,
+                [0] * SCROLL_BUCKETS,
             ]
         ],
         "recent": [["u1", "s1", minute, minute + 5, 3]],  # rows before devices were kept
@@ -884,7 +899,7 @@ def test_a_host_clock_hours_ahead_leaves_the_current_minutes_users_exact() -> No
     report = aggregator.report(T0 + 3)
     assert report["eventsPerMinute"][-1] == {"t": T0, "count": 4, "users": 2}
     assert report["activeUsers"] == 2
-    assert list(aggregator.minutes) == [T0] and list(aggregator.hours) == [T0]
+    assert list(aggregator.series.minutes) == [T0] and list(aggregator.hours) == [T0]
 
 
 def test_a_delta_from_far_ahead_neither_empties_the_buckets_nor_stops_expiry() -> None:
@@ -902,15 +917,15 @@ def test_a_delta_from_far_ahead_neither_empties_the_buckets_nor_stops_expiry() -
     stale = SiteStats()
     stale.observe("u3", [mv("hover", "/", user="u3")], T0 - 8 * 24 * HOUR_MS)
     aggregator.merge(ship(stale.take_delta()), T0)  # older than the week kept: dropped
-    assert list(aggregator.minutes) == [T0]
+    assert list(aggregator.series.minutes) == [T0]
     now = T0
     for _ in range(8 * 24):  # expiry goes on as the aggregator's clock does
         now += HOUR_MS
         host.observe("u1", [mv("hover", "/")], now)
         aggregator.merge(ship(host.take_delta()), now)
-    assert min(aggregator.minutes) > now - 7 * 24 * HOUR_MS
-    assert len(aggregator.hours) == analytics.KEEP_HOURS
-    assert sum(m.users is not None for m in aggregator.minutes.values()) == 1
+    assert min(aggregator.series.minutes) > now - 7 * 24 * HOUR_MS
+    assert len(aggregator.hours) == KEEP_HOURS
+    assert sum(m.users is not None for m in aggregator.series.minutes.values()) == 1
 
 
 def test_totals_stored_with_a_newest_far_ahead_expire_again() -> None:
@@ -925,7 +940,7 @@ def test_totals_stored_with_a_newest_far_ahead_expire_again() -> None:
     host = SiteStats()
     host.observe("u1", [mv("hover", "/")], T0 + MINUTE_MS)
     aggregator.merge(ship(host.take_delta()), T0 + MINUTE_MS)
-    assert list(aggregator.minutes) == [T0, T0 + MINUTE_MS]
+    assert list(aggregator.series.minutes) == [T0, T0 + MINUTE_MS]
 
 
 # -- merging is exact -------------------------------------------------------------------------
@@ -1090,7 +1105,7 @@ def test_observe_is_a_few_microseconds_per_movement_and_report_is_well_under_a_s
     # Aggregates as after a week of such traffic: every hour bucket full of distinct keys.
     wire = host.to_wire()
     full_hour = max(wire["hours"], key=lambda h: len(h[1]))
-    wire["hours"] = [[T0 - i * HOUR_MS, *full_hour[1:]] for i in range(analytics.KEEP_HOURS)]
+    wire["hours"] = [[T0 - i * HOUR_MS, *full_hour[1:]] for i in range(KEEP_HOURS)]
     week = SiteStats.from_wire(wire)
     started = time.perf_counter()
     report = week.report(T0 + users * 50)
@@ -1102,3 +1117,25 @@ def test_observe_is_a_few_microseconds_per_movement_and_report_is_well_under_a_s
     assert len(report["topPages"]) == 10
     assert per_movement_us < 100
     assert report_ms < 1000
+
+
+def test_every_metric_module_is_registered_and_each_reports_keys_of_its_own() -> None:
+    package = importlib.import_module("tracker.analytics")
+    metrics = {
+        cls
+        for info in pkgutil.iter_modules(package.__path__)
+        for cls in vars(importlib.import_module(f"tracker.analytics.{info.name}")).values()
+        if inspect.isclass(cls)
+        and cls.__module__ == f"tracker.analytics.{info.name}"
+        and hasattr(cls, "report")
+        and (hasattr(cls, "merge_hour") or hasattr(cls, "load"))
+        and cls not in (SiteStats, Metric, HourlyMetric)
+    }
+    registered = [*site.METRICS, *(type(hourly) for hourly in site.HOURLY)]
+    assert metrics == set(registered) and len(registered) == len(metrics)
+    stats = SiteStats()
+    stats.observe("u1", [mv("page_view", "/a"), click("/a", 5, 5, T0, viewportWidth=800)], T0)
+    report = stats.report(T0)
+    query = Query(T0, None, None, None, 10, 0, None, False, hours=list(stats.hours.values()))
+    keys = [key for metric in [*stats.metrics, *site.HOURLY] for key in metric.report(query)]
+    assert len(keys) == len(set(keys)) and set(keys) == set(report)

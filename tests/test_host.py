@@ -15,6 +15,7 @@ from conftest import holders, user_traces
 from tracker import codec
 from tracker import host as host_module
 from tracker.analytics import SiteStats
+from tracker.analytics.totals import Totals
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.host import LINGER_CALLS, HostSettings, UserHost, drain, orphaned_hosts, user_key
 from tracker.schema import movement_from_obj, movements_from_obj
@@ -1505,7 +1506,7 @@ def test_a_restarted_host_counts_no_session_again(storage: Storage) -> None:
         await third.start()
         await third.track("alice", movement(clock, session="s2", eventId="e5"))
         await third.stop()
-        return [(s.sessions, s.events) for s in stats]
+        return [(s.metric(Totals).sessions, s.metric(Totals).events) for s in stats]
 
     # Two new sessions at first; then only s2 is new (s1 and s9 were restored); then none.
     assert run(scenario()) == [(2, 2), (1, 2), (0, 1)]

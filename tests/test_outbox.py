@@ -12,8 +12,11 @@ import pytest
 
 from tracker import codec
 from tracker.analytics import HOUR_MS, SiteStats
+from tracker.analytics.aggregator import AGGREGATE_KEY
+from tracker.analytics.aggregator import Aggregator as SiteAggregator
+from tracker.analytics.outbox import AnalyticsOutbox
+from tracker.config import Config
 from tracker.errors import StorageUnavailable
-from tracker.outbox import AnalyticsOutbox
 from tracker.schema import Movement
 from tracker.storage import ObjectMissing, Storage
 
@@ -103,8 +106,6 @@ def test_an_erasure_saved_while_an_earlier_save_is_out_is_what_storage_keeps(
 ) -> None:
     """The aggregator's periodic save (naming alice) is out when her erasure saves the totals
     without her: storage must end with the erasure's, whichever write finishes first."""
-    from tracker.actors import AGGREGATE_KEY, AggregatorActor
-    from tracker.config import Config
 
     class HoldFirstSave:
         def __init__(self, inner: Storage) -> None:
@@ -124,13 +125,13 @@ def test_an_erasure_saved_while_an_earlier_save_is_out_is_what_storage_keeps(
             return getattr(self.inner, name)
 
     async def scenario() -> None:
-        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"))
-        await aggregator.ready()
+        aggregator = SiteAggregator(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        await aggregator.start()
         storage = HoldFirstSave(aggregator.storage)
         aggregator.storage = storage  # type: ignore[assignment]
         delta = SiteStats()
         delta.observe("alice", [page_view("alice")], T0)
-        await aggregator.merge(delta.to_wire())
+        aggregator.merge(delta.to_wire())
         periodic = asyncio.create_task(aggregator.save())
         await storage.held.wait()
         erasure = asyncio.create_task(aggregator.forget_user("alice"))
@@ -152,11 +153,10 @@ def test_a_delta_the_aggregator_refuses_is_dropped_and_the_hosts_later_deltas_ar
     tmp_path: Path,
 ) -> None:
     """A newer peer's delta with 12 scroll buckets: refused whole, not sent again."""
-    from tracker.actors import AggregatorActor
-    from tracker.config import Config
 
     async def scenario() -> None:
-        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        aggregator = SiteAggregator(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        await aggregator.start()
         outbox = observed("alice")
         sent: list[bytes] = []
 
@@ -166,7 +166,7 @@ def test_a_delta_the_aggregator_refuses_is_dropped_and_the_hosts_later_deltas_ar
                 for hour in wire["hours"]:
                     hour[5].append(0)
             sent.append(msgspec.msgpack.encode(wire))
-            await aggregator.merge(sent[-1])
+            aggregator.merge(sent[-1])
 
         await outbox.ship(send)  # refused: the aggregator answers, and the host drops it
         assert outbox.delta.is_empty()
@@ -182,9 +182,6 @@ def test_a_delta_the_aggregator_refuses_is_dropped_and_the_hosts_later_deltas_ar
 
 
 def test_the_aggregator_keeps_saving_after_a_save_fails_unexpectedly(tmp_path: Path) -> None:
-    from tracker.actors import AGGREGATE_KEY, AggregatorActor
-    from tracker.config import Config
-
     class FailFirstPut:
         def __init__(self, inner: Storage) -> None:
             self.inner = inner
@@ -200,14 +197,14 @@ def test_the_aggregator_keeps_saving_after_a_save_fails_unexpectedly(tmp_path: P
             return getattr(self.inner, name)
 
     async def scenario() -> None:
-        aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        aggregator = SiteAggregator(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
         aggregator.persist_interval_s = 0.01
         storage = FailFirstPut(aggregator.storage)
         aggregator.storage = storage  # type: ignore[assignment]
-        await aggregator.ready()
+        await aggregator.start()
         delta = SiteStats()
         delta.observe("alice", [page_view("alice")], T0)
-        await aggregator.merge(delta.to_wire())
+        aggregator.merge(delta.to_wire())
 
         async def saved() -> bytes:
             while True:
@@ -232,15 +229,15 @@ def test_refused_stored_totals_hold_the_aggregator_until_moved_away_and_no_count
     on them, a host's shipment fails and goes back into its outbox, and every call tries the
     start again. Once the object is moved away, the next shipment starts it from zero and
     brings the counts held back meanwhile."""
-    from tracker.actors import AGGREGATE_KEY, AggregatorActor
-    from tracker.config import Config
+    from tracker.actors import AggregatorActor
 
     async def scenario() -> None:
         aggregator = AggregatorActor(Config(storage=f"file://{tmp_path}/data"), lambda: T0)
+        storage = aggregator.aggregator.storage
         wire = SiteStats().to_wire()
         wire["events"] = -1  # no count is negative
         bad = codec.encode("site", {"stats": wire})
-        await aggregator.storage.put(AGGREGATE_KEY, bad)
+        await storage.put(AGGREGATE_KEY, bad)
         with pytest.raises(codec.CorruptObject, match="analytics/site"):
             await aggregator.ready()
 
@@ -250,9 +247,9 @@ def test_refused_stored_totals_hold_the_aggregator_until_moved_away_and_no_count
         outbox = observed("alice")
         with pytest.raises(codec.CorruptObject):
             await outbox.ship(ship)
-        assert (await aggregator.storage.get(AGGREGATE_KEY))[0] == bad  # not overwritten
-        await aggregator.storage.put(f"{AGGREGATE_KEY}-refused", bad)  # the operator's move
-        await aggregator.storage.delete([AGGREGATE_KEY])
+        assert (await storage.get(AGGREGATE_KEY))[0] == bad  # not overwritten
+        await storage.put(f"{AGGREGATE_KEY}-refused", bad)  # the operator's move
+        await storage.delete([AGGREGATE_KEY])
         await outbox.ship(ship)
         report = await aggregator.report(T0, {})
         assert (report["totalEvents"], report["totalUsers"]) == (1, 1)

@@ -1,4 +1,4 @@
-"""The Ray actors: thin async shells around `UserHost`, `AlarmScheduler` and `SiteStats`.
+"""The Ray actors: thin async shells around `UserHost`, `AlarmScheduler` and `Aggregator`.
 
 All are named, detached and restarted by Ray on failure (`max_restarts=-1`), in the project's
 namespace. Each starts its logic on the first call and every method waits for that start, so no
@@ -24,19 +24,19 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-from tracker import codec, settings
+from tracker import settings
 from tracker.analytics import SiteStats
+from tracker.analytics.aggregator import Aggregator
+from tracker.analytics.outbox import AnalyticsOutbox
 from tracker.config import Config
 from tracker.errors import (
     Fenced,
     HostRetired,
-    InvalidInput,
     StorageUnavailable,
     TooManyUserActors,
 )
 from tracker.host import HostSettings, NewSession, UserHost, drain, orphaned_hosts, wall_clock_ms
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
-from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
     AGGREGATOR_NAME,
     FIRST_HOST,
@@ -49,7 +49,7 @@ from tracker.placement import (
 )
 from tracker.scheduler import AlarmScheduler
 from tracker.schema import Observed
-from tracker.storage import ObjectMissing, open_storage
+from tracker.storage import open_storage
 from tracker.user_tracker import Limits
 
 log = logging.getLogger(__name__)
@@ -538,61 +538,13 @@ class SchedulerActor:
         return os.getpid()
 
 
-AGGREGATE_KEY = "analytics/site"
-PERSIST_INTERVAL_S = 5.0
-
-
 class AggregatorActor:
-    """Site-wide analytics: merges the deltas hosts ship every second; persisted periodically."""
+    """The `Aggregator` as an actor: started on the first call, which every call waits for."""
 
     def __init__(self, config: Config, now_ms: Callable[[], int] = wall_clock_ms) -> None:
         self.config = config
-        self.storage = open_storage(config.storage)
-        self.stats = SiteStats()
-        self.now_ms = now_ms  # the clock deltas are merged by, whatever the hosts' clocks say
-        self.dirty = False
-        self.persist_interval_s = PERSIST_INTERVAL_S
-        self.listeners: list[asyncio.Queue[int]] = []
-        self._ready = _Started(self._start)
-        self._persister: asyncio.Task[None] | None = None
-        # One save at a time: an erasure's save must land after a periodic one already out
-        # (which still names the erased user), not before it.
-        self._saving = asyncio.Lock()
-
-    async def _start(self) -> None:
-        with contextlib.suppress(ObjectMissing):
-            data, _ = await self.storage.get(AGGREGATE_KEY)
-            wire = codec.decode("site", data, AGGREGATE_KEY)["stats"]
-            try:
-                self.stats = SiteStats.from_wire(wire)
-            except InvalidInput as exc:
-                raise codec.CorruptObject(f"{AGGREGATE_KEY}: {exc}") from None
-        self._persister = asyncio.create_task(self._persist_forever())
-
-    async def _persist_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.persist_interval_s)
-            if self.dirty:
-                try:
-                    await self.save()
-                except StorageUnavailable as exc:
-                    log.warning("aggregator: cannot persist: %s", exc)
-                except Exception:
-                    # Not a storage outage, so a bug; this loop must outlive it all the same,
-                    # or the totals would silently never be saved again.
-                    log.exception("aggregator: cannot persist")
-
-    async def save(self) -> None:
-        """Persist the totals now; if that fails, they stay dirty for the next save."""
-        async with self._saving:
-            self.dirty = False
-            try:
-                await self.storage.put(
-                    AGGREGATE_KEY, codec.encode("site", {"stats": self.stats.to_wire()})
-                )
-            except BaseException:
-                self.dirty = True
-                raise
+        self.aggregator = Aggregator(config, now_ms)
+        self._ready = _Started(self.aggregator.start)
 
     async def ready(self) -> str:
         await self._ready.wait()
@@ -605,55 +557,20 @@ class AggregatorActor:
         self.config = config
 
     async def merge(self, wire: dict[str, Any] | bytes) -> None:
-        """Add a host's delta: `SiteStats.to_wire`, or that encoded with msgpack.
-
-        A delta that fails `SiteStats`'s checks (a newer or broken peer, a crafted call) is
-        refused and dropped: logged, and this returns normally, so that the host does not send
-        it again. Raising would make the host put it back into its next delta, which would then
-        be refused too, every second, and nothing more of that host would ever arrive.
-        """
         await self._ready.wait()
-        try:
-            if isinstance(wire, bytes):
-                delta = SiteStats.decode_wire(wire)
-            else:
-                delta = SiteStats.from_wire(wire)
-        except InvalidInput as exc:
-            log.warning("aggregator: refused and dropped an analytics delta: %s", exc)
-            return
-        self.stats.merge(delta, self.now_ms())
-        self.dirty = True
-        events = delta.total_events()
-        for queue in self.listeners:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(events)
+        self.aggregator.merge(wire)
 
     async def report(self, now_ms: int, filters: dict[str, Any]) -> dict[str, Any]:
         await self._ready.wait()
-        report: dict[str, Any] = self.stats.report(now_ms, **filters)
-        return report
+        return self.aggregator.report(now_ms, filters)
 
     async def forget_user(self, user_id: str) -> None:
-        """Erasure: the stored totals must stop naming the user now, not at the next save."""
         await self._ready.wait()
-        self.stats.forget_user(user_id)
-        await self.save()
+        await self.aggregator.forget_user(user_id)
 
     async def wait_events(self, timeout_s: float) -> int:
-        """Block until some events arrive (or the timeout); return how many (for live views)."""
         await self._ready.wait()
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1000)
-        self.listeners.append(queue)
-        try:
-            first = await asyncio.wait_for(queue.get(), timeout=timeout_s)
-        except TimeoutError:
-            return 0
-        finally:
-            self.listeners.remove(queue)
-        total = first
-        while not queue.empty():
-            total += queue.get_nowait()
-        return total
+        return await self.aggregator.wait_events(timeout_s)
 
 
 # Per-user actors admitted this recently are counted even if they are not listed yet: their

@@ -1,6 +1,6 @@
 """`DistinctUsers`: how many distinct users were ever seen, in bounded memory.
 
-A HyperLogLog sketch (Apache DataSketches) of the users' 63-bit hashes (`analytics.user_key`):
+A HyperLogLog sketch (Apache DataSketches) of the users' 63-bit hashes (`counting.user_key`):
 at most `MAX_BYTES` however many users, with a count within about 1.6% of the exact one (two
 standard errors at `LG_K` 14; small counts, up to a few hundred, are exact). Sketches merge
 without further loss, so the hosts' deltas add up in the aggregator as sets did.
