@@ -26,8 +26,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 from browser_support import serve_asgi, wait_for_tracker, wait_page_ms, wait_until
-from conftest import wait_for
 from playwright.sync_api import Browser, BrowserContext, Page, Request
+from support import wait_for
 
 from tracker.auth import mint_token
 from tracker.config import Config

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import support
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -43,13 +44,8 @@ def new_user() -> str:
 def movement(
     user_id: str, session_id: str = "s1", event: str = "click", **data: Any
 ) -> dict[str, Any]:
-    return {
-        "userId": user_id,
-        "sessionId": session_id,
-        "timestamp": now_ms(),
-        "event": event,
-        "data": data,
-    }
+    """`user_id`'s `event` now, with `data` as keywords."""
+    return support.movement(user_id, session_id, event=event, data=data)
 
 
 def raw_json(value: Any, raw: str) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import ray
-from conftest import wait_for
+from support import wait_for
 
 from tracker.dispatch import Dispatcher
 from tracker.errors import TooManyUserActors

@@ -1,0 +1,88 @@
+"""What many test modules share: a tracked movement as a client sends it, running a coroutine
+from a plain test, waiting on a condition (from a plain test or inside the event loop), and
+the `storage` fixture (registered as a plugin by conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from tracker.storage import Storage, open_storage
+
+T = TypeVar("T")
+
+
+def movement(
+    user: str = "alice",
+    session: str = "s1",
+    *,
+    at: int | None = None,
+    event: str = "click",
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A movement as a client posts it: `user`'s `event` in `session` at `at` (ms since the
+    epoch, now if not given) with `data` (a click on a button if not given), and any other
+    top-level `fields` (`eventId`, say)."""
+    return {
+        "userId": user,
+        "sessionId": session,
+        "timestamp": time.time_ns() // 1_000_000 if at is None else at,
+        "event": event,
+        "data": (
+            {"path": "/", "element": "button#go", "coordinates": {"x": 10, "y": 20}}
+            if data is None
+            else data
+        ),
+        **fields,
+    }
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    """Run `awaitable` to its end in a new event loop (from a test that is not async)."""
+
+    async def main() -> T:
+        return await awaitable
+
+    return asyncio.run(main())
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05
+) -> Any:
+    """Poll `condition` until it returns something truthy, and return that; fail after
+    `timeout_s`. For conditions on other processes or threads."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+async def eventually(
+    condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.001
+) -> Any:
+    """Let the event loop run until `condition()` returns something truthy, and return that;
+    fail after `timeout_s`. For conditions on tasks of the running loop."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+@pytest.fixture
+def storage(storage_url: str) -> Storage:
+    """Storage behind `storage_url`: each backend in turn, unless a module narrows
+    `storage_url`."""
+    return open_storage(storage_url)
