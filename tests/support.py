@@ -16,6 +16,11 @@ from tracker.storage import Storage, open_storage
 T = TypeVar("T")
 
 
+def now_ms() -> int:
+    """The wall-clock time in ms since the epoch, as movements are stamped."""
+    return time.time_ns() // 1_000_000
+
+
 def movement(
     user: str = "alice",
     session: str = "s1",
@@ -31,7 +36,7 @@ def movement(
     return {
         "userId": user,
         "sessionId": session,
-        "timestamp": time.time_ns() // 1_000_000 if at is None else at,
+        "timestamp": now_ms() if at is None else at,
         "event": event,
         "data": (
             {"path": "/", "element": "button#go", "coordinates": {"x": 10, "y": 20}}
@@ -52,18 +57,24 @@ def run(awaitable: Awaitable[T]) -> T:
 
 
 def wait_for(
-    condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05
-) -> Any:
+    condition: Callable[[], T | None],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.05,
+    message: str = "condition",
+) -> T:
     """Poll `condition` until it returns something truthy, and return that; fail after
-    `timeout_s`. For conditions on other processes or threads."""
+    `timeout_s`, naming what was waited for (`message`). For conditions on other processes,
+    threads or a browser page."""
     deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         last = condition()
         if last:
             return last
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {message} (last value: {last!r})"
+            )
         time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
 
 
 async def eventually(

@@ -7,7 +7,6 @@ of its own (fresh random UUIDs), so tests do not see each other's data.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 import support
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
+from support import now_ms
 
 from tracker.config import Config
 
@@ -30,10 +30,6 @@ CSP = (
 MINUTE_MS = 60_000
 # Placeholder replaced by raw JSON text that Python's json module would not write.
 RAW = "__raw__"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def new_user() -> str:
