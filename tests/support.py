@@ -1,6 +1,6 @@
-"""What many test modules share: a tracked movement as a client sends it, running a coroutine
-from a plain test, waiting on a condition (from a plain test or inside the event loop), and
-the `storage` fixture (registered as a plugin by conftest)."""
+"""What many test modules share: the time and a movement as a client sends them, running a
+coroutine from a plain test, waiting on a condition (from a plain test or inside the event
+loop), and the `storage` fixture (registered as a plugin by conftest)."""
 
 from __future__ import annotations
 
@@ -78,22 +78,28 @@ def wait_for(
 
 
 async def eventually(
-    condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.001
-) -> Any:
+    condition: Callable[[], T | None],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.001,
+    message: str = "condition",
+) -> T:
     """Let the event loop run until `condition()` returns something truthy, and return that;
-    fail after `timeout_s`. For conditions on tasks of the running loop."""
+    fail after `timeout_s`, naming what was waited for (`message`). For conditions on tasks
+    of the running loop."""
     deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         last = condition()
         if last:
             return last
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {message} (last value: {last!r})"
+            )
         await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
 
 
 @pytest.fixture
 def storage(storage_url: str) -> Storage:
-    """Storage behind `storage_url`: each backend in turn, unless a module narrows
-    `storage_url`."""
+    """Storage behind `storage_url`: a test using it runs once over local files and once
+    over S3."""
     return open_storage(storage_url)
