@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from ray.exceptions import ActorDiedError, ActorUnavailableError, OutOfMemoryError, RayTaskError
-from support import eventually
+from support import eventually, movement, now_ms
 
 from tracker.api import Tracker
 from tracker.config import Config
@@ -227,13 +227,10 @@ def user_on(config: Config, host: str) -> str:
 
 
 def clicks(user_id: str, n: int = 1) -> list[Movement]:
-    now = time.time_ns() // 1_000_000
-    events = [
-        {"userId": user_id, "sessionId": "s1", "timestamp": now, "event": "click"} for _ in range(n)
-    ]
-    movements = movements_from_obj(events, now)
-    for movement in movements:
-        movement.eventId = uuid.uuid4().hex
+    now = now_ms()
+    movements = movements_from_obj([movement(user_id, at=now) for _ in range(n)], now)
+    for each in movements:
+        each.eventId = uuid.uuid4().hex
     return movements
 
 
