@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from support import wait_for
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -29,8 +29,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-T = TypeVar("T")
-
 
 def chromium_path() -> str:
     return os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -41,23 +39,6 @@ def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(
         executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
     )
-
-
-def wait_until(
-    condition: Callable[[], T | None],
-    timeout_s: float = 10.0,
-    interval_s: float = 0.05,
-    message: str = "condition",
-) -> T:
-    """Poll `condition` until it returns something truthy, and return that; fail after timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
-        time.sleep(interval_s)
 
 
 @contextmanager
@@ -73,7 +54,7 @@ def serve_asgi(app: Any, **uvicorn_options: Any) -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started or not thread.is_alive(), message="uvicorn to start")
+        wait_for(lambda: server.started or not thread.is_alive(), message="uvicorn to start")
         if not server.started:
             raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
         yield f"http://127.0.0.1:{port}"
@@ -86,13 +67,13 @@ def serve_asgi(app: Any, **uvicorn_options: Any) -> Iterator[str]:
 def wait_for_tracker(page: Page) -> None:
     """Wait until tracker.js has loaded (polled: the site's CSP forbids the eval that
     page.wait_for_function needs)."""
-    wait_until(lambda: page.evaluate("window.tracker !== undefined"), message="tracker.js")
+    wait_for(lambda: page.evaluate("window.tracker !== undefined"), message="tracker.js")
 
 
 def wait_page_ms(page: Page, ms: float) -> None:
     """Let `ms` of page time pass, by the page's own clock (a dwell the tracker measures)."""
     end = page.evaluate("performance.now()") + ms
-    wait_until(lambda: page.evaluate("end => performance.now() > end", end), interval_s=0.02)
+    wait_for(lambda: page.evaluate("end => performance.now() > end", end), interval_s=0.02)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-# Shared fixtures: the real app on Ray Serve once per test session (`serve_config`,
-# `serve_tracker`) and one headless Chromium per module (`browser`).
-pytest_plugins = ["serve_support", "browser_support"]
+# Shared fixtures: `storage` over each backend, the real app on Ray Serve once per test
+# session (`serve_config`, `serve_tracker`) and one headless Chromium per module (`browser`).
+pytest_plugins = ["support", "serve_support", "browser_support"]
 
 S3_BUCKET = "tracker-test"
 
@@ -109,22 +109,6 @@ def make_tracker(ray_session: None) -> Iterator[Callable[..., Any]]:
     yield make
     for config in made:
         shutdown(config)
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05
-) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout_s`."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
 
 
 def stored_items(storage: str | Path) -> dict[str, bytes]:

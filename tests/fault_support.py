@@ -9,7 +9,7 @@ history back and `figures` compares: every acknowledged event must be found (los
 
 Senders exist for HTTP (`http_sender`, against `/api/track`) and for the Python API
 (`ray_sender`). The multi-node and cluster-restart scripts (`multinode_check.py`) import this
-module too, so it imports neither pytest nor a conftest.
+module too, outside a pytest run, so it imports no conftest (only the plain `support`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import support
 
 Send = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
 
@@ -53,14 +55,9 @@ def anonymous_users(n: int) -> list[str]:
 
 
 def movement(user: str, event_id: str, i: int, session: str = "s1") -> dict[str, Any]:
-    return {
-        "userId": user,
-        "sessionId": session,
-        "timestamp": time.time_ns() // 1_000_000,
-        "event": "click",
-        "data": {"path": f"/p/{i % 7}", "element": "button#go", "coordinates": {"x": i, "y": 1}},
-        "eventId": event_id,
-    }
+    """`user`'s click number `i`, on one of seven pages."""
+    data = {"path": f"/p/{i % 7}", "element": "button#go", "coordinates": {"x": i, "y": 1}}
+    return support.movement(user, session, data=data, eventId=event_id)
 
 
 class Load:

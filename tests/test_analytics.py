@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import movement
 
 from tracker import codec
 from tracker.analytics import HOUR_MS, MINUTE_MS, SessionSequences, SiteStats, site, user_key
@@ -58,8 +59,7 @@ def mv(
         data["scrollY"] = scroll_y
     if metadata:
         data["metadata"] = metadata
-    raw = {"userId": user, "sessionId": session, "timestamp": t, "event": event, "data": data}
-    return msgspec.convert(raw, Movement)
+    return msgspec.convert(movement(user, session, at=t, event=event, data=data), Movement)
 
 
 def click(path: str, x: float, y: float, t: int, **kw: Any) -> Movement:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -10,24 +9,14 @@ import httpx
 import pytest
 import ray
 from browser_support import serve_asgi
-from conftest import file_url, wait_for
+from conftest import file_url
 from prometheus_client.parser import text_string_to_metric_families
+from support import movement, wait_for
 
 from tracker.errors import InvalidMovement, UnknownSession
 from tracker.host import user_key
 from tracker.ingress import build_app
 from tracker.storage import local_root
-
-
-def movement(user: str, session: str = "s1", **extra: Any) -> dict[str, Any]:
-    return {
-        "userId": user,
-        "sessionId": session,
-        "timestamp": int(time.time() * 1000),
-        "event": "click",
-        "data": {"path": "/", "coordinates": {"x": 10, "y": 20}},
-        **extra,
-    }
 
 
 @pytest.mark.parametrize("placement", ["sharded", "per-user"])

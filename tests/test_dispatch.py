@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from ray.exceptions import ActorDiedError, ActorUnavailableError, OutOfMemoryError, RayTaskError
+from support import eventually, movement, now_ms
 
 from tracker.api import Tracker
 from tracker.config import Config
@@ -193,16 +194,9 @@ async def rig(storage: str, **settings: Any) -> AsyncIterator[Rig]:
     finally:
         for handle in handles.values():
             handle.release()
-        await wait_for(lambda: all(handle.running == 0 for handle in handles.values()))
+        await eventually(lambda: all(handle.running == 0 for handle in handles.values()), WAIT_S)
         for host in hosts.values():
             await host.stop()
-
-
-async def wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def within(awaitable: Awaitable[T]) -> T:
@@ -233,13 +227,10 @@ def user_on(config: Config, host: str) -> str:
 
 
 def clicks(user_id: str, n: int = 1) -> list[Movement]:
-    now = time.time_ns() // 1_000_000
-    events = [
-        {"userId": user_id, "sessionId": "s1", "timestamp": now, "event": "click"} for _ in range(n)
-    ]
-    movements = movements_from_obj(events, now)
-    for movement in movements:
-        movement.eventId = uuid.uuid4().hex
+    now = now_ms()
+    movements = movements_from_obj([movement(user_id, at=now) for _ in range(n)], now)
+    for each in movements:
+        each.eventId = uuid.uuid4().hex
     return movements
 
 
@@ -284,12 +275,12 @@ def test_users_of_a_stuck_host_are_refused_at_once_while_other_hosts_serve(
             waiting = []
             for _ in range(MAX_IN_FLIGHT):  # one request in each call
                 waiting.append(asyncio.ensure_future(dispatch.track(stuck, clicks(stuck))))
-                await wait_for(lambda: host.started == len(waiting))
+                await eventually(lambda: host.started == len(waiting), WAIT_S)
             waiting += [
                 asyncio.ensure_future(dispatch.track(stuck, clicks(stuck)))
                 for _ in range(MAX_QUEUED)
             ]
-            await wait_for(lambda: len(dispatch._queues["host-0"].items) == MAX_QUEUED)
+            await eventually(lambda: len(dispatch._queues["host-0"].items) == MAX_QUEUED, WAIT_S)
             with pytest.raises(HostBusy):
                 await within(dispatch.track(stuck, clicks(stuck)))
             assert await within(dispatch.track(other, clicks(other))) == 1
@@ -351,7 +342,7 @@ def test_a_tracking_request_answered_503_by_a_stuck_host_is_not_counted_as_store
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"] == "1"
             host.release()  # the late answer: stored, after its request was answered
-            await wait_for(lambda: host.running == 0)
+            await eventually(lambda: host.running == 0, WAIT_S)
             assert metric(app, "tracker_events_accepted_total") == 0
             response = await within(client.post("/api/track", json=event))  # a retry
             assert response.json() == {"success": True, "accepted": 1}
@@ -440,7 +431,7 @@ def test_analytics_answer_503_in_time_when_the_aggregator_does_not_answer(
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"] == "1"
             r.aggregator.release()
-            await wait_for(lambda: r.aggregator.running == 0)
+            await eventually(lambda: r.aggregator.running == 0, WAIT_S)
 
     asyncio.run(scenario())
 

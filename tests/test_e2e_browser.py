@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,9 +24,9 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from browser_support import serve_asgi, wait_for_tracker, wait_page_ms, wait_until
-from conftest import wait_for
+from browser_support import serve_asgi, wait_for_tracker, wait_page_ms
 from playwright.sync_api import Browser, BrowserContext, Page, Request
+from support import now_ms, wait_for
 
 from tracker.auth import mint_token
 from tracker.config import Config
@@ -98,12 +97,8 @@ def track(
             assert sent.status_code == 200, sent.text
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def wait_for_path(page: Page, path: str) -> None:
-    wait_until(lambda: urlparse(page.url).path == path, message=f"the page to be at {path}")
+    wait_for(lambda: urlparse(page.url).path == path, message=f"the page to be at {path}")
 
 
 def screenshot(page: Page, name: str, full_page: bool = True) -> Path:
@@ -127,11 +122,11 @@ def open_dashboard(browser: Browser, base: str, config: Config) -> tuple[Browser
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.goto(f"{base}/analytics")
-    wait_until(lambda: page.is_visible("#login-form"), message="the login form")
+    wait_for(lambda: page.is_visible("#login-form"), message="the login form")
     page.fill("#admin-token", config.admin_token or "")
     page.click("#login-submit")
-    wait_until(lambda: page.is_visible("#app"), message="the dashboard after signing in")
-    wait_until(lambda: kpi_values(page)["totalEvents"] is not None, message="the KPIs")
+    wait_for(lambda: page.is_visible("#app"), message="the dashboard after signing in")
+    wait_for(lambda: kpi_values(page)["totalEvents"] is not None, message="the KPIs")
     return context, page
 
 
@@ -150,7 +145,7 @@ def wait_for_kpis_to_match_api(page: Page, base: str, config: Config) -> dict[st
         return None
 
     try:
-        return wait_until(agree, timeout_s=30, interval_s=0.5, message="KPIs equal to the API")
+        return wait_for(agree, timeout_s=30, interval_s=0.5, message="KPIs equal to the API")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last shown vs API: {seen[-1]}") from None
 
@@ -165,7 +160,7 @@ def heat_cells(page: Page) -> int:
 
 def show_heatmap_of(page: Page, path: str) -> int:
     page.select_option("#heatmap-path", path)
-    return wait_until(
+    return wait_for(
         lambda: (
             page.evaluate(
                 "p => document.querySelector('#heatmap .page-path')?.textContent === p", path
@@ -228,7 +223,7 @@ def visit(browser: Browser, serve_tracker: str, serve_config: Config) -> Iterato
         wait_for_tracker(page)
         for _ in range(6):
             page.mouse.wheel(0, 600)
-        wait_until(lambda: page.evaluate("window.scrollY") > 1500, message="the page to scroll")
+        wait_for(lambda: page.evaluate("window.scrollY") > 1500, message="the page to scroll")
         wait_page_ms(page, 400)  # past the tracker's 250 ms scroll debounce
         page.click("#back-to-top")
         screenshot(page, "demo-long.png")
@@ -380,7 +375,7 @@ def test_the_dashboard_matches_the_api_draws_the_heatmap_and_updates_live(
         assert show_heatmap_of(page, "/long") >= 1  # the click far down the article
         assert show_heatmap_of(page, "/") >= 2
 
-        wait_until(live_on(page), message="the live indicator")
+        wait_for(live_on(page), message="the live indicator")
         page.evaluate("document.body.dataset.sameDocument = 'yes'")
         before_events = kpi_values(page)["totalEvents"] or 0
         before_live = int(page.inner_text("#live-count").replace(",", ""))
@@ -397,7 +392,7 @@ def test_the_dashboard_matches_the_api_draws_the_heatmap_and_updates_live(
             events = kpi_values(page)["totalEvents"] or 0
             return live > before_live and events > before_events
 
-        wait_until(updated, timeout_s=20, interval_s=0.2, message="a live update")
+        wait_for(updated, timeout_s=20, interval_s=0.2, message="a live update")
         assert page.evaluate("document.body.dataset.sameDocument") == "yes", "it reloaded"
         screenshot(page, "dashboard-after-visit.png")
     finally:
@@ -437,13 +432,13 @@ def test_visitor_strings_stay_inert_text_on_the_dashboard(
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     try:
-        wait_until(
+        wait_for(
             lambda: page.evaluate("t => document.body.textContent.includes(t)", XSS_ELEMENT),
             timeout_s=15,
             message="the element payload, as text",
         )
         page.click(f"#rage-clicks .user-link[data-user-id='{user}']")
-        wait_until(
+        wait_for(
             lambda: page.evaluate(
                 "t => document.getElementById('user-body').textContent.includes(t)", XSS_PATH
             ),
@@ -607,7 +602,7 @@ def test_hostile_visitor_strings_show_as_text_in_every_panel_and_a_failing_panel
             sent = c.post("/api/track", json={"events": events}, headers=auth)
             assert sent.status_code == 200, sent.text
         t.flush()
-        report = wait_until(
+        report = wait_for(
             lambda: (r := t.analytics()) and len(r["rageClicks"]) == 4 and r,
             timeout_s=20,
             message="the hostile traffic in the analytics",
@@ -639,7 +634,7 @@ def test_hostile_visitor_strings_show_as_text_in_every_panel_and_a_failing_panel
                 return all(s in texts[panel] for panel, want in expected.items() for s in want)
 
             try:
-                wait_until(every_panel_shows_its_strings, timeout_s=20, message="every panel")
+                wait_for(every_panel_shows_its_strings, timeout_s=20, message="every panel")
             except AssertionError:
                 raise AssertionError(f"panels: {panel_texts(page)}") from None
             assert page.query_selector_all(".panel-error") == []
@@ -671,7 +666,7 @@ def test_hostile_visitor_strings_show_as_text_in_every_panel_and_a_failing_panel
 
             # The user view, opened from the table, with every one of its strings as text.
             page.click("#recent-activity .user-link[data-user-id='__proto__']")
-            wait_until(
+            wait_for(
                 lambda: (
                     page.evaluate("document.querySelectorAll('#user-body .timeline-item').length")
                     == 11
@@ -708,7 +703,7 @@ def test_hostile_visitor_strings_show_as_text_in_every_panel_and_a_failing_panel
             }"""
             )
             page.click("#refresh-button")
-            wait_until(
+            wait_for(
                 lambda: page.evaluate(
                     """() => document.querySelector('#journeys .panel-error') !== null
                     && ['scroll-depth', 'rage-clicks', 'recent-activity'].every(id =>
@@ -919,10 +914,10 @@ def test_a_screenshot_of_the_dashboard_with_traffic_is_saved(
 
     context, page = open_dashboard(browser, serve_tracker, serve_config)
     try:
-        wait_until(live_on(page), message="the live indicator")
+        wait_for(live_on(page), message="the live indicator")
         # One more visitor while the dashboard watches, so the live counter has something.
         seed_traffic(serve_tracker, targets, users=1, seed=8)
-        wait_until(lambda: page.inner_text("#live-count") != "0", timeout_s=20)
+        wait_for(lambda: page.inner_text("#live-count") != "0", timeout_s=20)
         wait_for_kpis_to_match_api(page, serve_tracker, serve_config)
         assert heat_cells(page) > 20
         page.mouse.move(0, 0)

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import ray
 from browser_support import serve_asgi
-from conftest import free_port, wait_for
+from conftest import free_port
 from fault_support import (
     Figures,
     Load,
@@ -40,6 +40,7 @@ from fault_support import (
     http_sender,
     movement,
 )
+from support import wait_for
 
 from bench import docs
 from bench.report import machine, merge

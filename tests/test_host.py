@@ -7,10 +7,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from conftest import holders, user_traces
+from support import movement, run
 
 from tracker import codec
 from tracker import host as host_module
@@ -22,17 +23,8 @@ from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import FileStorage, ObjectInfo, ObjectMissing, Storage, open_storage
 from tracker.user_tracker import Limits
 
-T = TypeVar("T")
-
 MINUTE = 60_000
 DAY = 24 * 60 * MINUTE
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await awaitable
-
-    return asyncio.run(main())
 
 
 class Clock:
@@ -102,19 +94,6 @@ async def started(storage: Storage, clock: Clock, **settings: Any) -> UserHost:
     return host
 
 
-def movement(
-    clock: Clock, user: str = "alice", session: str = "s1", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "userId": user,
-        "sessionId": session,
-        "timestamp": clock(),
-        "event": "click",
-        "data": {"path": "/", "element": "button#go", "coordinates": {"x": 10, "y": 20}},
-        **extra,
-    }
-
-
 async def movements_of(host: UserHost, user: str = "alice", session: str = "s1") -> list[Any]:
     return list((await host.get_session(user, session))["movements"])
 
@@ -133,11 +112,6 @@ def scheduler_receiving(arrived: dict[str, int]) -> Callable[[dict[str, int]], A
     return ensure_alarms
 
 
-@pytest.fixture
-def storage(storage_url: str) -> Storage:
-    return open_storage(storage_url)
-
-
 @pytest.mark.parametrize("compacted", [False, True], ids=["log-only", "compacted"])
 def test_acknowledged_events_survive_a_new_incarnation(storage: Storage, compacted: bool) -> None:
     clock = Clock()
@@ -146,17 +120,17 @@ def test_acknowledged_events_survive_a_new_incarnation(storage: Storage, compact
         old = await started(storage, clock)
         await old.create_session("alice", "s1", {"userAgent": "pytest"})
         for i in range(5):
-            assert await old.track("alice", movement(clock, eventId=f"e{i}")) == 1
+            assert await old.track("alice", movement(at=clock(), eventId=f"e{i}")) == 1
         if compacted:
             await old.compact(force=True)
-        assert await old.track_many("alice", [movement(clock) for _ in range(3)]) == 3
-        assert await old.track_many("bob", [movement(clock, user="bob")]) == 1
+        assert await old.track_many("alice", [movement(at=clock()) for _ in range(3)]) == 3
+        assert await old.track_many("bob", [movement(at=clock(), user="bob")]) == 1
         before = await old.get_session("alice", "s1")
         # No stop(): the old incarnation just vanishes.
         new = await started(storage, clock)
         assert await new.get_session("alice", "s1") == before
         assert len(await movements_of(new, "bob")) == 1
-        assert await new.track("alice", movement(clock, eventId="e0")) == 0
+        assert await new.track("alice", movement(at=clock(), eventId="e0")) == 0
 
     run(scenario())
 
@@ -167,7 +141,7 @@ def test_a_clean_stop_leaves_an_empty_log(file_storage: str) -> None:
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        await host.track("alice", movement(clock))
+        await host.track("alice", movement(at=clock()))
         await host.ship_alarm_requests(scheduler_receiving({}))
         await host.stop()
         segments = await storage.list_objects("journals/hosts/host-0/log")
@@ -188,11 +162,11 @@ def test_passivation_drops_idle_users_and_activation_restores_them_exactly(
         for user in ("alice", "bob"):
             await host.create_session(user, "s1", {"userAgent": user})
             await host.track_many(
-                user, [movement(clock, user, eventId=f"{user}{i}") for i in range(60)]
+                user, [movement(user, at=clock(), eventId=f"{user}{i}") for i in range(60)]
             )
         before = {user: await host.analytics(user) for user in ("alice", "bob")}
         clock.advance(30_000)
-        await host.track("bob", movement(clock, "bob"))
+        await host.track("bob", movement("bob", at=clock()))
         assert await host.compact(force=True) == 0
         clock.advance(31_000)
         assert await host.compact(force=True) == 1
@@ -201,7 +175,7 @@ def test_passivation_drops_idle_users_and_activation_restores_them_exactly(
         assert set(host.slots) == {"bob"}
         assert await host.analytics("alice") == before["alice"]
         assert "alice" in host.slots
-        assert await host.track("alice", movement(clock, eventId="alice3")) == 0
+        assert await host.track("alice", movement(at=clock(), eventId="alice3")) == 0
 
     run(scenario())
 
@@ -234,9 +208,9 @@ def test_a_batch_resent_after_its_session_ended_and_its_user_was_passivated_is_n
     async def scenario() -> None:
         host = new()
         await host.start()
-        batch = [movement(clock, eventId=f"e{i}") for i in range(20)]
+        batch = [movement(at=clock(), eventId=f"e{i}") for i in range(20)]
         assert await host.track_many("alice", batch) == 20
-        later = [movement(clock, eventId=f"later{i}") for i in range(20)]
+        later = [movement(at=clock(), eventId=f"later{i}") for i in range(20)]
         assert await host.track_many("alice", later) == 20
         clock.advance(60 * MINUTE)
         await host.alarm("alice")  # the session has ended: it leaves memory
@@ -271,7 +245,7 @@ def test_concurrent_calls_for_one_user_lose_no_update(file_storage: str) -> None
     async def scenario() -> None:
         host = await started(storage, clock)
         counts = await asyncio.gather(
-            *(host.track("alice", movement(clock, eventId=f"e{i}")) for i in range(200))
+            *(host.track("alice", movement(at=clock(), eventId=f"e{i}")) for i in range(200))
         )
         assert counts == [1] * 200
         assert len(await movements_of(host)) == 200
@@ -288,7 +262,7 @@ def test_concurrent_first_calls_share_one_activation(file_storage: str) -> None:
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        await host.track_many("alice", [movement(clock) for _ in range(3)])
+        await host.track_many("alice", [movement(at=clock()) for _ in range(3)])
         await host.stop()
         again = await started(storage, clock)
         sessions = await asyncio.gather(*(again.get_session("alice", "s1") for _ in range(20)))
@@ -312,7 +286,9 @@ def test_bytes_written_per_event_stay_within_three_times_its_encoding(file_stora
             calls = []
             for u in range(users):
                 raws = [
-                    movement(clock, f"user-{u}", eventId=f"{u}-{r}-{i}", data={"path": f"/{i}"})
+                    movement(
+                        f"user-{u}", at=clock(), eventId=f"{u}-{r}-{i}", data={"path": f"/{i}"}
+                    )
                     for i in range(batch)
                 ]
                 encoded += sum(codec.encoded_size(movement_from_obj(m, clock())) for m in raws)
@@ -342,17 +318,17 @@ def test_a_failed_commit_raises_and_leaves_no_trace_of_the_refused_event(
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track("alice", movement(clock, eventId="ok-1"))
+        await host.track("alice", movement(at=clock(), eventId="ok-1"))
         await host.compact(force=True)
-        await host.track("alice", movement(clock, eventId="ok-2"))
+        await host.track("alice", movement(at=clock(), eventId="ok-2"))
         wrapped.fail = lambda key: "/log/" in key
         with pytest.raises(StorageUnavailable) as info:
-            await host.track("alice", movement(clock, eventId="refused"))
+            await host.track("alice", movement(at=clock(), eventId="refused"))
         assert not isinstance(info.value, Fenced)
         wrapped.fail = lambda key: False
         ids = [m["eventId"] for m in await movements_of(host)]
         assert ids == ["ok-1", "ok-2"]
-        assert await host.track("alice", movement(clock, eventId="refused")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="refused")) == 1
         again = await started(storage, clock)
         assert [m["eventId"] for m in await movements_of(again)] == ["ok-1", "ok-2", "refused"]
 
@@ -370,11 +346,11 @@ def test_a_retry_of_an_event_whose_commit_then_fails_is_refused_not_acknowledged
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track("alice", movement(clock, eventId="e0"))
+        await host.track("alice", movement(at=clock(), eventId="e0"))
         wrapped.hold = lambda key: "/log/" in key
-        first = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        first = asyncio.create_task(host.track("alice", movement(at=clock(), eventId="e1")))
         await wrapped.held.wait()
-        retry = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        retry = asyncio.create_task(host.track("alice", movement(at=clock(), eventId="e1")))
         await asyncio.sleep(0)  # the retry runs until it waits for the first try's commit
         assert host.calls_in_flight == 2 and not retry.done()
         wrapped.fail = lambda key: "/log/" in key
@@ -385,7 +361,7 @@ def test_a_retry_of_an_event_whose_commit_then_fails_is_refused_not_acknowledged
             await retry
         wrapped.fail = lambda key: False
         wrapped.hold = lambda key: False
-        assert await host.track("alice", movement(clock, eventId="e1")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="e1")) == 1
         again = await started(storage, clock)
         assert [m["eventId"] for m in await movements_of(again)] == ["e0", "e1"]
 
@@ -400,9 +376,9 @@ def test_a_read_waiting_for_a_commit_that_fails_shows_only_what_was_stored(
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track("alice", movement(clock, eventId="ok"))
+        await host.track("alice", movement(at=clock(), eventId="ok"))
         wrapped.hold = lambda key: "/log/" in key
-        refused = asyncio.create_task(host.track("alice", movement(clock, eventId="refused")))
+        refused = asyncio.create_task(host.track("alice", movement(at=clock(), eventId="refused")))
         await wrapped.held.wait()
         session = asyncio.create_task(host.get_session("alice", "s1"))
         analytics = asyncio.create_task(host.analytics("alice"))
@@ -430,16 +406,16 @@ def test_a_duplicate_retry_during_a_compaction_conflict_is_acknowledged(
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track("alice", movement(clock, eventId="e0"))
+        await host.track("alice", movement(at=clock(), eventId="e0"))
         # Shipped: the compaction, with nothing to log, then runs while a commit is held.
         await host.ship_alarm_requests(scheduler_receiving({}))
         other = await started(storage, clock, name="host-1")
-        await other.track("alice", movement(clock, eventId="elsewhere"))
+        await other.track("alice", movement(at=clock(), eventId="elsewhere"))
         await other.compact(force=True)  # takes alice's chunk 1
         wrapped.hold = lambda key: "/log/" in key
-        first = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        first = asyncio.create_task(host.track("alice", movement(at=clock(), eventId="e1")))
         await wrapped.held.wait()
-        retry = asyncio.create_task(host.track("alice", movement(clock, eventId="e1")))
+        retry = asyncio.create_task(host.track("alice", movement(at=clock(), eventId="e1")))
         await asyncio.sleep(0)  # the retry runs until it waits for the first try's commit
         assert not retry.done()
         await host.compact(force=True)
@@ -460,7 +436,7 @@ def test_an_event_acknowledged_while_its_user_reloads_is_kept(file_storage: str)
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track("alice", movement(clock, eventId="ok-1"))
+        await host.track("alice", movement(at=clock(), eventId="ok-1"))
         log_writes: list[str] = []
 
         def fail(key: str) -> bool:  # the next segment written fails...
@@ -470,9 +446,11 @@ def test_an_event_acknowledged_while_its_user_reloads_is_kept(file_storage: str)
 
         wrapped.fail = fail
         wrapped.hold = lambda key: log_writes[1:2] == [key]  # ...and the one after is held
-        refused = asyncio.ensure_future(host.track("alice", movement(clock, eventId="refused")))
+        refused = asyncio.ensure_future(
+            host.track("alice", movement(at=clock(), eventId="refused"))
+        )
         await asyncio.sleep(0)
-        later = asyncio.ensure_future(host.track("alice", movement(clock, eventId="later")))
+        later = asyncio.ensure_future(host.track("alice", movement(at=clock(), eventId="later")))
         with pytest.raises(StorageUnavailable):
             await refused
         await wrapped.held.wait()
@@ -501,8 +479,8 @@ def test_a_user_whose_history_cannot_be_read_at_start_is_set_aside_and_not_the_h
 
     async def scenario() -> None:
         crashed = await started(storage, clock)
-        await crashed.track("alice", movement(clock))
-        await crashed.track("bob", movement(clock, user="bob"))
+        await crashed.track("alice", movement(at=clock()))
+        await crashed.track("bob", movement(at=clock(), user="bob"))
         # No stop: both events are in the log only.
         failures = [user_key("bob")]
 
@@ -564,10 +542,10 @@ def test_a_stale_user_reloaded_while_a_compaction_writes_them_keeps_their_events
 
     async def scenario() -> None:
         host = await started(gated, clock)
-        await host.track("alice", movement(clock, eventId="A"))
+        await host.track("alice", movement(at=clock(), eventId="A"))
         gated.fail = lambda key: "/log/" in key
         with pytest.raises(StorageUnavailable):
-            await host.track("alice", movement(clock, eventId="B"))
+            await host.track("alice", movement(at=clock(), eventId="B"))
         gated.fail = lambda key: False
         gated.stale = host.slots["alice"]
         gated.armed = True
@@ -576,7 +554,7 @@ def test_a_stale_user_reloaded_while_a_compaction_writes_them_keeps_their_events
         await compaction
         gated.armed = False
         assert [m["eventId"] for m in session["movements"]] == ["A"]
-        assert await host.track("alice", movement(clock, eventId="A")) == 0
+        assert await host.track("alice", movement(at=clock(), eventId="A")) == 0
         await host.compact(force=True)
         exported = [x["eventId"] for x in await host.export("alice") if x["type"] == "movement"]
         assert exported == ["A"]
@@ -589,13 +567,13 @@ def test_a_zombie_host_is_fenced_and_the_new_incarnations_data_stays(storage: St
 
     async def scenario() -> None:
         zombie = await started(storage, clock)
-        await zombie.track("alice", movement(clock, eventId="acked"))
+        await zombie.track("alice", movement(at=clock(), eventId="acked"))
         new = await started(storage, clock)
-        await new.track("alice", movement(clock, eventId="new"))
+        await new.track("alice", movement(at=clock(), eventId="new"))
         with pytest.raises(Fenced):
-            await zombie.track("alice", movement(clock, eventId="zombie"))
+            await zombie.track("alice", movement(at=clock(), eventId="zombie"))
         with pytest.raises(Fenced):
-            await zombie.track("bob", movement(clock, "bob"))
+            await zombie.track("bob", movement("bob", at=clock()))
         with pytest.raises(StorageUnavailable):
             await zombie.compact(force=True)
         with pytest.raises(Fenced):
@@ -615,11 +593,11 @@ def test_erase_leaves_no_object_holding_the_user(storage: Storage) -> None:
     async def scenario() -> None:
         host = await started(storage, clock)
         await host.create_session(victim, "s1", {"userAgent": "x"})
-        await host.track_many(victim, [movement(clock, victim) for _ in range(80)])
-        await host.track("bob", movement(clock, "bob"))
+        await host.track_many(victim, [movement(victim, at=clock()) for _ in range(80)])
+        await host.track("bob", movement("bob", at=clock()))
         await host.compact(force=True)  # history chunks and a snapshot
-        await host.track("bob", movement(clock, "bob"))
-        await host.track(victim, movement(clock, victim))  # and some still only in the log
+        await host.track("bob", movement("bob", at=clock()))
+        await host.track(victim, movement(victim, at=clock()))  # and some still only in the log
         assert any(victim.encode() in data for data in (await everything(storage)).values())
         result = await host.erase(victim)
         assert result["erased"] and result["objectsDeleted"] >= 2
@@ -647,7 +625,7 @@ def test_an_erasure_removes_the_temporary_files_a_crash_left_in_the_users_folder
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="alice-1")) == 1
         await host.compact(force=True)
         # Writes a crash interrupted: their temporary files (one with the data) stay behind.
         (chunks / ".tmp-0123456789abcdef").write_bytes((chunks / f"{1:012d}").read_bytes())
@@ -669,8 +647,8 @@ def test_an_erasure_whose_log_cannot_be_compacted_says_so_and_a_replay_stores_no
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
-        assert await host.track("bob", movement(clock, user="bob", eventId="bob-1")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="alice-1")) == 1
+        assert await host.track("bob", movement(at=clock(), user="bob", eventId="bob-1")) == 1
         host.take_alarm_requests()  # shipped
         storage.keep_log = True
         with pytest.raises(StorageUnavailable, match=r"could not be compacted.*erase again"):
@@ -695,7 +673,7 @@ def test_an_alarm_firing_for_an_erased_user_stores_nothing_and_asks_for_no_alarm
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="alice-1")) == 1
         await host.compact(force=True)
         host.take_alarm_requests()  # shipped
         assert (await host.erase("alice"))["erased"]
@@ -718,8 +696,8 @@ def test_an_erasure_completes_while_another_users_history_cannot_be_written(
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        assert await host.track("alice", movement(clock, eventId="alice-1")) == 1
-        assert await host.track("bob", movement(clock, user="bob", eventId="bob-1")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="alice-1")) == 1
+        assert await host.track("bob", movement(at=clock(), user="bob", eventId="bob-1")) == 1
         blocker.parent.mkdir(parents=True)
         blocker.write_bytes(b"")
         assert (await host.erase("alice"))["erased"]
@@ -745,10 +723,10 @@ def test_a_host_that_held_an_erased_user_before_the_host_count_changed_forgets_t
 
     async def scenario() -> None:
         former = await started(storage, clock)
-        assert await former.track("alice", movement(clock, eventId="on-former")) == 1
+        assert await former.track("alice", movement(at=clock(), eventId="on-former")) == 1
         host = new_host(storage, clock, name="host-1")
         await host.start()
-        assert await host.track("alice", movement(clock, eventId="on-new")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="on-new")) == 1
         await host.compact(force=True)
         assert await former.forget("bob") is None  # nothing of his there: nothing to do
         assert await former.forget("alice") is not None
@@ -797,7 +775,7 @@ def test_an_alarm_request_out_as_its_user_is_erased_is_neither_armed_after_nor_s
         config = Config.from_env({}, storage=file_storage, host_memory_mb=256)
         actor = actors.HostActor("host-0", config)
         monkeypatch.setattr(actor, "_to_named", to_named)
-        assert await actor.track("alice", movement(clock, eventId="alice-1")) == 1
+        assert await actor.track("alice", movement(at=clock(), eventId="alice-1")) == 1
         shipment = asyncio.ensure_future(actor._ship_alarm_requests())
         await asyncio.wait_for(shipping.wait(), 10)
         erasure = asyncio.ensure_future(actor.erase("alice"))
@@ -825,7 +803,7 @@ def test_an_erasure_waits_for_a_write_of_the_users_data_and_then_leaves_nothing(
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track("alice", movement(clock, eventId="e1"))
+        await host.track("alice", movement(at=clock(), eventId="e1"))
         wrapped.hold = lambda key: "/chunks/" in key
         if writer == "compaction":
             writing = asyncio.create_task(host.compact(force=True))
@@ -870,13 +848,13 @@ def test_an_event_arriving_during_an_erasure_is_kept_and_the_erased_ones_stay_go
     async def scenario() -> None:
         host = await started(storage, clock)
         for i in range(3):
-            await host.track("alice", movement(clock, eventId=f"erased-{i}"))
+            await host.track("alice", movement(at=clock(), eventId=f"erased-{i}"))
         await host.compact(force=True)
-        await host.track("alice", movement(clock, eventId="erased-3"))  # in the log only
+        await host.track("alice", movement(at=clock(), eventId="erased-3"))  # in the log only
         storage.hold = True
         erasure = asyncio.ensure_future(host.erase("alice"))
         await asyncio.wait_for(deleting.wait(), 10)
-        tracked = asyncio.ensure_future(host.track("alice", movement(clock, eventId="after")))
+        tracked = asyncio.ensure_future(host.track("alice", movement(at=clock(), eventId="after")))
         reads = asyncio.ensure_future(host.export("alice"))
         done, _ = await asyncio.wait([tracked, reads], timeout=0.2)
         assert not done  # both wait for the erasure
@@ -921,16 +899,16 @@ def test_a_user_reloaded_while_a_compaction_writes_their_chunk_keeps_each_event_
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        assert await host.track("alice", movement(clock)) == 1  # no eventId
-        assert await host.track("alice", movement(clock, eventId="e1")) == 1
+        assert await host.track("alice", movement(at=clock())) == 1  # no eventId
+        assert await host.track("alice", movement(at=clock(), eventId="e1")) == 1
         wrapped.fail = lambda key: "/log/" in key
         with pytest.raises(StorageUnavailable):
-            await host.track("alice", movement(clock, eventId="refused"))
+            await host.track("alice", movement(at=clock(), eventId="refused"))
         wrapped.fail = lambda key: False
         wrapped.stall = True
         compaction = asyncio.ensure_future(host.compact(force=True))
         await asyncio.wait_for(landed.wait(), 10)
-        assert await host.track("alice", movement(clock, eventId="after")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="after")) == 1
         wrapped.stall = False
         release.set()
         await compaction
@@ -952,7 +930,7 @@ def test_export_returns_every_movement_including_those_the_cap_evicted(storage: 
         host = await started(storage, clock, limits=Limits(max_movements=5))
         await host.create_session("alice", "s1", {"userAgent": "x"})
         for i in range(12):
-            await host.track("alice", movement(clock, eventId=f"e{i}"))
+            await host.track("alice", movement(at=clock(), eventId=f"e{i}"))
             clock.advance(10)
             if i == 6:
                 await host.compact(force=True)
@@ -974,7 +952,7 @@ def test_past_the_session_cap_the_longest_idle_session_leaves_memory_and_none_of
 
     async def scenario() -> None:
         host = await started(storage, clock, limits=limits)
-        await host.track("alice", movement(clock, session="s0", eventId="e0"))
+        await host.track("alice", movement(at=clock(), session="s0", eventId="e0"))
         for number in range(1, 4):
             clock.advance(10)
             await host.create_session("alice", f"s{number}", {"userAgent": "x"})
@@ -985,7 +963,7 @@ def test_past_the_session_cap_the_longest_idle_session_leaves_memory_and_none_of
             await host.get_session("alice", "s0")
         # An event for the session that left memory is stored: it starts the session again.
         clock.advance(10)
-        assert await host.track("alice", movement(clock, session="s0", eventId="e1")) == 1
+        assert await host.track("alice", movement(at=clock(), session="s0", eventId="e1")) == 1
         assert [m["eventId"] for m in await movements_of(host, session="s0")] == ["e1"]
         assert list(host.slots["alice"].tracker.sessions) == ["s2", "s3", "s0"]
         lines = await host.export("alice")
@@ -1024,22 +1002,22 @@ def test_above_its_memory_budget_a_host_passivates_its_least_recently_used_users
         await host.start()
         for user in users:
             clock.advance(1000)
-            await host.track(user, movement(clock, user, eventId="e1"))
+            await host.track(user, movement(user, at=clock(), eventId="e1"))
         assert host.shed == 0
         rss[0] = 900  # over 80%: sheds (900 - 600) / 900 of the 10 users, least recent first
         clock.advance(1000)
-        await host.track("u9", movement(clock, "u9", eventId="e2"))
+        await host.track("u9", movement("u9", at=clock(), eventId="e2"))
         # A user new to memory waits for the shedding.
-        await host.track("new", movement(clock, "new", eventId="e1"))
+        await host.track("new", movement("new", at=clock(), eventId="e1"))
         assert host.shed == 3
         assert set(host.slots) == {*users[3:], "new"}
         # Memory the interpreter freed is reused first: no more shedding while RSS stays put.
         for user in users[3:]:
-            await host.track(user, movement(clock, user, eventId="e3"))
+            await host.track(user, movement(user, at=clock(), eventId="e3"))
         assert host.shed == 3
         rss[0] = 950
-        await host.track("u9", movement(clock, "u9", eventId="e4"))
-        await host.track("newer", movement(clock, "newer", eventId="e1"))
+        await host.track("u9", movement("u9", at=clock(), eventId="e4"))
+        await host.track("newer", movement("newer", at=clock(), eventId="e1"))
         assert host.shed > 3
         # The users who left memory lost nothing.
         for user in users[:3]:
@@ -1058,7 +1036,7 @@ def test_the_alarm_expires_sessions_after_the_timeout_and_returns_the_next_due_t
         host = await started(storage, clock, limits=limits)
         await host.create_session("alice", "old", None)
         clock.advance(20 * MINUTE)
-        await host.track("alice", movement(clock, session="new"))
+        await host.track("alice", movement(at=clock(), session="new"))
         assert host.take_alarm_requests() == {"alice": clock() - 20 * MINUTE + 60 * MINUTE}
         clock.advance(10 * MINUTE)
         assert await host.alarm("alice") == clock() + 60 * MINUTE
@@ -1085,7 +1063,7 @@ def test_retention_deletes_old_history_chunks_but_keeps_the_live_sessions(
         host = await started(storage, clock, limits=limits)
         await host.create_session("alice", "s1", {"userAgent": "x"})
         for i in range(3):
-            await host.track("alice", movement(clock, eventId=f"e{i}"))
+            await host.track("alice", movement(at=clock(), eventId=f"e{i}"))
             await host.compact(force=True)
         chunks = f"{user_key('alice')}/chunks"
         assert len(await storage.list_objects(chunks)) == 3
@@ -1110,7 +1088,7 @@ def test_an_alarm_with_nothing_left_to_do_is_not_rearmed(file_storage: str) -> N
 
     async def scenario() -> None:
         host = await started(storage, clock, limits=limits)
-        await host.track("alice", movement(clock))
+        await host.track("alice", movement(at=clock()))
         await host.compact(force=True)
         clock.advance(2 * MINUTE)
         assert await host.alarm("alice") is not None  # expired a session just now
@@ -1123,7 +1101,7 @@ def test_an_alarm_with_nothing_left_to_do_is_not_rearmed(file_storage: str) -> N
         assert host.take_alarm_requests().get("alice") is None
         # Still in memory when she comes back: her new activity asks for an alarm again.
         assert "alice" in host.slots
-        await host.track("alice", movement(clock))
+        await host.track("alice", movement(at=clock()))
         assert host.take_alarm_requests() == {"alice": clock() + Limits().alarm_interval_ms}
 
     run(scenario())
@@ -1138,7 +1116,7 @@ def test_an_alarm_request_survives_a_compaction_and_crashes_before_its_shipment(
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        await host.track("alice", movement(clock))
+        await host.track("alice", movement(at=clock()))
         due = host.alarm_requests["alice"]
         await host.compact(force=True)
         await started(storage, clock)  # crashes too, before shipping anything
@@ -1159,8 +1137,8 @@ def test_an_alarm_request_a_restarted_host_keeps_is_gone_with_its_erased_user(
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        await host.track("alice", movement(clock, eventId="alice-1"))
-        await host.track("bob", movement(clock, "bob", eventId="bob-1"))
+        await host.track("alice", movement(at=clock(), eventId="alice-1"))
+        await host.track("bob", movement("bob", at=clock(), eventId="bob-1"))
         await host.compact(force=True)
         again = await started(storage, clock)  # a crash before the shipment
         assert set(again.alarm_requests) == {"alice", "bob"}
@@ -1182,7 +1160,7 @@ def test_an_alarm_request_being_shipped_during_a_compaction_survives_a_crash(
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        await host.track("alice", movement(clock))
+        await host.track("alice", movement(at=clock()))
         shipping = asyncio.Event()
 
         async def never_answered(requests: dict[str, int]) -> None:
@@ -1209,8 +1187,8 @@ def test_an_erased_users_alarm_request_being_shipped_is_neither_logged_nor_put_b
 
     async def scenario() -> None:
         host = await started(storage, clock)
-        await host.track("alice", movement(clock))
-        await host.track("bob", movement(clock, "bob"))
+        await host.track("alice", movement(at=clock()))
+        await host.track("bob", movement("bob", at=clock()))
         shipping, fail = asyncio.Event(), asyncio.Event()
 
         async def failing(requests: dict[str, int]) -> None:
@@ -1241,11 +1219,13 @@ def test_a_snapshot_never_holds_an_event_committed_after_its_chunk(file_storage:
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track_many("alice", [movement(clock) for _ in range(60)])  # > 4 KB: snapshot
+        await host.track_many(
+            "alice", [movement(at=clock()) for _ in range(60)]
+        )  # > 4 KB: snapshot
         wrapped.hold = lambda key: "/chunks/" in key
         compaction = asyncio.ensure_future(host.compact(force=True))
         await wrapped.held.wait()
-        assert await host.track("alice", movement(clock)) == 1  # no eventId to dedup it
+        assert await host.track("alice", movement(at=clock())) == 1  # no eventId to dedup it
         wrapped.release.set()
         await compaction
         assert len(await movements_of(host)) == 61
@@ -1261,13 +1241,13 @@ def test_a_snapshot_never_holds_an_event_whose_commit_failed(file_storage: str) 
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track_many("alice", [movement(clock) for _ in range(60)])
+        await host.track_many("alice", [movement(at=clock()) for _ in range(60)])
         wrapped.hold = lambda key: "/chunks/" in key
         compaction = asyncio.ensure_future(host.compact(force=True))
         await wrapped.held.wait()
         wrapped.fail = lambda key: "/log/" in key
         with pytest.raises(StorageUnavailable):
-            await host.track("alice", movement(clock, eventId="refused"))
+            await host.track("alice", movement(at=clock(), eventId="refused"))
         wrapped.fail = lambda key: False
         wrapped.release.set()
         await compaction
@@ -1299,11 +1279,11 @@ def test_compaction_never_truncates_a_commit_still_being_acknowledged(file_stora
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        await host.track("alice", movement(clock, eventId="first"))
+        await host.track("alice", movement(at=clock(), eventId="first"))
         # Shipped: the compaction, with nothing to log, then runs while a commit is held.
         await host.ship_alarm_requests(scheduler_receiving({}))
         wrapped.slow = True
-        tracked = asyncio.ensure_future(host.track("alice", movement(clock, eventId="second")))
+        tracked = asyncio.ensure_future(host.track("alice", movement(at=clock(), eventId="second")))
         await checking.wait()
         wrapped.slow = False
         await host.compact(force=True)
@@ -1346,7 +1326,7 @@ def test_a_compaction_resuming_as_a_commit_lands_keeps_that_commit(storage_url: 
 
     async def scenario() -> None:
         host = await started(wrapped, clock)
-        assert await host.track("alice", movement(clock, eventId="first")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="first")) == 1
         await host.compact(force=True)  # alice has nothing left to flush
         wrapped.armed = True
         compaction = asyncio.ensure_future(host.compact(force=True))
@@ -1355,7 +1335,7 @@ def test_a_compaction_resuming_as_a_commit_lands_keeps_that_commit(storage_url: 
                 break
             await asyncio.sleep(0)
         assert wrapped.epoch_checks == 1
-        assert await host.track("alice", movement(clock, eventId="second")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="second")) == 1
         await compaction
         # Crash now, before any further compaction.
         again = await started(inner, clock)
@@ -1389,11 +1369,11 @@ def test_commits_landing_during_a_compaction_are_not_copied_out_of_its_log_file(
 
     async def scenario() -> None:
         host = await started(files, clock)
-        assert await host.track("alice", movement(clock, eventId="first")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="first")) == 1
         files.hold, puts_before = True, files.log_puts
         compaction = asyncio.ensure_future(host.compact(force=True))
         await asyncio.wait_for(flushing.wait(), 10)
-        assert await host.track("bob", movement(clock, user="bob", eventId="during")) == 1
+        assert await host.track("bob", movement(at=clock(), user="bob", eventId="during")) == 1
         release.set()
         await compaction
         assert files.log_puts == puts_before  # no frames copied
@@ -1420,10 +1400,10 @@ def test_analytics_listeners_see_each_stored_movement_once_even_when_retried(
             ),
         )
         await host.start()
-        batch = [movement(clock, eventId="e1"), movement(clock, eventId="e2")]
+        batch = [movement(at=clock(), eventId="e1"), movement(at=clock(), eventId="e2")]
         await host.track_many("alice", batch)
-        await host.track_many("alice", [*batch, movement(clock, eventId="e3")])
-        await host.track("alice", movement(clock, eventId="e3"))
+        await host.track_many("alice", [*batch, movement(at=clock(), eventId="e3")])
+        await host.track("alice", movement(at=clock(), eventId="e3"))
         await host.journal.close()
         return seen
 
@@ -1452,11 +1432,11 @@ def test_a_restarted_host_does_not_count_what_it_replays_again(tmp_path: Any) ->
 
         first = host(0)
         await first.start()
-        await first.track_many("alice", [movement(clock, eventId=f"e{i}") for i in range(3)])
+        await first.track_many("alice", [movement(at=clock(), eventId=f"e{i}") for i in range(3)])
         await first.journal.close()  # a crash: the events are in the log only
         second = host(1)
         await second.start()
-        await second.track("alice", movement(clock, eventId="e3"))
+        await second.track("alice", movement(at=clock(), eventId="e3"))
         kept = [m["eventId"] for m in await movements_of(second)]
         await second.journal.close()
         return seen[0], seen[1], kept
@@ -1493,18 +1473,18 @@ def test_a_restarted_host_counts_no_session_again(storage: Storage) -> None:
         first = counting(storage, clock, stats[0])
         await first.start()
         await first.create_session("alice", "s1", {"userAgent": "a"})
-        await first.track("alice", movement(clock, eventId="e1"))
-        await first.track("bob", movement(clock, "bob", "s9", eventId="e2"))
+        await first.track("alice", movement(at=clock(), eventId="e1"))
+        await first.track("bob", movement("bob", "s9", at=clock(), eventId="e2"))
         await first.stop()  # a clean stop: restored from histories and snapshots
         second = counting(storage, clock, stats[1])
         await second.start()
-        await second.track("alice", movement(clock, eventId="e3"))
+        await second.track("alice", movement(at=clock(), eventId="e3"))
         await second.create_session("bob", "s9", {"userAgent": "b"})
-        await second.track("alice", movement(clock, session="s2", eventId="e4"))
+        await second.track("alice", movement(at=clock(), session="s2", eventId="e4"))
         await second.journal.close()  # a crash: restored from the log
         third = counting(storage, clock, stats[2])
         await third.start()
-        await third.track("alice", movement(clock, session="s2", eventId="e5"))
+        await third.track("alice", movement(at=clock(), session="s2", eventId="e5"))
         await third.stop()
         return [(s.metric(Totals).sessions, s.metric(Totals).events) for s in stats]
 
@@ -1530,12 +1510,14 @@ def test_the_stored_form_is_logged_as_sent_counted_once_and_recovered(storage: S
             ),
         )
         await host.start()
-        first = stored(movement(clock, eventId="e1"), movement(clock, eventId="e2"))
+        first = stored(movement(at=clock(), eventId="e1"), movement(at=clock(), eventId="e2"))
         assert await host.track_stored("alice", first) == 2
         # A retry of e2 beside a new e3, and e3 again in a second entry of the same session.
         again = [
-            *stored(movement(clock, eventId="e2"), movement(clock, eventId="e3")),
-            *stored(movement(clock, eventId="e3"), movement(clock, session="s2", eventId="e3")),
+            *stored(movement(at=clock(), eventId="e2"), movement(at=clock(), eventId="e3")),
+            *stored(
+                movement(at=clock(), eventId="e3"), movement(at=clock(), session="s2", eventId="e3")
+            ),
         ]
         assert await host.track_stored("alice", again) == 2
         kept = await movements_of(host)
@@ -1550,10 +1532,10 @@ def test_the_stored_form_is_logged_as_sent_counted_once_and_recovered(storage: S
 
 def test_a_stored_batch_that_fails_its_checks_is_refused_whole(storage: Storage) -> None:
     clock = Clock()
-    good = codec.encode_entries(movements_from_obj([movement(clock, user="bob")], clock()))
-    ahead = movement(clock, eventId="late")
+    good = codec.encode_entries(movements_from_obj([movement(at=clock(), user="bob")], clock()))
+    ahead = movement(at=clock(), eventId="late")
     ahead["timestamp"] = clock() + DAY
-    valid = movements_from_obj([movement(clock), movement(clock, eventId="ok")], clock())
+    valid = movements_from_obj([movement(at=clock()), movement(at=clock(), eventId="ok")], clock())
     late = codec.encode_blob(movements_from_obj([ahead], clock() + DAY))
     bad = [*codec.encode_entries(valid), ("s1", late)]
 
@@ -1603,7 +1585,7 @@ def test_an_activation_asks_for_the_users_history_together(file_storage: str) ->
     async def scenario() -> list[Any]:
         host = await started(storage, clock, passivate_after_ms=0)
         for i in range(5):
-            await host.track("alice", movement(clock, eventId=f"e{i}"))
+            await host.track("alice", movement(at=clock(), eventId=f"e{i}"))
             clock.advance(1)
             await host.compact(force=True)  # a history chunk each; alice is passivated
         assert "alice" not in host.slots
@@ -1621,15 +1603,15 @@ def test_a_user_taken_over_by_another_host_keeps_both_hosts_events(storage: Stor
 
     async def scenario() -> None:
         old = await started(storage, clock)
-        await old.track("alice", movement(clock, eventId="on-old"))
+        await old.track("alice", movement(at=clock(), eventId="on-old"))
         taker = new_host(storage, clock, name="host-1")
         await taker.start()
-        await taker.track("alice", movement(clock, eventId="on-new"))
+        await taker.track("alice", movement(at=clock(), eventId="on-new"))
         await taker.compact(force=True)  # writes alice's first chunk
         await old.compact(force=True)  # finds that chunk taken: appends after it
-        await old.track("alice", movement(clock, eventId="on-old-again"))
+        await old.track("alice", movement(at=clock(), eventId="on-old-again"))
         await old.compact(force=True)
-        await taker.track("alice", movement(clock, eventId="on-new-again"))
+        await taker.track("alice", movement(at=clock(), eventId="on-new-again"))
         await taker.stop()
         restarted = await started(storage, clock)  # host-0 again: replays nothing twice
         await restarted.stop()
@@ -1653,11 +1635,11 @@ def test_lowering_the_host_count_without_a_clean_stop_loses_no_event(storage: St
         for name in ("host-1", "host-2"):
             crashed = new_host(storage, clock, name=name)
             await crashed.start()
-            await crashed.track("alice", movement(clock, eventId=f"on-{name}"))
-            await crashed.track(f"user-of-{name}", movement(clock, user=f"user-of-{name}"))
+            await crashed.track("alice", movement(at=clock(), eventId=f"on-{name}"))
+            await crashed.track(f"user-of-{name}", movement(at=clock(), user=f"user-of-{name}"))
             await crashed.journal.close()  # no compaction: the events are in its log only
         survivor = await started(storage, clock)
-        await survivor.track("alice", movement(clock, eventId="on-host-0"))
+        await survivor.track("alice", movement(at=clock(), eventId="on-host-0"))
         await survivor.compact(force=True)  # alice's next chunk number is taken by now
 
         assert await orphaned_hosts(storage, hosts=1) == ["host-1", "host-2"]
@@ -1668,7 +1650,7 @@ def test_lowering_the_host_count_without_a_clean_stop_loses_no_event(storage: St
         assert set(alarms) == {"alice", "user-of-host-1", "user-of-host-2"}
         assert await orphaned_hosts(storage, hosts=1) == []  # drained: not replayed again
 
-        await survivor.track("alice", movement(clock, eventId="after"))
+        await survivor.track("alice", movement(at=clock(), eventId="after"))
         await survivor.stop()
         fresh = await started(storage, clock)
         assert sorted(m["eventId"] for m in await movements_of(fresh)) == [
@@ -1694,9 +1676,9 @@ def test_a_host_is_busy_for_its_journal_while_many_tracking_calls_are_in_flight(
         assert host.journal.linger_s == 0.05 and host.journal.busy is not None
         users = [f"u{i}" for i in range(LINGER_CALLS)]
         for user in users:  # activated first: loading is not what is measured
-            await host.track(user, movement(clock, user=user))
+            await host.track(user, movement(at=clock(), user=user))
         assert not host.journal.busy()
-        calls = [asyncio.ensure_future(host.track(u, movement(clock, user=u))) for u in users]
+        calls = [asyncio.ensure_future(host.track(u, movement(at=clock(), user=u))) for u in users]
         bad = asyncio.ensure_future(host.track("alice", {"userId": "alice"}))
         for _ in range(3):  # the calls reach their commit, which lingers
             await asyncio.sleep(0)
@@ -1746,7 +1728,7 @@ def test_one_users_lasting_flush_error_sets_them_aside_and_the_others_are_compac
     async def scenario() -> None:
         host = await started(storage, clock, passivate_after_ms=MINUTE)
         for user in users:
-            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-1")) == 1
+            assert await host.track(user, movement(at=clock(), user=user, eventId=f"{user}-1")) == 1
         if fault == "unwritable":
             chunks.parent.mkdir(parents=True)
             chunks.write_bytes(b"")
@@ -1754,8 +1736,8 @@ def test_one_users_lasting_flush_error_sets_them_aside_and_the_others_are_compac
             await host.compact(force=True)  # everyone's first chunk
             corrupt.write_bytes(b"not a chunk")
         for user in users:
-            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-2")) == 1
-        assert await host.track("bob", movement(clock, user="bob")) == 1  # no eventId
+            assert await host.track(user, movement(at=clock(), user=user, eventId=f"{user}-2")) == 1
+        assert await host.track("bob", movement(at=clock(), user="bob")) == 1  # no eventId
         bob = ["bob-1", "bob-2", None]
         clock.advance(2 * MINUTE)
         assert await host.compact(force=True) == 2  # alice and carol passivated
@@ -1773,14 +1755,14 @@ def test_one_users_lasting_flush_error_sets_them_aside_and_the_others_are_compac
         host = await started(storage, clock)
         assert host.stats()["setAside"] == 1
         assert [m["eventId"] for m in await movements_of(host)] == ["alice-1", "alice-2"]
-        assert await host.track("carol", movement(clock, user="carol", eventId="carol-3")) == 1
+        assert await host.track("carol", movement(at=clock(), user="carol", eventId="carol-3")) == 1
         if fault == "unwritable":
             assert [m.get("eventId") for m in await movements_of(host, user="bob")] == bob
-            assert await host.track("bob", movement(clock, user="bob", eventId="bob-3")) == 1
+            assert await host.track("bob", movement(at=clock(), user="bob", eventId="bob-3")) == 1
             bob.append("bob-3")
         else:
             with pytest.raises(StorageUnavailable):  # his history cannot be read
-                await host.track("bob", movement(clock, user="bob", eventId="bob-3"))
+                await host.track("bob", movement(at=clock(), user="bob", eventId="bob-3"))
         await host.compact(force=True)
         assert host.stats()["setAside"] == 1
 
@@ -1818,8 +1800,8 @@ def test_carried_records_replay_once_when_a_crash_comes_before_the_truncation(
         host = await started(storage, clock)
         await host.create_session("bob", "s1", {"userAgent": "pytest"})
         for _ in range(3):
-            assert await host.track("bob", movement(clock, user="bob")) == 1  # no eventIds
-        assert await host.track("alice", movement(clock, eventId="a1")) == 1
+            assert await host.track("bob", movement(at=clock(), user="bob")) == 1  # no eventIds
+        assert await host.track("alice", movement(at=clock(), eventId="a1")) == 1
         chunks.parent.mkdir(parents=True)
         chunks.write_bytes(b"")
         storage.keep_log = True
@@ -1866,7 +1848,7 @@ def test_a_compaction_cancelled_after_its_chunks_landed_is_caught_up_by_the_next
     async def scenario() -> None:
         host = await started(files, clock)
         for user in ("alice", "bob"):
-            assert await host.track(user, movement(clock, user=user, eventId=f"{user}-1")) == 1
+            assert await host.track(user, movement(at=clock(), user=user, eventId=f"{user}-1")) == 1
         files.stall = True
         compaction = asyncio.ensure_future(host.compact(force=True))
         await asyncio.wait_for(landed.wait(), 10)
@@ -1874,7 +1856,7 @@ def test_a_compaction_cancelled_after_its_chunks_landed_is_caught_up_by_the_next
         with pytest.raises(asyncio.CancelledError):
             await compaction
         files.stall = False
-        assert await host.track("alice", movement(clock, eventId="alice-2")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="alice-2")) == 1
         await host.compact(force=True)
         await host.journal.close()  # a crash: only what storage holds comes back
         chunked: list[str] = []
@@ -1900,14 +1882,14 @@ def test_an_opted_out_user_is_stored_by_no_call_whoever_makes_it(storage: Storag
 
     async def scenario() -> None:
         host = await started(storage, clock, opt_out=frozenset({"bob"}))
-        bob = movement(clock, user="bob", eventId="b1")
+        bob = movement(at=clock(), user="bob", eventId="b1")
         assert await host.track("bob", bob) == 0
         assert await host.track_many("bob", [bob]) == 0
         entries = codec.encode_entries(movements_from_obj([bob], clock()))
         assert await host.track_stored("bob", entries) == 0
         assert await host.track_stored_batch([("bob", entries)]) == [0]
         assert (await host.create_session("bob", "s1"))["declined"]
-        assert await host.track("alice", movement(clock, eventId="a1")) == 1
+        assert await host.track("alice", movement(at=clock(), eventId="a1")) == 1
         await host.compact(force=True)
         assert await storage.list_objects(user_key("bob")) == []
         assert [m["eventId"] for m in await movements_of(host)] == ["a1"]
@@ -1926,7 +1908,7 @@ def test_a_new_session_only_call_leaves_an_existing_session_as_it_was(file_stora
         started_first = await host.create_new_session("alice", "s1", {"userAgent": "alice"})
         assert started_first.first and started_first.session is not None
         assert started_first.session["deviceInfo"] == {"userAgent": "alice"}
-        await host.track("alice", movement(clock, eventId="a1"))
+        await host.track("alice", movement(at=clock(), eventId="a1"))
         before = await host.get_session("alice", "s1")
         clock.advance(MINUTE)
         again = await host.create_new_session("alice", "s1", {"userAgent": "mallory"})

@@ -7,15 +7,16 @@ of its own (fresh random UUIDs), so tests do not see each other's data.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import support
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
+from support import now_ms
 
 from tracker.config import Config
 
@@ -31,10 +32,6 @@ MINUTE_MS = 60_000
 RAW = "__raw__"
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def new_user() -> str:
     """A fresh anonymous visitor: a random UUID, as `crypto.randomUUID()` makes it."""
     return str(uuid.uuid4())
@@ -43,13 +40,8 @@ def new_user() -> str:
 def movement(
     user_id: str, session_id: str = "s1", event: str = "click", **data: Any
 ) -> dict[str, Any]:
-    return {
-        "userId": user_id,
-        "sessionId": session_id,
-        "timestamp": now_ms(),
-        "event": event,
-        "data": data,
-    }
+    """`user_id`'s `event` now, with `data` as keywords."""
+    return support.movement(user_id, session_id, event=event, data=data)
 
 
 def raw_json(value: Any, raw: str) -> bytes:

@@ -7,27 +7,19 @@ import gc
 import os
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import run
 
 from tracker import codec, filelog
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.journal import Journal
 from tracker.storage import FileStorage, Storage, open_storage
-
-T = TypeVar("T")
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await awaitable
-
-    return asyncio.run(main())
 
 
 def records_of(replay: list[tuple[Any, list[Any]]]) -> list[Any]:
@@ -46,11 +38,6 @@ async def commit_begun() -> None:
     the records, or lingering before it takes them)."""
     for _ in range(3):
         await asyncio.sleep(0)
-
-
-@pytest.fixture
-def storage(storage_url: str) -> Storage:
-    return open_storage(storage_url)
 
 
 @pytest.fixture

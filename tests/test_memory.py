@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import movement
 
 from tracker import codec
 from tracker.actors import tune_collector
@@ -113,14 +114,8 @@ def test_a_host_flooded_with_sessions_and_users_stays_within_its_memory_budget(
 
 
 def event(user: str, now: int) -> dict[str, object]:
-    return {
-        "userId": user,
-        "sessionId": "s1",
-        "eventId": f"{user}-1",
-        "timestamp": now,
-        "event": "page_view",
-        "data": {"path": "/"},
-    }
+    """`user`'s first page view."""
+    return movement(user, at=now, event="page_view", data={"path": "/"}, eventId=f"{user}-1")
 
 
 def stored_records(root: Path) -> dict[str, list[codec.Record]]:

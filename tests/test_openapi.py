@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import msgspec
@@ -12,6 +11,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+from support import now_ms
 
 from tracker import schema
 from tracker.errors import InvalidInput
@@ -100,10 +100,6 @@ def request_validator(
 
 def component(document: dict[str, Any], name: str) -> Draft202012Validator:
     return validator(document, pointer("components", "schemas", name))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def good_movement(**overrides: Any) -> dict[str, Any]:

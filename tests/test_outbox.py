@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from support import movement
 
 from tracker import codec
 from tracker.analytics import HOUR_MS, SiteStats
@@ -24,8 +25,8 @@ T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS
 
 
 def page_view(user: str) -> Movement:
-    raw = {"userId": user, "sessionId": "s1", "timestamp": T0, "event": "page_view"}
-    return msgspec.convert({**raw, "data": {"path": "/"}}, Movement)
+    raw = movement(user, at=T0, event="page_view", data={"path": "/"})
+    return msgspec.convert(raw, Movement)
 
 
 class Aggregator:

@@ -22,8 +22,10 @@ from typing import Any
 import httpx
 import pytest
 import ray
+import support
 from browser_support import serve_asgi
-from conftest import file_url, holders, user_traces, wait_for
+from conftest import file_url, holders, user_traces
+from support import wait_for
 
 from tracker.analytics import user_key as analytics_key
 from tracker.api import Tracker, connect, shutdown
@@ -88,15 +90,9 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def movement(user: str, i: int, **data: Any) -> dict[str, Any]:
-    return {
-        "userId": user,
-        "sessionId": "s1",
-        "timestamp": time.time_ns() // 1_000_000,
-        "event": "click",
-        "data": {"path": "/pricing", "element": "button#buy", "coordinates": {"x": 5, "y": 9}}
-        | data,
-        "eventId": f"{user[:8]}-{i}",
-    }
+    """`user`'s click number `i` on the pricing page, with `data` on top."""
+    pricing = {"path": "/pricing", "element": "button#buy", "coordinates": {"x": 5, "y": 9}}
+    return support.movement(user, data=pricing | data, eventId=f"{user[:8]}-{i}")
 
 
 def visit(

@@ -5,28 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 import pytest
 import ray
-from conftest import wait_for
+import support
 from ray.actor import ActorHandle
 from ray.exceptions import RayError
+from support import wait_for
 
 from tracker.errors import UnknownSession
 from tracker.placement import host_name
 
 
 def movement(user: str, i: int, session: str = "s1") -> dict[str, Any]:
-    return {
-        "userId": user,
-        "sessionId": session,
-        "timestamp": int(time.time() * 1000),
-        "event": "click",
-        "data": {"path": f"/page/{i}", "coordinates": {"x": i, "y": 2 * i}},
-        "eventId": f"{user}-{i}",
-    }
+    """`user`'s click number `i`, on page `i`."""
+    data = {"path": f"/page/{i}", "coordinates": {"x": i, "y": 2 * i}}
+    return support.movement(user, session, data=data, eventId=f"{user}-{i}")
 
 
 def host_of(t: Any, user: str) -> ActorHandle[Any]:

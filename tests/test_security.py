@@ -24,7 +24,9 @@ import httpx
 import pytest
 import test_http
 from browser_support import serve_asgi
-from conftest import file_url, wait_for
+from conftest import file_url
+from support import eventually as _until
+from support import wait_for
 from test_http import assert_error, movement, new_user, stored_movements
 
 from tracker.api import Tracker, connect, shutdown
@@ -851,13 +853,6 @@ async def _call(app: Any, scope: dict[str, Any], receive: Receive) -> list[dict[
 
     await app(scope, receive, send)
     return sent
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
 
 
 def _status(sent: list[dict[str, Any]]) -> tuple[int, dict[str, str]]:

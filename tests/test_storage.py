@@ -7,12 +7,13 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from conftest import S3_BUCKET, free_port, record_folder_syncs, stored_items
+from support import run
 
 from tracker import storage as storage_module
 from tracker.errors import Fenced, StorageUnavailable
@@ -30,20 +31,6 @@ from tracker.storage import (
     put_fenced,
     read_tail,
 )
-
-T = TypeVar("T")
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await awaitable
-
-    return asyncio.run(main())
-
-
-@pytest.fixture
-def storage(storage_url: str) -> Storage:
-    return open_storage(storage_url)
 
 
 def test_put_get_list_and_delete(storage: Storage) -> None:

@@ -21,17 +21,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from browser_support import (
-    serve_asgi,
-    wait_for_tracker,
-    wait_page_ms,
-    wait_until,
-)
+from browser_support import serve_asgi, wait_for_tracker, wait_page_ms
 from playwright.sync_api import Browser, BrowserContext, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from support import wait_for
 
 from tracker.auth import is_anonymous
 from tracker.errors import InvalidInput
@@ -256,7 +252,7 @@ def wait_for_events(
         return found if len(found) >= count else None
 
     try:
-        return wait_until(enough, timeout_s=timeout_s, message=f"{count} {kind} event(s)")
+        return wait_for(enough, timeout_s=timeout_s, message=f"{count} {kind} event(s)")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; got {[e['event'] for e in recorder.events()]}") from None
 
@@ -275,7 +271,7 @@ def leave_and_settle(page: Page, recorder: Recorder, base_url: str) -> None:
     """Navigate away (the tracker's last chance to send) and wait until a later request lands."""
     page.goto(f"{base_url}/done")
     page.evaluate("fetch('/sentinel', {method: 'POST'})")
-    wait_until(lambda: recorder.snapshot("/sentinel"), message="the sentinel request")
+    wait_for(lambda: recorder.snapshot("/sentinel"), message="the sentinel request")
 
 
 def test_the_session_is_created_before_any_event_and_events_carry_its_cookie(
@@ -451,7 +447,7 @@ def test_a_scroll_reports_position_and_depth_once_it_settles(
         }
     }"""
     )
-    scroll = wait_until(
+    scroll = wait_for(
         lambda: [e for e in recorder.of("scroll") if e["data"]["scrollY"] == 800],
         message="a scroll event at y=800",
     )[0]
@@ -583,7 +579,7 @@ def test_hiding_the_page_sends_the_queue_as_a_text_plain_beacon(
     page.click("#buy")
     page.click("#chart circle")
     hide(page)
-    beacon = wait_until(
+    beacon = wait_for(
         lambda: [b for b in recorder.batches() if b.content_type.startswith("text/plain")],
         message="a text/plain beacon",
     )[0]
@@ -637,7 +633,7 @@ def test_leaving_while_the_server_asks_to_wait_keeps_the_queue_for_the_next_page
     # The second answer is for the beacon, or else for the next page's first batch.
     recorder.track_answers.extend([(503, {"Retry-After": "60"}), (503, {"Retry-After": "1"})])
     page = open_page(context, base_url, **SLOW)
-    wait_until(recorder.batches, message="the first, refused, batch")
+    wait_for(recorder.batches, message="the first, refused, batch")
     page.click("#buy")
     page.goto(f"{base_url}/done")
     assert recorder.batches()[1:] == []
@@ -660,7 +656,7 @@ def test_hiding_the_page_offline_keeps_the_queue_for_the_next_page(
     saved = page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")
     assert [e["event"] for e in saved] == ["click"]
     page.goto(f"{base_url}/page2")
-    wait_until(lambda: saved[0]["eventId"] in clicks_delivered(recorder), message="the click")
+    wait_for(lambda: saved[0]["eventId"] in clicks_delivered(recorder), message="the click")
 
 
 def test_what_exceeds_the_keepalive_budget_on_hide_is_kept_for_the_next_page(
@@ -683,7 +679,7 @@ def test_what_exceeds_the_keepalive_budget_on_hide_is_kept_for_the_next_page(
     )
     page.goto(f"{base_url}/done")
     page.goto(f"{base_url}/page2?user=alice&token=tok-a")
-    wait_until(lambda: len(clicks_delivered(recorder)) == 250, message="all 250 clicks")
+    wait_for(lambda: len(clicks_delivered(recorder)) == 250, message="all 250 clicks")
 
 
 def test_saved_events_delivered_later_from_the_page_are_not_sent_again_by_the_next(
@@ -691,12 +687,12 @@ def test_saved_events_delivered_later_from_the_page_are_not_sent_again_by_the_ne
 ) -> None:
     recorder.track_answers.append((503, {"Retry-After": "1"}))
     page = open_page(context, base_url, **SLOW)
-    wait_until(recorder.batches, message="the first, refused, batch")
+    wait_for(recorder.batches, message="the first, refused, batch")
     page.click("#buy")
     hide(page)  # saved, as the server asked to wait
     assert len(page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")) == 2
     wait_for_events(recorder, "click")  # the retry, from the page still there
-    wait_until(
+    wait_for(
         lambda: page.evaluate("localStorage.getItem('tracking_pending') === null"),
         message="the delivered events to leave the saved ones",
     )
@@ -712,15 +708,15 @@ def test_tabs_leaving_while_the_server_asks_to_wait_keep_each_others_events(
 ) -> None:
     recorder.track_answers.extend([(503, {"Retry-After": "60"})] * 2)
     first = open_page(context, base_url, **SLOW)
-    wait_until(recorder.batches, message="the first tab's batch")
+    wait_for(recorder.batches, message="the first tab's batch")
     second = open_page(context, base_url, **SLOW)
-    wait_until(lambda: recorder.batches()[1:], message="the second tab's batch")
+    wait_for(lambda: recorder.batches()[1:], message="the second tab's batch")
     refused = {e["eventId"] for batch in recorder.batches() for e in batch.events()}
     assert len(refused) == 2
     hide(first)
     hide(second)
     open_page(context, base_url)
-    wait_until(
+    wait_for(
         lambda: refused <= {e["eventId"] for e in recorder.of("page_view")},
         message="both tabs' page views",
     )
@@ -847,7 +843,7 @@ def test_opting_out_in_one_tab_stops_the_others(
     other = open_page(context, base_url, **SLOW)
     wait_for_events(recorder, "page_view", count=2)
     first.evaluate("tracker.optOut()")
-    wait_until(lambda: other.evaluate("tracker.isEnabled()") is False, message="the other tab")
+    wait_for(lambda: other.evaluate("tracker.isEnabled()") is False, message="the other tab")
     other.click("#buy")
     other.evaluate("tracker.flush()")
     hide(other)
@@ -864,12 +860,12 @@ def test_opting_in_again_in_one_tab_starts_the_others(
     other = open_page(context, base_url, **SLOW)
     wait_for_events(recorder, "page_view", count=2)
     first.evaluate("tracker.optOut()")
-    wait_until(lambda: other.evaluate("tracker.isEnabled()") is False, message="the other tab")
+    wait_for(lambda: other.evaluate("tracker.isEnabled()") is False, message="the other tab")
     late = open_page(context, base_url, **SLOW)
     assert late.evaluate("tracker.isEnabled()") is False
     assert first.evaluate("tracker.optIn()") is True
     for page in (other, late):
-        wait_until(lambda p=page: p.evaluate("tracker.isEnabled()") is True, message="a tab")
+        wait_for(lambda p=page: p.evaluate("tracker.isEnabled()") is True, message="a tab")
         page.click("#buy")
         page.evaluate("tracker.flush()")
     clicks = wait_for_events(recorder, "click", count=2)
@@ -960,7 +956,7 @@ def test_a_batch_refused_as_invalid_is_dropped_not_retried(
 ) -> None:
     recorder.track_answers.append((422, {}))
     page = open_page(context, base_url)
-    refused = wait_until(recorder.batches, message="the first batch")[0]
+    refused = wait_for(recorder.batches, message="the first batch")[0]
     page.click("#buy")
     page.evaluate("tracker.flush()")
     wait_for_events(recorder, "click")

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import support
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,15 +23,8 @@ MINUTE = 60_000
 
 
 def movement(user: str = "alice", session: str = "s1", at: int = T0, **extra: Any) -> Movement:
-    raw = {
-        "userId": user,
-        "sessionId": session,
-        "timestamp": at,
-        "event": "click",
-        "data": {"path": "/", "coordinates": {"x": 1, "y": 2}},
-        **extra,
-    }
-    return movement_from_obj(raw, now_ms=at)
+    """A click of `user` in `session` at `at`, parsed as the tracker receives it."""
+    return movement_from_obj(support.movement(user, session, at=at, **extra), now_ms=at)
 
 
 def track(tracker: UserTracker, movements: list[Movement], now: int = T0) -> int:

@@ -71,7 +71,8 @@ class RateLimited(TrackerError):
 
     def __init__(self, retry_after_s: float) -> None:
         # Whole seconds, at least one: what a Retry-After header can say, so that the message
-        # and the header agree (a wait of 0.04 s was "retry after 0.0s" beside "Retry-After: 1").
+        # and the header agree (in tenths, a wait of 0.04 s would read "retry after 0.0s"
+        # beside "Retry-After: 1").
         self.retry_after_whole_s = max(1, math.ceil(retry_after_s))
         super().__init__(f"rate limited; retry after {self.retry_after_whole_s} s")
         self.retry_after_s = retry_after_s
