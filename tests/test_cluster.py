@@ -26,7 +26,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, wait_for
+from conftest import free_port
+from support import wait_for
 
 from tracker.cluster import cluster_address
 

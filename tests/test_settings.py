@@ -6,12 +6,12 @@ through `tracker serve` and the HTTP app."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 import ray
-from conftest import wait_for
+import support
+from support import wait_for
 
 from tracker.api import Tracker, connect
 from tracker.errors import ConfigError
@@ -19,14 +19,7 @@ from tracker.placement import host_name
 
 
 def movement(user: str, event_id: str, session: str = "s1") -> dict[str, Any]:
-    return {
-        "userId": user,
-        "sessionId": session,
-        "timestamp": int(time.time() * 1000),
-        "event": "click",
-        "data": {"path": "/"},
-        "eventId": event_id,
-    }
+    return support.movement(user, session, data={"path": "/"}, eventId=event_id)
 
 
 def test_a_shorter_session_timeout_given_by_a_later_connect_ends_running_sessions_sooner(
