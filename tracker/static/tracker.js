@@ -790,8 +790,12 @@
 
   function onStorage(e) {
     if (e.key !== KEYS.optOut) return;
-    if (e.newValue === null) start(); // another tab opted in again (start checks the signals)
-    else active(); // another tab opted out
+    if (e.newValue === null) {
+      // Another tab opted in again. Its clearing of the cookie may reach this tab after the
+      // storage event: a cookie still set here must not count as opted out, nor be renewed.
+      optOutCookie(0);
+      start(); // (start checks the privacy signals)
+    } else active(); // another tab opted out
   }
 
   function onPageShow(e) {
