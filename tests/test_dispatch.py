@@ -456,7 +456,7 @@ def test_tracking_through_an_untrusted_proxy_is_logged_once(
                 )
                 assert response.status_code == 200, response.text
 
-    with caplog.at_level(logging.WARNING, logger="tracker.ingress"):
+    with caplog.at_level(logging.WARNING, logger="tracker.handlers"):
         asyncio.run(scenario())
     warnings = [r.getMessage() for r in caplog.records if "X-Forwarded-For" in r.getMessage()]
     assert len(warnings) == 1

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import support
 from openapi_spec_validator import validate
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import now_ms
 
 from tracker.config import Config
+from tracker.routes import ROUTES
 
 # One Serve deployment for the whole test session: the fixtures must be registered once (as a
 # plugin), not copied into each module, or each module would deploy its own.
@@ -804,3 +806,53 @@ def test_unknown_routes_are_404_and_wrong_methods_405(client: httpx.Client) -> N
     assert client.get("/api/nope").status_code == 404
     assert client.get("/api/track").status_code == 405
     assert client.put("/api/users/x").status_code == 405
+
+
+# -- declared answers ---------------------------------------------------------------------------
+
+
+def declared(path: str, method: str) -> tuple[Any, ...]:
+    """The response types the route table declares for a route's 200."""
+    (route,) = [r for r in ROUTES if r.path == path and r.method == method]
+    return route.ok.body
+
+
+def decodes_as_declared(response: httpx.Response, path: str, method: str) -> None:
+    assert response.status_code == 200, response.text
+    errors = []
+    for kind in declared(path, method):
+        try:
+            msgspec.json.decode(response.content, type=kind, strict=True)
+            return
+        except msgspec.ValidationError as exc:
+            errors.append(f"{kind}: {exc}")
+    raise AssertionError(f"{method} {path}: {errors}")
+
+
+def test_every_json_answer_decodes_as_the_type_the_route_table_declares(
+    client: httpx.Client, admin: httpx.Client, serve_tracker: str, serve_config: Config
+) -> None:
+    user = new_user()
+    session = {"userId": user, "sessionId": "s1", "deviceInfo": {"userAgent": "Firefox"}}
+    decodes_as_declared(
+        client.post("/api/track/session", json=session), "/api/track/session", "POST"
+    )
+    declined = client.post("/api/track/session", json=session, headers={"DNT": "1"})
+    decodes_as_declared(declined, "/api/track/session", "POST")
+    tracked = client.post("/api/track", json=movement(user, path="/", element="a#home"))
+    decodes_as_declared(tracked, "/api/track", "POST")
+    params = {"userId": user, "sessionId": "s1"}
+    decodes_as_declared(
+        client.get("/api/track/session", params=params), "/api/track/session", "GET"
+    )
+    decodes_as_declared(
+        admin.get("/api/analytics", params={"userId": user}), "/api/analytics", "GET"
+    )
+    decodes_as_declared(admin.get(f"/api/users/{user}"), "/api/users/{user_id}", "GET")
+    decodes_as_declared(admin.delete(f"/api/users/{user}"), "/api/users/{user_id}", "DELETE")
+    decodes_as_declared(client.get("/healthz"), "/healthz", "GET")
+    decodes_as_declared(client.get("/openapi.json"), "/openapi.json", "GET")
+    with httpx.Client(base_url=serve_tracker, timeout=30) as browser:
+        login = browser.post("/api/admin/login", json={"token": serve_config.admin_token})
+        decodes_as_declared(login, "/api/admin/login", "POST")
+        decodes_as_declared(browser.post("/api/admin/logout"), "/api/admin/logout", "POST")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import time
 import uuid
@@ -25,6 +26,7 @@ import pytest
 import test_http
 from browser_support import serve_asgi
 from conftest import file_url
+from starlette.routing import Match, Mount, Route
 from support import eventually as _until
 from support import wait_for
 from test_http import assert_error, movement, new_user, stored_movements
@@ -35,6 +37,7 @@ from tracker.config import Config
 from tracker.errors import ConfigError, InvalidInput, RequestTimeout
 from tracker.host import UserHost, user_key
 from tracker.ingress import build_app, read_limited
+from tracker.openapi import openapi_document
 from tracker.storage import FileStorage
 
 # One Serve deployment for the whole test session: the fixtures must be registered once (as a
@@ -95,6 +98,64 @@ def client_at(url: str, address: str = "127.0.0.1") -> httpx.Client:
     """A client from `address`: the server on 127.0.0.1 sees 127.0.0.x as other clients."""
     transport = httpx.HTTPTransport(local_address=address)
     return httpx.Client(base_url=url, timeout=30, transport=transport)
+
+
+# -- the route table ------------------------------------------------------------------------------
+
+# A value for each path parameter of the document or the app.
+SAMPLE_PARAMETERS = {
+    "userId": str(uuid.uuid4()),
+    "user_id": str(uuid.uuid4()),
+    "path": "a",
+    "rest": "a",
+}
+
+
+def concrete(template: str) -> str:
+    return template.format(**SAMPLE_PARAMETERS)
+
+
+def documented(document: dict[str, Any], path: str, method: str) -> bool:
+    """Whether the document lists `method` on a path template that `path` is an instance of."""
+    for template, operations in document["paths"].items():
+        pattern = "^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path) and method.lower() in operations:
+            return True
+    return False
+
+
+def test_every_route_of_the_app_is_documented_and_every_documented_operation_is_served(
+    own_tracker: Tracker,
+) -> None:
+    app = build_app(own_tracker, own_tracker.config)
+    document = openapi_document()
+    routes = [route for route in app.routes if not isinstance(route, Mount)]
+    for route in routes:
+        assert isinstance(route, Route)
+        path = route.url_path_for(
+            route.name, **{name: SAMPLE_PARAMETERS[name] for name in route.param_convertors}
+        )
+        for method in (route.methods or set()) - {"HEAD"}:
+            assert documented(document, path, method), f"{method} {route.path}"
+    for template, operations in document["paths"].items():
+        for method in operations:
+            scope = {"type": "http", "path": concrete(template), "method": method.upper()}
+            matches = [route.matches(scope)[0] for route in routes]
+            assert Match.FULL in matches, f"{method.upper()} {template}"
+
+
+def test_every_route_documented_for_the_admin_refuses_anyone_else(client: httpx.Client) -> None:
+    document = openapi_document()
+    admin_only = [{"adminBearer": []}, {"adminCookie": []}]
+    refused = []
+    for template, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if operation.get("security") == admin_only:
+                response = client.request(method.upper(), concrete(template))
+                assert response.status_code == 401, f"{method.upper()} {template}"
+                assert response.headers["www-authenticate"] == "Bearer"
+                refused.append(f"{method.upper()} {template}")
+    assert len(refused) == 6
 
 
 # -- identified users ---------------------------------------------------------------------------
@@ -193,7 +254,7 @@ def test_an_identified_user_gets_no_visitor_cookie_and_reads_with_a_valid_token_
     session = {"userId": user, "sessionId": "s1"}
     valid = bearer(mint_token(OWN_SECRET, user))
     expired = bearer(mint_token(OWN_SECRET, user, ttl_s=60, now_s=time.time() - HOUR_S))
-    old_cookie = f"{user}.{app.state.ingress.visitor_proof(user)}"
+    old_cookie = f"{user}.{app.state.ingress.access.visitor_proof(user)}"
 
     async def calls(browser: httpx.AsyncClient) -> tuple[httpx.Response, dict[str, int]]:
         created = await browser.post("/api/track/session", json=session, headers=valid)

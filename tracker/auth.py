@@ -8,6 +8,9 @@ write into a known user's history. The admin presents `TRACKER_ADMIN_TOKEN`.
 For the embedded single-machine setup both values may be left unset: they are generated once
 and kept beside the data (`<data dir>/.secrets/`), so every process on the machine agrees.
 Neither value is ever logged or put in an error message.
+
+`Access` decides, for the HTTP routes, who a request shows it is: from its headers, cookies
+and client address, never from anything else of HTTP.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 from tracker.config import Config
 from tracker.errors import ConfigError, Unauthorized
+from tracker.ratelimit import RateLimiter
 from tracker.storage import fsync_dir, local_path, make_folders
 
 log = logging.getLogger(__name__)
@@ -143,6 +148,108 @@ def bearer(authorization_header: str | None) -> str | None:
     if len(parts) != 2 or parts[0].lower() != "bearer":
         return None
     return parts[1]
+
+
+ADMIN_COOKIE = "tracker_admin"
+VISITOR_COOKIE = "tracker_visitor"
+# The visitor cookie's lifetime: it is all an anonymous visitor has to read their sessions with.
+VISITOR_COOKIE_S = 365 * 24 * 3600
+
+
+class Access:
+    """Who may call the routes: anonymous visitors, identified users (their token), the owner
+    of a user's sessions (their visitor cookie or token) and the admin (token or login cookie).
+
+    Failed admin authentications are counted per client address (`admin_failures`), so that
+    guessing the admin token is as slow as TRACKER_ADMIN_FAILURES_PER_MIN makes it. `clock`
+    (unix seconds) dates the admin's login sessions."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.admin_token: str = config.admin_token or ""
+        self.secret: str = config.secret or ""
+        self.clock = clock
+        per_min = config.admin_failures_per_min
+        self.admin_failures = RateLimiter(per_min / 60, burst=max(per_min, 1.0))
+
+    def authorize_user(self, headers: Mapping[str, str], user_id: str) -> None:
+        """Anonymous visitors are random UUIDs; any other user ID needs its identity token."""
+        if is_anonymous(user_id):
+            return
+        token = bearer(headers.get("authorization"))
+        if token is None:
+            raise Unauthorized(f"user {user_id!r} is not anonymous: an identity token is required")
+        verify_token(self.secret, user_id, token)
+
+    def require_admin(
+        self, headers: Mapping[str, str], cookies: Mapping[str, str], client: str
+    ) -> int | None:
+        """Accept the admin's token (a bearer) or login cookie, or raise `Unauthorized`; return
+        when the cookie's session expires (unix seconds), None for the token, which does not."""
+        presented = bearer(headers.get("authorization"))
+        if presented is None:
+            cookie = cookies.get(ADMIN_COOKIE)
+            return check_admin_session(self.admin_token, cookie, now_s=self.clock())
+        self.check_admin_token(client, presented)
+        return None
+
+    def check_admin_token(self, client: str, presented: str | None) -> None:
+        """Accept the admin token; a wrong one is charged to the client's address
+        (TRACKER_ADMIN_FAILURES_PER_MIN). An address out of failures is refused before its
+        token is compared, so that guesses past the limit learn nothing."""
+        self.admin_failures.check_left(client)
+        try:
+            check_admin(self.admin_token, presented)
+        except Unauthorized:
+            self.admin_failures.check(client)
+            raise
+
+    def admin_cookie(self) -> str:
+        """The value of a new admin login cookie."""
+        return admin_session(self.admin_token, now_s=self.clock())
+
+    def may_read(
+        self, headers: Mapping[str, str], cookies: Mapping[str, str], client: str, user_id: str
+    ) -> bool:
+        """Whether the request shows that it may read `user_id`'s sessions: by that anonymous
+        visitor's cookie, an identity token for the user, or as the admin (cookie or token).
+        A bearer that is neither is a 401, and counts as a failed admin authentication."""
+        if self.has_visitor_cookie(cookies, user_id):
+            return True
+        presented = bearer(headers.get("authorization"))
+        if presented is None:
+            try:
+                self.require_admin(headers, cookies, client)
+            except Unauthorized:
+                return False
+            return True
+        try:
+            verify_token(self.secret, user_id, presented)
+        except Unauthorized as refused:
+            try:
+                self.check_admin_token(client, presented)
+            except Unauthorized:
+                raise refused from None
+        return True
+
+    def visitor_proof(self, user_id: str) -> str:
+        mac = hmac.new(self.secret.encode(), f"visitor\n{user_id}".encode(), hashlib.sha256)
+        return mac.hexdigest()
+
+    def visitor_cookie(self, user_id: str) -> str:
+        """The value of the visitor cookie that proves the visitor owns `user_id`."""
+        return f"{user_id}.{self.visitor_proof(user_id)}"
+
+    def has_visitor_cookie(self, cookies: Mapping[str, str], user_id: str) -> bool:
+        """Whether the request carries the visitor cookie of `user_id`, an anonymous visitor.
+        Any other user reads with their token, whatever cookie comes along: one set before
+        cookies were kept to anonymous visitors would outlive the token by up to a year."""
+        if not is_anonymous(user_id):
+            return False
+        cookie = cookies.get(VISITOR_COOKIE, "")
+        owner, _, proof = cookie.rpartition(".")
+        # Bytes, because compare_digest refuses non-ASCII str (a cookie may carry any byte).
+        expected = self.visitor_proof(user_id).encode()
+        return owner == user_id and hmac.compare_digest(proof.encode(), expected)
 
 
 def ensure_secrets(config: Config) -> Config:

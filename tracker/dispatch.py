@@ -142,7 +142,7 @@ class Dispatcher:
         future: asyncio.Future[int] = loop.create_future()
         queue.add(user_id, entries, future)
         self._send_more(queue)
-        # A bare timer, as `ingress.read_limited` has (`asyncio.timeout` costs more per request).
+        # A bare timer, as `body.read_limited` has (`asyncio.timeout` costs more per request).
         # The call carrying the request is not cancelled: Ray would not stop it on the host, and
         # its slot stays taken until it ends, so that a host that does not answer gets no more
         # than MAX_IN_FLIGHT calls; the requests behind it time out (or are refused) meanwhile.

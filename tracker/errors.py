@@ -3,7 +3,7 @@
 Every error a caller can see is a `TrackerError`. Those caused by bad input also inherit the
 built-in exception a Python caller would reach for (`ValueError`, `KeyError`, `PermissionError`),
 so `except ValueError` works as well as `except InvalidMovement`. HTTP status codes are mapped
-from these classes in exactly one place, `tracker.ingress`.
+from these classes in exactly one place, `tracker.http_errors`.
 """
 
 from __future__ import annotations

@@ -124,6 +124,12 @@ class EventBatch(Struct, forbid_unknown_fields=True):
     events: list[Movement]
 
 
+class LoginRequest(Struct):
+    """Body of `POST /api/admin/login`."""
+
+    token: str
+
+
 _packed = msgspec.msgpack.Decoder(list[Movement])
 _packer = msgspec.msgpack.Encoder()
 
@@ -243,18 +249,8 @@ def check_rules(movement: M, now_ms: int, prefix: str) -> M:
 
 
 def _check_json_value(value: Any, field: str, depth: int) -> None:
-    if isinstance(value, dict):
-        if depth > MAX_METADATA_DEPTH:
-            raise InvalidMovement(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidMovement(field, f"key {key!r} is not a string")
-            _check_json_value(item, f"{field}.{key}", depth + 1)
-    elif isinstance(value, list):
-        if depth > MAX_METADATA_DEPTH:
-            raise InvalidMovement(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
-        for index, item in enumerate(value):
-            _check_json_value(item, f"{field}.{index}", depth + 1)
+    if isinstance(value, dict | list):
+        _check_json_container(value, field, depth)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidMovement(field, f"{value!r} is not a finite number")
@@ -264,6 +260,19 @@ def _check_json_value(value: Any, field: str, depth: int) -> None:
             raise InvalidMovement(field, f"{value} does not fit in a signed 64-bit integer")
     elif value is not None and not isinstance(value, str | int | bool):
         raise InvalidMovement(field, f"{type(value).__name__} is not a JSON value")
+
+
+def _check_json_container(value: dict[Any, Any] | list[Any], field: str, depth: int) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidMovement(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{field}.{index}", depth + 1)
+        return
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidMovement(field, f"key {key!r} is not a string")
+        _check_json_value(item, f"{field}.{key}", depth + 1)
 
 
 def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
@@ -469,11 +478,3 @@ def check_id(field: str, value: Any, kind: type[InvalidInput] = InvalidInput) ->
     if not isinstance(value, str) or not 0 < len(value) <= 128 or not ids_valid(value):
         raise kind(field, ID_RULE.format(value=value))
     return value
-
-
-def json_schemas() -> dict[str, Any]:
-    """JSON Schemas of the request bodies, for the OpenAPI document."""
-    (movement, batch, session), components = msgspec.json.schema_components(
-        [Movement, EventBatch, SessionRequest], ref_template="#/components/schemas/{name}"
-    )
-    return {"Movement": movement, "EventBatch": batch, "SessionRequest": session, **components}
