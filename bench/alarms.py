@@ -21,7 +21,8 @@ from bench.cluster import rss_bytes, temp_storage
 from bench.events import Movements, user_ids
 from bench.profile import in_process
 from bench.report import Row
-from tracker.host import UserHost, wall_clock_ms
+from tracker.clock import wall_clock_ms
+from tracker.host import UserHost
 from tracker.scheduler import AlarmScheduler
 from tracker.storage import open_storage
 

@@ -17,7 +17,8 @@ from tracker import codec
 from tracker.actors import tune_collector
 from tracker.config import Config
 from tracker.errors import ConfigError
-from tracker.host import HostSettings, UserHost, user_key
+from tracker.history import user_key
+from tracker.host import HostSettings, UserHost
 from tracker.memory import (
     MB,
     MIN_USER_ACTORS,

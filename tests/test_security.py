@@ -31,7 +31,8 @@ from tracker.api import Tracker, connect, shutdown
 from tracker.auth import ADMIN_SESSION_S, mint_token
 from tracker.config import Config
 from tracker.errors import ConfigError, InvalidInput, RequestTimeout
-from tracker.host import UserHost, user_key
+from tracker.history import user_key
+from tracker.host import UserHost
 from tracker.ingress import build_app, read_limited
 from tracker.storage import FileStorage
 

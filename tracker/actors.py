@@ -26,7 +26,9 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from tracker import codec, settings
 from tracker.analytics import SiteStats
+from tracker.clock import wall_clock_ms
 from tracker.config import Config
+from tracker.drain import drain, orphaned_hosts
 from tracker.errors import (
     Fenced,
     HostRetired,
@@ -34,7 +36,7 @@ from tracker.errors import (
     StorageUnavailable,
     TooManyUserActors,
 )
-from tracker.host import HostSettings, NewSession, UserHost, drain, orphaned_hosts, wall_clock_ms
+from tracker.host import HostSettings, NewSession, UserHost
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (

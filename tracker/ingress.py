@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker import auth, schema
 from tracker.api import Tracker
+from tracker.clock import wall_clock_ms
 from tracker.config import Config
 from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import (
@@ -317,7 +318,7 @@ class Ingress:
     # -- helpers ---------------------------------------------------------------------------
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        return wall_clock_ms()
 
     async def body(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
         check_body_headers(headers, JSON_TYPES)
