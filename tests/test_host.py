@@ -18,9 +18,10 @@ from tracker.analytics import SiteStats
 from tracker.drain import drain, orphaned_hosts
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.history import user_key
-from tracker.host import LINGER_CALLS, HostSettings, UserHost
+from tracker.host import LINGER_CALLS, HostSettings
 from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import FileStorage, ObjectInfo, ObjectMissing, Storage, open_storage
+from tracker.user_host import UserHost
 from tracker.user_tracker import Limits
 
 T = TypeVar("T")

@@ -32,9 +32,9 @@ from tracker.auth import ADMIN_SESSION_S, mint_token
 from tracker.config import Config
 from tracker.errors import ConfigError, InvalidInput, RequestTimeout
 from tracker.history import user_key
-from tracker.host import UserHost
 from tracker.ingress import build_app, read_limited
 from tracker.storage import FileStorage
+from tracker.user_host import UserHost
 
 # One Serve deployment for the whole test session: the fixtures must be registered once (as a
 # plugin), not copied into each module, or each module would deploy its own.

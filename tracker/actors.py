@@ -36,7 +36,7 @@ from tracker.errors import (
     StorageUnavailable,
     TooManyUserActors,
 )
-from tracker.host import HostSettings, NewSession, UserHost
+from tracker.host import HostSettings, NewSession
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.outbox import AnalyticsOutbox
 from tracker.placement import (
@@ -52,6 +52,7 @@ from tracker.placement import (
 from tracker.scheduler import AlarmScheduler
 from tracker.schema import Observed
 from tracker.storage import ObjectMissing, open_storage
+from tracker.user_host import UserHost
 from tracker.user_tracker import Limits
 
 log = logging.getLogger(__name__)

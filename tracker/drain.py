@@ -8,7 +8,7 @@ each (`drain`) before it serves anyone, so that those events reach their users' 
 from __future__ import annotations
 
 from tracker.clock import NowMs, wall_clock_ms
-from tracker.host import HOSTS, HostSettings, UserHost
+from tracker.host import HOSTS, HostRuntime, HostSettings
 from tracker.journal import LOG, holds_commits, journal_prefix
 from tracker.placement import sharded_host_index, sharded_host_name
 from tracker.storage import Storage
@@ -45,7 +45,7 @@ async def drain(
     A host of that name is started (it claims the log, which fences any incarnation still
     running) and stopped cleanly. The users' next hosts find the events in their histories,
     after what those hosts wrote themselves. Returns the alarms those users need."""
-    orphan = UserHost(name, storage, settings, now_ms=now_ms)
+    orphan = HostRuntime(name, storage, settings, now_ms=now_ms)
     await orphan.start()
     # Taken before the stop, whose compaction would log them again: the log would then
     # still hold records, and be drained again at every start.
