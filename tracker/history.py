@@ -7,6 +7,10 @@ unchanged) that covers the chunks up to its `through`. Activation reads the snap
 chunks past it. A host appends a user's next chunk at compaction; if another host took that
 number first (the user moved between hosts, or an older incarnation of this one wrote it), it
 catches up on what was written and appends after it, without what it held already.
+
+A user whose chunk cannot be written is set aside: their records ride in the host's log, in
+`CARRY` records, until a compaction writes them; `replayed` reads a host's log back into each
+user's records to apply when the host starts.
 """
 
 from __future__ import annotations
@@ -85,6 +89,12 @@ class UserSlot:
         self.stale = True
 
 
+# A log record holding a set-aside user's records (their chunk could not be written), carried
+# past a truncation: `["carry", user_id, now_ms, [[position, record], ...]]`, each at the
+# position it was committed at.
+CARRY = "carry"
+# A host log's records to apply, by user, under their (position, rank at that position).
+Replayed = dict[str, dict[tuple[Position, int], Record]]
 # Users whose writes failed in a flush, with the error.
 Failures = list[tuple[UserSlot, Exception]]
 
@@ -289,6 +299,7 @@ class History:
         return kept
 
     async def write_snapshot(self, slot: UserSlot, through: int) -> None:
+        """Write the user's snapshot, which holds their chunks up to `through`."""
         put = snapshot_put(slot, through)
         try:
             result: str | Exception = await self.storage.put(
@@ -321,6 +332,46 @@ class History:
         return len(infos) - len(doomed)
 
 
+async def replayed(
+    replay: list[tuple[Position, list[Record]]],
+    alarm_requests: dict[str, int],
+    delete: Callable[[str], Awaitable[int]],
+) -> Replayed:
+    """A host log's records to apply, by user, each under its (position, rank among the
+    user's records at that position): a record carried to a later commit keeps the key
+    it had, so it is applied once, in its place, whether or not its first copy is still
+    in the log. Alarm requests go into `alarm_requests`. An erasure deletes what the user had
+    stored (`delete`), and drops their records and alarm request logged before it."""
+    pending: Replayed = {}
+    for position, records in replay:
+        ranks: dict[str, int] = {}
+        for record in records:
+            op, user_id = record[0], record[1]
+            if op == "alarm":
+                alarm_requests.setdefault(user_id, record[3])
+            elif op == "erase":
+                pending.pop(user_id, None)
+                alarm_requests.pop(user_id, None)
+                await delete(user_id)
+            elif op == CARRY:
+                mine = pending.setdefault(user_id, {})
+                counts: dict[Position, int] = {}
+                for (epoch, seq), held in record[3]:
+                    rank = counts.get((epoch, seq), 0)
+                    counts[(epoch, seq)] = rank + 1
+                    mine.setdefault(((epoch, seq), rank), held)
+            else:
+                rank = ranks.get(user_id, 0)
+                ranks[user_id] = rank + 1
+                pending.setdefault(user_id, {})[(position, rank)] = record
+    return pending
+
+
+def carry_record(user_id: str, now_ms: int, taken: list[tuple[Position, Record]]) -> Record:
+    """The log record that carries a set-aside user's records `taken` past a truncation."""
+    return [CARRY, user_id, now_ms, [[list(p), r] for p, r in taken]]
+
+
 def quiet(slot: UserSlot) -> bool:
     """Whether the live state is exactly the user's stored history, as a snapshot must be:
     nothing committed but not yet in a chunk, nothing applied but not yet committed."""
@@ -328,6 +379,7 @@ def quiet(slot: UserSlot) -> bool:
 
 
 def chunk_written(chunk: Chunk) -> None:
+    """Note in the user's slot that `chunk` landed: its records leave `committed`."""
     slot = chunk.slot
     slot.next_chunk = chunk.number + 1
     slot.applied = chunk.applied
@@ -337,6 +389,7 @@ def chunk_written(chunk: Chunk) -> None:
 
 
 def snapshot_due(slot: UserSlot) -> bool:
+    """Whether the history since the user's snapshot outgrew their live state."""
     return quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096)
 
 
@@ -358,6 +411,8 @@ def snapshot_put(slot: UserSlot, through: int) -> Put:
 
 
 def snapshot_written(slot: UserSlot, put: Put, through: int, result: str | Exception) -> None:
+    """Note the outcome of the snapshot write `put`; raise if it failed (`Fenced` when another
+    host replaced the snapshot)."""
     if isinstance(result, ObjectExists | PreconditionFailed):
         slot.stale = True
         raise Fenced(f"{put.key} was replaced by another host") from None

@@ -13,12 +13,12 @@ users' `UserTracker`s in memory, Orleans/Durable Objects style:
   so they never show what could still be lost. A failed commit makes the users it touched
   reload from storage, so memory never keeps what storage refused.
 - **Compaction.** Periodically (or when the log grows past a size) each user's committed
-  records are appended to their own history as one chunk (`users/<key>/chunks/<n>`,
-  create-only), a snapshot of the live state is written when the history since the last one
-  outgrows it, and the log segments are deleted. Host recovery thus replays a bounded log, and
-  user activation reads a snapshot plus a bounded number of chunks. A user whose chunk cannot
-  be written is set aside: their records are carried into the log again (`CARRY`), and the
-  others are compacted as usual.
+  records are appended to their own history (`tracker.history`) as one chunk, a snapshot of the
+  live state is written when the history since the last one outgrows it, and the log segments
+  are deleted. Host recovery thus replays a bounded log, and user activation reads a snapshot
+  plus a bounded number of chunks. A user whose chunk cannot be written is set aside: their
+  records are carried into the log again (`history.CARRY`), and the others are compacted as
+  usual.
 - **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
 - **Memory budget.** Every `MEMORY_CHECK_EVERY` commits and activations the host reads its RSS;
   above `SHED_AT` of `memory_bytes` it compacts and passivates its least recently used users
@@ -43,7 +43,7 @@ from tracker.clock import NowMs, wall_clock_ms
 from tracker.codec import Record
 from tracker.config import Config
 from tracker.errors import StorageUnavailable
-from tracker.history import Failures, History, UserSlot, user_key
+from tracker.history import Failures, History, UserSlot, carry_record, replayed, user_key
 from tracker.journal import Journal, Position
 from tracker.memory import process_rss_bytes
 from tracker.schema import Observed, check_id
@@ -54,10 +54,6 @@ log = logging.getLogger(__name__)
 
 # A host's journal is called `hosts/<host name>`.
 HOSTS = "hosts"
-# A log record holding a set-aside user's records, carried past a truncation:
-# `["carry", user_id, now_ms, [[position, record], ...]]`, each at the position it was
-# committed at.
-CARRY = "carry"
 # Set-aside users a host's stats name (by storage folder), at most.
 SET_ASIDE_SHOWN = 100
 # Tracking calls in flight from which a host is busy enough for its commits to linger
@@ -177,7 +173,8 @@ class HostRuntime:
         self.slots.clear()
         self.set_aside = {}
         replay = await self.journal.open()
-        for user_id, records in (await self._replayed(replay)).items():
+        pending = await replayed(replay, self.alarm_requests, self.history.delete)
+        for user_id, records in pending.items():
             try:
                 await self._restore(user_id, records)
             except StorageUnavailable as exc:
@@ -196,38 +193,6 @@ class HostRuntime:
         self.journal.linger_s = settings.commit_linger_ms / 1000
         for slot in self.slots.values():
             slot.tracker.limits = settings.limits
-
-    async def _replayed(
-        self, replay: list[tuple[Position, list[Record]]]
-    ) -> dict[str, dict[tuple[Position, int], Record]]:
-        """The log's records to apply, by user, each under its (position, rank among the
-        user's records at that position): a record carried to a later commit keeps the key
-        it had, so it is applied once, in its place, whether or not its first copy is still
-        in the log. An erasure deletes what the user had stored, and drops their records
-        logged before it."""
-        pending: dict[str, dict[tuple[Position, int], Record]] = {}
-        for position, records in replay:
-            ranks: dict[str, int] = {}
-            for record in records:
-                op, user_id = record[0], record[1]
-                if op == "alarm":
-                    self.alarm_requests.setdefault(user_id, record[3])
-                elif op == "erase":
-                    pending.pop(user_id, None)
-                    self.alarm_requests.pop(user_id, None)
-                    await self.history.delete(user_id)
-                elif op == CARRY:
-                    mine = pending.setdefault(user_id, {})
-                    counts: dict[Position, int] = {}
-                    for (epoch, seq), held in record[3]:
-                        rank = counts.get((epoch, seq), 0)
-                        counts[(epoch, seq)] = rank + 1
-                        mine.setdefault(((epoch, seq), rank), held)
-                else:
-                    rank = ranks.get(user_id, 0)
-                    ranks[user_id] = rank + 1
-                    pending.setdefault(user_id, {})[(position, rank)] = record
-        return pending
 
     def _unread_user(
         self, user_id: str, records: dict[tuple[Position, int], Record], error: Exception
@@ -506,7 +471,7 @@ class HostRuntime:
                     user_key(user_id),
                     error,
                 )
-            carried.append([CARRY, user_id, self.now_ms(), [[list(p), r] for p, r in taken]])
+            carried.append(carry_record(user_id, self.now_ms(), taken))
         self.set_aside = aside
         return carried
 
