@@ -21,9 +21,10 @@ from bench.cluster import rss_bytes, temp_storage
 from bench.events import Movements, user_ids
 from bench.profile import in_process
 from bench.report import Row
-from tracker.host import UserHost, wall_clock_ms
+from tracker.clock import wall_clock_ms
 from tracker.scheduler import AlarmScheduler
 from tracker.storage import open_storage
+from tracker.user_host import UserHost
 
 HOUR_MS = 3600 * 1000
 ARM_BATCH = 10_000

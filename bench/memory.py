@@ -25,10 +25,10 @@ from bench.events import Movements, encoded_size, stored_size, user_ids
 from bench.report import Row
 from tracker.analytics import SiteStats
 from tracker.api import Tracker, connect, shutdown
-from tracker.host import UserHost
 from tracker.placement import shard_of
 from tracker.schema import MAX_BATCH_EVENTS
 from tracker.storage import open_storage
+from tracker.user_host import UserHost
 
 
 def _pids(tracker: Tracker) -> list[int]:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import movement, wait_for
 
 from tracker.errors import InvalidMovement, UnknownSession
-from tracker.host import user_key
+from tracker.history import user_key
 from tracker.ingress import build_app
 from tracker.storage import local_root
 

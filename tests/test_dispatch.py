@@ -33,11 +33,11 @@ from tracker.dispatch import (
     HostQueue,
 )
 from tracker.errors import HostBusy, StorageUnavailable, UnknownSession
-from tracker.host import UserHost
 from tracker.ingress import build_app
 from tracker.placement import host_name, sharded_host_names
 from tracker.schema import Movement, movements_from_obj
 from tracker.storage import open_storage
+from tracker.user_host import UserHost
 
 T = TypeVar("T")
 WAIT_S = 10.0  # the longest any condition here is waited for

@@ -17,10 +17,13 @@ from tracker import codec
 from tracker import host as host_module
 from tracker.analytics import SiteStats
 from tracker.analytics.totals import Totals
+from tracker.drain import drain, orphaned_hosts
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
-from tracker.host import LINGER_CALLS, HostSettings, UserHost, drain, orphaned_hosts, user_key
+from tracker.history import user_key
+from tracker.host import LINGER_CALLS, HostSettings
 from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import FileStorage, ObjectInfo, ObjectMissing, Storage, open_storage
+from tracker.user_host import UserHost
 from tracker.user_tracker import Limits
 
 MINUTE = 60_000

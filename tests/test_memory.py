@@ -18,7 +18,8 @@ from tracker import codec
 from tracker.actors import tune_collector
 from tracker.config import Config
 from tracker.errors import ConfigError
-from tracker.host import HostSettings, UserHost, user_key
+from tracker.history import user_key
+from tracker.host import HostSettings
 from tracker.memory import (
     MB,
     MIN_USER_ACTORS,
@@ -30,6 +31,7 @@ from tracker.memory import (
 )
 from tracker.schema import movement_from_obj
 from tracker.storage import open_storage
+from tracker.user_host import UserHost
 
 SESSIONS = 100_000
 # New users cost an activation each (a read of their folder) and a history chunk: 30,000 keep

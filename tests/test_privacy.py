@@ -31,7 +31,7 @@ from tracker.analytics import user_key as analytics_key
 from tracker.api import Tracker, connect, shutdown
 from tracker.config import Config
 from tracker.errors import UnknownSession
-from tracker.host import user_key
+from tracker.history import user_key
 from tracker.ingress import build_app
 from tracker.placement import shard_of
 from tracker.storage import local_root

@@ -35,10 +35,11 @@ from tracker.api import Tracker, connect, shutdown
 from tracker.auth import ADMIN_SESSION_S, mint_token
 from tracker.config import Config
 from tracker.errors import ConfigError, InvalidInput, RequestTimeout
-from tracker.host import UserHost, user_key
+from tracker.history import user_key
 from tracker.ingress import build_app, read_limited
 from tracker.openapi import openapi_document
 from tracker.storage import FileStorage
+from tracker.user_host import UserHost
 
 # One Serve deployment for the whole test session: the fixtures must be registered once (as a
 # plugin), not copied into each module, or each module would deploy its own.

@@ -28,14 +28,16 @@ from tracker import settings
 from tracker.analytics import SiteStats
 from tracker.analytics.aggregator import Aggregator
 from tracker.analytics.outbox import AnalyticsOutbox
+from tracker.clock import wall_clock_ms
 from tracker.config import Config
+from tracker.drain import drain, orphaned_hosts
 from tracker.errors import (
     Fenced,
     HostRetired,
     StorageUnavailable,
     TooManyUserActors,
 )
-from tracker.host import HostSettings, NewSession, UserHost, drain, orphaned_hosts, wall_clock_ms
+from tracker.host import HostSettings, NewSession
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -50,6 +52,7 @@ from tracker.placement import (
 from tracker.scheduler import AlarmScheduler
 from tracker.schema import Observed
 from tracker.storage import open_storage
+from tracker.user_host import UserHost
 from tracker.user_tracker import Limits
 
 log = logging.getLogger(__name__)

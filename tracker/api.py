@@ -16,7 +16,6 @@ host logs as it comes (a batch that does not pass goes as sent, for the host to 
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from typing import Any
 
@@ -33,6 +32,7 @@ from tracker.actors import (
     scheduler_actor,
     user_actors_actor,
 )
+from tracker.clock import wall_clock_ms
 from tracker.cluster import init_ray
 from tracker.codec import encode_entries
 from tracker.config import Config
@@ -73,7 +73,7 @@ def _prepared(method: str, user_id: str, args: tuple[Any, ...]) -> tuple[str, tu
             for m in args[0]
         ]
         try:
-            checked = movements_from_obj(pack_movements(movements), time.time_ns() // 1_000_000)
+            checked = movements_from_obj(pack_movements(movements), wall_clock_ms())
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
             return method, (movements,)  # the host names what is wrong
         if any(m.userId != user_id for m in checked):
@@ -166,7 +166,7 @@ class Tracker:
 
     def analytics(self, **filters: Any) -> dict[str, Any]:
         """Site-wide analytics (see `SiteStats.report` for the filters)."""
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = wall_clock_ms()
         ref: Any = self.aggregator.report.remote(now_ms, filters)
         result: dict[str, Any] = ray.get(ref)
         return result

@@ -26,6 +26,7 @@ from starlette.types import Scope
 from tracker import auth, schema
 from tracker.api import Tracker
 from tracker.body import read_json_body
+from tracker.clock import wall_clock_ms
 from tracker.config import Config
 from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
@@ -113,7 +114,7 @@ class Ingress:
     # -- helpers ---------------------------------------------------------------------------
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        return wall_clock_ms()
 
     async def body(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
         return await read_json_body(headers, chunks, self.config.body_timeout_s)

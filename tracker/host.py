@@ -1,7 +1,8 @@
 """A host of user trackers: activation, group-committed durability, compaction, passivation.
 
-`UserHost` is the logic of a host actor with Ray left out (the actor in `tracker.actors` is a
-thin shell). It keeps many users' `UserTracker`s in memory, Orleans/Durable Objects style:
+`HostRuntime` is the logic of a host actor with Ray left out (the actor in `tracker.actors` is a
+thin shell around `tracker.user_host.UserHost`, which adds the tracker's API to it). It keeps many
+users' `UserTracker`s in memory, Orleans/Durable Objects style:
 
 - **Activation.** A user is loaded from storage on first use: their snapshot, then the history
   chunks written after it. Concurrent first calls share one load; nothing is served before it.
@@ -12,12 +13,12 @@ thin shell). It keeps many users' `UserTracker`s in memory, Orleans/Durable Obje
   so they never show what could still be lost. A failed commit makes the users it touched
   reload from storage, so memory never keeps what storage refused.
 - **Compaction.** Periodically (or when the log grows past a size) each user's committed
-  records are appended to their own history as one chunk (`users/<key>/chunks/<n>`,
-  create-only), a snapshot of the live state is written when the history since the last one
-  outgrows it, and the log segments are deleted. Host recovery thus replays a bounded log, and
-  user activation reads a snapshot plus a bounded number of chunks. A user whose chunk cannot
-  be written is set aside: their records are carried into the log again (`CARRY`), and the
-  others are compacted as usual.
+  records are appended to their own history (`tracker.history`) as one chunk, a snapshot of the
+  live state is written when the history since the last one outgrows it, and the log segments
+  are deleted. Host recovery thus replays a bounded log, and user activation reads a snapshot
+  plus a bounded number of chunks. A user whose chunk cannot be written is set aside: their
+  records are carried into the log again (`history.CARRY`), and the others are compacted as
+  usual.
 - **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
 - **Memory budget.** Every `MEMORY_CHECK_EVERY` commits and activations the host reads its RSS;
   above `SHED_AT` of `memory_bytes` it compacts and passivates its least recently used users
@@ -32,55 +33,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import codec
+from tracker.clock import NowMs, wall_clock_ms
 from tracker.codec import Record
 from tracker.config import Config
-from tracker.errors import Fenced, StorageUnavailable
-from tracker.journal import LOG, Journal, Position, holds_commits, journal_prefix
+from tracker.errors import StorageUnavailable
+from tracker.history import Failures, History, UserSlot, carry_record, replayed, user_key
+from tracker.journal import Journal, Position
 from tracker.memory import process_rss_bytes
-from tracker.placement import sharded_host_index, sharded_host_name
-from tracker.schema import (
-    Movement,
-    Observed,
-    check_id,
-    device_info_from_obj,
-    movement_from_obj,
-    movements_from_obj,
-)
-from tracker.storage import (
-    ObjectExists,
-    ObjectInfo,
-    PreconditionFailed,
-    Put,
-    Storage,
-    put_all,
-    read_tail,
-)
-from tracker.user_tracker import Limits, Tracked, UserTracker, export_lines
+from tracker.schema import Observed, check_id
+from tracker.storage import Storage
+from tracker.user_tracker import Limits, UserTracker
 
 log = logging.getLogger(__name__)
 
-NowMs = Callable[[], int]
 # A host's journal is called `hosts/<host name>`.
 HOSTS = "hosts"
-JOURNALS = journal_prefix(HOSTS)
-# A log record holding a set-aside user's records, carried past a truncation:
-# `["carry", user_id, now_ms, [[position, record], ...]]`, each at the position it was
-# committed at.
-CARRY = "carry"
 # Set-aside users a host's stats name (by storage folder), at most.
 SET_ASIDE_SHOWN = 100
-# A compaction writes the users' chunks (and then snapshots) this many users at a time, with
-# this many groups in flight: on files a group is one thread hop (`storage.put_all`).
-FLUSH_GROUP = 32
-FLUSH_GROUPS = 4
 # Tracking calls in flight from which a host is busy enough for its commits to linger
 # (`HostSettings.commit_linger_ms`): many callers, like a program's handles, not one replica.
 LINGER_CALLS = 3
@@ -114,16 +89,6 @@ class NewSession:
     first: bool
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def user_key(user_id: str) -> str:
-    """Storage folder of a user: a hash, so no user ID can escape or collide in key space."""
-    digest = hashlib.sha256(user_id.encode()).hexdigest()
-    return f"users/{digest[:2]}/{digest[2:40]}"
-
-
 @dataclass
 class HostSettings:
     # The defaults are `Config`'s, in milliseconds.
@@ -138,64 +103,7 @@ class HostSettings:
     memory_bytes: int = 0
 
 
-class UserSlot:
-    """A user held in memory, with what is known about their storage."""
-
-    __slots__ = (
-        "applied",
-        "armed",
-        "bytes_since_snapshot",
-        "committed",
-        "etag",
-        "failed",
-        "inflight",
-        "last_access_ms",
-        "last_commit",
-        "next_chunk",
-        "snapshot_through",
-        "stale",
-        "tracker",
-    )
-
-    def __init__(self, tracker: UserTracker) -> None:
-        self.tracker = tracker
-        self.applied: dict[str, Position] = {}
-        self.committed: list[tuple[Position, Record]] = []
-        self.inflight = 0
-        self.last_commit: asyncio.Future[Position] | None = None
-        self.next_chunk = 1
-        self.snapshot_through = 0
-        self.bytes_since_snapshot = 0
-        self.etag: str | None = None
-        self.last_access_ms = 0
-        self.stale = False
-        # A commit of this user failed: memory may hold what storage refused. (`stale` alone
-        # may also mean memory misses records another host stored, which refuses nothing.)
-        self.failed = False
-        self.armed = False
-
-    def mark_failed(self) -> None:
-        self.failed = True
-        self.stale = True
-
-
-# Users whose writes failed in a flush, with the error.
-Failures = list[tuple[UserSlot, Exception]]
-
-
-@dataclass(frozen=True, eq=False)
-class _Chunk:
-    """A user's next history chunk, encoded: the records it holds and what they apply."""
-
-    slot: UserSlot
-    taken: list[tuple[Position, Record]]
-    applied: dict[str, Position]
-    number: int
-    key: str
-    data: bytes
-
-
-class UserHost:
+class HostRuntime:
     """Many users' trackers on one journal. See the module docstring."""
 
     def __init__(
@@ -211,6 +119,7 @@ class UserHost:
     ) -> None:
         self.name = name
         self.storage = storage
+        self.history = History(storage, name)
         self.settings = settings or HostSettings()
         self.now_ms = now_ms
         self.on_track = on_track
@@ -264,12 +173,13 @@ class UserHost:
         self.slots.clear()
         self.set_aside = {}
         replay = await self.journal.open()
-        for user_id, records in (await self._replayed(replay)).items():
+        pending = await replayed(replay, self.alarm_requests, self.history.delete)
+        for user_id, records in pending.items():
             try:
                 await self._restore(user_id, records)
             except StorageUnavailable as exc:
                 self._unread_user(user_id, records, exc)
-        failures = await self._flush_users(list(self.slots.values()), upto=None)
+        failures = await self.history.flush(list(self.slots.values()), None, self._unread)
         # Committed first in the new epoch, as the records they came from are deleted now: the
         # records of users whose history cannot be written, and the replayed alarm requests.
         await self.journal.start([*self._set_aside(failures, upto=None), *self._alarm_records()])
@@ -283,38 +193,6 @@ class UserHost:
         self.journal.linger_s = settings.commit_linger_ms / 1000
         for slot in self.slots.values():
             slot.tracker.limits = settings.limits
-
-    async def _replayed(
-        self, replay: list[tuple[Position, list[Record]]]
-    ) -> dict[str, dict[tuple[Position, int], Record]]:
-        """The log's records to apply, by user, each under its (position, rank among the
-        user's records at that position): a record carried to a later commit keeps the key
-        it had, so it is applied once, in its place, whether or not its first copy is still
-        in the log. An erasure deletes what the user had stored, and drops their records
-        logged before it."""
-        pending: dict[str, dict[tuple[Position, int], Record]] = {}
-        for position, records in replay:
-            ranks: dict[str, int] = {}
-            for record in records:
-                op, user_id = record[0], record[1]
-                if op == "alarm":
-                    self.alarm_requests.setdefault(user_id, record[3])
-                elif op == "erase":
-                    pending.pop(user_id, None)
-                    self.alarm_requests.pop(user_id, None)
-                    await self._delete_user_data(user_id)
-                elif op == CARRY:
-                    mine = pending.setdefault(user_id, {})
-                    counts: dict[Position, int] = {}
-                    for (epoch, seq), held in record[3]:
-                        rank = counts.get((epoch, seq), 0)
-                        counts[(epoch, seq)] = rank + 1
-                        mine.setdefault(((epoch, seq), rank), held)
-                else:
-                    rank = ranks.get(user_id, 0)
-                    ranks[user_id] = rank + 1
-                    pending.setdefault(user_id, {})[(position, rank)] = record
-        return pending
 
     def _unread_user(
         self, user_id: str, records: dict[tuple[Position, int], Record], error: Exception
@@ -350,250 +228,6 @@ class UserHost:
         with contextlib.suppress(StorageUnavailable):
             await self.compact(force=True)
         await self.journal.close()
-
-    # -- the tracker API (what the actor exposes) --------------------------------------------
-
-    async def track(self, user_id: str, movement: Any) -> int:
-        with self._counted():
-            now = self.now_ms()
-            return await self._track(user_id, [movement_from_obj(movement, now)], now)
-
-    async def track_many(self, user_id: str, movements: Sequence[Any] | bytes) -> int:
-        """A batch of the user's movements: a list, or `schema.pack_movements` of one."""
-        with self._counted():
-            now = self.now_ms()
-            return await self._track(user_id, movements_from_obj(movements, now), now)
-
-    async def track_batch(
-        self, items: Sequence[tuple[str, Sequence[Any] | bytes]]
-    ) -> list[int | BaseException]:
-        """Several users' batches in one call. Each item is all-or-nothing on its own; the
-        result is its count or its error."""
-        now = self.now_ms()
-
-        async def one(user_id: str, raws: Sequence[Any] | bytes) -> int:
-            return await self._track(user_id, movements_from_obj(raws, now), now)
-
-        with self._counted():
-            return await asyncio.gather(*(one(u, m) for u, m in items), return_exceptions=True)
-
-    async def track_stored(self, user_id: str, entries: Sequence[Any]) -> int:
-        """A batch of the user's movements in the stored form: `(session_id, blob)` pairs, as
-        `codec.encode_entries` makes them. The blobs are checked, then logged as they came."""
-        with self._counted():
-            now = self.now_ms()
-            return await self._track_stored(user_id, codec.entries_from_obj(entries, now), now)
-
-    async def track_stored_batch(
-        self, items: Sequence[tuple[str, Sequence[Any]]]
-    ) -> list[int | BaseException]:
-        """Several users' `track_stored` in one call (an HTTP replica coalesces its requests).
-
-        Each item is all-or-nothing on its own; the result is its count or its error.
-        """
-        now = self.now_ms()
-
-        async def one(user_id: str, entries: Sequence[Any]) -> int:
-            return await self._track_stored(user_id, codec.entries_from_obj(entries, now), now)
-
-        with self._counted():
-            return await asyncio.gather(*(one(u, e) for u, e in items), return_exceptions=True)
-
-    @contextlib.contextmanager
-    def _counted(self) -> Iterator[None]:
-        self.calls_in_flight += 1
-        try:
-            yield
-        finally:
-            self.calls_in_flight -= 1
-
-    async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
-        if user_id in self.settings.opt_out:
-            return 0
-        slot = await self._slot(user_id)
-        tracked = slot.tracker.track_record(movements, now)
-        return await self._commit_track(user_id, slot, tracked, len(movements))
-
-    async def _track_stored(self, user_id: str, entries: list[codec.Entry], now: int) -> int:
-        if user_id in self.settings.opt_out:
-            return 0
-        slot = await self._slot(user_id)
-        tracked = slot.tracker.track_stored_record(entries, now)
-        count = sum(len(movements) for _, _, movements in entries)
-        return await self._commit_track(user_id, slot, tracked, count)
-
-    async def _commit_track(
-        self, user_id: str, slot: UserSlot, tracked: Tracked, count: int
-    ) -> int:
-        """Commit what is new; return how many were. The caller then answers that all `count`
-        are stored, so a movement dropped as a duplicate must be stored too: the commit that
-        holds it may still be under way, and this waits for it (as for its own)."""
-        if tracked.record is None:
-            await self._settled(slot)
-        else:
-            await self._commit(user_id, slot, tracked.record, tracked.kept)
-        if tracked.new < count and slot.failed:
-            # A commit of this user failed since their memory was trusted: the duplicate may
-            # have been in it. A retry finds the user reloaded from storage, and stores it.
-            raise StorageUnavailable(
-                f"user {user_id!r}: a commit holding some of these events failed; retry"
-            )
-        return tracked.new
-
-    async def create_session(
-        self, user_id: str, session_id: str, device_info: Any = None
-    ) -> dict[str, Any]:
-        check_id("sessionId", session_id)
-        info = device_info_from_obj(device_info)
-        if user_id in self.settings.opt_out:
-            return dict(DECLINED)
-        slot = await self._slot(user_id)
-        return await self._start_session(user_id, slot, session_id, info)
-
-    async def create_new_session(
-        self, user_id: str, session_id: str, device_info: Any = None
-    ) -> NewSession:
-        """`create_session` for a caller who has not shown that it owns the user: a session the
-        user holds already is left as it is, neither extended nor shown (`session` is None),
-        and so is an opted-out user's. One call, so that nothing can come between the look
-        and the creation."""
-        check_id("sessionId", session_id)
-        info = device_info_from_obj(device_info)
-        if user_id in self.settings.opt_out:
-            return NewSession(None, first=False)
-        slot = await self._slot(user_id)
-        sessions = slot.tracker.sessions
-        if session_id in sessions:
-            return NewSession(None, first=False)
-        first = not sessions
-        # No await before `_commit` applies the record: no other call sees the session absent.
-        return NewSession(await self._start_session(user_id, slot, session_id, info), first)
-
-    async def _start_session(
-        self, user_id: str, slot: UserSlot, session_id: str, info: Any
-    ) -> dict[str, Any]:
-        now = self.now_ms()
-        record = slot.tracker.create_session_record(session_id, info, now)
-        known = session_id in slot.tracker.sessions
-        await self._commit(user_id, slot, record)
-        session = slot.tracker.created_session(record)
-        if self.on_session is not None:
-            self.on_session(user_id, session_id, now, session, known)
-        return session
-
-    async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
-        check_id("sessionId", session_id)
-        slot = await self._read_slot(user_id)
-        return slot.tracker.get_session(session_id)
-
-    async def analytics(self, user_id: str) -> dict[str, Any]:
-        slot = await self._read_slot(user_id)
-        return slot.tracker.analytics(self.now_ms())
-
-    async def alarm(self, user_id: str) -> int | None:
-        """The user's alarm: end expired sessions, apply retention; return the next due time."""
-        slot = await self._slot(user_id)
-        now = self.now_ms()
-        limits = self.settings.limits
-        record = slot.tracker.expire_record(now)
-        if record is not None:
-            await self._commit(user_id, slot, record)
-        remaining = await self._apply_retention(user_id, now)
-        # The scheduler re-arms from what this returns; the activation's own request is moot.
-        self.alarm_requests.pop(user_id, None)
-        if slot.tracker.is_empty() and not remaining and not slot.committed:
-            # The scheduler drops the alarm: the user's next change must ask for one again.
-            slot.armed = False
-            return None
-        return now + limits.alarm_interval_ms
-
-    async def export(self, user_id: str) -> list[dict[str, Any]]:
-        """All of the user's stored history (within retention), as NDJSON-ready dicts."""
-        check_id("userId", user_id)
-        await self._erased(user_id)
-        slot = self.slots.get(user_id)
-        # An erasure coming meanwhile waits for this export: for its flush, which would store
-        # the user again after the deletion, and for its read of what is being deleted.
-        async with self._using(user_id, slot) as current:
-            if slot is not None and current:
-                await self._settled(slot)
-                await self.journal.check_fence()  # as for compaction: a zombie moves nothing
-                for _slot, error in await self._flush_users([slot], upto=None):
-                    raise error
-            _, _, chunks = await read_tail(
-                self.storage, None, f"{user_key(user_id)}/chunks", lambda _data, listed: listed
-            )
-        records: list[Record] = []
-        for info, data in chunks:
-            records.extend(codec.decode("chunk", data, info.key)["records"])
-        return list(export_lines(user_id, records))
-
-    async def erase(self, user_id: str) -> dict[str, Any]:
-        """Remove the user from memory, the log and storage. The caller removes the alarm.
-
-        The user's other calls wait until it is done, then find them gone: an activation
-        in between would read back what is being deleted (and store it again), and an event
-        logged after the erase record would be acknowledged, then dropped with the slot."""
-        check_id("userId", user_id)
-        await self._erased(user_id)
-        done = self._erasing[user_id] = asyncio.Event()
-        try:
-            await self._wait_loading(user_id)
-            slot = self.slots.get(user_id)
-            if slot is not None:
-                await self._settled(slot)
-            await self._append(["erase", user_id, self.now_ms(), None])
-            self.slots.pop(user_id, None)
-            self.alarm_requests.pop(user_id, None)
-            self.set_aside.pop(user_id, None)
-            self._unread.pop(user_id, None)
-            # Also from a shipment under way: one that fails is not put back, and a
-            # compaction does not log it after the erase record.
-            for shipment in self._alarms_shipping:
-                shipment.pop(user_id, None)
-            # Writes of the user's data under way land first, then everything is deleted: a
-            # compaction's chunk or snapshot, an export's flush, an alarm's snapshot. (Those
-            # starting from now on find the user gone and write nothing.)
-            await self._writes_done(user_id)
-            async with self._compacting:
-                deleted = await self._delete_user_data(user_id)
-            # The log may still hold the user's earlier records: compact it away now. Until
-            # that succeeds the erasure is not complete (its record in the log deletes the
-            # user's data again if the host restarts meanwhile).
-            try:
-                await self.compact(force=True)
-            except StorageUnavailable as exc:
-                raise type(exc)(
-                    f"erasing user {user_id!r}: their stored objects were deleted, but this "
-                    f"host's log, which still holds their earlier records, could not be "
-                    f"compacted ({exc}); erase again"
-                ) from exc
-        finally:
-            del self._erasing[user_id]
-            done.set()
-        return {"userId": user_id, "erased": True, "objectsDeleted": deleted}
-
-    async def forget(self, user_id: str) -> dict[str, Any] | None:
-        """Erase the user if this host holds any of their records (in memory, so in its log
-        too): it held them before `TRACKER_HOSTS` changed, and its next compaction would
-        write them back into the history of a user their new host erased. Returns the
-        erasure's result, or None when there was nothing here to forget."""
-        if user_id in self.slots or user_id in self._loading or user_id in self._erasing:
-            return await self.erase(user_id)
-        return None
-
-    async def drop_journal(self, user_id: str) -> bool:
-        """After `stop`, on the host of one user (per-user placement): delete this host's
-        journal whole when nothing needs it, its log holding no commits and the user nothing
-        stored. Its name is made from the user's ID, and must not outlive their data.
-        Returns whether it was deleted."""
-        logged = await self.storage.list_objects(f"{self.journal.prefix}/{LOG}")
-        if any(holds_commits(info.key) for info in logged):
-            return False
-        if await self.storage.list_objects(user_key(user_id)):
-            return False
-        await self.storage.delete_folder(self.journal.prefix)
-        return True
 
     @contextlib.asynccontextmanager
     async def _using(self, user_id: str, slot: UserSlot | None) -> AsyncIterator[bool]:
@@ -723,33 +357,13 @@ class UserHost:
             # drops them from `committed` as its chunk lands, perhaps after the listing.
             await self._settled(stale)
             uncompacted = list(stale.committed)
-        slot = UserSlot(UserTracker(user_id, self.settings.limits))
-        key = user_key(user_id)
-        snapshot: dict[str, Any] | None = None
-
-        def past_snapshot(data: bytes | None, listed: list[ObjectInfo]) -> list[ObjectInfo]:
-            nonlocal snapshot
-            if data is None:
-                return _chunks_past(listed, 0)
-            snapshot = codec.decode("snapshot", data, f"{key}/snapshot")
-            return _chunks_past(listed, snapshot["through"])
-
         # An activation is what a returning visitor's first event waits for: one round.
-        found, listed, chunks = await read_tail(
-            self.storage, f"{key}/snapshot", f"{key}/chunks", past_snapshot
-        )
-        if found is not None and snapshot is not None:
-            slot.tracker.restore(snapshot["sessions"], snapshot.get("seen", ()))
-            slot.applied = {h: (p[0], p[1]) for h, p in snapshot["applied"].items()}
-            slot.snapshot_through = snapshot["through"]
-            slot.next_chunk = snapshot["through"] + 1
-            slot.etag = found[1]
-        self._apply_chunks(slot, listed, chunks, apply=True)
+        slot = await self.history.load(user_id, self.settings.limits)
         if uncompacted:
             # Records this host committed but has not compacted yet are only in its log,
             # unless a compaction wrote them into a chunk just read. One whose chunk landed
             # after the listing is kept here too: the next chunk of this slot is then
-            # contested, and caught up without it (`_flush_user`).
+            # contested, and caught up without it (`History.flush`).
             written = slot.applied.get(self.name, (0, 0))
             for position, record in uncompacted:
                 if position > written:
@@ -797,7 +411,7 @@ class UserHost:
                 await self._slot(user_id)
         async with self._compacting:
             upto = await self.journal.rotate()
-            failures = await self._flush_users(list(self.slots.values()), upto=upto)
+            failures = await self.history.flush(list(self.slots.values()), upto, self._unread)
             # Appended in the step that decides them: an erasure starting later logs its
             # record after these, so that a replay drops what they carry.
             carried = [self.journal.append(r) for r in self._set_aside(failures, upto)]
@@ -857,7 +471,7 @@ class UserHost:
                     user_key(user_id),
                     error,
                 )
-            carried.append([CARRY, user_id, self.now_ms(), [[list(p), r] for p, r in taken]])
+            carried.append(carry_record(user_id, self.now_ms(), taken))
         self.set_aside = aside
         return carried
 
@@ -916,232 +530,6 @@ class UserHost:
             )
         self.rss = self._rss_after_shed = self.rss_bytes()
 
-    async def _flush_users(self, slots: list[UserSlot], upto: Position | None) -> Failures:
-        """Write each user's committed records (up to `upto`) as their next history chunk,
-        then their snapshot if one is due: `FLUSH_GROUP` users at a time, `FLUSH_GROUPS`
-        groups in flight. Returns the users whose writes failed, with the error."""
-        # A user whose history could not be read is not written to blind.
-        unread = self._unread
-        failures: Failures = [
-            (slot, unread[slot.tracker.user_id]) for slot in slots if slot.tracker.user_id in unread
-        ]
-        pending = [s for s in slots if s.committed and s.tracker.user_id not in unread]
-        semaphore = asyncio.Semaphore(FLUSH_GROUPS)
-
-        async def flush(group: list[UserSlot]) -> Failures:
-            async with semaphore:
-                return await self._flush_group(group, upto)
-
-        groups = [pending[at : at + FLUSH_GROUP] for at in range(0, len(pending), FLUSH_GROUP)]
-        results = await asyncio.gather(*(flush(g) for g in groups), return_exceptions=True)
-        for group, result in zip(groups, results, strict=True):
-            if isinstance(result, Exception):
-                failures.extend((slot, result) for slot in group)
-            elif isinstance(result, BaseException):  # cancelled: not a write's outcome
-                raise result
-            else:
-                failures.extend(result)
-        return failures
-
-    async def _flush_group(self, slots: list[UserSlot], upto: Position | None) -> Failures:
-        """A group of users' chunks, then their snapshots that are due, each kind written
-        together (`put_all`: one thread hop on files). Encoded a group at a time, so a
-        compaction holds a copy of a group's histories, not of every user's; and a user's
-        snapshot is decided right after their chunk lands, while they are likely quiet.
-        A user whose next chunk another host wrote meanwhile is caught up and written on
-        its own after."""
-        chunks = [
-            self._chunk(slot, taken)
-            for slot in slots
-            if (taken := [(p, r) for p, r in slot.committed if upto is None or p <= upto])
-        ]
-        written = await put_all(self.storage, [Put(c.key, c.data, if_absent=True) for c in chunks])
-        failures: Failures = []
-        contested: list[UserSlot] = []
-        done: list[_Chunk] = []
-        for chunk, result in zip(chunks, written, strict=True):
-            if isinstance(result, ObjectExists):
-                contested.append(chunk.slot)
-            elif isinstance(result, Exception):
-                failures.append((chunk.slot, result))
-            else:
-                self._chunk_written(chunk)
-                done.append(chunk)
-        due = [c for c in done if self._snapshot_due(c.slot)]
-        snapshots = [self._snapshot(c.slot, through=c.number) for c in due]
-        stored = await put_all(self.storage, snapshots)
-        for put, chunk, outcome in zip(snapshots, due, stored, strict=True):
-            try:
-                self._snapshot_written(chunk.slot, put, chunk.number, outcome)
-            except Exception as exc:
-                failures.append((chunk.slot, exc))
-        alone = [self._flush_user(slot, upto, contested=True) for slot in contested]
-        outcomes = await asyncio.gather(*alone, return_exceptions=True)
-        for slot, failure in zip(contested, outcomes, strict=True):
-            if isinstance(failure, Exception):
-                failures.append((slot, failure))
-            elif isinstance(failure, BaseException):
-                raise failure
-        return failures
-
-    async def _flush_user(
-        self, slot: UserSlot, upto: Position | None, *, contested: bool = False
-    ) -> None:
-        """One user's chunk on its own, appended after the chunks other hosts wrote (or an
-        earlier compaction of this host, cancelled after its write landed); `contested`:
-        the chunk number is known to be taken already."""
-        taken = [(p, r) for p, r in slot.committed if upto is None or p <= upto]
-        if contested and taken:
-            taken = await self._catch_up(slot, taken)
-        if not taken:
-            return
-        for _attempt in range(3):
-            chunk = self._chunk(slot, taken)
-            try:
-                await self.storage.put(chunk.key, chunk.data, if_absent=True)
-                break
-            except ObjectExists:
-                # Another host wrote this user's history meanwhile: it took the user over
-                # (TRACKER_HOSTS changed), or it is an older incarnation of this one. Append
-                # after what it wrote, without what it wrote of ours already.
-                taken = await self._catch_up(slot, taken)
-                if not taken:
-                    return
-        else:
-            raise Fenced(f"{chunk.key}: other hosts keep writing this user's history")
-        self._chunk_written(chunk)
-        if self._snapshot_due(slot):
-            await self._write_snapshot(slot, through=chunk.number)
-
-    def _chunk(self, slot: UserSlot, taken: list[tuple[Position, Record]]) -> _Chunk:
-        """The user's next history chunk, holding the records `taken`."""
-        user_id = slot.tracker.user_id
-        applied = dict(slot.applied)
-        applied[self.name] = max(applied.get(self.name, (0, 0)), max(p for p, _ in taken))
-        data = codec.encode(
-            "chunk",
-            {
-                "user": user_id,
-                "records": [r for _, r in taken],
-                "applied": {h: list(p) for h, p in applied.items()},
-            },
-        )
-        key = f"{user_key(user_id)}/chunks/{slot.next_chunk:012d}"
-        return _Chunk(slot, taken, applied, slot.next_chunk, key, data)
-
-    @staticmethod
-    def _chunk_written(chunk: _Chunk) -> None:
-        slot = chunk.slot
-        slot.next_chunk = chunk.number + 1
-        slot.applied = chunk.applied
-        slot.bytes_since_snapshot += len(chunk.data)
-        done = {id(r) for _, r in chunk.taken}
-        slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
-
-    @staticmethod
-    def _snapshot_due(slot: UserSlot) -> bool:
-        return _quiet(slot) and slot.bytes_since_snapshot >= max(slot.tracker.live_bytes(), 4096)
-
-    @staticmethod
-    def _apply_chunks(
-        slot: UserSlot,
-        listed: list[ObjectInfo],
-        chunks: list[tuple[ObjectInfo, bytes]],
-        *,
-        apply: bool,
-    ) -> None:
-        """What the user's history chunks `chunks` (read, in order) say was applied, and, if
-        `apply`, their records into the tracker; `next_chunk` ends past all of `listed`."""
-        for info in listed:
-            slot.next_chunk = max(slot.next_chunk, _chunk_number(info) + 1)
-        for info, data in chunks:
-            chunk = codec.decode("chunk", data, info.key)
-            if apply:
-                for record in chunk["records"]:
-                    slot.tracker.apply(record)
-            for host, pos in chunk["applied"].items():
-                slot.applied[host] = max(slot.applied.get(host, (0, 0)), (pos[0], pos[1]))
-            slot.bytes_since_snapshot += info.size
-
-    async def _catch_up(
-        self, slot: UserSlot, taken: list[tuple[Position, Record]]
-    ) -> list[tuple[Position, Record]]:
-        """Read the chunks others wrote past `slot.next_chunk`; return what of `taken` they
-        do not hold yet. The user's memory misses their records: it is reloaded before its
-        next use."""
-        slot.stale = True
-        after = slot.next_chunk - 1
-        _, listed, chunks = await read_tail(
-            self.storage,
-            None,
-            f"{user_key(slot.tracker.user_id)}/chunks",
-            lambda _data, listed: _chunks_past(listed, after),
-        )
-        self._apply_chunks(slot, listed, chunks, apply=False)
-        written = slot.applied.get(self.name, (0, 0))
-        kept = [(p, r) for p, r in taken if p > written]
-        if len(kept) < len(taken):
-            done = {id(r) for p, r in taken if p <= written}
-            slot.committed = [(p, r) for p, r in slot.committed if id(r) not in done]
-        return kept
-
-    async def _write_snapshot(self, slot: UserSlot, through: int) -> None:
-        put = self._snapshot(slot, through)
-        try:
-            result: str | Exception = await self.storage.put(
-                put.key, put.data, if_absent=put.if_absent, if_match=put.if_match
-            )
-        except StorageUnavailable as exc:
-            result = exc
-        self._snapshot_written(slot, put, through, result)
-
-    def _snapshot(self, slot: UserSlot, through: int) -> Put:
-        """The write of the user's snapshot (the live state, which holds chunks up to
-        `through`): create-only the first time, then replace-if-unchanged."""
-        data = codec.encode(
-            "snapshot",
-            {
-                "user": slot.tracker.user_id,
-                "through": through,
-                "applied": {h: list(p) for h, p in slot.applied.items()},
-                "sessions": slot.tracker.snapshot(),
-                "seen": slot.tracker.seen.to_stored(),
-            },
-        )
-        key = f"{user_key(slot.tracker.user_id)}/snapshot"
-        return Put(key, data, if_absent=slot.etag is None, if_match=slot.etag)
-
-    @staticmethod
-    def _snapshot_written(slot: UserSlot, put: Put, through: int, result: str | Exception) -> None:
-        if isinstance(result, ObjectExists | PreconditionFailed):
-            slot.stale = True
-            raise Fenced(f"{put.key} was replaced by another host") from None
-        if isinstance(result, Exception):
-            raise result
-        slot.etag = result
-        slot.snapshot_through = through
-        slot.bytes_since_snapshot = 0
-
-    async def _apply_retention(self, user_id: str, now: int) -> int:
-        """Delete history chunks older than retention; return how many remain."""
-        cutoff_s = (now - self.settings.limits.retention_ms) / 1000
-        infos = await self.storage.list_objects(f"{user_key(user_id)}/chunks")
-        old = {i.key: int(i.key.rsplit("/", 1)[1]) for i in infos if i.last_modified_s < cutoff_s}
-        slot = self.slots.get(user_id)
-        if slot is not None and old and max(old.values()) > slot.snapshot_through and _quiet(slot):
-            # Chunks not yet folded into a snapshot are still needed to activate the user:
-            # fold them in first (small users otherwise never get a snapshot).
-            async with self._using(user_id, slot) as current:
-                if current:
-                    await self._write_snapshot(slot, through=slot.next_chunk - 1)
-        through = slot.snapshot_through if slot else 0
-        doomed = [key for key, number in old.items() if number <= through]
-        await self.storage.delete(doomed)
-        return len(infos) - len(doomed)
-
-    async def _delete_user_data(self, user_id: str) -> int:
-        return await self.storage.delete_folder(user_key(user_id))
-
     # -- introspection ---------------------------------------------------------------------
 
     def busy(self) -> bool:
@@ -1185,59 +573,3 @@ class UserHost:
             "rssBytes": self.rss,
             "usersShed": self.shed,
         }
-
-
-# -- hosts no longer started -------------------------------------------------------------------
-
-
-async def orphaned_hosts(storage: Storage, hosts: int) -> list[str]:
-    """Hosts numbered `hosts` or higher whose logs still hold commits, in number order.
-
-    They are what lowering `TRACKER_HOSTS` without a clean stop leaves: no host of the new count
-    replays those logs, so their acknowledged events would reach no user's history."""
-    found: set[int] = set()
-    for info in await storage.list_objects(JOURNALS):
-        name, _, rest = info.key.removeprefix(f"{JOURNALS}/").partition("/")
-        index = sharded_host_index(name)
-        if index is None or index < hosts:
-            continue
-        # A drained (or cleanly stopped) log holds its start segment only.
-        if rest.startswith(f"{LOG}/") and holds_commits(rest):
-            found.add(index)
-    return [sharded_host_name(index) for index in sorted(found)]
-
-
-async def drain(
-    name: str,
-    storage: Storage,
-    settings: HostSettings,
-    *,
-    now_ms: NowMs = wall_clock_ms,
-) -> dict[str, int]:
-    """Move an orphaned host's logged commits into its users' histories and empty its log.
-
-    A host of that name is started (it claims the log, which fences any incarnation still
-    running) and stopped cleanly. The users' next hosts find the events in their histories,
-    after what those hosts wrote themselves. Returns the alarms those users need."""
-    orphan = UserHost(name, storage, settings, now_ms=now_ms)
-    await orphan.start()
-    # Taken before the stop, whose compaction would log them again: the log would then
-    # still hold records, and be drained again at every start.
-    alarms = orphan.take_alarm_requests()
-    await orphan.stop()
-    return alarms
-
-
-def _quiet(slot: UserSlot) -> bool:
-    """Whether the live state is exactly the user's stored history, as a snapshot must be:
-    nothing committed but not yet in a chunk, nothing applied but not yet committed."""
-    return not slot.committed and not slot.inflight and not slot.stale
-
-
-def _chunk_number(info: ObjectInfo) -> int:
-    return int(info.key.rsplit("/", 1)[1])
-
-
-def _chunks_past(listed: list[ObjectInfo], after: int) -> list[ObjectInfo]:
-    """The history chunks of `listed` numbered past `after`."""
-    return [info for info in listed if _chunk_number(info) > after]

@@ -33,8 +33,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tracker import codec
+from tracker.clock import NowMs, wall_clock_ms
 from tracker.errors import Fenced, StorageUnavailable
-from tracker.host import NowMs, wall_clock_ms
 from tracker.journal import Journal
 from tracker.storage import ObjectExists, PreconditionFailed, Storage, get_if_any
 
