@@ -131,53 +131,62 @@ def entries_from_obj(raw: Any, now_ms: int) -> list[Entry]:
         raise InvalidMovement("entries", "expected a list of [sessionId, movement blob]")
     entries: list[Entry] = []
     count = 0
-    horizon = now_ms + MAX_FUTURE_MS
     for index, item in enumerate(raw):
-        prefix = f"entries.{index}."
         if not (isinstance(item, list | tuple) and len(item) == 2):
             raise InvalidMovement(f"entries.{index}", "expected [sessionId, movement blob]")
         session_id, blob = item
+        prefix = f"entries.{index}."
         check_id(f"{prefix}sessionId", session_id, InvalidMovement)
-        if not isinstance(blob, bytes):
-            raise InvalidMovement(f"{prefix}movements", "expected a movement blob (bytes)")
-        try:
-            movements = _sent_list.decode(blob)
-        except msgspec.ValidationError as exc:
-            error = field_error(exc, InvalidMovement, f"{prefix}movements.")
-            raise InvalidMovement(
-                _SENT_FIELD.sub(_field_name, error.field), error.message
-            ) from None
-        except msgspec.DecodeError as exc:
-            raise InvalidMovement(f"{prefix}movements", f"not a movement blob: {exc}") from None
-        if not movements:
-            raise InvalidMovement(f"{prefix}movements", "a movement blob holds one or more")
+        movements = _decode_sent(prefix, blob)
         count += len(movements)
         check_count(count)
-        event_ids = "".join([m.eventId for m in movements if m.eventId is not None])
-        if not ids_valid(event_ids):
-            for at, movement in enumerate(movements):
-                if movement.eventId is not None and not ids_valid(movement.eventId):
-                    raise InvalidMovement(
-                        f"{prefix}movements.{at}.eventId", ID_RULE.format(value=movement.eventId)
-                    )
-        bad = bad_path(movements)
-        if bad is not None:
-            raise InvalidMovement(
-                f"{prefix}movements.{bad}.data.path",
-                PATH_RULE.format(value=movements[bad].data.path),
-            )
-        if max([m.timestamp for m in movements]) > horizon:
-            for at, movement in enumerate(movements):
-                check_rules(movement, now_ms, f"{prefix}movements.{at}.")
-        if any([m.data.metadata is not None for m in movements]):
-            # The metadata budget is in JSON bytes, at most 6 per msgpack byte (a control
-            # character escaped as \u00XX): only a movement of more than a sixth of the budget
-            # as encoded can be over it, and only that one is measured as JSON.
-            for at, raw in enumerate(blob_items(blob)):
-                if len(raw) * 6 > MAX_METADATA_BYTES:
-                    check_rules(movements[at], now_ms, f"{prefix}movements.{at}.")
+        _check_sent(prefix, blob, movements, now_ms)
         entries.append((session_id, blob, movements))
     return entries
+
+
+def _decode_sent(prefix: str, blob: Any) -> list[SentMovement]:
+    """The movements of one sent blob, their declared types checked."""
+    if not isinstance(blob, bytes):
+        raise InvalidMovement(f"{prefix}movements", "expected a movement blob (bytes)")
+    try:
+        movements = _sent_list.decode(blob)
+    except msgspec.ValidationError as exc:
+        error = field_error(exc, InvalidMovement, f"{prefix}movements.")
+        raise InvalidMovement(_SENT_FIELD.sub(_field_name, error.field), error.message) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidMovement(f"{prefix}movements", f"not a movement blob: {exc}") from None
+    if not movements:
+        raise InvalidMovement(f"{prefix}movements", "a movement blob holds one or more")
+    return movements
+
+
+def _check_sent(prefix: str, blob: bytes, movements: list[SentMovement], now_ms: int) -> None:
+    """The rules a type cannot say, for one sent blob: each check runs on the whole batch at
+    once, and movement by movement only where the batch fails it."""
+    event_ids = "".join([m.eventId for m in movements if m.eventId is not None])
+    if not ids_valid(event_ids):
+        for at, movement in enumerate(movements):
+            if movement.eventId is not None and not ids_valid(movement.eventId):
+                raise InvalidMovement(
+                    f"{prefix}movements.{at}.eventId", ID_RULE.format(value=movement.eventId)
+                )
+    bad = bad_path(movements)
+    if bad is not None:
+        raise InvalidMovement(
+            f"{prefix}movements.{bad}.data.path",
+            PATH_RULE.format(value=movements[bad].data.path),
+        )
+    if max([m.timestamp for m in movements]) > now_ms + MAX_FUTURE_MS:
+        for at, movement in enumerate(movements):
+            check_rules(movement, now_ms, f"{prefix}movements.{at}.")
+    if any([m.data.metadata is not None for m in movements]):
+        # The metadata budget is in JSON bytes, at most 6 per msgpack byte (a control
+        # character escaped as \u00XX): only a movement of more than a sixth of the budget
+        # as encoded can be over it, and only that one is measured as JSON.
+        for at, raw in enumerate(blob_items(blob)):
+            if len(raw) * 6 > MAX_METADATA_BYTES:
+                check_rules(movements[at], now_ms, f"{prefix}movements.{at}.")
 
 
 # msgspec names an array-like struct's fields by position: name them as a `Movement` does.

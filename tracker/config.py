@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,45 +105,21 @@ class Config:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"TRACKER_{f.name.upper()}={value!r}: expected a finite number")
-        # Zero or less made a busy loop of every alarm (interval), ended every session at once
-        # (timeout), or deleted all snapshotted history at each alarm (retention).
-        for name in _POSITIVE:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TRACKER_{name.upper()}={getattr(self, name)!r}: must be > 0")
+        for names, allowed, expected in _BOUNDS:
+            for name in names:
+                if not allowed(getattr(self, name)):
+                    raise ConfigError(f"TRACKER_{name.upper()}={getattr(self, name)!r}: {expected}")
         if self.placement not in PLACEMENTS:
             raise ConfigError(f"TRACKER_PLACEMENT={self.placement!r}: expected one of {PLACEMENTS}")
-        if self.hosts < 1:
-            raise ConfigError(f"TRACKER_HOSTS={self.hosts!r}: must be at least 1")
-        if self.rate_limit < 0:
-            raise ConfigError(f"TRACKER_RATE_LIMIT={self.rate_limit!r}: must be >= 0")
-        if self.open_requests_per_client < 0:
+        self._validate_secrets()
+        self._validate_origins()
+        if "://" not in self.storage:
             raise ConfigError(
-                f"TRACKER_OPEN_REQUESTS_PER_CLIENT={self.open_requests_per_client!r}: must be >= 0"
+                f"TRACKER_STORAGE={self.storage!r}: expected a URL such as file://./data "
+                "or s3://bucket/prefix"
             )
-        if self.admin_failures_per_min < 0:
-            raise ConfigError(
-                f"TRACKER_ADMIN_FAILURES_PER_MIN={self.admin_failures_per_min!r}: must be >= 0"
-            )
-        for name in ("body_timeout_s", "header_timeout_s"):
-            if not 0 < getattr(self, name) <= 3600:
-                raise ConfigError(
-                    f"TRACKER_{name.upper()}={getattr(self, name)!r}: "
-                    "expected more than 0, at most 3600"
-                )
-        if not 0 < self.host_timeout_s <= 3600:
-            raise ConfigError(
-                f"TRACKER_HOST_TIMEOUT_S={self.host_timeout_s!r}: "
-                "expected more than 0, at most 3600"
-            )
-        if self.max_movements_per_session < 1:
-            raise ConfigError(
-                "TRACKER_MAX_MOVEMENTS_PER_SESSION="
-                f"{self.max_movements_per_session!r}: must be at least 1"
-            )
-        if not 0 <= self.commit_linger_ms <= 100:
-            raise ConfigError(
-                f"TRACKER_COMMIT_LINGER_MS={self.commit_linger_ms!r}: expected 0 to 100"
-            )
+
+    def _validate_secrets(self) -> None:
         for name in ("admin_token", "secret"):
             value = getattr(self, name)
             # Never the value itself: it is a secret. Generated ones are 43 characters.
@@ -153,6 +129,8 @@ class Config:
                     f"expected at least {MIN_SECRET_CHARS} (or leave it unset to have one "
                     "generated)"
                 )
+
+    def _validate_origins(self) -> None:
         for origin in self.allowed_origins:
             if origin == "*":
                 raise ConfigError(
@@ -164,34 +142,49 @@ class Config:
                     f"TRACKER_ALLOWED_ORIGINS: {origin!r} is not an origin; expected "
                     "scheme://host[:port] with no path, such as https://shop.example"
                 )
-        if self.max_sessions_per_user < 1:
-            raise ConfigError(
-                f"TRACKER_MAX_SESSIONS_PER_USER={self.max_sessions_per_user!r}: must be at least 1"
-            )
-        for name in ("host_memory_mb", "max_user_actors"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"TRACKER_{name.upper()}={getattr(self, name)!r}: must be >= 0 "
-                    "(0: derived from the node's memory)"
-                )
-        if "://" not in self.storage:
-            raise ConfigError(
-                f"TRACKER_STORAGE={self.storage!r}: expected a URL such as file://./data "
-                "or s3://bucket/prefix"
-            )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 
-_POSITIVE = (
-    "alarm_timeout_s",
-    "session_timeout_s",
-    "alarm_interval_s",
-    "retention_s",
-    "passivate_after_s",
-    "compact_interval_s",
-    "compact_log_bytes",
+# The numeric settings' bounds: (settings, whether a value is allowed, what the error says is
+# expected). Zero or less would make a busy loop of every alarm (interval), end every session at
+# once (timeout), or delete all snapshotted history at each alarm (retention).
+_BOUNDS: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (
+        (
+            "alarm_timeout_s",
+            "session_timeout_s",
+            "alarm_interval_s",
+            "retention_s",
+            "passivate_after_s",
+            "compact_interval_s",
+            "compact_log_bytes",
+        ),
+        lambda value: value > 0,
+        "must be > 0",
+    ),
+    (
+        ("rate_limit", "open_requests_per_client", "admin_failures_per_min"),
+        lambda value: value >= 0,
+        "must be >= 0",
+    ),
+    (
+        ("body_timeout_s", "header_timeout_s", "host_timeout_s"),
+        lambda value: 0 < value <= 3600,
+        "expected more than 0, at most 3600",
+    ),
+    (
+        ("hosts", "max_movements_per_session", "max_sessions_per_user"),
+        lambda value: value >= 1,
+        "must be at least 1",
+    ),
+    (("commit_linger_ms",), lambda value: 0 <= value <= 100, "expected 0 to 100"),
+    (
+        ("host_memory_mb", "max_user_actors"),
+        lambda value: value >= 0,
+        "must be >= 0 (0: derived from the node's memory)",
+    ),
 )
 
 
