@@ -757,10 +757,10 @@ def test_an_alarm_request_out_as_its_user_is_erased_is_neither_armed_after_nor_s
     through `_to_named`, here a stand-in whose alarm shipment hangs, then fails. The erasure
     waits for that shipment before it erases the alarm, and the failed shipment does not put
     the erased user's request back for the next one."""
-    from tracker import actors
+    from tracker import host_actor
     from tracker.config import Config
 
-    monkeypatch.setattr(actors, "tune_collector", lambda: None)  # not in the test process
+    monkeypatch.setattr(host_actor, "tune_collector", lambda: None)  # not in the test process
     clock = Clock()
     calls: list[str] = []
     shipping = asyncio.Event()
@@ -776,7 +776,7 @@ def test_an_alarm_request_out_as_its_user_is_erased_is_neither_armed_after_nor_s
     async def scenario() -> None:
         # A memory budget of its own: outside Ray there is no node to derive one from.
         config = Config.from_env({}, storage=file_storage, host_memory_mb=256)
-        actor = actors.HostActor("host-0", config)
+        actor = host_actor.HostActor("host-0", config)
         monkeypatch.setattr(actor, "_to_named", to_named)
         assert await actor.track("alice", movement(at=clock(), eventId="alice-1")) == 1
         shipment = asyncio.ensure_future(actor._ship_alarm_requests())

@@ -15,11 +15,11 @@ import pytest
 from support import movement
 
 from tracker import codec
-from tracker.actors import tune_collector
 from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.history import user_key
 from tracker.host import HostSettings
+from tracker.host_actor import tune_collector
 from tracker.memory import (
     MB,
     MIN_USER_ACTORS,
