@@ -42,6 +42,11 @@ CSP = (
 )
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SLOW = {"flush": "60000", "hover": "60000"}  # sent on a full batch, flush() or hiding only
+# The events the site's pages saved for later (each page under a key of its own), all of them.
+SAVED = """Object.keys(localStorage)
+  .filter(k => k === 'tracking_pending' || k.startsWith('tracking_pending.'))
+  .flatMap(k => JSON.parse(localStorage.getItem(k)))"""
+NOTHING_SAVED = f"({SAVED}).length === 0"
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -400,7 +405,7 @@ def test_saved_events_of_other_users_go_apart_and_only_with_their_own_token(
         ("page_view", anonymous, None),
     ]
     # carol's token is not known here: her event waits for a page that knows it
-    assert page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))") == [carol]
+    assert page.evaluate(SAVED) == [carol]
     page.evaluate("tracker.identify('carol', 'tok-c')")
     wait_for_events(recorder, "click", count=2)
     assert sent_as(recorder)[2:] == [("click", "carol", "Bearer tok-c")]
@@ -637,7 +642,7 @@ def test_leaving_while_the_server_asks_to_wait_keeps_the_queue_for_the_next_page
     page.click("#buy")
     page.goto(f"{base_url}/done")
     assert recorder.batches()[1:] == []
-    saved = page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")
+    saved = page.evaluate(SAVED)
     assert [e["event"] for e in saved] == ["page_view", "click"]
     page.goto(f"{base_url}/page2")
     wait_for_events(recorder, "page_view", count=2)
@@ -653,7 +658,7 @@ def test_hiding_the_page_offline_keeps_the_queue_for_the_next_page(
     page.click("#buy")
     hide(page)
     context.set_offline(False)
-    saved = page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")
+    saved = page.evaluate(SAVED)
     assert [e["event"] for e in saved] == ["click"]
     page.goto(f"{base_url}/page2")
     wait_for(lambda: saved[0]["eventId"] in clicks_delivered(recorder), message="the click")
@@ -690,10 +695,10 @@ def test_saved_events_delivered_later_from_the_page_are_not_sent_again_by_the_ne
     wait_for(recorder.batches, message="the first, refused, batch")
     page.click("#buy")
     hide(page)  # saved, as the server asked to wait
-    assert len(page.evaluate("JSON.parse(localStorage.getItem('tracking_pending'))")) == 2
+    assert len(page.evaluate(SAVED)) == 2
     wait_for_events(recorder, "click")  # the retry, from the page still there
     wait_for(
-        lambda: page.evaluate("localStorage.getItem('tracking_pending') === null"),
+        lambda: page.evaluate(NOTHING_SAVED),
         message="the delivered events to leave the saved ones",
     )
     page.reload()

@@ -726,13 +726,28 @@
   }
 
   // ---------------------------------------------------------------- saved for later pages
-  // One localStorage key, shared by the site's tabs: each adds its own events to it and removes
-  // them once delivered, so that a later page neither loses another tab's nor sends them twice.
+  // Each page keeps the events it could not deliver under a localStorage key of its own
+  // (`tracking_pending.<page id>`), and removes them once delivered; a later page of the site
+  // takes every page's key over. Tabs never write the same key: the site's other tabs see a
+  // write some time later, so two tabs hidden at once would each overwrite the other's events
+  // in a shared key.
+  var PENDING_KEY = KEYS.pending + '.' + uuid();
 
-  function savedEvents() {
+  function pendingKeys() {
+    var keys = [];
+    try {
+      for (var i = 0; i < localStorage.length; i++) {
+        var key = localStorage.key(i);
+        if (key === KEYS.pending || (key && key.indexOf(KEYS.pending + '.') === 0)) keys.push(key);
+      }
+    } catch (e) { /* storage disabled */ }
+    return keys;
+  }
+
+  function savedEvents(key) {
     var saved = null;
     try {
-      saved = JSON.parse(storageGet('localStorage', KEYS.pending) || 'null');
+      saved = JSON.parse(storageGet('localStorage', key) || 'null');
     } catch (e) { /* corrupt */ }
     if (!Array.isArray(saved)) return [];
     return saved.filter(function (m) { return m && typeof m === 'object'; });
@@ -740,8 +755,8 @@
 
   function writeSaved(events) {
     var json = JSON.stringify(events.slice(-MAX_QUEUE));
-    if (events.length) storageSet('localStorage', KEYS.pending, json);
-    else storageRemove('localStorage', KEYS.pending);
+    if (events.length) storageSet('localStorage', PENDING_KEY, json);
+    else storageRemove('localStorage', PENDING_KEY);
   }
 
   function without(events, gone) {
@@ -750,16 +765,22 @@
   }
 
   // Whatever the browser would not take is kept for the next page of this site, and so is a
-  // batch still out: the page may be gone before its answer, and the request may fail.
+  // batch still out: the page may be gone before its answer, and the request may fail. (What
+  // this page restored and still holds is among them; what it kept for a user it cannot
+  // send stays too.)
   function savePending() {
     var events = state.sending.concat(state.queue);
-    writeSaved(without(savedEvents(), events).concat(events));
+    writeSaved(without(savedEvents(PENDING_KEY), events).concat(events));
   }
 
   function forget(delivered) {
-    if (storageGet('localStorage', KEYS.pending) !== null) {
-      writeSaved(without(savedEvents(), delivered));
+    if (storageGet('localStorage', PENDING_KEY) !== null) {
+      writeSaved(without(savedEvents(PENDING_KEY), delivered));
     }
+  }
+
+  function forgetAllSaved() {
+    pendingKeys().forEach(function (key) { storageRemove('localStorage', key); });
   }
 
   // Events another page of this site left behind. Those of a user whose token this page does
@@ -768,9 +789,12 @@
     var now = Date.now();
     var restored = [];
     var kept = [];
-    savedEvents().forEach(function (m) {
-      if (!(now - m.timestamp < PENDING_MAX_AGE_MS)) return;
-      (sendable(m.userId) ? restored : kept).push(m);
+    pendingKeys().forEach(function (key) {
+      savedEvents(key).forEach(function (m) {
+        if (!(now - m.timestamp < PENDING_MAX_AGE_MS)) return;
+        (sendable(m.userId) ? restored : kept).push(m);
+      });
+      if (key !== PENDING_KEY) storageRemove('localStorage', key);
     });
     writeSaved(kept);
     state.queue = without(restored, state.queue).concat(state.queue);
@@ -857,7 +881,7 @@
     state.fields = new Map();
     state.retryTimer = state.scrollTimer = state.locationTimer = state.flushTimer = null;
     state.hover = { el: null, since: 0 };
-    storageRemove('localStorage', KEYS.pending);
+    forgetAllSaved();
     storageRemove('sessionStorage', KEYS.lastPage);
   }
 
