@@ -170,7 +170,7 @@ class Journal:
                 if replay and (epoch, seq) <= replay[-1][0]:
                     continue  # also in the copy `truncate` made of a file's later frames
                 records = codec.decode("segment", payload, stored.key)["records"]
-                if records:  # a start segment usually holds none
+                if records:  # a start segment holds none
                     replay.append(((epoch, seq), records))
             stored.last = (epoch, first + len(payloads) - 1)
         return replay
