@@ -33,6 +33,7 @@ from tracker.errors import (
 )
 from tracker.host_actor import TICK_S, HostActor, Started
 from tracker.memory import max_user_actors
+from tracker.parquet.hourly import HourlyExport
 from tracker.placement import (
     AGGREGATOR_NAME,
     ROUTER_NAME,
@@ -40,11 +41,15 @@ from tracker.placement import (
     USER_ACTORS_NAME,
     host_name,
     is_user_actor,
+    sharded_host_names,
 )
 from tracker.scheduler import AlarmScheduler
 from tracker.storage import open_storage
 
 log = logging.getLogger(__name__)
+
+# How often the scheduler looks for an hour to export (`TRACKER_EXPORT_DEST`).
+EXPORT_CHECK_S = 60.0
 
 
 class SchedulerActor:
@@ -60,8 +65,10 @@ class SchedulerActor:
             group=lambda user_id: host_name(user_id, config),
         )
         self.per_user = PerUserRoutes(config) if config.placement == "per-user" else None
+        self.exports = HourlyExport(self.scheduler.storage, self._flush_hosts)
         self._ready = Started(self._start)
         self._runner: asyncio.Task[None] | None = None
+        self._exporter: asyncio.Task[None] | None = None
         # The live settings in storage, as far as this actor knows (`tracker.settings`).
         self._kept: dict[str, Any] | None = None
         # Start now rather than on the first call: after Ray restarts this actor, nothing may
@@ -85,6 +92,7 @@ class SchedulerActor:
             self._use(kept)
         await self.scheduler.start()
         self._runner = asyncio.create_task(self._run())
+        self._exporter = asyncio.create_task(self._export_hourly())
 
     def _use(self, config: Config) -> None:
         self.config = config
@@ -120,6 +128,23 @@ class SchedulerActor:
             # A newer scheduler incarnation owns the alarms; this one must stop firing.
             log.error("scheduler fenced by a newer incarnation; no longer firing alarms")
 
+    async def _export_hourly(self) -> None:
+        """Export the hours due, about once a minute (`TRACKER_EXPORT_DEST`)."""
+        while True:
+            try:
+                await self.export_due(wall_clock_ms())
+            except Exception as exc:  # storage or the cluster down: the hour stays due
+                log.warning("scheduler: hourly Parquet export failed, retrying: %s", exc)
+            await asyncio.sleep(EXPORT_CHECK_S)
+
+    async def export_due(self, now_ms: int) -> list[int]:
+        """Export the hours due at `now_ms` to `TRACKER_EXPORT_DEST`; return their starts."""
+        await self._ready.wait()
+        return await self.exports.run_due(self.config, now_ms)
+
+    async def _flush_hosts(self) -> None:
+        await asyncio.gather(*(host.flush.remote() for host in live_hosts(self.config)))
+
     async def _fire(self, user_id: str) -> int | None:
         if self.per_user is not None:
             # Started within the count of live per-user actors, like any other call.
@@ -146,9 +171,11 @@ class SchedulerActor:
         await self.scheduler.delete_alarm(user_id)
 
     async def erase(self, user_id: str) -> None:
-        """Delete the user's alarm and every stored trace of it (right to erasure)."""
+        """Delete the user's alarm and every stored trace of it (right to erasure), the
+        hourly Parquet export's rows included."""
         await self._ready.wait()
         await self.scheduler.erase(user_id)
+        await self.exports.erase(self.config, user_id)
 
     async def ensure_alarms(self, requests: dict[str, int]) -> int:
         await self._ready.wait()
@@ -367,3 +394,23 @@ def router_actor(config: Config) -> ActorHandle[Any]:
     options = _options(ROUTER_NAME, config)
     handle: ActorHandle[Any] = _RemoteRouter.options(**options).remote(config)  # type: ignore[assignment]
     return handle
+
+
+def running_user_actors(config: Config) -> list[ActorHandle[Any]]:
+    """The per-user placement's actors running now (each leaves when idle)."""
+    if config.placement != "per-user":
+        return []
+    found: list[ActorHandle[Any]] = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == config.namespace and entry["name"].startswith("user-"):
+            with contextlib.suppress(ValueError):
+                found.append(ray.get_actor(entry["name"], namespace=config.namespace))
+    return found
+
+
+def live_hosts(config: Config) -> list[ActorHandle[Any]]:
+    """Every host that may hold committed events not yet in users' histories: the sharded
+    hosts, or the per-user actors running now."""
+    if config.placement == "per-user":
+        return running_user_actors(config)
+    return [host_actor(name, config) for name in sharded_host_names(config)]

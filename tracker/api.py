@@ -28,7 +28,9 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from tracker.actors import (
     aggregator_actor,
     host_actor,
+    live_hosts,
     router_actor,
+    running_user_actors,
     scheduler_actor,
     user_actors_actor,
 )
@@ -152,7 +154,9 @@ class Tracker:
             ray.get([actor.ready.remote() for actor in actors])
             return
         _get_plain([actor.reconfigure.remote(config) for actor in actors])
-        refs: list[ObjectRef[Any]] = [a.reconfigure.remote(config) for a in _users_actors(config)]
+        refs: list[ObjectRef[Any]] = [
+            a.reconfigure.remote(config) for a in running_user_actors(config)
+        ]
         for ref in refs:
             # One that left since it was listed (idle) starts with the settings kept.
             with contextlib.suppress(RayActorError):
@@ -172,8 +176,9 @@ class Tracker:
         return result
 
     def flush(self) -> None:
-        """Ship every host's pending analytics and compact now (tests, clean shutdowns)."""
-        ray.get([h.flush.remote() for h in self.hosts.values()])
+        """Ship every host's pending analytics and compact now, so that users' histories hold
+        every acknowledged event (exports, tests, clean shutdowns)."""
+        ray.get([h.flush.remote() for h in live_hosts(self.config)])
 
     def status(self) -> dict[str, Any]:
         """Hosts, users in memory, users set aside (their history cannot be written: see each
@@ -234,18 +239,6 @@ def _refuse_another_namespace(config: Config) -> None:
                 f"{entry['namespace']!r}, and this setting cannot change while it runs; stop "
                 "the tracker's actors first (a full restart, docs/deploy.md section 9)"
             )
-
-
-def _users_actors(config: Config) -> list[ActorHandle[Any]]:
-    """The per-user placement's actors running now (each leaves when idle)."""
-    if config.placement != "per-user":
-        return []
-    found: list[ActorHandle[Any]] = []
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["namespace"] == config.namespace and entry["name"].startswith("user-"):
-            with contextlib.suppress(ValueError):
-                found.append(ray.get_actor(entry["name"], namespace=config.namespace))
-    return found
 
 
 def _get_plain(refs: list[ObjectRef[Any]]) -> None:

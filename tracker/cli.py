@@ -6,10 +6,11 @@ import argparse
 import contextlib
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from tracker.config import Config
-from tracker.errors import TrackerError
+from tracker.errors import ConfigError, TrackerError
 
 
 def _connect(config: Config) -> Any:
@@ -53,6 +54,34 @@ def _export(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _export_parquet(args: argparse.Namespace, config: Config) -> int:
+    from tracker.parquet.columns import Window
+    from tracker.parquet.job import export_parquet
+
+    window = Window(_instant("--from", args.from_), _instant("--to", args.to))
+    t = _connect(config)
+    t.flush()
+    exported = export_parquet(config.storage, args.dest, window, progress=sys.stderr.isatty())
+    print(json.dumps({"dest": args.dest, **exported.as_dict()}))
+    return 0
+
+
+def _instant(option: str, text: str | None) -> int | None:
+    """An ISO 8601 date or time (UTC unless it says otherwise) in ms since the epoch."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{option}={text!r}: expected an ISO 8601 date or time, such as 2026-12-07 or "
+            "2026-12-07T09:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def _erase(args: argparse.Namespace, config: Config) -> int:
     import ray
 
@@ -77,13 +106,28 @@ def parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="all of a user's data as NDJSON")
     export.add_argument("user_id")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    parquet = sub.add_parser(
+        "export-parquet", help="every user's movements and sessions as Parquet, by day"
+    )
+    parquet.add_argument("dest", help="a local folder, file://path or s3://bucket/prefix")
+    parquet.add_argument(
+        "--from", dest="from_", metavar="ISO", help="only events received from then on (UTC)"
+    )
+    parquet.add_argument("--to", metavar="ISO", help="only events received before then (UTC)")
     erase = sub.add_parser("erase", help="erase all of a user's data")
     erase.add_argument("user_id")
     sub.add_parser("status", help="hosts, users in memory and set aside, pending alarms")
     return p
 
 
-COMMANDS = {"serve": _serve, "token": _token, "export": _export, "erase": _erase, "status": _status}
+COMMANDS = {
+    "serve": _serve,
+    "token": _token,
+    "export": _export,
+    "export-parquet": _export_parquet,
+    "erase": _erase,
+    "status": _status,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from tracker.errors import ConfigError
 
@@ -20,6 +21,8 @@ Placement = Literal["sharded", "per-user"]
 PLACEMENTS: tuple[Placement, ...] = ("sharded", "per-user")
 
 NAMESPACE = "tracker"
+# The schemes of a Parquet export's destination ("": a local folder's path).
+EXPORTS = ("", "file", "s3")
 # The fewest characters an operator-chosen admin token or secret may have: a short one could be
 # guessed, or its HMACs forged, offline.
 MIN_SECRET_CHARS = 32
@@ -81,6 +84,9 @@ class Config:
     # How long a busy host's commit waits for more records to share its write (0: never).
     commit_linger_ms: float = 1.0
     namespace: str = NAMESPACE
+    # Where the scheduler exports each hour's events as Parquet (None: no hourly export): a
+    # local folder, file://path or s3://bucket/prefix (tracker.parquet).
+    export_dest: str | None = None
     opt_out: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -113,6 +119,11 @@ class Config:
             raise ConfigError(f"TRACKER_PLACEMENT={self.placement!r}: expected one of {PLACEMENTS}")
         self._validate_secrets()
         self._validate_origins()
+        if self.export_dest is not None and urlparse(self.export_dest).scheme not in EXPORTS:
+            raise ConfigError(
+                f"TRACKER_EXPORT_DEST={self.export_dest!r}: expected a local folder, "
+                "file://path or s3://bucket/prefix"
+            )
         if "://" not in self.storage:
             raise ConfigError(
                 f"TRACKER_STORAGE={self.storage!r}: expected a URL such as file://./data "

@@ -145,12 +145,7 @@ class History:
 
     async def records(self, user_id: str) -> list[Record]:
         """All the records of the user's history chunks, in order."""
-        _, _, chunks = await read_tail(
-            self.storage, None, f"{user_key(user_id)}/chunks", lambda _data, listed: listed
-        )
-        records: list[Record] = []
-        for info, data in chunks:
-            records.extend(codec.decode("chunk", data, info.key)["records"])
+        _, records = await stored_records(self.storage, user_key(user_id))
         return records
 
     async def delete(self, user_id: str) -> int:
@@ -330,6 +325,19 @@ class History:
         doomed = [key for key, number in old.items() if number <= through]
         await self.storage.delete(doomed)
         return len(infos) - len(doomed)
+
+
+async def stored_records(storage: Storage, folder: str) -> tuple[str | None, list[Record]]:
+    """The user whose folder (`user_key`) this is, and all the records of their history
+    chunks, in order; (None, []) when the folder holds no chunk."""
+    _, _, chunks = await read_tail(storage, None, f"{folder}/chunks", lambda _data, listed: listed)
+    user_id: str | None = None
+    records: list[Record] = []
+    for info, data in chunks:
+        chunk = codec.decode("chunk", data, info.key)
+        user_id = chunk["user"]
+        records.extend(chunk["records"])
+    return user_id, records
 
 
 async def replayed(

@@ -43,6 +43,7 @@ LIVE = (
     "host_memory_mb",
     "max_user_actors",
     "opt_out",
+    "export_dest",
 )
 KEY = "settings"
 # Live, but not kept in storage (see the module docstring).
