@@ -340,10 +340,12 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
             movements.clear()
             seen.clear()
         elif op == "session":
-            session_id, device_info = payload
+            session_id, device_info = payload[:2]
             entry = touch(session_id, now_ms)
             if device_info is not None:
                 entry["deviceInfo"] = device_info
+            if len(payload) > 2:
+                entry["visit"] = payload[2]
         elif op == "track":
             for session_id, blob in payload:
                 touch(session_id, now_ms)

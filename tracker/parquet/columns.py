@@ -143,18 +143,21 @@ def movement_row(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def session_row(line: dict[str, Any]) -> dict[str, Any]:
-    """One session of `export_lines` as a row of `SESSIONS`: what was derived of it where the
-    stored session holds it, null where it does not (never an IP address: none is stored)."""
+    """One session of `export_lines` as a row of `SESSIONS`: what was derived of the visit
+    where the stored session holds it (`visit`), null where it does not (a session stored
+    before visits were derived); never an IP address: none is stored."""
     row = {
         "userId": line["userId"],
         "sessionId": line["sessionId"],
         "start": line["startTime"],
         "lastActivity": line["lastActivity"],
     }
-    derived: dict[str, Any] = line.get("derived") or {}
+    visit: dict[str, Any] | None = line.get("visit")
     for key in _DERIVED:
-        row[key] = derived.get(key)
-    row.update(_utm(derived.get("campaign")))
+        row[key] = None if visit is None else visit.get(key)
+    if visit is not None:
+        row["bot"] = bool(visit.get("bot", False))
+    row.update(_utm(None if visit is None else visit.get("utm")))
     device: dict[str, Any] = line.get("deviceInfo") or {}
     for key in _DEVICE:
         row[key] = device.get(key)
@@ -162,10 +165,10 @@ def session_row(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _utm(campaign: Any) -> dict[str, Any]:
-    """A campaign's `utm_*` parameters, whether keyed `utm_source` or `source`."""
+    """The `utm_*` columns of a campaign as stored (a map of the parameters set)."""
     if not isinstance(campaign, dict):
         return dict.fromkeys(UTM)
-    return {key: campaign.get(key, campaign.get(key.removeprefix("utm_"))) for key in UTM}
+    return {key: campaign.get(key) for key in UTM}
 
 
 def user_rows(
