@@ -42,7 +42,7 @@ def test_help_names_every_command() -> None:
     done = tracker("--help")
     assert done.returncode == 0
     assert done.stdout.startswith("usage: tracker ")
-    for command in ("serve", "token", "export", "erase", "status"):
+    for command in ("serve", "token", "export", "export-parquet", "erase", "status"):
         assert command in done.stdout
 
 
@@ -53,6 +53,7 @@ def test_a_missing_or_unknown_command_or_argument_is_an_error_naming_it() -> Non
         (("token",), "the following arguments are required: user_id"),
         (("token", "alice", "--ttl-s", "a day"), "argument --ttl-s: invalid float value"),
         (("erase", "alice", "--force"), "unrecognized arguments: --force"),
+        (("export-parquet",), "the following arguments are required: dest"),
     ]
     for args, message in cases:
         done = tracker(*args)
@@ -65,6 +66,12 @@ def test_a_bad_setting_stops_the_command_with_its_name_and_value() -> None:
     done = tracker("token", "alice", TRACKER_HOSTS="0")
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "tracker: TRACKER_HOSTS=0: must be at least 1\n"
+
+
+def test_a_parquet_export_window_that_is_not_a_time_is_refused_naming_the_option() -> None:
+    done = tracker("export-parquet", "out", "--from", "yesterday")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("tracker: --from='yesterday': expected an ISO 8601 date")
 
 
 def test_a_token_is_minted_for_the_user_with_the_configured_secret_and_lifetime() -> None:
