@@ -32,6 +32,7 @@ SCENARIOS = {
     "passivation": "bench.passivation",
     "memory": "bench.memory",
     "per_user": "bench.per_user",
+    "parquet": "bench.parquet",
     "http": "bench.http",
     "scaling": "bench.scaling",
 }

@@ -17,7 +17,7 @@ import pytest
 from tracker import codec
 from tracker.config import Config
 from tracker.errors import ConfigError
-from tracker.parquet.columns import MOVEMENTS, SESSIONS, Rows, Window, user_rows
+from tracker.parquet.columns import MOVEMENTS, SESSIONS, Window, movements, sessions, user_rows
 from tracker.parquet.destination import (
     delete_window,
     drop_before,
@@ -50,9 +50,9 @@ def started(
 
 
 def rows_of(user: str, records: list[Any], window: Window | None = None) -> tuple[Any, Any]:
-    movements, sessions = Rows(MOVEMENTS), Rows(SESSIONS)
-    user_rows(user, records, window or Window(), movements, sessions)
-    return movements.table("timestamp").to_pylist(), sessions.table("start").to_pylist()
+    moves, starts = movements(), sessions()
+    user_rows(user, records, window or Window(), moves, starts)
+    return moves.table().to_pylist(), starts.table().to_pylist()
 
 
 def test_every_field_a_movement_may_carry_has_a_column() -> None:
@@ -156,13 +156,10 @@ def write_export(
             track(user, "s1", received_ms, {"eventId": f"e{i}", "timestamp": T0, "event": "click"})
             for i in range(count)
         ]
-        movements, sessions = Rows(MOVEMENTS), Rows(SESSIONS)
-        user_rows(user, records, Window(), movements, sessions)
-        for table, rows, day_of in (
-            ("movements", movements, "timestamp"),
-            ("sessions", sessions, "start"),
-        ):
-            data = rows.table(day_of)
+        rows = {"movements": movements(), "sessions": sessions()}
+        user_rows(user, records, Window(), rows["movements"], rows["sessions"])
+        for table, made in rows.items():
+            data = made.table()
             folder = root / table / "date=2026-11-30"
             fs.create_dir(str(folder), recursive=True)
             pq.write_table(
@@ -193,13 +190,13 @@ def test_erasing_a_user_rewrites_the_files_holding_them_and_deletes_those_left_e
 
 def test_a_file_shared_by_users_keeps_the_others_rows_after_an_erasure(tmp_path: Path) -> None:
     fs = pafs.LocalFileSystem()
-    movements, sessions = Rows(MOVEMENTS), Rows(SESSIONS)
+    moves = movements()
     for user in ("alice", "bob", "carol"):
         records = [track(user, "s1", T0, {"eventId": "e", "timestamp": T0, "event": "click"})]
-        user_rows(user, records, Window(), movements, sessions)
+        user_rows(user, records, Window(), moves, sessions())
     folder = tmp_path / "movements" / "date=2026-11-30"
     folder.mkdir(parents=True)
-    pq.write_table(movements.table("timestamp"), str(folder / "all_x.parquet"))
+    pq.write_table(moves.table(), str(folder / "all_x.parquet"))
     assert erase_user(fs, str(tmp_path), "bob") == 1
     assert [r["userId"] for r in every_row(tmp_path)] == ["alice", "carol"]
     assert b"bob" not in (folder / "all_x.parquet").read_bytes()

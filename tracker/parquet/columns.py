@@ -70,13 +70,28 @@ SESSIONS = pa.schema(
     ]
 )
 
-# The keys of a movement's `data` that are columns of their own, as they are; the others
-# (`coordinates`, `utm`, and the JSON ones) are spread below.
-_PLAIN_DATA = ("path", "element", "duration", "scrollX", "scrollY", "name", "referrer")
+# Where each column is found in a line of `export_lines`: the path of keys to it.
+_MOVEMENT_SOURCES: dict[str, tuple[str, ...]] = {
+    **{name: (name,) for name in ("userId", "sessionId", "eventId", "timestamp", "receivedAt")},
+    "event": ("event",),
+    **{name: ("data", name) for name in ("path", "element", "duration", "scrollX", "scrollY")},
+    "x": ("data", "coordinates", "x"),
+    "y": ("data", "coordinates", "y"),
+    **{name: ("data", name) for name in ("name", "properties", "referrer", "metadata")},
+    **{name: ("data", "utm", name) for name in UTM},
+}
+_SESSION_SOURCES: dict[str, tuple[str, ...]] = {
+    "userId": ("userId",),
+    "sessionId": ("sessionId",),
+    "start": ("startTime",),
+    "lastActivity": ("lastActivity",),
+    **{name: ("visit", name) for name in ("referrer", "channel", "browser", "os", "device")},
+    **{name: ("visit", name) for name in ("country", "bot")},
+    **{name: ("visit", "utm", name) for name in UTM},
+    **{name: ("deviceInfo", name) for name in ("userAgent", "screenResolution", "timezone")},
+}
+# A movement's `data` fields whose shape is the site's own: JSON text.
 _JSON_DATA = ("metadata", "properties")
-# What a session row reads of the stored session as it is, and of what was derived of it.
-_DERIVED = ("referrer", "channel", "browser", "os", "device", "country", "bot")
-_DEVICE = ("userAgent", "screenResolution", "timezone")
 _json = msgspec.json.Encoder()
 
 
@@ -96,79 +111,71 @@ class Window:
 
 
 class Rows:
-    """A share of users' rows, as columns, for one table."""
+    """A share of users' lines (`export_lines`) for one table, made columns in one pass of
+    Arrow's own: the lines are read as nested structs, whose fields are the columns."""
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, sources: dict[str, tuple[str, ...]], day_of: str):
         self.schema = schema
-        self.columns: dict[str, list[Any]] = {
-            name: [] for name in schema.names if name != PARTITION
-        }
+        self.sources = sources
+        self.day_of = day_of
+        self.line_type = _nested([(sources[f.name], f.type) for f in schema if f.name in sources])
+        self.lines: list[dict[str, Any]] = []
 
-    def add(self, row: dict[str, Any]) -> None:
-        for name, column in self.columns.items():
-            column.append(row.get(name))
+    def add(self, line: dict[str, Any]) -> None:
+        self.lines.append(line)
 
-    def table(self, day_of: str) -> pa.Table:
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def table(self) -> pa.Table:
         """The rows as a table of `schema`, `date` the UTC day of the column `day_of`."""
-        arrays = [
-            pa.array(self.columns[f.name], type=f.type) for f in self.schema if f.name != PARTITION
-        ]
+        lines = pa.array(self.lines, type=self.line_type)
         fields = [f for f in self.schema if f.name != PARTITION]
+        arrays = [_field(lines, self.sources[f.name]) for f in fields]
         table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-        days = pc.strftime(table.column(day_of), format="%Y-%m-%d", locale="C")
+        days = pc.strftime(table.column(self.day_of), format="%Y-%m-%d", locale="C")
         return table.append_column(self.schema.field(PARTITION), days)
 
 
-def movement_row(line: dict[str, Any]) -> dict[str, Any]:
-    """One movement of `export_lines` as a row of `MOVEMENTS`."""
-    data: dict[str, Any] = line.get("data") or {}
-    row = {
-        "userId": line["userId"],
-        "sessionId": line["sessionId"],
-        "eventId": line.get("eventId"),
-        "timestamp": line["timestamp"],
-        "receivedAt": line["receivedAt"],
-        "event": line["event"],
-    }
-    for key in _PLAIN_DATA:
-        row[key] = data.get(key)
-    for key in _JSON_DATA:
-        value = data.get(key)
-        row[key] = None if value is None else _json.encode(value).decode()
-    coordinates = data.get("coordinates") or {}
-    row["x"] = coordinates.get("x")
-    row["y"] = coordinates.get("y")
-    row.update(_utm(data.get("utm")))
-    return row
+def movements() -> Rows:
+    """Rows of the movements table: a movement of `export_lines` is one (its data flattened)."""
+    return Rows(MOVEMENTS, _MOVEMENT_SOURCES, "timestamp")
 
 
-def session_row(line: dict[str, Any]) -> dict[str, Any]:
-    """One session of `export_lines` as a row of `SESSIONS`: what was derived of the visit
-    where the stored session holds it (`visit`), null where it does not (a session stored
-    before visits were derived); never an IP address: none is stored."""
-    row = {
-        "userId": line["userId"],
-        "sessionId": line["sessionId"],
-        "start": line["startTime"],
-        "lastActivity": line["lastActivity"],
-    }
-    visit: dict[str, Any] | None = line.get("visit")
-    for key in _DERIVED:
-        row[key] = None if visit is None else visit.get(key)
-    if visit is not None:
-        row["bot"] = bool(visit.get("bot", False))
-    row.update(_utm(None if visit is None else visit.get("utm")))
-    device: dict[str, Any] = line.get("deviceInfo") or {}
-    for key in _DEVICE:
-        row[key] = device.get(key)
-    return row
+def sessions() -> Rows:
+    """Rows of the sessions table: what was derived of the visit where the stored session
+    holds it (`visit`), null where it does not (a session stored before visits were
+    derived); never an IP address, none is stored."""
+    return Rows(SESSIONS, _SESSION_SOURCES, "start")
 
 
-def _utm(campaign: Any) -> dict[str, Any]:
-    """The `utm_*` columns of a campaign as stored (a map of the parameters set)."""
-    if not isinstance(campaign, dict):
-        return dict.fromkeys(UTM)
-    return {key: campaign.get(key) for key in UTM}
+def _nested(paths: list[tuple[tuple[str, ...], pa.DataType]]) -> pa.StructType:
+    """The struct type holding each `path` with its type."""
+    tree: dict[str, Any] = {}
+    for path, kind in paths:
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = kind
+
+    def build(node: dict[str, Any]) -> pa.StructType:
+        return pa.struct(
+            [
+                (key, build(value) if isinstance(value, dict) else value)
+                for key, value in node.items()
+            ]
+        )
+
+    return build(tree)
+
+
+def _field(lines: pa.StructArray, path: tuple[str, ...]) -> pa.Array:
+    column = pc.struct_field(lines, list(path))
+    if path == ("visit", "bot"):
+        # A visit derived without the bot flag is a person's; no visit at all is unknown.
+        known = pc.is_valid(pc.struct_field(lines, ["visit"]))
+        column = pc.if_else(known, pc.fill_null(column, False), pa.scalar(None, pa.bool_()))
+    return column
 
 
 def user_rows(
@@ -179,6 +186,11 @@ def user_rows(
     for line in export_lines(user_id, records):
         if line["type"] == "movement":
             if window.holds(line["receivedAt"]):
-                movements.add(movement_row(line))
+                data = line.get("data")
+                if data:
+                    for key in _JSON_DATA:
+                        if key in data:
+                            data[key] = _json.encode(data[key]).decode()
+                movements.add(line)
         elif window.holds(line["startTime"]):
-            sessions.add(session_row(line))
+            sessions.add(line)

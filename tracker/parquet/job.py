@@ -2,25 +2,29 @@
 over the cluster, written as Hive-partitioned Parquet through a pyarrow filesystem.
 
 The users are found by listing their folders in storage; each task reads a share of them with
-the history reader (`history.stored_records`), turns them into Arrow tables
-(`tracker.parquet.columns`) and Ray Data writes those, partitioned by day. The hosts are
-flushed first (`flush`), so the histories hold every acknowledged event.
+the history reader (`history.stored_records`), turns them into the Arrow tables of both
+tables (`tracker.parquet.columns`), writes those partitioned by day, and yields how many rows
+it wrote: one pass over the histories for both tables, and no copy of the rows through Ray's
+object store. The caller flushes the hosts first, so that the histories hold every
+acknowledged event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import ray
 
 from tracker.codec import Record
 from tracker.history import stored_records
-from tracker.parquet.columns import MOVEMENTS, PARTITION, SESSIONS, Rows, Window, user_rows
+from tracker.parquet.columns import PARTITION, Window, movements, sessions, user_rows
 from tracker.parquet.destination import delete_window, open_destination, window_tag
 from tracker.storage import ObjectInfo, Storage, open_storage
 
@@ -54,34 +58,55 @@ def export_parquet(
     URL): the movements received in `window` and the sessions begun in it (everything when
     None). The window's files of an earlier export are replaced. Runs on the connected Ray."""
     from ray.data import DataContext
-    from ray.data.datasource import FilenameProvider
 
     window = window or Window()
     fs, root = open_destination(dest, "DEST")
     folders = asyncio.run(user_folders(open_storage(storage_url), window))
-    tag = window_tag(window)
-    replaced = delete_window(fs, root, tag)
+    target = Target(fs, root, f"{window_tag(window)}_{uuid.uuid4().hex[:12]}")
+    replaced = delete_window(fs, root, window_tag(window))
+    if not folders:
+        return Exported(0, 0, replaced)
     DataContext.get_current().enable_progress_bars = progress
-    counts: dict[str, int] = {"movements": 0, "sessions": 0}
-    if folders:
-        parts = shares(folders, _cpus())
-        users = ray.data.from_items([{"folders": s} for s in parts], override_num_blocks=len(parts))
-        for table in counts:
-            rows = users.map_batches(
-                read_share,  # type: ignore[arg-type]  # Ray's type leaves out fn_kwargs
-                fn_kwargs={"storage_url": storage_url, "window": window, "table": table},
-                batch_size=1,
-                batch_format="pyarrow",
-            ).materialize()
-            counts[table] = rows.count()
-            if counts[table]:
-                rows.write_parquet(
-                    f"{root}/{table}",
-                    filesystem=fs,
-                    partition_cols=[PARTITION],
-                    filename_provider=FilenameProvider(dataset_uuid=tag),
-                )
-    return Exported(counts["movements"], counts["sessions"], replaced)
+    parts = shares(folders, _cpus())
+    items = [{"share": at, "folders": part} for at, part in enumerate(parts)]
+    written = (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        .map_batches(
+            write_share,  # type: ignore[arg-type]  # Ray's type leaves out fn_kwargs
+            fn_kwargs={"storage_url": storage_url, "window": window, "target": target},
+            batch_size=1,
+            batch_format="pyarrow",
+        )
+        .take_all()
+    )
+    return Exported(
+        sum(int(row["movements"]) for row in written),
+        sum(int(row["sessions"]) for row in written),
+        replaced,
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an export's tasks write: the filesystem, the root, and the files' name prefix
+    (the window's tag and this run's)."""
+
+    fs: pafs.FileSystem
+    root: str
+    prefix: str
+
+    def write(self, table: str, rows: pa.Table, share: int) -> None:
+        """Write a share's rows of `table`, Hive-partitioned by day."""
+        pads.write_dataset(
+            rows,
+            f"{self.root}/{table}",
+            format="parquet",
+            partitioning=[PARTITION],
+            partitioning_flavor="hive",
+            basename_template=f"{self.prefix}_{share:05d}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+            filesystem=self.fs,
+        )
 
 
 def _cpus() -> int:
@@ -113,16 +138,23 @@ def shares(folders: list[str], cpus: int) -> list[list[str]]:
     return [folders[at::count] for at in range(count)]
 
 
-def read_share(batch: pa.Table, storage_url: str, window: Window, table: str) -> pa.Table:
-    """A Ray Data task: the rows of `table` ("movements" or "sessions") of the users of a
-    share (the batch's `folders`)."""
-    folders = [folder for share in batch.column("folders").to_pylist() for folder in share]
-    histories = asyncio.run(_read(open_storage(storage_url), folders))
-    movements, sessions = Rows(MOVEMENTS), Rows(SESSIONS)
-    for user_id, records in histories:
-        if user_id is not None:
-            user_rows(user_id, records, window, movements, sessions)
-    return movements.table("timestamp") if table == "movements" else sessions.table("start")
+def write_share(batch: pa.Table, storage_url: str, window: Window, target: Target) -> pa.Table:
+    """A Ray Data task: read the histories of the users of a share (the batch's `folders`)
+    and write their rows of both tables; returns how many rows it wrote of each."""
+    counts: dict[str, list[int]] = {"movements": [], "sessions": []}
+    for share, folders in zip(
+        batch.column("share").to_pylist(), batch.column("folders").to_pylist(), strict=True
+    ):
+        histories = asyncio.run(_read(open_storage(storage_url), folders))
+        rows = {"movements": movements(), "sessions": sessions()}
+        for user_id, records in histories:
+            if user_id is not None:
+                user_rows(user_id, records, window, rows["movements"], rows["sessions"])
+        for table, made in rows.items():
+            if len(made):
+                target.write(table, made.table(), share)
+            counts[table].append(len(made))
+    return pa.table(counts)
 
 
 async def _read(storage: Storage, folders: Iterable[str]) -> list[tuple[str | None, list[Record]]]:
@@ -135,7 +167,7 @@ async def _read(storage: Storage, folders: Iterable[str]) -> list[tuple[str | No
     return list(await asyncio.gather(*(one(folder) for folder in folders)))
 
 
-def run_export(storage_url: str, dest: str, window: Window) -> dict[str, Any]:
+def run_export(storage_url: str, dest: str, window: Window) -> dict[str, int]:
     """`export_parquet` as a task of its own (the scheduler's hourly export): Ray Data's
     driver runs in the task, not in the scheduler's event loop."""
     return export_parquet(storage_url, dest, window).as_dict()
