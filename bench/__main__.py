@@ -40,7 +40,7 @@ SCENARIOS = {
 
 # With --quick these share one Ray (each still has its own namespace and storage); the HTTP
 # ones always start their own, since Serve's settings are fixed when it starts.
-SHARED_RAY = {"handles", "passivation", "memory", "per_user"}
+SHARED_RAY = {"handles", "passivation", "memory", "per_user", "parquet"}
 
 
 def _scenario(name: str) -> Callable[[bool], list[Row]]:

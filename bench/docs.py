@@ -141,6 +141,7 @@ HTTP_CPU_ONE = "http: CPU per request, one event (replica and host)"
 HTTP_CPU_BATCH = "http: CPU per request, 50 events (replica and host)"
 LOADGEN = "load generator: asyncio client on hello-world"
 SCALING = "scaling: {} host(s), {} replica(s)"
+PARQUET = "parquet: export of every history, events/s"
 
 FIGURES: dict[str, Figure | Share] = {
     # bench/results/latest.json: the machine
@@ -178,6 +179,11 @@ FIGURES: dict[str, Figure | Share] = {
     "track-waiting-ratio": _latest(TRACK_WAITING, "ratio", "{:.2f}x"),
     "track-many-events-per-s": _latest(TRACK_MANY, "value", "{:,.0f}"),
     "track-many-ratio": _latest(TRACK_MANY, "ratio", "{:.2f}x"),
+    # the Parquet export
+    "parquet-events": _latest(PARQUET, "details.events", "{:,}"),
+    "parquet-events-per-s": _latest(PARQUET, "value", "{:,.0f}"),
+    "parquet-duckdb-events-per-s": _latest(PARQUET, "baseline_value", "{:,.0f}"),
+    "parquet-ratio": _latest(PARQUET, "ratio", "{:.3g}x"),
     "track-many-noop-events-per-s": _latest(TRACK_MANY, "baseline_value", "{:,.0f}"),
     "track-many-host-cpu": _latest(TRACK_MANY, "details.cpu_ms_per_call.many.actor-0", "{:.1f} ms"),
     "track-many-driver-cpu": _latest(

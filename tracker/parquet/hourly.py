@@ -42,8 +42,9 @@ class HourlyExport:
         async with self._turn:
             owed = await hours.load(self.storage)
             due = owed.due(now_ms)
-            if due:
-                await self.flush()
+            if not due:
+                return []
+            await self.flush()
             for hour in due:
                 window = Window(hour, hour + hours.HOUR_MS)
                 written = await export_task.remote(config.storage, dest, window)
