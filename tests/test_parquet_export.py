@@ -229,7 +229,7 @@ def test_an_export_to_s3_reads_histories_from_s3_and_a_window_exported_again_rep
     assert sorted(row["eventId"] for row in rows) == [f"carol-{i}" for i in range(5)]
 
 
-def test_the_scheduler_exports_the_hour_that_ended_and_an_erasure_rewrites_the_export(
+def test_the_scheduler_exports_the_hour_that_ended_and_erasure_and_retention_rewrite_it(
     make_tracker: Any, tmp_path: Path
 ) -> None:
     dest = tmp_path / "hourly"
@@ -260,3 +260,9 @@ def test_the_scheduler_exports_the_hour_that_ended_and_an_erasure_rewrites_the_e
             assert b"alice" not in path.read_bytes(), path
     for path in dest.rglob("*.parquet"):
         assert set(pq.read_table(path).column("userId").to_pylist()) == {"bob"}
+
+    # Retention reaches the export after the next hour's run: here, a second of it.
+    connect(config=t.config.replace(retention_s=1.0))
+    next_run = last_hour + 2 * HOUR_MS + 1000
+    assert ray.get(t.scheduler.export_due.remote(next_run)) == [last_hour + HOUR_MS]
+    assert list(dest.rglob("*.parquet")) == []
