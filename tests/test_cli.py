@@ -68,10 +68,13 @@ def test_a_bad_setting_stops_the_command_with_its_name_and_value() -> None:
     assert done.stderr == "tracker: TRACKER_HOSTS=0: must be at least 1\n"
 
 
-def test_a_parquet_export_window_that_is_not_a_time_is_refused_naming_the_option() -> None:
+def test_a_parquet_export_to_a_window_or_place_it_cannot_use_is_refused_naming_it() -> None:
     done = tracker("export-parquet", "out", "--from", "yesterday")
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith("tracker: --from='yesterday': expected an ISO 8601 date")
+    done = tracker("export-parquet", "gs://bucket/x")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("tracker: DEST='gs://bucket/x': expected a local folder")
 
 
 def test_a_token_is_minted_for_the_user_with_the_configured_secret_and_lifetime() -> None:

@@ -56,9 +56,11 @@ def _export(args: argparse.Namespace, config: Config) -> int:
 
 def _export_parquet(args: argparse.Namespace, config: Config) -> int:
     from tracker.parquet.columns import Window
+    from tracker.parquet.destination import open_destination
     from tracker.parquet.job import export_parquet
 
     window = Window(_instant("--from", args.from_), _instant("--to", args.to))
+    open_destination(args.dest, "DEST")  # a destination it cannot write is refused first
     t = _connect(config)
     t.flush()
     exported = export_parquet(config.storage, args.dest, window, progress=sys.stderr.isatty())

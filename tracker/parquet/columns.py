@@ -179,7 +179,7 @@ def _field(lines: pa.StructArray, path: tuple[str, ...]) -> pa.Array:
 
 
 def user_rows(
-    user_id: str, records: Iterable[Record], window: Window, movements: Rows, sessions: Rows
+    user_id: str, records: Iterable[Record], window: Window, moves: Rows, starts: Rows
 ) -> None:
     """Add a user's history (their stored records) to the rows of both tables: the movements
     received in `window`, the sessions whose first event was."""
@@ -191,6 +191,6 @@ def user_rows(
                     for key in _JSON_DATA:
                         if key in data:
                             data[key] = _json.encode(data[key]).decode()
-                movements.add(line)
+                moves.add(line)
         elif window.holds(line["startTime"]):
-            sessions.add(line)
+            starts.add(line)
