@@ -13,8 +13,7 @@ import pytest
 from conftest import holders, user_traces
 from support import movement, run
 
-from tracker import codec
-from tracker import host as host_module
+from tracker import codec, shedding
 from tracker.analytics import SiteStats
 from tracker.analytics.totals import Totals
 from tracker.drain import drain, orphaned_hosts
@@ -989,7 +988,7 @@ def test_past_the_session_cap_the_longest_idle_session_leaves_memory_and_none_of
 def test_above_its_memory_budget_a_host_passivates_its_least_recently_used_users(
     file_storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(host_module, "MEMORY_CHECK_EVERY", 1)  # read the RSS at every call
+    monkeypatch.setattr(shedding, "MEMORY_CHECK_EVERY", 1)  # read the RSS at every call
     clock = Clock()
     rss = [100]
     users = [f"u{n}" for n in range(10)]

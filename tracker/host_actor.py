@@ -29,7 +29,7 @@ from tracker.errors import (
     HostRetired,
     StorageUnavailable,
 )
-from tracker.host import HostSettings, NewSession
+from tracker.host import HostSettings
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -41,7 +41,7 @@ from tracker.placement import (
 )
 from tracker.schema import Observed
 from tracker.storage import open_storage
-from tracker.user_host import UserHost
+from tracker.user_host import NewSession, UserHost
 from tracker.user_tracker import Limits
 
 log = logging.getLogger(__name__)
