@@ -311,7 +311,9 @@ class RouterActor:
         return await self.routes.call(user_id, method, *args)
 
 
-def _options(name: str, config: Config) -> dict[str, Any]:
+def actor_options(name: str, config: Config) -> dict[str, Any]:
+    """The named actor's Ray options: the tracker's, then the operator's
+    (`Config.ray_actor_options`), which `Config.validate` keeps off the tracker's own."""
     return {
         "name": name,
         "namespace": config.namespace,
@@ -321,6 +323,7 @@ def _options(name: str, config: Config) -> dict[str, Any]:
         "max_task_retries": 3,
         "num_cpus": 0,
         "max_concurrency": 10_000,
+        **config.ray_actor_options,
     }
 
 
@@ -336,34 +339,34 @@ def host_actor(
 ) -> ActorHandle[Any]:
     """Get or create the named host actor; `resources`: custom Ray resources it needs (to
     place hosts on nodes that offer them)."""
-    options = _options(name, config)
+    options = actor_options(name, config)
     if not is_user_actor(name):
-        options["scheduling_strategy"] = "SPREAD"
+        options.setdefault("scheduling_strategy", "SPREAD")
     if resources:
-        options["resources"] = resources
+        options["resources"] = {**options.get("resources", {}), **resources}
     handle: ActorHandle[Any] = _RemoteHost.options(**options).remote(name, config)  # type: ignore[assignment]
     return handle
 
 
 def scheduler_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(SCHEDULER_NAME, config)
+    options = actor_options(SCHEDULER_NAME, config)
     handle: ActorHandle[Any] = _RemoteScheduler.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 
 
 def aggregator_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(AGGREGATOR_NAME, config)
+    options = actor_options(AGGREGATOR_NAME, config)
     handle: ActorHandle[Any] = _RemoteAggregator.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 
 
 def user_actors_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(USER_ACTORS_NAME, config)
+    options = actor_options(USER_ACTORS_NAME, config)
     handle: ActorHandle[Any] = _RemoteUserActors.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 
 
 def router_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(ROUTER_NAME, config)
+    options = actor_options(ROUTER_NAME, config)
     handle: ActorHandle[Any] = _RemoteRouter.options(**options).remote(config)  # type: ignore[assignment]
     return handle
