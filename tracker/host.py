@@ -83,6 +83,20 @@ class HostSettings:
     # RSS the host stays under by passivating users (0: no budget; `TRACKER_HOST_MEMORY_MB`).
     memory_bytes: int = 0
 
+    @classmethod
+    def from_config(cls, config: Config, memory_bytes: int = 0) -> HostSettings:
+        """The settings `config` sets (seconds made milliseconds, as the defaults are), with
+        the memory budget the host's node allows (`tracker.memory`)."""
+        return cls(
+            limits=Limits.from_config(config),
+            passivate_after_ms=int(config.passivate_after_s * 1000),
+            compact_log_bytes=config.compact_log_bytes,
+            compact_interval_ms=int(config.compact_interval_s * 1000),
+            commit_linger_ms=config.commit_linger_ms,
+            opt_out=frozenset(config.opt_out),
+            memory_bytes=memory_bytes,
+        )
+
 
 class HostRuntime:
     """Many users' trackers on one journal. See the module docstring."""

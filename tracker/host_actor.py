@@ -42,7 +42,6 @@ from tracker.placement import (
 from tracker.schema import Observed
 from tracker.storage import open_storage
 from tracker.user_host import NewSession, UserHost
-from tracker.user_tracker import Limits
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +58,7 @@ def host_settings(config: Config) -> HostSettings:
         memory_bytes = config.host_memory_mb * MB
     else:
         memory_bytes = default_host_memory_bytes(hosts_on_node(config))
-    return HostSettings(
-        limits=Limits(
-            max_movements=config.max_movements_per_session,
-            max_sessions=config.max_sessions_per_user,
-            session_timeout_ms=int(config.session_timeout_s * 1000),
-            alarm_interval_ms=int(config.alarm_interval_s * 1000),
-            retention_ms=int(config.retention_s * 1000),
-        ),
-        passivate_after_ms=int(config.passivate_after_s * 1000),
-        compact_log_bytes=config.compact_log_bytes,
-        compact_interval_ms=int(config.compact_interval_s * 1000),
-        commit_linger_ms=config.commit_linger_ms,
-        opt_out=frozenset(config.opt_out),
-        memory_bytes=memory_bytes,
-    )
+    return HostSettings.from_config(config, memory_bytes)
 
 
 def hosts_on_node(config: Config) -> int:
