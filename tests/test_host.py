@@ -1924,3 +1924,22 @@ def test_a_new_session_only_call_leaves_an_existing_session_as_it_was(file_stora
         assert "bob" not in host.slots
 
     run(scenario())
+
+
+def test_a_host_is_idle_once_started_and_holding_no_user(storage: Storage) -> None:
+    """What a per-user host's exit waits for: no user in memory, none being activated."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        host = new_host(storage, clock, passivate_after_ms=MINUTE)
+        assert not host.idle()  # not started yet
+        await host.start()
+        assert host.idle()
+        await host.track("alice", movement("alice", at=clock(), eventId="e1"))
+        assert not host.idle()
+        clock.advance(2 * MINUTE)
+        await host.compact(force=True)  # alice's records stored, and she is passivated
+        assert host.idle()
+        await host.stop()
+
+    run(scenario())

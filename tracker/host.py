@@ -468,6 +468,11 @@ class HostRuntime:
         """Whether a user is being activated right now."""
         return bool(self._loading)
 
+    def idle(self) -> bool:
+        """Whether the host has started and holds no user, nor is activating one: a per-user
+        host then leaves (once what it holds is shipped and compacted)."""
+        return self.started and not self.slots and not self.busy()
+
     def take_alarm_requests(self) -> dict[str, int]:
         return self.alarm_requests.take()
 
