@@ -97,12 +97,14 @@ async def put_fenced(storage: Storage, key: str, data: bytes, fence_key: str) ->
 
 
 def gone(exc: ObjectMissing) -> StorageUnavailable:
+    """The error of a read that found a listed object deleted."""
     # Deleted between the listing and the read (an erasure, retention): the caller may try
     # again, and will not find it listed.
     return StorageUnavailable(f"{exc.args[0]} was deleted while it was read; try again")
 
 
 def check_key(key: str) -> None:
+    """Refuse (ValueError) a key that could name something outside the storage's root."""
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
         raise ValueError(f"unsafe storage key {key!r}")
