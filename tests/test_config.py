@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tracker.config import Config
-from tracker.host import HostSettings
+from tracker.host_settings import HostSettings
 from tracker.user_tracker import Limits
 
 

@@ -19,7 +19,8 @@ from tracker.analytics.totals import Totals
 from tracker.drain import drain, orphaned_hosts
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.history import user_key
-from tracker.host import LINGER_CALLS, HostSettings
+from tracker.host import LINGER_CALLS
+from tracker.host_settings import HostSettings
 from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import FileStorage, ObjectInfo, ObjectMissing, Storage, open_storage
 from tracker.user_host import UserHost

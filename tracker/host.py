@@ -35,23 +35,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import codec
 from tracker.alarm_requests import AlarmRequests, ArmAlarms
 from tracker.clock import NowMs, wall_clock_ms
 from tracker.codec import Record
-from tracker.config import Config
 from tracker.errors import StorageUnavailable
 from tracker.history import Failures, History, UserSlot, carry_record, replayed, user_key
+from tracker.host_settings import HostSettings
 from tracker.journal import Journal, Position
 from tracker.memory import process_rss_bytes
 from tracker.schema import Observed, check_id
 from tracker.shedding import MemoryGuard
 from tracker.storage import Storage
 from tracker.stored_uses import StoredUses
-from tracker.user_tracker import Limits, UserTracker
+from tracker.user_tracker import UserTracker
 
 log = logging.getLogger(__name__)
 
@@ -68,34 +67,6 @@ TrackListener = Callable[[str, str, Sequence[Observed], int, bool], None]
 # Told of each session created (or created again) by `create_session`: (user_id, session_id,
 # now_ms, the session as `create_session` answers it, known).
 SessionListener = Callable[[str, str, int, dict[str, Any], bool], None]
-
-
-@dataclass
-class HostSettings:
-    # The defaults are `Config`'s, in milliseconds.
-    limits: Limits = field(default_factory=Limits)
-    passivate_after_ms: int = int(Config.passivate_after_s * 1000)
-    compact_log_bytes: int = Config.compact_log_bytes
-    compact_interval_ms: int = int(Config.compact_interval_s * 1000)
-    commit_linger_ms: float = Config.commit_linger_ms
-    # Users whose events are dropped, whoever sends them (`TRACKER_OPT_OUT`).
-    opt_out: frozenset[str] = frozenset()
-    # RSS the host stays under by passivating users (0: no budget; `TRACKER_HOST_MEMORY_MB`).
-    memory_bytes: int = 0
-
-    @classmethod
-    def from_config(cls, config: Config, memory_bytes: int = 0) -> HostSettings:
-        """The settings `config` sets (seconds made milliseconds, as the defaults are), with
-        the memory budget the host's node allows (`tracker.memory`)."""
-        return cls(
-            limits=Limits.from_config(config),
-            passivate_after_ms=int(config.passivate_after_s * 1000),
-            compact_log_bytes=config.compact_log_bytes,
-            compact_interval_ms=int(config.compact_interval_s * 1000),
-            commit_linger_ms=config.commit_linger_ms,
-            opt_out=frozenset(config.opt_out),
-            memory_bytes=memory_bytes,
-        )
 
 
 class HostRuntime:

@@ -30,7 +30,7 @@ from tracker.errors import (
     HostRetired,
     StorageUnavailable,
 )
-from tracker.host import HostSettings
+from tracker.host_settings import HostSettings
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -149,7 +149,7 @@ class HostActor:
             erase_here=lambda user_id: self._call(self.host.erase, user_id),
             forget_analytics=self.outbox.forget_user,
             alarms_shipping=self._shipping_alarms,
-            call_named=self._to_named,
+            call_named=lambda name, method, user_id: self._to_named(name, method, user_id),
         )
 
     def _other_hosts(self) -> list[str]:
