@@ -23,7 +23,7 @@ from bench.cluster import temp_storage
 from bench.events import Movements, stored_request_size, user_ids
 from bench.profile import in_process
 from bench.report import Row
-from tracker.host import HostSettings
+from tracker.host_settings import HostSettings
 from tracker.journal import Journal
 from tracker.storage import FileStorage
 from tracker.user_host import UserHost

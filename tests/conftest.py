@@ -161,7 +161,7 @@ def holders(storage: str | Path, needles: list[bytes]) -> list[str]:
 def record_folder_syncs(monkeypatch: pytest.MonkeyPatch, root: str | Path) -> list[str]:
     """Record each folder `storage.fsync_dir` syncs from now on, relative to `root` (the
     syncs still happen): a crash losing a folder's entry cannot run here, its sync can."""
-    from tracker import storage as storage_module
+    from tracker.storage import files as storage_module
 
     synced: list[str] = []
     real = storage_module.fsync_dir

@@ -45,7 +45,6 @@ from support import wait_for
 from bench import docs
 from bench.report import machine, merge
 from tracker.actors import HostActor
-from tracker.config import Config
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.ingress import build_app
 from tracker.placement import host_name
@@ -344,26 +343,18 @@ def s3_outage_rig(
     """A tracker whose actors use an S3 server that this test stops and starts."""
     import boto3
 
-    from tracker import actors
-    from tracker.placement import AGGREGATOR_NAME, SCHEDULER_NAME, sharded_host_names
-
     s3 = S3Server()
     bucket = f"outage-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1").create_bucket(
         Bucket=bucket
     )
-    settings = overrides(storage=f"s3://{bucket}/data", namespace=f"t-{uuid.uuid4().hex[:12]}")
-    config = Config.from_env({}, **settings)
-    # The session's Ray gives its workers the session's S3 endpoint; these actors get this
-    # one instead. They are created first, and connect() then finds them by name.
-    env = {"runtime_env": {"env_vars": {"AWS_ENDPOINT_URL": s3.endpoint}}}
-    actors._RemoteScheduler.options(**actors._options(SCHEDULER_NAME, config), **env).remote(config)
-    actors._RemoteAggregator.options(**actors._options(AGGREGATOR_NAME, config), **env).remote(
-        config
+    # The session's Ray gives its workers the session's S3 endpoint; the tracker's actors get
+    # this one instead.
+    settings = overrides(
+        storage=f"s3://{bucket}/data",
+        namespace=f"t-{uuid.uuid4().hex[:12]}",
+        ray_actor_options={"runtime_env": {"env_vars": {"AWS_ENDPOINT_URL": s3.endpoint}}},
     )
-    for name in sharded_host_names(config):
-        options = {**actors._options(name, config), "scheduling_strategy": "SPREAD", **env}
-        actors._RemoteHost.options(**options).remote(name, config)
     t = make_tracker(**settings)
     try:
         yield t, s3.stop, s3.start

@@ -13,14 +13,14 @@ import pytest
 from conftest import holders, user_traces
 from support import movement, run
 
-from tracker import codec
-from tracker import host as host_module
+from tracker import codec, shedding
 from tracker.analytics import SiteStats
 from tracker.analytics.totals import Totals
 from tracker.drain import drain, orphaned_hosts
 from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownSession
 from tracker.history import user_key
-from tracker.host import LINGER_CALLS, HostSettings
+from tracker.host import LINGER_CALLS
+from tracker.host_settings import HostSettings
 from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import FileStorage, ObjectInfo, ObjectMissing, Storage, open_storage
 from tracker.user_host import UserHost
@@ -989,7 +989,7 @@ def test_past_the_session_cap_the_longest_idle_session_leaves_memory_and_none_of
 def test_above_its_memory_budget_a_host_passivates_its_least_recently_used_users(
     file_storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(host_module, "MEMORY_CHECK_EVERY", 1)  # read the RSS at every call
+    monkeypatch.setattr(shedding, "MEMORY_CHECK_EVERY", 1)  # read the RSS at every call
     clock = Clock()
     rss = [100]
     users = [f"u{n}" for n in range(10)]
@@ -1923,5 +1923,24 @@ def test_a_new_session_only_call_leaves_an_existing_session_as_it_was(file_stora
         declined = await host.create_new_session("bob", "s1")
         assert (declined.session, declined.first) == (None, False)
         assert "bob" not in host.slots
+
+    run(scenario())
+
+
+def test_a_host_is_idle_once_started_and_holding_no_user(storage: Storage) -> None:
+    """What a per-user host's exit waits for: no user in memory, none being activated."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        host = new_host(storage, clock, passivate_after_ms=MINUTE)
+        assert not host.idle()  # not started yet
+        await host.start()
+        assert host.idle()
+        await host.track("alice", movement("alice", at=clock(), eventId="e1"))
+        assert not host.idle()
+        clock.advance(2 * MINUTE)
+        await host.compact(force=True)  # alice's records stored, and she is passivated
+        assert host.idle()
+        await host.stop()
 
     run(scenario())

@@ -18,8 +18,8 @@ from tracker import codec
 from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.history import user_key
-from tracker.host import HostSettings
 from tracker.host_actor import tune_collector
+from tracker.host_settings import HostSettings
 from tracker.memory import (
     MB,
     MIN_USER_ACTORS,

@@ -15,7 +15,6 @@ import pytest
 from conftest import S3_BUCKET, free_port, record_folder_syncs, stored_items
 from support import run
 
-from tracker import storage as storage_module
 from tracker.errors import Fenced, StorageUnavailable
 from tracker.storage import (
     FileStorage,
@@ -31,6 +30,7 @@ from tracker.storage import (
     put_fenced,
     read_tail,
 )
+from tracker.storage import files as storage_module
 
 
 def test_put_get_list_and_delete(storage: Storage) -> None:

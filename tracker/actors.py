@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,7 @@ from tracker.errors import (
     StorageUnavailable,
     TooManyUserActors,
 )
-from tracker.host_actor import TICK_S, HostActor, Started
+from tracker.host_actor import HostActor, Started
 from tracker.memory import max_user_actors
 from tracker.parquet.hourly import HourlyExport
 from tracker.placement import (
@@ -45,6 +44,8 @@ from tracker.placement import (
 )
 from tracker.scheduler import AlarmScheduler
 from tracker.storage import open_storage
+from tracker.ticker import TICK_S
+from tracker.user_actor_count import UserActorCount
 
 log = logging.getLogger(__name__)
 
@@ -224,22 +225,13 @@ class AggregatorActor:
         return await self.aggregator.wait_events(timeout_s)
 
 
-# Per-user actors admitted this recently are counted even if they are not listed yet: their
-# creation is under way (a name is listed once Ray has registered it, before the process runs).
-STARTING_S = 10.0
-
-
 class UserActorsActor:
-    """Per-user placement: the one count of live per-user actors, asked by every replica, program
-    and the scheduler before a user's actor is started (`PerUserRoutes`), so that visitors who
-    invent user IDs cannot start processes without limit. An actor that exits idle says so; one
-    that ended otherwise is found missing from the namespace's named actors when the count is
-    full, and forgotten. Restarted, it counts the per-user actors named in the namespace."""
+    """Per-user placement: the one `UserActorCount`, asked before a user's actor is started
+    (`PerUserRoutes`). Restarted, it counts the per-user actors named in the namespace."""
 
     def __init__(self, config: Config) -> None:
         self.namespace = config.namespace
-        self.limit = max_user_actors(config.max_user_actors)
-        self.live: dict[str, float] = dict.fromkeys(self._named(), 0.0)
+        self.counted = UserActorCount(max_user_actors(config.max_user_actors), self._named)
 
     def _named(self) -> set[str]:
         # A call to Ray's control store, blocking; made when the count is full only.
@@ -253,29 +245,19 @@ class UserActorsActor:
         return USER_ACTORS_NAME
 
     async def admit(self, name: str) -> bool:
-        """Whether the per-user actor `name` may run: it is counted already, or one more fits."""
-        if name in self.live:
-            return True
-        if len(self.live) >= self.limit:
-            named = self._named()
-            starting = time.monotonic() - STARTING_S
-            self.live = {n: at for n, at in self.live.items() if n in named or at > starting}
-        if len(self.live) >= self.limit:
-            return False
-        self.live[name] = time.monotonic()
-        return True
+        return self.counted.admit(name)
 
     async def reconfigure(self, config: Config) -> None:
         """Admit up to `config`'s bound from now on. Actors over a lowered bound are not
         stopped: new ones wait until enough have left."""
-        self.limit = max_user_actors(config.max_user_actors)
+        self.counted.limit = max_user_actors(config.max_user_actors)
 
     async def release(self, name: str) -> None:
         """The per-user actor `name` is exiting."""
-        self.live.pop(name, None)
+        self.counted.release(name)
 
     async def count(self) -> int:
-        return len(self.live)
+        return len(self.counted.live)
 
 
 class PerUserRoutes:
@@ -338,7 +320,9 @@ class RouterActor:
         return await self.routes.call(user_id, method, *args)
 
 
-def _options(name: str, config: Config) -> dict[str, Any]:
+def actor_options(name: str, config: Config) -> dict[str, Any]:
+    """The named actor's Ray options: the tracker's, then the operator's
+    (`Config.ray_actor_options`), which `Config.validate` keeps off the tracker's own."""
     return {
         "name": name,
         "namespace": config.namespace,
@@ -348,6 +332,7 @@ def _options(name: str, config: Config) -> dict[str, Any]:
         "max_task_retries": 3,
         "num_cpus": 0,
         "max_concurrency": 10_000,
+        **config.ray_actor_options,
     }
 
 
@@ -363,35 +348,35 @@ def host_actor(
 ) -> ActorHandle[Any]:
     """Get or create the named host actor; `resources`: custom Ray resources it needs (to
     place hosts on nodes that offer them)."""
-    options = _options(name, config)
+    options = actor_options(name, config)
     if not is_user_actor(name):
-        options["scheduling_strategy"] = "SPREAD"
+        options.setdefault("scheduling_strategy", "SPREAD")
     if resources:
-        options["resources"] = resources
+        options["resources"] = {**options.get("resources", {}), **resources}
     handle: ActorHandle[Any] = _RemoteHost.options(**options).remote(name, config)  # type: ignore[assignment]
     return handle
 
 
 def scheduler_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(SCHEDULER_NAME, config)
+    options = actor_options(SCHEDULER_NAME, config)
     handle: ActorHandle[Any] = _RemoteScheduler.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 
 
 def aggregator_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(AGGREGATOR_NAME, config)
+    options = actor_options(AGGREGATOR_NAME, config)
     handle: ActorHandle[Any] = _RemoteAggregator.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 
 
 def user_actors_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(USER_ACTORS_NAME, config)
+    options = actor_options(USER_ACTORS_NAME, config)
     handle: ActorHandle[Any] = _RemoteUserActors.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 
 
 def router_actor(config: Config) -> ActorHandle[Any]:
-    options = _options(ROUTER_NAME, config)
+    options = actor_options(ROUTER_NAME, config)
     handle: ActorHandle[Any] = _RemoteRouter.options(**options).remote(config)  # type: ignore[assignment]
     return handle
 

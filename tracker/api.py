@@ -54,9 +54,10 @@ def connect(
     The cluster is `address`, else `RAY_ADDRESS`, else the one `ray start` made on this machine
     if it still runs (`tracker.cluster`). Configuration is read from the environment
     (`TRACKER_*`), then keyword overrides apply (`connect(storage="s3://bucket/prefix",
-    placement="per-user")`). The scheduler, the aggregator and (sharded placement) the host
-    actors are created if they do not exist yet; running ones take on this configuration
-    (`tracker.settings`).
+    placement="per-user")`; `ray_actor_options={"runtime_env": {...}, "resources": {...}}` gives
+    the tracker's actors Ray options of yours, as they are created). The scheduler, the
+    aggregator and (sharded placement) the host actors are created if they do not exist yet;
+    running ones take on this configuration (`tracker.settings`).
     """
     config = config or Config.from_env(**overrides)
     if not ray.is_initialized():

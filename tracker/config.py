@@ -7,6 +7,7 @@ takes them) win over it. Units are in the names: `_S` seconds, `_MS` millisecond
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -26,6 +27,11 @@ EXPORTS = ("", "file", "s3")
 # The fewest characters an operator-chosen admin token or secret may have: a short one could be
 # guessed, or its HMACs forged, offline.
 MIN_SECRET_CHARS = 32
+# The Ray actor options the tracker sets itself, which `ray_actor_options` may not change: its
+# actors are found by name in its namespace, outlive their creator, and are restarted by Ray.
+TRACKER_ACTOR_OPTIONS = frozenset(
+    ("name", "namespace", "lifetime", "get_if_exists", "max_restarts", "max_task_retries")
+)
 # What a browser's `Origin` header holds: a scheme, a host and maybe a port, nothing else.
 _ORIGIN = re.compile(r"https?://[^\s/?#@]+")
 
@@ -88,6 +94,10 @@ class Config:
     # local folder, file://path or s3://bucket/prefix (tracker.parquet).
     export_dest: str | None = None
     opt_out: tuple[str, ...] = field(default_factory=tuple)
+    # Ray options for the tracker's actors, as `ray.remote(...).options()` takes them (a JSON
+    # object in the environment): `runtime_env`, `resources`, `memory`, ... They apply when
+    # an actor is created; running actors keep the ones they were created with.
+    ray_actor_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -124,6 +134,7 @@ class Config:
                 f"TRACKER_EXPORT_DEST={self.export_dest!r}: expected a local folder, "
                 "file://path or s3://bucket/prefix"
             )
+        self._validate_actor_options()
         if "://" not in self.storage:
             raise ConfigError(
                 f"TRACKER_STORAGE={self.storage!r}: expected a URL such as file://./data "
@@ -152,6 +163,20 @@ class Config:
                 raise ConfigError(
                     f"TRACKER_ALLOWED_ORIGINS: {origin!r} is not an origin; expected "
                     "scheme://host[:port] with no path, such as https://shop.example"
+                )
+
+    def _validate_actor_options(self) -> None:
+        if not isinstance(self.ray_actor_options, dict):
+            raise ConfigError(
+                f"TRACKER_RAY_ACTOR_OPTIONS={self.ray_actor_options!r}: expected an object of "
+                "Ray actor options"
+            )
+        for name in self.ray_actor_options:
+            if name in TRACKER_ACTOR_OPTIONS:
+                raise ConfigError(
+                    f"TRACKER_RAY_ACTOR_OPTIONS: {name!r} is set by the tracker itself (its "
+                    f"actors are found by name and restarted by Ray); expected other options, "
+                    "such as runtime_env or resources"
                 )
 
     def replace(self, **changes: Any) -> Config:
@@ -208,6 +233,11 @@ def _cast(key: str, raw: str, annotation: Any) -> Any:
             return float(raw)
         if kind.startswith("tuple"):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind.startswith("dict"):
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError(raw)
+            return value
     except ValueError as exc:
         raise ConfigError(f"{key}={raw!r}: expected {kind}") from exc
     return raw

@@ -8,7 +8,8 @@ each (`drain`) before it serves anyone, so that those events reach their users' 
 from __future__ import annotations
 
 from tracker.clock import NowMs, wall_clock_ms
-from tracker.host import HOSTS, HostRuntime, HostSettings
+from tracker.host import HOSTS, HostRuntime
+from tracker.host_settings import HostSettings
 from tracker.journal import LOG, holds_commits, journal_prefix
 from tracker.placement import sharded_host_index, sharded_host_name
 from tracker.storage import Storage

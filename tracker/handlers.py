@@ -30,11 +30,11 @@ from tracker.clock import wall_clock_ms
 from tracker.config import Config
 from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
-from tracker.host import DECLINED, NewSession
 from tracker.metrics import Metrics
 from tracker.middleware import OriginCheck
 from tracker.openapi import openapi_document
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
+from tracker.user_host import DECLINED, NewSession
 
 log = logging.getLogger(__name__)
 # How long `/metrics` waits for the hosts' own figures: a host that does not answer must not

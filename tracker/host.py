@@ -20,9 +20,9 @@ users' `UserTracker`s in memory, Orleans/Durable Objects style:
   records are carried into the log again (`history.CARRY`), and the others are compacted as
   usual.
 - **Passivation.** Users idle longer than `passivate_after_ms` are compacted and dropped.
-- **Memory budget.** Every `MEMORY_CHECK_EVERY` commits and activations the host reads its RSS;
-  above `SHED_AT` of `memory_bytes` it compacts and passivates its least recently used users
-  (durable once compacted), and new activations wait for that meanwhile.
+- **Memory budget.** Above a share of `memory_bytes` the host compacts and passivates its least
+  recently used users (durable once compacted; `tracker.shedding` decides when and how many),
+  and new activations wait for that meanwhile.
 
 Records carry the log position they were committed at; a user's chunks remember the highest
 position per host, so replaying a log after a crash in the middle of compaction never applies a
@@ -34,21 +34,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from tracker import codec
+from tracker.alarm_requests import AlarmRequests, ArmAlarms
 from tracker.clock import NowMs, wall_clock_ms
 from tracker.codec import Record
-from tracker.config import Config
 from tracker.errors import StorageUnavailable
 from tracker.history import Failures, History, UserSlot, carry_record, replayed, user_key
+from tracker.host_settings import HostSettings
 from tracker.journal import Journal, Position
 from tracker.memory import process_rss_bytes
 from tracker.schema import Observed, check_id
+from tracker.shedding import MemoryGuard
 from tracker.storage import Storage
-from tracker.user_tracker import Limits, UserTracker
+from tracker.stored_uses import StoredUses
+from tracker.user_tracker import UserTracker
 
 log = logging.getLogger(__name__)
 
@@ -59,48 +61,12 @@ SET_ASIDE_SHOWN = 100
 # Tracking calls in flight from which a host is busy enough for its commits to linger
 # (`HostSettings.commit_linger_ms`): many callers, like a program's handles, not one replica.
 LINGER_CALLS = 3
-# Commits and activations between two reads of the host's RSS (a read costs about 10 µs; a
-# commit adds at most a batch, 64 KB, so this many add a few MB between reads at most).
-MEMORY_CHECK_EVERY = 256
-# The share of the memory budget above which a host sheds users, leaving room for what arrives
-# while it compacts them; and the share it sheds down to, by its estimate.
-SHED_AT = 0.8
-SHED_TO = 0.6
-ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 # Told of each session's newly stored movements: (user_id, session_id, movements, now_ms,
 # known), `known` when the user's tracker held the session before them.
 TrackListener = Callable[[str, str, Sequence[Observed], int, bool], None]
 # Told of each session created (or created again) by `create_session`: (user_id, session_id,
 # now_ms, the session as `create_session` answers it, known).
 SessionListener = Callable[[str, str, int, dict[str, Any], bool], None]
-
-
-# What a session request for an opted-out user answers (nothing is stored).
-DECLINED: dict[str, Any] = {"success": False, "declined": True}
-
-
-@dataclass(frozen=True)
-class NewSession:
-    """What `UserHost.create_new_session` did: the session it created (None if it created
-    none), and whether the user held no other session, so that their sessions so far are
-    none but this one."""
-
-    session: dict[str, Any] | None
-    first: bool
-
-
-@dataclass
-class HostSettings:
-    # The defaults are `Config`'s, in milliseconds.
-    limits: Limits = field(default_factory=Limits)
-    passivate_after_ms: int = int(Config.passivate_after_s * 1000)
-    compact_log_bytes: int = Config.compact_log_bytes
-    compact_interval_ms: int = int(Config.compact_interval_s * 1000)
-    commit_linger_ms: float = Config.commit_linger_ms
-    # Users whose events are dropped, whoever sends them (`TRACKER_OPT_OUT`).
-    opt_out: frozenset[str] = frozenset()
-    # RSS the host stays under by passivating users (0: no budget; `TRACKER_HOST_MEMORY_MB`).
-    memory_bytes: int = 0
 
 
 class HostRuntime:
@@ -134,15 +100,11 @@ class HostRuntime:
             busy=lambda: self.calls_in_flight >= LINGER_CALLS,
         )
         self.slots: dict[str, UserSlot] = {}
-        self.alarm_requests: dict[str, int] = {}
-        # Alarm requests handed to the scheduler, until it has answered (`ship_alarm_requests`).
-        self._alarms_shipping: list[dict[str, int]] = []
+        self.alarm_requests = AlarmRequests()
         self._loading: dict[str, asyncio.Task[UserSlot]] = {}
         # Users being erased: their other calls wait until the erasure is complete.
         self._erasing: dict[str, asyncio.Event] = {}
-        # Uses of a user's stored data under way outside compactions (`_using`), by user.
-        self._writers: dict[str, int] = {}
-        self._writers_done: dict[str, asyncio.Event] = {}
+        self.uses = StoredUses()  # counted by `_using`
         self._compacting = asyncio.Lock()
         self._last_compaction_ms = 0
         self.compactions = 0  # compactions completed since this host started
@@ -155,12 +117,17 @@ class HostRuntime:
         # slot holds only their records from the log (`_unread_user`), and why.
         self._unread: dict[str, Exception] = {}
         self.started = False
-        self.rss_bytes = rss_bytes
-        self.rss = 0  # at the last read
-        self.shed = 0  # users passivated for memory since this host started
-        self._until_memory_check = MEMORY_CHECK_EVERY
-        self._shedding: asyncio.Task[None] | None = None
-        self._rss_after_shed = 0
+        self.memory = MemoryGuard(name, rss_bytes)
+
+    @property
+    def rss(self) -> int:
+        """The host's RSS at its last read."""
+        return self.memory.rss
+
+    @property
+    def shed(self) -> int:
+        """Users passivated for memory since this host started."""
+        return self.memory.shed
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -235,22 +202,8 @@ class HostRuntime:
         read): yields whether `slot` is still the user's (else the user was erased or
         reloaded: write nothing). An erasure waits for the uses counted here to end before
         it deletes."""
-        self._writers[user_id] = self._writers.get(user_id, 0) + 1
-        try:
+        with self.uses.counted(user_id):
             yield self.slots.get(user_id) is slot
-        finally:
-            left = self._writers[user_id] - 1
-            if left:
-                self._writers[user_id] = left
-            else:
-                del self._writers[user_id]
-                done = self._writers_done.pop(user_id, None)
-                if done is not None:
-                    done.set()
-
-    async def _writes_done(self, user_id: str) -> None:
-        while user_id in self._writers:
-            await self._writers_done.setdefault(user_id, asyncio.Event()).wait()
 
     async def _erased(self, user_id: str) -> None:
         """Wait until no erasure of the user is under way."""
@@ -285,7 +238,7 @@ class HostRuntime:
         slot.inflight += 1
         slot.last_commit = future
         slot.last_access_ms = self.now_ms()
-        self._mind_memory()
+        self.memory.mind(self.settings.memory_bytes, self._shed)
         try:
             await future
         finally:
@@ -330,10 +283,8 @@ class HostRuntime:
                 return slot
             check_id("userId", user_id)
             task = self._loading.get(user_id)
-            if task is None and self._shedding is not None:
-                # Over the memory budget: no one more in memory until users have left it.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._shedding)
+            # Over the memory budget: no one more in memory until users have left it.
+            if task is None and await self.memory.wait():
                 continue
             if task is None:
                 task = asyncio.create_task(self._load(user_id, slot))
@@ -373,7 +324,7 @@ class HostRuntime:
         slot.tracker.limits = self.settings.limits  # in case they changed while it loaded
         self.slots[user_id] = slot
         self._unread.pop(user_id, None)
-        self._mind_memory()
+        self.memory.mind(self.settings.memory_bytes, self._shed)
         # A user with nothing stored gets an alarm with their first change, not on a mere
         # look-up: an erased user's ID must not be written anywhere again by a read.
         if not slot.tracker.is_empty():
@@ -383,9 +334,7 @@ class HostRuntime:
     def _arm(self, user_id: str, slot: UserSlot) -> None:
         """Ask for the user's alarm (the scheduler arms it unless one is pending already)."""
         slot.armed = True
-        self.alarm_requests.setdefault(
-            user_id, self.now_ms() + self.settings.limits.alarm_interval_ms
-        )
+        self.alarm_requests.ask(user_id, self.now_ms() + self.settings.limits.alarm_interval_ms)
 
     # -- compaction and passivation ----------------------------------------------------------
 
@@ -431,14 +380,7 @@ class HostRuntime:
         await asyncio.gather(*(self._append(record) for record in self._alarm_records()))
 
     def _alarm_records(self) -> list[Record]:
-        """The alarm requests the scheduler may not hold yet (waiting, or being shipped), as
-        records: `["alarm", user_id, now_ms, due_ms]`."""
-        pending: dict[str, int] = {}
-        for shipment in self._alarms_shipping:
-            pending.update(shipment)
-        pending.update(self.alarm_requests)
-        now = self.now_ms()
-        return [["alarm", user_id, now, due] for user_id, due in pending.items()]
+        return self.alarm_requests.records(self.now_ms())
 
     def _passivate(self) -> int:
         cutoff = self.now_ms() - self.settings.passivate_after_ms
@@ -481,54 +423,15 @@ class HostRuntime:
             if not slot.committed and not slot.inflight and user_id not in self._loading:
                 yield user_id, slot
 
-    def _mind_memory(self) -> None:
-        """Every `MEMORY_CHECK_EVERY` calls, read the RSS; above `SHED_AT` of the budget start
-        shedding users (one shedding at a time). Once a shedding is done, another starts only
-        if the RSS grew since: memory the interpreter freed is reused before the RSS falls, if
-        it ever does, so an RSS that stays put is no sign of more users to shed."""
-        budget = self.settings.memory_bytes
-        if not budget:
-            return
-        self._until_memory_check -= 1
-        if self._until_memory_check > 0 or self._shedding is not None:
-            return
-        self._until_memory_check = MEMORY_CHECK_EVERY
-        self.rss = self.rss_bytes()
-        if self.rss <= budget * SHED_AT:
-            return
-        if self._rss_after_shed and self._rss_after_shed >= self.rss:
-            return
-        self._shedding = asyncio.create_task(self._shed())
-        self._shedding.add_done_callback(self._shed_done)
-
-    def _shed_done(self, task: asyncio.Task[None]) -> None:
-        self._shedding = None
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("host %s: shedding users failed: %s", self.name, task.exception())
-
     async def _shed(self) -> None:
         """Compact (records not yet in a user's history keep them in memory), then passivate
-        the least recently used users: the share of them the RSS is over `SHED_TO` of the
-        budget by, as if users held all of it."""
+        the least recently used users, as many as `MemoryGuard.to_shed` says."""
         await self.compact(force=True)
-        rss = self.rss_bytes()
-        target = int(self.settings.memory_bytes * SHED_TO)
-        if rss > target:
-            # Sorted by last use; users of the same millisecond in activation order.
-            quiet = sorted(self._passivable(), key=lambda item: item[1].last_access_ms)
-            count = max(1, len(quiet) * (rss - target) // rss)
-            for user_id, _slot in quiet[:count]:
-                del self.slots[user_id]
-            self.shed += min(count, len(quiet))
-            log.warning(
-                "host %s: %d MB RSS, over %d%% of its %d MB budget: %d users left memory",
-                self.name,
-                rss // 2**20,
-                SHED_AT * 100,
-                self.settings.memory_bytes // 2**20,
-                min(count, len(quiet)),
-            )
-        self.rss = self._rss_after_shed = self.rss_bytes()
+        # Sorted by last use; users of the same millisecond in activation order.
+        quiet = sorted(self._passivable(), key=lambda item: item[1].last_access_ms)
+        for user_id, _slot in quiet[: self.memory.to_shed(self.settings.memory_bytes, len(quiet))]:
+            del self.slots[user_id]
+        self.memory.shed_done()
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -536,24 +439,18 @@ class HostRuntime:
         """Whether a user is being activated right now."""
         return bool(self._loading)
 
+    def idle(self) -> bool:
+        """Whether the host has started and holds no user, nor is activating one: a per-user
+        host then leaves (once what it holds is shipped and compacted)."""
+        return self.started and not self.slots and not self.busy()
+
     def take_alarm_requests(self) -> dict[str, int]:
-        requests, self.alarm_requests = self.alarm_requests, {}
-        return requests
+        return self.alarm_requests.take()
 
     async def ship_alarm_requests(self, send: ArmAlarms) -> None:
         """Hand the alarm requests to the scheduler with `send`; keep them if it fails. Until
         it answers they count as not shipped (a compaction logs them again)."""
-        requests = self.take_alarm_requests()
-        if not requests:
-            return
-        self._alarms_shipping.append(requests)
-        try:
-            await send(requests)
-        except BaseException:
-            self.alarm_requests.update(requests)
-            raise
-        finally:
-            self._alarms_shipping.remove(requests)
+        await self.alarm_requests.ship(send)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -25,11 +25,12 @@ from tracker.analytics import SiteStats
 from tracker.analytics.outbox import AnalyticsOutbox
 from tracker.config import Config
 from tracker.drain import drain, orphaned_hosts
+from tracker.erasure import Erasure
 from tracker.errors import (
     HostRetired,
     StorageUnavailable,
 )
-from tracker.host import HostSettings, NewSession
+from tracker.host_settings import HostSettings
 from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.placement import (
     AGGREGATOR_NAME,
@@ -41,14 +42,13 @@ from tracker.placement import (
 )
 from tracker.schema import Observed
 from tracker.storage import open_storage
-from tracker.user_host import UserHost
-from tracker.user_tracker import Limits
+from tracker.ticker import Ticker, each_once
+from tracker.user_host import NewSession, UserHost
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TICK_S = 1.0
 # How long a starting host waits for the scheduler's settings.
 SETTINGS_TIMEOUT_S = 5.0
 
@@ -59,21 +59,7 @@ def host_settings(config: Config) -> HostSettings:
         memory_bytes = config.host_memory_mb * MB
     else:
         memory_bytes = default_host_memory_bytes(hosts_on_node(config))
-    return HostSettings(
-        limits=Limits(
-            max_movements=config.max_movements_per_session,
-            max_sessions=config.max_sessions_per_user,
-            session_timeout_ms=int(config.session_timeout_s * 1000),
-            alarm_interval_ms=int(config.alarm_interval_s * 1000),
-            retention_ms=int(config.retention_s * 1000),
-        ),
-        passivate_after_ms=int(config.passivate_after_s * 1000),
-        compact_log_bytes=config.compact_log_bytes,
-        compact_interval_ms=int(config.compact_interval_s * 1000),
-        commit_linger_ms=config.commit_linger_ms,
-        opt_out=frozenset(config.opt_out),
-        memory_bytes=memory_bytes,
-    )
+    return HostSettings.from_config(config, memory_bytes)
 
 
 def hosts_on_node(config: Config) -> int:
@@ -144,7 +130,9 @@ class HostActor:
             on_session=self._observe_session,
         )
         self._ready = Started(self._start)
-        self._tickers: list[asyncio.Task[None]] = []
+        self._ticker = Ticker(
+            f"host {name}", (self._ship_analytics, self._ship_alarm_requests, self._compact)
+        )
         self._handles: dict[str, ActorHandle[Any]] = {}
         # One shipment of alarm requests at a time, and the users being erased: a shipment
         # that fails does not put their requests back (the scheduler would arm their alarm
@@ -156,6 +144,19 @@ class HostActor:
         self.leaving = False
         self.retired = False
         self._left = asyncio.Event()
+        self._erasure = Erasure(
+            other_hosts=self._other_hosts,
+            erase_here=lambda user_id: self._call(self.host.erase, user_id),
+            forget_analytics=self.outbox.forget_user,
+            alarms_shipping=self._shipping_alarms,
+            call_named=lambda name, method, user_id: self._to_named(name, method, user_id),
+        )
+
+    def _other_hosts(self) -> list[str]:
+        """The hosts that may hold this host's users too: those of the sharded placement."""
+        if self.per_user:
+            return []
+        return [name for name in sharded_host_names(self.config) if name != self.name]
 
     async def _to_named(self, name: str, method: str, *args: Any) -> Any:
         """Call a method of the scheduler, the aggregator or another host.
@@ -215,10 +216,7 @@ class HostActor:
             await self._drain_orphans()
         await self.host.start()
         tune_collector()
-        self._tickers = [
-            asyncio.create_task(self._every(step))
-            for step in (self._ship_analytics, self._ship_alarm_requests, self._compact)
-        ]
+        self._ticker.start()
 
     async def _take_schedulers_settings(self) -> None:
         """Take on the settings the scheduler holds, the opt-out list among them (which is not
@@ -242,23 +240,12 @@ class HostActor:
             alarms = await drain(name, self.host.storage, self.host.settings)
             self.host.alarm_requests.update(alarms)
 
-    async def _every(self, step: Callable[[], Awaitable[None]]) -> None:
-        """Run `step` about every second, on its own: a step waiting on another actor (an
-        aggregator or scheduler that hangs or restarts) holds up itself only, and never the
-        compaction that keeps this host's log short."""
-        while True:
-            await asyncio.sleep(TICK_S)
-            try:
-                await step()
-            except Exception as exc:
-                log.warning("host %s: %s failed: %s", self.name, step.__name__.strip("_"), exc)
-
     async def _compact(self) -> None:
         if self.retired:
             self._exit()
             return
         await self.host.compact()
-        if self.per_user and self.host.started and not self.host.slots and not self.host.busy():
+        if self.per_user and self.host.idle():
             # Idle: leave (without a restart by Ray) once everything is shipped and compacted
             # to storage; `tick` raises if any of it failed, and the next round tries again.
             await self.tick()
@@ -289,14 +276,7 @@ class HostActor:
 
         Each step runs even when another failed; the first failure is raised at the end.
         """
-        errors: list[Exception] = []
-        for step in (self._ship_analytics, self._ship_alarm_requests, self.host.compact):
-            try:
-                await step()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        await each_once((self._ship_analytics, self._ship_alarm_requests, self.host.compact))
 
     async def _ship_analytics(self) -> None:
         await self.outbox.ship(self._send_analytics)
@@ -380,15 +360,7 @@ class HostActor:
         """Erase the user everywhere: on the hosts that held them before `TRACKER_HOSTS`
         changed (first: they could write their records back), here, in the scheduler and in
         the aggregator. A per-user host then stops for good, taking its journal with it."""
-        if not self.per_user:
-            others = [name for name in sharded_host_names(self.config) if name != self.name]
-            await asyncio.gather(*(self._to_named(n, "forget", user_id) for n in others))
-        result = await self._call(self.host.erase, user_id)
-        await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
-        async with self._shipping_alarms:  # and an alarm request out: erased after it
-            pass
-        await self._to_named(SCHEDULER_NAME, "erase", user_id)
-        await self._to_named(AGGREGATOR_NAME, "forget_user", user_id)
+        result = await self._erasure.run(user_id)
         if self.per_user:
             await self._leave()
         return result

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tracker import codec
 from tracker.errors import StorageUnavailable
 from tracker.history import UserSlot, user_key
-from tracker.host import DECLINED, HostRuntime, NewSession
+from tracker.host import HostRuntime
 from tracker.journal import LOG, holds_commits
 from tracker.schema import (
     Movement,
@@ -25,6 +26,19 @@ from tracker.schema import (
     movements_from_obj,
 )
 from tracker.user_tracker import Tracked, export_lines
+
+# What a session request for an opted-out user answers (nothing is stored).
+DECLINED: dict[str, Any] = {"success": False, "declined": True}
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What `UserHost.create_new_session` did: the session it created (None if it created
+    none), and whether the user held no other session, so that their sessions so far are
+    none but this one."""
+
+    session: dict[str, Any] | None
+    first: bool
 
 
 class UserHost(HostRuntime):
@@ -218,17 +232,13 @@ class UserHost(HostRuntime):
                 await self._settled(slot)
             await self._append(["erase", user_id, self.now_ms(), None])
             self.slots.pop(user_id, None)
-            self.alarm_requests.pop(user_id, None)
+            self.alarm_requests.forget(user_id)
             self.set_aside.pop(user_id, None)
             self._unread.pop(user_id, None)
-            # Also from a shipment under way: one that fails is not put back, and a
-            # compaction does not log it after the erase record.
-            for shipment in self._alarms_shipping:
-                shipment.pop(user_id, None)
             # Writes of the user's data under way land first, then everything is deleted: a
             # compaction's chunk or snapshot, an export's flush, an alarm's snapshot. (Those
             # starting from now on find the user gone and write nothing.)
-            await self._writes_done(user_id)
+            await self.uses.ended(user_id)
             async with self._compacting:
                 deleted = await self.history.delete(user_id)
             # The log may still hold the user's earlier records: compact it away now. Until

@@ -36,6 +36,17 @@ class Limits:
     alarm_interval_ms: int = int(Config.alarm_interval_s * 1000)
     retention_ms: int = int(Config.retention_s * 1000)
 
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        """The limits `config` sets (seconds made milliseconds, as the defaults are)."""
+        return cls(
+            max_movements=config.max_movements_per_session,
+            max_sessions=config.max_sessions_per_user,
+            session_timeout_ms=int(config.session_timeout_s * 1000),
+            alarm_interval_ms=int(config.alarm_interval_s * 1000),
+            retention_ms=int(config.retention_s * 1000),
+        )
+
 
 class Tracked(NamedTuple):
     """What a tracking request becomes: its record (None when every movement was a duplicate),
