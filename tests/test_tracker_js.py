@@ -35,7 +35,7 @@ from tracker.schema import movements_from_json, session_request_from_obj
 
 pytestmark = pytest.mark.browser
 
-TRACKER_JS = Path(__file__).resolve().parent.parent / "tracker" / "static" / "tracker.js"
+STATIC = Path(__file__).resolve().parent.parent / "tracker" / "static"
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'"
@@ -78,6 +78,64 @@ button, input { display: block; margin: 8px 0; }
 """
 
 
+# The built files of the client: tracker.js and those it loads on demand.
+BUILT = re.compile(r"tracker(\.[a-z]+\.[0-9a-f]{10})?\.js")
+# What the client sends beyond today's schema, by the contract of the analytics server (the
+# session's and an entering page view's referrer and campaign, the session's automation flag,
+# custom events): checked here as that contract states, then left out of what the schema
+# checks.
+ADDITIONS = ("referrer", "utm", "automation")
+UTM_KEYS = {"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
+
+
+def require(condition: bool, field: str, value: Any) -> None:
+    if not condition:
+        raise InvalidInput(field, f"not as the contract says: {value!r}")
+
+
+def check_additions(fields: dict[str, Any]) -> None:
+    referrer = fields.get("referrer")
+    ok = referrer is None or (isinstance(referrer, str) and 0 < len(referrer) <= 2048)
+    require(ok, "referrer", referrer)
+    utm = fields.get("utm", {})
+    require(isinstance(utm, dict) and set(utm) <= UTM_KEYS, "utm", utm)
+    require(all(isinstance(v, str) and len(v) <= 256 for v in utm.values()), "utm", utm)
+    require(fields.get("automation") in (None, True, False), "automation", fields)
+
+
+def without_additions(raw: dict[str, Any]) -> dict[str, Any]:
+    check_additions(raw)
+    return {k: v for k, v in raw.items() if k not in ADDITIONS}
+
+
+def check_custom(event: dict[str, Any]) -> None:
+    data = event["data"]
+    require(isinstance(data["name"], str) and 1 <= len(data["name"]) <= 64, "data.name", data)
+    properties = data.get("properties", {})
+    require(isinstance(properties, dict) and len(properties) <= 20, "data.properties", data)
+    flat = all(isinstance(v, str | int | float | bool) for v in properties.values())
+    require(flat, "data.properties", data)
+
+
+def checked_events(body: bytes) -> list[dict[str, Any]]:
+    """The batch's events, each checked: by today's schema, or, for what the client sends
+    beyond it (custom events, an entering page view's referrer and campaign), by the
+    contract."""
+    raw = json.loads(body)
+    events: list[dict[str, Any]] = raw["events"] if isinstance(raw, dict) else raw
+    kept = []
+    for event in events:
+        if event.get("event") == "custom":
+            check_custom(event)
+            continue
+        data = event.get("data", {})
+        check_additions(data)
+        kept.append({**event, "data": {k: v for k, v in data.items() if k not in ADDITIONS}})
+    if kept:
+        movements_from_json(json.dumps({"events": kept}).encode(), int(time.time() * 1000))
+    return events
+
+
 @dataclass
 class Recorded:
     path: str
@@ -103,6 +161,7 @@ class Recorder:
     requests: list[Recorded] = field(default_factory=list)
     track_answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    variant_asks: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, recorded: Recorded) -> None:
@@ -144,7 +203,7 @@ def recording_app(recorder: Recorder) -> Starlette:
 
     async def session(request: Request) -> Response:
         try:
-            created = session_request_from_obj(json.loads(await request.body()))
+            created = session_request_from_obj(without_additions(json.loads(await request.body())))
         except (ValueError, InvalidInput) as exc:
             recorder.rejected.append(f"session: {exc}")
             await record(request, 422)
@@ -161,17 +220,17 @@ def recording_app(recorder: Recorder) -> Starlette:
             return JSONResponse({"error": "unsupported media type"}, status_code=415)
         body = await request.body()
         try:
-            movements = movements_from_json(body, int(time.time() * 1000))
+            events = checked_events(body)
         except InvalidInput as exc:
             recorder.rejected.append(f"track: {exc}")
             await record(request, 422)
             return JSONResponse({"error": exc.message, "field": exc.field}, status_code=422)
-        users = {m.userId for m in movements}
+        users = {e["userId"] for e in events}
         if len(users) > 1:
             recorder.rejected.append(f"track: one request for several users {sorted(users)}")
             await record(request, 422)
             return JSONResponse({"error": "all events of one request must be for one user"}, 422)
-        anonymous = not movements or is_anonymous(movements[0].userId)
+        anonymous = not events or is_anonymous(events[0]["userId"])
         if not anonymous and not request.headers.get("authorization", "").startswith("Bearer "):
             recorder.rejected.append(f"track: {sorted(users)} without a token")
             await record(request, 401)
@@ -181,7 +240,7 @@ def recording_app(recorder: Recorder) -> Starlette:
         await record(request, status)
         if status != 200:
             return JSONResponse({"error": "scripted"}, status_code=status, headers=headers)
-        return JSONResponse({"success": True, "accepted": len(movements)})
+        return JSONResponse({"success": True, "accepted": len(events)})
 
     async def page(request: Request) -> Response:
         params = request.query_params
@@ -205,7 +264,23 @@ def recording_app(recorder: Recorder) -> Starlette:
         return PlainTextResponse("ok")
 
     async def script(request: Request) -> Response:
-        return Response(TRACKER_JS.read_bytes(), media_type="text/javascript")
+        name = request.url.path.lstrip("/")
+        if not BUILT.fullmatch(name):
+            return PlainTextResponse("no such file", status_code=404)
+        return Response((STATIC / name).read_bytes(), media_type="text/javascript")
+
+    async def identify(request: Request) -> Response:
+        await record(request, 200)
+        linked = json.loads(await request.body())
+        return JSONResponse({"userId": linked["userId"], "linked": True})
+
+    async def variant(request: Request) -> Response:
+        await record(request, 200)
+        with recorder.lock:
+            recorder.variant_asks.append(
+                (request.path_params["name"], request.query_params.get("userId", ""))
+            )
+        return JSONResponse({"variant": f"{request.path_params['name']}-b"})
 
     async def stylesheet(request: Request) -> Response:
         return Response(CSS, media_type="text/css")
@@ -215,7 +290,10 @@ def recording_app(recorder: Recorder) -> Starlette:
             Route("/api/track/session", session, methods=["POST"]),
             Route("/api/track", track, methods=["POST"]),
             Route("/sentinel", sentinel, methods=["POST"]),
+            Route("/api/track/identify", identify, methods=["POST"]),
+            Route("/api/experiments/{name}/variant", variant),
             Route("/tracker.js", script),
+            Route("/tracker.{asset}.js", script),
             Route("/test.css", stylesheet),
             Route("/done", done),
             Route("/{path:path}", page),
