@@ -11,28 +11,17 @@ const PROP_ATTR = 'data-tracker-prop-';
 // Whether it was recorded: a name of 1 to 64 characters, properties a flat object of at most
 // 20 strings, finite numbers or booleans (the server refuses the whole batch otherwise).
 export function track(name, properties) {
-  if (!state.enabled) return false;
-  if (typeof name !== 'string' || name.length < 1 || name.length > 64) {
-    log('track: a name is 1-64 characters');
-    return false;
-  }
   const props = {};
   const entries = Object.entries(properties || {});
-  if (entries.length > MAX_PROPERTIES) {
-    log('track: at most', MAX_PROPERTIES, 'properties');
-    return false;
-  }
-  for (const [key, value] of entries) {
-    const kind = typeof value;
-    if (kind === 'string') props[key] = clip(value, 256);
-    else if (kind === 'boolean' || (kind === 'number' && isFinite(value))) props[key] = value;
-    else {
-      log('track: property', key, 'is not a string, number or boolean');
-      return false;
-    }
-  }
-  record('custom', { path: currentPath(), name: clip(name, 64), properties: props });
-  return true;
+  const valid = typeof name === 'string' && name.length > 0 && name.length <= 64 &&
+    entries.length <= MAX_PROPERTIES && entries.every(([key, value]) => {
+      const kind = typeof value;
+      props[key] = kind === 'string' ? clip(value, 256) : value;
+      return kind === 'string' || kind === 'boolean' || (kind === 'number' && isFinite(value));
+    });
+  if (!valid) log('track: a name of 1-64 characters, at most 20 string, number or boolean properties');
+  else record('custom', { path: currentPath(), name, properties: props });
+  return valid && state.enabled;
 }
 
 export function trackElement(el) {
