@@ -1278,15 +1278,24 @@ def test_a_batch_unanswered_when_the_socket_closes_is_sent_again_and_stored_once
 ) -> None:
     page = open_page(context, base_url, ws="1", **SLOW)
     wait_for(lambda: recorder.sockets, message="a socket")
+    wait_for(
+        lambda: [
+            e for e in socket_events(recorder) + recorder.events() if e["event"] == "page_view"
+        ],
+        message="the page view",
+    )
+    sent_before = len(recorder.socket_messages)
     recorder.socket_drops = 1
     page.click("#buy")
     page.evaluate("tracker.flush()")
-    dropped = wait_for(lambda: recorder.socket_messages, message="the dropped message")[0]
+    dropped = wait_for(
+        lambda: recorder.socket_messages[sent_before:], message="the dropped message"
+    )[0]
     [click] = [e for e in dropped["events"] if e["event"] == "click"]
 
     def delivered() -> list[str]:
         # after the dropped message: by a new socket's message, or by fetch
-        later = [e for m in recorder.socket_messages[1:] for e in m["events"]]
+        later = [e for m in recorder.socket_messages[sent_before + 1 :] for e in m["events"]]
         return [e["eventId"] for e in later + recorder.events() if e["event"] == "click"]
 
     wait_for(lambda: delivered(), message="the click sent again", timeout_s=20)

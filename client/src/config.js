@@ -59,4 +59,5 @@ export const KEYS = {
   optOut: 'tracking_opt_out',
   lastPage: 'tracking_last_page',
   pending: 'tracking_pending',
+  timeZone: 'tracking_time_zone',
 };

@@ -60,7 +60,8 @@ function install() {
   on(document, 'input', onField('input'), passive);
   on(document, 'change', onField('change'), passive);
   on(window, 'scroll', onScroll, { passive: true });
-  on(window, 'popstate', locationMayHaveChanged);
+  // Capturing: before the site's own listener renders the view it goes back to.
+  on(window, 'popstate', locationMayHaveChanged, true);
   on(document, 'visibilitychange', onVisibility);
   on(window, 'pagehide', flushOnHide);
   on(window, 'pageshow', onPageShow);
@@ -91,7 +92,8 @@ export function start() {
   restorePending();
   landingPageView();
   state.flushTimer = setInterval(guard(flush), config.flushIntervalMs);
-  flush();
+  // The session request in a task of its own: the page's loading task is not made longer.
+  setTimeout(guard(flush), 0);
 }
 
 export function stop() {

@@ -23,6 +23,20 @@ export const pageMetrics = () => ({
   pageHeight: pageHeight(),
 });
 
+// The same, read when the event is sent. Reading them makes the browser lay the page out
+// if it has changed since the last frame: right after a router renders a view, or while the
+// page itself loads, that is a whole layout done early, inside the tracker's time. By the
+// time a batch goes out, a frame has laid the page out already.
+export function laterMetrics() {
+  let read = null;
+  const get = (key) => (read || (read = pageMetrics()))[key];
+  return {
+    get viewportWidth() { return get('viewportWidth'); },
+    get viewportHeight() { return get('viewportHeight'); },
+    get pageHeight() { return get('pageHeight'); },
+  };
+}
+
 export const scrollPosition = () => ({
   x: Math.round(window.scrollX || 0),
   y: Math.round(window.scrollY || 0),

@@ -1,7 +1,7 @@
 // Page views: the landing one (with the referrer's host and the campaign when the visit
 // enters from elsewhere), SPA navigation through the History API, and time on page.
 import { KEYS, MAX_PATH, SESSION_IDLE_MS } from './config.js';
-import { currentPath, pageMetrics } from './page.js';
+import { currentPath, laterMetrics } from './page.js';
 import { record } from './queue.js';
 import { state } from './state.js';
 import { clip, guard, log, monotonicNow, storageGet, storageRemove, storageSet } from './util.js';
@@ -25,7 +25,7 @@ export function resumeVisible() {
 }
 
 function pageView(path, previousPath, previousDurationMs, entry) {
-  const data = { path, metadata: pageMetrics(), ...entry };
+  const data = { path, metadata: laterMetrics(), ...entry };
   if (typeof previousDurationMs === 'number' && previousDurationMs >= 0) {
     data.duration = Math.round(previousDurationMs);
   }
@@ -87,10 +87,14 @@ export function rememberPage() {
   }));
 }
 
-// Routers usually render right after pushState: look once the current task is done, so the
-// page height is the new view's, and a burst of redirects collapses into one page view.
+// Called as the location changes (pushState, replaceState, popstate), before the router
+// renders the new view: what the captures hold back is the old view's, and the page is still
+// laid out as it was, so reading it costs nothing. The page view itself waits for the current
+// task to end, so a burst of redirects collapses into one page view.
 export function locationMayHaveChanged() {
-  if (!state.enabled || locationTimer !== null) return;
+  if (!state.enabled || currentPath() === state.page.path) return;
+  emitPending();
+  if (locationTimer !== null) return;
   locationTimer = setTimeout(guard(() => {
     locationTimer = null;
     const path = currentPath();

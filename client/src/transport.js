@@ -1,12 +1,12 @@
 // Sending: the session request, batches by keepalive fetch with retries and back-off, and on
 // hide by beacon; or by another transport (the WebSocket) while it takes them.
-import { MAX_BODY_BYTES, config } from './config.js';
+import { KEYS, MAX_BODY_BYTES, config } from './config.js';
 import { automated } from './consent.js';
 import { active, stop } from './lifecycle.js';
 import { forget, savePending } from './pending.js';
 import { onFull, requeue, takeBatch } from './queue.js';
 import { pendingCaptures, state, transports } from './state.js';
-import { clip, guard, log, utf8Length } from './util.js';
+import { clip, guard, log, storageGet, storageSet, utf8Length } from './util.js';
 import { pauseVisible, rememberPage } from './pageviews.js';
 
 const BACKOFF_BASE_MS = 1000;
@@ -89,13 +89,27 @@ function succeeded() {
   state.retryAt = 0;
 }
 
+// The time zone's name. Intl's first use on a page loads its locale data, a cost of
+// milliseconds: the name is kept for the visitor's later pages, and asked again only when the
+// clock's offset from UTC changes (travel, daylight saving time).
+function timeZone() {
+  const offset = String(new Date().getTimezoneOffset());
+  const [kept, name] = (storageGet('localStorage', KEYS.timeZone) || '').split('|');
+  if (kept === offset && name) return name;
+  try {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    storageSet('localStorage', KEYS.timeZone, `${offset}|${zone}`);
+    return zone;
+  } catch (e) {
+    return null; // no Intl
+  }
+}
+
 function startSession() {
   const deviceInfo = { userAgent: clip(navigator.userAgent || 'unknown', 512) };
   try { deviceInfo.screenResolution = clip(screen.width + 'x' + screen.height, 32); } catch (e) { /* no screen */ }
-  try {
-    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (zone) deviceInfo.timezone = clip(zone, 64);
-  } catch (e) { /* no Intl */ }
+  const zone = timeZone();
+  if (zone) deviceInfo.timezone = clip(zone, 64);
   const body = { userId: state.userId, sessionId: state.sessionId, deviceInfo, ...state.entry };
   if (automated()) body.automation = true;
   const token = state.tokens[body.userId];
