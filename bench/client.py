@@ -34,14 +34,17 @@ from tracker.client_assets import ClientAssets
 
 STATIC = Path(__file__).parent.parent / "tracker" / "static"
 KB = 1024
-# Gzipped bytes each built file may take: the default script, and each file a site loads on
-# demand. tests/test_client_build.py holds the files to them.
-BUDGETS = {
+# Gzipped bytes each built file is to take: the default script, and each file a site loads
+# on demand (the rows' targets).
+TARGETS = {
     "tracker.js": 4 * KB,
     "hover": 1 * KB,
     "websocket": 1 * KB,
     "experiments": 1 * KB,
 }
+# What tests/test_client_build.py lets them take: the targets, but for the default script,
+# which does not meet its target yet (docs/tracker-js.md): it may not grow past this.
+BUDGETS = {**TARGETS, "tracker.js": 6.5 * KB}
 SCRIPT_RATIO_TARGET = 1.10
 LONG_TASK_MS = 50
 FLUSH_INTERVAL_MS = 500
@@ -248,16 +251,16 @@ def sizes() -> dict[str, dict[str, int]]:
 def _size_rows() -> list[Row]:
     rows = []
     for kind, size in sizes().items():
-        budget = BUDGETS[kind]
+        budget = TARGETS[kind]
         label = "default script" if kind == "tracker.js" else f"{kind} file"
         rows.append(
             Row(
                 name=f"client: {label}, gzipped",
                 value=size["gzip"],
                 unit="B",
-                target=f"<= {budget:,} B",
+                target=f"<= {budget:,.0f} B",
                 met=size["gzip"] <= budget,
-                details={**size, "budget": budget},
+                details={**size, "target": budget, "budget": BUDGETS[kind]},
             )
         )
     return rows
