@@ -16,7 +16,7 @@ import gzip
 import json
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +122,7 @@ class Received:
 
     events: int = 0
     sessions: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,9 +143,10 @@ def host_app(received: Received) -> Starlette:
 
     async def page(request: Request) -> Response:
         variant = request.path_params["variant"]
+        hover = " data-hover" if "hover" in request.query_params else ""
         tag = (
-            f'<script src="/tracker.js" data-flush-interval-ms="{FLUSH_INTERVAL_MS}" defer>'
-            "</script>"
+            f'<script src="/tracker.js" data-flush-interval-ms="{FLUSH_INTERVAL_MS}"{hover} '
+            "defer></script>"
             if variant == "with"
             else ""
         )
@@ -164,6 +166,8 @@ def host_app(received: Received) -> Starlette:
     async def track(request: Request) -> Response:
         body = json.loads(await request.body())
         received.events += len(body["events"])
+        for event in body["events"]:
+            received.kinds[event["event"]] = received.kinds.get(event["event"], 0) + 1
         return JSONResponse({"success": True, "accepted": len(body["events"])})
 
     return Starlette(
@@ -202,9 +206,11 @@ def scripted_visit(page: Page, url: str) -> None:
     page.click("a[href$='/about']")
 
 
-def measure(browser: Browser, base_url: str, with_tracker: bool, settle_s: float) -> Visit:
-    """One scripted visit in a fresh context; `settle_s` lets the tracker send its last batch
-    (the same wait without it)."""
+def measure(
+    browser: Browser, base_url: str, with_tracker: bool, settle: Callable[[], None]
+) -> Visit:
+    """One scripted visit in a fresh context; `settle` lets the tracker send its last batch
+    (and is called the same without it)."""
     context = browser.new_context(viewport={"width": 1000, "height": 700})
     try:
         context.add_init_script(OBSERVE_LONG_TASKS)
@@ -213,7 +219,7 @@ def measure(browser: Browser, base_url: str, with_tracker: bool, settle_s: float
         cdp.send("Performance.enable")
         variant = "with" if with_tracker else "without"
         scripted_visit(page, f"{base_url}/{variant}/")
-        time.sleep(settle_s)
+        settle()
         metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         long = page.evaluate("window.__long")
         tracker_scripts = [
@@ -271,15 +277,18 @@ def run(quick: bool) -> list[Row]:
     with sync_playwright() as playwright, host_site() as (url, received):
         browser = launch_chromium(playwright)
         try:
-            measure(browser, url, True, 0.1)  # warm the server and the browser's caches
-            measure(browser, url, False, 0.1)
+            # Two flush intervals: the tracker's last batch goes out (the same wait without it).
+            def settle() -> None:
+                time.sleep(FLUSH_INTERVAL_MS / 1000 * 2)
+
+            measure(browser, url, True, settle)  # warm the server and the browser's caches
+            measure(browser, url, False, settle)
             sent_before = received.events
             with_tracker: list[Visit] = []
             without: list[Visit] = []
-            settle_s = FLUSH_INTERVAL_MS / 1000 * 2
             for _ in range(visits):
-                with_tracker.append(measure(browser, url, True, settle_s))
-                without.append(measure(browser, url, False, settle_s))
+                with_tracker.append(measure(browser, url, True, settle))
+                without.append(measure(browser, url, False, settle))
             events = (received.events - sent_before) / visits
         finally:
             browser.close()
