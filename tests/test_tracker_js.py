@@ -170,6 +170,7 @@ class Recorder:
     socket_messages: list[dict[str, Any]] = field(default_factory=list)
     socket_drops: int = 0
     sockets: int = 0  # opened
+    refuse_additions: bool = False  # as a server older than the client does
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, recorded: Recorded) -> None:
@@ -210,8 +211,12 @@ def recording_app(recorder: Recorder) -> Starlette:
         )
 
     async def session(request: Request) -> Response:
+        raw = json.loads(await request.body())
+        if recorder.refuse_additions and set(ADDITIONS) & set(raw):
+            await record(request, 422)
+            return JSONResponse({"error": "unknown field", "field": "automation"}, 422)
         try:
-            created = session_request_from_obj(without_additions(json.loads(await request.body())))
+            created = session_request_from_obj(without_additions(raw))
         except (ValueError, InvalidInput) as exc:
             recorder.rejected.append(f"session: {exc}")
             await record(request, 422)
@@ -1301,3 +1306,16 @@ def test_a_batch_unanswered_when_the_socket_closes_is_sent_again_and_stored_once
     wait_for(lambda: delivered(), message="the click sent again", timeout_s=20)
     leave_and_settle(page, recorder, base_url)
     assert delivered() == [click["eventId"]]
+
+
+def test_a_server_that_refuses_the_sessions_additions_gets_the_session_asked_again_without(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """A replica not yet upgraded knows nothing of the referrer, campaign and automation flag."""
+    recorder.refuse_additions = True
+    open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    refused, accepted = recorder.snapshot("/api/track/session")[:2]
+    assert (refused.status, refused.json()["automation"]) == (422, True)
+    assert accepted.status == 200
+    assert "automation" not in accepted.json()

@@ -105,13 +105,20 @@ function timeZone() {
   }
 }
 
+let oldServer = false;
+
 function startSession() {
   const deviceInfo = { userAgent: clip(navigator.userAgent || 'unknown', 512) };
   try { deviceInfo.screenResolution = clip(screen.width + 'x' + screen.height, 32); } catch (e) { /* no screen */ }
   const zone = timeZone();
   if (zone) deviceInfo.timezone = clip(zone, 64);
-  const body = { userId: state.userId, sessionId: state.sessionId, deviceInfo, ...state.entry };
-  if (automated()) body.automation = true;
+  const body = { userId: state.userId, sessionId: state.sessionId, deviceInfo };
+  const additions = { ...state.entry };
+  if (automated()) additions.automation = true;
+  // A server older than this script (a replica not yet upgraded) refuses what it does not
+  // know: the session is asked for again without the visit's origin and automation flag.
+  const plain = oldServer || !Object.keys(additions).length;
+  if (!plain) Object.assign(body, additions);
   const token = state.tokens[body.userId];
   post('/api/track/session', body.userId, body, (status, retryAfter) => {
     if (status >= 200 && status < 300) {
@@ -122,6 +129,9 @@ function startSession() {
       flush();
     } else if (retryable(status)) {
       scheduleRetry(status, retryAfter);
+    } else if (status === 422 && !plain) {
+      oldServer = true;
+      flush();
     } else {
       log('session refused with HTTP', status, '- tracking stops');
       stop();
