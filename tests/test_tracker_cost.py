@@ -4,6 +4,7 @@ hover listeners passive. The scripting-time ratio is a benchmark (`bench.client`
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -17,9 +18,15 @@ pytestmark = pytest.mark.browser
 # The machine's load can stretch a task of any script past 50 ms now and then: a visit is
 # tried again, and the tracker fails only when each of these has a long task of its own.
 ATTEMPTS = 3
+# Past this many runnable processes per core, every task of the page is stretched several
+# times over (a 5 ms one past 50 ms): the rule cannot be judged, and the test says so.
+MAX_LOAD_PER_CPU = 4
 
 
 def test_the_tracker_runs_no_long_task_during_a_scripted_visit(browser: Browser) -> None:
+    load = os.getloadavg()[0]
+    if load > MAX_LOAD_PER_CPU * (os.cpu_count() or 1):
+        pytest.skip(f"load average {load:.0f}: tasks are stretched past telling a long one")
     with host_site() as (url, received):
         visits: list[Visit] = []
         for _ in range(ATTEMPTS):

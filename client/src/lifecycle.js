@@ -9,7 +9,7 @@ import { landingPageView, locationMayHaveChanged, resumeVisible, stopPageViews, 
 import { forgetAllSaved, restorePending } from './pending.js';
 import { onScroll } from './scroll.js';
 import { state, stoppers } from './state.js';
-import { flush, flushOnHide } from './transport.js';
+import { flush, flushOnHide, timeZone } from './transport.js';
 import { guard, storageGet, storageRemove, storageSet, uuid } from './util.js';
 
 export function storedId(area, key) {
@@ -92,7 +92,9 @@ export function start() {
   restorePending();
   landingPageView();
   state.flushTimer = setInterval(guard(flush), config.flushIntervalMs);
-  // The session request in a task of its own: the page's loading task is not made longer.
+  // The time zone (Intl's first use, on a visitor's first page) and the session request
+  // each in a task of its own: no task of the page is made much longer.
+  setTimeout(guard(timeZone), 0);
   setTimeout(guard(flush), 0);
 }
 

@@ -92,14 +92,16 @@ function succeeded() {
 // The time zone's name. Intl's first use on a page loads its locale data, a cost of
 // milliseconds: the name is kept for the visitor's later pages, and asked again only when the
 // clock's offset from UTC changes (travel, daylight saving time).
-function timeZone() {
+let zoneKnown = null;
+export function timeZone() {
+  if (zoneKnown) return zoneKnown;
   const offset = String(new Date().getTimezoneOffset());
   const [kept, name] = (storageGet('localStorage', KEYS.timeZone) || '').split('|');
-  if (kept === offset && name) return name;
+  if (kept === offset && name) return (zoneKnown = name);
   try {
-    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    storageSet('localStorage', KEYS.timeZone, `${offset}|${zone}`);
-    return zone;
+    zoneKnown = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    storageSet('localStorage', KEYS.timeZone, `${offset}|${zoneKnown}`);
+    return zoneKnown;
   } catch (e) {
     return null; // no Intl
   }
