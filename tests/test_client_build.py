@@ -5,6 +5,7 @@ each within its size budget, and /tracker.js and its files are served like stati
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from bench.client import BUDGETS, sizes
+from bench.docs import CLIENT_FILES, CLIENT_SIZE
 from tracker.client_assets import IMMUTABLE, SHORT_LIVED, ClientAssets, accepted_encodings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +42,18 @@ def test_each_built_file_is_within_its_gzipped_budget() -> None:
     assert set(found) == set(BUDGETS), "a file without a budget, or a budget without a file"
     over = {kind: s["gzip"] for kind, s in found.items() if s["gzip"] > BUDGETS[kind]}
     assert over == {}, f"over budget (gzipped bytes): {over}; budgets {BUDGETS}"
+
+
+def test_the_sizes_the_docs_quote_are_those_of_the_committed_build() -> None:
+    """bench/results/client.json is measured again (`python -m bench --only client`) after
+    each build, so docs/tracker-js.md never quotes an older build's sizes."""
+    rows = json.loads((ROOT / "bench" / "results" / "client.json").read_text())["rows"]
+    measured = {r["name"]: r["details"] for r in rows if r["name"].endswith(", gzipped")}
+    built = {kind: size for kind, size in sizes().items()}
+    quoted = {kind: measured[CLIENT_SIZE.format(label)] for kind, label in CLIENT_FILES.items()}
+    for kind, size in built.items():
+        key = "default" if kind == "tracker.js" else kind
+        assert {k: quoted[key][k] for k in size} == size, kind
 
 
 def test_the_default_script_holds_no_capture_a_site_must_ask_for() -> None:
