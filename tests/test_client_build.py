@@ -49,7 +49,7 @@ def test_the_sizes_the_docs_quote_are_those_of_the_committed_build() -> None:
     each build, so docs/tracker-js.md never quotes an older build's sizes."""
     rows = json.loads((ROOT / "bench" / "results" / "client.json").read_text())["rows"]
     measured = {r["name"]: r["details"] for r in rows if r["name"].endswith(", gzipped")}
-    built = {kind: size for kind, size in sizes().items()}
+    built = sizes()
     quoted = {kind: measured[CLIENT_SIZE.format(label)] for kind, label in CLIENT_FILES.items()}
     for kind, size in built.items():
         key = "default" if kind == "tracker.js" else kind

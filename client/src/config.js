@@ -15,7 +15,7 @@
 
 export const script = document.currentScript || document.querySelector('script[src*="tracker"]');
 
-export const attr = (name) => (script ? script.getAttribute(name) : null);
+const attr = (name) => (script ? script.getAttribute(name) : null);
 
 const flag = (name) => {
   const value = attr(name);

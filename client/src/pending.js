@@ -12,7 +12,7 @@ const PENDING_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 const PENDING_KEY = `${KEYS.pending}.${uuid()}`;
 
 // Whether events of `userId` can be sent from this page: anonymous, or its token is known.
-export const sendable = (userId) => ANONYMOUS_RE.test(userId) || !!state.tokens[userId];
+const sendable = (userId) => ANONYMOUS_RE.test(userId) || !!state.tokens[userId];
 
 function pendingKeys() {
   const keys = [];

@@ -58,7 +58,7 @@ function post(path, userId, body, done) {
   });
 }
 
-export const retryable = (status) => status === 0 || status === 408 || status === 429 || status >= 500;
+const retryable = (status) => status === 0 || status === 408 || status === 429 || status >= 500;
 
 function parseRetryAfter(value) {
   if (!value) return null;
@@ -67,7 +67,7 @@ function parseRetryAfter(value) {
   return isFinite(ms) ? Math.min(RETRY_AFTER_MAX_MS, Math.max(0, ms)) : null;
 }
 
-export function scheduleRetry(status, retryAfter) {
+function scheduleRetry(status, retryAfter) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * Math.pow(2, state.attempt));
   let delay = ceiling / 2 + Math.random() * ceiling / 2; // jitter, so clients do not stampede
   // At least what the server asks, and longer while it keeps refusing: its 503 asks for a
