@@ -19,7 +19,7 @@ export function track(name, properties) {
       props[key] = kind === 'string' ? clip(value, 256) : value;
       return kind === 'string' || kind === 'boolean' || (kind === 'number' && isFinite(value));
     });
-  if (!valid) log('track: a name of 1-64 characters, at most 20 string, number or boolean properties');
+  if (!valid) log('track: invalid name or properties');
   else record('custom', { path: currentPath(), name, properties: props });
   return valid && state.enabled;
 }

@@ -29,7 +29,7 @@ function link(anonymousId, userId, token) {
 
 function identify(userId, token) {
   if (userId !== null && userId !== undefined && !ID_RE.test(String(userId))) {
-    log('identify: not 1-128 characters of [A-Za-z0-9._:@-]');
+    log('identify: invalid user ID');
     return false;
   }
   if (state.enabled) flush(); // what was recorded so far goes out as the previous user

@@ -81,7 +81,7 @@ function scheduleRetry(status, retryAfter) {
     state.retryAt = 0;
     flush();
   }), delay);
-  log('retrying in', Math.round(delay), 'ms after HTTP', status);
+  log('retry', status, Math.round(delay));
 }
 
 function succeeded() {
@@ -135,7 +135,7 @@ function startSession() {
       oldServer = true;
       flush();
     } else {
-      log('session refused with HTTP', status, '- tracking stops');
+      log('session refused', status);
       stop();
     }
   });
@@ -156,7 +156,7 @@ function delivered(batch, status, retryAfter) {
     // A hidden page may be closed or discarded before the retry.
     if (document.visibilityState === 'hidden') savePending();
   } else {
-    log('dropping', batch.length, 'events refused with', status);
+    log('refused', status, batch);
   }
 }
 
