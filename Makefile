@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint typecheck bench bench-quick browser loadgen clean
+.PHONY: install run test lint typecheck client client-check bench bench-quick browser loadgen clean
 
 install: $(STAMP)
 
@@ -31,6 +31,19 @@ loadgen:
 	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk ) || \
 	  echo "wrk could not be installed: the HTTP scenarios will use the asyncio client"
 
+# The browser client (tracker/static/tracker*.js), built from client/src by the esbuild pinned
+# in client/package-lock.json. The built files are committed: `make run` needs no Node.
+client:
+	cd client && npm ci --no-audit --no-fund && node build.mjs
+
+# The committed build must be what client/src builds.
+client-check:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  ( cd client && npm ci --no-audit --no-fund --silent && node build.mjs --check ); \
+	else \
+	  echo "node is not installed: not checking that tracker/static/ is what client/src builds"; \
+	fi
+
 run: install
 	$(BIN)/tracker serve
 
@@ -41,7 +54,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install browser lint typecheck
+test: install browser lint typecheck client-check
 	CHROMIUM_PATH=$(CHROMIUM) $(BIN)/pytest
 
 bench: install loadgen
@@ -51,4 +64,4 @@ bench-quick: install loadgen
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache client/node_modules

@@ -26,6 +26,7 @@ from bench.report import RESULTS, Row, machine, read, table, write
 # name -> module with `run(quick) -> list[Row]`, in the order a full run takes them: the ones
 # without Ray first, the HTTP ones (the longest to set up) last.
 SCENARIOS = {
+    "client": "bench.client",
     "storage": "bench.storage",
     "alarms": "bench.alarms",
     "handles": "bench.handles",

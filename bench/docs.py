@@ -27,7 +27,7 @@ DOCS = Path(__file__).parent.parent / "docs"
 REGION = re.compile(r"<!-- bench:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /bench -->", re.DOTALL)
 
 # A results file's stem, and the field that names its rows.
-SOURCES = {"latest": "name", "faults": "scenario"}
+SOURCES = {"latest": "name", "faults": "scenario", "client": "name"}
 
 
 class UnknownFigure(KeyError):
@@ -142,6 +142,16 @@ HTTP_CPU_BATCH = "http: CPU per request, 50 events (replica and host)"
 LOADGEN = "load generator: asyncio client on hello-world"
 SCALING = "scaling: {} host(s), {} replica(s)"
 PARQUET = "parquet: export of every history, events/s"
+CLIENT_SIZE = "client: {}, gzipped"
+CLIENT_FILES = {
+    "default": "default script",
+    "hover": "hover file",
+    "websocket": "websocket file",
+    "experiments": "experiments file",
+}
+CLIENT_DEFAULT = CLIENT_SIZE.format(CLIENT_FILES["default"])
+CLIENT_SCRIPT = "client: page scripting time with tracker.js"
+CLIENT_LONG = "client: long tasks of tracker.js (over 50 ms)"
 
 FIGURES: dict[str, Figure | Share] = {
     # bench/results/latest.json: the machine
@@ -247,6 +257,27 @@ FIGURES: dict[str, Figure | Share] = {
     "scaling-4-1": _latest(SCALING.format(4, 1), "ratio", "{:.2f}x"),
     "scaling-2-2": _latest(SCALING.format(2, 2), "ratio", "{:.2f}x"),
     "scaling-4-4": _latest(SCALING.format(4, 4), "ratio", "{:.2f}x"),
+    # tracker.js in the browser: bench/results/client.json (`python -m bench --only client`)
+    **{
+        f"client-{kind}-gzip": Figure("client", CLIENT_SIZE.format(label), "value", "{:,.0f} B")
+        for kind, label in CLIENT_FILES.items()
+    },
+    "client-default-bytes": Figure("client", CLIENT_DEFAULT, "details.bytes", "{:,} B"),
+    "client-default-brotli": Figure("client", CLIENT_DEFAULT, "details.brotli", "{:,} B"),
+    "client-default-target": Figure("client", CLIENT_DEFAULT, "details.target", "{:,.0f} B"),
+    "client-default-budget": Figure("client", CLIENT_DEFAULT, "details.budget", "{:,.0f} B"),
+    "client-hover-target": Figure(
+        "client", CLIENT_SIZE.format("hover file"), "details.target", "{:,.0f} B"
+    ),
+    "client-script-ms": Figure("client", CLIENT_SCRIPT, "value", "{:.1f} ms"),
+    "client-script-without-ms": Figure("client", CLIENT_SCRIPT, "baseline_value", "{:.1f} ms"),
+    "client-script-ratio": Figure("client", CLIENT_SCRIPT, "ratio", "{:.2f}x"),
+    "client-visits": Figure("client", CLIENT_SCRIPT, "details.visits", "{}"),
+    "client-events-per-visit": Figure(
+        "client", CLIENT_SCRIPT, "details.events_sent_per_visit", "{:.0f}"
+    ),
+    "client-long-tasks": Figure("client", CLIENT_LONG, "value", "{:.0f}"),
+    "client-load": Figure("client", None, "machine.load_average.0", "{:.0f}"),
 }
 
 

@@ -1,67 +1,26 @@
-"""Shared pieces of the real-browser tests: launching Debian's Chromium and serving an ASGI app.
+"""Shared pieces of the real-browser tests: Debian's Chromium, an ASGI app served on 127.0.0.1
+(both from `bench.browser`, which the page-cost benchmark shares), and waiting on a page.
 
-Browsers cannot be downloaded where these tests run, so Playwright drives the system Chromium
-(`CHROMIUM_PATH`, default /usr/bin/chromium). Apps are served by a real uvicorn on 127.0.0.1
-with a port the kernel picks, so tests can run side by side.
+Apps are served by a real uvicorn with a port the kernel picks, so tests can run side by side.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 from support import wait_for
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+from bench.browser import chromium_path, launch_chromium, serve_asgi
+
+__all__ = [
+    "chromium_path",
+    "launch_chromium",
+    "serve_asgi",
+    "wait_for_tracker",
+    "wait_page_ms",
 ]
-
-
-def chromium_path() -> str:
-    return os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-
-
-def launch_chromium(playwright: Playwright) -> Browser:
-    """Headless system Chromium with the options every browser test uses."""
-    return playwright.chromium.launch(
-        executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
-    )
-
-
-@contextmanager
-def serve_asgi(app: Any, **uvicorn_options: Any) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread on 127.0.0.1; yield its base URL; stop it on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = {"log_level": "warning", "lifespan": "auto"}
-    options.update(uvicorn_options)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started or not thread.is_alive(), message="uvicorn to start")
-        if not server.started:
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def wait_for_tracker(page: Page) -> None:

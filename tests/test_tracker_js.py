@@ -26,7 +26,8 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from support import wait_for
 
 from tracker.auth import is_anonymous
@@ -35,7 +36,7 @@ from tracker.schema import movements_from_json, session_request_from_obj
 
 pytestmark = pytest.mark.browser
 
-TRACKER_JS = Path(__file__).resolve().parent.parent / "tracker" / "static" / "tracker.js"
+STATIC = Path(__file__).resolve().parent.parent / "tracker" / "static"
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'"
@@ -60,6 +61,8 @@ PAGE = """<!doctype html>
 <nav><a id="shop-link" class="nav" href="/shop">Shop</a>
 <a id="next-page" href="/page2?{query}">Next page</a></nav>
 <button id="buy" class="btn primary" type="button">Buy</button>
+<button id="signup" type="button" data-tracker-event="signup" data-tracker-prop-plan="pro"
+ data-tracker-prop-source="hero"><span>Sign up</span></button>
 <svg id="chart" width="200" height="100"><circle class="dot big" cx="50" cy="50" r="40"/></svg>
 <form id="signup">
 <input name="fullName" type="text">
@@ -76,6 +79,64 @@ body { margin: 40px; font: 16px sans-serif; }
 button, input { display: block; margin: 8px 0; }
 .tall { height: 4000px; }
 """
+
+
+# The built files of the client: tracker.js and those it loads on demand.
+BUILT = re.compile(r"tracker(\.[a-z]+\.[0-9a-f]{10})?\.js")
+# What the client sends beyond today's schema, by the contract of the analytics server (the
+# session's and an entering page view's referrer and campaign, the session's automation flag,
+# custom events): checked here as that contract states, then left out of what the schema
+# checks.
+ADDITIONS = ("referrer", "utm", "automation")
+UTM_KEYS = {"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
+
+
+def require(condition: bool, field: str, value: Any) -> None:
+    if not condition:
+        raise InvalidInput(field, f"not as the contract says: {value!r}")
+
+
+def check_additions(fields: dict[str, Any]) -> None:
+    referrer = fields.get("referrer")
+    ok = referrer is None or (isinstance(referrer, str) and 0 < len(referrer) <= 2048)
+    require(ok, "referrer", referrer)
+    utm = fields.get("utm", {})
+    require(isinstance(utm, dict) and set(utm) <= UTM_KEYS, "utm", utm)
+    require(all(isinstance(v, str) and len(v) <= 256 for v in utm.values()), "utm", utm)
+    require(fields.get("automation") in (None, True, False), "automation", fields)
+
+
+def without_additions(raw: dict[str, Any]) -> dict[str, Any]:
+    check_additions(raw)
+    return {k: v for k, v in raw.items() if k not in ADDITIONS}
+
+
+def check_custom(event: dict[str, Any]) -> None:
+    data = event["data"]
+    require(isinstance(data["name"], str) and 1 <= len(data["name"]) <= 64, "data.name", data)
+    properties = data.get("properties", {})
+    require(isinstance(properties, dict) and len(properties) <= 20, "data.properties", data)
+    flat = all(isinstance(v, str | int | float | bool) for v in properties.values())
+    require(flat, "data.properties", data)
+
+
+def checked_events(body: bytes) -> list[dict[str, Any]]:
+    """The batch's events, each checked: by today's schema, or, for what the client sends
+    beyond it (custom events, an entering page view's referrer and campaign), by the
+    contract."""
+    raw = json.loads(body)
+    events: list[dict[str, Any]] = raw["events"] if isinstance(raw, dict) else raw
+    kept = []
+    for event in events:
+        if event.get("event") == "custom":
+            check_custom(event)
+            continue
+        data = event.get("data", {})
+        check_additions(data)
+        kept.append({**event, "data": {k: v for k, v in data.items() if k not in ADDITIONS}})
+    if kept:
+        movements_from_json(json.dumps({"events": kept}).encode(), int(time.time() * 1000))
+    return events
 
 
 @dataclass
@@ -103,6 +164,13 @@ class Recorder:
     requests: list[Recorded] = field(default_factory=list)
     track_answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    variant_asks: list[tuple[str, str]] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)  # the client's files the page loaded
+    # WebSocket: each message as received, and how many to leave unanswered, closing the socket
+    socket_messages: list[dict[str, Any]] = field(default_factory=list)
+    socket_drops: int = 0
+    sockets: int = 0  # opened
+    refuse_additions: bool = False  # as a server older than the client does
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, recorded: Recorded) -> None:
@@ -143,8 +211,12 @@ def recording_app(recorder: Recorder) -> Starlette:
         )
 
     async def session(request: Request) -> Response:
+        raw = json.loads(await request.body())
+        if recorder.refuse_additions and set(ADDITIONS) & set(raw):
+            await record(request, 422)
+            return JSONResponse({"error": "unknown field", "field": "automation"}, 422)
         try:
-            created = session_request_from_obj(json.loads(await request.body()))
+            created = session_request_from_obj(without_additions(raw))
         except (ValueError, InvalidInput) as exc:
             recorder.rejected.append(f"session: {exc}")
             await record(request, 422)
@@ -161,17 +233,17 @@ def recording_app(recorder: Recorder) -> Starlette:
             return JSONResponse({"error": "unsupported media type"}, status_code=415)
         body = await request.body()
         try:
-            movements = movements_from_json(body, int(time.time() * 1000))
+            events = checked_events(body)
         except InvalidInput as exc:
             recorder.rejected.append(f"track: {exc}")
             await record(request, 422)
             return JSONResponse({"error": exc.message, "field": exc.field}, status_code=422)
-        users = {m.userId for m in movements}
+        users = {e["userId"] for e in events}
         if len(users) > 1:
             recorder.rejected.append(f"track: one request for several users {sorted(users)}")
             await record(request, 422)
             return JSONResponse({"error": "all events of one request must be for one user"}, 422)
-        anonymous = not movements or is_anonymous(movements[0].userId)
+        anonymous = not events or is_anonymous(events[0]["userId"])
         if not anonymous and not request.headers.get("authorization", "").startswith("Bearer "):
             recorder.rejected.append(f"track: {sorted(users)} without a token")
             await record(request, 401)
@@ -181,15 +253,45 @@ def recording_app(recorder: Recorder) -> Starlette:
         await record(request, status)
         if status != 200:
             return JSONResponse({"error": "scripted"}, status_code=status, headers=headers)
-        return JSONResponse({"success": True, "accepted": len(movements)})
+        return JSONResponse({"success": True, "accepted": len(events)})
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with recorder.lock:
+            recorder.sockets += 1
+        try:
+            while True:
+                message = json.loads(await websocket.receive_text())
+                with recorder.lock:
+                    recorder.socket_messages.append(message)
+                    drop = recorder.socket_drops > 0
+                    recorder.socket_drops -= drop
+                if drop:  # a connection lost before the answer
+                    await websocket.close(1011)
+                    return
+                seq = message["seq"]
+                batch = {k: v for k, v in message.items() if k != "seq"}
+                try:
+                    events = checked_events(json.dumps(batch).encode())
+                except InvalidInput as exc:
+                    recorder.rejected.append(f"socket: {exc}")
+                    refusal = {"seq": seq, "error": exc.message, "field": exc.field}
+                    await websocket.send_json(refusal)
+                    continue
+                await websocket.send_json({"seq": seq, "accepted": len(events)})
+        except WebSocketDisconnect:
+            return
 
     async def page(request: Request) -> Response:
         params = request.query_params
+        hover = params.get("hover", "100")
         attributes = {
             "data-flush-interval-ms": params.get("flush", "100"),
-            "data-hover-ms": params.get("hover", "100"),
+            "data-hover-ms": None if hover == "off" else hover,
             "data-user-id": params.get("user"),
             "data-token": params.get("token"),
+            "data-websocket": "" if "ws" in params else None,
+            "data-experiments": "" if "experiments" in params else None,
         }
         html = PAGE.format(
             attributes=" ".join(f'{k}="{v}"' for k, v in attributes.items() if v is not None),
@@ -205,7 +307,26 @@ def recording_app(recorder: Recorder) -> Starlette:
         return PlainTextResponse("ok")
 
     async def script(request: Request) -> Response:
-        return Response(TRACKER_JS.read_bytes(), media_type="text/javascript")
+        name = request.url.path.lstrip("/")
+        if not BUILT.fullmatch(name):
+            return PlainTextResponse("no such file", status_code=404)
+        if name != "tracker.js":
+            with recorder.lock:
+                recorder.scripts.append(name)
+        return Response((STATIC / name).read_bytes(), media_type="text/javascript")
+
+    async def identify(request: Request) -> Response:
+        await record(request, 200)
+        linked = json.loads(await request.body())
+        return JSONResponse({"userId": linked["userId"], "linked": True})
+
+    async def variant(request: Request) -> Response:
+        await record(request, 200)
+        with recorder.lock:
+            recorder.variant_asks.append(
+                (request.path_params["name"], request.query_params.get("userId", ""))
+            )
+        return JSONResponse({"variant": f"{request.path_params['name']}-b"})
 
     async def stylesheet(request: Request) -> Response:
         return Response(CSS, media_type="text/css")
@@ -214,8 +335,12 @@ def recording_app(recorder: Recorder) -> Starlette:
         routes=[
             Route("/api/track/session", session, methods=["POST"]),
             Route("/api/track", track, methods=["POST"]),
+            WebSocketRoute("/api/track/ws", socket),
             Route("/sentinel", sentinel, methods=["POST"]),
+            Route("/api/track/identify", identify, methods=["POST"]),
+            Route("/api/experiments/{name}/variant", variant),
             Route("/tracker.js", script),
+            Route("/tracker.{asset}.js", script),
             Route("/test.css", stylesheet),
             Route("/done", done),
             Route("/{path:path}", page),
@@ -977,3 +1102,220 @@ def test_ids_are_uuid4_without_crypto_random_uuid(
     view = wait_for_events(recorder, "page_view")[0]
     for key in ("userId", "sessionId", "eventId"):
         assert UUID4.match(view[key]), (key, view[key])
+
+
+# -- what the client sends beyond the movements of old: where visits come from, automation,
+# custom events, identify, experiments, the WebSocket; and the files loaded on demand ----------
+
+
+def test_a_visit_from_another_site_sends_the_referrers_host_and_the_campaign_only(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = context.new_page()
+    query = "utm_source=news&utm_medium=email&utm_campaign=spring&email=ada%40secret.example"
+    page.goto(f"{base_url}/page?{query}", referer="https://news.example.org/item?id=secret-42")
+    wait_for_tracker(page)
+    view = wait_for_events(recorder, "page_view")[0]
+    campaign = {"utm_source": "news", "utm_medium": "email", "utm_campaign": "spring"}
+    assert view["data"]["referrer"] == "news.example.org"
+    assert view["data"]["utm"] == campaign
+    session = recorder.snapshot("/api/track/session")[0].json()
+    assert (session["referrer"], session["utm"]) == ("news.example.org", campaign)
+    page.evaluate("history.pushState({}, '', '/app/next')")
+    views = wait_for_events(recorder, "page_view", count=2)
+    assert "referrer" not in views[1]["data"] and "utm" not in views[1]["data"]
+    for request in recorder.snapshot():
+        assert b"secret" not in request.body
+
+
+def test_a_referrer_of_the_same_site_is_not_sent(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = context.new_page()
+    page.goto(f"{base_url}/page", referer=f"{base_url}/elsewhere")
+    wait_for_tracker(page)
+    view = wait_for_events(recorder, "page_view")[0]
+    assert "referrer" not in view["data"] and "utm" not in view["data"]
+    assert view["data"]["metadata"]["referrerPath"] == "/elsewhere"
+    session = recorder.snapshot("/api/track/session")[0].json()
+    assert "referrer" not in session and "utm" not in session
+
+
+def test_headless_chromium_driven_by_playwright_says_it_is_automated(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    assert recorder.snapshot("/api/track/session")[0].json()["automation"] is True
+
+
+def test_a_browser_without_automation_signals_sends_no_automation_flag(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    context.add_init_script(
+        """Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => false});
+        Object.defineProperty(Navigator.prototype, 'userAgent', {
+            get: () => 'Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36'
+        });"""
+    )
+    open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    assert "automation" not in recorder.snapshot("/api/track/session")[0].json()
+
+
+def test_track_records_a_custom_event_and_refuses_what_the_server_would(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    properties = {"plan": "pro", "seats": 3, "trial": True}
+    assert page.evaluate("p => tracker.track('purchase', p)", properties) is True
+    refused = [
+        "tracker.track('', {})",
+        "tracker.track('x'.repeat(65))",
+        "tracker.track('nested', {a: {b: 1}})",
+        "tracker.track('infinite', {n: Infinity})",
+        "tracker.track('many', Object.fromEntries([...Array(21).keys()].map(k => ['k' + k, k])))",
+        "tracker.track(42)",
+    ]
+    for call in refused:
+        assert page.evaluate(call) is False, call
+    custom = wait_for_events(recorder, "custom")
+    page.evaluate("tracker.flush()")
+    leave_and_settle(page, recorder, base_url)
+    assert [(e["data"]["name"], e["data"]["properties"]) for e in recorder.of("custom")] == [
+        ("purchase", properties)
+    ]
+    assert custom[0]["data"]["path"] == "/page"
+
+
+def test_a_click_on_an_element_with_data_tracker_event_sends_a_custom_event(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    page.click("#signup span")
+    custom = wait_for_events(recorder, "custom")[0]
+    assert custom["data"]["name"] == "signup"
+    assert custom["data"]["properties"] == {"plan": "pro", "source": "hero"}
+    assert [e["data"]["element"] for e in recorder.of("click")] == ["span"]
+
+
+def test_identify_links_the_anonymous_visitor_with_its_cookie_then_tracks_as_the_user(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    anonymous = page.evaluate("localStorage.getItem('tracking_user_id')")
+    assert page.evaluate("tracker.identify('alice', 'tok-a')") is True
+    linked = wait_for(lambda: recorder.snapshot("/api/track/identify"), message="identify")[0]
+    assert linked.json() == {"anonymousId": anonymous, "userId": "alice", "token": "tok-a"}
+    assert "tracker_visitor=" in (linked.cookie or "")
+    page.click("#buy")
+    assert wait_for_events(recorder, "click")[0]["userId"] == "alice"
+
+
+def test_variant_asks_once_per_page_and_loads_the_experiments_file_only_then(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, user="alice", token="tok-a", hover="off")
+    wait_for_events(recorder, "page_view")
+    assert recorder.scripts == []
+    variants = page.evaluate(
+        "Promise.all([tracker.variant('hero'), tracker.variant('hero'), tracker.variant('cta')])"
+    )
+    assert variants == ["hero-b", "hero-b", "cta-b"]
+    assert recorder.variant_asks == [("hero", "alice"), ("cta", "alice")]
+    asks = recorder.snapshot("/api/experiments/hero/variant")
+    assert asks[0].authorization == "Bearer tok-a"
+    assert [name.split(".")[1] for name in recorder.scripts] == ["experiments"]
+
+
+def test_variant_fails_while_tracking_is_off_so_the_site_shows_its_control(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
+    )
+    page = open_page(context, base_url)
+    shown = page.evaluate("tracker.variant('hero').then(v => v, () => 'control')")
+    assert shown == "control"
+    assert recorder.variant_asks == []
+
+
+def test_hovers_are_a_file_of_their_own_loaded_only_when_the_site_asks(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, hover="off")
+    page.hover("#shop-link")
+    wait_page_ms(page, 700)
+    page.mouse.move(5, 600)
+    page.click("#buy")
+    wait_for_events(recorder, "click")
+    leave_and_settle(page, recorder, base_url)
+    assert recorder.of("hover") == []
+    assert recorder.scripts == []
+
+
+def socket_events(recorder: Recorder) -> list[dict[str, Any]]:
+    with recorder.lock:
+        return [e for m in recorder.socket_messages for e in m["events"]]
+
+
+def test_events_go_over_the_websocket_while_it_is_open(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, ws="1", **SLOW)
+    wait_for(lambda: recorder.sockets, message="a socket")
+    for _ in range(3):
+        page.click("#buy")
+    wait_for(
+        lambda: len([e for e in socket_events(recorder) if e["event"] == "click"]) == 3,
+        message="three clicks over the socket",
+    )
+    seqs = [m["seq"] for m in recorder.socket_messages]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [e["event"] for e in recorder.of("click")] == []  # none by fetch
+    assert any(name.split(".")[1] == "websocket" for name in recorder.scripts)
+
+
+def test_a_batch_unanswered_when_the_socket_closes_is_sent_again_and_stored_once(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    page = open_page(context, base_url, ws="1", **SLOW)
+    wait_for(lambda: recorder.sockets, message="a socket")
+    wait_for(
+        lambda: [
+            e for e in socket_events(recorder) + recorder.events() if e["event"] == "page_view"
+        ],
+        message="the page view",
+    )
+    sent_before = len(recorder.socket_messages)
+    recorder.socket_drops = 1
+    page.click("#buy")
+    page.evaluate("tracker.flush()")
+    dropped = wait_for(
+        lambda: recorder.socket_messages[sent_before:], message="the dropped message"
+    )[0]
+    [click] = [e for e in dropped["events"] if e["event"] == "click"]
+
+    def delivered() -> list[str]:
+        # after the dropped message: by a new socket's message, or by fetch
+        later = [e for m in recorder.socket_messages[sent_before + 1 :] for e in m["events"]]
+        return [e["eventId"] for e in later + recorder.events() if e["event"] == "click"]
+
+    wait_for(lambda: delivered(), message="the click sent again", timeout_s=20)
+    leave_and_settle(page, recorder, base_url)
+    assert delivered() == [click["eventId"]]
+
+
+def test_a_server_that_refuses_the_sessions_additions_gets_the_session_asked_again_without(
+    context: BrowserContext, base_url: str, recorder: Recorder
+) -> None:
+    """A replica not yet upgraded knows nothing of the referrer, campaign and automation flag."""
+    recorder.refuse_additions = True
+    open_page(context, base_url)
+    wait_for_events(recorder, "page_view")
+    refused, accepted = recorder.snapshot("/api/track/session")[:2]
+    assert (refused.status, refused.json()["automation"]) == (422, True)
+    assert accepted.status == 200
+    assert "automation" not in accepted.json()

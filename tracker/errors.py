@@ -81,6 +81,21 @@ class RateLimited(TrackerError):
         return (type(self), (self.retry_after_s,))
 
 
+class UnknownAsset(TrackerError, KeyError):
+    """No file of the browser client is served under this name (an older build's, say)."""
+
+    def __init__(self, name: str) -> None:
+        shown = name if len(name) <= 100 else f"{name[:100]}..."
+        super().__init__(f"asset: no file of the browser client is named {shown!r}")
+        self.name = name
+
+    def __reduce__(self) -> tuple[type[UnknownAsset], tuple[str]]:
+        return (type(self), (self.name,))
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class RequestTimeout(TrackerError):
     """A request body did not arrive in the time allowed (HTTP 408)."""
 

@@ -26,6 +26,7 @@ from starlette.types import Scope
 from tracker import auth, schema
 from tracker.api import Tracker
 from tracker.body import read_json_body
+from tracker.client_assets import MEDIA_TYPE, ClientAssets
 from tracker.clock import wall_clock_ms
 from tracker.config import Config
 from tracker.dispatch import Dispatcher, answer_within
@@ -110,6 +111,7 @@ class Ingress:
         )
         self.opt_out = frozenset(config.opt_out)
         self.proxies = ProxyCheck()
+        self.assets = ClientAssets(STATIC)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -401,11 +403,26 @@ class Ingress:
         return JSONResponse(openapi_document())
 
     async def tracker_js(self, request: Request) -> Response:
-        return FileResponse(
-            STATIC / "tracker.js",
-            media_type="application/javascript",
-            headers={"Cache-Control": "public, max-age=300"},
-        )
+        return self.client_file(request, "tracker.js")
+
+    async def tracker_module(self, request: Request) -> Response:
+        return self.client_file(request, "tracker.mjs")
+
+    async def tracker_asset(self, request: Request) -> Response:
+        return self.client_file(request, f"tracker.{request.path_params['asset']}.js")
+
+    def client_file(self, request: Request, name: str) -> Response:
+        """A file of the browser client, compressed as the client accepts, 304 when the
+        client holds it already (`If-None-Match`)."""
+        asset = self.assets.get(name)
+        headers = {"ETag": asset.etag, "Cache-Control": asset.cache_control}
+        headers["Vary"] = "Accept-Encoding"
+        if asset.matches(request.headers.get("if-none-match", "")):
+            return Response(status_code=304, headers=headers)
+        body, encoding = asset.encoded(request.headers.get("accept-encoding", ""))
+        if encoding:
+            headers["Content-Encoding"] = encoding
+        return Response(body, media_type=MEDIA_TYPE, headers=headers)
 
     def page(self, name: str) -> Handler:
         path = STATIC / name

@@ -25,6 +25,7 @@ from tracker.errors import (
     TooLarge,
     TooManyUserActors,
     Unauthorized,
+    UnknownAsset,
     UnknownSession,
     UnsupportedMediaType,
 )
@@ -75,6 +76,14 @@ BAD_REQUEST = ErrorStatus(
     FieldError,
 )
 
+# One answer, one component of the document: the two things a route may not find.
+NOT_FOUND = ErrorStatus(
+    404,
+    "NotFound",
+    "No such session for this user; or no file of the browser client by this name (an older "
+    "build's hash).",
+)
+
 ERRORS: dict[type[Exception], ErrorStatus] = {
     Unauthorized: ErrorStatus(
         401,
@@ -90,7 +99,8 @@ ERRORS: dict[type[Exception], ErrorStatus] = {
         "whose Origin is neither the tracker's nor in TRACKER_ALLOWED_ORIGINS (nothing is "
         "stored).",
     ),
-    UnknownSession: ErrorStatus(404, "NotFound", "No such session for this user."),
+    UnknownSession: NOT_FOUND,
+    UnknownAsset: NOT_FOUND,
     RequestTimeout: ErrorStatus(
         408,
         "RequestTimeout",

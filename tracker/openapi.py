@@ -133,6 +133,11 @@ def document_path(route: Route) -> str:
     return _PATH_PARAMETER.sub(lambda m: "{" + names[m.group(1)] + "}", route.path)
 
 
+# Not an error: a route that lists it answers a conditional request for a copy held.
+NOT_MODIFIED = 304
+_NOT_MODIFIED = "The copy the client holds (`If-None-Match`) is current; no body."
+
+
 def _ok(route: Route, schemas: _Schemas) -> Json:
     answer: Answer = route.ok
     body = schemas.one_of(answer.body) if answer.body else {"type": "string"}
@@ -154,6 +159,9 @@ def _ok(route: Route, schemas: _Schemas) -> Json:
 def _operation(route: Route, schemas: _Schemas) -> Json:
     responses: Json = {"200": _ok(route, schemas)}
     for status in route.errors:
+        if status == NOT_MODIFIED:
+            responses[str(status)] = {"description": _NOT_MODIFIED}
+            continue
         responses[str(status)] = {"$ref": f"#/components/responses/{STATUSES[status].name}"}
     operation: Json = {"tags": [route.tag], "summary": route.summary, "responses": responses}
     if route.description is not None:

@@ -152,6 +152,37 @@ class AppPath(Struct):
     )
 
 
+class AssetPath(Struct):
+    asset: Annotated[
+        str,
+        Meta(
+            pattern=r"^([a-z]+\.)?[0-9a-f]{10}$",
+            description="The content hash, after the file's name for a file loaded on demand.",
+        ),
+    ]
+
+
+class ClientHeaders(Struct):
+    accept_encoding: (
+        Annotated[str, Meta(description="`br` or `gzip` are served compressed.")] | UnsetType
+    ) = msgspec.field(default=UNSET, name="Accept-Encoding")
+    if_none_match: (
+        Annotated[str, Meta(description="The ETag of a copy held: 304 if it is current.")]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="If-None-Match")
+
+
+CLIENT_FILE = (
+    "Compressed once at start: brotli when the client accepts it, else gzip when accepted. "
+    "Caching: {cache}, with an ETag of the content."
+)
+CLIENT_HEADERS = {
+    "ETag": Header("A hash of the file's content."),
+    "Cache-Control": Header("How long caches may keep the file."),
+    "Content-Encoding": Header("`br` or `gzip`, as accepted.", required=False),
+}
+
+
 _DECLINES = (
     "`{}: 1` declines tracking: the request is answered as declined before anything else (the "
     "body is not read), and nothing is recorded."
@@ -355,7 +386,36 @@ ROUTES: tuple[Route, ...] = (
         "service",
         "The browser client.",
         Caller.ANYONE,
-        Answer("The script.", media_type="application/javascript"),
+        Answer("The script.", media_type="application/javascript", headers=CLIENT_HEADERS),
+        (304,),
+        headers=ClientHeaders,
+        description=CLIENT_FILE.format(cache="kept 5 minutes (`max-age=300`)"),
+    ),
+    Route(
+        "/tracker.mjs",
+        "GET",
+        "tracker_module",
+        "service",
+        "The browser client as an ES module (`load`, `track`, `identify`, `variant`, ...).",
+        Caller.ANYONE,
+        Answer("The module.", media_type="application/javascript", headers=CLIENT_HEADERS),
+        (304,),
+        headers=ClientHeaders,
+        description=CLIENT_FILE.format(cache="kept 5 minutes (`max-age=300`)"),
+    ),
+    Route(
+        "/tracker.{asset}.js",
+        "GET",
+        "tracker_asset",
+        "service",
+        "A file of the browser client under a name with its content hash: tracker.js itself "
+        "(`tracker.<hash>.js`), or a file it loads when the site asks (`tracker.hover.<hash>.js`).",
+        Caller.ANYONE,
+        Answer("The script.", media_type="application/javascript", headers=CLIENT_HEADERS),
+        (304, 404),
+        path_params=AssetPath,
+        headers=ClientHeaders,
+        description=CLIENT_FILE.format(cache="immutable, kept a year"),
     ),
     Route(
         "/healthz",
