@@ -27,6 +27,7 @@ INPUT = {"400", "408", "413", "415", "422"}
 # (429 on the admin routes: too many failed admin authentications from one address.)
 CONTRACT: dict[str, dict[str, set[str]]] = {
     "/api/track": {"post": {"200", "401", "403", "429", "503"} | INPUT},
+    "/api/track/ws": {"get": {"101", "403", "429"}},
     "/api/track/session": {
         "post": {"200", "401", "403", "429", "503"} | INPUT,
         "get": {"200", "401", "403", "404", "422", "429", "503"},

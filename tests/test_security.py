@@ -26,7 +26,7 @@ import pytest
 import test_http
 from browser_support import serve_asgi
 from conftest import file_url
-from starlette.routing import Match, Mount, Route
+from starlette.routing import Match, Mount, Route, WebSocketRoute
 from support import eventually as _until
 from support import wait_for
 from test_http import assert_error, movement, new_user, stored_movements
@@ -131,16 +131,19 @@ def test_every_route_of_the_app_is_documented_and_every_documented_operation_is_
     app = build_app(own_tracker, own_tracker.config)
     document = openapi_document()
     routes = [route for route in app.routes if not isinstance(route, Mount)]
+    sockets = {route.path for route in routes if isinstance(route, WebSocketRoute)}
     for route in routes:
-        assert isinstance(route, Route)
+        assert isinstance(route, Route | WebSocketRoute)
         path = route.url_path_for(
             route.name, **{name: SAMPLE_PARAMETERS[name] for name in route.param_convertors}
         )
-        for method in (route.methods or set()) - {"HEAD"}:
+        methods = {"GET"} if isinstance(route, WebSocketRoute) else route.methods or set()
+        for method in methods - {"HEAD"}:
             assert documented(document, path, method), f"{method} {route.path}"
     for template, operations in document["paths"].items():
         for method in operations:
-            scope = {"type": "http", "path": concrete(template), "method": method.upper()}
+            kind = "websocket" if template in sockets else "http"
+            scope = {"type": kind, "path": concrete(template), "method": method.upper()}
             matches = [route.matches(scope)[0] for route in routes]
             assert Match.FULL in matches, f"{method.upper()} {template}"
 

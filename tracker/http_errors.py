@@ -166,3 +166,24 @@ def error_response(exc: Exception) -> Response:
         return JSONResponse({"error": "internal error"}, status_code=500)
     headers = entry.headers(exc) if entry.headers is not None else {}
     return JSONResponse(error_body(exc), status_code=entry.status, headers=headers)
+
+
+def socket_error(exc: Exception, seq: int | None) -> dict[str, Any]:
+    """The answer to a tracking socket's message that failed: the error and field the POST
+    route would answer, the status it would answer with, and when to retry where it says."""
+    entry = status_of(exc)
+    if entry is None:
+        log.exception("unexpected error", exc_info=exc)
+        return {"seq": seq, "error": "internal error", "field": None, "status": 500}
+    body = error_body(exc)
+    reply: dict[str, Any] = {
+        "seq": seq,
+        "error": body["error"],
+        "field": body.get("field"),
+        "status": entry.status,
+    }
+    if isinstance(exc, RateLimited):
+        reply["retryAfter"] = exc.retry_after_whole_s
+    elif isinstance(exc, StorageUnavailable):
+        reply["retryAfter"] = exc.retry_after_s
+    return reply

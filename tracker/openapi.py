@@ -152,7 +152,7 @@ def _ok(route: Route, schemas: _Schemas) -> Json:
 
 
 def _operation(route: Route, schemas: _Schemas) -> Json:
-    responses: Json = {"200": _ok(route, schemas)}
+    responses: Json = {str(route.ok.status): _ok(route, schemas)}
     for status in route.errors:
         responses[str(status)] = {"$ref": f"#/components/responses/{STATUSES[status].name}"}
     operation: Json = {"tags": [route.tag], "summary": route.summary, "responses": responses}

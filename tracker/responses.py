@@ -186,6 +186,23 @@ EventsByType = Annotated[
 ]
 
 
+class SocketAck(Struct, forbid_unknown_fields=True):
+    """A tracking socket's message, stored: `accepted` as POST /api/track counts it."""
+
+    seq: int
+    accepted: Count
+
+
+class SocketError(Struct, forbid_unknown_fields=True):
+    """A tracking socket's message, refused: `seq` is null when the message had none."""
+
+    seq: int | None
+    error: str
+    field: str | None
+    status: int
+    retryAfter: int | UnsetType = UNSET
+
+
 class Analytics(Struct):
     totalSessions: Count
     userSessions: list[Session]
@@ -216,4 +233,6 @@ RESPONSE_TYPES: tuple[type[Struct], ...] = (
     EraseResult,
     Health,
     Analytics,
+    SocketAck,
+    SocketError,
 )

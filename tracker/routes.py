@@ -21,13 +21,13 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
 from tracker import responses as r
 from tracker.http_errors import error_response
-from tracker.middleware import SESSION_PATH, TRACK_PATH
+from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
 from tracker.schema import (
     MAX_BATCH_EVENTS,
     MAX_TIMESTAMP_MS,
@@ -69,6 +69,7 @@ class Answer:
     body: tuple[Any, ...] = ()
     media_type: str = "application/json"
     headers: Mapping[str, Header] = field(default_factory=dict)
+    status: int = 200
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class Route:
     private: bool = False
     description: str | None = None
     page: str | None = None
+    # A WebSocket route: the handler takes the socket; `ok.body` declares its messages.
+    websocket: bool = False
 
 
 class _AnyPath(PathConvertor):
@@ -160,6 +163,21 @@ SecGpc = Annotated[str, Meta(description=_DECLINES.format("Sec-GPC"))]
 Dnt = Annotated[str, Meta(description=_DECLINES.format("DNT"))]
 
 
+class SocketQuery(Struct):
+    token: (
+        Annotated[
+            str,
+            Meta(
+                max_length=128,
+                description="The identity token of the user the socket's messages are for, "
+                "when that user is not anonymous (browsers set no Authorization header on a "
+                "WebSocket).",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
 class PrivacyHeaders(Struct):
     sec_gpc: SecGpc | UnsetType = msgspec.field(default=UNSET, name="Sec-GPC")
     dnt: Dnt | UnsetType = msgspec.field(default=UNSET, name="DNT")
@@ -216,6 +234,29 @@ ROUTES: tuple[Route, ...] = (
         body=(Movement, MovementList, EventBatch),
         body_description="One movement, an array of them, or {events: [...]}; all for one user.",
         headers=PrivacyHeaders,
+    ),
+    Route(
+        TRACK_SOCKET_PATH,
+        "GET",
+        "track_socket",
+        "tracking",
+        "Record movements over a WebSocket: each text message is a body of POST /api/track "
+        "with an integer `seq`.",
+        Caller.VISITOR,
+        Answer(
+            "Switching Protocols. Each message is answered once stored with {seq, accepted}, "
+            "or with {seq, error, field, status} (the status POST /api/track would answer; "
+            "`retryAfter` in seconds where that says when to retry). A socket over the "
+            "replica's TRACKER_WS_MAX_SOCKETS is closed with 1013, one idle for "
+            "TRACKER_WS_IDLE_S with 1000.",
+            (r.SocketAck, r.SocketError),
+            status=101,
+        ),
+        (403, 429),
+        query=SocketQuery,
+        headers=PrivacyHeaders,
+        websocket=True,
+        description="docs/realtime.md describes the protocol.",
     ),
     Route(
         SESSION_PATH,
@@ -439,6 +480,8 @@ def _endpoint(ingress: Ingress, route: Route) -> Handler:
 def starlette_routes(ingress: Ingress) -> list[BaseRoute]:
     """`ROUTES` as Starlette routes over `ingress`'s handlers."""
     return [
-        StarletteRoute(route.path, _endpoint(ingress, route), methods=[route.method])
+        WebSocketRoute(route.path, getattr(ingress, route.handler))
+        if route.websocket
+        else StarletteRoute(route.path, _endpoint(ingress, route), methods=[route.method])
         for route in ROUTES
     ]
