@@ -41,6 +41,7 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
         "delete": {"200", "401", "422", "429", "503"},
     },
     "/api/users/{userId}/export": {"get": {"200", "401", "422", "429", "503"}},
+    "/api/users/{userId}/live": {"get": {"101", "401", "429"}},
     "/tracker.js": {"get": {"200"}},
     "/healthz": {"get": {"200"}},
     "/metrics": {"get": {"200"}},
@@ -188,7 +189,7 @@ def test_admin_routes_require_the_admin_token_or_cookie(document: dict[str, Any]
         "http",
         "bearer",
     )
-    for path, method in ADMIN_ROUTES:
+    for path, method in [*ADMIN_ROUTES, ("/api/users/{userId}/live", "get")]:
         assert document["paths"][path][method]["security"] == ADMIN, f"{method} {path}"
     assert "security" not in document["paths"]["/healthz"]["get"]
 

@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import httpx
 import pytest
 import ray
 from browser_support import serve_asgi
 from conftest import file_url
 from fault_support import event_ids, movement
-from support import eventually, now_ms
+from playwright.sync_api import Browser
+from support import eventually, now_ms, wait_for
+from test_e2e_browser import open_dashboard
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -390,3 +393,79 @@ def test_the_serve_deployment_answers_the_socket_on_the_public_port(
     answers = asyncio.run(scenario())
     assert answers[1] == {"seq": 1, "accepted": 1}
     assert answers[2]["field"] == "timestamp" and answers[2]["status"] == 422
+
+
+# -- the admin's live view of one user ------------------------------------------------------------
+
+
+def live_url(base: str, user: str) -> str:
+    return base.replace("http://", "ws://") + f"/api/users/{user}/live"
+
+
+def test_the_admin_follows_one_user_and_gets_each_of_their_new_movements_once(
+    tracker: Tracker,
+) -> None:
+    user, other = str(uuid.uuid4()), str(uuid.uuid4())
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with socket_app(tracker) as (_, url, _):
+
+        async def scenario() -> list[dict[str, Any]]:
+            async with opened(ws_url(url)) as ws:
+                await send(ws, 1, movement(user, "before", 1))
+                await reply(ws)
+                async with opened(live_url(url, user), additional_headers=admin) as live:
+                    first = await reply(live)
+                    await send(ws, 2, movement(other, "someone-else", 2))
+                    await send(
+                        ws, 3, {"events": [movement(user, "l1", 3), movement(user, "l2", 4)]}
+                    )
+                    await replies(ws, 2)
+                    later = [await reply(live)]
+                    while sum(len(m["movements"]) for m in later) < 2:
+                        later.append(await reply(live))
+                    return [first, *later]
+
+        messages = asyncio.run(scenario())
+        assert [m["eventId"] for m in messages[0]["movements"]] == ["before"]
+        assert [m["eventId"] for msg in messages[1:] for m in msg["movements"]] == ["l1", "l2"]
+        assert all(msg["userId"] == user for msg in messages)
+
+
+def test_only_the_admin_may_follow_a_user(tracker: Tracker) -> None:
+    user = str(uuid.uuid4())
+    with socket_app(tracker) as (_, url, _):
+
+        async def status(headers: dict[str, str]) -> int:
+            try:
+                async with opened(live_url(url, user), additional_headers=headers):
+                    return 101
+            except InvalidStatus as refused:
+                return refused.response.status_code
+
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Cookie": "tracker_admin=x"}):
+            assert asyncio.run(status(headers)) == 401, headers
+
+
+@pytest.mark.browser
+def test_the_dashboard_panel_follows_a_user_live_in_chromium(
+    tracker: Tracker, browser: Browser
+) -> None:
+    user = str(uuid.uuid4())
+    with socket_app(tracker) as (_, url, _):
+        context, page = open_dashboard(browser, url, tracker.config)
+        try:
+            page.fill("[data-testid=live-user-id]", user)
+            page.click("[data-testid=live-user] button[type=submit]")
+            wait_for(
+                lambda: "following" in page.inner_text("[data-testid=live-user-status]"),
+                message="the live view to open",
+            )
+            # (Playwright's own loop runs in this thread: the event goes over HTTP.)
+            posted = httpx.post(f"{url}/api/track", json=movement(user, "seen-live", 1))
+            assert posted.status_code == 200, posted.text
+            rows = "[data-testid=live-user-list] li"
+            wait_for(lambda: page.locator(rows).count() == 1, message="the movement's row")
+            assert page.get_attribute(rows, "data-event-id") == "seen-live"
+            assert "click" in page.inner_text(rows)
+        finally:
+            context.close()

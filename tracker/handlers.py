@@ -32,6 +32,7 @@ from tracker.config import Config
 from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
 from tracker.host import DECLINED, NewSession
+from tracker.live_user import follow_user
 from tracker.metrics import Metrics
 from tracker.middleware import OriginCheck
 from tracker.openapi import openapi_document
@@ -372,6 +373,10 @@ class Ingress:
         user_id = schema.check_id("userId", request.path_params["user_id"])
         result = await self.dispatch.call(user_id, "erase")
         return JSONResponse(result)
+
+    async def follow_user(self, websocket: WebSocket) -> None:
+        """`GET /api/users/{userId}/live` (`tracker.live_user`); the admin is checked."""
+        await follow_user(self, websocket)
 
     async def export_user(self, request: Request) -> Response:
         user_id = schema.check_id("userId", request.path_params["user_id"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
 
 from tracker.errors import (
     Forbidden,
@@ -187,3 +188,12 @@ def socket_error(exc: Exception, seq: int | None) -> dict[str, Any]:
     elif isinstance(exc, StorageUnavailable):
         reply["retryAfter"] = exc.retry_after_s
     return reply
+
+
+async def deny(websocket: WebSocket, exc: Exception) -> None:
+    """Refuse a WebSocket handshake with the HTTP answer `exc` gets on other routes, where the
+    server can send one; else by closing before accepting (the server answers 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(exc))
+    else:
+        await websocket.close(1008)

@@ -203,6 +203,14 @@ class SocketError(Struct, forbid_unknown_fields=True):
     retryAfter: int | UnsetType = UNSET
 
 
+class LiveMovements(Struct, forbid_unknown_fields=True):
+    """A message of a user's live view: movements stored since the last one, oldest first."""
+
+    userId: str
+    movements: list[Movement]
+    at: Annotated[int, Meta(description="When it was sent, ms since the epoch.")]
+
+
 class Analytics(Struct):
     totalSessions: Count
     userSessions: list[Session]
@@ -235,4 +243,5 @@ RESPONSE_TYPES: tuple[type[Struct], ...] = (
     Analytics,
     SocketAck,
     SocketError,
+    LiveMovements,
 )

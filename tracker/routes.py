@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,10 +24,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from tracker import responses as r
-from tracker.http_errors import error_response
+from tracker.http_errors import deny, error_response
 from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
+from tracker.ratelimit import client_of
 from tracker.schema import (
     MAX_BATCH_EVENTS,
     MAX_TIMESTAMP_MS,
@@ -40,6 +42,8 @@ from tracker.schema import (
 
 if TYPE_CHECKING:
     from tracker.handlers import Handler, Ingress
+
+SocketHandler = Callable[[WebSocket], Awaitable[None]]
 
 
 class Caller(enum.Enum):
@@ -378,6 +382,26 @@ ROUTES: tuple[Route, ...] = (
         private=True,
     ),
     Route(
+        "/api/users/{user_id}/live",
+        "GET",
+        "follow_user",
+        "users",
+        "Follow one user live over a WebSocket: their movements as they are stored.",
+        Caller.ADMIN,
+        Answer(
+            "Switching Protocols. Messages {userId, movements, at}: first what the user's live "
+            "sessions hold, then each time new movements are stored, oldest first. Closed with "
+            "1008 when the login session of the tracker_admin cookie that opened it expires, "
+            "1011 when the user's host or the aggregator is unavailable.",
+            (r.LiveMovements,),
+            status=101,
+        ),
+        (401, 429),
+        path_params=UserPath,
+        websocket=True,
+        description='docs/realtime.md, "Following one user live".',
+    ),
+    Route(
         "/api/users/{user_id}/export",
         "GET",
         "export_user",
@@ -477,10 +501,30 @@ def _endpoint(ingress: Ingress, route: Route) -> Handler:
     return endpoint
 
 
+def _socket_endpoint(ingress: Ingress, route: Route) -> SocketHandler:
+    """A WebSocket route's handler, with the admin checked at the handshake (`Caller.ADMIN`):
+    refused with the HTTP answer another route would give."""
+    handler: SocketHandler = getattr(ingress, route.handler)
+    if route.caller is not Caller.ADMIN:
+        return handler
+
+    async def endpoint(websocket: WebSocket) -> None:
+        try:
+            websocket.state.admin_expiry = ingress.access.require_admin(
+                websocket.headers, websocket.cookies, client_of(websocket.scope)
+            )
+        except Exception as exc:
+            await deny(websocket, exc)
+            return
+        await handler(websocket)
+
+    return endpoint
+
+
 def starlette_routes(ingress: Ingress) -> list[BaseRoute]:
     """`ROUTES` as Starlette routes over `ingress`'s handlers."""
     return [
-        WebSocketRoute(route.path, getattr(ingress, route.handler))
+        WebSocketRoute(route.path, _socket_endpoint(ingress, route))
         if route.websocket
         else StarletteRoute(route.path, _endpoint(ingress, route), methods=[route.method])
         for route in ROUTES

@@ -36,7 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from tracker import schema
 from tracker.errors import InvalidInput, InvalidMovement
-from tracker.http_errors import error_response, socket_error
+from tracker.http_errors import deny, socket_error
 from tracker.ratelimit import client_of
 
 if TYPE_CHECKING:
@@ -159,15 +159,6 @@ def message_headers(websocket: WebSocket) -> dict[str, str]:
     if token is not None and "authorization" not in headers:
         headers["authorization"] = f"Bearer {token}"
     return headers
-
-
-async def deny(websocket: WebSocket, exc: Exception) -> None:
-    """Refuse a handshake with the HTTP answer the POST route would give, where the server
-    can send one; else by closing before accepting (the server answers 403)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(error_response(exc))
-    else:
-        await websocket.close(1008)
 
 
 async def serve_socket(ingress: Ingress, websocket: WebSocket) -> None:
