@@ -142,6 +142,7 @@ HTTP_CPU_BATCH = "http: CPU per request, 50 events (replica and host)"
 LOADGEN = "load generator: asyncio client on hello-world"
 WS_EVENTS = "websocket: one event per message, durable"
 WS_P99 = "websocket: p99 latency at half of peak"
+WS_CPU = "websocket: CPU per event (replica and host)"
 SCALING = "scaling: {} host(s), {} replica(s)"
 
 FIGURES: dict[str, Figure | Share] = {
@@ -217,6 +218,8 @@ FIGURES: dict[str, Figure | Share] = {
     "ws-p99": _latest(WS_P99, "value", "{:.1f} ms"),
     "ws-http-p99": _latest(WS_P99, "baseline_value", "{:.1f} ms"),
     "ws-p99-rate": _latest(WS_P99, "details.http.rps", "{:,.0f} events/s"),
+    "ws-cpu": _latest(WS_CPU, "value", "{:.2f} ms"),
+    "ws-http-cpu": _latest(WS_CPU, "baseline_value", "{:.2f} ms"),
     # http
     "http-one-rps": _latest(HTTP_ONE, "value", "{:,.0f} req/s"),
     "http-one-hello-rps": _latest(HTTP_ONE, "baseline_value", "{:,.0f} req/s"),

@@ -119,7 +119,8 @@ class TrackSocket:
                 self.slots.release()
                 if self.in_flight:
                     continue  # waiting on the hosts is not idling
-                await self.websocket.close(CLOSE_IDLE, "idle")
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                    await self.websocket.close(CLOSE_IDLE, "idle")
                 return
             if message["type"] == "websocket.disconnect":
                 return
