@@ -8,8 +8,9 @@ first: `{"userId", "movements": [...], "at"}`. The first message holds what the 
 sessions hold already. What it remembers having sent is the event IDs of the user's sessions
 in memory, no more, so a socket followed for hours holds no more than the host does.
 
-Admin only (checked at the handshake, `tracker.routes`); with the login cookie, the socket is
-closed (1008) when the cookie's session expires, as the site-wide feed ends then.
+Admin only, checked at the handshake (refused with 401 as other admin routes are); with the
+login cookie, the socket is closed (1008) when the cookie's session expires, as the site-wide
+feed ends then.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tracker import schema
 from tracker.dispatch import answer_within
 from tracker.errors import TrackerError
+from tracker.http_errors import deny
+from tracker.ratelimit import client_of
 
 if TYPE_CHECKING:
     from tracker.handlers import Ingress
@@ -57,8 +60,14 @@ def new_movements(sessions: list[dict[str, Any]], sent: set[str]) -> tuple[list[
 
 async def follow_user(ingress: Ingress, websocket: WebSocket) -> None:
     """Send the user's new movements until the admin leaves or their login session ends."""
-    user_id = schema.check_id("userId", websocket.path_params["user_id"])
-    expiry: int | None = websocket.state.admin_expiry
+    try:
+        expiry = ingress.access.require_admin(
+            websocket.headers, websocket.cookies, client_of(websocket.scope)
+        )
+        user_id = schema.check_id("userId", websocket.path_params["user_id"])
+    except Exception as exc:
+        await deny(websocket, exc)
+        return
     await websocket.accept()
     leaving = asyncio.create_task(websocket.receive())  # the admin's close, or a disconnect
     sent: set[str] = set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,12 +24,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from tracker import responses as r
-from tracker.http_errors import deny, error_response
+from tracker.http_errors import error_response
 from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
-from tracker.ratelimit import client_of
 from tracker.schema import (
     MAX_BATCH_EVENTS,
     MAX_TIMESTAMP_MS,
@@ -42,8 +40,6 @@ from tracker.schema import (
 
 if TYPE_CHECKING:
     from tracker.handlers import Handler, Ingress
-
-SocketHandler = Callable[[WebSocket], Awaitable[None]]
 
 
 class Caller(enum.Enum):
@@ -97,7 +93,8 @@ class Route:
     private: bool = False
     description: str | None = None
     page: str | None = None
-    # A WebSocket route: the handler takes the socket; `ok.body` declares its messages.
+    # A WebSocket route: the handler takes the socket, checks its caller at the handshake (an
+    # admin route's too), and `ok.body` declares its messages.
     websocket: bool = False
 
 
@@ -164,22 +161,13 @@ _DECLINES = (
     "body is not read), and nothing is recorded."
 )
 SecGpc = Annotated[str, Meta(description=_DECLINES.format("Sec-GPC"))]
+_SOCKET_TOKEN = "The identity token of the messages' user, when not anonymous."
 Dnt = Annotated[str, Meta(description=_DECLINES.format("DNT"))]
 
 
 class SocketQuery(Struct):
-    token: (
-        Annotated[
-            str,
-            Meta(
-                max_length=128,
-                description="The identity token of the user the socket's messages are for, "
-                "when that user is not anonymous (browsers set no Authorization header on a "
-                "WebSocket).",
-            ),
-        ]
-        | UnsetType
-    ) = UNSET
+    # Browsers set no Authorization header on a WebSocket.
+    token: Annotated[str, Meta(max_length=128, description=_SOCKET_TOKEN)] | UnsetType = UNSET
 
 
 class PrivacyHeaders(Struct):
@@ -248,11 +236,9 @@ ROUTES: tuple[Route, ...] = (
         "with an integer `seq`.",
         Caller.VISITOR,
         Answer(
-            "Switching Protocols. Each message is answered once stored with {seq, accepted}, "
-            "or with {seq, error, field, status} (the status POST /api/track would answer; "
-            "`retryAfter` in seconds where that says when to retry). A socket over the "
-            "replica's TRACKER_WS_MAX_SOCKETS is closed with 1013, one idle for "
-            "TRACKER_WS_IDLE_S with 1000.",
+            "Switching Protocols. Each message answered once stored, {seq, accepted}, or "
+            "{seq, error, field, status} (POST's status; `retryAfter` s). Over "
+            "TRACKER_WS_MAX_SOCKETS closed with 1013, idle (TRACKER_WS_IDLE_S) with 1000.",
             (r.SocketAck, r.SocketError),
             status=101,
         ),
@@ -389,10 +375,9 @@ ROUTES: tuple[Route, ...] = (
         "Follow one user live over a WebSocket: their movements as they are stored.",
         Caller.ADMIN,
         Answer(
-            "Switching Protocols. Messages {userId, movements, at}: first what the user's live "
-            "sessions hold, then each time new movements are stored, oldest first. Closed with "
-            "1008 when the login session of the tracker_admin cookie that opened it expires, "
-            "1011 when the user's host or the aggregator is unavailable.",
+            "Switching Protocols. {userId, movements, at}: what the live sessions hold, then "
+            "new movements as stored. Closed with 1008 when the admin's login session "
+            "expires, 1011 when the host or the aggregator is unavailable.",
             (r.LiveMovements,),
             status=101,
         ),
@@ -501,30 +486,10 @@ def _endpoint(ingress: Ingress, route: Route) -> Handler:
     return endpoint
 
 
-def _socket_endpoint(ingress: Ingress, route: Route) -> SocketHandler:
-    """A WebSocket route's handler, with the admin checked at the handshake (`Caller.ADMIN`):
-    refused with the HTTP answer another route would give."""
-    handler: SocketHandler = getattr(ingress, route.handler)
-    if route.caller is not Caller.ADMIN:
-        return handler
-
-    async def endpoint(websocket: WebSocket) -> None:
-        try:
-            websocket.state.admin_expiry = ingress.access.require_admin(
-                websocket.headers, websocket.cookies, client_of(websocket.scope)
-            )
-        except Exception as exc:
-            await deny(websocket, exc)
-            return
-        await handler(websocket)
-
-    return endpoint
-
-
 def starlette_routes(ingress: Ingress) -> list[BaseRoute]:
     """`ROUTES` as Starlette routes over `ingress`'s handlers."""
     return [
-        WebSocketRoute(route.path, _socket_endpoint(ingress, route))
+        WebSocketRoute(route.path, getattr(ingress, route.handler))
         if route.websocket
         else StarletteRoute(route.path, _endpoint(ingress, route), methods=[route.method])
         for route in ROUTES
