@@ -35,6 +35,7 @@ SCENARIOS = {
     "per_user": "bench.per_user",
     "parquet": "bench.parquet",
     "http": "bench.http",
+    "realtime": "bench.realtime",
     "scaling": "bench.scaling",
 }
 

@@ -140,6 +140,9 @@ HTTP_BATCHES = "http: batches of 50 events, durable"
 HTTP_CPU_ONE = "http: CPU per request, one event (replica and host)"
 HTTP_CPU_BATCH = "http: CPU per request, 50 events (replica and host)"
 LOADGEN = "load generator: asyncio client on hello-world"
+WS_EVENTS = "websocket: one event per message, durable"
+WS_P99 = "websocket: p99 latency at half of peak"
+WS_CPU = "websocket: CPU per event (replica and host)"
 SCALING = "scaling: {} host(s), {} replica(s)"
 PARQUET = "parquet: export of every history, events/s"
 CLIENT_SIZE = "client: {}, gzipped"
@@ -224,6 +227,15 @@ FIGURES: dict[str, Figure | Share] = {
     "per-user-empty-start": _latest(PER_USER_START, "baseline_value", "{:.2f} s"),
     "per-user-users": _latest(PER_USER_USERS, "value", "{:,.0f}"),
     "per-user-node-memory": _latest(PER_USER_USERS, "details.node_memory_gib", "{} GiB"),
+    # realtime
+    "ws-events": _latest(WS_EVENTS, "value", "{:,.0f} events/s"),
+    "ws-http-events": _latest(WS_EVENTS, "baseline_value", "{:,.0f} events/s"),
+    "ws-ratio": _latest(WS_EVENTS, "ratio", "{:.2f}x"),
+    "ws-p99": _latest(WS_P99, "value", "{:.1f} ms"),
+    "ws-http-p99": _latest(WS_P99, "baseline_value", "{:.1f} ms"),
+    "ws-p99-rate": _latest(WS_P99, "details.http.rps", "{:,.0f} events/s"),
+    "ws-cpu": _latest(WS_CPU, "value", "{:.2f} ms"),
+    "ws-http-cpu": _latest(WS_CPU, "baseline_value", "{:.2f} ms"),
     # http
     "http-one-rps": _latest(HTTP_ONE, "value", "{:,.0f} req/s"),
     "http-one-hello-rps": _latest(HTTP_ONE, "baseline_value", "{:,.0f} req/s"),

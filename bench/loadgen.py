@@ -10,6 +10,7 @@ latency counted from each request's scheduled time, so a stalled server cannot h
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,10 +222,29 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status
 
 
+# A connection of the load: sends one body and returns whether it was accepted; `None` closes.
+Exchange = Callable[[bytes | None], Awaitable[bool]]
+# Opens a connection to a port, as the visitor whose body maker is given.
+Opener = Callable[[int, Callable[[], bytes]], Awaitable[Exchange]]
+
+
+async def http_opener(path: str, port: int, bodies: Callable[[], bytes]) -> Exchange:
+    """A keep-alive HTTP/1.1 connection posting each body to `path`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def exchange(body: bytes | None) -> bool:
+        if body is None:
+            writer.close()
+            return True
+        return await _exchange(reader, writer, request_bytes(path, port, body)) == 200
+
+    return exchange
+
+
 async def _run_async(
     ports: list[int],
-    path: str,
-    bodies: Callable[[], bytes],
+    opener: Opener,
+    bodies: Callable[[], Callable[[], bytes]],
     connections: int,
     duration_s: float,
     rate: float | None,
@@ -238,7 +258,8 @@ async def _run_async(
 
     async def worker(port: int) -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        made = bodies()
+        exchange = await opener(port, made)
         try:
             while True:
                 if rate is None:
@@ -252,14 +273,14 @@ async def _run_async(
                     delay = began - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                status = await _exchange(reader, writer, request_bytes(path, port, bodies()))
+                ok = await exchange(made())
                 latency = (time.perf_counter() - began) * 1000
                 latencies.append(latency)
                 timeline.append((began - start, latency))
-                if status != 200:
+                if not ok:
                     errors += 1
         finally:
-            writer.close()
+            await exchange(None)
 
     # The workers connect at once and then wait for their first slot: `start` leaves 200 ms
     # for that, so that no measured request waits for a connection to be set up.
@@ -278,21 +299,39 @@ def run_asyncio(
     duration_s: float = 8.0,
     rate: float | None = None,
     users: int = USERS,
+    opener: Opener | None = None,
+    tool: str = "asyncio",
+    visitors: bool = False,
 ) -> Load:
-    """Closed-loop load, or with `rate` open-loop load at that many requests per second."""
+    """Closed-loop load, or with `rate` open-loop load at that many requests per second; over
+    keep-alive HTTP to `path`, or over the connections `opener` opens. With `visitors`, each
+    connection is one visitor of the pool, sending only their own events."""
     try:
         import uvloop
 
         runner: Callable[..., tuple[int, int, float, list[tuple[float, float]]]] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    bodies = Bodies(batch, users)
+    shared = Bodies(batch, users)
+    pool = itertools.cycle(shared.users)
+
+    def visitor() -> Callable[[], bytes]:
+        user = next(pool)
+        return lambda: shared.event(user, time.time_ns() // 1_000_000).encode()
+
     requests, errors, elapsed, timeline = runner(
-        _run_async(ports, path, bodies, connections, duration_s, rate)
+        _run_async(
+            ports,
+            opener or functools.partial(http_opener, path),
+            visitor if visitors else lambda: shared,
+            connections,
+            duration_s,
+            rate,
+        )
     )
     ordered = sorted(latency for _, latency in timeline)
     return Load(
-        tool="asyncio" + (f" @{rate:.0f}/s" if rate else ""),
+        tool=tool + (f" @{rate:.0f}/s" if rate else ""),
         requests=requests,
         duration_s=elapsed,
         errors=errors,

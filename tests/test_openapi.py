@@ -27,6 +27,7 @@ INPUT = {"400", "408", "413", "415", "422"}
 # (429 on the admin routes: too many failed admin authentications from one address.)
 CONTRACT: dict[str, dict[str, set[str]]] = {
     "/api/track": {"post": {"200", "401", "403", "429", "503"} | INPUT},
+    "/api/track/ws": {"get": {"101", "403", "429"}},
     "/api/track/session": {
         "post": {"200", "401", "403", "429", "503"} | INPUT,
         "get": {"200", "401", "403", "404", "422", "429", "503"},
@@ -43,6 +44,7 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
     "/tracker.js": {"get": {"200", "304"}},
     "/tracker.mjs": {"get": {"200", "304"}},
     "/tracker.{asset}.js": {"get": {"200", "304", "404"}},
+    "/api/users/{userId}/live": {"get": {"101", "401", "429"}},
     "/healthz": {"get": {"200"}},
     "/metrics": {"get": {"200"}},
     "/openapi.json": {"get": {"200"}},
@@ -195,7 +197,7 @@ def test_admin_routes_require_the_admin_token_or_cookie(document: dict[str, Any]
         "http",
         "bearer",
     )
-    for path, method in ADMIN_ROUTES:
+    for path, method in [*ADMIN_ROUTES, ("/api/users/{userId}/live", "get")]:
         assert document["paths"][path][method]["security"] == ADMIN, f"{method} {path}"
     assert "security" not in document["paths"]["/healthz"]["get"]
 

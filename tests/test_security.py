@@ -26,7 +26,7 @@ import pytest
 import test_http
 from browser_support import serve_asgi
 from conftest import file_url
-from starlette.routing import Match, Mount, Route
+from starlette.routing import Match, Mount, Route, WebSocketRoute
 from support import eventually as _until
 from support import wait_for
 from test_http import assert_error, movement, new_user, stored_movements
@@ -132,15 +132,17 @@ def test_every_route_of_the_app_is_documented_and_every_documented_operation_is_
     document = openapi_document()
     routes = [route for route in app.routes if not isinstance(route, Mount)]
     for route in routes:
-        assert isinstance(route, Route)
+        assert isinstance(route, Route | WebSocketRoute)
         path = route.url_path_for(
             route.name, **{name: SAMPLE_PARAMETERS[name] for name in route.param_convertors}
         )
-        for method in (route.methods or set()) - {"HEAD"}:
+        methods = {"GET"} if isinstance(route, WebSocketRoute) else route.methods or set()
+        for method in methods - {"HEAD"}:
             assert documented(document, path, method), f"{method} {route.path}"
     for template, operations in document["paths"].items():
-        for method in operations:
-            scope = {"type": "http", "path": concrete(template), "method": method.upper()}
+        for method, operation in operations.items():
+            kind = "websocket" if "101" in operation["responses"] else "http"
+            scope = {"type": kind, "path": concrete(template), "method": method.upper()}
             matches = [route.matches(scope)[0] for route in routes]
             assert Match.FULL in matches, f"{method.upper()} {template}"
 
@@ -151,7 +153,8 @@ def test_every_route_documented_for_the_admin_refuses_anyone_else(client: httpx.
     refused = []
     for template, operations in document["paths"].items():
         for method, operation in operations.items():
-            if operation.get("security") == admin_only:
+            # A WebSocket's refusal is tested with a WebSocket client (test_track_socket.py).
+            if operation.get("security") == admin_only and "101" not in operation["responses"]:
                 response = client.request(method.upper(), concrete(template))
                 assert response.status_code == 401, f"{method.upper()} {template}"
                 assert response.headers["www-authenticate"] == "Bearer"

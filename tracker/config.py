@@ -68,6 +68,12 @@ class Config:
     # How long the HTTP replica waits for a host's answer before it answers 503: a host that
     # does not answer must not hold the replica's request slots (docs/serving.md).
     host_timeout_s: float = 30.0
+    # Tracking sockets one HTTP replica holds open; past it a new one is closed with 1013. Half
+    # of the replica's 1,000 request slots (each socket holds one), so that sockets cannot take
+    # the slots of the POST routes.
+    ws_max_sockets: int = 500
+    # A tracking socket with no message for this long is closed.
+    ws_idle_s: float = 60.0
     max_movements_per_session: int = 1000
     # Sessions of one user held in memory; past it the one idle longest leaves memory (its
     # history stays stored, and an event for it starts it again).
@@ -206,12 +212,12 @@ _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
         "must be >= 0",
     ),
     (
-        ("body_timeout_s", "header_timeout_s", "host_timeout_s"),
+        ("body_timeout_s", "header_timeout_s", "host_timeout_s", "ws_idle_s"),
         lambda value: 0 < value <= 3600,
         "expected more than 0, at most 3600",
     ),
     (
-        ("hosts", "max_movements_per_session", "max_sessions_per_user"),
+        ("hosts", "max_movements_per_session", "max_sessions_per_user", "ws_max_sockets"),
         lambda value: value >= 1,
         "must be at least 1",
     ),

@@ -17,9 +17,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from tracker.body import asgi_chunks
-from tracker.handlers import Ingress, accepted_body, client_of
+from tracker.handlers import Ingress, accepted_body
 from tracker.http_errors import error_response
 from tracker.middleware import SECURITY_HEADERS, TRACK_PATH, has_origin, route_path
+from tracker.ratelimit import client_of
 
 
 async def track_asgi(ingress: Ingress, scope: Scope, receive: Receive, send: Send) -> None:

@@ -22,6 +22,7 @@ from ray.exceptions import RayError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import Scope
+from starlette.websockets import WebSocket
 
 from tracker import auth, schema
 from tracker.api import Tracker
@@ -31,10 +32,12 @@ from tracker.clock import wall_clock_ms
 from tracker.config import Config
 from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
+from tracker.live_user import follow_user
 from tracker.metrics import Metrics
 from tracker.middleware import OriginCheck
 from tracker.openapi import openapi_document
-from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
+from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_of
+from tracker.track_socket import Sockets, serve_socket
 from tracker.user_host import DECLINED, NewSession
 
 log = logging.getLogger(__name__)
@@ -59,13 +62,6 @@ def signals_decline(headers: Mapping[str, str]) -> bool:
     """Global Privacy Control or Do Not Track: the request is answered as declined before
     anything else is looked at (docs/privacy.md)."""
     return headers.get("sec-gpc") == "1" or headers.get("dnt") == "1"
-
-
-def client_of(scope: Scope) -> str:
-    """The key the client's address is limited under (`client_key`). Client IPs stay in this
-    process's memory only (the rate limiter's); they are never stored."""
-    client = scope.get("client")
-    return client_key(client[0]) if client else "?"
 
 
 def over_https(request: Request) -> bool:
@@ -112,6 +108,7 @@ class Ingress:
         self.opt_out = frozenset(config.opt_out)
         self.proxies = ProxyCheck()
         self.assets = ClientAssets(STATIC)
+        self.sockets = Sockets(config.ws_max_sockets)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -215,6 +212,10 @@ class Ingress:
         # client's, or Ray's after a host died between its commit and its answer) must not
         # read as a loss. The metric counts each event once.
         return len(movements)
+
+    async def track_socket(self, websocket: WebSocket) -> None:
+        """`GET /api/track/ws`: `accept` for each message of a socket (`tracker.track_socket`)."""
+        await serve_socket(self, websocket)
 
     async def create_session(self, request: Request) -> Response:
         """In the order of `accept`, for the same reasons."""
@@ -374,6 +375,10 @@ class Ingress:
         user_id = schema.check_id("userId", request.path_params["user_id"])
         result = await self.dispatch.call(user_id, "erase")
         return JSONResponse(result)
+
+    async def follow_user(self, websocket: WebSocket) -> None:
+        """`GET /api/users/{userId}/live` (`tracker.live_user`); the admin is checked."""
+        await follow_user(self, websocket)
 
     async def export_user(self, request: Request) -> Response:
         user_id = schema.check_id("userId", request.path_params["user_id"])

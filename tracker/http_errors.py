@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
 
 from tracker.errors import (
     Forbidden,
@@ -176,3 +177,33 @@ def error_response(exc: Exception) -> Response:
         return JSONResponse({"error": "internal error"}, status_code=500)
     headers = entry.headers(exc) if entry.headers is not None else {}
     return JSONResponse(error_body(exc), status_code=entry.status, headers=headers)
+
+
+def socket_error(exc: Exception, seq: int | None) -> dict[str, Any]:
+    """The answer to a tracking socket's message that failed: the error and field the POST
+    route would answer, the status it would answer with, and when to retry where it says."""
+    entry = status_of(exc)
+    if entry is None:
+        log.exception("unexpected error", exc_info=exc)
+        return {"seq": seq, "error": "internal error", "field": None, "status": 500}
+    body = error_body(exc)
+    reply: dict[str, Any] = {
+        "seq": seq,
+        "error": body["error"],
+        "field": body.get("field"),
+        "status": entry.status,
+    }
+    if isinstance(exc, RateLimited):
+        reply["retryAfter"] = exc.retry_after_whole_s
+    elif isinstance(exc, StorageUnavailable):
+        reply["retryAfter"] = exc.retry_after_s
+    return reply
+
+
+async def deny(websocket: WebSocket, exc: Exception) -> None:
+    """Refuse a WebSocket handshake with the HTTP answer `exc` gets on other routes, where the
+    server can send one; else by closing before accepting (the server answers 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(exc))
+    else:
+        await websocket.close(1008)

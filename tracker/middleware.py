@@ -17,6 +17,7 @@ from tracker.errors import Forbidden
 
 TRACK_PATH = "/api/track"
 SESSION_PATH = "/api/track/session"
+TRACK_SOCKET_PATH = "/api/track/ws"
 CORS_PATHS = frozenset({TRACK_PATH, SESSION_PATH})
 CORS_METHODS = ("POST",)
 CSP = (

@@ -157,7 +157,7 @@ def _ok(route: Route, schemas: _Schemas) -> Json:
 
 
 def _operation(route: Route, schemas: _Schemas) -> Json:
-    responses: Json = {"200": _ok(route, schemas)}
+    responses: Json = {str(route.ok.status): _ok(route, schemas)}
     for status in route.errors:
         if status == NOT_MODIFIED:
             responses[str(status)] = {"description": _NOT_MODIFIED}

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 
+from starlette.types import Scope
+
 from tracker.errors import ConfigError, RateLimited
 
 # How an IPv4-mapped IPv6 address (::ffff:a.b.c.d) begins.
@@ -38,6 +40,13 @@ def client_key(address: str) -> str:
     if packed[:12] == _IPV4_MAPPED:
         return socket.inet_ntop(socket.AF_INET, packed[12:])
     return f"{socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8))}/64"
+
+
+def client_of(scope: Scope) -> str:
+    """The key the client's address is limited under (`client_key`). Client IPs stay in this
+    process's memory only (the rate limiter's); they are never stored."""
+    client = scope.get("client")
+    return client_key(client[0]) if client else "?"
 
 
 class ProxyCheck:

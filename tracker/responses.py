@@ -186,6 +186,31 @@ EventsByType = Annotated[
 ]
 
 
+class SocketAck(Struct, forbid_unknown_fields=True):
+    """A tracking socket's message, stored: `accepted` as POST /api/track counts it."""
+
+    seq: int
+    accepted: Count
+
+
+class SocketError(Struct, forbid_unknown_fields=True):
+    """A tracking socket's message, refused: `seq` is null when the message had none."""
+
+    seq: int | None
+    error: str
+    field: str | None
+    status: int
+    retryAfter: int | UnsetType = UNSET
+
+
+class LiveMovements(Struct, forbid_unknown_fields=True):
+    """A message of a user's live view: movements stored since the last one, oldest first."""
+
+    userId: str
+    movements: list[Movement]
+    at: Annotated[int, Meta(description="When it was sent, ms since the epoch.")]
+
+
 class Analytics(Struct):
     totalSessions: Count
     userSessions: list[Session]
@@ -216,4 +241,7 @@ RESPONSE_TYPES: tuple[type[Struct], ...] = (
     EraseResult,
     Health,
     Analytics,
+    SocketAck,
+    SocketError,
+    LiveMovements,
 )

@@ -21,13 +21,13 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
 from tracker import responses as r
 from tracker.http_errors import error_response
-from tracker.middleware import SESSION_PATH, TRACK_PATH
+from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
 from tracker.schema import (
     MAX_BATCH_EVENTS,
     MAX_TIMESTAMP_MS,
@@ -69,6 +69,7 @@ class Answer:
     body: tuple[Any, ...] = ()
     media_type: str = "application/json"
     headers: Mapping[str, Header] = field(default_factory=dict)
+    status: int = 200
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class Route:
     private: bool = False
     description: str | None = None
     page: str | None = None
+    # A WebSocket route: the handler takes the socket, checks its caller at the handshake (an
+    # admin route's too), and `ok.body` declares its messages.
+    websocket: bool = False
 
 
 class _AnyPath(PathConvertor):
@@ -188,7 +192,13 @@ _DECLINES = (
     "body is not read), and nothing is recorded."
 )
 SecGpc = Annotated[str, Meta(description=_DECLINES.format("Sec-GPC"))]
+_SOCKET_TOKEN = "The identity token of the messages' user, when not anonymous."
 Dnt = Annotated[str, Meta(description=_DECLINES.format("DNT"))]
+
+
+class SocketQuery(Struct):
+    # Browsers set no Authorization header on a WebSocket.
+    token: Annotated[str, Meta(max_length=128, description=_SOCKET_TOKEN)] | UnsetType = UNSET
 
 
 class PrivacyHeaders(Struct):
@@ -247,6 +257,27 @@ ROUTES: tuple[Route, ...] = (
         body=(Movement, MovementList, EventBatch),
         body_description="One movement, an array of them, or {events: [...]}; all for one user.",
         headers=PrivacyHeaders,
+    ),
+    Route(
+        TRACK_SOCKET_PATH,
+        "GET",
+        "track_socket",
+        "tracking",
+        "Record movements over a WebSocket: each text message is a body of POST /api/track "
+        "with an integer `seq`.",
+        Caller.VISITOR,
+        Answer(
+            "Switching Protocols. Each message answered once stored, {seq, accepted}, or "
+            "{seq, error, field, status} (POST's status; `retryAfter` s). Over "
+            "TRACKER_WS_MAX_SOCKETS closed with 1013, idle (TRACKER_WS_IDLE_S) with 1000.",
+            (r.SocketAck, r.SocketError),
+            status=101,
+        ),
+        (403, 429),
+        query=SocketQuery,
+        headers=PrivacyHeaders,
+        websocket=True,
+        description="docs/realtime.md describes the protocol.",
     ),
     Route(
         SESSION_PATH,
@@ -366,6 +397,25 @@ ROUTES: tuple[Route, ...] = (
         ADMIN_READ_ERRORS,
         path_params=UserPath,
         private=True,
+    ),
+    Route(
+        "/api/users/{user_id}/live",
+        "GET",
+        "follow_user",
+        "users",
+        "Follow one user live over a WebSocket: their movements as they are stored.",
+        Caller.ADMIN,
+        Answer(
+            "Switching Protocols. {userId, movements, at}: what the live sessions hold, then "
+            "new movements as stored. Closed with 1008 when the admin's login session "
+            "expires, 1011 when the host or the aggregator is unavailable.",
+            (r.LiveMovements,),
+            status=101,
+        ),
+        (401, 429),
+        path_params=UserPath,
+        websocket=True,
+        description='docs/realtime.md, "Following one user live".',
     ),
     Route(
         "/api/users/{user_id}/export",
@@ -499,6 +549,8 @@ def _endpoint(ingress: Ingress, route: Route) -> Handler:
 def starlette_routes(ingress: Ingress) -> list[BaseRoute]:
     """`ROUTES` as Starlette routes over `ingress`'s handlers."""
     return [
-        StarletteRoute(route.path, _endpoint(ingress, route), methods=[route.method])
+        WebSocketRoute(route.path, getattr(ingress, route.handler))
+        if route.websocket
+        else StarletteRoute(route.path, _endpoint(ingress, route), methods=[route.method])
         for route in ROUTES
     ]
