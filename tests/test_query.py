@@ -250,3 +250,19 @@ def test_an_unreadable_history_is_left_out_of_the_rebuilt_index(storage: Storage
     rebuilt = HistoryIndex()
     assert run(rebuild(rebuilt, storage, lambda _user: True)) == 1
     assert list(rebuilt.users) == ["alice"]
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "field"),
+    [
+        ("custom", {}, "data.name"),
+        ("page_view", {"path": "/", "referrer": "https://x.example/a?private=1"}, "data.referrer"),
+    ],
+)
+def test_blobs_stored_as_sent_are_held_to_the_schemas_custom_and_referrer_rules(
+    event: str, data: dict[str, Any], field: str
+) -> None:
+    blob = msgspec.msgpack.encode([["e1", T0, event, data]])
+    with pytest.raises(InvalidInput) as caught:
+        codec.entries_from_obj([["s1", blob]], T0)
+    assert caught.value.field == f"entries.0.movements.0.{field}"
