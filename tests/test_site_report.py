@@ -261,3 +261,19 @@ def test_python_custom_events_count_and_a_new_set_of_actors_rebuilds_the_index(
     assert again.analytics(event="purchase")["customEvents"] == before["customEvents"]
     ray.get(again.user("bob").erase.remote())
     assert again.analytics(event="purchase")["visitors"] == 2
+
+
+def test_the_per_user_placement_answers_the_report_from_storage(
+    make_tracker: Any, file_storage: str
+) -> None:
+    # The scan reads what the users' actors have compacted: every second here.
+    t = make_tracker(storage=file_storage, placement="per-user", compact_interval_s=1.0)
+    for name in ("dora", "emil"):
+        handle = t.user(name)
+        ray.get(handle.create_session.remote("s1", {"userAgent": IPHONE}))
+        ray.get(handle.track_event.remote("s1", "signup", None))
+    report = support.wait_for(
+        lambda: (found := t.analytics(event="signup")) and found["visitors"] == 2 and found,
+        timeout_s=60,
+    )
+    assert report["devices"] == [{"name": "mobile", "visitors": 2}]
