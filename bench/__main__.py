@@ -28,6 +28,7 @@ from bench.report import RESULTS, Row, machine, read, table, write
 SCENARIOS = {
     "client": "bench.client",
     "storage": "bench.storage",
+    "analytics": "bench.analytics",
     "alarms": "bench.alarms",
     "handles": "bench.handles",
     "passivation": "bench.passivation",

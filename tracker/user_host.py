@@ -19,6 +19,7 @@ from tracker.history import UserSlot, user_key
 from tracker.host import HostRuntime
 from tracker.journal import LOG, holds_commits
 from tracker.schema import (
+    DeviceInfo,
     Movement,
     check_id,
     device_info_from_obj,
@@ -26,6 +27,7 @@ from tracker.schema import (
     movements_from_obj,
 )
 from tracker.user_tracker import Tracked, export_lines
+from tracker.visits.derive import derive_visit
 
 # What a session request for an opted-out user answers (nothing is stored).
 DECLINED: dict[str, Any] = {"success": False, "declined": True}
@@ -132,17 +134,27 @@ class UserHost(HostRuntime):
         return tracked.new
 
     async def create_session(
-        self, user_id: str, session_id: str, device_info: Any = None
+        self,
+        user_id: str,
+        session_id: str,
+        device_info: Any = None,
+        visit: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Start (or restart) a session. `visit`: what the ingress derived of the visit
+        (`tracker.visits.derive`); without it, what the device info's user agent says."""
         check_id("sessionId", session_id)
         info = device_info_from_obj(device_info)
         if user_id in self.settings.opt_out:
             return dict(DECLINED)
         slot = await self._slot(user_id)
-        return await self._start_session(user_id, slot, session_id, info)
+        return await self._start_session(user_id, slot, session_id, info, visit)
 
     async def create_new_session(
-        self, user_id: str, session_id: str, device_info: Any = None
+        self,
+        user_id: str,
+        session_id: str,
+        device_info: Any = None,
+        visit: dict[str, Any] | None = None,
     ) -> NewSession:
         """`create_session` for a caller who has not shown that it owns the user: a session the
         user holds already is left as it is, neither extended nor shown (`session` is None),
@@ -158,18 +170,26 @@ class UserHost(HostRuntime):
             return NewSession(None, first=False)
         first = not sessions
         # No await before `_commit` applies the record: no other call sees the session absent.
-        return NewSession(await self._start_session(user_id, slot, session_id, info), first)
+        started = await self._start_session(user_id, slot, session_id, info, visit)
+        return NewSession(started, first)
 
     async def _start_session(
-        self, user_id: str, slot: UserSlot, session_id: str, info: Any
+        self,
+        user_id: str,
+        slot: UserSlot,
+        session_id: str,
+        info: DeviceInfo | None,
+        visit: dict[str, Any] | None,
     ) -> dict[str, Any]:
         now = self.now_ms()
-        record = slot.tracker.create_session_record(session_id, info, now)
+        if visit is None:
+            visit = derive_visit(user_agent=info.userAgent if info else None)
+        record = slot.tracker.create_session_record(session_id, info, now, visit)
         known = session_id in slot.tracker.sessions
         await self._commit(user_id, slot, record)
         session = slot.tracker.created_session(record)
         if self.on_session is not None:
-            self.on_session(user_id, session_id, now, session, known)
+            self.on_session(user_id, session_id, now, session, known, visit)
         return session
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:

@@ -70,13 +70,20 @@ class UserTracker:
     # -- requests -> records -------------------------------------------------------------
 
     def create_session_record(
-        self, session_id: str, device_info: DeviceInfo | dict[str, Any] | None, now_ms: int
+        self,
+        session_id: str,
+        device_info: DeviceInfo | dict[str, Any] | None,
+        now_ms: int,
+        visit: dict[str, Any] | None = None,
     ) -> Record:
-        """Start (or restart) a session. Device info replaces what the session had."""
+        """Start (or restart) a session. Device info replaces what the session had. `visit`:
+        what was derived of the visit (`tracker.visits.derive`), stored as a third item that
+        records stored before it lack."""
         info: Any = device_info
         if isinstance(device_info, DeviceInfo):
             info = msgspec.to_builtins(device_info)
-        return ["session", self.user_id, now_ms, [session_id, info]]
+        payload = [session_id, info] if visit is None else [session_id, info, visit]
+        return ["session", self.user_id, now_ms, payload]
 
     def track_record(self, movements: Iterable[Movement], now_ms: int) -> Tracked:
         """Turn validated movements of this user into one record (see `track_stored_record`)."""
@@ -164,7 +171,7 @@ class UserTracker:
         if op == "track":
             self._apply_track(now_ms, payload, fresh, decoded)
         elif op == "session":
-            session_id, device_info = payload
+            session_id, device_info = payload[:2]
             session = self.sessions.get(session_id)
             if session is None:
                 self._start_session(session_id, now_ms, device_info)
@@ -231,7 +238,8 @@ class UserTracker:
         """The session a `create_session_record` record made, as `get_session` answers it. If
         it has left memory already (more than `max_sessions` sessions started meanwhile), the
         session as that record made it."""
-        _op, _user, now_ms, (session_id, device_info) = record
+        _op, _user, now_ms, payload = record
+        session_id, device_info = payload[:2]
         session = self.sessions.get(session_id)
         if session is None:
             session = SessionState(session_id, now_ms, device_info, self.limits.max_movements)
