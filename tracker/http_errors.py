@@ -19,13 +19,13 @@ from tracker.errors import (
     Forbidden,
     HostBusy,
     InvalidInput,
+    NotFound,
     RateLimited,
     RequestTimeout,
     StorageUnavailable,
     TooLarge,
     TooManyUserActors,
     Unauthorized,
-    UnknownSession,
     UnsupportedMediaType,
 )
 from tracker.responses import Error, FieldError
@@ -90,7 +90,9 @@ ERRORS: dict[type[Exception], ErrorStatus] = {
         "whose Origin is neither the tracker's nor in TRACKER_ALLOWED_ORIGINS (nothing is "
         "stored).",
     ),
-    UnknownSession: ErrorStatus(404, "NotFound", "No such session for this user."),
+    NotFound: ErrorStatus(
+        404, "NotFound", "No such session for this user, or no goal, funnel or experiment so named."
+    ),
     RequestTimeout: ErrorStatus(
         408,
         "RequestTimeout",
