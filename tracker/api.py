@@ -108,7 +108,8 @@ class _Method:
 
 class UserHandle:
     """One user's tracker. Methods: track, track_many, create_session, get_session,
-    analytics, export, erase; each with `.remote(...)` returning an ObjectRef."""
+    analytics, export, erase, variant (an experiment's variant for the user); each with
+    `.remote(...)` returning an ObjectRef."""
 
     def __init__(
         self, config: Config, user_id: str, host: ActorHandle[Any], *, per_user: bool = False
@@ -124,6 +125,7 @@ class UserHandle:
         self.analytics = _Method(self, "analytics")
         self.export = _Method(self, "export")
         self.erase = _Method(self, "erase")
+        self.variant = _Method(self, "variant")
 
 
 class Tracker:

@@ -376,6 +376,9 @@ class HostActor:
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         return await self._call(self.host.export, user_id)
 
+    async def variant(self, user_id: str, experiment: str) -> str:
+        return await self._call(self.host.variant, user_id, experiment)
+
     async def erase(self, user_id: str) -> dict[str, Any]:
         """Erase the user everywhere: on the hosts that held them before `TRACKER_HOSTS`
         changed (first: they could write their records back), here, in the scheduler and in

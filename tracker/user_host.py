@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tracker import codec
+from tracker.conversions.experiments import assign
+from tracker.conversions.store import DefinitionStore
 from tracker.errors import StorageUnavailable
 from tracker.history import UserSlot, user_key
 from tracker.host import DECLINED, HostRuntime, NewSession
@@ -185,6 +187,25 @@ class UserHost(HostRuntime):
             slot.armed = False
             return None
         return now + limits.alarm_interval_ms
+
+    async def variant(self, user_id: str, experiment_name: str) -> str:
+        """The user's variant of an experiment: as first assigned, which is recorded durably
+        (an exposure); a stopped experiment's control. An opted-out user is assigned as
+        anyone, and nothing is recorded."""
+        check_id("userId", user_id)
+        experiment = (await DefinitionStore(self.storage).read()).experiment(experiment_name)
+        if experiment.stopped:
+            return experiment.control
+        if user_id in self.settings.opt_out:
+            return assign(experiment, user_id)
+        slot = await self._slot(user_id)
+        known = slot.tracker.assignments.get(experiment_name)
+        if known is not None:
+            return known
+        chosen = assign(experiment, user_id)
+        record = slot.tracker.exposure_record(experiment_name, chosen, self.now_ms())
+        await self._commit(user_id, slot, record)
+        return slot.tracker.assignments[experiment_name]
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         """All of the user's stored history (within retention), as NDJSON-ready dicts."""

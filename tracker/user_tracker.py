@@ -55,6 +55,8 @@ class UserTracker:
         self.sessions: dict[str, SessionState] = {}
         # Events stored during the last day, whether or not their session is still here.
         self.seen = SeenEvents()
+        # Each experiment's variant, as first assigned (`exposure_record`): kept for good.
+        self.assignments: dict[str, str] = {}
 
     # -- requests -> records -------------------------------------------------------------
 
@@ -126,6 +128,10 @@ class UserTracker:
             return Tracked(None, 0, [])
         return Tracked(["track", self.user_id, now_ms, payload], new, kept)
 
+    def exposure_record(self, experiment: str, variant: str, now_ms: int) -> Record:
+        """The user's first assignment to an experiment (an exposure, for its results)."""
+        return ["exposure", self.user_id, now_ms, [experiment, variant]]
+
     def expire_record(self, now_ms: int) -> Record | None:
         """End the sessions idle longer than the timeout; None when there are none."""
         cutoff = now_ms - self.limits.session_timeout_ms
@@ -163,9 +169,13 @@ class UserTracker:
                     session.device_info = device_info
         elif op == "expire":
             self._apply_expire(now_ms)
+        elif op == "exposure":
+            experiment, variant = payload
+            self.assignments.setdefault(experiment, variant)
         elif op == "erase":
             self.sessions.clear()
             self.seen = SeenEvents()
+            self.assignments.clear()
         else:
             raise ValueError(f"unknown record op {op!r}")
 
@@ -276,9 +286,16 @@ class UserTracker:
             for s in self.sessions.values()
         ]
 
-    def restore(self, snapshot: list[Any], seen: Iterable[Sequence[Any]] = ()) -> None:
-        """Take a snapshot's sessions (`snapshot`) and `seen` (`SeenEvents.to_stored`)."""
+    def restore(
+        self,
+        snapshot: list[Any],
+        seen: Iterable[Sequence[Any]] = (),
+        assignments: dict[str, str] | None = None,
+    ) -> None:
+        """Take a snapshot's sessions (`snapshot`), `seen` (`SeenEvents.to_stored`) and
+        experiment `assignments`."""
         self.seen = SeenEvents.from_stored(seen)
+        self.assignments = dict(assignments or {})
         for session_id, start, last, device_info, blob in snapshot:
             session = SessionState(session_id, start, device_info, self.limits.max_movements)
             session.last_activity = last
@@ -312,12 +329,14 @@ def _seen_by(
 
 
 def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
-    """A user's whole stored history as NDJSON-ready dicts: sessions, then their movements.
+    """A user's whole stored history as NDJSON-ready dicts: sessions, then their movements,
+    then their experiments' exposures (`{"type": "exposure", experiment, variant, receivedAt}`).
 
     Unlike the live state, history has no movement cap: whatever retention still keeps.
     """
     sessions: dict[str, dict[str, Any]] = {}
     movements: list[dict[str, Any]] = []
+    exposures: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
 
     def touch(session_id: str, now_ms: int) -> dict[str, Any]:
@@ -338,7 +357,19 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
         if op == "erase":
             sessions.clear()
             movements.clear()
+            exposures.clear()
             seen.clear()
+        elif op == "exposure":
+            experiment, variant = payload
+            exposures.append(
+                {
+                    "type": "exposure",
+                    "userId": user_id,
+                    "experiment": experiment,
+                    "variant": variant,
+                    "receivedAt": now_ms,
+                }
+            )
         elif op == "session":
             session_id, device_info = payload
             entry = touch(session_id, now_ms)
@@ -356,3 +387,4 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
                     movements.append({"type": "movement", "receivedAt": now_ms, **line})
     yield from sessions.values()
     yield from movements
+    yield from exposures
