@@ -18,7 +18,7 @@ from tracker.conversions.definitions import (
 from tracker.conversions.experiments import ExperimentQuery, assign
 from tracker.conversions.funnels import FunnelQuery, median_ms
 from tracker.conversions.goals import GoalsQuery
-from tracker.conversions.query import DAY_MS, TimeRange, run
+from tracker.conversions.query import DAY_MS, TimeRange, merged
 from tracker.conversions.retention import RetentionQuery, period_of, period_start
 from tracker.conversions.stats import compare, sample_ratio_p
 from tracker.errors import InvalidDefinition
@@ -63,7 +63,7 @@ def funnel(*paths: str, window_s: int = 60) -> Any:
 
 
 def steps_reached(histories: list[UserHistory], f: Any, when: TimeRange = ALL) -> list[int]:
-    return FunnelQuery(f, when).partial(histories).visitors
+    return FunnelQuery(f, when).run(histories).visitors
 
 
 # -- definitions -------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_goals_count_visitors_once_and_every_matching_event() -> None:
     b = Builder("b").view(10, "/").view(500, "/cart")  # the second view is out of range
     c = Builder("c").view(1000, "/cart")  # no event in the range at all
     bot = Builder("bot", bot=True).view(10, "/cart")
-    result = GoalsQuery(goals, TimeRange(0, 100)).partial(
+    result = GoalsQuery(goals, TimeRange(0, 100)).run(
         [a.history, b.history, c.history, bot.history]
     )
     assert result.visitors == 2
@@ -157,10 +157,10 @@ def test_goals_merged_from_hosts_equal_goals_over_all_users() -> None:
     goals = {"buy": goal_from({"match": {"event": "click", "element": "button#buy"}})}
     users = [Builder(f"u{i}").click(i, "button#buy" if i % 3 else "a").history for i in range(30)]
     query = GoalsQuery(goals, ALL)
-    whole = query.partial(users)
-    merged = run(query, [users[:7], users[7:20], users[20:]])
-    assert merged == whole
-    assert merged.goals["buy"].visitors == 20
+    whole = query.run(users)
+    total = merged(query, [users[:7], users[7:20], users[20:]])
+    assert total == whole
+    assert total.goals["buy"].visitors == 20
 
 
 # -- funnels -----------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_the_median_time_between_steps_is_over_the_visitors_who_reached_them() -
         Builder("d").view(0, "/a").view(50 * S, "/b"),
         Builder("e").view(0, "/a"),
     ]
-    part = FunnelQuery(funnel("/a", "/b"), ALL).partial([u.history for u in users])
+    part = FunnelQuery(funnel("/a", "/b"), ALL).run([u.history for u in users])
     assert median_ms(part.gaps[0]) == 30 * S
     assert median_ms([]) is None
 
@@ -227,7 +227,7 @@ def test_the_median_time_between_steps_is_over_the_visitors_who_reached_them() -
 def test_the_median_takes_the_earliest_attempt_that_reached_the_step() -> None:
     # The first attempt reaches /b after 40 s; a later one faster, but the earliest counts.
     user = Builder("u").view(0, "/a").view(30 * S, "/a").view(40 * S, "/b")
-    part = FunnelQuery(funnel("/a", "/b"), ALL).partial([user.history])
+    part = FunnelQuery(funnel("/a", "/b"), ALL).run([user.history])
     assert part.gaps == [[40 * S]]
 
 
@@ -246,10 +246,10 @@ def test_funnels_merged_from_hosts_equal_the_funnel_over_all_users() -> None:
         for i in range(40)
     ]
     query = FunnelQuery(funnel("/a", "/b", "/c", window_s=30), ALL)
-    whole = query.partial(users)
-    merged = run(query, [users[:13], users[13:]])
-    assert merged.visitors == whole.visitors == [40, 15, 15]
-    assert sorted(merged.gaps[0]) == sorted(whole.gaps[0])
+    whole = query.run(users)
+    total = merged(query, [users[:13], users[13:]])
+    assert total.visitors == whole.visitors == [40, 15, 15]
+    assert sorted(total.gaps[0]) == sorted(whole.gaps[0])
 
 
 # -- retention ---------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def test_a_cohort_is_the_visitors_whose_first_event_ever_is_in_its_period() -> N
     old = Builder("old").view(MONDAY - 10 * DAY_MS, "/").view(MONDAY + 1, "/")
     other = Builder("other").view(MONDAY + DAY_MS + 3, "/").view(MONDAY + DAY_MS + 4, "/")
     when = TimeRange(MONDAY, MONDAY + 3 * DAY_MS)
-    result = RetentionQuery(when, "day").partial([new.history, old.history, other.history])
+    result = RetentionQuery(when, "day").run([new.history, old.history, other.history])
     assert sorted(result.cohorts) == [day, day + 1]
     assert (result.cohorts[day].size, result.cohorts[day].returning) == (1, [1, 0, 1])
     assert (result.cohorts[day + 1].size, result.cohorts[day + 1].returning) == (1, [0, 0])
@@ -284,7 +284,7 @@ def test_weekly_retention_counts_a_visitor_once_per_week() -> None:
         Builder("u").view(MONDAY, "/").view(MONDAY + 8 * DAY_MS, "/").view(MONDAY + 9 * DAY_MS, "/")
     )
     when = TimeRange(MONDAY, MONDAY + 20 * DAY_MS)
-    result = RetentionQuery(when, "week").partial([user.history])
+    result = RetentionQuery(when, "week").run([user.history])
     assert [(c.size, c.returning) for c in result.cohorts.values()] == [(1, [1, 0])]
 
 
@@ -297,7 +297,7 @@ def test_retention_merged_from_hosts_equals_retention_over_all_users() -> None:
         for i in range(50)
     ]
     query = RetentionQuery(TimeRange(MONDAY, MONDAY + 10 * DAY_MS), "day")
-    assert run(query, [users[:20], users[20:]]) == query.merge([query.partial(users)])
+    assert merged(query, [users[:20], users[20:]]) == query.merge([query.run(users)])
 
 
 # -- experiments -------------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def test_experiment_results_count_goals_reached_after_the_first_exposure_only() 
     )
     other = Builder("other").add(0, "exposure", name="f", variant="new").custom(1, "buy")
     bot = Builder("bot", bot=True).add(0, "exposure", name="e", variant="new").custom(1, "buy")
-    result = ExperimentQuery("e", buy).partial(
+    result = ExperimentQuery("e", buy).run(
         [u.history for u in (before, after, twice, other, bot)]
     )
     assert {k: (v.exposed, v.converted) for k, v in result.variants.items()} == {

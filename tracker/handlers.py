@@ -28,6 +28,7 @@ from tracker.api import Tracker
 from tracker.body import read_json_body
 from tracker.clock import wall_clock_ms
 from tracker.config import Config
+from tracker.conversion_handlers import ConversionHandlers
 from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
 from tracker.host import DECLINED, NewSession
@@ -89,8 +90,11 @@ def time_param(name: str, value: str) -> int:
     return int(value)
 
 
-class Ingress:
+class Ingress(ConversionHandlers):
     """Route handlers with their collaborators (tracker, limits, access, metrics)."""
+
+    time_param = staticmethod(time_param)
+    client_of = staticmethod(client_of)
 
     def __init__(
         self, tracker: Tracker, config: Config, *, clock: Callable[[], float] = time.time

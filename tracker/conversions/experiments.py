@@ -13,7 +13,7 @@ history's order). Bots are left out.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -57,7 +57,7 @@ class ExperimentQuery:
         self.name = name
         self.goal = goal
 
-    def partial(self, histories: Iterable[UserHistory]) -> ExperimentPartial:
+    def run(self, histories: Iterable[UserHistory]) -> ExperimentPartial:
         out: dict[str, VariantCounts] = {}
         for history in humans(histories):
             events = history.ordered()
@@ -73,7 +73,7 @@ class ExperimentQuery:
                 counts.converted += 1
         return ExperimentPartial(out)
 
-    def merge(self, partials: Iterable[ExperimentPartial]) -> ExperimentPartial:
+    def merge(self, partials: Sequence[ExperimentPartial]) -> ExperimentPartial:
         out: dict[str, VariantCounts] = {}
         for part in partials:
             for name, counts in part.variants.items():

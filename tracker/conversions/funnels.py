@@ -74,7 +74,7 @@ class FunnelQuery:
         n = len(self.funnel.steps)
         return FunnelPartial([0] * n, [[] for _ in range(n - 1)])
 
-    def partial(self, histories: Iterable[UserHistory]) -> FunnelPartial:
+    def run(self, histories: Iterable[UserHistory]) -> FunnelPartial:
         out = self._empty()
         for history in humans(histories):
             gaps = user_steps(history.ordered(), self.funnel, self.when)
@@ -84,7 +84,7 @@ class FunnelQuery:
                     out.gaps[k - 1].append(gap)
         return out
 
-    def merge(self, partials: Iterable[FunnelPartial]) -> FunnelPartial:
+    def merge(self, partials: Sequence[FunnelPartial]) -> FunnelPartial:
         out = self._empty()
         for part in partials:
             for k, n in enumerate(part.visitors):

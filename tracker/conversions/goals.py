@@ -7,7 +7,7 @@ event in it. Bots are left out of all three.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -31,7 +31,7 @@ class GoalsQuery:
         self.goals = dict(goals)
         self.when = when
 
-    def partial(self, histories: Iterable[UserHistory]) -> GoalsPartial:
+    def run(self, histories: Iterable[UserHistory]) -> GoalsPartial:
         out = GoalsPartial(0, {name: GoalCounts() for name in self.goals})
         for history in humans(histories):
             events = list(self.when.events(history))
@@ -46,7 +46,7 @@ class GoalsQuery:
                     counts.conversions += hits
         return out
 
-    def merge(self, partials: Iterable[GoalsPartial]) -> GoalsPartial:
+    def merge(self, partials: Sequence[GoalsPartial]) -> GoalsPartial:
         out = GoalsPartial(0, {name: GoalCounts() for name in self.goals})
         for part in partials:
             out.visitors += part.visitors

@@ -1,14 +1,14 @@
 """What every conversions query shares: its time range, and how a query runs on a host and is
 merged across hosts.
 
-A query is an object with `partial(histories)`, the share of one host's users, and
+A query is an object with `run(histories)`, the partial result of one host's users, and
 `merge(partials)`, exact: each user lives on exactly one host, so counts add and lists join.
 Bots (users with any bot visit) are left out of every figure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -49,9 +49,9 @@ class TimeRange:
 
 
 class Query(Protocol[P]):
-    def partial(self, histories: Iterable[UserHistory]) -> P: ...
+    def run(self, histories: Iterable[UserHistory]) -> P: ...
 
-    def merge(self, partials: Iterable[P]) -> P: ...
+    def merge(self, partials: Sequence[P]) -> P: ...
 
 
 def humans(histories: Iterable[UserHistory]) -> Iterator[UserHistory]:
@@ -59,6 +59,6 @@ def humans(histories: Iterable[UserHistory]) -> Iterator[UserHistory]:
     return (h for h in histories if not h.bot)
 
 
-def run(query: Query[P], shares: Iterable[Iterable[UserHistory]]) -> P:
+def merged(query: Query[P], shares: Iterable[Iterable[UserHistory]]) -> P:
     """A query over several hosts' users, in one process: each share's partial, merged."""
-    return query.merge([query.partial(share) for share in shares])
+    return query.merge([query.run(share) for share in shares])

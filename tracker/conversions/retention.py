@@ -8,7 +8,7 @@ range's end (whole periods: an event late in that last period counts). Bots are 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import msgspec
@@ -51,7 +51,7 @@ class RetentionQuery:
         self.period = period
         self.last = period_of(when.to_ms, period)
 
-    def partial(self, histories: Iterable[UserHistory]) -> RetentionPartial:
+    def run(self, histories: Iterable[UserHistory]) -> RetentionPartial:
         cohorts: dict[int, Cohort] = {}
         for history in humans(histories):
             events = history.ordered()
@@ -68,7 +68,7 @@ class RetentionQuery:
                     cohort.returning[offset - 1] += 1
         return RetentionPartial(cohorts)
 
-    def merge(self, partials: Iterable[RetentionPartial]) -> RetentionPartial:
+    def merge(self, partials: Sequence[RetentionPartial]) -> RetentionPartial:
         cohorts: dict[int, Cohort] = {}
         for part in partials:
             for index, cohort in part.cohorts.items():
