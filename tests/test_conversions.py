@@ -332,9 +332,7 @@ def test_experiment_results_count_goals_reached_after_the_first_exposure_only() 
     )
     other = Builder("other").add(0, "exposure", name="f", variant="new").custom(1, "buy")
     bot = Builder("bot", bot=True).add(0, "exposure", name="e", variant="new").custom(1, "buy")
-    result = ExperimentQuery("e", buy).run(
-        [u.history for u in (before, after, twice, other, bot)]
-    )
+    result = ExperimentQuery("e", buy).run([u.history for u in (before, after, twice, other, bot)])
     assert {k: (v.exposed, v.converted) for k, v in result.variants.items()} == {
         "new": (2, 1),
         "control": (1, 1),

@@ -1456,7 +1456,7 @@ def counting(storage: Storage, clock: Clock, stats: SiteStats) -> UserHost:
     def on_track(user: str, session: str, movements: Any, now: int, known: bool) -> None:
         stats.observe_stored(user, session, movements, now, known=known)
 
-    def on_session(user: str, session: str, now: int, state: Any, known: bool) -> None:
+    def on_session(user: str, session: str, now: int, state: Any, known: bool, visit: Any) -> None:
         stats.observe_session(user, session, now, start_ms=state["startTime"], known=known)
 
     return UserHost(

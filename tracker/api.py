@@ -15,9 +15,10 @@ host logs as it comes (a batch that does not pass goes as sent, for the host to 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import ray
@@ -38,10 +39,20 @@ from tracker.codec import encode_entries
 from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.placement import SCHEDULER_NAME, host_name, sharded_host_names
+from tracker.query.filters import FILTERS, report_options
+from tracker.query.index import HistoryIndex
+from tracker.query.rebuild import rebuild
+from tracker.query.run import Query, fan_out
+from tracker.query.site import site_figures
 from tracker.schema import movements_from_obj, pack_movements
 from tracker.settings import same_storage
+from tracker.storage import open_storage
 
-_PREPARED = {"track", "track_many"}
+P = TypeVar("P")
+# What `Tracker.analytics` passes on as `GET /api/analytics`'s parameters.
+REPORT_PARAMS = frozenset({*FILTERS, "bots", "compare", "limit"}) - {"path"}
+
+_PREPARED = {"track", "track_many", "track_event"}
 
 
 def connect(
@@ -64,7 +75,22 @@ def connect(
 
 def _prepared(method: str, user_id: str, args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     """The call to make: event IDs added (where missing or null, as the HTTP app does);
-    `track_many` in the stored form when it validates."""
+    `track_many` in the stored form when it validates; `track_event(session_id, name,
+    properties)` as the `track` of a custom event, now."""
+    if method == "track_event":
+        session_id, name, *rest = args
+        data: dict[str, Any] = {"name": name}
+        if rest and rest[0] is not None:
+            data["properties"] = rest[0]
+        movement = {
+            "userId": user_id,
+            "sessionId": session_id,
+            "timestamp": wall_clock_ms(),
+            "event": "custom",
+            "data": data,
+            "eventId": uuid.uuid4().hex,
+        }
+        return "track", (movement,)
     if method == "track" and args and isinstance(args[0], dict) and _no_id(args[0]):
         return method, ({**args[0], "eventId": uuid.uuid4().hex}, *args[1:])
     if method == "track_many" and len(args) == 1 and isinstance(args[0], list | tuple):
@@ -107,9 +133,9 @@ class _Method:
 
 
 class UserHandle:
-    """One user's tracker. Methods: track, track_many, create_session, get_session,
-    analytics, export, erase, variant (an experiment's variant for the user); each with
-    `.remote(...)` returning an ObjectRef."""
+    """One user's tracker. Methods: track, track_many, track_event, create_session,
+    get_session, analytics, export, erase, variant (an experiment's variant for the user);
+    each with `.remote(...)` returning an ObjectRef."""
 
     def __init__(
         self, config: Config, user_id: str, host: ActorHandle[Any], *, per_user: bool = False
@@ -120,6 +146,7 @@ class UserHandle:
         self.per_user = per_user
         self.track = _Method(self, "track")
         self.track_many = _Method(self, "track_many")
+        self.track_event = _Method(self, "track_event")
         self.create_session = _Method(self, "create_session")
         self.get_session = _Method(self, "get_session")
         self.analytics = _Method(self, "analytics")
@@ -167,11 +194,27 @@ class Tracker:
         return UserHandle(self.config, user_id, self.hosts[host_name(user_id, self.config)])
 
     def analytics(self, **filters: Any) -> dict[str, Any]:
-        """Site-wide analytics (see `SiteStats.report` for the filters)."""
+        """Site-wide analytics: `from_ms`, `to_ms` and `path` as `SiteStats.report` takes them,
+        and the report's filters and options as `GET /api/analytics` takes them (strings:
+        `channel="search"`, `compare="previous"`, `bots="include"`, `limit="20"`)."""
         now_ms = wall_clock_ms()
+        params = {k: str(filters.pop(k)) for k in list(filters) if k in REPORT_PARAMS}
+        if "path" in filters:
+            params["path"] = filters["path"]
+        options = report_options(params, now_ms, filters.get("from_ms"), filters.get("to_ms"))
         ref: Any = self.aggregator.report.remote(now_ms, filters)
         result: dict[str, Any] = ray.get(ref)
+        result.update(asyncio.run(site_figures(self.query, options)))
         return result
+
+    async def query(self, query: Query[P]) -> P:
+        """Run a query over every user's history: on each host, over the users it holds, and
+        merged; in the per-user placement, over what storage holds (`tracker.query.rebuild`)."""
+        if self.router is None:
+            return await fan_out(self.hosts.values(), query)
+        index = HistoryIndex()
+        await rebuild(index, open_storage(self.config.storage), lambda _user: True)
+        return query.merge([query.run(index.histories())])
 
     def flush(self) -> None:
         """Ship every host's pending analytics and compact now (tests, clean shutdowns)."""

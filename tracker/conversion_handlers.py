@@ -18,10 +18,11 @@ from starlette.types import Scope
 from tracker import responses as r
 from tracker import schema
 from tracker.conversions.definitions import check_name, experiment_from, funnel_from, goal_from
-from tracker.conversions.query import DAY_MS, Query, TimeRange
+from tracker.conversions.query import DAY_MS, TimeRange
 from tracker.conversions.reports import Reports
 from tracker.conversions.store import DefinitionStore
 from tracker.errors import Forbidden, InvalidDefinition
+from tracker.query.run import Query
 from tracker.storage import open_storage
 
 if TYPE_CHECKING:

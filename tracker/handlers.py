@@ -35,7 +35,11 @@ from tracker.host import DECLINED, NewSession
 from tracker.metrics import Metrics
 from tracker.middleware import OriginCheck
 from tracker.openapi import openapi_document
+from tracker.query.filters import report_options
+from tracker.query.site import site_figures
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
+from tracker.visits.derive import derive_visit
+from tracker.visits.referrer import same_site
 
 log = logging.getLogger(__name__)
 # How long `/metrics` waits for the hosts' own figures: a host that does not answer must not
@@ -66,6 +70,22 @@ def client_of(scope: Scope) -> str:
     process's memory only (the rate limiter's); they are never stored."""
     client = scope.get("client")
     return client_key(client[0]) if client else "?"
+
+
+def site_host(headers: Mapping[str, str]) -> str | None:
+    """The host of the page a tracking request comes from: its `Origin` (a listed site's page),
+    else the tracker's own host (`Host`)."""
+    origin = headers.get("origin")
+    if origin and origin != "null":
+        return origin
+    return headers.get("host")
+
+
+def drop_same_site_referrers(movements: list[schema.Movement], site: str | None) -> None:
+    """A page view's referrer (a host by now) that is the site itself is not a source."""
+    for movement in movements:
+        if movement.data.referrer is not None and same_site(movement.data.referrer, site):
+            movement.data.referrer = None
 
 
 def over_https(request: Request) -> bool:
@@ -207,6 +227,7 @@ class Ingress(ConversionHandlers):
         if user_id in self.opt_out:
             return 0
         self.user_limiter.check(user_id)
+        drop_same_site_referrers(movements, site_host(headers))
         for movement in movements:
             if movement.eventId is None:
                 # Lets an internal retry of this request count once.
@@ -240,14 +261,17 @@ class Ingress(ConversionHandlers):
             return JSONResponse(DECLINED)
         self.user_limiter.check(req.userId)
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
+        visit = self.derived_visit(request, req)
         # Only for an anonymous visitor, who has nothing else to read with: an identified user
         # reads with their token, which expires, and a cookie would outlive it by a year.
         cookie = auth.is_anonymous(req.userId)
         if not cookie or self.may_read(request, req.userId):
-            session = await self.dispatch.call(req.userId, "create_session", req.sessionId, info)
+            session = await self.dispatch.call(
+                req.userId, "create_session", req.sessionId, info, visit
+            )
         else:
             started: NewSession = await self.dispatch.call(
-                req.userId, "create_new_session", req.sessionId, info
+                req.userId, "create_new_session", req.sessionId, info, visit
             )
             if started.session is None:
                 sent = msgspec.to_builtins(req)
@@ -265,6 +289,22 @@ class Ingress(ConversionHandlers):
                 secure=over_https(request),
             )
         return response
+
+    def derived_visit(self, request: Request, req: schema.SessionRequest) -> dict[str, Any]:
+        """What is stored of the visit (`tracker.visits.derive`): the user agent is the one
+        the page sent, else the request's; the country comes from the client's address (a
+        trusted proxy's `X-Forwarded-For` has made it the visitor's), which is not kept; the
+        site is the page's origin, else this server's host."""
+        client = request.scope.get("client")
+        user_agent = req.deviceInfo.userAgent if req.deviceInfo else None
+        return derive_visit(
+            user_agent=user_agent or request.headers.get("user-agent"),
+            referrer=req.referrer,
+            utm=msgspec.to_builtins(req.utm) if req.utm else None,
+            automation=req.automation,
+            address=client[0] if client else None,
+            site_host=site_host(request.headers),
+        )
 
     async def get_session(self, request: Request) -> Response:
         self.ip_limiter.check(client_of(request.scope))
@@ -288,9 +328,13 @@ class Ingress(ConversionHandlers):
             if len(params["path"]) > 2048:
                 raise InvalidInput("path", "longer than 2048 characters")
             filters["path"] = params["path"]
+        now = self.now_ms()
+        options = report_options(params, now, filters.get("from_ms"), filters.get("to_ms"))
         report: dict[str, Any] = await answer_within(
-            self.tracker.aggregator.report.remote(self.now_ms(), filters), self.config, "aggregator"
+            self.tracker.aggregator.report.remote(now, filters), self.config, "aggregator"
         )
+        figures = site_figures(self.tracker.query, options)
+        report.update(await answer_within(figures, self.config, "hosts"))
         report.setdefault("userSessions", [])
         if params.get("userId"):
             user_id = schema.check_id("userId", params["userId"])

@@ -71,8 +71,8 @@ ArmAlarms = Callable[[dict[str, int]], Awaitable[None]]
 # known), `known` when the user's tracker held the session before them.
 TrackListener = Callable[[str, str, Sequence[Observed], int, bool], None]
 # Told of each session created (or created again) by `create_session`: (user_id, session_id,
-# now_ms, the session as `create_session` answers it, known).
-SessionListener = Callable[[str, str, int, dict[str, Any], bool], None]
+# now_ms, the session as `create_session` answers it, known, what was derived of the visit).
+SessionListener = Callable[[str, str, int, dict[str, Any], bool, dict[str, Any]], None]
 
 
 # What a session request for an opted-out user answers (nothing is stored).

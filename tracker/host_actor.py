@@ -36,9 +36,13 @@ from tracker.placement import (
     FIRST_HOST,
     SCHEDULER_NAME,
     USER_ACTORS_NAME,
+    host_name,
     is_user_actor,
     sharded_host_names,
 )
+from tracker.query.index import HistoryIndex
+from tracker.query.rebuild import rebuild
+from tracker.query.run import Query
 from tracker.schema import Observed
 from tracker.storage import open_storage
 from tracker.user_host import UserHost
@@ -49,6 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK_S = 1.0
+INDEX_TRIM_EVERY_MS = 60_000
 # How long a starting host waits for the scheduler's settings.
 SETTINGS_TIMEOUT_S = 5.0
 
@@ -136,6 +141,9 @@ class HostActor:
         self.config = config
         self.per_user = is_user_actor(name)
         self.outbox = AnalyticsOutbox()
+        # Its users' histories for queries (sharded hosts: per-user placement queries storage).
+        self.index = HistoryIndex()
+        self._index_trimmed_ms = 0
         self.host = UserHost(
             name,
             open_storage(config.storage),
@@ -143,6 +151,7 @@ class HostActor:
             on_track=self._observe,
             on_session=self._observe_session,
         )
+        self.host.on_exposure = self.index.exposure
         self._ready = Started(self._start)
         self._tickers: list[asyncio.Task[None]] = []
         self._handles: dict[str, ActorHandle[Any]] = {}
@@ -182,10 +191,18 @@ class HostActor:
         known: bool,
     ) -> None:
         self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
+        self.index.track(user_id, session_id, movements, now_ms)
 
     def _observe_session(
-        self, user_id: str, session_id: str, now_ms: int, session: dict[str, Any], known: bool
+        self,
+        user_id: str,
+        session_id: str,
+        now_ms: int,
+        session: dict[str, Any],
+        known: bool,
+        visit: dict[str, Any],
     ) -> None:
+        self.index.session(user_id, session_id, session["startTime"], visit)
         # Observed now, not at its start: a session created again may have started hours ago.
         self.outbox.delta.observe_session(
             user_id,
@@ -214,10 +231,21 @@ class HostActor:
         if self.name == FIRST_HOST:
             await self._drain_orphans()
         await self.host.start()
+        if not self.per_user:
+            config = self.config
+            users = await rebuild(
+                self.index, self.host.storage, lambda user: host_name(user, config) == self.name
+            )
+            log.info("%s: %d users' histories indexed for queries", self.name, users)
         tune_collector()
         self._tickers = [
             asyncio.create_task(self._every(step))
-            for step in (self._ship_analytics, self._ship_alarm_requests, self._compact)
+            for step in (
+                self._ship_analytics,
+                self._ship_alarm_requests,
+                self._compact,
+                self._trim_index,
+            )
         ]
 
     async def _take_schedulers_settings(self) -> None:
@@ -298,6 +326,19 @@ class HostActor:
         if errors:
             raise errors[0]
 
+    async def _trim_index(self) -> None:
+        """Retention, for the query index: about once a minute, events older than the
+        retention period leave it (as they leave storage at the users' alarms)."""
+        now = self.host.now_ms()
+        if now - self._index_trimmed_ms >= INDEX_TRIM_EVERY_MS:
+            self._index_trimmed_ms = now
+            self.index.trim(now - self.host.settings.limits.retention_ms)
+
+    async def query(self, query: Query[T]) -> T:
+        """Run a query over this host's users' histories; its partial result."""
+        await self._ready.wait()
+        return query.run(self.index.histories())
+
     async def _ship_analytics(self) -> None:
         await self.outbox.ship(self._send_analytics)
 
@@ -356,16 +397,26 @@ class HostActor:
         return await self._call(self.host.track_stored_batch, items)
 
     async def create_session(
-        self, user_id: str, session_id: str, device_info: Any = None
+        self,
+        user_id: str,
+        session_id: str,
+        device_info: Any = None,
+        visit: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         # Counted in analytics by the host, as it is stored (`_observe_session`); an opted-out
         # user's is neither stored nor counted.
-        return await self._call(self.host.create_session, user_id, session_id, device_info)
+        return await self._call(self.host.create_session, user_id, session_id, device_info, visit)
 
     async def create_new_session(
-        self, user_id: str, session_id: str, device_info: Any = None
+        self,
+        user_id: str,
+        session_id: str,
+        device_info: Any = None,
+        visit: dict[str, Any] | None = None,
     ) -> NewSession:
-        return await self._call(self.host.create_new_session, user_id, session_id, device_info)
+        return await self._call(
+            self.host.create_new_session, user_id, session_id, device_info, visit
+        )
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         return await self._call(self.host.get_session, user_id, session_id)
@@ -387,6 +438,7 @@ class HostActor:
             others = [name for name in sharded_host_names(self.config) if name != self.name]
             await asyncio.gather(*(self._to_named(n, "forget", user_id) for n in others))
         result = await self._call(self.host.erase, user_id)
+        self.index.forget(user_id)
         await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
         async with self._shipping_alarms:  # and an alarm request out: erased after it
             pass
@@ -399,6 +451,7 @@ class HostActor:
     async def forget(self, user_id: str) -> dict[str, Any] | None:
         """Erase what this host holds of a user who now lives on another host (see
         `UserHost.forget`); called by that host's `erase`."""
+        self.index.forget(user_id)
         return await self._call(self.host.forget, user_id)
 
     async def alarm(self, user_id: str) -> int | None:

@@ -20,8 +20,9 @@ import msgspec
 from msgspec import Meta, Struct
 
 from tracker.errors import InvalidInput, InvalidMovement, InvalidSession, TooLarge
+from tracker.visits.referrer import referrer_host
 
-EVENT_TYPES = ("page_view", "click", "scroll", "hover", "form_interaction")
+EVENT_TYPES = ("page_view", "click", "scroll", "hover", "form_interaction", "custom")
 MAX_BATCH_EVENTS = 500
 MAX_METADATA_BYTES = 4096
 MAX_METADATA_DEPTH = 4
@@ -29,7 +30,7 @@ MAX_FUTURE_MS = 5 * 60 * 1000
 # `(?!\n)`: Python's `$` (msgspec's) also matches before a final newline; JSON Schema's does not.
 ID_PATTERN = r"^[A-Za-z0-9._:@-]+$(?!\n)"
 
-EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction"]
+EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction", "custom"]
 ID_CHARS = string.ascii_letters + string.digits + "._:@-"
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
 # A movement's IDs follow the same rule, checked for a whole batch in one pass by
@@ -58,10 +59,28 @@ _Value3 = _Leaf | list[_Value4] | dict[str, _Value4]
 _Value2 = _Leaf | list[_Value3] | dict[str, _Value3]
 Metadata = dict[str, _Value2]
 
+CampaignValue = Annotated[str, Meta(max_length=256)]
+Referrer = Annotated[str, Meta(max_length=2048)]
+MAX_PROPERTIES = 20
+EventName = Annotated[str, Meta(min_length=1, max_length=64)]
+PropertyName = Annotated[str, Meta(min_length=1, max_length=64)]
+PropertyValue = Annotated[str, Meta(max_length=256)] | _Int | _Finite | bool
+Properties = Annotated[dict[PropertyName, PropertyValue], Meta(max_length=MAX_PROPERTIES)]
+
 
 class Coordinates(Struct, forbid_unknown_fields=True, gc=False):
     x: Coordinate
     y: Coordinate
+
+
+class Utm(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """The campaign parameters of a landing URL, the only query parameters ever stored."""
+
+    utm_source: CampaignValue | None = None
+    utm_medium: CampaignValue | None = None
+    utm_campaign: CampaignValue | None = None
+    utm_term: CampaignValue | None = None
+    utm_content: CampaignValue | None = None
 
 
 class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -72,6 +91,13 @@ class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=Fa
     scrollX: Coordinate | None = None
     scrollY: Coordinate | None = None
     metadata: Metadata | None = None
+    # A custom event's name and properties (`event: "custom"`).
+    name: EventName | None = None
+    properties: Properties | None = None
+    # A page view that entered from elsewhere: its referrer (kept as its host only) and the
+    # landing URL's campaign parameters.
+    referrer: Referrer | None = None
+    utm: Utm | None = None
 
 
 class Movement(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -113,11 +139,15 @@ class DeviceInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class SessionRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Body of `POST /api/track/session`."""
+    """Body of `POST /api/track/session`: the visit's referrer (a URL or a host; its host is
+    kept), its landing URL's campaign, and whether the browser showed it is automated."""
 
     userId: Id
     sessionId: Id
     deviceInfo: DeviceInfo | None = None
+    referrer: Referrer | None = None
+    utm: Utm | None = None
+    automation: bool = False
 
 
 class EventBatch(Struct, forbid_unknown_fields=True):
@@ -162,6 +192,7 @@ def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movemen
     """All the rules, for a struct made in Python (decoding checked the declared ones)."""
     _check_movement_ids([movement], prefix)
     _check_paths([movement], prefix)
+    _check_kinds([movement], prefix)
     if movement.data.metadata is not None:
         _check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
     return check_rules(movement, now_ms, prefix)
@@ -231,6 +262,18 @@ def _check_paths(movements: Sequence[Movement], prefix: str | None) -> None:
         )
 
 
+def _check_kinds(movements: Sequence[Movement], prefix: str | None) -> None:
+    """A custom event has a name; a page view's referrer is reduced to its host here, before
+    anything stores it (a referrer URL's path and query string are never kept)."""
+    for index, movement in enumerate(movements):
+        data = movement.data
+        if movement.event == "custom" and data.name is None:
+            named = f"events.{index}." if prefix is None else prefix
+            raise InvalidMovement(f"{named}data.name", "a custom event needs a name (1-64 chars)")
+        if data.referrer is not None:
+            data.referrer = referrer_host(data.referrer)
+
+
 def check_rules(movement: M, now_ms: int, prefix: str) -> M:
     """The rules no declared type says: no timestamp from the future, the metadata budget."""
     if movement.timestamp > now_ms + MAX_FUTURE_MS:
@@ -289,6 +332,7 @@ def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
         raise field_error(exc, InvalidMovement, prefix) from None
     _check_movement_ids([movement], prefix)
     _check_paths([movement], prefix)
+    _check_kinds([movement], prefix)
     return check_rules(movement, now_ms, prefix)
 
 
@@ -326,6 +370,7 @@ def _checked(movements: list[Movement], now_ms: int, *, one: bool = False) -> li
     check_count(len(movements))
     _check_movement_ids(movements, "" if one else None)
     _check_paths(movements, "" if one else None)
+    _check_kinds(movements, "" if one else None)
     horizon = now_ms + MAX_FUTURE_MS
     suspects: Iterable[int] = ()
     if max([m.timestamp for m in movements], default=0) > horizon:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tracker import codec
@@ -20,6 +20,7 @@ from tracker.history import UserSlot, user_key
 from tracker.host import DECLINED, HostRuntime, NewSession
 from tracker.journal import LOG, holds_commits
 from tracker.schema import (
+    DeviceInfo,
     Movement,
     check_id,
     device_info_from_obj,
@@ -27,10 +28,16 @@ from tracker.schema import (
     movements_from_obj,
 )
 from tracker.user_tracker import Tracked, export_lines
+from tracker.visits.derive import derive_visit
+
+ExposureListener = Callable[[str, str, str, int], None]
 
 
 class UserHost(HostRuntime):
     """Many users' trackers on one journal (`tracker.host` tells how it keeps them)."""
+
+    # Told of each exposure once it is stored: (user, experiment, variant, time).
+    on_exposure: ExposureListener | None = None
 
     async def track(self, user_id: str, movement: Any) -> int:
         with self._counted():
@@ -120,17 +127,27 @@ class UserHost(HostRuntime):
         return tracked.new
 
     async def create_session(
-        self, user_id: str, session_id: str, device_info: Any = None
+        self,
+        user_id: str,
+        session_id: str,
+        device_info: Any = None,
+        visit: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Start (or restart) a session. `visit`: what the ingress derived of the visit
+        (`tracker.visits.derive`); without it, what the device info's user agent says."""
         check_id("sessionId", session_id)
         info = device_info_from_obj(device_info)
         if user_id in self.settings.opt_out:
             return dict(DECLINED)
         slot = await self._slot(user_id)
-        return await self._start_session(user_id, slot, session_id, info)
+        return await self._start_session(user_id, slot, session_id, info, visit)
 
     async def create_new_session(
-        self, user_id: str, session_id: str, device_info: Any = None
+        self,
+        user_id: str,
+        session_id: str,
+        device_info: Any = None,
+        visit: dict[str, Any] | None = None,
     ) -> NewSession:
         """`create_session` for a caller who has not shown that it owns the user: a session the
         user holds already is left as it is, neither extended nor shown (`session` is None),
@@ -146,18 +163,26 @@ class UserHost(HostRuntime):
             return NewSession(None, first=False)
         first = not sessions
         # No await before `_commit` applies the record: no other call sees the session absent.
-        return NewSession(await self._start_session(user_id, slot, session_id, info), first)
+        started = await self._start_session(user_id, slot, session_id, info, visit)
+        return NewSession(started, first)
 
     async def _start_session(
-        self, user_id: str, slot: UserSlot, session_id: str, info: Any
+        self,
+        user_id: str,
+        slot: UserSlot,
+        session_id: str,
+        info: DeviceInfo | None,
+        visit: dict[str, Any] | None,
     ) -> dict[str, Any]:
         now = self.now_ms()
-        record = slot.tracker.create_session_record(session_id, info, now)
+        if visit is None:
+            visit = derive_visit(user_agent=info.userAgent if info else None)
+        record = slot.tracker.create_session_record(session_id, info, now, visit)
         known = session_id in slot.tracker.sessions
         await self._commit(user_id, slot, record)
         session = slot.tracker.created_session(record)
         if self.on_session is not None:
-            self.on_session(user_id, session_id, now, session, known)
+            self.on_session(user_id, session_id, now, session, known, visit)
         return session
 
     async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
@@ -203,9 +228,13 @@ class UserHost(HostRuntime):
         if known is not None:
             return known
         chosen = assign(experiment, user_id)
-        record = slot.tracker.exposure_record(experiment_name, chosen, self.now_ms())
-        await self._commit(user_id, slot, record)
-        return slot.tracker.assignments[experiment_name]
+        now = self.now_ms()
+        await self._commit(
+            user_id, slot, slot.tracker.exposure_record(experiment_name, chosen, now)
+        )
+        if self.on_exposure is not None:
+            self.on_exposure(user_id, experiment_name, chosen, now)
+        return chosen
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         """All of the user's stored history (within retention), as NDJSON-ready dicts."""

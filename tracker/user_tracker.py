@@ -61,13 +61,20 @@ class UserTracker:
     # -- requests -> records -------------------------------------------------------------
 
     def create_session_record(
-        self, session_id: str, device_info: DeviceInfo | dict[str, Any] | None, now_ms: int
+        self,
+        session_id: str,
+        device_info: DeviceInfo | dict[str, Any] | None,
+        now_ms: int,
+        visit: dict[str, Any] | None = None,
     ) -> Record:
-        """Start (or restart) a session. Device info replaces what the session had."""
+        """Start (or restart) a session. Device info replaces what the session had. `visit`:
+        what was derived of the visit (`tracker.visits.derive`), stored as a third item that
+        records stored before it lack."""
         info: Any = device_info
         if isinstance(device_info, DeviceInfo):
             info = msgspec.to_builtins(device_info)
-        return ["session", self.user_id, now_ms, [session_id, info]]
+        payload = [session_id, info] if visit is None else [session_id, info, visit]
+        return ["session", self.user_id, now_ms, payload]
 
     def track_record(self, movements: Iterable[Movement], now_ms: int) -> Tracked:
         """Turn validated movements of this user into one record (see `track_stored_record`)."""
@@ -159,7 +166,7 @@ class UserTracker:
         if op == "track":
             self._apply_track(now_ms, payload, fresh, decoded)
         elif op == "session":
-            session_id, device_info = payload
+            session_id, device_info = payload[:2]
             session = self.sessions.get(session_id)
             if session is None:
                 self._start_session(session_id, now_ms, device_info)
@@ -230,7 +237,8 @@ class UserTracker:
         """The session a `create_session_record` record made, as `get_session` answers it. If
         it has left memory already (more than `max_sessions` sessions started meanwhile), the
         session as that record made it."""
-        _op, _user, now_ms, (session_id, device_info) = record
+        _op, _user, now_ms, payload = record
+        session_id, device_info = payload[:2]
         session = self.sessions.get(session_id)
         if session is None:
             session = SessionState(session_id, now_ms, device_info, self.limits.max_movements)
@@ -328,6 +336,30 @@ def _seen_by(
     return duplicate
 
 
+def _movement_lines(
+    user_id: str, session_id: str, blob: bytes, now_ms: int, seen: set[tuple[str, str]]
+) -> Iterator[dict[str, Any]]:
+    """A stored blob's movements, those whose event ID was seen already left out."""
+    for movement in codec.decode_blob(blob, user_id, session_id):
+        if movement.eventId is not None:
+            if (session_id, movement.eventId) in seen:
+                continue
+            seen.add((session_id, movement.eventId))
+        line = msgspec.to_builtins(movement)
+        yield {"type": "movement", "receivedAt": now_ms, **line}
+
+
+def _exposure_line(user_id: str, now_ms: int, payload: list[str]) -> dict[str, Any]:
+    experiment, variant = payload
+    return {
+        "type": "exposure",
+        "userId": user_id,
+        "experiment": experiment,
+        "variant": variant,
+        "receivedAt": now_ms,
+    }
+
+
 def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
     """A user's whole stored history as NDJSON-ready dicts: sessions, then their movements,
     then their experiments' exposures (`{"type": "exposure", experiment, variant, receivedAt}`).
@@ -360,31 +392,18 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
             exposures.clear()
             seen.clear()
         elif op == "exposure":
-            experiment, variant = payload
-            exposures.append(
-                {
-                    "type": "exposure",
-                    "userId": user_id,
-                    "experiment": experiment,
-                    "variant": variant,
-                    "receivedAt": now_ms,
-                }
-            )
+            exposures.append(_exposure_line(user_id, now_ms, payload))
         elif op == "session":
-            session_id, device_info = payload
+            session_id, device_info = payload[:2]
             entry = touch(session_id, now_ms)
             if device_info is not None:
                 entry["deviceInfo"] = device_info
+            if len(payload) > 2:
+                entry["visit"] = payload[2]
         elif op == "track":
             for session_id, blob in payload:
                 touch(session_id, now_ms)
-                for movement in codec.decode_blob(blob, user_id, session_id):
-                    if movement.eventId is not None:
-                        if (session_id, movement.eventId) in seen:
-                            continue
-                        seen.add((session_id, movement.eventId))
-                    line = msgspec.to_builtins(movement)
-                    movements.append({"type": "movement", "receivedAt": now_ms, **line})
+                movements.extend(_movement_lines(user_id, session_id, blob, now_ms, seen))
     yield from sessions.values()
     yield from movements
     yield from exposures

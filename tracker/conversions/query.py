@@ -1,19 +1,21 @@
 """What every conversions query shares: its time range, and how a query runs on a host and is
 merged across hosts.
 
-A query is an object with `run(histories)`, the partial result of one host's users, and
-`merge(partials)`, exact: each user lives on exactly one host, so counts add and lists join.
+A query (`tracker.query.run.Query`) has `run(histories)`, the partial result of one host's
+users, and `merge(partials)`, exact: each user lives on exactly one host, so counts add and
+lists join.
 Bots (users with any bot visit) are left out of every figure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from tracker.errors import InvalidDefinition
 from tracker.query.events import Event, UserHistory
+from tracker.query.run import Query
 
 DAY_MS = 86_400_000
 # A year, leap or not: longer ranges are refused, so that a query's work stays bounded.
@@ -46,12 +48,6 @@ class TimeRange:
 
     def events(self, history: UserHistory) -> Iterator[Event]:
         return history.between(self.from_ms, self.to_ms + 1)
-
-
-class Query(Protocol[P]):
-    def run(self, histories: Iterable[UserHistory]) -> P: ...
-
-    def merge(self, partials: Sequence[P]) -> P: ...
 
 
 def humans(histories: Iterable[UserHistory]) -> Iterator[UserHistory]:

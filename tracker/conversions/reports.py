@@ -11,10 +11,11 @@ from tracker import responses as r
 from tracker.conversions.experiments import ExperimentPartial, ExperimentQuery
 from tracker.conversions.funnels import FunnelPartial, FunnelQuery, median_ms
 from tracker.conversions.goals import GoalsPartial, GoalsQuery, rate
-from tracker.conversions.query import Query, TimeRange
+from tracker.conversions.query import TimeRange
 from tracker.conversions.retention import Period, RetentionPartial, RetentionQuery, period_start
 from tracker.conversions.stats import SRM_ALERT_P, compare, sample_ratio_p
 from tracker.conversions.store import DefinitionStore
+from tracker.query.run import Query
 
 Runner = Callable[[Query[Any]], Awaitable[Any]]
 
