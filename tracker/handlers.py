@@ -285,7 +285,8 @@ class Ingress(ConversionHandlers):
                 max_age=auth.VISITOR_COOKIE_S,
                 httponly=True,
                 samesite="lax",
-                path="/api/track",
+                # The routes a visitor proves themselves on: /api/track... and their variants.
+                path="/api",
                 secure=over_https(request),
             )
         return response
