@@ -252,9 +252,12 @@ def figures(tracker: Any, storage_url: str, lo: int, hi: int) -> dict[str, Any]:
     return run(all_of())
 
 
-def expected(tracker: Any, users: list[str], lo: int, hi: int) -> dict[str, Any]:
-    exports = ray.get([tracker.user(u).export.remote() for u in users])
-    by_user = histories(dict(zip(users, exports, strict=True)))
+def exported(tracker: Any, users: list[str]) -> dict[str, list[dict[str, Any]]]:
+    return dict(zip(users, ray.get([tracker.user(u).export.remote() for u in users]), strict=True))
+
+
+def expected(exports: dict[str, list[dict[str, Any]]], lo: int, hi: int) -> dict[str, Any]:
+    by_user = histories(exports)
     return {
         "goals": expected_goals(by_user, lo, hi),
         "funnel": expected_funnel(by_user, lo, hi),
@@ -313,7 +316,8 @@ def test_figures_equal_an_independent_computation_with_3_hosts_after_a_restart_a
     feed(tracker, buyers)
     lo, hi = start, now_ms() + 60_000
 
-    want = expected(tracker, users, lo, hi)
+    exports = exported(tracker, users)
+    want = expected(exports, lo, hi)
     assert want["funnel"][0][3] > 0 and len(want["experiment"]) == 2
     assert figures(tracker, storage, lo, hi) == want
 
@@ -323,7 +327,7 @@ def test_figures_equal_an_independent_computation_with_3_hosts_after_a_restart_a
 
     erased = exposed[:20] + bots[:5] + rng.sample(users, 30)
     ray.get([again.user(u).erase.remote() for u in erased])
-    left = [u for u in users if u not in set(erased)]
-    after_erasure = expected(again, left, lo, hi)
+    assert all(lines == [] for lines in exported(again, erased).values())
+    after_erasure = expected({u: ls for u, ls in exports.items() if u not in set(erased)}, lo, hi)
     assert after_erasure != want
     assert figures(again, storage, lo, hi) == after_erasure
