@@ -141,6 +141,8 @@ HTTP_CPU_ONE = "http: CPU per request, one event (replica and host)"
 HTTP_CPU_BATCH = "http: CPU per request, 50 events (replica and host)"
 LOADGEN = "load generator: asyncio client on hello-world"
 SCALING = "scaling: {} host(s), {} replica(s)"
+FUNNEL = "conversions: 4-step funnel, tracker (2 hosts) vs DuckDB over Parquet"
+RETENTION = "conversions: weekly retention, tracker (2 hosts) vs DuckDB over Parquet"
 
 FIGURES: dict[str, Figure | Share] = {
     # bench/results/latest.json: the machine
@@ -201,6 +203,15 @@ FIGURES: dict[str, Figure | Share] = {
     "users-active": _latest(USERS, "value", "{:,.0f}"),
     "users-rss-per-user": _latest(USERS, "details.rss_bytes_per_user", "{:.1f} KB", 1e-3),
     "users-rss": _latest(USERS, "details.rss_delta_mb", "{:.1f} GB", 1e-3),
+    # conversions
+    "conversions-visitors": _latest(FUNNEL, "details.visitors", "{:,}"),
+    "conversions-events": _latest(FUNNEL, "details.events", "{:,}"),
+    "conversions-funnel": _latest(FUNNEL, "value", "{:.2f} s"),
+    "conversions-funnel-duckdb": _latest(FUNNEL, "baseline_value", "{:.2f} s"),
+    "conversions-funnel-ratio": _latest(FUNNEL, "ratio", "{:.2f}x"),
+    "conversions-retention": _latest(RETENTION, "value", "{:.2f} s"),
+    "conversions-retention-duckdb": _latest(RETENTION, "baseline_value", "{:.2f} s"),
+    "conversions-retention-ratio": _latest(RETENTION, "ratio", "{:.2f}x"),
     # per-user placement
     "per-user-uss": _latest(PER_USER_MEMORY, "value", "{:.0f} MB"),
     "per-user-empty-uss": _latest(PER_USER_MEMORY, "baseline_value", "{:.0f} MB"),
