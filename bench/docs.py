@@ -143,6 +143,11 @@ LOADGEN = "load generator: asyncio client on hello-world"
 SCALING = "scaling: {} host(s), {} replica(s)"
 FUNNEL = "conversions: 4-step funnel, tracker (2 hosts) vs DuckDB over Parquet"
 RETENTION = "conversions: weekly retention, tracker (2 hosts) vs DuckDB over Parquet"
+DERIVE = "analytics: derivations per session"
+DERIVE_NEW = "analytics: derivations per session, a user agent not seen before"
+INDEX_COST = "analytics: query index per event"
+INDEX_BYTES = "analytics: query index memory per event"
+INDEX_BATCHES = "analytics: batch throughput with the query index"
 
 FIGURES: dict[str, Figure | Share] = {
     # bench/results/latest.json: the machine
@@ -171,6 +176,16 @@ FIGURES: dict[str, Figure | Share] = {
     "alarms-p99": _latest(ALARMS, "value", "{:,.0f} ms"),
     "alarms-idle-p99": _latest(ALARMS, "baseline_value", "{:,.0f} ms"),
     "alarms-bytes": _latest(ALARM_MEMORY, "value", "{:,.0f} B"),
+    # analytics
+    "derive-session-us": _latest(DERIVE, "value", "{:,.0f} µs"),
+    "derive-validation-us": _latest(DERIVE, "baseline_value", "{:,.1f} µs"),
+    "derive-new-agent-ms": _latest(DERIVE_NEW, "value", "{:,.1f} ms", 1 / 1000),
+    "index-event-us": _latest(INDEX_COST, "value", "{:,.1f} µs"),
+    "index-host-event-us": _latest(INDEX_COST, "baseline_value", "{:,.0f} µs"),
+    "index-event-bytes": _latest(INDEX_BYTES, "value", "{:,.0f} B"),
+    "index-batches-ratio": _latest(INDEX_BATCHES, "ratio", "{:.2f}x"),
+    "index-batches-events-per-s": _latest(INDEX_BATCHES, "value", "{:,.0f}"),
+    "index-batches-baseline": _latest(INDEX_BATCHES, "baseline_value", "{:,.0f}"),
     # handles
     "track-ratio": _latest(TRACK, "ratio", "{:.2f}x"),
     "track-calls-per-s": _latest(TRACK, "value", "{:,.0f}"),

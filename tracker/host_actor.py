@@ -232,11 +232,7 @@ class HostActor:
             await self._drain_orphans()
         await self.host.start()
         if not self.per_user:
-            config = self.config
-            users = await rebuild(
-                self.index, self.host.storage, lambda user: host_name(user, config) == self.name
-            )
-            log.info("%s: %d users' histories indexed for queries", self.name, users)
+            await self._index_stored_users()
         tune_collector()
         self._tickers = [
             asyncio.create_task(self._every(step))
@@ -325,6 +321,20 @@ class HostActor:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    async def _index_stored_users(self) -> None:
+        """Rebuild the query index from storage. A failure (storage down) leaves the index
+        with what it read, logged, rather than keep the host from serving its users."""
+        config = self.config
+        self.index = HistoryIndex()
+        try:
+            users = await rebuild(
+                self.index, self.host.storage, lambda user: host_name(user, config) == self.name
+            )
+        except StorageUnavailable as exc:
+            log.warning("%s: the query index misses stored users: %s", self.name, exc)
+            return
+        log.info("%s: %d users' histories indexed for queries", self.name, users)
 
     async def _trim_index(self) -> None:
         """Retention, for the query index: about once a minute, events older than the
