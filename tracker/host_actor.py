@@ -151,7 +151,7 @@ class HostActor:
             on_track=self._observe,
             on_session=self._observe_session,
         )
-        self.host.on_exposure = self.index.exposure
+        self.host.on_exposure = self._observe_exposure
         self._ready = Started(self._start)
         self._tickers: list[asyncio.Task[None]] = []
         self._handles: dict[str, ActorHandle[Any]] = {}
@@ -192,6 +192,10 @@ class HostActor:
     ) -> None:
         self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
         self.index.track(user_id, session_id, movements, now_ms)
+
+    def _observe_exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
+        # The index of the moment: the host's start makes a new one (`_index_stored_users`).
+        self.index.exposure(user_id, experiment, variant, now_ms)
 
     def _observe_session(
         self,
