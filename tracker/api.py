@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import msgspec
@@ -207,7 +208,11 @@ class Tracker:
         options = report_options(params, now_ms, filters.get("from_ms"), filters.get("to_ms"))
         ref: Any = self.aggregator.report.remote(now_ms, filters)
         result: dict[str, Any] = ray.get(ref)
-        result.update(asyncio.run(site_figures(self.query, options)))
+        # In a thread of its own: the caller may be running an event loop (a notebook, or
+        # Playwright's synchronous API), where `asyncio.run` is refused.
+        with ThreadPoolExecutor(1) as pool:
+            figures = pool.submit(asyncio.run, site_figures(self.query, options)).result()
+        result.update(figures)
         return result
 
     def track_batch(

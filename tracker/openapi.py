@@ -94,6 +94,15 @@ class _Schemas:
             f" most {schema.MAX_METADATA_BYTES} bytes as JSON and {schema.MAX_METADATA_DEPTH}"
             " levels deep. Violations are answered with 422."
         )
+        # A custom event names itself (`schema._check_kinds`).
+        self.components["Movement"]["if"] = {
+            "properties": {"event": {"const": "custom"}},
+            "required": ["event"],
+        }
+        self.components["Movement"]["then"] = {
+            "required": ["data"],
+            "properties": {"data": {"required": ["name"]}},
+        }
 
     def one_of(self, types: tuple[Any, ...]) -> Json:
         if len(types) == 1:

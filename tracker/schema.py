@@ -9,7 +9,6 @@ Every failure is an `InvalidMovement` / `InvalidSession` naming the offending fi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
@@ -20,6 +19,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from tracker.errors import InvalidInput, InvalidMovement, InvalidSession, TooLarge
+from tracker.json_text import decode_json as decode_json
 from tracker.visits.referrer import referrer_host
 
 EVENT_TYPES = ("page_view", "click", "scroll", "hover", "form_interaction", "custom")
@@ -426,79 +426,6 @@ def _movements_from_json_slowly(body: bytes, now_ms: int) -> list[Movement]:
     if isinstance(raw, list):
         return movements_from_obj(raw, now_ms)
     return [movement_from_obj(raw, now_ms)]
-
-
-# Longer integers are read as floats (infinity past a double's range), which every field refuses
-# by name: Python's int() refuses more digits than its limit (4300 by default, 640 at least).
-MAX_INT_DIGITS = 640
-
-
-def decode_json(body: bytes, kind: type[InvalidInput] = InvalidInput, items: str = "") -> Any:
-    """A request body as Python objects, for the schema to validate and name what is wrong.
-
-    Valid JSON that msgspec refuses is read with Python's `json` instead: numbers beyond a
-    double (`1e999`) or beyond 64 bits then reach the schema, which names their field; a string
-    holding half a UTF-16 surrogate pair (what a browser's `JSON.stringify` makes of a string
-    cut inside a pair) is refused as a `kind` error naming the field, with `items` the name of a
-    top-level array's elements (`events.3.data.element`). A body that is not JSON, or nested
-    deeper than the decoder goes, is an `InvalidInput` of `body`.
-    """
-    try:
-        try:
-            return msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:  # and its ValidationError: a number beyond a double
-            try:
-                raw = _python_json(body)
-            except ValueError as python_exc:  # a body that is not JSON either way
-                reason = python_exc if isinstance(exc, msgspec.ValidationError) else exc
-                raise InvalidInput("body", f"not valid JSON: {reason}") from None
-        field = _not_text(raw, items if isinstance(raw, list) else "")
-    except RecursionError:
-        raise InvalidInput("body", "JSON nested too deeply to read") from None
-    if field is not None:
-        raise kind(field, "holds half a UTF-16 surrogate pair, which is not text")
-    return raw
-
-
-def _python_json(body: bytes) -> Any:
-    return json.loads(body.decode(), parse_int=_json_int, parse_constant=_not_a_json_constant)
-
-
-def _json_int(text: str) -> int | float:
-    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
-
-
-def _not_a_json_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _not_text(value: Any, field: str) -> str | None:
-    """The dotted name of the first string of `value` (named `field`) that is not Unicode text:
-    a key's container is named, as a key cannot be shown in an error message."""
-    if isinstance(value, str):
-        return None if _is_text(value) else field or "body"
-    pairs: Iterable[tuple[Any, Any]] = ()
-    if isinstance(value, list):
-        pairs = enumerate(value)
-    elif isinstance(value, dict):
-        pairs = value.items()
-    for key, item in pairs:
-        if isinstance(key, str) and not _is_text(key):
-            return field or "body"
-        found = _not_text(item, f"{field}.{key}" if field else str(key))
-        if found is not None:
-            return found
-    return None
-
-
-def _is_text(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def session_request_from_obj(raw: Any) -> SessionRequest:

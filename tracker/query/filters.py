@@ -63,9 +63,10 @@ class ReportOptions:
     limit: int = DEFAULT_LIMIT
 
     def previous(self) -> ReportOptions:
-        """The preceding range of equal length."""
+        """The preceding range of equal length (cut at the epoch; empty before it)."""
         length = self.to_ms - self.from_ms + 1
-        return replace(self, from_ms=self.from_ms - length, to_ms=self.from_ms - 1)
+        start = max(0, self.from_ms - length)
+        return replace(self, from_ms=start, to_ms=max(start, self.from_ms - 1))
 
 
 def filter_value(name: str, value: str) -> str:
