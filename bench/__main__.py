@@ -33,6 +33,7 @@ SCENARIOS = {
     "handles": "bench.handles",
     "passivation": "bench.passivation",
     "memory": "bench.memory",
+    "conversions": "bench.conversions",
     "per_user": "bench.per_user",
     "parquet": "bench.parquet",
     "http": "bench.http",
@@ -43,7 +44,7 @@ SCENARIOS = {
 
 # With --quick these share one Ray (each still has its own namespace and storage); the HTTP
 # ones always start their own, since Serve's settings are fixed when it starts.
-SHARED_RAY = {"handles", "passivation", "memory", "per_user", "parquet"}
+SHARED_RAY = {"handles", "passivation", "memory", "conversions", "per_user", "parquet"}
 
 
 def _scenario(name: str) -> Callable[[bool], list[Row]]:

@@ -155,6 +155,8 @@ CLIENT_FILES = {
 CLIENT_DEFAULT = CLIENT_SIZE.format(CLIENT_FILES["default"])
 CLIENT_SCRIPT = "client: page scripting time with tracker.js"
 CLIENT_LONG = "client: long tasks of tracker.js (over 50 ms)"
+FUNNEL = "conversions: 4-step funnel, tracker (2 hosts) vs DuckDB over Parquet"
+RETENTION = "conversions: weekly retention, tracker (2 hosts) vs DuckDB over Parquet"
 DERIVE = "analytics: derivations per session"
 DERIVE_NEW = "analytics: derivations per session, a user agent not seen before"
 INDEX_COST = "analytics: query index per event"
@@ -235,6 +237,15 @@ FIGURES: dict[str, Figure | Share] = {
     "users-active": _latest(USERS, "value", "{:,.0f}"),
     "users-rss-per-user": _latest(USERS, "details.rss_bytes_per_user", "{:.1f} KB", 1e-3),
     "users-rss": _latest(USERS, "details.rss_delta_mb", "{:.1f} GB", 1e-3),
+    # conversions
+    "conversions-visitors": _latest(FUNNEL, "details.visitors", "{:,}"),
+    "conversions-events": _latest(FUNNEL, "details.events", "{:,}"),
+    "conversions-funnel": _latest(FUNNEL, "value", "{:.2f} s"),
+    "conversions-funnel-duckdb": _latest(FUNNEL, "baseline_value", "{:.2f} s"),
+    "conversions-funnel-ratio": _latest(FUNNEL, "ratio", "{:.2f}x"),
+    "conversions-retention": _latest(RETENTION, "value", "{:.2f} s"),
+    "conversions-retention-duckdb": _latest(RETENTION, "baseline_value", "{:.2f} s"),
+    "conversions-retention-ratio": _latest(RETENTION, "ratio", "{:.2f}x"),
     # per-user placement
     "per-user-uss": _latest(PER_USER_MEMORY, "value", "{:.0f} MB"),
     "per-user-empty-uss": _latest(PER_USER_MEMORY, "baseline_value", "{:.0f} MB"),

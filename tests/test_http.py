@@ -395,7 +395,7 @@ def test_creating_a_session_returns_it_and_sets_a_private_visitor_cookie(
     assert session["deviceInfo"]["screenResolution"] == "1280x720"
     cookie = response.headers["set-cookie"].lower()
     assert cookie.startswith("tracker_visitor=")
-    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/api/track" in cookie
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/api;" in cookie
 
 
 def test_the_visitor_cookie_reads_the_visitors_own_session(client: httpx.Client) -> None:

@@ -23,6 +23,8 @@ BASE = "urn:tracker:openapi"
 ANONYMOUS = "3f1c2b9e-8a4d-4c1e-9f2a-6b7d8e9f0a1b"
 ADMIN: list[dict[str, list[str]]] = [{"adminBearer": []}, {"adminCookie": []}]
 INPUT = {"400", "408", "413", "415", "422"}
+ADMIN_READ = {"200", "401", "422", "429", "503"}
+ADMIN_WRITE = ADMIN_READ | INPUT | {"404"}
 
 # The HTTP contract: path -> method -> the status codes the route can answer.
 # (429 on the admin routes: too many failed admin authentications from one address.)
@@ -54,8 +56,32 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
     "/form": {"get": {"200"}},
     "/app/{path}": {"get": {"200"}},
     "/analytics": {"get": {"200"}},
+    "/api/goals": {"get": ADMIN_READ | {"404"}},
+    "/api/goals/{name}": {"put": ADMIN_WRITE, "delete": ADMIN_READ | {"404"}},
+    "/api/funnels/{name}": {
+        "put": ADMIN_WRITE,
+        "get": ADMIN_READ | {"404"},
+        "delete": ADMIN_READ | {"404"},
+    },
+    "/api/retention": {"get": ADMIN_READ | {"404"}},
+    "/api/conversions": {"get": ADMIN_READ | {"404"}},
+    "/api/experiments/{name}": {
+        "put": ADMIN_WRITE,
+        "get": ADMIN_READ | {"404"},
+        "delete": ADMIN_READ | {"404"},
+    },
+    "/api/experiments/{name}/stop": {"post": ADMIN_READ | {"404"}},
+    "/api/experiments/{name}/variant": {"get": {"200", "401", "403", "404", "422", "429", "503"}},
 }
+CONVERSIONS_ADMIN = [
+    (path, method)
+    for path, methods in CONTRACT.items()
+    if path.startswith(("/api/goals", "/api/funnels", "/api/retention", "/api/conversions"))
+    or (path.startswith("/api/experiments") and not path.endswith("/variant"))
+    for method in methods
+]
 ADMIN_ROUTES = [
+    *CONVERSIONS_ADMIN,
     ("/api/analytics", "get"),
     ("/api/analytics/stream", "get"),
     ("/api/users/{userId}", "get"),
@@ -68,6 +94,7 @@ PRIVATE = [
     ("/api/track/session", "post"),
     ("/api/track/session", "get"),
     ("/api/admin/login", "post"),
+    ("/api/experiments/{name}/variant", "get"),
     *ADMIN_ROUTES,
 ]
 SUCCESS_TYPES = {

@@ -35,6 +35,10 @@ class InvalidSession(InvalidInput):
     """A session creation request is malformed."""
 
 
+class InvalidDefinition(InvalidInput):
+    """A goal, funnel or experiment definition, or a query over them, is malformed."""
+
+
 class TooLarge(InvalidInput):
     """A body, batch or field is larger than allowed."""
 
@@ -43,7 +47,26 @@ class UnsupportedMediaType(TrackerError, ValueError):
     """The request body's content type is not one this route reads (HTTP 415)."""
 
 
-class UnknownSession(TrackerError, KeyError):
+class NotFound(TrackerError, KeyError):
+    """The thing named does not exist (HTTP 404)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnknownDefinition(NotFound):
+    """No goal, funnel or experiment of this name is defined."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"no {kind} named {name!r}")
+        self.kind = kind
+        self.name = name
+
+    def __reduce__(self) -> tuple[type[UnknownDefinition], tuple[str, str]]:
+        return (type(self), (self.kind, self.name))
+
+
+class UnknownSession(NotFound):
     """No session with this ID exists for this user."""
 
     def __init__(self, user_id: str, session_id: str) -> None:
@@ -53,9 +76,6 @@ class UnknownSession(TrackerError, KeyError):
 
     def __reduce__(self) -> tuple[type[UnknownSession], tuple[str, str]]:
         return (type(self), (self.user_id, self.session_id))
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class Unauthorized(TrackerError, PermissionError):
@@ -81,7 +101,7 @@ class RateLimited(TrackerError):
         return (type(self), (self.retry_after_s,))
 
 
-class UnknownAsset(TrackerError, KeyError):
+class UnknownAsset(NotFound):
     """No file of the browser client is served under this name (an older build's, say)."""
 
     def __init__(self, name: str) -> None:

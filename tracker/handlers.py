@@ -30,6 +30,7 @@ from tracker.body import read_json_body
 from tracker.client_assets import MEDIA_TYPE, ClientAssets
 from tracker.clock import wall_clock_ms
 from tracker.config import Config
+from tracker.conversion_handlers import ConversionHandlers
 from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
 from tracker.live_user import follow_user
@@ -106,8 +107,11 @@ def time_param(name: str, value: str) -> int:
     return int(value)
 
 
-class Ingress:
+class Ingress(ConversionHandlers):
     """Route handlers with their collaborators (tracker, limits, access, metrics)."""
+
+    time_param = staticmethod(time_param)
+    client_of = staticmethod(client_of)
 
     def __init__(
         self, tracker: Tracker, config: Config, *, clock: Callable[[], float] = time.time
@@ -284,7 +288,8 @@ class Ingress:
                 max_age=auth.VISITOR_COOKIE_S,
                 httponly=True,
                 samesite="lax",
-                path="/api/track",
+                # The routes a visitor proves themselves on: /api/track... and their variants.
+                path="/api",
                 secure=over_https(request),
             )
         return response

@@ -135,7 +135,9 @@ class History:
             self.storage, f"{key}/snapshot", f"{key}/chunks", past_snapshot
         )
         if found is not None and snapshot is not None:
-            slot.tracker.restore(snapshot["sessions"], snapshot.get("seen", ()))
+            slot.tracker.restore(
+                snapshot["sessions"], snapshot.get("seen", ()), snapshot.get("assignments")
+            )
             slot.applied = {h: (p[0], p[1]) for h, p in snapshot["applied"].items()}
             slot.snapshot_through = snapshot["through"]
             slot.next_chunk = snapshot["through"] + 1
@@ -412,6 +414,7 @@ def snapshot_put(slot: UserSlot, through: int) -> Put:
             "applied": {h: list(p) for h, p in slot.applied.items()},
             "sessions": slot.tracker.snapshot(),
             "seen": slot.tracker.seen.to_stored(),
+            "assignments": slot.tracker.assignments,
         },
     )
     key = f"{user_key(slot.tracker.user_id)}/snapshot"

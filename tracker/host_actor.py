@@ -137,6 +137,7 @@ class HostActor:
             on_track=self._observe,
             on_session=self._observe_session,
         )
+        self.host.on_exposure = self._observe_exposure
         self._ready = Started(self._start)
         self._ticker = Ticker(
             f"host {name}",
@@ -198,6 +199,10 @@ class HostActor:
     ) -> None:
         self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
         self.index.track(user_id, session_id, movements, now_ms)
+
+    def _observe_exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
+        # The index of the moment: the host's start makes a new one (`_index_stored_users`).
+        self.index.exposure(user_id, experiment, variant, now_ms)
 
     def _observe_session(
         self,
@@ -416,6 +421,9 @@ class HostActor:
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         return await self._call(self.host.export, user_id)
+
+    async def variant(self, user_id: str, experiment: str) -> str:
+        return await self._call(self.host.variant, user_id, experiment)
 
     async def erase(self, user_id: str) -> dict[str, Any]:
         """Erase the user everywhere: on the hosts that held them before `TRACKER_HOSTS`

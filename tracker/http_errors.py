@@ -20,14 +20,13 @@ from tracker.errors import (
     Forbidden,
     HostBusy,
     InvalidInput,
+    NotFound,
     RateLimited,
     RequestTimeout,
     StorageUnavailable,
     TooLarge,
     TooManyUserActors,
     Unauthorized,
-    UnknownAsset,
-    UnknownSession,
     UnsupportedMediaType,
 )
 from tracker.responses import Error, FieldError
@@ -81,8 +80,8 @@ BAD_REQUEST = ErrorStatus(
 NOT_FOUND = ErrorStatus(
     404,
     "NotFound",
-    "No such session for this user; or no file of the browser client by this name (an older "
-    "build's hash).",
+    "No such session for this user; no goal, funnel or experiment so named; or no file of the "
+    "browser client by this name (an older build's hash).",
 )
 
 ERRORS: dict[type[Exception], ErrorStatus] = {
@@ -100,8 +99,7 @@ ERRORS: dict[type[Exception], ErrorStatus] = {
         "whose Origin is neither the tracker's nor in TRACKER_ALLOWED_ORIGINS (nothing is "
         "stored).",
     ),
-    UnknownSession: NOT_FOUND,
-    UnknownAsset: NOT_FOUND,
+    NotFound: NOT_FOUND,
     RequestTimeout: ErrorStatus(
         408,
         "RequestTimeout",

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from tracker.conversions.definitions import Experiment, Funnel, Goal, Match
 from tracker.schema import EVENT_TYPES, MAX_BATCH_EVENTS, DeviceInfo, Id, Movement
 
 Count = Annotated[int, Meta(ge=0)]
@@ -343,6 +344,85 @@ class Analytics(Struct):
     ) = UNSET
 
 
+# -- conversions: goals, funnels, retention, experiments ---------------------------------------
+
+Rate = Annotated[float, Meta(ge=0, le=1)]
+
+
+class GoalReport(Struct, forbid_unknown_fields=True):
+    name: str
+    match: Match
+    visitors: Annotated[Count, Meta(description="Distinct users with a matching event.")]
+    conversions: Annotated[Count, Meta(description="Matching events.")]
+    conversionRate: Annotated[Rate, Meta(description="`visitors` over all users in the range.")]
+
+
+class Goals(Struct, forbid_unknown_fields=True):
+    goals: list[GoalReport]
+    visitors: Annotated[Count, Meta(description="Every user with an event in the range.")]
+
+
+class FunnelStep(Struct, forbid_unknown_fields=True):
+    match: Match
+    visitors: Count
+    conversion: Annotated[Rate, Meta(description="`visitors` over the first step's.")]
+    dropoff: Annotated[
+        Rate, Meta(description="The previous step's visitors lost here, as a share.")
+    ]
+    medianMsFromPrevious: Annotated[float, Meta(ge=0)] | None
+
+
+class FunnelReport(Struct, forbid_unknown_fields=True):
+    name: str
+    windowS: int
+    steps: list[FunnelStep]
+
+
+class Cohort(Struct, forbid_unknown_fields=True):
+    start: Annotated[Ms, Meta(description="The period's first ms (UTC).")]
+    size: Count
+    returning: list[Count]
+
+
+class Retention(Struct, forbid_unknown_fields=True):
+    period: Literal["day", "week"]
+    cohorts: list[Cohort]
+
+
+class VariantReport(Struct, forbid_unknown_fields=True):
+    name: str
+    weight: Annotated[float, Meta(ge=0)]
+    exposed: Count
+    converted: Count
+    rate: Rate
+    difference: Annotated[float, Meta(description="`rate` minus control's.")]
+    ciLow: float
+    ciHigh: float
+    pValue: Annotated[float, Meta(ge=0, le=1)] | None
+
+
+class ExperimentReport(Struct, forbid_unknown_fields=True):
+    name: str
+    goal: str
+    control: str
+    stopped: bool
+    variants: list[VariantReport]
+    sampleRatioP: Annotated[float, Meta(ge=0, le=1)] | None
+    sampleRatioMismatch: Annotated[
+        bool, Meta(description="`sampleRatioP` below 0.001: the split itself is suspect.")
+    ]
+
+
+class Definitions(Struct, forbid_unknown_fields=True):
+    goals: dict[str, Goal]
+    funnels: dict[str, Funnel]
+    experiments: dict[str, Experiment]
+
+
+class VariantAnswer(Struct, forbid_unknown_fields=True):
+    variant: str
+
+
 RESPONSE_TYPES: tuple[type[Struct], ...] = (
     Session,
     SessionSummary,
@@ -359,4 +439,10 @@ RESPONSE_TYPES: tuple[type[Struct], ...] = (
     SocketAck,
     SocketError,
     LiveMovements,
+    Goals,
+    FunnelReport,
+    Retention,
+    ExperimentReport,
+    Definitions,
+    VariantAnswer,
 )

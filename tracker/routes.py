@@ -26,6 +26,7 @@ from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
 from tracker import responses as r
+from tracker.conversion_routes import SPECS, Spec
 from tracker.http_errors import error_response
 from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
 from tracker.schema import (
@@ -298,6 +299,26 @@ def _page(path: str, file: str, summary: str, path_params: type[Struct] | None =
     )
 
 
+def _conversions(spec: Spec) -> Route:
+    return Route(
+        spec.path,
+        spec.method,
+        spec.handler,
+        "conversions",
+        spec.summary,
+        Caller.ADMIN if spec.admin else Caller.OWNER,
+        Answer(spec.answer, spec.answers),
+        tuple(sorted({*ADMIN_READ_ERRORS, 404, *(INPUT_ERRORS if spec.body else ())}))
+        if spec.admin
+        else (401, 403, 404, 422, 429, 503),
+        body=spec.body,
+        query=spec.query,
+        path_params=spec.path_params,
+        private=True,
+        description=spec.description,
+    )
+
+
 ROUTES: tuple[Route, ...] = (
     Route(
         TRACK_PATH,
@@ -551,6 +572,7 @@ ROUTES: tuple[Route, ...] = (
         Caller.ANYONE,
         Answer("OpenAPI 3.1.", (dict[str, Any],)),
     ),
+    *(_conversions(spec) for spec in SPECS),
     _page("/", "demo/index.html", "Demo site home."),
     _page("/long", "demo/long.html", "Demo long page (scrolling)."),
     _page("/form", "demo/form.html", "Demo form page."),

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tracker import codec
+from tracker.conversions.experiments import assign
+from tracker.conversions.store import DefinitionStore
 from tracker.errors import StorageUnavailable
 from tracker.history import UserSlot, user_key
 from tracker.host import HostRuntime
@@ -43,8 +45,14 @@ class NewSession:
     first: bool
 
 
+ExposureListener = Callable[[str, str, str, int], None]
+
+
 class UserHost(HostRuntime):
     """Many users' trackers on one journal (`tracker.host` tells how it keeps them)."""
+
+    # Told of each exposure once it is stored: (user, experiment, variant, time).
+    on_exposure: ExposureListener | None = None
 
     async def track(self, user_id: str, movement: Any) -> int:
         with self._counted():
@@ -219,6 +227,29 @@ class UserHost(HostRuntime):
             slot.armed = False
             return None
         return now + limits.alarm_interval_ms
+
+    async def variant(self, user_id: str, experiment_name: str) -> str:
+        """The user's variant of an experiment: as first assigned, which is recorded durably
+        (an exposure); a stopped experiment's control. An opted-out user is assigned as
+        anyone, and nothing is recorded."""
+        check_id("userId", user_id)
+        experiment = (await DefinitionStore(self.storage).read()).experiment(experiment_name)
+        if experiment.stopped:
+            return experiment.control
+        if user_id in self.settings.opt_out:
+            return assign(experiment, user_id)
+        slot = await self._slot(user_id)
+        known = slot.tracker.assignments.get(experiment_name)
+        if known is not None:
+            return known
+        chosen = assign(experiment, user_id)
+        now = self.now_ms()
+        await self._commit(
+            user_id, slot, slot.tracker.exposure_record(experiment_name, chosen, now)
+        )
+        if self.on_exposure is not None:
+            self.on_exposure(user_id, experiment_name, chosen, now)
+        return chosen
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         """All of the user's stored history (within retention), as NDJSON-ready dicts."""

@@ -66,6 +66,8 @@ class UserTracker:
         self.sessions: dict[str, SessionState] = {}
         # Events stored during the last day, whether or not their session is still here.
         self.seen = SeenEvents()
+        # Each experiment's variant, as first assigned (`exposure_record`): kept for good.
+        self.assignments: dict[str, str] = {}
 
     # -- requests -> records -------------------------------------------------------------
 
@@ -144,6 +146,10 @@ class UserTracker:
             return Tracked(None, 0, [])
         return Tracked(["track", self.user_id, now_ms, payload], new, kept)
 
+    def exposure_record(self, experiment: str, variant: str, now_ms: int) -> Record:
+        """The user's first assignment to an experiment (an exposure, for its results)."""
+        return ["exposure", self.user_id, now_ms, [experiment, variant]]
+
     def expire_record(self, now_ms: int) -> Record | None:
         """End the sessions idle longer than the timeout; None when there are none."""
         cutoff = now_ms - self.limits.session_timeout_ms
@@ -181,9 +187,13 @@ class UserTracker:
                     session.device_info = device_info
         elif op == "expire":
             self._apply_expire(now_ms)
+        elif op == "exposure":
+            experiment, variant = payload
+            self.assignments.setdefault(experiment, variant)
         elif op == "erase":
             self.sessions.clear()
             self.seen = SeenEvents()
+            self.assignments.clear()
         else:
             raise ValueError(f"unknown record op {op!r}")
 
@@ -295,9 +305,16 @@ class UserTracker:
             for s in self.sessions.values()
         ]
 
-    def restore(self, snapshot: list[Any], seen: Iterable[Sequence[Any]] = ()) -> None:
-        """Take a snapshot's sessions (`snapshot`) and `seen` (`SeenEvents.to_stored`)."""
+    def restore(
+        self,
+        snapshot: list[Any],
+        seen: Iterable[Sequence[Any]] = (),
+        assignments: dict[str, str] | None = None,
+    ) -> None:
+        """Take a snapshot's sessions (`snapshot`), `seen` (`SeenEvents.to_stored`) and
+        experiment `assignments`."""
         self.seen = SeenEvents.from_stored(seen)
+        self.assignments = dict(assignments or {})
         for session_id, start, last, device_info, blob in snapshot:
             session = SessionState(session_id, start, device_info, self.limits.max_movements)
             session.last_activity = last
@@ -330,13 +347,39 @@ def _seen_by(
     return duplicate
 
 
+def _movement_lines(
+    user_id: str, session_id: str, blob: bytes, now_ms: int, seen: set[tuple[str, str]]
+) -> Iterator[dict[str, Any]]:
+    """A stored blob's movements, those whose event ID was seen already left out."""
+    for movement in codec.decode_blob(blob, user_id, session_id):
+        if movement.eventId is not None:
+            if (session_id, movement.eventId) in seen:
+                continue
+            seen.add((session_id, movement.eventId))
+        line = msgspec.to_builtins(movement)
+        yield {"type": "movement", "receivedAt": now_ms, **line}
+
+
+def _exposure_line(user_id: str, now_ms: int, payload: list[str]) -> dict[str, Any]:
+    experiment, variant = payload
+    return {
+        "type": "exposure",
+        "userId": user_id,
+        "experiment": experiment,
+        "variant": variant,
+        "receivedAt": now_ms,
+    }
+
+
 def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
-    """A user's whole stored history as NDJSON-ready dicts: sessions, then their movements.
+    """A user's whole stored history as NDJSON-ready dicts: sessions, then their movements,
+    then their experiments' exposures (`{"type": "exposure", experiment, variant, receivedAt}`).
 
     Unlike the live state, history has no movement cap: whatever retention still keeps.
     """
     sessions: dict[str, dict[str, Any]] = {}
     movements: list[dict[str, Any]] = []
+    exposures: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
 
     def touch(session_id: str, now_ms: int) -> dict[str, Any]:
@@ -357,7 +400,10 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
         if op == "erase":
             sessions.clear()
             movements.clear()
+            exposures.clear()
             seen.clear()
+        elif op == "exposure":
+            exposures.append(_exposure_line(user_id, now_ms, payload))
         elif op == "session":
             session_id, device_info = payload[:2]
             entry = touch(session_id, now_ms)
@@ -368,12 +414,7 @@ def export_lines(user_id: str, records: Iterable[Record]) -> Iterator[dict[str, 
         elif op == "track":
             for session_id, blob in payload:
                 touch(session_id, now_ms)
-                for movement in codec.decode_blob(blob, user_id, session_id):
-                    if movement.eventId is not None:
-                        if (session_id, movement.eventId) in seen:
-                            continue
-                        seen.add((session_id, movement.eventId))
-                    line = msgspec.to_builtins(movement)
-                    movements.append({"type": "movement", "receivedAt": now_ms, **line})
+                movements.extend(_movement_lines(user_id, session_id, blob, now_ms, seen))
     yield from sessions.values()
     yield from movements
+    yield from exposures

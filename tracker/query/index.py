@@ -88,6 +88,16 @@ class HistoryIndex:
         self._next_seq[user_id] = first + len(made)
         self.events += len(made)
 
+    def exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
+        """A user's first assignment to an experiment, at the time it was recorded. It
+        belongs to no visit of the user's (a visit of no session stands for it)."""
+        history = self._history(user_id)
+        seq = self._next_seq.get(user_id, 0)
+        visit = Visit("", now_ms)
+        history.add(Event(now_ms, seq, "exposure", visit, name=experiment, variant=variant))
+        self._next_seq[user_id] = seq + 1
+        self.events += 1
+
     def forget(self, user_id: str) -> None:
         history = self.users.pop(user_id, None)
         self._next_seq.pop(user_id, None)
@@ -123,6 +133,8 @@ class HistoryIndex:
                 seen.clear()
             elif op == "session":
                 self.session(user_id, payload[0], now_ms, payload[2] if len(payload) > 2 else None)
+            elif op == "exposure":
+                self.exposure(user_id, payload[0], payload[1], now_ms)
             elif op == "track":
                 for session_id, blob in payload:
                     fresh = list(_first_seen(session_id, codec.decode_stored(blob), seen))
