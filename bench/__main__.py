@@ -28,6 +28,7 @@ from bench.report import RESULTS, Row, machine, read, table, write
 SCENARIOS = {
     "storage": "bench.storage",
     "alarms": "bench.alarms",
+    "predictions": "bench.predictions",
     "handles": "bench.handles",
     "passivation": "bench.passivation",
     "memory": "bench.memory",

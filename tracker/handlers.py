@@ -35,6 +35,7 @@ from tracker.host import DECLINED, NewSession
 from tracker.metrics import Metrics
 from tracker.middleware import OriginCheck
 from tracker.openapi import openapi_document
+from tracker.prediction_handlers import PredictionHandlers
 from tracker.query.filters import report_options
 from tracker.query.site import site_figures
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
@@ -110,7 +111,7 @@ def time_param(name: str, value: str) -> int:
     return int(value)
 
 
-class Ingress(ConversionHandlers):
+class Ingress(ConversionHandlers, PredictionHandlers):
     """Route handlers with their collaborators (tracker, limits, access, metrics)."""
 
     time_param = staticmethod(time_param)

@@ -40,6 +40,7 @@ from tracker.placement import (
     is_user_actor,
     sharded_host_names,
 )
+from tracker.predictions.next_page import NextPageModel, OnlineNextPage
 from tracker.query.index import HistoryIndex
 from tracker.query.rebuild import rebuild
 from tracker.query.run import Query
@@ -144,6 +145,8 @@ class HostActor:
         # Its users' histories for queries (sharded hosts: per-user placement queries storage).
         self.index = HistoryIndex()
         self._index_trimmed_ms = 0
+        # The next-page model's counts over this host's page views, updated as they are stored.
+        self.next_pages = OnlineNextPage()
         self.host = UserHost(
             name,
             open_storage(config.storage),
@@ -192,6 +195,11 @@ class HostActor:
     ) -> None:
         self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
         self.index.track(user_id, session_id, movements, now_ms)
+        for movement in movements:
+            if movement.event == "page_view" and movement.data.path:
+                self.next_pages.page_view(
+                    user_id, session_id, movement.data.path, movement.timestamp
+                )
 
     def _observe_session(
         self,
@@ -237,6 +245,7 @@ class HostActor:
                 self.index, self.host.storage, lambda user: host_name(user, config) == self.name
             )
             log.info("%s: %d users' histories indexed for queries", self.name, users)
+            self.next_pages.rebuild(self.index.histories())
         tune_collector()
         self._tickers = [
             asyncio.create_task(self._every(step))
@@ -339,6 +348,11 @@ class HostActor:
         await self._ready.wait()
         return query.run(self.index.histories())
 
+    async def next_page_counts(self) -> NextPageModel:
+        """The next-page model's counts over this host's users (a partial to merge)."""
+        await self._ready.wait()
+        return self.next_pages.model
+
     async def _ship_analytics(self) -> None:
         await self.outbox.ship(self._send_analytics)
 
@@ -439,6 +453,7 @@ class HostActor:
             await asyncio.gather(*(self._to_named(n, "forget", user_id) for n in others))
         result = await self._call(self.host.erase, user_id)
         self.index.forget(user_id)
+        self.next_pages.forget(user_id)
         await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
         async with self._shipping_alarms:  # and an alarm request out: erased after it
             pass
@@ -452,6 +467,7 @@ class HostActor:
         """Erase what this host holds of a user who now lives on another host (see
         `UserHost.forget`); called by that host's `erase`."""
         self.index.forget(user_id)
+        self.next_pages.forget(user_id)
         return await self._call(self.host.forget, user_id)
 
     async def alarm(self, user_id: str) -> int | None:
