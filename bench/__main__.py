@@ -32,6 +32,7 @@ SCENARIOS = {
     "handles": "bench.handles",
     "passivation": "bench.passivation",
     "memory": "bench.memory",
+    "conversions": "bench.conversions",
     "per_user": "bench.per_user",
     "http": "bench.http",
     "scaling": "bench.scaling",
@@ -40,7 +41,7 @@ SCENARIOS = {
 
 # With --quick these share one Ray (each still has its own namespace and storage); the HTTP
 # ones always start their own, since Serve's settings are fixed when it starts.
-SHARED_RAY = {"handles", "passivation", "memory", "per_user"}
+SHARED_RAY = {"handles", "passivation", "memory", "conversions", "per_user"}
 
 
 def _scenario(name: str) -> Callable[[bool], list[Row]]:

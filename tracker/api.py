@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -91,13 +92,10 @@ def _prepared(method: str, user_id: str, args: tuple[Any, ...]) -> tuple[str, tu
             "eventId": uuid.uuid4().hex,
         }
         return "track", (movement,)
-    if method == "track" and args and isinstance(args[0], dict) and _no_id(args[0]):
-        return method, ({**args[0], "eventId": uuid.uuid4().hex}, *args[1:])
+    if method == "track" and args and isinstance(args[0], dict):
+        return method, (_with_id(args[0]), *args[1:])
     if method == "track_many" and len(args) == 1 and isinstance(args[0], list | tuple):
-        movements = [
-            {**m, "eventId": uuid.uuid4().hex} if isinstance(m, dict) and _no_id(m) else m
-            for m in args[0]
-        ]
+        movements = [_with_id(m) if isinstance(m, dict) else m for m in args[0]]
         try:
             checked = movements_from_obj(pack_movements(movements), wall_clock_ms())
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
@@ -110,6 +108,11 @@ def _prepared(method: str, user_id: str, args: tuple[Any, ...]) -> tuple[str, tu
 
 def _no_id(movement: dict[str, Any]) -> bool:
     return movement.get("eventId") is None
+
+
+def _with_id(movement: dict[str, Any]) -> dict[str, Any]:
+    """The movement with an event ID (a new one where missing), so that a retry stores it once."""
+    return {**movement, "eventId": uuid.uuid4().hex} if _no_id(movement) else movement
 
 
 class _Method:
@@ -206,6 +209,31 @@ class Tracker:
         result: dict[str, Any] = ray.get(ref)
         result.update(asyncio.run(site_figures(self.query, options)))
         return result
+
+    def track_batch(
+        self, items: Sequence[tuple[str, Sequence[dict[str, Any]]]]
+    ) -> list[int | BaseException]:
+        """Many users' movements at once (a bulk load): `(user_id, movements)` pairs, sent as
+        one call per host for all its users. Each pair is all-or-nothing on its own; the
+        result is, per pair, its count or its error."""
+        if self.router is not None:
+            refs = [self.user(u).track_many.remote(list(ms)) for u, ms in items]
+            return list(ray.get(refs))
+        by_host: dict[str, list[int]] = {}
+        for position, (user_id, _movements) in enumerate(items):
+            by_host.setdefault(host_name(user_id, self.config), []).append(position)
+        sent = {
+            host: self.hosts[host].track_batch.remote(
+                [(items[i][0], [_with_id(m) for m in items[i][1]]) for i in positions]
+            )
+            for host, positions in by_host.items()
+        }
+        results: list[int | BaseException] = [0] * len(items)
+        for host, positions in by_host.items():
+            answers: list[int | BaseException] = ray.get(sent[host])
+            for position, answer in zip(positions, answers, strict=True):
+                results[position] = answer
+        return results
 
     async def query(self, query: Query[P]) -> P:
         """Run a query over every user's history: on each host, over the users it holds, and

@@ -14,6 +14,7 @@ inherit them. That works whether `run` starts Ray or joins a running one.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import http.client
 import os
@@ -102,6 +103,9 @@ def run(config: Config, *, block: bool = True) -> str:
 
     import serve_app
     from tracker.api import refuse_fixed_changes
+    from tracker.conversions.demo import define_demo
+    from tracker.conversions.store import DefinitionStore
+    from tracker.storage import open_storage
 
     global _owns_ray
     config = _absolute_storage(config)
@@ -114,6 +118,7 @@ def run(config: Config, *, block: bool = True) -> str:
         _owns_ray = cluster.init_ray(config.namespace, "serve")
     # Here, at once: a replica refusing it would be retried by Serve for a while first.
     refuse_fixed_changes(config)
+    asyncio.run(define_demo(DefinitionStore(open_storage(config.storage))))
     serve.start(
         proxy_location="HeadOnly",
         http_options={"host": config.http_host, "port": 0 if direct else config.http_port},

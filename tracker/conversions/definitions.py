@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -40,16 +41,22 @@ class Match(Struct, forbid_unknown_fields=True, omit_defaults=True):
     element: Annotated[str, Meta(min_length=1, max_length=512)] | None = None
 
     def matches(self, event: Event) -> bool:
-        if event.kind != self.event:
-            return False
-        if self.event == "page_view":
+        return self.predicate()(event)
+
+    def predicate(self) -> Callable[[Event], bool]:
+        """`matches` as one small function, for scans over many events."""
+        kind = self.event
+        if kind == "page_view":
             path = self.path or ""
             if path.endswith("*"):
-                return event.path is not None and event.path.startswith(path[:-1])
-            return event.path == path
-        if self.event == "custom":
-            return event.name == self.name
-        return event.element == self.element
+                prefix = path[:-1]
+                return lambda e: e.kind == kind and e.path is not None and e.path.startswith(prefix)
+            return lambda e: e.kind == kind and e.path == path
+        if kind == "custom":
+            name = self.name
+            return lambda e: e.kind == kind and e.name == name
+        element = self.element
+        return lambda e: e.kind == kind and e.element == element
 
 
 # What a match of each event reads: exactly this one field, and no other.

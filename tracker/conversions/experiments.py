@@ -59,6 +59,7 @@ class ExperimentQuery:
 
     def run(self, histories: Iterable[UserHistory]) -> ExperimentPartial:
         out: dict[str, VariantCounts] = {}
+        goal = self.goal.predicate()
         for history in humans(histories):
             events = history.ordered()
             start = next(
@@ -69,7 +70,7 @@ class ExperimentQuery:
                 continue
             counts = out.setdefault(events[start].variant or "", VariantCounts())
             counts.exposed += 1
-            if any(self.goal.matches(e) for e in events[start + 1 :]):
+            if any(goal(e) for e in events[start + 1 :]):
                 counts.converted += 1
         return ExperimentPartial(out)
 

@@ -15,11 +15,11 @@ first matching event after the previous one).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
-from tracker.conversions.definitions import Funnel, Match
+from tracker.conversions.definitions import Funnel
 from tracker.conversions.query import TimeRange, humans
 from tracker.query.events import Event, UserHistory
 
@@ -30,17 +30,18 @@ class FunnelPartial(msgspec.Struct):
     gaps: list[list[int]]
 
 
-def attempt(
-    events: Sequence[Event], start: int, steps: Sequence[Match], window_ms: int
-) -> list[int]:
+Test = Callable[[Event], bool]
+
+
+def attempt(events: Sequence[Event], start: int, steps: Sequence[Test], window: int) -> list[int]:
     """The timestamps of the steps an attempt from `events[start]` reaches, in order (the
     first is the start's). Taking each step at its first match after the previous step's
     event reaches as far as any choice could."""
     reached = [events[start].ts]
-    deadline = events[start].ts + window_ms
+    deadline = events[start].ts + window
     i = start + 1
     for step in steps[1:]:
-        while i < len(events) and events[i].ts <= deadline and not step.matches(events[i]):
+        while i < len(events) and events[i].ts <= deadline and not step(events[i]):
             i += 1
         if i >= len(events) or events[i].ts > deadline:
             break
@@ -49,15 +50,17 @@ def attempt(
     return reached
 
 
-def user_steps(events: Sequence[Event], funnel: Funnel, when: TimeRange) -> list[int]:
+def user_steps(
+    events: Sequence[Event], steps: Sequence[Test], window_ms: int, when: TimeRange
+) -> list[int]:
     """Per step a user reaches, the gap from the previous step (0 for the first), taken from
     the earliest attempt that reached it."""
-    steps = funnel.steps
     gaps: list[int] = []
+    first, lo, hi = steps[0], when.from_ms, when.to_ms
     for start, event in enumerate(events):
-        if not when.contains(event.ts) or not steps[0].matches(event):
+        if event.ts < lo or event.ts > hi or not first(event):
             continue
-        reached = attempt(events, start, steps, funnel.windowS * 1000)
+        reached = attempt(events, start, steps, window_ms)
         for k in range(len(gaps), len(reached)):
             gaps.append(reached[k] - reached[k - 1] if k else 0)
         if len(gaps) == len(steps):
@@ -76,8 +79,10 @@ class FunnelQuery:
 
     def run(self, histories: Iterable[UserHistory]) -> FunnelPartial:
         out = self._empty()
+        steps = [step.predicate() for step in self.funnel.steps]
+        window_ms = self.funnel.windowS * 1000
         for history in humans(histories):
-            gaps = user_steps(history.ordered(), self.funnel, self.when)
+            gaps = user_steps(history.ordered(), steps, window_ms, self.when)
             for k, gap in enumerate(gaps):
                 out.visitors[k] += 1
                 if k:

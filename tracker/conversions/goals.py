@@ -33,13 +33,14 @@ class GoalsQuery:
 
     def run(self, histories: Iterable[UserHistory]) -> GoalsPartial:
         out = GoalsPartial(0, {name: GoalCounts() for name in self.goals})
+        tests = {name: goal.match.predicate() for name, goal in self.goals.items()}
         for history in humans(histories):
             events = list(self.when.events(history))
             if not events:
                 continue
             out.visitors += 1
-            for name, goal in self.goals.items():
-                hits = sum(1 for e in events if goal.match.matches(e))
+            for name, test in tests.items():
+                hits = sum(1 for e in events if test(e))
                 if hits:
                     counts = out.goals[name]
                     counts.visitors += 1

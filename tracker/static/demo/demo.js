@@ -45,6 +45,23 @@
   var CART_KEY = 'acme_cart';
   var SVG_NS = 'http://www.w3.org/2000/svg';
 
+  // ------------------------------------------------------------------ the hero's A/B test
+
+  // The experiment "hero-button" (defined by the server in a fresh store) tries a bolder label
+  // on the hero's button against visits to the shop. Without tracker.variant (an older
+  // tracker.js, or tracking declined) the button keeps its label.
+  var HERO_LABELS = { bold: 'Gear up for the season →' };
+
+  function heroExperiment(button) {
+    var t = window.tracker;
+    if (!t || typeof t.variant !== 'function') return button;
+    Promise.resolve().then(function () { return t.variant('hero-button'); }).then(function (variant) {
+      if (Object.prototype.hasOwnProperty.call(HERO_LABELS, variant)) button.textContent = HERO_LABELS[variant];
+      button.setAttribute('data-variant', variant);
+    }).catch(function () { /* the control label stays */ });
+    return button;
+  }
+
   // ------------------------------------------------------------------ DOM helpers
 
   function h(tag, props, children) {
@@ -174,7 +191,7 @@
         h('h1', { text: 'Gear for the long way round.' }),
         h('p', { class: 'lede', text: 'Light, tough kit designed on the trail and repaired for free, for life.' }),
         h('div', { class: 'actions' }, [
-          h('a', { id: 'hero-shop', class: 'button primary', href: '/app/shop', 'data-spa': true, text: 'Shop the collection' }),
+          heroExperiment(h('a', { id: 'hero-shop', class: 'button primary', href: '/app/shop', 'data-spa': true, text: 'Shop the collection' })),
           h('a', { id: 'hero-guide', class: 'button secondary', href: '/long', text: 'Read the field guide' })
         ])
       ]),
