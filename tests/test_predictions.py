@@ -125,6 +125,11 @@ def test_on_generated_traffic_both_models_beat_their_baselines() -> None:
     assert signup["auc"] > 0.65
     assert signup["brier"] < signup["baselineBrier"]
     assert sum(row["sessions"] for row in signup["reliability"]) == signup["test"]
+    text = evaluate.report_text(report)
+    assert (
+        f"top-1 {pages['top1']:.3f}  (most frequent next page: {pages['baselineTop1']:.3f})" in text
+    )
+    assert f"AUC {signup['auc']:.3f}  (base rate: 0.5)" in text
 
 
 def test_on_structureless_data_the_report_says_so_rather_than_failing() -> None:
@@ -133,3 +138,4 @@ def test_on_structureless_data_the_report_says_so_rather_than_failing() -> None:
     (signup,) = report["propensity"]
     assert signup["auc"] is None and signup["testRate"] == 0.0
     assert report["nextPage"]["top1"] == report["nextPage"]["baselineTop1"] == 1.0
+    assert "AUC n/a (one class only)" in evaluate.report_text(report)
