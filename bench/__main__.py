@@ -27,6 +27,7 @@ from bench.report import RESULTS, Row, machine, read, table, write
 # without Ray first, the HTTP ones (the longest to set up) last.
 SCENARIOS = {
     "storage": "bench.storage",
+    "analytics": "bench.analytics",
     "alarms": "bench.alarms",
     "predictions": "bench.predictions",
     "handles": "bench.handles",

@@ -141,6 +141,13 @@ HTTP_CPU_ONE = "http: CPU per request, one event (replica and host)"
 HTTP_CPU_BATCH = "http: CPU per request, 50 events (replica and host)"
 LOADGEN = "load generator: asyncio client on hello-world"
 SCALING = "scaling: {} host(s), {} replica(s)"
+FUNNEL = "conversions: 4-step funnel, tracker (2 hosts) vs DuckDB over Parquet"
+RETENTION = "conversions: weekly retention, tracker (2 hosts) vs DuckDB over Parquet"
+DERIVE = "analytics: derivations per session"
+DERIVE_NEW = "analytics: derivations per session, a user agent not seen before"
+INDEX_COST = "analytics: query index per event"
+INDEX_BYTES = "analytics: query index memory per event"
+INDEX_BATCHES = "analytics: batch throughput with the query index"
 NEXT_TOP1 = "predictions: next page top-1 accuracy"
 NEXT_TOP3 = "predictions: next page top-3 accuracy"
 AUC = "predictions: propensity AUC"
@@ -189,6 +196,16 @@ FIGURES: dict[str, Figure | Share] = {
     "alarms-p99": _latest(ALARMS, "value", "{:,.0f} ms"),
     "alarms-idle-p99": _latest(ALARMS, "baseline_value", "{:,.0f} ms"),
     "alarms-bytes": _latest(ALARM_MEMORY, "value", "{:,.0f} B"),
+    # analytics
+    "derive-session-us": _latest(DERIVE, "value", "{:,.0f} µs"),
+    "derive-validation-us": _latest(DERIVE, "baseline_value", "{:,.1f} µs"),
+    "derive-new-agent-ms": _latest(DERIVE_NEW, "value", "{:,.1f} ms", 1 / 1000),
+    "index-event-us": _latest(INDEX_COST, "value", "{:,.1f} µs"),
+    "index-host-event-us": _latest(INDEX_COST, "baseline_value", "{:,.0f} µs"),
+    "index-event-bytes": _latest(INDEX_BYTES, "value", "{:,.0f} B"),
+    "index-batches-ratio": _latest(INDEX_BATCHES, "ratio", "{:.2f}x"),
+    "index-batches-events-per-s": _latest(INDEX_BATCHES, "value", "{:,.0f}"),
+    "index-batches-baseline": _latest(INDEX_BATCHES, "baseline_value", "{:,.0f}"),
     # handles
     "track-ratio": _latest(TRACK, "ratio", "{:.2f}x"),
     "track-calls-per-s": _latest(TRACK, "value", "{:,.0f}"),
@@ -221,6 +238,15 @@ FIGURES: dict[str, Figure | Share] = {
     "users-active": _latest(USERS, "value", "{:,.0f}"),
     "users-rss-per-user": _latest(USERS, "details.rss_bytes_per_user", "{:.1f} KB", 1e-3),
     "users-rss": _latest(USERS, "details.rss_delta_mb", "{:.1f} GB", 1e-3),
+    # conversions
+    "conversions-visitors": _latest(FUNNEL, "details.visitors", "{:,}"),
+    "conversions-events": _latest(FUNNEL, "details.events", "{:,}"),
+    "conversions-funnel": _latest(FUNNEL, "value", "{:.2f} s"),
+    "conversions-funnel-duckdb": _latest(FUNNEL, "baseline_value", "{:.2f} s"),
+    "conversions-funnel-ratio": _latest(FUNNEL, "ratio", "{:.2f}x"),
+    "conversions-retention": _latest(RETENTION, "value", "{:.2f} s"),
+    "conversions-retention-duckdb": _latest(RETENTION, "baseline_value", "{:.2f} s"),
+    "conversions-retention-ratio": _latest(RETENTION, "ratio", "{:.2f}x"),
     # per-user placement
     "per-user-uss": _latest(PER_USER_MEMORY, "value", "{:.0f} MB"),
     "per-user-empty-uss": _latest(PER_USER_MEMORY, "baseline_value", "{:.0f} MB"),

@@ -7,13 +7,12 @@ form, must agree with the API, draw the heatmap, update live, and show visitor s
 
 The Serve deployment is shared by the test session, so user IDs here are fresh and totals are
 compared with the API at the same moment rather than assumed to start at zero. Screenshots go
-to test-output/ (and the README's docs/dashboard.png when TRACKER_UPDATE_SCREENSHOTS=1).
+to test-output/ (the README's docs/dashboard.png comes from test_dashboard_analytics.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,7 +36,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
-README_SCREENSHOT = ROOT / "docs" / "dashboard.png"
 
 TYPED_NAME = "Zebra-Quokka-4411"
 TYPED_PASSWORD = "Secr3t-Pa55!"
@@ -922,7 +920,6 @@ def test_a_screenshot_of_the_dashboard_with_traffic_is_saved(
         assert heat_cells(page) > 20
         page.mouse.move(0, 0)
         shot = screenshot(page, "dashboard.png")
-        if os.environ.get("TRACKER_UPDATE_SCREENSHOTS") == "1":
-            README_SCREENSHOT.write_bytes(shot.read_bytes())
+        assert shot.exists()
     finally:
         context.close()

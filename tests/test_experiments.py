@@ -11,6 +11,8 @@ from support import movement, run
 from test_host import MINUTE, Clock, started
 
 from tracker.conversions.definitions import Experiment, experiment_from, funnel_from, goal_from
+from tracker.conversions.demo import EXPERIMENT as DEMO_EXPERIMENT
+from tracker.conversions.demo import define_demo
 from tracker.conversions.experiments import assign
 from tracker.conversions.store import DefinitionStore
 from tracker.errors import InvalidDefinition, UnknownDefinition
@@ -149,5 +151,18 @@ def test_concurrent_changes_to_definitions_lose_none(storage: Storage) -> None:
         store = DefinitionStore(storage)
         await asyncio.gather(*(store.put_goal(f"g{i}", goal_from(BUY)) for i in range(8)))
         assert set((await store.read()).goals) == {f"g{i}" for i in range(8)}
+
+    run(scenario())
+
+
+def test_the_demos_experiment_is_defined_in_a_fresh_store_only(storage: Storage) -> None:
+    async def scenario() -> None:
+        store = DefinitionStore(storage)
+        assert await define_demo(store)
+        read = await store.read()
+        assert read.experiment(DEMO_EXPERIMENT).goal in read.goals
+        await store.delete_experiment(DEMO_EXPERIMENT)
+        assert not await define_demo(store)
+        assert DEMO_EXPERIMENT not in (await store.read()).experiments
 
     run(scenario())

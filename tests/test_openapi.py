@@ -16,6 +16,7 @@ from support import now_ms
 from tracker import schema
 from tracker.errors import InvalidInput
 from tracker.openapi import openapi_document
+from tracker.query.report import ReportPart, figures
 from tracker.user_tracker import UserTracker
 
 BASE = "urn:tracker:openapi"
@@ -370,6 +371,9 @@ def test_the_analytics_schema_declares_the_contracts_report_and_allows_new_field
             }
         ],
         "eventsByType": {"page_view": 1, "click": 2},
+        **figures(ReportPart(), 10),
+        "range": {"from": 0, "to": 5},
+        "filters": {"channel": "search"},
     }
     analytics = component(document, "Analytics")
     analytics.validate(report)
@@ -389,7 +393,7 @@ def test_the_analytics_parameters_say_what_the_report_does_with_them(
     operation = document["paths"]["/api/analytics"]["get"]
     described = {p["name"]: p["description"] for p in operation["parameters"]}
     assert "inclusive" in described["from"] and "inclusive" in described["to"]
-    assert "heatmap" in described["path"] and "nothing else" in described["path"]
+    assert "heatmap" in described["path"] and "viewed this page" in described["path"]
     assert "`totalUsers` are all-time totals" in operation["description"]
 
 

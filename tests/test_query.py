@@ -229,3 +229,40 @@ def test_the_index_rebuilt_from_storage_holds_what_was_committed(storage: Storag
     assert run(rebuild(rebuilt, storage, lambda user: user == "alice")) == 1
     assert list(rebuilt.users) == ["alice"]
     assert report(rebuilt) == report(live)
+
+
+def test_an_unreadable_history_is_left_out_of_the_rebuilt_index(storage: Storage) -> None:
+    """A corrupt chunk must not keep a host from starting: its user alone is left out."""
+
+    async def store() -> None:
+        good = codec.encode(
+            "chunk",
+            {
+                "user": "alice",
+                "records": [["session", "alice", T0, ["a1", None, GOOGLE]]],
+                "applied": {},
+            },
+        )
+        await storage.put(f"{user_key('alice')}/chunks/{1:012d}", good)
+        await storage.put(f"{user_key('bob')}/chunks/{1:012d}", b"not msgpack at all")
+
+    run(store())
+    rebuilt = HistoryIndex()
+    assert run(rebuild(rebuilt, storage, lambda _user: True)) == 1
+    assert list(rebuilt.users) == ["alice"]
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "field"),
+    [
+        ("custom", {}, "data.name"),
+        ("page_view", {"path": "/", "referrer": "https://x.example/a?private=1"}, "data.referrer"),
+    ],
+)
+def test_blobs_stored_as_sent_are_held_to_the_schemas_custom_and_referrer_rules(
+    event: str, data: dict[str, Any], field: str
+) -> None:
+    blob = msgspec.msgpack.encode([["e1", T0, event, data]])
+    with pytest.raises(InvalidInput) as caught:
+        codec.entries_from_obj([["s1", blob]], T0)
+    assert caught.value.field == f"entries.0.movements.0.{field}"

@@ -44,6 +44,7 @@ from tracker.schema import (
     field_error,
     ids_valid,
 )
+from tracker.visits.referrer import referrer_host
 
 FORMAT_VERSION = 2
 
@@ -180,6 +181,7 @@ def _check_sent(prefix: str, blob: bytes, movements: list[SentMovement], now_ms:
     if max([m.timestamp for m in movements]) > now_ms + MAX_FUTURE_MS:
         for at, movement in enumerate(movements):
             check_rules(movement, now_ms, f"{prefix}movements.{at}.")
+    _check_sent_kinds(prefix, movements)
     if any([m.data.metadata is not None for m in movements]):
         # The metadata budget is in JSON bytes, at most 6 per msgpack byte (a control
         # character escaped as \u00XX): only a movement of more than a sixth of the budget
@@ -187,6 +189,19 @@ def _check_sent(prefix: str, blob: bytes, movements: list[SentMovement], now_ms:
         for at, raw in enumerate(blob_items(blob)):
             if len(raw) * 6 > MAX_METADATA_BYTES:
                 check_rules(movements[at], now_ms, f"{prefix}movements.{at}.")
+
+
+def _check_sent_kinds(prefix: str, movements: list[SentMovement]) -> None:
+    """What the schema's pass makes sure of (a custom event's name, a referrer reduced to
+    its host), for blobs stored as sent."""
+    for at, movement in enumerate(movements):
+        data = movement.data
+        if movement.event == "custom" and data.name is None:
+            raise InvalidMovement(
+                f"{prefix}movements.{at}.data.name", "a custom event needs a name"
+            )
+        if data.referrer is not None and data.referrer != referrer_host(data.referrer):
+            raise InvalidMovement(f"{prefix}movements.{at}.data.referrer", "expected a host")
 
 
 # msgspec names an array-like struct's fields by position: name them as a `Movement` does.

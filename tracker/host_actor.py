@@ -154,7 +154,7 @@ class HostActor:
             on_track=self._observe,
             on_session=self._observe_session,
         )
-        self.host.on_exposure = self.index.exposure
+        self.host.on_exposure = self._observe_exposure
         self._ready = Started(self._start)
         self._tickers: list[asyncio.Task[None]] = []
         self._handles: dict[str, ActorHandle[Any]] = {}
@@ -201,6 +201,10 @@ class HostActor:
                     user_id, session_id, movement.data.path, movement.timestamp
                 )
 
+    def _observe_exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
+        # The index of the moment: the host's start makes a new one (`_index_stored_users`).
+        self.index.exposure(user_id, experiment, variant, now_ms)
+
     def _observe_session(
         self,
         user_id: str,
@@ -240,11 +244,7 @@ class HostActor:
             await self._drain_orphans()
         await self.host.start()
         if not self.per_user:
-            config = self.config
-            users = await rebuild(
-                self.index, self.host.storage, lambda user: host_name(user, config) == self.name
-            )
-            log.info("%s: %d users' histories indexed for queries", self.name, users)
+            await self._index_stored_users()
             self.next_pages.rebuild(self.index.histories())
         tune_collector()
         self._tickers = [
@@ -334,6 +334,20 @@ class HostActor:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    async def _index_stored_users(self) -> None:
+        """Rebuild the query index from storage. A failure (storage down) leaves the index
+        with what it read, logged, rather than keep the host from serving its users."""
+        config = self.config
+        self.index = HistoryIndex()
+        try:
+            users = await rebuild(
+                self.index, self.host.storage, lambda user: host_name(user, config) == self.name
+            )
+        except StorageUnavailable as exc:
+            log.warning("%s: the query index misses stored users: %s", self.name, exc)
+            return
+        log.info("%s: %d users' histories indexed for queries", self.name, users)
 
     async def _trim_index(self) -> None:
         """Retention, for the query index: about once a minute, events older than the

@@ -187,6 +187,98 @@ EventsByType = Annotated[
 ]
 
 
+# -- the figures computed from the histories (docs/analytics.md) ------------------------------
+
+# A list's last row may sum the rows past the limit: its name is "(other)", and `other` true.
+OtherFlag = Annotated[bool, Meta(description="This row counts the rest of the list.")]
+
+
+class SourceRow(Struct):
+    source: str
+    visitors: Count
+    other: OtherFlag | UnsetType = UNSET
+
+
+class ChannelRow(Struct):
+    channel: str
+    visitors: Count
+    other: OtherFlag | UnsetType = UNSET
+
+
+class CampaignRow(Struct):
+    source: str | None
+    medium: str | None
+    campaign: str | None
+    visitors: Count
+    other: OtherFlag | UnsetType = UNSET
+
+
+class NameRow(Struct):
+    name: str
+    visitors: Count
+    other: OtherFlag | UnsetType = UNSET
+
+
+class PathRow(Struct):
+    path: str
+    visitors: Count
+    other: OtherFlag | UnsetType = UNSET
+
+
+class PropertyValue(Struct):
+    value: str
+    count: Count
+    other: OtherFlag | UnsetType = UNSET
+
+
+class CustomEventRow(Struct):
+    name: str
+    count: Count
+    visitors: Count
+    properties: dict[str, list[PropertyValue]]
+
+
+class VisitDuration(Struct):
+    median: Annotated[float, Meta(ge=0, description="ms")]
+    mean: Annotated[float, Meta(ge=0, description="ms")]
+
+
+class Bots(Struct):
+    visitors: Count
+    events: Count
+
+
+class Range(Struct):
+    from_: Ms = msgspec.field(name="from")
+    to: Ms
+
+
+Share = Annotated[float, Meta(ge=0, le=1)]
+
+
+class Figures(Struct):
+    """The figures of a range, from the users' histories."""
+
+    visitors: Count
+    visits: Count
+    pageviews: Count
+    referrers: list[SourceRow]
+    channels: list[ChannelRow]
+    campaigns: list[CampaignRow]
+    browsers: list[NameRow]
+    os: list[NameRow]
+    devices: list[NameRow]
+    countries: list[NameRow]
+    entryPages: list[PathRow]
+    exitPages: list[PathRow]
+    customEvents: list[CustomEventRow]
+    bounceRate: Share
+    visitDuration: VisitDuration
+    pagesPerVisit: Annotated[float, Meta(ge=0)]
+    bots: Bots
+    range: Range
+
+
 class Analytics(Struct):
     totalSessions: Count
     userSessions: list[Session]
@@ -202,6 +294,29 @@ class Analytics(Struct):
     journeys: list[Journey]
     rageClicks: list[RageClick]
     eventsByType: EventsByType
+    visitors: Count
+    visits: Count
+    pageviews: Count
+    referrers: list[SourceRow]
+    channels: list[ChannelRow]
+    campaigns: list[CampaignRow]
+    browsers: list[NameRow]
+    os: list[NameRow]
+    devices: list[NameRow]
+    countries: list[NameRow]
+    entryPages: list[PathRow]
+    exitPages: list[PathRow]
+    customEvents: list[CustomEventRow]
+    bounceRate: Share
+    visitDuration: VisitDuration
+    pagesPerVisit: Annotated[float, Meta(ge=0)]
+    bots: Bots
+    range: Range
+    filters: Annotated[dict[str, str], Meta(description="The filters applied.")]
+    previous: (
+        Annotated[Figures, Meta(description="With `compare=previous`: the range before.")]
+        | UnsetType
+    ) = UNSET
 
 
 # -- conversions: goals, funnels, retention, experiments ---------------------------------------

@@ -14,7 +14,7 @@ import enum
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -120,6 +120,10 @@ class SessionQuery(Struct):
     sessionId: Annotated[Id, Meta(description="The session's ID.")]
 
 
+# A filter of the report (docs/analytics.md): only the visits with this value.
+Filter = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
 class AnalyticsQuery(Struct):
     userId: (
         Annotated[Id, Meta(description="Also return this user's live sessions (userSessions).")]
@@ -137,9 +141,58 @@ class AnalyticsQuery(Struct):
             Meta(
                 max_length=2048,
                 description="The page the heatmap shows (default: the most clicked one in the "
-                "range). Filters nothing else.",
+                "range); and a filter of the figures computed from the histories: only the "
+                "visits that viewed this page.",
             ),
         ]
+        | UnsetType
+    ) = UNSET
+    referrer: Annotated[Filter, Meta(description="Only visits from this host.")] | UnsetType = UNSET
+    channel: (
+        Annotated[
+            Literal["direct", "search", "social", "email", "paid", "referral"],
+            Meta(description="Only visits of this channel."),
+        ]
+        | UnsetType
+    ) = UNSET
+    country: (
+        Annotated[str, Meta(pattern="^[A-Z]{2}$", description="Only visits from this country.")]
+        | UnsetType
+    ) = UNSET
+    browser: Annotated[Filter, Meta(description="Only visits with this browser.")] | UnsetType = (
+        UNSET
+    )
+    os: Annotated[Filter, Meta(description="Only visits with this OS.")] | UnsetType = UNSET
+    device: (
+        Annotated[
+            Literal["desktop", "mobile", "tablet", "bot", "other"],
+            Meta(description="Only visits on this device type."),
+        ]
+        | UnsetType
+    ) = UNSET
+    event: (
+        Annotated[
+            str,
+            Meta(min_length=1, max_length=64, description="Only visits with this custom event."),
+        ]
+        | UnsetType
+    ) = UNSET
+    bots: (
+        Annotated[
+            Literal["include", "exclude"],
+            Meta(description="`include`: bots' visits count too (default: left out)."),
+        ]
+        | UnsetType
+    ) = UNSET
+    compare: (
+        Annotated[
+            Literal["previous"],
+            Meta(description="Add `previous`: the same figures for the range before."),
+        ]
+        | UnsetType
+    ) = UNSET
+    limit: (
+        Annotated[str, Meta(pattern="^[0-9]{1,3}$", description="Rows per list, 1-100 (10).")]
         | UnsetType
     ) = UNSET
 
@@ -183,7 +236,11 @@ ANALYTICS_RANGE = (
     "`eventsByType` are all-time totals and `eventsPerMinute` covers the last 60 minutes. "
     "Whatever the range, `totalSessions` and `totalUsers` are all-time totals, `activeUsers` "
     "counts the users of the last 5 minutes and `recentActivity` lists the 10 most recently "
-    "active sessions."
+    "active sessions. The figures from `visitors` to `bots` are computed from the users' "
+    "histories by event time over `from`-`to` (default: the 30 days up to now), of the visits "
+    "every given filter keeps (`path`: visits that viewed the page; `event`: visits with that "
+    "custom event; `referrer`, `channel`, `country`, `browser`, `os`, `device`: what was "
+    "derived of the visit), bots left out unless `bots=include`; see docs/analytics.md."
 )
 PAGE = Answer("The page.", media_type="text/html")
 

@@ -21,10 +21,6 @@ from tracker.schema import Observed
 from tracker.visits.derive import enter, visit_of
 
 
-def _interned(text: str | None) -> str | None:
-    return None if text is None else sys.intern(text)
-
-
 class HistoryIndex:
     """Every user's `UserHistory` on one host."""
 
@@ -66,27 +62,31 @@ class HistoryIndex:
         if visit is None:
             start = min((m.timestamp for m in movements), default=now_ms)
             visit = history.visits[session_id] = Visit(session_id, start)
-        seq = self._next_seq.get(user_id, 0)
-        for movement in movements:
+        first = self._next_seq.get(user_id, 0)
+        intern = sys.intern
+        made = []
+        for seq, movement in enumerate(movements, first):
             data = movement.data
-            if movement.event == "page_view" and (data.referrer or data.utm):
+            path, element, name = data.path, data.element, data.name
+            entered = data.referrer is not None or data.utm is not None
+            if entered and movement.event == "page_view":
                 utm = None if data.utm is None else msgspec.to_builtins(data.utm)
                 enter(visit, data.referrer, utm)
-            history.add(
+            made.append(
                 Event(
                     movement.timestamp,
                     seq,
                     movement.event,
                     visit,
-                    _interned(data.path),
-                    _interned(data.element),
-                    _interned(data.name),
+                    None if path is None else intern(path),
+                    None if element is None else intern(element),
+                    None if name is None else intern(name),
                     data.properties,
                 )
             )
-            seq += 1
-        self._next_seq[user_id] = seq
-        self.events += len(movements)
+        history.extend(made)
+        self._next_seq[user_id] = first + len(made)
+        self.events += len(made)
 
     def exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
         """A user's first assignment to an experiment, at the time it was recorded. It

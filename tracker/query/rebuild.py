@@ -4,13 +4,16 @@ all of them once the host has started: it compacts what its log replayed first).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from tracker import codec
+from tracker.errors import StorageUnavailable
 from tracker.history import chunk_number
 from tracker.query.index import HistoryIndex
 from tracker.storage import ObjectInfo, Storage
 
+log = logging.getLogger(__name__)
 USERS = "users"
 
 
@@ -25,13 +28,19 @@ async def rebuild(index: HistoryIndex, storage: Storage, mine: Callable[[str], b
         if marker:
             folders.setdefault(folder, []).append(info)
     users = 0
-    for infos in folders.values():
+    for folder, infos in folders.items():
         infos.sort(key=chunk_number)
-        user_id, records = await _chunk(storage, infos[0])
-        if not mine(user_id):
+        try:
+            user_id, records = await _chunk(storage, infos[0])
+            if not mine(user_id):
+                continue
+            for info in infos[1:]:
+                records += (await _chunk(storage, info))[1]
+        except StorageUnavailable as exc:
+            # One unreadable history (a corrupt chunk) leaves its user out of the queries, and
+            # must not keep the host from starting: activation tells that user's own story.
+            log.warning("query index: %s left out: %s", folder, exc)
             continue
-        for info in infos[1:]:
-            records += (await _chunk(storage, info))[1]
         index.apply(user_id, records)
         users += 1
     return users

@@ -255,6 +255,8 @@
     var params = new URLSearchParams();
     params.set('from', String(Date.now() - RANGES_MS[state.range]));
     if (state.path) params.set('path', state.path);
+    // The site panels (dashboard-analytics.js) add their filters.
+    document.dispatchEvent(new CustomEvent('dashboard:params', { detail: params }));
     return params.toString();
   }
 
@@ -269,6 +271,7 @@
       if (!state.signedIn) showApp();
       state.data = data || {};
       render(state.data);
+      document.dispatchEvent(new CustomEvent('dashboard:data', { detail: state.data }));
       $('updated-at').textContent = 'Updated ' + clock(Date.now(), true);
     }).catch(function (error) {
       failed(error, 'load analytics');
@@ -907,6 +910,7 @@
   $('login-form').addEventListener('submit', onLogin);
   $('logout-button').addEventListener('click', onLogout);
   $('refresh-button').addEventListener('click', load);
+  document.addEventListener('dashboard:refresh', load);
   $('range-select').addEventListener('change', function (e) {
     state.range = RANGES_MS[e.target.value] ? e.target.value : 'day';
     load();

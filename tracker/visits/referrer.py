@@ -7,6 +7,7 @@ no path or query string of another site is ever stored.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 MAX_REFERRER_CHARS = 2048
@@ -37,7 +38,13 @@ def referrer_host(value: str | None) -> str | None:
 
 def same_site(referrer: str | None, site_host: str | None) -> bool:
     """Whether a referrer host (as `referrer_host` gives it) is the site's own host."""
-    return referrer is not None and referrer == referrer_host(site_host)
+    return referrer is not None and referrer == _site(site_host)
+
+
+@lru_cache(maxsize=64)
+def _site(site_host: str | None) -> str | None:
+    """A site's own host: few of them, asked on every session."""
+    return referrer_host(site_host)
 
 
 def external_referrer(value: str | None, site_host: str | None) -> str | None:
