@@ -117,9 +117,7 @@ async def _ingest(storage_url: str, online: bool, users: list[str], batches: int
     ) -> None:
         index.track(user_id, session_id, movements, now_ms)
         if online:
-            for m in movements:
-                if m.event == "page_view" and m.data.path:
-                    pages.page_view(user_id, session_id, m.data.path, m.timestamp)
+            pages.stored(user_id, session_id, movements)
 
     host = UserHost("bench", open_storage(storage_url), HostSettings(), on_track=listener)
     await host.start()

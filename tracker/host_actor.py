@@ -195,11 +195,7 @@ class HostActor:
     ) -> None:
         self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
         self.index.track(user_id, session_id, movements, now_ms)
-        for movement in movements:
-            if movement.event == "page_view" and movement.data.path:
-                self.next_pages.page_view(
-                    user_id, session_id, movement.data.path, movement.timestamp
-                )
+        self.next_pages.stored(user_id, session_id, movements)
 
     def _observe_exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
         # The index of the moment: the host's start makes a new one (`_index_stored_users`).

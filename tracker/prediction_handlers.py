@@ -13,7 +13,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tracker import responses as r
+from tracker import prediction_responses as r
 from tracker.conversions.definitions import check_name
 from tracker.dispatch import answer_within
 from tracker.errors import InvalidDefinition

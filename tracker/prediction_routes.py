@@ -8,7 +8,7 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from tracker import responses as r
+from tracker import prediction_responses as r
 from tracker.conversion_routes import Spec
 from tracker.conversions.definitions import Name
 

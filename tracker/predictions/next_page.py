@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tracker.query.events import UserHistory
+from tracker.schema import Observed
 
 Context = tuple[str, ...]
 TOP = 5
@@ -180,6 +181,12 @@ class OnlineNextPage:
         self._last[key] = (*before[-1:], path)
         if len(self._last) > MAX_OPEN_SESSIONS:
             del self._last[next(iter(self._last))]
+
+    def stored(self, user_id: str, session_id: str, movements: Sequence[Observed]) -> None:
+        """A session's movements as stored: its page views, in order."""
+        for movement in movements:
+            if movement.event == "page_view" and movement.data.path:
+                self.page_view(user_id, session_id, movement.data.path, movement.timestamp)
 
     def forget(self, user_id: str) -> None:
         """An erased user's open sessions' last pages (the counts hold no user)."""
