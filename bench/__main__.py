@@ -30,6 +30,7 @@ SCENARIOS = {
     "storage": "bench.storage",
     "analytics": "bench.analytics",
     "alarms": "bench.alarms",
+    "predictions": "bench.predictions",
     "handles": "bench.handles",
     "passivation": "bench.passivation",
     "memory": "bench.memory",

@@ -162,6 +162,11 @@ DERIVE_NEW = "analytics: derivations per session, a user agent not seen before"
 INDEX_COST = "analytics: query index per event"
 INDEX_BYTES = "analytics: query index memory per event"
 INDEX_BATCHES = "analytics: batch throughput with the query index"
+NEXT_TOP1 = "predictions: next page top-1 accuracy"
+NEXT_TOP3 = "predictions: next page top-3 accuracy"
+AUC = "predictions: propensity AUC"
+BRIER = "predictions: propensity Brier score"
+PREDICTING_INGEST = "predictions: batch ingest with the online next-page update"
 
 FIGURES: dict[str, Figure | Share] = {
     # bench/results/latest.json: the machine
@@ -186,6 +191,21 @@ FIGURES: dict[str, Figure | Share] = {
         )
         for kind in ("journal", "chunk", "snapshot")
     },
+    # predictions
+    "predictions-users": _latest(NEXT_TOP1, "details.users", "{:,}"),
+    "predictions-transitions": _latest(NEXT_TOP1, "details.transitions_tested", "{:,}"),
+    "predictions-top1": _latest(NEXT_TOP1, "value", "{:.1%}"),
+    "predictions-top1-baseline": _latest(NEXT_TOP1, "baseline_value", "{:.1%}"),
+    "predictions-top3": _latest(NEXT_TOP3, "value", "{:.1%}"),
+    "predictions-top3-baseline": _latest(NEXT_TOP3, "baseline_value", "{:.1%}"),
+    "predictions-sessions": _latest(AUC, "details.sessions_tested", "{:,}"),
+    "predictions-auc": _latest(AUC, "value", "{:.3f}"),
+    "predictions-brier": _latest(BRIER, "value", "{:.4f}"),
+    "predictions-brier-baseline": _latest(BRIER, "baseline_value", "{:.4f}"),
+    "predictions-evaluate-s": _latest(NEXT_TOP1, "details.evaluate_s", "{:.1f} s"),
+    "predictions-ingest-ratio": _latest(PREDICTING_INGEST, "ratio", "{:.3f}"),
+    "predictions-ingest": _latest(PREDICTING_INGEST, "value", "{:,.0f} events/s"),
+    "predictions-ingest-baseline": _latest(PREDICTING_INGEST, "baseline_value", "{:,.0f} events/s"),
     # alarms
     "alarms-p99": _latest(ALARMS, "value", "{:,.0f} ms"),
     "alarms-idle-p99": _latest(ALARMS, "baseline_value", "{:,.0f} ms"),

@@ -42,7 +42,7 @@ def test_help_names_every_command() -> None:
     done = tracker("--help")
     assert done.returncode == 0
     assert done.stdout.startswith("usage: tracker ")
-    for command in ("serve", "token", "export", "export-parquet", "erase", "status"):
+    for command in ("serve", "token", "export", "export-parquet", "erase", "status", "predictions"):
         assert command in done.stdout
 
 
@@ -125,3 +125,38 @@ def test_export_writes_a_users_history_from_the_running_cluster(
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     exported = [line["eventId"] for line in lines if line["type"] == "movement"]
     assert exported == ["e0", "e1", "e2"]
+
+
+def test_predictions_evaluate_reports_both_models_from_the_running_cluster(
+    make_tracker: Any, file_storage: str
+) -> None:
+    import asyncio
+
+    from tracker.conversions.definitions import goal_from
+    from tracker.conversions.store import DefinitionStore
+    from tracker.storage import open_storage
+
+    t = make_tracker(storage=file_storage)
+    signup = goal_from({"match": {"event": "page_view", "path": "/signup"}})
+    asyncio.run(DefinitionStore(open_storage(file_storage)).put_goal("signup", signup))
+    start = int(time.time() * 1000) - 3_600_000
+    for n in range(6):
+        user = t.user(f"visitor-{n}")
+        ray.get(user.create_session.remote("s1", None))
+        paths = ["/", "/pricing", "/signup"] if n % 2 else ["/", "/blog"]
+        views = [
+            movement(f"visitor-{n}", event="page_view", at=start + n * 60_000 + i, data={"path": p})
+            | {"eventId": f"e{i}"}
+            for i, p in enumerate(paths)
+        ]
+        ray.get(user.track_many.remote(views))
+    env = {
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "TRACKER_NAMESPACE": t.config.namespace,
+        "TRACKER_STORAGE": file_storage,
+    }
+    done = tracker("predictions", "evaluate", "--json", **env)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["nextPage"]["train"] + found["nextPage"]["test"] == 9
+    assert [goal["goal"] for goal in found["propensity"]] == ["signup"]

@@ -72,11 +72,17 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
     },
     "/api/experiments/{name}/stop": {"post": ADMIN_READ | {"404"}},
     "/api/experiments/{name}/variant": {"get": {"200", "401", "403", "404", "422", "429", "503"}},
+    "/api/predictions/next": {"get": ADMIN_READ | {"404"}},
+    "/api/predictions/sessions": {"get": ADMIN_READ | {"404"}},
+    "/api/predictions/evaluation": {"get": ADMIN_READ | {"404"}},
+    "/api/predictions/train": {"post": ADMIN_READ | {"404"}},
 }
 CONVERSIONS_ADMIN = [
     (path, method)
     for path, methods in CONTRACT.items()
-    if path.startswith(("/api/goals", "/api/funnels", "/api/retention", "/api/conversions"))
+    if path.startswith(
+        ("/api/goals", "/api/funnels", "/api/retention", "/api/conversions", "/api/predictions")
+    )
     or (path.startswith("/api/experiments") and not path.endswith("/variant"))
     for method in methods
 ]

@@ -110,6 +110,7 @@ SAMPLE_PARAMETERS = {
     "path": "a",
     "rest": "a",
     "name": "a-name",
+    "asset": "hover.0123456789",
 }
 
 
@@ -160,8 +161,9 @@ def test_every_route_documented_for_the_admin_refuses_anyone_else(client: httpx.
                 assert response.status_code == 401, f"{method.upper()} {template}"
                 assert response.headers["www-authenticate"] == "Bearer"
                 refused.append(f"{method.upper()} {template}")
-    # 6 of the site's and users' routes, 12 of goals, funnels, retention and experiments.
-    assert len(refused) == 18
+    # 6 of the site's and users' routes, 12 of goals, funnels, retention and experiments, 4 of
+    # the predictions.
+    assert len(refused) == 22
 
 
 # -- identified users ---------------------------------------------------------------------------

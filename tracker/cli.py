@@ -1,4 +1,5 @@
-"""The `tracker` command: serve, mint identity tokens, export and erase users, show status."""
+"""The `tracker` command: serve, mint identity tokens, export and erase users, show status,
+evaluate the predictions."""
 
 from __future__ import annotations
 
@@ -98,6 +99,22 @@ def _status(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _predictions(args: argparse.Namespace, config: Config) -> int:
+    import asyncio
+
+    from tracker.conversions.store import DefinitionStore
+    from tracker.predictions.evaluate import ObservationsQuery, evaluate, report_text
+    from tracker.storage import open_storage
+
+    t = _connect(config)
+    found = asyncio.run(DefinitionStore(open_storage(config.storage)).read())
+    goals = {name: goal.match for name, goal in found.goals.items()}
+    observations = asyncio.run(t.query(ObservationsQuery(goals)))
+    result = evaluate(observations, int(config.session_timeout_s * 1000))
+    print(json.dumps(result, indent=2) if args.json else report_text(result))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracker", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -119,6 +136,12 @@ def parser() -> argparse.ArgumentParser:
     erase = sub.add_parser("erase", help="erase all of a user's data")
     erase.add_argument("user_id")
     sub.add_parser("status", help="hosts, users in memory and set aside, pending alarms")
+    predictions = sub.add_parser("predictions", help="the behaviour predictions' models")
+    what = predictions.add_subparsers(dest="action", required=True)
+    evaluate = what.add_parser(
+        "evaluate", help="time-split evaluation of both models against their baselines"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
@@ -129,6 +152,7 @@ COMMANDS = {
     "export-parquet": _export_parquet,
     "erase": _erase,
     "status": _status,
+    "predictions": _predictions,
 }
 
 

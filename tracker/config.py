@@ -95,6 +95,9 @@ class Config:
     compact_interval_s: float = 120.0
     # How long a busy host's commit waits for more records to share its write (0: never).
     commit_linger_ms: float = 1.0
+    # How often the predictions actor trains the propensity models and evaluates both models
+    # again (they also train when a goal is first asked for, and on demand).
+    predictions_train_every_s: float = 60 * 60
     namespace: str = NAMESPACE
     # Where the scheduler exports each hour's events as Parquet (None: no hourly export): a
     # local folder, file://path or s3://bucket/prefix (tracker.parquet).
@@ -202,6 +205,7 @@ _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
             "passivate_after_s",
             "compact_interval_s",
             "compact_log_bytes",
+            "predictions_train_every_s",
         ),
         lambda value: value > 0,
         "must be > 0",

@@ -37,6 +37,7 @@ from tracker.live_user import follow_user
 from tracker.metrics import Metrics
 from tracker.middleware import OriginCheck
 from tracker.openapi import openapi_document
+from tracker.prediction_handlers import PredictionHandlers
 from tracker.query.filters import report_options
 from tracker.query.site import site_figures
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_of
@@ -107,7 +108,7 @@ def time_param(name: str, value: str) -> int:
     return int(value)
 
 
-class Ingress(ConversionHandlers):
+class Ingress(ConversionHandlers, PredictionHandlers):
     """Route handlers with their collaborators (tracker, limits, access, metrics)."""
 
     time_param = staticmethod(time_param)

@@ -41,6 +41,7 @@ from tracker.placement import (
     is_user_actor,
     sharded_host_names,
 )
+from tracker.predictions.next_page import NextPageModel, OnlineNextPage
 from tracker.query.index import HistoryIndex
 from tracker.query.rebuild import rebuild
 from tracker.query.run import Query
@@ -130,6 +131,8 @@ class HostActor:
         # Its users' histories for queries (sharded hosts: per-user placement queries storage).
         self.index = HistoryIndex()
         self._index_trimmed_ms = 0
+        # The next-page model's counts over this host's page views, updated as they are stored.
+        self.next_pages = OnlineNextPage()
         self.host = UserHost(
             name,
             open_storage(config.storage),
@@ -165,6 +168,7 @@ class HostActor:
     async def _erase_here(self, user_id: str) -> dict[str, Any]:
         result = await self._call(self.host.erase, user_id)
         self.index.forget(user_id)
+        self.next_pages.forget(user_id)
         return result
 
     def _other_hosts(self) -> list[str]:
@@ -199,6 +203,7 @@ class HostActor:
     ) -> None:
         self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
         self.index.track(user_id, session_id, movements, now_ms)
+        self.next_pages.stored(user_id, session_id, movements)
 
     def _observe_exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
         # The index of the moment: the host's start makes a new one (`_index_stored_users`).
@@ -244,6 +249,7 @@ class HostActor:
         await self.host.start()
         if not self.per_user:
             await self._index_stored_users()
+            self.next_pages.rebuild(self.index.histories())
         tune_collector()
         self._ticker.start()
 
@@ -333,6 +339,11 @@ class HostActor:
         """Run a query over this host's users' histories; its partial result."""
         await self._ready.wait()
         return query.run(self.index.histories())
+
+    async def next_page_counts(self) -> NextPageModel:
+        """The next-page model's counts over this host's users (a partial to merge)."""
+        await self._ready.wait()
+        return self.next_pages.model
 
     async def _ship_analytics(self) -> None:
         await self.outbox.ship(self._send_analytics)
@@ -438,6 +449,7 @@ class HostActor:
         """Erase what this host holds of a user who now lives on another host (see
         `UserHost.forget`); called by that host's `erase`."""
         self.index.forget(user_id)
+        self.next_pages.forget(user_id)
         return await self._call(self.host.forget, user_id)
 
     async def alarm(self, user_id: str) -> int | None:

@@ -29,6 +29,7 @@ from tracker import responses as r
 from tracker.conversion_routes import SPECS, Spec
 from tracker.http_errors import error_response
 from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
+from tracker.prediction_routes import SPECS as PREDICTION_SPECS
 from tracker.schema import (
     MAX_BATCH_EVENTS,
     MAX_TIMESTAMP_MS,
@@ -299,12 +300,12 @@ def _page(path: str, file: str, summary: str, path_params: type[Struct] | None =
     )
 
 
-def _conversions(spec: Spec) -> Route:
+def _conversions(spec: Spec, tag: str = "conversions") -> Route:
     return Route(
         spec.path,
         spec.method,
         spec.handler,
-        "conversions",
+        tag,
         spec.summary,
         Caller.ADMIN if spec.admin else Caller.OWNER,
         Answer(spec.answer, spec.answers),
@@ -573,6 +574,7 @@ ROUTES: tuple[Route, ...] = (
         Answer("OpenAPI 3.1.", (dict[str, Any],)),
     ),
     *(_conversions(spec) for spec in SPECS),
+    *(_conversions(spec, "predictions") for spec in PREDICTION_SPECS),
     _page("/", "demo/index.html", "Demo site home."),
     _page("/long", "demo/long.html", "Demo long page (scrolling)."),
     _page("/form", "demo/form.html", "Demo form page."),
