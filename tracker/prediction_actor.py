@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from tracker.actors import _options
+from tracker.actors import actor_options
 from tracker.clock import wall_clock_ms
 from tracker.config import Config
 from tracker.conversions.definitions import Match
@@ -187,6 +187,6 @@ _RemotePredictions = ray.remote(PredictionsActor)
 
 def predictions_actor(config: Config) -> ActorHandle[Any]:
     handle: ActorHandle[Any] = _RemotePredictions.options(  # type: ignore[assignment]
-        **_options(PREDICTIONS_NAME, config)
+        **actor_options(PREDICTIONS_NAME, config)
     ).remote(config)
     return handle
