@@ -29,7 +29,8 @@ from tracker.fast_path import TrackerApp
 from tracker.handlers import STATIC, Ingress
 from tracker.http_errors import error_response
 from tracker.middleware import SecurityHeaders, VisitorCors
-from tracker.routes import starlette_routes
+from tracker.route_table import starlette_routes
+from tracker.routes import ROUTES
 
 __all__ = ["Ingress", "TrackerApp", "build_app", "error_response", "read_limited"]
 
@@ -41,7 +42,7 @@ def build_app(
     seconds) dates the admin's sessions."""
     ingress = Ingress(tracker, config, clock=clock)
     routes = [
-        *starlette_routes(ingress),
+        *starlette_routes(ingress, ROUTES),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(SecurityHeaders)]

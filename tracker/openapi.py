@@ -21,7 +21,8 @@ from tracker import auth, schema
 from tracker.body import JSON_TYPES
 from tracker.http_errors import STATUSES
 from tracker.responses import RESPONSE_TYPES
-from tracker.routes import ROUTES, Answer, Caller, Route
+from tracker.route_table import Answer, Caller, Route
+from tracker.routes import ROUTES
 
 Json = dict[str, Any]
 

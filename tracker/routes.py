@@ -10,256 +10,34 @@ builds both the Starlette routes (`starlette_routes`) and the OpenAPI document
 
 from __future__ import annotations
 
-import enum
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any
 
-import msgspec
-from msgspec import UNSET, Meta, Struct, UnsetType
-from starlette.convertors import PathConvertor, register_url_convertor
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.routing import Route as StarletteRoute
-from starlette.types import Receive, Scope, Send
+from msgspec import Struct
 
 from tracker import responses as r
 from tracker.conversion_routes import SPECS, Spec
-from tracker.http_errors import error_response
 from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
 from tracker.prediction_routes import SPECS as PREDICTION_SPECS
+from tracker.route_params import (
+    CLIENT_FILE,
+    CLIENT_HEADERS,
+    AnalyticsQuery,
+    AppPath,
+    AssetPath,
+    ClientHeaders,
+    MovementList,
+    PrivacyHeaders,
+    SessionQuery,
+    SocketQuery,
+    UserPath,
+)
+from tracker.route_table import Answer, Caller, Header, Route
 from tracker.schema import (
-    MAX_BATCH_EVENTS,
-    MAX_TIMESTAMP_MS,
     EventBatch,
-    Id,
     LoginRequest,
     Movement,
     SessionRequest,
 )
-
-if TYPE_CHECKING:
-    from tracker.handlers import Handler, Ingress
-
-
-class Caller(enum.Enum):
-    """Who may call a route."""
-
-    ANYONE = "anyone"
-    # Anyone for an anonymous visitor (a random UUID); any other user with its identity token.
-    VISITOR = "visitor"
-    # The visitor who owns the user (visitor cookie or identity token), or the admin.
-    OWNER = "owner"
-    # The admin's token or login cookie; checked before the handler runs.
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class Header:
-    description: str
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A route's 200: a JSON body of one of `body` (several: any one of them), or a text body
-    of `media_type`."""
-
-    description: str
-    body: tuple[Any, ...] = ()
-    media_type: str = "application/json"
-    headers: Mapping[str, Header] = field(default_factory=dict)
-    status: int = 200
-
-
-@dataclass(frozen=True)
-class Route:
-    path: str  # Starlette's syntax; path parameters named as in `path_params`
-    method: str
-    handler: str  # a method of `Ingress`, or "page" for `page`
-    tag: str
-    summary: str
-    caller: Caller
-    ok: Answer
-    errors: tuple[int, ...] = ()
-    # The request body: any one of these types, as JSON (`body.JSON_TYPES`).
-    body: tuple[Any, ...] = ()
-    body_description: str | None = None
-    query: type[Struct] | None = None
-    path_params: type[Struct] | None = None
-    headers: type[Struct] | None = None
-    # The answer holds a visitor's or the admin's data, or sets their cookies: no cache may keep
-    # it (a shared one would hand it to the next caller, the browser's to the next user).
-    private: bool = False
-    description: str | None = None
-    page: str | None = None
-    # A WebSocket route: the handler takes the socket, checks its caller at the handshake (an
-    # admin route's too), and `ok.body` declares its messages.
-    websocket: bool = False
-
-
-class _AnyPath(PathConvertor):
-    """Starlette's `path` stops at a line break (`%0A`); every /app/... URL, whatever it
-    holds, is the demo app's page."""
-
-    regex = r"[\s\S]*"
-
-
-register_url_convertor("anypath", _AnyPath())
-
-
-# -- what routes read beside their bodies ------------------------------------------------------
-
-UserId = Annotated[Id, Meta(description="The user's ID.")]
-# A time as a query parameter: ASCII digits (`handlers.time_param`), at most a movement's
-# largest timestamp.
-QueryMs = Annotated[int, Meta(ge=0, le=MAX_TIMESTAMP_MS)]
-MovementList = Annotated[list[Movement], Meta(extra_json_schema={"maxItems": MAX_BATCH_EVENTS})]
-
-
-class SessionQuery(Struct):
-    userId: UserId
-    sessionId: Annotated[Id, Meta(description="The session's ID.")]
-
-
-# A filter of the report (docs/analytics.md): only the visits with this value.
-Filter = Annotated[str, Meta(min_length=1, max_length=256)]
-
-
-class AnalyticsQuery(Struct):
-    userId: (
-        Annotated[Id, Meta(description="Also return this user's live sessions (userSessions).")]
-        | UnsetType
-    ) = UNSET
-    from_: (
-        Annotated[QueryMs, Meta(description="Start of the time range, inclusive.")] | UnsetType
-    ) = msgspec.field(default=UNSET, name="from")
-    to: Annotated[QueryMs, Meta(description="End of the time range, inclusive.")] | UnsetType = (
-        UNSET
-    )
-    path: (
-        Annotated[
-            str,
-            Meta(
-                max_length=2048,
-                description="The page the heatmap shows (default: the most clicked one in the "
-                "range); and a filter of the figures computed from the histories: only the "
-                "visits that viewed this page.",
-            ),
-        ]
-        | UnsetType
-    ) = UNSET
-    referrer: Annotated[Filter, Meta(description="Only visits from this host.")] | UnsetType = UNSET
-    channel: (
-        Annotated[
-            Literal["direct", "search", "social", "email", "paid", "referral"],
-            Meta(description="Only visits of this channel."),
-        ]
-        | UnsetType
-    ) = UNSET
-    country: (
-        Annotated[str, Meta(pattern="^[A-Z]{2}$", description="Only visits from this country.")]
-        | UnsetType
-    ) = UNSET
-    browser: Annotated[Filter, Meta(description="Only visits with this browser.")] | UnsetType = (
-        UNSET
-    )
-    os: Annotated[Filter, Meta(description="Only visits with this OS.")] | UnsetType = UNSET
-    device: (
-        Annotated[
-            Literal["desktop", "mobile", "tablet", "bot", "other"],
-            Meta(description="Only visits on this device type."),
-        ]
-        | UnsetType
-    ) = UNSET
-    event: (
-        Annotated[
-            str,
-            Meta(min_length=1, max_length=64, description="Only visits with this custom event."),
-        ]
-        | UnsetType
-    ) = UNSET
-    bots: (
-        Annotated[
-            Literal["include", "exclude"],
-            Meta(description="`include`: bots' visits count too (default: left out)."),
-        ]
-        | UnsetType
-    ) = UNSET
-    compare: (
-        Annotated[
-            Literal["previous"],
-            Meta(description="Add `previous`: the same figures for the range before."),
-        ]
-        | UnsetType
-    ) = UNSET
-    limit: (
-        Annotated[str, Meta(pattern="^[0-9]{1,3}$", description="Rows per list, 1-100 (10).")]
-        | UnsetType
-    ) = UNSET
-
-
-class UserPath(Struct):
-    user_id: UserId = msgspec.field(name="userId")
-
-
-class AppPath(Struct):
-    rest: Annotated[str, Meta(min_length=1, description="Any route of the demo app.")] = (
-        msgspec.field(name="path")
-    )
-
-
-class AssetPath(Struct):
-    asset: Annotated[
-        str,
-        Meta(
-            pattern=r"^([a-z]+\.)?[0-9a-f]{10}$",
-            description="The content hash, after the file's name for a file loaded on demand.",
-        ),
-    ]
-
-
-class ClientHeaders(Struct):
-    accept_encoding: (
-        Annotated[str, Meta(description="`br` or `gzip` are served compressed.")] | UnsetType
-    ) = msgspec.field(default=UNSET, name="Accept-Encoding")
-    if_none_match: (
-        Annotated[str, Meta(description="The ETag of a copy held: 304 if it is current.")]
-        | UnsetType
-    ) = msgspec.field(default=UNSET, name="If-None-Match")
-
-
-CLIENT_FILE = (
-    "Compressed once at start: brotli when the client accepts it, else gzip when accepted. "
-    "Caching: {cache}, with an ETag of the content."
-)
-CLIENT_HEADERS = {
-    "ETag": Header("A hash of the file's content."),
-    "Cache-Control": Header("How long caches may keep the file."),
-    "Content-Encoding": Header("`br` or `gzip`, as accepted.", required=False),
-}
-
-
-_DECLINES = (
-    "`{}: 1` declines tracking: the request is answered as declined before anything else (the "
-    "body is not read), and nothing is recorded."
-)
-SecGpc = Annotated[str, Meta(description=_DECLINES.format("Sec-GPC"))]
-_SOCKET_TOKEN = "The identity token of the messages' user, when not anonymous."
-Dnt = Annotated[str, Meta(description=_DECLINES.format("DNT"))]
-
-
-class SocketQuery(Struct):
-    # Browsers set no Authorization header on a WebSocket.
-    token: Annotated[str, Meta(max_length=128, description=_SOCKET_TOKEN)] | UnsetType = UNSET
-
-
-class PrivacyHeaders(Struct):
-    sec_gpc: SecGpc | UnsetType = msgspec.field(default=UNSET, name="Sec-GPC")
-    dnt: Dnt | UnsetType = msgspec.field(default=UNSET, name="DNT")
-
 
 # -- the table ---------------------------------------------------------------------------------
 
@@ -588,50 +366,3 @@ ROUTES: tuple[Route, ...] = (
         "/analytics", "dashboard.html", "The analytics dashboard (its API calls need the admin)."
     ),
 )
-
-
-# -- the Starlette routes ----------------------------------------------------------------------
-
-
-class _NoAnswer(Response):
-    """What a handler returns when its client is gone: nothing is sent."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=499)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        return
-
-
-def _endpoint(ingress: Ingress, route: Route) -> Handler:
-    """The route's handler, wrapped: the admin checked (`Caller.ADMIN`), errors answered
-    (`http_errors`), private answers kept from caches, requests counted."""
-    handler = ingress.page(route.page) if route.page else getattr(ingress, route.handler)
-    admin = route.caller is Caller.ADMIN
-
-    async def endpoint(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            if admin:
-                request.state.admin_expiry = ingress.require_admin(request)
-            response: Response = await handler(request)
-        except ClientDisconnect:
-            return _NoAnswer()  # nobody to answer, and no answer to count (as on the fast path)
-        except Exception as exc:
-            response = error_response(exc)
-        if route.private:
-            response.headers["Cache-Control"] = "no-store"
-        ingress.metrics.observe(route.path, request.method, response.status_code, started)
-        return response
-
-    return endpoint
-
-
-def starlette_routes(ingress: Ingress) -> list[BaseRoute]:
-    """`ROUTES` as Starlette routes over `ingress`'s handlers."""
-    return [
-        WebSocketRoute(route.path, getattr(ingress, route.handler))
-        if route.websocket
-        else StarletteRoute(route.path, _endpoint(ingress, route), methods=[route.method])
-        for route in ROUTES
-    ]
