@@ -1,11 +1,11 @@
 """Generated requests against the running app, from its own OpenAPI document (schemathesis).
 
-Every operation except the never-ending event stream and the WebSocket routes gets
-schemathesis' examples, boundary (coverage) and random (fuzzing) cases, valid and invalid,
-with the admin token where the document accepts it. Whatever comes back must not be a server
-error and must match the document: status code, content type and body schema. Most generated movements are refused (a
-random user ID needs a token, a random timestamp is far ahead), so a second test posts
-generated movements made acceptable: an anonymous user ID and the current time.
+Every operation except the never-ending event stream and the WebSocket routes gets schemathesis'
+examples, boundary (coverage) and random (fuzzing) cases, valid and invalid, with the admin
+token where the document accepts it. Whatever comes back must not be a server error and must
+match the document: status code, content type and body schema. Most generated movements are
+refused (a random user ID needs a token, a random timestamp is far ahead), so a second test
+posts generated movements made acceptable: an anonymous user ID and the current time.
 
 The document is the one `/openapi.json` serves (a test checks they are equal); it is loaded
 when the module is collected because the Serve deployment does not exist yet then. (Loading
