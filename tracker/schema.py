@@ -21,7 +21,7 @@ from msgspec import Meta, Struct
 
 from tracker.errors import InvalidInput, InvalidMovement, InvalidSession, TooLarge
 
-EVENT_TYPES = ("page_view", "click", "scroll", "hover", "form_interaction")
+EVENT_TYPES = ("page_view", "click", "scroll", "hover", "form_interaction", "custom")
 MAX_BATCH_EVENTS = 500
 MAX_METADATA_BYTES = 4096
 MAX_METADATA_DEPTH = 4
@@ -29,7 +29,7 @@ MAX_FUTURE_MS = 5 * 60 * 1000
 # `(?!\n)`: Python's `$` (msgspec's) also matches before a final newline; JSON Schema's does not.
 ID_PATTERN = r"^[A-Za-z0-9._:@-]+$(?!\n)"
 
-EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction"]
+EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction", "custom"]
 ID_CHARS = string.ascii_letters + string.digits + "._:@-"
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
 # A movement's IDs follow the same rule, checked for a whole batch in one pass by
@@ -64,6 +64,25 @@ class Coordinates(Struct, forbid_unknown_fields=True, gc=False):
     y: Coordinate
 
 
+MAX_CUSTOM_PROPERTIES = 20
+# A custom event's name, and its properties: flat, at most `MAX_CUSTOM_PROPERTIES` of them.
+CustomName = Annotated[str, Meta(min_length=1, max_length=64)]
+CustomProperties = Annotated[
+    dict[str, str | bool | _Int | _Finite], Meta(max_length=MAX_CUSTOM_PROPERTIES)
+]
+UtmValue = Annotated[str, Meta(max_length=256)]
+
+
+class Utm(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """The campaign (`utm_*`) parameters a visit came with."""
+
+    utm_source: UtmValue | None = None
+    utm_medium: UtmValue | None = None
+    utm_campaign: UtmValue | None = None
+    utm_term: UtmValue | None = None
+    utm_content: UtmValue | None = None
+
+
 class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     path: PagePath | None = None
     element: Annotated[str, Meta(max_length=512)] | None = None
@@ -72,6 +91,12 @@ class MovementData(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=Fa
     scrollX: Coordinate | None = None
     scrollY: Coordinate | None = None
     metadata: Metadata | None = None
+    # A `custom` event's name and properties.
+    name: CustomName | None = None
+    properties: CustomProperties | None = None
+    # A page view entering from elsewhere: the referrer (a URL or a host) and the campaign.
+    referrer: Annotated[str, Meta(max_length=2048)] | None = None
+    utm: Utm | None = None
 
 
 class Movement(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -162,6 +187,7 @@ def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movemen
     """All the rules, for a struct made in Python (decoding checked the declared ones)."""
     _check_movement_ids([movement], prefix)
     _check_paths([movement], prefix)
+    _check_custom([movement], prefix)
     if movement.data.metadata is not None:
         _check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
     return check_rules(movement, now_ms, prefix)
@@ -231,6 +257,16 @@ def _check_paths(movements: Sequence[Movement], prefix: str | None) -> None:
         )
 
 
+def _check_custom(movements: Sequence[Movement], prefix: str | None) -> None:
+    """A `custom` event names itself (`data.name`); named as `_check_movement_ids` names an ID."""
+    if "custom" not in [m.event for m in movements]:
+        return
+    for index, movement in enumerate(movements):
+        if movement.event == "custom" and movement.data.name is None:
+            named = f"events.{index}." if prefix is None else prefix
+            raise InvalidMovement(f"{named}data.name", "a custom event needs a name (1-64 chars)")
+
+
 def check_rules(movement: M, now_ms: int, prefix: str) -> M:
     """The rules no declared type says: no timestamp from the future, the metadata budget."""
     if movement.timestamp > now_ms + MAX_FUTURE_MS:
@@ -289,6 +325,7 @@ def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
         raise field_error(exc, InvalidMovement, prefix) from None
     _check_movement_ids([movement], prefix)
     _check_paths([movement], prefix)
+    _check_custom([movement], prefix)
     return check_rules(movement, now_ms, prefix)
 
 
@@ -326,6 +363,7 @@ def _checked(movements: list[Movement], now_ms: int, *, one: bool = False) -> li
     check_count(len(movements))
     _check_movement_ids(movements, "" if one else None)
     _check_paths(movements, "" if one else None)
+    _check_custom(movements, "" if one else None)
     horizon = now_ms + MAX_FUTURE_MS
     suspects: Iterable[int] = ()
     if max([m.timestamp for m in movements], default=0) > horizon:
