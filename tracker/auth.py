@@ -116,9 +116,9 @@ def check_admin(expected: str, presented: str | None) -> None:
 
 # How long a dashboard sign-in lasts (the admin cookie's lifetime, in the browser and here).
 ADMIN_SESSION_S = 12 * 3600
-# The subject of an admin session's token: not a user ID (those hold no spaces), so that no
-# user's identity token is one, whatever the keys.
-_ADMIN_SESSION = "admin session"
+# The subject of an admin session's token: not a user ID (a tab is not printable, and user IDs
+# are printable text), so that no user's identity token is one, whatever the keys.
+_ADMIN_SESSION = "admin\tsession"
 
 
 def admin_session(admin_token: str, *, now_s: float | None = None) -> str:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import msgspec
 from ray.exceptions import RayError
@@ -32,7 +33,7 @@ from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
 from tracker.host import DECLINED, NewSession
 from tracker.metrics import Metrics
-from tracker.middleware import OriginCheck
+from tracker.middleware import ESCAPED_PATH, OriginCheck
 from tracker.openapi import openapi_document
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
 
@@ -87,6 +88,26 @@ def time_param(name: str, value: str) -> int:
             name, f"{shown!r} is not a time in ms since the epoch (0 to {schema.MAX_TIMESTAMP_MS})"
         )
     return int(value)
+
+
+def path_user_id(request: Request) -> str:
+    """The `{user_id}` of a `/api/users/...` path, decoded and checked (a user ID may hold
+    `/`, sent as `%2F`: `middleware.escape_user_paths`)."""
+    value: str = request.path_params["user_id"]
+    if request.scope.get(ESCAPED_PATH):
+        try:
+            value = unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidInput("userId", "not UTF-8 text once percent-decoded") from None
+    return schema.check_user_id("userId", value)
+
+
+def attachment(filename: str) -> str:
+    """A `Content-Disposition` naming a download `filename`, whatever characters it holds: an
+    ASCII stand-in, and the exact name in RFC 6266's `filename*` (header values are Latin-1,
+    and a quote or backslash would end the plain one)."""
+    plain = "".join(c if (c.isascii() and c.isalnum()) or c in "._-@+" else "_" for c in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class Ingress:
@@ -264,7 +285,7 @@ class Ingress:
 
     async def get_session(self, request: Request) -> Response:
         self.ip_limiter.check(client_of(request.scope))
-        user_id = schema.check_id("userId", request.query_params.get("userId"))
+        user_id = schema.check_user_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
         if not self.may_read(request, user_id):
             raise Forbidden("only the visitor who owns this session, or the admin")
@@ -289,7 +310,7 @@ class Ingress:
         )
         report.setdefault("userSessions", [])
         if params.get("userId"):
-            user_id = schema.check_id("userId", params["userId"])
+            user_id = schema.check_user_id("userId", params["userId"])
             mine = await self.dispatch.call(user_id, "analytics")
             report["userSessions"] = mine["userSessions"]
         return JSONResponse(report)
@@ -364,23 +385,23 @@ class Ingress:
         return response
 
     async def user_detail(self, request: Request) -> Response:
-        user_id = schema.check_id("userId", request.path_params["user_id"])
+        user_id = path_user_id(request)
         result = await self.dispatch.call(user_id, "analytics")
         return JSONResponse({"userId": user_id, "sessions": result["userSessions"]})
 
     async def erase_user(self, request: Request) -> Response:
-        user_id = schema.check_id("userId", request.path_params["user_id"])
+        user_id = path_user_id(request)
         result = await self.dispatch.call(user_id, "erase")
         return JSONResponse(result)
 
     async def export_user(self, request: Request) -> Response:
-        user_id = schema.check_id("userId", request.path_params["user_id"])
+        user_id = path_user_id(request)
         lines = await self.dispatch.call(user_id, "export")
         body = b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
         return Response(
             body,
             media_type="application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="{user_id}.ndjson"'},
+            headers={"Content-Disposition": attachment(f"{user_id}.ndjson")},
         )
 
     # -- service routes ----------------------------------------------------------------------

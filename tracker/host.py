@@ -46,7 +46,7 @@ from tracker.errors import StorageUnavailable
 from tracker.history import Failures, History, UserSlot, carry_record, replayed, user_key
 from tracker.journal import Journal, Position
 from tracker.memory import process_rss_bytes
-from tracker.schema import Observed, check_id
+from tracker.schema import Observed, check_user_id
 from tracker.storage import Storage
 from tracker.user_tracker import Limits, UserTracker
 
@@ -328,7 +328,7 @@ class HostRuntime:
             if slot is not None and not slot.stale:
                 slot.last_access_ms = self.now_ms()
                 return slot
-            check_id("userId", user_id)
+            check_user_id("userId", user_id)
             task = self._loading.get(user_id)
             if task is None and self._shedding is not None:
                 # Over the memory budget: no one more in memory until users have left it.

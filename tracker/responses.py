@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from tracker.schema import EVENT_TYPES, MAX_BATCH_EVENTS, DeviceInfo, Id, Movement
+from tracker.schema import EVENT_TYPES, MAX_BATCH_EVENTS, DeviceInfo, Id, Movement, UserIdText
 
 Count = Annotated[int, Meta(ge=0)]
 Ms = Annotated[int, Meta(ge=0, description="Milliseconds since the epoch.")]
@@ -25,7 +25,7 @@ FalseConst = Annotated[bool, Meta(extra_json_schema={"const": False})]
 
 
 class Session(Struct, forbid_unknown_fields=True):
-    userId: Id
+    userId: UserIdText
     sessionId: Id
     startTime: Ms
     lastActivity: Ms
@@ -81,12 +81,12 @@ class Ok(Struct, forbid_unknown_fields=True):
 
 
 class UserDetail(Struct, forbid_unknown_fields=True):
-    userId: Id
+    userId: UserIdText
     sessions: list[Session]
 
 
 class EraseResult(Struct, forbid_unknown_fields=True):
-    userId: Id
+    userId: UserIdText
     erased: TrueConst
     objectsDeleted: Count
 
@@ -111,7 +111,7 @@ class FieldError(Struct, forbid_unknown_fields=True):
 
 
 class SessionSummary(Struct):
-    userId: Id
+    userId: UserIdText
     sessionId: Id
     startTime: Ms
     lastActivity: Ms
@@ -170,7 +170,7 @@ class RageClick(Struct):
     element: str
     x: float
     y: float
-    userId: Id
+    userId: UserIdText
     timestamp: Ms
     count: Count
 

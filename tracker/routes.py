@@ -36,6 +36,7 @@ from tracker.schema import (
     LoginRequest,
     Movement,
     SessionRequest,
+    UserIdText,
 )
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ register_url_convertor("anypath", _AnyPath())
 
 # -- what routes read beside their bodies ------------------------------------------------------
 
-UserId = Annotated[Id, Meta(description="The user's ID.")]
+UserId = Annotated[UserIdText, Meta(description="The user's ID: 1-128 printable characters.")]
 # A time as a query parameter: ASCII digits (`handlers.time_param`), at most a movement's
 # largest timestamp.
 QueryMs = Annotated[int, Meta(ge=0, le=MAX_TIMESTAMP_MS)]
@@ -120,7 +121,9 @@ class SessionQuery(Struct):
 
 class AnalyticsQuery(Struct):
     userId: (
-        Annotated[Id, Meta(description="Also return this user's live sessions (userSessions).")]
+        Annotated[
+            UserIdText, Meta(description="Also return this user's live sessions (userSessions).")
+        ]
         | UnsetType
     ) = UNSET
     from_: (

@@ -20,6 +20,7 @@ from tracker.journal import LOG, holds_commits
 from tracker.schema import (
     Movement,
     check_id,
+    check_user_id,
     device_info_from_obj,
     movement_from_obj,
     movements_from_obj,
@@ -188,7 +189,7 @@ class UserHost(HostRuntime):
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         """All of the user's stored history (within retention), as NDJSON-ready dicts."""
-        check_id("userId", user_id)
+        check_user_id("userId", user_id)
         await self._erased(user_id)
         slot = self.slots.get(user_id)
         # An erasure coming meanwhile waits for this export: for its flush, which would store
@@ -208,7 +209,7 @@ class UserHost(HostRuntime):
         The user's other calls wait until it is done, then find them gone: an activation
         in between would read back what is being deleted (and store it again), and an event
         logged after the erase record would be acknowledged, then dropped with the slot."""
-        check_id("userId", user_id)
+        check_user_id("userId", user_id)
         await self._erased(user_id)
         done = self._erasing[user_id] = asyncio.Event()
         try:
