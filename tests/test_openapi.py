@@ -40,6 +40,10 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
         "delete": {"200", "401", "422", "429", "503"},
     },
     "/api/users/{userId}/export": {"get": {"200", "401", "422", "429", "503"}},
+    **{
+        f"/v1/{kind}": {"post": {"200", "400", "401", "408", "413", "415", "429", "503"}}
+        for kind in ("batch", "track", "page", "identify", "alias")
+    },
     "/tracker.js": {"get": {"200"}},
     "/healthz": {"get": {"200"}},
     "/metrics": {"get": {"200"}},

@@ -140,6 +140,32 @@ def check_admin_session(
     return verify_token(admin_token, _ADMIN_SESSION, presented, now_s=now_s, kind="admin session")
 
 
+def check_write_key(write_keys: tuple[str, ...], authorization_header: str | None) -> None:
+    """Accept HTTP Basic credentials whose user name is one of `write_keys` (Segment's SDKs
+    send the write key so, with an empty password); raise `Unauthorized` otherwise. Every key
+    is compared, in constant time."""
+    if not write_keys:
+        raise Unauthorized("server-side tracking is not configured (TRACKER_WRITE_KEYS)")
+    scheme, _, encoded = (authorization_header or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise Unauthorized("missing write key: send it as the HTTP Basic user name")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise Unauthorized("malformed HTTP Basic credentials") from None
+    presented = decoded.partition(":")[0].encode()
+    found = False
+    for key in write_keys:
+        found |= hmac.compare_digest(key.encode(), presented)
+    if not found:
+        raise Unauthorized("wrong write key")
+
+
+def new_write_key() -> str:
+    """A new write key: 32 random URL-safe characters."""
+    return secrets.token_urlsafe(24)
+
+
 def bearer(authorization_header: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, or None if there is none."""
     if authorization_header is None:

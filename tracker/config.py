@@ -82,6 +82,9 @@ class Config:
     commit_linger_ms: float = 1.0
     namespace: str = NAMESPACE
     opt_out: tuple[str, ...] = field(default_factory=tuple)
+    # Keys a server-side source (Segment's SDKs, `/v1/*`) presents as its HTTP Basic user name
+    # (`tracker write-key` makes one); none: the Segment routes answer 401.
+    write_keys: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -120,6 +123,14 @@ class Config:
             )
 
     def _validate_secrets(self) -> None:
+        for at, key in enumerate(self.write_keys):
+            # Never the key itself: it is a secret. `tracker write-key` makes 32 characters.
+            if len(key) < MIN_SECRET_CHARS or ":" in key or not key.isprintable():
+                raise ConfigError(
+                    f"TRACKER_WRITE_KEYS: key {at + 1} ({len(key)} characters) is too easy to "
+                    f"guess or not a Basic user name; expected at least {MIN_SECRET_CHARS} "
+                    "printable characters without ':' (`tracker write-key` makes one)"
+                )
         for name in ("admin_token", "secret"):
             value = getattr(self, name)
             # Never the value itself: it is a secret. Generated ones are 43 characters.

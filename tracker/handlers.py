@@ -36,6 +36,7 @@ from tracker.metrics import Metrics
 from tracker.middleware import ESCAPED_PATH, OriginCheck
 from tracker.openapi import openapi_document
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_key
+from tracker.segment_ingest import SegmentIngest
 
 log = logging.getLogger(__name__)
 # How long `/metrics` waits for the hosts' own figures: a host that does not answer must not
@@ -131,6 +132,7 @@ class Ingress:
         )
         self.opt_out = frozenset(config.opt_out)
         self.proxies = ProxyCheck()
+        self.segment_ingest = SegmentIngest(config, self.dispatch, self.metrics)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -292,6 +294,12 @@ class Ingress:
         self.user_limiter.check(user_id)
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
+
+    async def segment(self, request: Request) -> Response:
+        """`/v1/<type>`, Segment's HTTP tracking API (`tracker.segment_ingest`)."""
+        kind = request.url.path.rsplit("/", 1)[-1]
+        with self.admit(client_of(request.scope)):
+            return await self.segment_ingest.handle(request, None if kind == "batch" else kind)
 
     # -- admin routes (`tracker.routes` has checked the admin) --------------------------------
 

@@ -355,6 +355,17 @@ class HostActor:
     ) -> list[int | BaseException]:
         return await self._call(self.host.track_stored_batch, items)
 
+    async def track_server(
+        self,
+        user_id: str,
+        movements: bytes,
+        auto_session: str | None = None,
+        device_info: Any = None,
+    ) -> int:
+        return await self._call(
+            self.host.track_server, user_id, movements, auto_session, device_info
+        )
+
     async def create_session(
         self, user_id: str, session_id: str, device_info: Any = None
     ) -> dict[str, Any]:

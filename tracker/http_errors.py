@@ -16,9 +16,11 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from tracker.errors import (
+    AlreadyLinked,
     Forbidden,
     HostBusy,
     InvalidInput,
+    InvalidMessage,
     RateLimited,
     RequestTimeout,
     StorageUnavailable,
@@ -71,7 +73,9 @@ def _storage_unavailable(exc: StorageUnavailable) -> Headers:
 BAD_REQUEST = ErrorStatus(
     400,
     "BadRequest",
-    "The body is not valid JSON, or is nested too deeply to read (field `body`).",
+    "The body is not valid JSON, or is nested too deeply to read (field `body`); or, on the "
+    "Segment routes, a message is malformed or over 32 KB: the whole batch is refused, and "
+    "`field` names the culprit (`batch.<index>.<field>`).",
     FieldError,
 )
 
@@ -91,6 +95,10 @@ ERRORS: dict[type[Exception], ErrorStatus] = {
         "stored).",
     ),
     UnknownSession: ErrorStatus(404, "NotFound", "No such session for this user."),
+    AlreadyLinked: ErrorStatus(
+        409, "Conflict", "The anonymous ID is linked to another user already (one user at most)."
+    ),
+    InvalidMessage: BAD_REQUEST,
     RequestTimeout: ErrorStatus(
         408,
         "RequestTimeout",

@@ -38,6 +38,12 @@ from tracker.schema import (
     SessionRequest,
     UserIdText,
 )
+from tracker.segment import (
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    SegmentBatchBody,
+    SegmentMessageBody,
+)
 
 if TYPE_CHECKING:
     from tracker.handlers import Handler, Ingress
@@ -53,6 +59,8 @@ class Caller(enum.Enum):
     OWNER = "owner"
     # The admin's token or login cookie; checked before the handler runs.
     ADMIN = "admin"
+    # A server-side source: a write key (TRACKER_WRITE_KEYS) as the HTTP Basic user name.
+    SOURCE = "source"
 
 
 @dataclass(frozen=True)
@@ -187,6 +195,34 @@ ANALYTICS_RANGE = (
     "active sessions."
 )
 PAGE = Answer("The page.", media_type="text/html")
+SEGMENT_ERRORS = (400, 401, 408, 413, 415, 429, 503)
+SEGMENT_DOC = (
+    "Segment's HTTP tracking API, for server-side sources and Segment's SDKs (docs/segment.md). "
+    "A bad message refuses the whole request (400 or 413 naming `batch.<index>.<field>`); "
+    "answered once every message is durable."
+)
+
+
+def _segment(kind: str, summary: str) -> Route:
+    single = kind != "batch"
+    return Route(
+        f"/v1/{kind}",
+        "POST",
+        "segment",
+        "segment",
+        summary,
+        Caller.SOURCE,
+        Answer("Stored.", (r.Ok,)),
+        SEGMENT_ERRORS,
+        body=(SegmentMessageBody,) if single else (SegmentBatchBody,),
+        body_description=(
+            f"One message; at most {MAX_MESSAGE_BYTES // 1024} KB."
+            if single
+            else f"Messages of any type; at most {MAX_BATCH_BYTES // 1024} KB in all, "
+            f"{MAX_MESSAGE_BYTES // 1024} KB each."
+        ),
+        description=SEGMENT_DOC,
+    )
 
 
 def _page(path: str, file: str, summary: str, path_params: type[Struct] | None = None) -> Route:
@@ -351,6 +387,11 @@ ROUTES: tuple[Route, ...] = (
         path_params=UserPath,
         private=True,
     ),
+    _segment("batch", "Segment: several messages of any type."),
+    _segment("track", "Segment: an event (a custom event with its properties)."),
+    _segment("page", "Segment: a page view."),
+    _segment("identify", "Segment: who a user is; links their anonymous ID to them."),
+    _segment("alias", "Segment: link a previous (anonymous) ID to a user."),
     Route(
         "/tracker.js",
         "GET",

@@ -77,6 +77,36 @@ class UserHost(HostRuntime):
         with self._counted():
             return await asyncio.gather(*(one(u, e) for u, e in items), return_exceptions=True)
 
+    async def track_server(
+        self,
+        user_id: str,
+        movements: bytes,
+        auto_session: str | None = None,
+        device_info: Any = None,
+    ) -> int:
+        """A batch of the user's movements from a server-side source (`tracker.segment`), as
+        `schema.pack_movements` makes it. Movements in `auto_session` go to the user's current
+        session instead, if they have one (`UserTracker.current_session`). A session the batch
+        starts is given `device_info` first."""
+        with self._counted():
+            now = self.now_ms()
+            batch = movements_from_obj(movements, now)
+            info = device_info_from_obj(device_info)
+            if user_id in self.settings.opt_out:
+                return 0
+            slot = await self._slot(user_id)
+            current = slot.tracker.current_session(now)
+            if auto_session is not None and current is not None:
+                for movement in batch:
+                    if movement.sessionId == auto_session:
+                        movement.sessionId = current
+            if info is not None:
+                for session_id in dict.fromkeys(m.sessionId for m in batch):
+                    if session_id not in slot.tracker.sessions:
+                        await self._start_session(user_id, slot, session_id, info)
+                        slot = await self._slot(user_id)
+            return await self._track(user_id, batch, now)
+
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
         self.calls_in_flight += 1
