@@ -31,6 +31,7 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
         "post": {"200", "401", "403", "429", "503"} | INPUT,
         "get": {"200", "401", "403", "404", "422", "429", "503"},
     },
+    "/api/track/identify": {"post": {"200", "401", "403", "409", "429", "503"} | INPUT},
     "/api/analytics": {"get": {"200", "401", "422", "429", "503"}},
     "/api/analytics/stream": {"get": {"200", "401", "429"}},
     "/api/admin/login": {"post": {"200", "401", "429"} | INPUT},
@@ -66,6 +67,7 @@ ADMIN_ROUTES = [
 PRIVATE = [
     ("/api/track/session", "post"),
     ("/api/track/session", "get"),
+    ("/api/track/identify", "post"),
     ("/api/admin/login", "post"),
     *ADMIN_ROUTES,
 ]

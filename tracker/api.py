@@ -124,6 +124,8 @@ class UserHandle:
         self.analytics = _Method(self, "analytics")
         self.export = _Method(self, "export")
         self.erase = _Method(self, "erase")
+        # This user is an anonymous ID: link it to a user (`Tracker.alias`).
+        self.link = _Method(self, "link")
 
 
 class Tracker:
@@ -163,6 +165,13 @@ class Tracker:
         if self.router is not None:
             return UserHandle(self.config, user_id, self.router, per_user=True)
         return UserHandle(self.config, user_id, self.hosts[host_name(user_id, self.config)])
+
+    def alias(self, anonymous_id: str, user_id: str) -> dict[str, Any]:
+        """Link an anonymous visitor to a user (at login, say): the visitor's sessions and
+        history move into the user's, once, and erasing the user erases them too
+        (`tracker.links`). Raises `AlreadyLinked` if the anonymous ID is another user's."""
+        result: dict[str, Any] = ray.get(self.user(anonymous_id).link.remote(user_id))
+        return result
 
     def analytics(self, **filters: Any) -> dict[str, Any]:
         """Site-wide analytics (see `SiteStats.report` for the filters)."""

@@ -295,6 +295,19 @@ class Ingress:
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
 
+    async def identify(self, request: Request) -> Response:
+        """Link the anonymous visitor of the visitor cookie to the user of the identity token
+        (at login): their history moves into the user's (`tracker.links`)."""
+        self.origins.check(request.headers)
+        with self.admit(client_of(request.scope)):
+            req = schema.identify_request_from_obj(await self.json_body(request))
+        if not self.access.has_visitor_cookie(request.cookies, req.anonymousId):
+            raise Forbidden("only the visitor who owns the anonymous ID (their visitor cookie)")
+        auth.verify_token(self.access.secret, req.userId, req.token)
+        self.user_limiter.check(req.userId)
+        result = await self.dispatch.call(req.anonymousId, "link", req.userId)
+        return JSONResponse(result)
+
     async def segment(self, request: Request) -> Response:
         """`/v1/<type>`, Segment's HTTP tracking API (`tracker.segment_ingest`)."""
         kind = request.url.path.rsplit("/", 1)[-1]

@@ -268,7 +268,10 @@ class HostRuntime:
         slot: UserSlot,
         record: Record,
         kept: list[tuple[str, Sequence[Observed]]] | None = None,
+        observe: bool = True,
     ) -> None:
+        """`observe`: show the stored movements to the site's analytics (not those moved from
+        a linked anonymous ID, counted when it sent them)."""
         # Log and apply with no await in between: this is the per-user critical section.
         # The record joins `committed` as its commit lands, not when this call resumes: a
         # compaction truncating the log up to that commit must find it there to flush it.
@@ -292,9 +295,7 @@ class HostRuntime:
             slot.inflight -= 1
         if not slot.armed:
             self._arm(user_id, slot)
-        if self.on_track is None:
-            return
-        if known is None:
+        if self.on_track is None or known is None or not observe:
             return
         if kept is None:
             kept = [(session_id, codec.decode_stored(blob)) for session_id, blob in record[3]]

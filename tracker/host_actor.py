@@ -20,13 +20,14 @@ import msgspec
 import ray
 from ray.actor import ActorHandle
 
-from tracker import settings
+from tracker import links, settings
 from tracker.analytics import SiteStats
 from tracker.analytics.outbox import AnalyticsOutbox
 from tracker.config import Config
 from tracker.drain import drain, orphaned_hosts
 from tracker.errors import (
     HostRetired,
+    InvalidInput,
     StorageUnavailable,
 )
 from tracker.host import HostSettings, NewSession
@@ -34,12 +35,14 @@ from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.placement import (
     AGGREGATOR_NAME,
     FIRST_HOST,
+    ROUTER_NAME,
     SCHEDULER_NAME,
     USER_ACTORS_NAME,
+    host_name,
     is_user_actor,
     sharded_host_names,
 )
-from tracker.schema import Observed
+from tracker.schema import Observed, check_user_id
 from tracker.storage import open_storage
 from tracker.user_host import UserHost
 from tracker.user_tracker import Limits
@@ -361,10 +364,37 @@ class HostActor:
         movements: bytes,
         auto_session: str | None = None,
         device_info: Any = None,
+        observe: bool = True,
     ) -> int:
         return await self._call(
-            self.host.track_server, user_id, movements, auto_session, device_info
+            self.host.track_server, user_id, movements, auto_session, device_info, observe
         )
+
+    async def link(self, anonymous_id: str, user_id: str) -> dict[str, Any]:
+        """Link `anonymous_id` (held here) to `user_id`: the link record, the move of its
+        history into the user's, then its erasure (`tracker.links`); each step safe to run
+        again, so a link cut short is completed by the next call."""
+        check_user_id("anonymousId", anonymous_id)
+        check_user_id("userId", user_id)
+        if anonymous_id == user_id:
+            raise InvalidInput("anonymousId", "is the user ID itself")
+        await links.claim(self.host.storage, anonymous_id, user_id)
+        lines = await self._call(self.host.export, anonymous_id)
+        for packed, device in links.moved(lines, user_id):
+            await self._on_users_host(user_id, "track_server", packed, None, device, False)
+        if lines:
+            await self.erase(anonymous_id)
+        return {"userId": user_id, "linked": True}
+
+    async def _on_users_host(self, user_id: str, method: str, *args: Any) -> Any:
+        """Call `method` for `user_id` on their host: this one, another, or (per-user
+        placement) their own actor, through the router."""
+        if self.per_user:
+            return await self._to_named(ROUTER_NAME, "call", user_id, method, args)
+        name = host_name(user_id, self.config)
+        if name == self.name:
+            return await getattr(self, method)(user_id, *args)
+        return await self._to_named(name, method, user_id, *args)
 
     async def create_session(
         self, user_id: str, session_id: str, device_info: Any = None
@@ -391,10 +421,14 @@ class HostActor:
         """Erase the user everywhere: on the hosts that held them before `TRACKER_HOSTS`
         changed (first: they could write their records back), here, in the scheduler and in
         the aggregator. A per-user host then stops for good, taking its journal with it."""
+        anonymous_ids = await links.linked(self.host.storage, user_id)
+        for anonymous_id in anonymous_ids:  # data of theirs not moved yet (tracker.links)
+            await self._on_users_host(anonymous_id, "erase")
         if not self.per_user:
             others = [name for name in sharded_host_names(self.config) if name != self.name]
             await asyncio.gather(*(self._to_named(n, "forget", user_id) for n in others))
         result = await self._call(self.host.erase, user_id)
+        await links.unlink(self.host.storage, user_id, anonymous_ids)
         await self.outbox.forget_user(user_id)  # after an analytics shipment out lands
         async with self._shipping_alarms:  # and an alarm request out: erased after it
             pass

@@ -19,7 +19,8 @@ from tracker.errors import Forbidden
 
 TRACK_PATH = "/api/track"
 SESSION_PATH = "/api/track/session"
-CORS_PATHS = frozenset({TRACK_PATH, SESSION_PATH})
+IDENTIFY_PATH = "/api/track/identify"
+CORS_PATHS = frozenset({TRACK_PATH, SESSION_PATH, IDENTIFY_PATH})
 CORS_METHODS = ("POST",)
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

@@ -85,6 +85,11 @@ class UserDetail(Struct, forbid_unknown_fields=True):
     sessions: list[Session]
 
 
+class Linked(Struct, forbid_unknown_fields=True):
+    userId: UserIdText
+    linked: TrueConst
+
+
 class EraseResult(Struct, forbid_unknown_fields=True):
     userId: UserIdText
     erased: TrueConst

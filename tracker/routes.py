@@ -27,12 +27,13 @@ from starlette.types import Receive, Scope, Send
 
 from tracker import responses as r
 from tracker.http_errors import error_response
-from tracker.middleware import SESSION_PATH, TRACK_PATH
+from tracker.middleware import IDENTIFY_PATH, SESSION_PATH, TRACK_PATH
 from tracker.schema import (
     MAX_BATCH_EVENTS,
     MAX_TIMESTAMP_MS,
     EventBatch,
     Id,
+    IdentifyRequest,
     LoginRequest,
     Movement,
     SessionRequest,
@@ -278,6 +279,20 @@ ROUTES: tuple[Route, ...] = (
         (401, 403, 429, 503, *INPUT_ERRORS),
         body=(SessionRequest,),
         headers=PrivacyHeaders,
+        private=True,
+    ),
+    Route(
+        IDENTIFY_PATH,
+        "POST",
+        "identify",
+        "tracking",
+        "Link the anonymous visitor to a logged-in user: their history moves into the user's.",
+        Caller.OWNER,
+        Answer("Linked (again, harmlessly, if it was).", (r.Linked,)),
+        (401, 403, 409, 429, 503, *INPUT_ERRORS),
+        body=(IdentifyRequest,),
+        body_description="The visitor's anonymous ID (shown by their visitor cookie), the "
+        "user's ID and their identity token.",
         private=True,
     ),
     Route(

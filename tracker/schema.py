@@ -162,6 +162,25 @@ class EventBatch(Struct, forbid_unknown_fields=True):
     events: list[Movement]
 
 
+class IdentifyRequest(Struct, forbid_unknown_fields=True):
+    """Body of `POST /api/track/identify`: link the anonymous visitor (shown by their visitor
+    cookie) to a logged-in user (shown by their identity token)."""
+
+    anonymousId: UserIdText
+    userId: UserIdText
+    token: Annotated[str, Meta(max_length=128)]
+
+
+def identify_request_from_obj(raw: Any) -> IdentifyRequest:
+    try:
+        request = msgspec.convert(raw, IdentifyRequest)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, InvalidInput) from None
+    check_user_id("anonymousId", request.anonymousId)
+    check_user_id("userId", request.userId)
+    return request
+
+
 class LoginRequest(Struct):
     """Body of `POST /api/admin/login`."""
 

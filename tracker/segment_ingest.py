@@ -70,4 +70,7 @@ class SegmentIngest:
             if isinstance(result, BaseException):
                 raise result
             stored += int(result)
+        # After the events: an anonymous visitor's events of this batch move with the rest.
+        for link in batch.links:
+            await self.dispatch.call(link.anonymous_id, "link", link.user_id)
         return stored

@@ -83,11 +83,14 @@ class UserHost(HostRuntime):
         movements: bytes,
         auto_session: str | None = None,
         device_info: Any = None,
+        observe: bool = True,
     ) -> int:
-        """A batch of the user's movements from a server-side source (`tracker.segment`), as
-        `schema.pack_movements` makes it. Movements in `auto_session` go to the user's current
-        session instead, if they have one (`UserTracker.current_session`). A session the batch
-        starts is given `device_info` first."""
+        """A batch of the user's movements from a server-side source (`tracker.segment`), or
+        moved from a linked anonymous ID (`tracker.links`, `observe` False: not shown to the
+        site's analytics again), as `schema.pack_movements` makes it. Movements in
+        `auto_session` go to the user's current session instead, if they have one
+        (`UserTracker.current_session`). A session the batch starts is given `device_info`
+        first."""
         with self._counted():
             now = self.now_ms()
             batch = movements_from_obj(movements, now)
@@ -103,9 +106,9 @@ class UserHost(HostRuntime):
             if info is not None:
                 for session_id in dict.fromkeys(m.sessionId for m in batch):
                     if session_id not in slot.tracker.sessions:
-                        await self._start_session(user_id, slot, session_id, info)
+                        await self._start_session(user_id, slot, session_id, info, observe)
                         slot = await self._slot(user_id)
-            return await self._track(user_id, batch, now)
+            return await self._track(user_id, batch, now, observe)
 
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
@@ -115,12 +118,14 @@ class UserHost(HostRuntime):
         finally:
             self.calls_in_flight -= 1
 
-    async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
+    async def _track(
+        self, user_id: str, movements: list[Movement], now: int, observe: bool = True
+    ) -> int:
         if user_id in self.settings.opt_out:
             return 0
         slot = await self._slot(user_id)
         tracked = slot.tracker.track_record(movements, now)
-        return await self._commit_track(user_id, slot, tracked, len(movements))
+        return await self._commit_track(user_id, slot, tracked, len(movements), observe)
 
     async def _track_stored(self, user_id: str, entries: list[codec.Entry], now: int) -> int:
         if user_id in self.settings.opt_out:
@@ -131,7 +136,7 @@ class UserHost(HostRuntime):
         return await self._commit_track(user_id, slot, tracked, count)
 
     async def _commit_track(
-        self, user_id: str, slot: UserSlot, tracked: Tracked, count: int
+        self, user_id: str, slot: UserSlot, tracked: Tracked, count: int, observe: bool = True
     ) -> int:
         """Commit what is new; return how many were. The caller then answers that all `count`
         are stored, so a movement dropped as a duplicate must be stored too: the commit that
@@ -139,7 +144,7 @@ class UserHost(HostRuntime):
         if tracked.record is None:
             await self._settled(slot)
         else:
-            await self._commit(user_id, slot, tracked.record, tracked.kept)
+            await self._commit(user_id, slot, tracked.record, tracked.kept, observe)
         if tracked.new < count and slot.failed:
             # A commit of this user failed since their memory was trusted: the duplicate may
             # have been in it. A retry finds the user reloaded from storage, and stores it.
@@ -178,14 +183,14 @@ class UserHost(HostRuntime):
         return NewSession(await self._start_session(user_id, slot, session_id, info), first)
 
     async def _start_session(
-        self, user_id: str, slot: UserSlot, session_id: str, info: Any
+        self, user_id: str, slot: UserSlot, session_id: str, info: Any, observe: bool = True
     ) -> dict[str, Any]:
         now = self.now_ms()
         record = slot.tracker.create_session_record(session_id, info, now)
         known = session_id in slot.tracker.sessions
         await self._commit(user_id, slot, record)
         session = slot.tracker.created_session(record)
-        if self.on_session is not None:
+        if self.on_session is not None and observe:
             self.on_session(user_id, session_id, now, session, known)
         return session
 
