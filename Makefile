@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint typecheck bench bench-quick browser loadgen clean
+.PHONY: install run test lint typecheck bench bench-quick browser loadgen node-sdk clean
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ loadgen:
 	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk ) || \
 	  echo "wrk could not be installed: the HTTP scenarios will use the asyncio client"
 
+# Segment's Node SDK for its end-to-end test, where Node is installed (the test skips otherwise).
+node-sdk:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix tests/node --no-audit --no-fund --silent; \
+	else echo "npm not found: the Node SDK test will be skipped"; fi
+
 run: install
 	$(BIN)/tracker serve
 
@@ -41,7 +47,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install browser lint typecheck
+test: install browser node-sdk lint typecheck
 	CHROMIUM_PATH=$(CHROMIUM) $(BIN)/pytest
 
 bench: install loadgen
@@ -51,4 +57,4 @@ bench-quick: install loadgen
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules

@@ -33,6 +33,7 @@ SCENARIOS = {
     "memory": "bench.memory",
     "per_user": "bench.per_user",
     "http": "bench.http",
+    "segment": "bench.segment",
     "scaling": "bench.scaling",
 }
 

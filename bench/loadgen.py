@@ -198,9 +198,10 @@ class Bodies:
         return f'{{"events":[{events}]}}'.encode()
 
 
-def request_bytes(path: str, port: int, body: bytes) -> bytes:
+def request_bytes(path: str, port: int, body: bytes, headers: str = "") -> bytes:
+    """A POST of `body`; `headers` are more header lines, each ending in CRLF."""
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -228,6 +229,7 @@ async def _run_async(
     connections: int,
     duration_s: float,
     rate: float | None,
+    headers: str = "",
 ) -> tuple[int, int, float, list[tuple[float, float]]]:
     latencies: list[float] = []
     timeline: list[tuple[float, float]] = []
@@ -252,7 +254,8 @@ async def _run_async(
                     delay = began - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                status = await _exchange(reader, writer, request_bytes(path, port, bodies()))
+                request = request_bytes(path, port, bodies(), headers)
+                status = await _exchange(reader, writer, request)
                 latency = (time.perf_counter() - began) * 1000
                 latencies.append(latency)
                 timeline.append((began - start, latency))
@@ -278,17 +281,21 @@ def run_asyncio(
     duration_s: float = 8.0,
     rate: float | None = None,
     users: int = USERS,
+    bodies: Callable[[], bytes] | None = None,
+    headers: str = "",
 ) -> Load:
-    """Closed-loop load, or with `rate` open-loop load at that many requests per second."""
+    """Closed-loop load, or with `rate` open-loop load at that many requests per second.
+    `bodies` makes each request's body (default: `Bodies(batch, users)`); `headers` are more
+    header lines for every request."""
     try:
         import uvloop
 
         runner: Callable[..., tuple[int, int, float, list[tuple[float, float]]]] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    bodies = Bodies(batch, users)
+    make = bodies or Bodies(batch, users)
     requests, errors, elapsed, timeline = runner(
-        _run_async(ports, path, bodies, connections, duration_s, rate)
+        _run_async(ports, path, make, connections, duration_s, rate, headers)
     )
     ordered = sorted(latency for _, latency in timeline)
     return Load(
