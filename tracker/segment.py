@@ -28,6 +28,7 @@ Domain logic only: no HTTP, no Ray.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,12 +39,14 @@ import msgspec
 
 from tracker.errors import InvalidInput, InvalidMessage
 from tracker.schema import (
+    MAX_BATCH_EVENTS,
     MAX_CUSTOM_PROPERTIES,
     MAX_FUTURE_MS,
     Movement,
     check_user_id,
     ids_valid,
-    movement_from_obj,
+    movements_from_obj,
+    pack_movements,
 )
 
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -113,6 +116,8 @@ def read_batch(raw: Any, size: int, now_ms: int, kind: str | None = None) -> Seg
 
 def _map(messages: list[Any], now_ms: int, sent_at: Any, prefix: str) -> SegmentBatch:
     batch = SegmentBatch()
+    pending: list[dict[str, Any]] = []
+    origin: list[int] = []
     for index, message in enumerate(messages):
         named = f"{prefix}{index}." if prefix else ""
         if not isinstance(message, dict):
@@ -137,15 +142,37 @@ def _map(messages: list[Any], now_ms: int, sent_at: Any, prefix: str) -> Segment
             continue
         context = _object(message.get("context"), f"{named}context")
         part = batch.users.setdefault(user_id, UserPart())
-        movement = _movement(message, kind, user_id, context, now_ms, sent_at, named)
-        try:
-            part.movements.append(movement_from_obj(movement, now_ms, named))
-        except InvalidInput as exc:
-            raise InvalidMessage(exc.field, exc.message) from None
+        pending.append(_movement(message, kind, user_id, context, now_ms, sent_at, named))
+        origin.append(index)
         agent = context.get("userAgent")
         if isinstance(agent, str) and agent:
             part.user_agent = agent[:512]
+    for start in range(0, len(pending), MAX_BATCH_EVENTS):
+        group = pending[start : start + MAX_BATCH_EVENTS]
+        for movement in _checked(group, origin[start:], now_ms, prefix):
+            batch.users[movement.userId].movements.append(movement)
     return batch
+
+
+def _checked(
+    movements: list[dict[str, Any]], origin: list[int], now_ms: int, prefix: str
+) -> list[Movement]:
+    """The movements validated in one pass (the schema's batch check); an error names the
+    message it came from, `batch.<index>.<field>`."""
+    try:
+        try:
+            return movements_from_obj(pack_movements(movements), now_ms)
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            if isinstance(exc, InvalidInput):
+                raise
+            # Not msgpack-able (an integer past 64 bits, half a surrogate pair): the slower
+            # path names the field.
+            return movements_from_obj(movements, now_ms)
+    except InvalidInput as exc:
+        at, _, rest = exc.field.removeprefix("events.").partition(".")
+        index = origin[int(at)] if at.isdigit() else 0
+        named = f"{prefix}{index}.{rest}" if prefix else rest or "body"
+        raise InvalidMessage(named, exc.message) from None
 
 
 def _alias(message: dict[str, Any], index: int, named: str) -> Link:
@@ -262,24 +289,30 @@ def campaign(raw: dict[str, Any], named: str) -> dict[str, str]:
 
 def flatten(properties: dict[str, Any], name: str) -> dict[str, Any]:
     """Nested objects as dotted keys; arrays and nulls as their JSON text."""
-    flat: dict[str, Any] = {}
-
-    def walk(value: Any, key: str) -> None:
-        if isinstance(value, dict) and value:
-            for inner, item in value.items():
-                walk(item, f"{key}.{inner}" if key else str(inner))
-        elif isinstance(value, str | bool | int | float):
-            flat[key] = value
-        else:
-            flat[key] = msgspec.json.encode(value).decode()
-
-    for key, value in properties.items():
-        walk(value, key)
+    if all(type(value) in _FLAT for value in properties.values()):
+        flat = properties
+    else:
+        flat = {}
+        for key, value in properties.items():
+            _walk(flat, value, key)
     if len(flat) > MAX_CUSTOM_PROPERTIES:
         raise InvalidMessage(
             name, f"{len(flat)} properties once flattened; at most {MAX_CUSTOM_PROPERTIES}"
         )
     return flat
+
+
+_FLAT = (str, bool, int, float)
+
+
+def _walk(flat: dict[str, Any], value: Any, key: str) -> None:
+    if isinstance(value, dict) and value:
+        for inner, item in value.items():
+            _walk(flat, item, f"{key}.{inner}")
+    elif isinstance(value, str | bool | int | float):
+        flat[key] = value
+    else:
+        flat[key] = msgspec.json.encode(value).decode()
 
 
 def _session(context: dict[str, Any], named: str) -> str:
@@ -331,12 +364,22 @@ def _timestamp(message: dict[str, Any], now_ms: int, sent_at: Any, named: str) -
 def _iso_ms(raw: Any, name: str) -> int:
     if not isinstance(raw, str):
         raise InvalidMessage(name, "expected an ISO 8601 date and time")
+    parsed = _parsed_iso(raw)
+    if isinstance(parsed, str):
+        raise InvalidMessage(name, f"{raw[:64]!r} {parsed}")
+    return parsed
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_iso(raw: str) -> int | str:
+    """`raw` in ms since the epoch, or what is wrong with it. Cached: a batch's `sentAt` is
+    read for each of its messages, and an SDK stamps many messages alike."""
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidMessage(name, f"{raw[:64]!r} is not an ISO 8601 date and time") from None
+        return "is not an ISO 8601 date and time"
     if parsed.tzinfo is None:
-        raise InvalidMessage(name, f"{raw[:64]!r} has no time zone")
+        return "has no time zone"
     return int(parsed.timestamp() * 1000)
 
 
