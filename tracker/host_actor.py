@@ -26,6 +26,7 @@ from tracker.analytics.outbox import AnalyticsOutbox
 from tracker.config import Config
 from tracker.drain import drain, orphaned_hosts
 from tracker.errors import (
+    HostBusy,
     HostRetired,
     InvalidInput,
     StorageUnavailable,
@@ -129,6 +130,10 @@ class Started:
         if self._task is None or (self._task.done() and self._task.exception() is not None):
             self._task = asyncio.ensure_future(self._start())
         await asyncio.shield(self._task)
+
+
+# A link's move passes at most: each moves what arrived for the anonymous ID during the last.
+MOVE_PASSES = 3
 
 
 class HostActor:
@@ -380,8 +385,18 @@ class HostActor:
             raise InvalidInput("anonymousId", "is the user ID itself")
         await links.claim(self.host.storage, anonymous_id, user_id)
         lines = await self._call(self.host.export, anonymous_id)
-        for packed, device in links.moved(lines, user_id):
-            await self._on_users_host(user_id, "track_server", packed, None, device, False)
+        for _ in range(MOVE_PASSES):
+            for packed, device in links.moved(lines, user_id):
+                await self._on_users_host(user_id, "track_server", packed, None, device, False)
+            # Events sent under the anonymous ID during the move are moved too (again, the
+            # rest: stored once) before it is dropped.
+            again = await self._call(self.host.export, anonymous_id)
+            if len(again) == len(lines):
+                break
+            lines = again
+        else:
+            # Still sending: dropped now, its latest events would be lost. What was moved stays.
+            raise HostBusy(f"anonymous ID {anonymous_id!r} is still sending events; link again")
         if lines:
             await self.erase(anonymous_id)
         return {"userId": user_id, "linked": True}
