@@ -458,7 +458,7 @@ def test_session_requests_are_validated_like_movements(client: httpx.Client) -> 
             {"userId": user, "sessionId": "s", "deviceInfo": {"userAgent": "u" * 513}},
             "deviceInfo.userAgent",
         ),
-        ({"userId": "../x", "sessionId": "s"}, "userId"),
+        ({"userId": "line\nbreak", "sessionId": "s"}, "userId"),
         ([], "body"),
     ]
     for body, field in cases:
