@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint typecheck client client-check bench bench-quick browser loadgen clean
+.PHONY: install run test lint typecheck client client-check bench bench-quick browser loadgen node-sdk clean
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ client-check:
 	  echo "node is not installed: not checking that tracker/static/ is what client/src builds"; \
 	fi
 
+# Segment's Node SDK for its end-to-end test, where Node is installed (the test skips otherwise).
+node-sdk:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix tests/node --no-audit --no-fund --silent; \
+	else echo "npm not found: the Node SDK test will be skipped"; fi
+
 run: install
 	$(BIN)/tracker serve
 
@@ -54,7 +60,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install browser lint typecheck client-check
+test: install browser node-sdk lint typecheck client-check
 	CHROMIUM_PATH=$(CHROMIUM) $(BIN)/pytest
 
 bench: install loadgen
@@ -64,4 +70,4 @@ bench-quick: install loadgen
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache client/node_modules
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache client/node_modules tests/node/node_modules

@@ -39,6 +39,7 @@ SCENARIOS = {
     "parquet": "bench.parquet",
     "http": "bench.http",
     "realtime": "bench.realtime",
+    "segment": "bench.segment",
     "scaling": "bench.scaling",
 }
 

@@ -137,6 +137,7 @@ PER_USER_USERS = "per-user placement: users per node (memory / USS per actor)"
 HTTP_ONE = "http: one event per request, durable"
 HTTP_P99 = "http: p99 latency at half of peak"
 HTTP_BATCHES = "http: batches of 50 events, durable"
+SEGMENT_BATCHES = "segment: batch ingest, 50 messages per request, durable"
 HTTP_CPU_ONE = "http: CPU per request, one event (replica and host)"
 HTTP_CPU_BATCH = "http: CPU per request, 50 events (replica and host)"
 LOADGEN = "load generator: asyncio client on hello-world"
@@ -296,6 +297,9 @@ FIGURES: dict[str, Figure | Share] = {
         HTTP_P99, "details.tracker.tail.windows_of_100_ms_with_them", "{}"
     ),
     "http-batches-events-per-s": _latest(HTTP_BATCHES, "value", "{:,.0f} events/s"),
+    "segment-batch-events-per-s": _latest(SEGMENT_BATCHES, "value", "{:,.0f} events/s"),
+    "segment-batch-baseline": _latest(SEGMENT_BATCHES, "baseline_value", "{:,.0f} events/s"),
+    "segment-batch-ratio": _latest(SEGMENT_BATCHES, "ratio", "{:.2f}x"),
     "http-batches-hello": _latest(HTTP_BATCHES, "baseline_value", "{:,.0f} events/s"),
     "http-batches-ratio": _latest(HTTP_BATCHES, "ratio", "{:.2f}x"),
     "http-cpu-one-replica": _latest(HTTP_CPU_ONE, "details.tracker.replica", "{:.2f} ms"),

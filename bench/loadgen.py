@@ -199,9 +199,10 @@ class Bodies:
         return f'{{"events":[{events}]}}'.encode()
 
 
-def request_bytes(path: str, port: int, body: bytes) -> bytes:
+def request_bytes(path: str, port: int, body: bytes, headers: str = "") -> bytes:
+    """A POST of `body`; `headers` are more header lines, each ending in CRLF."""
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -228,15 +229,18 @@ Exchange = Callable[[bytes | None], Awaitable[bool]]
 Opener = Callable[[int, Callable[[], bytes]], Awaitable[Exchange]]
 
 
-async def http_opener(path: str, port: int, bodies: Callable[[], bytes]) -> Exchange:
-    """A keep-alive HTTP/1.1 connection posting each body to `path`."""
+async def http_opener(
+    path: str, port: int, bodies: Callable[[], bytes], headers: str = ""
+) -> Exchange:
+    """A keep-alive HTTP/1.1 connection posting each body to `path`, with `headers` (more
+    header lines) on every request."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
     async def exchange(body: bytes | None) -> bool:
         if body is None:
             writer.close()
             return True
-        return await _exchange(reader, writer, request_bytes(path, port, body)) == 200
+        return await _exchange(reader, writer, request_bytes(path, port, body, headers)) == 200
 
     return exchange
 
@@ -302,10 +306,14 @@ def run_asyncio(
     opener: Opener | None = None,
     tool: str = "asyncio",
     visitors: bool = False,
+    bodies: Callable[[], bytes] | None = None,
+    headers: str = "",
 ) -> Load:
     """Closed-loop load, or with `rate` open-loop load at that many requests per second; over
     keep-alive HTTP to `path`, or over the connections `opener` opens. With `visitors`, each
-    connection is one visitor of the pool, sending only their own events."""
+    connection is one visitor of the pool, sending only their own events. `bodies` makes each
+    request's body (default: `Bodies(batch, users)`); `headers` are more header lines for every
+    HTTP request."""
     try:
         import uvloop
 
@@ -313,6 +321,7 @@ def run_asyncio(
     except ImportError:
         runner = asyncio.run
     shared = Bodies(batch, users)
+    made = bodies or shared
     pool = itertools.cycle(shared.users)
 
     def visitor() -> Callable[[], bytes]:
@@ -322,8 +331,8 @@ def run_asyncio(
     requests, errors, elapsed, timeline = runner(
         _run_async(
             ports,
-            opener or functools.partial(http_opener, path),
-            visitor if visitors else lambda: shared,
+            opener or functools.partial(http_opener, path, headers=headers),
+            visitor if visitors else lambda: made,
             connections,
             duration_s,
             rate,

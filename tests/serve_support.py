@@ -42,6 +42,7 @@ def serve_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
         http_port=free_port(),
         admin_token=secrets.token_urlsafe(32),
         secret=secrets.token_urlsafe(32),
+        write_keys=(secrets.token_urlsafe(24),),
     )
 
 

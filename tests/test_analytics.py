@@ -161,6 +161,7 @@ def test_every_movement_counts_in_total_events_and_events_by_type() -> None:
         "scroll": 0,
         "hover": 2,
         "form_interaction": 1,
+        "custom": 0,
     }
 
 

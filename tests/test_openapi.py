@@ -35,6 +35,7 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
         "post": {"200", "401", "403", "429", "503"} | INPUT,
         "get": {"200", "401", "403", "404", "422", "429", "503"},
     },
+    "/api/track/identify": {"post": {"200", "401", "403", "409", "429", "503"} | INPUT},
     "/api/analytics": {"get": {"200", "401", "422", "429", "503"}},
     "/api/analytics/stream": {"get": {"200", "401", "429"}},
     "/api/admin/login": {"post": {"200", "401", "429"} | INPUT},
@@ -48,6 +49,10 @@ CONTRACT: dict[str, dict[str, set[str]]] = {
     "/tracker.mjs": {"get": {"200", "304"}},
     "/tracker.{asset}.js": {"get": {"200", "304", "404"}},
     "/api/users/{userId}/live": {"get": {"101", "401", "429"}},
+    **{
+        f"/v1/{kind}": {"post": {"200", "400", "401", "408", "413", "415", "429", "503"}}
+        for kind in ("batch", "track", "page", "identify", "alias")
+    },
     "/healthz": {"get": {"200"}},
     "/metrics": {"get": {"200"}},
     "/openapi.json": {"get": {"200"}},
@@ -99,6 +104,7 @@ ADMIN_ROUTES = [
 PRIVATE = [
     ("/api/track/session", "post"),
     ("/api/track/session", "get"),
+    ("/api/track/identify", "post"),
     ("/api/admin/login", "post"),
     ("/api/experiments/{name}/variant", "get"),
     *ADMIN_ROUTES,

@@ -145,14 +145,54 @@ def test_data_limits(data: dict[str, Any], field: str | None) -> None:
         ("nul\0", False),
     ],
 )
-def test_ids_are_at_most_128_characters_of_a_safe_set(value: str, ok: bool) -> None:
-    for key in ("userId", "sessionId", "eventId"):
+def test_session_and_event_ids_are_at_most_128_characters_of_a_safe_set(
+    value: str, ok: bool
+) -> None:
+    for key in ("sessionId", "eventId"):
         if ok:
             movement_from_obj(raw(**{key: value}), NOW)
         else:
             with pytest.raises(InvalidMovement) as info:
                 movement_from_obj(raw(**{key: value}), NOW)
             assert info.value.field == key
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("user_123", True),
+        ("a+b@example.com", True),
+        ("Jane Doe", True),
+        ("ünïcode 名前 ✓", True),
+        ("slash/../y?q=1#f", True),
+        ('<script>"quote\\', True),
+        ("a" * 128, True),
+        ("é" * 128, True),
+        ("a" * 129, False),
+        ("", False),
+        ("nul\0", False),
+        ("line\nbreak", False),
+        ("tab\there", False),
+        ("del\x7f", False),
+        ("zero\u200bwidth", False),
+        ("line\u2028sep", False),
+        ("lone\ud800surrogate", False),
+    ],
+)
+def test_user_ids_are_1_to_128_printable_characters(value: str, ok: bool) -> None:
+    checks = [
+        lambda: movement_from_obj(raw(userId=value), NOW),
+        lambda: session_request_from_obj({"userId": value, "sessionId": "s"}),
+    ]
+    if "\ud800" not in value:  # msgpack holds UTF-8 text only: no lone surrogate is packed
+        checks.append(lambda: movements_from_obj(pack_movements([raw(userId=value)]), NOW))
+    for check in checks:
+        if ok:
+            check()
+        else:
+            with pytest.raises(InvalidInput) as info:
+                check()
+            assert info.value.field.endswith("userId")
 
 
 def test_timestamps_more_than_five_minutes_ahead_are_rejected() -> None:
@@ -200,7 +240,7 @@ def test_session_requests_name_the_bad_device_info_field() -> None:
     [
         ([raw(), raw(), raw(eventId="bad id")], "events.2.eventId"),
         ([raw(), raw(sessionId="s\n")], "events.1.sessionId"),
-        ([raw(userId="ünicode")], "events.0.userId"),
+        ([raw(userId="line\nbreak")], "events.0.userId"),
         (
             [raw(data={"metadata": {"a": {"b": {"c": {"d": {}}}}}})],
             "events.0.data.metadata.a.b.c.d",
@@ -209,7 +249,7 @@ def test_session_requests_name_the_bad_device_info_field() -> None:
         ([raw(), raw(timestamp=NOW + 10 * 60_000)], "events.1.timestamp"),
         ([raw(), raw(event="teleport")], "events.1.event"),
     ],
-    ids=["event-id", "session-newline", "non-ascii", "deep", "nan", "future", "event"],
+    ids=["event-id", "session-newline", "user-newline", "deep", "nan", "future", "event"],
 )
 def test_a_packed_batch_is_checked_like_a_list_and_names_the_field(
     batch: list[dict[str, Any]], field: str

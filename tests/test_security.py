@@ -1072,16 +1072,11 @@ def test_a_request_is_no_longer_counted_open_however_it_ends(
 
 # -- hostile user IDs ---------------------------------------------------------------------------
 
+# User IDs are free-form printable text (`tests/test_user_ids.py` tracks, reads, exports and
+# erases path-like, quoted, spaced and non-ASCII ones); these are not printable text.
 HOSTILE_IDS = [
-    "../../etc/passwd",
-    "..\\..\\windows",
-    "a/b",
-    "/abs",
     "a\x00b",
-    " admin",
-    "%2e%2e",
-    "ａｄｍｉｎ",  # fullwidth letters  # noqa: RUF001
-    "аdmin",  # Cyrillic a  # noqa: RUF001
+    "line\nbreak",
     "admin\u200b",  # zero-width space
     "admin\u202e",  # right-to-left override
     "a" * 129,
@@ -1090,10 +1085,10 @@ HOSTILE_IDS = [
 
 
 @pytest.mark.parametrize("user", HOSTILE_IDS, ids=lambda user: repr(user)[:24])
-def test_user_ids_with_separators_nul_or_unicode_tricks_are_422_everywhere(
+def test_user_ids_with_nul_control_or_invisible_characters_are_422_everywhere(
     client: httpx.Client, admin: httpx.Client, serve_config: Config, user: str
 ) -> None:
-    # Even with a valid token for the ID: the charset is checked first.
+    # Even with a valid token for the ID: the rule is checked first.
     signed = bearer(mint_token(secret_of(serve_config), user))
     assert_error(client.post("/api/track", json=movement(user), headers=signed), 422, "userId")
     session = {"userId": user, "sessionId": "s1"}
@@ -1239,6 +1234,6 @@ def test_script_payloads_are_stored_and_returned_as_inert_json_strings(
 
 
 def test_error_messages_that_echo_input_are_json_too(client: httpx.Client) -> None:
-    response = client.get("/api/track/session", params={"userId": "<script>", "sessionId": "s"})
+    response = client.get("/api/track/session", params={"userId": "<script>\n", "sessionId": "s"})
     assert_error(response, 422, "userId")
     assert "<script>" in response.json()["error"]

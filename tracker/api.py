@@ -160,6 +160,8 @@ class UserHandle:
         self.export = _Method(self, "export")
         self.erase = _Method(self, "erase")
         self.variant = _Method(self, "variant")
+        # This user is an anonymous ID: link it to a user (`Tracker.alias`).
+        self.link = _Method(self, "link")
 
 
 class Tracker:
@@ -201,6 +203,13 @@ class Tracker:
         if self.router is not None:
             return UserHandle(self.config, user_id, self.router, per_user=True)
         return UserHandle(self.config, user_id, self.hosts[host_name(user_id, self.config)])
+
+    def alias(self, anonymous_id: str, user_id: str) -> dict[str, Any]:
+        """Link an anonymous visitor to a user (at login, say): the visitor's sessions and
+        history move into the user's, once, and erasing the user erases them too
+        (`tracker.links`). Raises `AlreadyLinked` if the anonymous ID is another user's."""
+        result: dict[str, Any] = ray.get(self.user(anonymous_id).link.remote(user_id))
+        return result
 
     def analytics(self, **filters: Any) -> dict[str, Any]:
         """Site-wide analytics: `from_ms`, `to_ms` and `path` as `SiteStats.report` takes them,

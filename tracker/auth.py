@@ -116,9 +116,9 @@ def check_admin(expected: str, presented: str | None) -> None:
 
 # How long a dashboard sign-in lasts (the admin cookie's lifetime, in the browser and here).
 ADMIN_SESSION_S = 12 * 3600
-# The subject of an admin session's token: not a user ID (those hold no spaces), so that no
-# user's identity token is one, whatever the keys.
-_ADMIN_SESSION = "admin session"
+# The subject of an admin session's token: not a user ID (a tab is not printable, and user IDs
+# are printable text), so that no user's identity token is one, whatever the keys.
+_ADMIN_SESSION = "admin\tsession"
 
 
 def admin_session(admin_token: str, *, now_s: float | None = None) -> str:
@@ -138,6 +138,32 @@ def check_admin_session(
     if not presented:
         raise Unauthorized("missing admin token")
     return verify_token(admin_token, _ADMIN_SESSION, presented, now_s=now_s, kind="admin session")
+
+
+def check_write_key(write_keys: tuple[str, ...], authorization_header: str | None) -> None:
+    """Accept HTTP Basic credentials whose user name is one of `write_keys` (Segment's SDKs
+    send the write key so, with an empty password); raise `Unauthorized` otherwise. Every key
+    is compared, in constant time."""
+    if not write_keys:
+        raise Unauthorized("server-side tracking is not configured (TRACKER_WRITE_KEYS)")
+    scheme, _, encoded = (authorization_header or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise Unauthorized("missing write key: send it as the HTTP Basic user name")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise Unauthorized("malformed HTTP Basic credentials") from None
+    presented = decoded.partition(":")[0].encode()
+    found = False
+    for key in write_keys:
+        found |= hmac.compare_digest(key.encode(), presented)
+    if not found:
+        raise Unauthorized("wrong write key")
+
+
+def new_write_key() -> str:
+    """A new write key: 32 random URL-safe characters."""
+    return secrets.token_urlsafe(24)
 
 
 def bearer(authorization_header: str | None) -> str | None:

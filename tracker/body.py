@@ -21,20 +21,24 @@ MAX_BODY_BYTES = 64 * 1024
 JSON_TYPES = ("application/json", "text/plain")
 
 
-def check_body_headers(headers: Mapping[str, str], types: tuple[str, ...]) -> None:
-    """Refuse a body of another content type, or one declared larger than `MAX_BODY_BYTES`."""
+def check_body_headers(
+    headers: Mapping[str, str], types: tuple[str, ...], limit: int = MAX_BODY_BYTES
+) -> None:
+    """Refuse a body of another content type, or one declared larger than `limit` bytes."""
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in types:
         raise UnsupportedMediaType(
             f"content type {content_type or '(none)'!r}; expected one of {', '.join(types)}"
         )
     declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise TooLarge("body", f"{declared} bytes; at most {MAX_BODY_BYTES}")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge("body", f"{declared} bytes; at most {limit}")
 
 
-async def read_limited(chunks: AsyncIterator[bytes], timeout_s: float) -> bytes:
-    """The body, refused as soon as it grows past `MAX_BODY_BYTES` (whatever was declared), or
+async def read_limited(
+    chunks: AsyncIterator[bytes], timeout_s: float, limit: int = MAX_BODY_BYTES
+) -> bytes:
+    """The body, refused as soon as it grows past `limit` bytes (whatever was declared), or
     when it has not all arrived within `timeout_s` (a trickling body holds a request slot)."""
     parts: list[bytes] = []
     size = 0
@@ -52,8 +56,8 @@ async def read_limited(chunks: AsyncIterator[bytes], timeout_s: float) -> bytes:
     try:
         async for chunk in chunks:
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise TooLarge("body", f"more than {MAX_BODY_BYTES} bytes")
+            if size > limit:
+                raise TooLarge("body", f"more than {limit} bytes")
             parts.append(chunk)
     except asyncio.CancelledError:
         if not expired or task is None:
@@ -68,11 +72,14 @@ async def read_limited(chunks: AsyncIterator[bytes], timeout_s: float) -> bytes:
 
 
 async def read_json_body(
-    headers: Mapping[str, str], chunks: AsyncIterator[bytes], timeout_s: float
+    headers: Mapping[str, str],
+    chunks: AsyncIterator[bytes],
+    timeout_s: float,
+    limit: int = MAX_BODY_BYTES,
 ) -> bytes:
-    """A body a JSON route reads: of `JSON_TYPES`, within the limit and the deadline."""
-    check_body_headers(headers, JSON_TYPES)
-    return await read_limited(chunks, timeout_s)
+    """A body a JSON route reads: of `JSON_TYPES`, within `limit` bytes and the deadline."""
+    check_body_headers(headers, JSON_TYPES, limit)
+    return await read_limited(chunks, timeout_s, limit)
 
 
 async def asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:

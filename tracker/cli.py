@@ -41,6 +41,13 @@ def _token(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _write_key(args: argparse.Namespace, config: Config) -> int:
+    from tracker import auth
+
+    print(auth.new_write_key())
+    return 0
+
+
 def _export(args: argparse.Namespace, config: Config) -> int:
     import msgspec
     import ray
@@ -122,6 +129,10 @@ def parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint an identity token for a logged-in user")
     token.add_argument("user_id")
     token.add_argument("--ttl-s", type=float, default=86400.0, help="validity in seconds")
+    sub.add_parser(
+        "write-key",
+        help="make a write key for server-side sources (add it to TRACKER_WRITE_KEYS)",
+    )
     export = sub.add_parser("export", help="all of a user's data as NDJSON")
     export.add_argument("user_id")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
@@ -148,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "serve": _serve,
     "token": _token,
+    "write-key": _write_key,
     "export": _export,
     "export-parquet": _export_parquet,
     "erase": _erase,

@@ -107,6 +107,9 @@ class Config:
     # object in the environment): `runtime_env`, `resources`, `memory`, ... They apply when
     # an actor is created; running actors keep the ones they were created with.
     ray_actor_options: dict[str, Any] = field(default_factory=dict)
+    # Keys a server-side source (Segment's SDKs, `/v1/*`) presents as its HTTP Basic user name
+    # (`tracker write-key` makes one); none: the Segment routes answer 401.
+    write_keys: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -151,6 +154,14 @@ class Config:
             )
 
     def _validate_secrets(self) -> None:
+        for at, key in enumerate(self.write_keys):
+            # Never the key itself: it is a secret. `tracker write-key` makes 32 characters.
+            if len(key) < MIN_SECRET_CHARS or ":" in key or not key.isprintable():
+                raise ConfigError(
+                    f"TRACKER_WRITE_KEYS: key {at + 1} ({len(key)} characters) is too easy to "
+                    f"guess or not a Basic user name; expected at least {MIN_SECRET_CHARS} "
+                    "printable characters without ':' (`tracker write-key` makes one)"
+                )
         for name in ("admin_token", "secret"):
             value = getattr(self, name)
             # Never the value itself: it is a secret. Generated ones are 43 characters.

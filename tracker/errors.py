@@ -39,6 +39,15 @@ class InvalidDefinition(InvalidInput):
     """A goal, funnel or experiment definition, or a query over them, is malformed."""
 
 
+class InvalidMessage(InvalidInput):
+    """A Segment message is malformed or over its size (the whole batch is refused, HTTP 400 as
+    Segment answers it); `field` is `batch.<index>.<field>`."""
+
+
+class AlreadyLinked(TrackerError):
+    """An anonymous ID is linked to another user already (HTTP 409)."""
+
+
 class TooLarge(InvalidInput):
     """A body, batch or field is larger than allowed."""
 

@@ -19,7 +19,13 @@ from starlette.types import Receive, Scope, Send
 from tracker.body import asgi_chunks
 from tracker.handlers import Ingress, accepted_body
 from tracker.http_errors import error_response
-from tracker.middleware import SECURITY_HEADERS, TRACK_PATH, has_origin, route_path
+from tracker.middleware import (
+    SECURITY_HEADERS,
+    TRACK_PATH,
+    escape_user_paths,
+    has_origin,
+    route_path,
+)
 from tracker.ratelimit import client_of
 
 
@@ -57,7 +63,8 @@ async def track_asgi(ingress: Ingress, scope: Scope, receive: Receive, send: Sen
 
 
 class TrackerApp(Starlette):
-    """The Starlette app, except that it answers same-origin `POST /api/track` itself."""
+    """The Starlette app, except that it answers same-origin `POST /api/track` itself, and
+    routes `/api/users/<id>` on the raw path (`escape_user_paths`)."""
 
     def __init__(self, ingress: Ingress, **options: Any) -> None:
         super().__init__(**options)
@@ -73,4 +80,6 @@ class TrackerApp(Starlette):
         ):
             await track_asgi(self.ingress, scope, receive, send)
             return
+        if scope["type"] == "http":
+            scope = escape_user_paths(scope)
         await super().__call__(scope, receive, send)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import msgspec
 from ray.exceptions import RayError
@@ -35,12 +36,13 @@ from tracker.dispatch import Dispatcher, answer_within
 from tracker.errors import Forbidden, InvalidInput, InvalidMovement
 from tracker.live_user import follow_user
 from tracker.metrics import Metrics
-from tracker.middleware import OriginCheck
+from tracker.middleware import ESCAPED_PATH, OriginCheck
 from tracker.openapi import openapi_document
 from tracker.prediction_handlers import PredictionHandlers
 from tracker.query.filters import report_options
 from tracker.query.site import site_figures
 from tracker.ratelimit import OpenRequests, ProxyCheck, RateLimiter, client_of
+from tracker.segment_ingest import SegmentIngest
 from tracker.track_socket import Sockets, serve_socket
 from tracker.user_host import DECLINED, NewSession
 from tracker.visits.derive import derive_visit
@@ -108,6 +110,26 @@ def time_param(name: str, value: str) -> int:
     return int(value)
 
 
+def path_user_id(request: Request) -> str:
+    """The `{user_id}` of a `/api/users/...` path, decoded and checked (a user ID may hold
+    `/`, sent as `%2F`: `middleware.escape_user_paths`)."""
+    value: str = request.path_params["user_id"]
+    if request.scope.get(ESCAPED_PATH):
+        try:
+            value = unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidInput("userId", "not UTF-8 text once percent-decoded") from None
+    return schema.check_user_id("userId", value)
+
+
+def attachment(filename: str) -> str:
+    """A `Content-Disposition` naming a download `filename`, whatever characters it holds: an
+    ASCII stand-in, and the exact name in RFC 6266's `filename*` (header values are Latin-1,
+    and a quote or backslash would end the plain one)."""
+    plain = "".join(c if (c.isascii() and c.isalnum()) or c in "._-@+" else "_" for c in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 class Ingress(ConversionHandlers, PredictionHandlers):
     """Route handlers with their collaborators (tracker, limits, access, metrics)."""
 
@@ -134,6 +156,7 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         self.proxies = ProxyCheck()
         self.assets = ClientAssets(STATIC)
         self.sockets = Sockets(config.ws_max_sockets)
+        self.segment_ingest = SegmentIngest(config, self.dispatch, self.metrics)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -313,13 +336,32 @@ class Ingress(ConversionHandlers, PredictionHandlers):
 
     async def get_session(self, request: Request) -> Response:
         self.ip_limiter.check(client_of(request.scope))
-        user_id = schema.check_id("userId", request.query_params.get("userId"))
+        user_id = schema.check_user_id("userId", request.query_params.get("userId"))
         session_id = schema.check_id("sessionId", request.query_params.get("sessionId"))
         if not self.may_read(request, user_id):
             raise Forbidden("only the visitor who owns this session, or the admin")
         self.user_limiter.check(user_id)
         session = await self.dispatch.call(user_id, "get_session", session_id)
         return JSONResponse(session)
+
+    async def identify(self, request: Request) -> Response:
+        """Link the anonymous visitor of the visitor cookie to the user of the identity token
+        (at login): their history moves into the user's (`tracker.links`)."""
+        self.origins.check(request.headers)
+        with self.admit(client_of(request.scope)):
+            req = schema.identify_request_from_obj(await self.json_body(request))
+        if not self.access.has_visitor_cookie(request.cookies, req.anonymousId):
+            raise Forbidden("only the visitor who owns the anonymous ID (their visitor cookie)")
+        auth.verify_token(self.access.secret, req.userId, req.token)
+        self.user_limiter.check(req.userId)
+        result = await self.dispatch.call(req.anonymousId, "link", req.userId)
+        return JSONResponse(result)
+
+    async def segment(self, request: Request) -> Response:
+        """`/v1/<type>`, Segment's HTTP tracking API (`tracker.segment_ingest`)."""
+        kind = request.url.path.rsplit("/", 1)[-1]
+        with self.admit(client_of(request.scope)):
+            return await self.segment_ingest.handle(request, None if kind == "batch" else kind)
 
     # -- admin routes (`tracker.routes` has checked the admin) --------------------------------
 
@@ -342,7 +384,7 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         report.update(await answer_within(figures, self.config, "hosts"))
         report.setdefault("userSessions", [])
         if params.get("userId"):
-            user_id = schema.check_id("userId", params["userId"])
+            user_id = schema.check_user_id("userId", params["userId"])
             mine = await self.dispatch.call(user_id, "analytics")
             report["userSessions"] = mine["userSessions"]
         return JSONResponse(report)
@@ -417,12 +459,12 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         return response
 
     async def user_detail(self, request: Request) -> Response:
-        user_id = schema.check_id("userId", request.path_params["user_id"])
+        user_id = path_user_id(request)
         result = await self.dispatch.call(user_id, "analytics")
         return JSONResponse({"userId": user_id, "sessions": result["userSessions"]})
 
     async def erase_user(self, request: Request) -> Response:
-        user_id = schema.check_id("userId", request.path_params["user_id"])
+        user_id = path_user_id(request)
         result = await self.dispatch.call(user_id, "erase")
         return JSONResponse(result)
 
@@ -431,13 +473,13 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         await follow_user(self, websocket)
 
     async def export_user(self, request: Request) -> Response:
-        user_id = schema.check_id("userId", request.path_params["user_id"])
+        user_id = path_user_id(request)
         lines = await self.dispatch.call(user_id, "export")
         body = b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
         return Response(
             body,
             media_type="application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="{user_id}.ndjson"'},
+            headers={"Content-Disposition": attachment(f"{user_id}.ndjson")},
         )
 
     # -- service routes ----------------------------------------------------------------------

@@ -46,7 +46,7 @@ from tracker.history import Failures, History, UserSlot, carry_record, replayed,
 from tracker.host_settings import HostSettings
 from tracker.journal import Journal, Position
 from tracker.memory import process_rss_bytes
-from tracker.schema import Observed, check_id
+from tracker.schema import Observed, check_user_id
 from tracker.shedding import MemoryGuard
 from tracker.storage import Storage
 from tracker.stored_uses import StoredUses
@@ -64,6 +64,9 @@ LINGER_CALLS = 3
 # Told of each session's newly stored movements: (user_id, session_id, movements, now_ms,
 # known), `known` when the user's tracker held the session before them.
 TrackListener = Callable[[str, str, Sequence[Observed], int, bool], None]
+# Told of movements stored without being shown to the site's analytics (moved from a linked
+# anonymous ID, counted when it sent them): (user_id, session_id, movements, now_ms).
+MovedListener = Callable[[str, str, Sequence[Observed], int], None]
 # Told of each session created (or created again) by `create_session`: (user_id, session_id,
 # now_ms, the session as `create_session` answers it, known, what was derived of the visit).
 SessionListener = Callable[[str, str, int, dict[str, Any], bool, dict[str, Any]], None]
@@ -90,6 +93,7 @@ class HostRuntime:
         self.now_ms = now_ms
         self.on_track = on_track
         self.on_session = on_session
+        self.on_moved: MovedListener | None = None
         # Tracking calls being served: with LINGER_CALLS or more, commits wait a little to
         # be shared (one replica keeps at most two calls in flight, so HTTP alone does not).
         self.calls_in_flight = 0
@@ -221,7 +225,10 @@ class HostRuntime:
         slot: UserSlot,
         record: Record,
         kept: list[tuple[str, Sequence[Observed]]] | None = None,
+        observe: bool = True,
     ) -> None:
+        """`observe`: show the stored movements to the site's analytics (not those moved from
+        a linked anonymous ID, counted when it sent them)."""
         # Log and apply with no await in between: this is the per-user critical section.
         # The record joins `committed` as its commit lands, not when this call resumes: a
         # compaction truncating the log up to that commit must find it there to flush it.
@@ -245,15 +252,17 @@ class HostRuntime:
             slot.inflight -= 1
         if not slot.armed:
             self._arm(user_id, slot)
-        if self.on_track is None:
-            return
-        if known is None:
+        listener = self.on_track if observe else None
+        if known is None or (listener is None and self.on_moved is None):
             return
         if kept is None:
             kept = [(session_id, codec.decode_stored(blob)) for session_id, blob in record[3]]
         # Analytics count what was stored: duplicates were dropped from `kept` too.
         for session_id, movements in kept:
-            self.on_track(user_id, session_id, movements, record[2], session_id in known)
+            if listener is not None:
+                listener(user_id, session_id, movements, record[2], session_id in known)
+            elif self.on_moved is not None:
+                self.on_moved(user_id, session_id, movements, record[2])
 
     async def _read_slot(self, user_id: str) -> UserSlot:
         """The user's slot for a read, once their commit in flight has settled: one that
@@ -281,7 +290,7 @@ class HostRuntime:
             if slot is not None and not slot.stale:
                 slot.last_access_ms = self.now_ms()
                 return slot
-            check_id("userId", user_id)
+            check_user_id("userId", user_id)
             task = self._loading.get(user_id)
             # Over the memory budget: no one more in memory until users have left it.
             if task is None and await self.memory.wait():

@@ -20,14 +20,16 @@ import msgspec
 import ray
 from ray.actor import ActorHandle
 
-from tracker import settings
+from tracker import links, settings
 from tracker.analytics import SiteStats
 from tracker.analytics.outbox import AnalyticsOutbox
 from tracker.config import Config
 from tracker.drain import drain, orphaned_hosts
 from tracker.erasure import Erasure
 from tracker.errors import (
+    HostBusy,
     HostRetired,
+    InvalidInput,
     StorageUnavailable,
 )
 from tracker.host_settings import HostSettings
@@ -35,6 +37,7 @@ from tracker.memory import MB, default_host_memory_bytes, max_user_actors
 from tracker.placement import (
     AGGREGATOR_NAME,
     FIRST_HOST,
+    ROUTER_NAME,
     SCHEDULER_NAME,
     USER_ACTORS_NAME,
     host_name,
@@ -45,7 +48,7 @@ from tracker.predictions.next_page import NextPageModel, OnlineNextPage
 from tracker.query.index import HistoryIndex
 from tracker.query.rebuild import rebuild
 from tracker.query.run import Query
-from tracker.schema import Observed
+from tracker.schema import Observed, check_user_id
 from tracker.storage import open_storage
 from tracker.ticker import Ticker, each_once
 from tracker.user_host import NewSession, UserHost
@@ -120,6 +123,10 @@ class Started:
         await asyncio.shield(self._task)
 
 
+# A link's move passes at most: each moves what arrived for the anonymous ID during the last.
+MOVE_PASSES = 3
+
+
 class HostActor:
     """A host of user trackers (sharded), or of exactly one user (per-user placement)."""
 
@@ -141,6 +148,7 @@ class HostActor:
             on_session=self._observe_session,
         )
         self.host.on_exposure = self._observe_exposure
+        self.host.on_moved = self._index_moved
         self._ready = Started(self._start)
         self._ticker = Ticker(
             f"host {name}",
@@ -204,6 +212,13 @@ class HostActor:
         self.outbox.delta.observe_stored(user_id, session_id, movements, now_ms, known=known)
         self.index.track(user_id, session_id, movements, now_ms)
         self.next_pages.stored(user_id, session_id, movements)
+
+    def _index_moved(
+        self, user_id: str, session_id: str, movements: Sequence[Observed], now_ms: int
+    ) -> None:
+        # Moved from a linked anonymous ID: the site's live analytics and the next-page counts
+        # had them when it sent them; the queries count them as the user's from now on.
+        self.index.track(user_id, session_id, movements, now_ms)
 
     def _observe_exposure(self, user_id: str, experiment: str, variant: str, now_ms: int) -> None:
         # The index of the moment: the host's start makes a new one (`_index_stored_users`).
@@ -402,6 +417,54 @@ class HostActor:
     ) -> list[int | BaseException]:
         return await self._call(self.host.track_stored_batch, items)
 
+    async def track_server(
+        self,
+        user_id: str,
+        movements: bytes,
+        auto_session: str | None = None,
+        device_info: Any = None,
+        observe: bool = True,
+    ) -> int:
+        return await self._call(
+            self.host.track_server, user_id, movements, auto_session, device_info, observe
+        )
+
+    async def link(self, anonymous_id: str, user_id: str) -> dict[str, Any]:
+        """Link `anonymous_id` (held here) to `user_id`: the link record, the move of its
+        history into the user's, then its erasure (`tracker.links`); each step safe to run
+        again, so a link cut short is completed by the next call."""
+        check_user_id("anonymousId", anonymous_id)
+        check_user_id("userId", user_id)
+        if anonymous_id == user_id:
+            raise InvalidInput("anonymousId", "is the user ID itself")
+        await links.claim(self.host.storage, anonymous_id, user_id)
+        lines = await self._call(self.host.export, anonymous_id)
+        for _ in range(MOVE_PASSES):
+            for packed, device in links.moved(lines, user_id):
+                await self._on_users_host(user_id, "track_server", packed, None, device, False)
+            # Events sent under the anonymous ID during the move are moved too (again, the
+            # rest: stored once) before it is dropped.
+            again = await self._call(self.host.export, anonymous_id)
+            if len(again) == len(lines):
+                break
+            lines = again
+        else:
+            # Still sending: dropped now, its latest events would be lost. What was moved stays.
+            raise HostBusy(f"anonymous ID {anonymous_id!r} is still sending events; link again")
+        if lines:
+            await self.erase(anonymous_id)
+        return {"userId": user_id, "linked": True}
+
+    async def _on_users_host(self, user_id: str, method: str, *args: Any) -> Any:
+        """Call `method` for `user_id` on their host: this one, another, or (per-user
+        placement) their own actor, through the router."""
+        if self.per_user:
+            return await self._to_named(ROUTER_NAME, "call", user_id, method, args)
+        name = host_name(user_id, self.config)
+        if name == self.name:
+            return await getattr(self, method)(user_id, *args)
+        return await self._to_named(name, method, user_id, *args)
+
     async def create_session(
         self,
         user_id: str,
@@ -440,7 +503,11 @@ class HostActor:
         """Erase the user everywhere: on the hosts that held them before `TRACKER_HOSTS`
         changed (first: they could write their records back), here, in the scheduler and in
         the aggregator. A per-user host then stops for good, taking its journal with it."""
+        anonymous_ids = await links.linked(self.host.storage, user_id)
+        for anonymous_id in anonymous_ids:  # data of theirs not moved yet (tracker.links)
+            await self._on_users_host(anonymous_id, "erase")
         result = await self._erasure.run(user_id)
+        await links.unlink(self.host.storage, user_id, anonymous_ids)
         if self.per_user:
             await self._leave()
         return result

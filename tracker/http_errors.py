@@ -17,9 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from tracker.errors import (
+    AlreadyLinked,
     Forbidden,
     HostBusy,
     InvalidInput,
+    InvalidMessage,
     NotFound,
     RateLimited,
     RequestTimeout,
@@ -72,7 +74,9 @@ def _storage_unavailable(exc: StorageUnavailable) -> Headers:
 BAD_REQUEST = ErrorStatus(
     400,
     "BadRequest",
-    "The body is not valid JSON, or is nested too deeply to read (field `body`).",
+    "The body is not valid JSON, or is nested too deeply to read (field `body`); or, on the "
+    "Segment routes, a message is malformed or over 32 KB: the whole batch is refused, and "
+    "`field` names the culprit (`batch.<index>.<field>`).",
     FieldError,
 )
 
@@ -100,6 +104,10 @@ ERRORS: dict[type[Exception], ErrorStatus] = {
         "stored).",
     ),
     NotFound: NOT_FOUND,
+    AlreadyLinked: ErrorStatus(
+        409, "Conflict", "The anonymous ID is linked to another user already (one user at most)."
+    ),
+    InvalidMessage: BAD_REQUEST,
     RequestTimeout: ErrorStatus(
         408,
         "RequestTimeout",

@@ -8,7 +8,9 @@ makes (`CORS_PATHS`) may come from other origins (TRACKER_ALLOWED_ORIGINS).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import unquote
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,7 +20,8 @@ from tracker.errors import Forbidden
 TRACK_PATH = "/api/track"
 SESSION_PATH = "/api/track/session"
 TRACK_SOCKET_PATH = "/api/track/ws"
-CORS_PATHS = frozenset({TRACK_PATH, SESSION_PATH})
+IDENTIFY_PATH = "/api/track/identify"
+CORS_PATHS = frozenset({TRACK_PATH, SESSION_PATH, IDENTIFY_PATH})
 CORS_METHODS = ("POST",)
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -37,6 +40,38 @@ def route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
+
+
+USERS_PREFIX = "/api/users/"
+# Set on a scope whose path keeps `%2F` and `%25` escaped (`escape_user_paths`).
+ESCAPED_PATH = "tracker.escaped_path"
+_KEPT_ESCAPES = re.compile(r"(%2[fF]|%25)")
+
+
+def escape_user_paths(scope: Scope) -> Scope:
+    """A `/api/users/<id>...` request's scope with its path decoded from the raw path except
+    for `%2F` and `%25`, so that a user ID holding `/` (sent as `%2F`) stays one path segment;
+    the handler decodes the segment (`handlers.path_user_id`). Other scopes, and servers that
+    give no raw path, are left as they are."""
+    path: str = scope["path"]
+    raw = scope.get("raw_path")
+    if USERS_PREFIX not in path or not isinstance(raw, bytes):
+        return scope
+    text = raw.decode("latin-1")
+    pieces = _KEPT_ESCAPES.split(text)
+    kept = "".join(piece if index % 2 else _decoded(piece) for index, piece in enumerate(pieces))
+    if unquote(text) != path:  # the raw path is not this request's (rewritten by a proxy)
+        return scope
+    return {**scope, "path": kept, ESCAPED_PATH: True}
+
+
+def _decoded(piece: str) -> str:
+    """`piece` percent-decoded, or left escaped if that is not UTF-8 text (the handler's own
+    decoding then refuses it by name)."""
+    try:
+        return unquote(piece, errors="strict")
+    except UnicodeDecodeError:
+        return piece
 
 
 def header(scope: Scope, wanted: bytes) -> str:

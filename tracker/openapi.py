@@ -33,8 +33,14 @@ _SECURITY: dict[Caller, list[Json]] = {
     Caller.VISITOR: [{}, {"identityBearer": []}],
     Caller.OWNER: [{"visitorCookie": []}, {"identityBearer": []}, *_ADMIN],
     Caller.ADMIN: _ADMIN,
+    Caller.SOURCE: [{"writeKey": []}],
 }
 _SECURITY_SCHEMES: Json = {
+    "writeKey": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "A write key (TRACKER_WRITE_KEYS) as the user name, the password empty.",
+    },
     "adminBearer": {
         "type": "http",
         "scheme": "bearer",

@@ -14,7 +14,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from tracker.conversions.definitions import Experiment, Funnel, Goal, Match
-from tracker.schema import EVENT_TYPES, MAX_BATCH_EVENTS, DeviceInfo, Id, Movement
+from tracker.schema import EVENT_TYPES, MAX_BATCH_EVENTS, DeviceInfo, Id, Movement, UserIdText
 
 Count = Annotated[int, Meta(ge=0)]
 Ms = Annotated[int, Meta(ge=0, description="Milliseconds since the epoch.")]
@@ -26,7 +26,7 @@ FalseConst = Annotated[bool, Meta(extra_json_schema={"const": False})]
 
 
 class Session(Struct, forbid_unknown_fields=True):
-    userId: Id
+    userId: UserIdText
     sessionId: Id
     startTime: Ms
     lastActivity: Ms
@@ -82,12 +82,17 @@ class Ok(Struct, forbid_unknown_fields=True):
 
 
 class UserDetail(Struct, forbid_unknown_fields=True):
-    userId: Id
+    userId: UserIdText
     sessions: list[Session]
 
 
+class Linked(Struct, forbid_unknown_fields=True):
+    userId: UserIdText
+    linked: TrueConst
+
+
 class EraseResult(Struct, forbid_unknown_fields=True):
-    userId: Id
+    userId: UserIdText
     erased: TrueConst
     objectsDeleted: Count
 
@@ -112,7 +117,7 @@ class FieldError(Struct, forbid_unknown_fields=True):
 
 
 class SessionSummary(Struct):
-    userId: Id
+    userId: UserIdText
     sessionId: Id
     startTime: Ms
     lastActivity: Ms
@@ -171,7 +176,7 @@ class RageClick(Struct):
     element: str
     x: float
     y: float
-    userId: Id
+    userId: UserIdText
     timestamp: Ms
     count: Count
 

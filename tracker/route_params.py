@@ -9,9 +9,9 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from tracker.route_table import Header
-from tracker.schema import MAX_BATCH_EVENTS, MAX_TIMESTAMP_MS, Id, Movement
+from tracker.schema import MAX_BATCH_EVENTS, MAX_TIMESTAMP_MS, Id, Movement, UserIdText
 
-UserId = Annotated[Id, Meta(description="The user's ID.")]
+UserId = Annotated[UserIdText, Meta(description="The user's ID: 1-128 printable characters.")]
 # A time as a query parameter: ASCII digits (`handlers.time_param`), at most a movement's
 # largest timestamp.
 QueryMs = Annotated[int, Meta(ge=0, le=MAX_TIMESTAMP_MS)]
@@ -29,7 +29,9 @@ Filter = Annotated[str, Meta(min_length=1, max_length=256)]
 
 class AnalyticsQuery(Struct):
     userId: (
-        Annotated[Id, Meta(description="Also return this user's live sessions (userSessions).")]
+        Annotated[
+            UserIdText, Meta(description="Also return this user's live sessions (userSessions).")
+        ]
         | UnsetType
     ) = UNSET
     from_: (

@@ -37,6 +37,8 @@ class Caller(enum.Enum):
     OWNER = "owner"
     # The admin's token or login cookie; checked before the handler runs.
     ADMIN = "admin"
+    # A server-side source: a write key (TRACKER_WRITE_KEYS) as the HTTP Basic user name.
+    SOURCE = "source"
 
 
 @dataclass(frozen=True)

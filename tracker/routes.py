@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from tracker import responses as r
 from tracker.conversion_routes import SPECS, Spec
-from tracker.middleware import SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
+from tracker.middleware import IDENTIFY_PATH, SESSION_PATH, TRACK_PATH, TRACK_SOCKET_PATH
 from tracker.prediction_routes import SPECS as PREDICTION_SPECS
 from tracker.route_params import (
     CLIENT_FILE,
@@ -34,9 +34,16 @@ from tracker.route_params import (
 from tracker.route_table import Answer, Caller, Header, Route
 from tracker.schema import (
     EventBatch,
+    IdentifyRequest,
     LoginRequest,
     Movement,
     SessionRequest,
+)
+from tracker.segment import (
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    SegmentBatchBody,
+    SegmentMessageBody,
 )
 
 # -- the table ---------------------------------------------------------------------------------
@@ -95,6 +102,36 @@ def _conversions(spec: Spec, tag: str = "conversions") -> Route:
         path_params=spec.path_params,
         private=True,
         description=spec.description,
+    )
+
+
+SEGMENT_ERRORS = (400, 401, 408, 413, 415, 429, 503)
+SEGMENT_DOC = (
+    "Segment's HTTP tracking API, for server-side sources and Segment's SDKs (docs/segment.md). "
+    "A bad message refuses the whole request (400 or 413 naming `batch.<index>.<field>`); "
+    "answered once every message is durable."
+)
+
+
+def _segment(kind: str, summary: str) -> Route:
+    single = kind != "batch"
+    return Route(
+        f"/v1/{kind}",
+        "POST",
+        "segment",
+        "segment",
+        summary,
+        Caller.SOURCE,
+        Answer("Stored.", (r.Ok,)),
+        SEGMENT_ERRORS,
+        body=(SegmentMessageBody,) if single else (SegmentBatchBody,),
+        body_description=(
+            f"One message; at most {MAX_MESSAGE_BYTES // 1024} KB."
+            if single
+            else f"Messages of any type; at most {MAX_BATCH_BYTES // 1024} KB in all, "
+            f"{MAX_MESSAGE_BYTES // 1024} KB each."
+        ),
+        description=SEGMENT_DOC,
     )
 
 
@@ -158,6 +195,20 @@ ROUTES: tuple[Route, ...] = (
         (401, 403, 429, 503, *INPUT_ERRORS),
         body=(SessionRequest,),
         headers=PrivacyHeaders,
+        private=True,
+    ),
+    Route(
+        IDENTIFY_PATH,
+        "POST",
+        "identify",
+        "tracking",
+        "Link the anonymous visitor to a logged-in user: their history moves into the user's.",
+        Caller.OWNER,
+        Answer("Linked (again, harmlessly, if it was).", (r.Linked,)),
+        (401, 403, 409, 429, 503, *INPUT_ERRORS),
+        body=(IdentifyRequest,),
+        body_description="The visitor's anonymous ID (shown by their visitor cookie), the "
+        "user's ID and their identity token.",
         private=True,
     ),
     Route(
@@ -351,6 +402,11 @@ ROUTES: tuple[Route, ...] = (
         Caller.ANYONE,
         Answer("OpenAPI 3.1.", (dict[str, Any],)),
     ),
+    _segment("batch", "Segment: several messages of any type."),
+    _segment("track", "Segment: an event (a custom event with its properties)."),
+    _segment("page", "Segment: a page view."),
+    _segment("identify", "Segment: who a user is; links their anonymous ID to them."),
+    _segment("alias", "Segment: link a previous (anonymous) ID to a user."),
     *(_conversions(spec) for spec in SPECS),
     *(_conversions(spec, "predictions") for spec in PREDICTION_SPECS),
     _page("/", "demo/index.html", "Demo site home."),

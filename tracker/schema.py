@@ -33,6 +33,19 @@ ID_PATTERN = r"^[A-Za-z0-9._:@-]+$(?!\n)"
 EventType = Literal["page_view", "click", "scroll", "hover", "form_interaction", "custom"]
 ID_CHARS = string.ascii_letters + string.digits + "._:@-"
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
+# User IDs are free-form, as Segment's are (`user_123`, `a+b@example.com`, `Jane Doe`): 1-128
+# printable characters (`str.isprintable`: letters, marks, numbers, punctuation, symbols and the
+# space), so no control character, line break, invisible format character or lone surrogate
+# can reach a log line, a header or a token's signed message. Storage keys hash them.
+USER_ID_RULE = "{value!r} is not 1-128 printable characters"
+UserIdText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        description="1-128 printable characters: no control, line-break or format characters.",
+    ),
+]
 # A movement's IDs follow the same rule, checked for a whole batch in one pass by
 # `_check_movement_ids`: msgspec's per-field regex cost twice as much as the rest of decoding.
 MovementId = Annotated[
@@ -107,7 +120,7 @@ class Movement(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False)
     never form cycles, and a host decodes hundreds of thousands per second.
     """
 
-    userId: MovementId
+    userId: UserIdText
     sessionId: MovementId
     timestamp: Timestamp
     event: EventType
@@ -142,7 +155,7 @@ class SessionRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Body of `POST /api/track/session`: the visit's referrer (a URL or a host; its host is
     kept), its landing URL's campaign, and whether the browser showed it is automated."""
 
-    userId: Id
+    userId: UserIdText
     sessionId: Id
     deviceInfo: DeviceInfo | None = None
     referrer: Referrer | None = None
@@ -152,6 +165,25 @@ class SessionRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class EventBatch(Struct, forbid_unknown_fields=True):
     events: list[Movement]
+
+
+class IdentifyRequest(Struct, forbid_unknown_fields=True):
+    """Body of `POST /api/track/identify`: link the anonymous visitor (shown by their visitor
+    cookie) to a logged-in user (shown by their identity token)."""
+
+    anonymousId: UserIdText
+    userId: UserIdText
+    token: Annotated[str, Meta(max_length=128)]
+
+
+def identify_request_from_obj(raw: Any) -> IdentifyRequest:
+    try:
+        request = msgspec.convert(raw, IdentifyRequest)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, InvalidInput) from None
+    check_user_id("anonymousId", request.anonymousId)
+    check_user_id("userId", request.userId)
+    return request
 
 
 class LoginRequest(Struct):
@@ -208,15 +240,22 @@ def ids_valid(text: str) -> bool:
     return text.isascii() and not text.encode().translate(None, _ID_BYTES)
 
 
+def user_id_valid(text: str) -> bool:
+    """The user ID rule (`USER_ID_RULE`), but for the length, which the struct checks."""
+    return text.isprintable()
+
+
 def _bad_movement_id(movements: Sequence[Movement]) -> tuple[int, str, str] | None:
     """The first ID of `movements` that breaks the rule, as (index, field, value); or None."""
     users = "".join({m.userId for m in movements})
     sessions = "".join({m.sessionId for m in movements})
     events = "".join([m.eventId for m in movements if m.eventId is not None])
-    if ids_valid(users + sessions + events):
+    if user_id_valid(users) and ids_valid(sessions + events):
         return None
     for index, movement in enumerate(movements):
-        for field in ("userId", "sessionId", "eventId"):
+        if not user_id_valid(movement.userId):
+            return index, "userId", movement.userId
+        for field in ("sessionId", "eventId"):
             value = getattr(movement, field)
             if value is not None and not ids_valid(value):
                 return index, field, value
@@ -230,7 +269,8 @@ def _check_movement_ids(movements: Sequence[Movement], prefix: str | None) -> No
     if bad is not None:
         index, field, value = bad
         named = f"events.{index}.{field}" if prefix is None else f"{prefix}{field}"
-        raise InvalidMovement(named, ID_RULE.format(value=value))
+        rule = USER_ID_RULE if field == "userId" else ID_RULE
+        raise InvalidMovement(named, rule.format(value=value))
 
 
 def bad_path(movements: Sequence[Observed]) -> int | None:
@@ -431,9 +471,11 @@ def _movements_from_json_slowly(body: bytes, now_ms: int) -> list[Movement]:
 def session_request_from_obj(raw: Any) -> SessionRequest:
     """Validate the body of a session creation request."""
     try:
-        return msgspec.convert(raw, SessionRequest)
+        request = msgspec.convert(raw, SessionRequest)
     except msgspec.ValidationError as exc:
         raise field_error(exc, InvalidSession) from None
+    check_user_id("userId", request.userId, InvalidSession)
+    return request
 
 
 def device_info_from_obj(raw: Any) -> DeviceInfo | None:
@@ -443,6 +485,13 @@ def device_info_from_obj(raw: Any) -> DeviceInfo | None:
         return msgspec.convert(raw, DeviceInfo)
     except msgspec.ValidationError as exc:
         raise field_error(exc, InvalidSession, "deviceInfo.") from None
+
+
+def check_user_id(field: str, value: Any, kind: type[InvalidInput] = InvalidInput) -> str:
+    """A user ID: 1-128 printable characters (else raises `kind`)."""
+    if not isinstance(value, str) or not 0 < len(value) <= 128 or not user_id_valid(value):
+        raise kind(field, USER_ID_RULE.format(value=value))
+    return value
 
 
 def check_id(field: str, value: Any, kind: type[InvalidInput] = InvalidInput) -> str:

@@ -24,6 +24,7 @@ from tracker.schema import (
     DeviceInfo,
     Movement,
     check_id,
+    check_user_id,
     device_info_from_obj,
     movement_from_obj,
     movements_from_obj,
@@ -100,6 +101,39 @@ class UserHost(HostRuntime):
         with self._counted():
             return await asyncio.gather(*(one(u, e) for u, e in items), return_exceptions=True)
 
+    async def track_server(
+        self,
+        user_id: str,
+        movements: bytes,
+        auto_session: str | None = None,
+        device_info: Any = None,
+        observe: bool = True,
+    ) -> int:
+        """A batch of the user's movements from a server-side source (`tracker.segment`), or
+        moved from a linked anonymous ID (`tracker.links`, `observe` False: not shown to the
+        site's analytics again), as `schema.pack_movements` makes it. Movements in
+        `auto_session` go to the user's current session instead, if they have one
+        (`UserTracker.current_session`). A session the batch starts is given `device_info`
+        first."""
+        with self._counted():
+            now = self.now_ms()
+            batch = movements_from_obj(movements, now)
+            info = device_info_from_obj(device_info)
+            if user_id in self.settings.opt_out:
+                return 0
+            slot = await self._slot(user_id)
+            current = slot.tracker.current_session(now)
+            if auto_session is not None and current is not None:
+                for movement in batch:
+                    if movement.sessionId == auto_session:
+                        movement.sessionId = current
+            if info is not None:
+                for session_id in dict.fromkeys(m.sessionId for m in batch):
+                    if session_id not in slot.tracker.sessions:
+                        await self._start_session(user_id, slot, session_id, info, None, observe)
+                        slot = await self._slot(user_id)
+            return await self._track(user_id, batch, now, observe)
+
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
         self.calls_in_flight += 1
@@ -108,12 +142,14 @@ class UserHost(HostRuntime):
         finally:
             self.calls_in_flight -= 1
 
-    async def _track(self, user_id: str, movements: list[Movement], now: int) -> int:
+    async def _track(
+        self, user_id: str, movements: list[Movement], now: int, observe: bool = True
+    ) -> int:
         if user_id in self.settings.opt_out:
             return 0
         slot = await self._slot(user_id)
         tracked = slot.tracker.track_record(movements, now)
-        return await self._commit_track(user_id, slot, tracked, len(movements))
+        return await self._commit_track(user_id, slot, tracked, len(movements), observe)
 
     async def _track_stored(self, user_id: str, entries: list[codec.Entry], now: int) -> int:
         if user_id in self.settings.opt_out:
@@ -124,7 +160,7 @@ class UserHost(HostRuntime):
         return await self._commit_track(user_id, slot, tracked, count)
 
     async def _commit_track(
-        self, user_id: str, slot: UserSlot, tracked: Tracked, count: int
+        self, user_id: str, slot: UserSlot, tracked: Tracked, count: int, observe: bool = True
     ) -> int:
         """Commit what is new; return how many were. The caller then answers that all `count`
         are stored, so a movement dropped as a duplicate must be stored too: the commit that
@@ -132,7 +168,7 @@ class UserHost(HostRuntime):
         if tracked.record is None:
             await self._settled(slot)
         else:
-            await self._commit(user_id, slot, tracked.record, tracked.kept)
+            await self._commit(user_id, slot, tracked.record, tracked.kept, observe)
         if tracked.new < count and slot.failed:
             # A commit of this user failed since their memory was trusted: the duplicate may
             # have been in it. A retry finds the user reloaded from storage, and stores it.
@@ -188,6 +224,7 @@ class UserHost(HostRuntime):
         session_id: str,
         info: DeviceInfo | None,
         visit: dict[str, Any] | None,
+        observe: bool = True,
     ) -> dict[str, Any]:
         now = self.now_ms()
         if visit is None:
@@ -196,7 +233,7 @@ class UserHost(HostRuntime):
         known = session_id in slot.tracker.sessions
         await self._commit(user_id, slot, record)
         session = slot.tracker.created_session(record)
-        if self.on_session is not None:
+        if self.on_session is not None and observe:
             self.on_session(user_id, session_id, now, session, known, visit)
         return session
 
@@ -253,7 +290,7 @@ class UserHost(HostRuntime):
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         """All of the user's stored history (within retention), as NDJSON-ready dicts."""
-        check_id("userId", user_id)
+        check_user_id("userId", user_id)
         await self._erased(user_id)
         slot = self.slots.get(user_id)
         # An erasure coming meanwhile waits for this export: for its flush, which would store
@@ -273,7 +310,7 @@ class UserHost(HostRuntime):
         The user's other calls wait until it is done, then find them gone: an activation
         in between would read back what is being deleted (and store it again), and an event
         logged after the erase record would be acknowledged, then dropped with the slot."""
-        check_id("userId", user_id)
+        check_user_id("userId", user_id)
         await self._erased(user_id)
         done = self._erasing[user_id] = asyncio.Event()
         try:

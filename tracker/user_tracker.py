@@ -296,6 +296,17 @@ class UserTracker:
     def last_activity(self) -> int:
         return max((s.last_activity for s in self.sessions.values()), default=0)
 
+    def current_session(self, now_ms: int) -> str | None:
+        """The session active most recently, if it was within the session timeout: where a
+        server-side event without a session of its own belongs (as tracker.js keeps one
+        session while the visitor comes back within the timeout)."""
+        if not self.sessions:
+            return None
+        latest = max(self.sessions.values(), key=lambda s: s.last_activity)
+        if latest.last_activity < now_ms - self.limits.session_timeout_ms:
+            return None
+        return latest.session_id
+
     # -- snapshots -------------------------------------------------------------------------
 
     def snapshot(self) -> list[Any]:
