@@ -58,7 +58,7 @@ class TrackerIngress:
     def __serve_build_asgi_app__(self) -> Starlette:
         # Imported here, in the replica, so that building the application (`serve run`,
         # `serve deploy`) does not import the web layer into the deploying process.
-        from tracker.host_actor import tune_collector
+        from tracker.actor_process import tune_collector
         from tracker.ingress import build_app
 
         app = build_app(self.tracker, self.config)

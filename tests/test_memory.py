@@ -15,10 +15,10 @@ import pytest
 from support import movement
 
 from tracker import codec
+from tracker.actor_process import tune_collector
 from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.history import user_key
-from tracker.host_actor import tune_collector
 from tracker.host_settings import HostSettings
 from tracker.memory import (
     MB,

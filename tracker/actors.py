@@ -21,6 +21,7 @@ from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from tracker import settings
+from tracker.actor_process import Started
 from tracker.analytics.aggregator import Aggregator
 from tracker.clock import wall_clock_ms
 from tracker.config import Config
@@ -30,7 +31,7 @@ from tracker.errors import (
     StorageUnavailable,
     TooManyUserActors,
 )
-from tracker.host_actor import HostActor, Started
+from tracker.host_actor import HostActor
 from tracker.memory import max_user_actors
 from tracker.parquet.hourly import HourlyExport
 from tracker.placement import (

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from tracker.body import asgi_chunks
-from tracker.handlers import Ingress, accepted_body
+from tracker.handlers import Ingress
 from tracker.http_errors import error_response
 from tracker.middleware import (
     SECURITY_HEADERS,
@@ -27,6 +27,7 @@ from tracker.middleware import (
     route_path,
 )
 from tracker.ratelimit import client_of
+from tracker.request_parts import accepted_body
 
 
 async def track_asgi(ingress: Ingress, scope: Scope, receive: Receive, send: Send) -> None:

@@ -5,13 +5,16 @@ schema, not the decoder, names the field that is wrong."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from tracker.errors import InvalidInput
+from tracker.errors import InvalidInput, InvalidMovement
 
+# Metadata nests at most this many containers deep (`schema.Metadata` declares it too).
+MAX_METADATA_DEPTH = 4
 # Longer integers are read as floats (infinity past a double's range), which every field refuses
 # by name: Python's int() refuses more digits than its limit (4300 by default, 640 at least).
 MAX_INT_DIGITS = 640
@@ -83,3 +86,30 @@ def _is_text(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def check_json_value(value: Any, field: str, depth: int) -> None:
+    if isinstance(value, dict | list):
+        _check_json_container(value, field, depth)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMovement(field, f"{value!r} is not a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        # msgpack, the storage codec, holds integers of at most 64 bits (signed, here).
+        if not -(2**63) <= value < 2**63:
+            raise InvalidMovement(field, f"{value} does not fit in a signed 64-bit integer")
+    elif value is not None and not isinstance(value, str | int | bool):
+        raise InvalidMovement(field, f"{type(value).__name__} is not a JSON value")
+
+
+def _check_json_container(value: dict[Any, Any] | list[Any], field: str, depth: int) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidMovement(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json_value(item, f"{field}.{index}", depth + 1)
+        return
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidMovement(field, f"key {key!r} is not a string")
+        check_json_value(item, f"{field}.{key}", depth + 1)

@@ -51,7 +51,7 @@ _KEPT_ESCAPES = re.compile(r"(%2[fF]|%25)")
 def escape_user_paths(scope: Scope) -> Scope:
     """A `/api/users/<id>...` request's scope with its path decoded from the raw path except
     for `%2F` and `%25`, so that a user ID holding `/` (sent as `%2F`) stays one path segment;
-    the handler decodes the segment (`handlers.path_user_id`). Other scopes, and servers that
+    the handler decodes the segment (`request_parts.path_user_id`). Other scopes, and servers that
     give no raw path, are left as they are."""
     path: str = scope["path"]
     raw = scope.get("raw_path")

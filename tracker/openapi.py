@@ -20,6 +20,7 @@ from msgspec import Struct
 from tracker import auth, schema
 from tracker.body import JSON_TYPES
 from tracker.http_errors import STATUSES
+from tracker.json_text import MAX_METADATA_DEPTH
 from tracker.responses import RESPONSE_TYPES
 from tracker.route_table import Answer, Caller, Route
 from tracker.routes import ROUTES
@@ -98,7 +99,7 @@ class _Schemas:
         self.components["EventBatch"]["properties"]["events"]["maxItems"] = schema.MAX_BATCH_EVENTS
         self.components["Movement"]["description"] += (
             " `timestamp` may be at most 5 minutes ahead of the server clock; `data.metadata` at"
-            f" most {schema.MAX_METADATA_BYTES} bytes as JSON and {schema.MAX_METADATA_DEPTH}"
+            f" most {schema.MAX_METADATA_BYTES} bytes as JSON and {MAX_METADATA_DEPTH}"
             " levels deep. Violations are answered with 422."
         )
         # A custom event names itself (`schema._check_kinds`).

@@ -12,7 +12,7 @@ from tracker.route_table import Header
 from tracker.schema import MAX_BATCH_EVENTS, MAX_TIMESTAMP_MS, Id, Movement, UserIdText
 
 UserId = Annotated[UserIdText, Meta(description="The user's ID: 1-128 printable characters.")]
-# A time as a query parameter: ASCII digits (`handlers.time_param`), at most a movement's
+# A time as a query parameter: ASCII digits (`request_parts.time_param`), at most a movement's
 # largest timestamp.
 QueryMs = Annotated[int, Meta(ge=0, le=MAX_TIMESTAMP_MS)]
 MovementList = Annotated[list[Movement], Meta(extra_json_schema={"maxItems": MAX_BATCH_EVENTS})]

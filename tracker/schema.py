@@ -9,7 +9,6 @@ Every failure is an `InvalidMovement` / `InvalidSession` naming the offending fi
 
 from __future__ import annotations
 
-import math
 import re
 import string
 from collections.abc import Iterable, Sequence
@@ -19,13 +18,13 @@ import msgspec
 from msgspec import Meta, Struct
 
 from tracker.errors import InvalidInput, InvalidMovement, InvalidSession, TooLarge
+from tracker.json_text import check_json_value
 from tracker.json_text import decode_json as decode_json
 from tracker.visits.referrer import referrer_host
 
 EVENT_TYPES = ("page_view", "click", "scroll", "hover", "form_interaction", "custom")
 MAX_BATCH_EVENTS = 500
 MAX_METADATA_BYTES = 4096
-MAX_METADATA_DEPTH = 4
 MAX_FUTURE_MS = 5 * 60 * 1000
 # `(?!\n)`: Python's `$` (msgspec's) also matches before a final newline; JSON Schema's does not.
 ID_PATTERN = r"^[A-Za-z0-9._:@-]+$(?!\n)"
@@ -226,7 +225,7 @@ def check_movement(movement: Movement, now_ms: int, prefix: str = "") -> Movemen
     _check_paths([movement], prefix)
     _check_kinds([movement], prefix)
     if movement.data.metadata is not None:
-        _check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
+        check_json_value(movement.data.metadata, f"{prefix}data.metadata", depth=1)
     return check_rules(movement, now_ms, prefix)
 
 
@@ -331,33 +330,6 @@ def check_rules(movement: M, now_ms: int, prefix: str) -> M:
     return movement
 
 
-def _check_json_value(value: Any, field: str, depth: int) -> None:
-    if isinstance(value, dict | list):
-        _check_json_container(value, field, depth)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidMovement(field, f"{value!r} is not a finite number")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        # msgpack, the storage codec, holds integers of at most 64 bits (signed, here).
-        if not -(2**63) <= value < 2**63:
-            raise InvalidMovement(field, f"{value} does not fit in a signed 64-bit integer")
-    elif value is not None and not isinstance(value, str | int | bool):
-        raise InvalidMovement(field, f"{type(value).__name__} is not a JSON value")
-
-
-def _check_json_container(value: dict[Any, Any] | list[Any], field: str, depth: int) -> None:
-    if depth > MAX_METADATA_DEPTH:
-        raise InvalidMovement(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_json_value(item, f"{field}.{index}", depth + 1)
-        return
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise InvalidMovement(field, f"key {key!r} is not a string")
-        _check_json_value(item, f"{field}.{key}", depth + 1)
-
-
 def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
     """Validate one movement given as Python objects (a dict, as from JSON)."""
     if isinstance(raw, Movement):
@@ -368,7 +340,7 @@ def movement_from_obj(raw: Any, now_ms: int, prefix: str = "") -> Movement:
         data = raw.get("data") if isinstance(raw, dict) else None
         if "metadata[" in str(exc) and isinstance(data, dict):
             # msgspec does not name map keys in its path: walk the metadata to name the field.
-            _check_json_value(data.get("metadata"), f"{prefix}data.metadata", depth=1)
+            check_json_value(data.get("metadata"), f"{prefix}data.metadata", depth=1)
         raise field_error(exc, InvalidMovement, prefix) from None
     _check_movement_ids([movement], prefix)
     _check_paths([movement], prefix)
