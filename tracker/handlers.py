@@ -51,6 +51,9 @@ from tracker.request_parts import (
     site_host,
     time_param,
 )
+from tracker.responses import Declined, Session, SessionResult, UserDetail, UserSessions
+from tracker.route_table import answer
+from tracker.schema import SessionRequest
 from tracker.segment_ingest import SegmentIngest
 from tracker.track_socket import Sockets, serve_socket
 from tracker.user_host import DECLINED, NewSession
@@ -210,7 +213,7 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         """In the order of `accept`, for the same reasons."""
         self.origins.check(request.headers)
         if signals_decline(request.headers):
-            return JSONResponse(DECLINED)
+            return answer(DECLINED)
         with self.admit(client_of(request.scope)):
             return await self.start_session(request)
 
@@ -225,13 +228,14 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         req = schema.session_request_from_obj(await self.json_body(request))
         self.access.authorize_user(request.headers, req.userId)
         if req.userId in self.opt_out:
-            return JSONResponse(DECLINED)
+            return answer(DECLINED)
         self.user_limiter.check(req.userId)
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
         visit = self.derived_visit(request, req)
         # Only for an anonymous visitor, who has nothing else to read with: an identified user
         # reads with their token, which expires, and a cookie would outlive it by a year.
         cookie = auth.is_anonymous(req.userId)
+        session: Session | Declined | SessionRequest
         if not cookie or self.may_read(request, req.userId):
             session = await self.dispatch.call(
                 req.userId, "create_session", req.sessionId, info, visit
@@ -241,10 +245,9 @@ class Ingress(ConversionHandlers, PredictionHandlers):
                 req.userId, "create_new_session", req.sessionId, info, visit
             )
             if started.session is None:
-                sent = msgspec.to_builtins(req)
-                return JSONResponse({"success": True, "session": sent})
+                return answer(SessionResult(success=True, session=req))
             session, cookie = started.session, started.first
-        response = JSONResponse({"success": True, "session": session})
+        response = answer(SessionResult(success=True, session=session))
         if cookie:
             response.set_cookie(
                 auth.VISITOR_COOKIE,
@@ -281,8 +284,8 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         if not self.may_read(request, user_id):
             raise Forbidden("only the visitor who owns this session, or the admin")
         self.user_limiter.check(user_id)
-        session = await self.dispatch.call(user_id, "get_session", session_id)
-        return JSONResponse(session)
+        session: Session = await self.dispatch.call(user_id, "get_session", session_id)
+        return answer(session)
 
     async def identify(self, request: Request) -> Response:
         """Link the anonymous visitor of the visitor cookie to the user of the identity token
@@ -325,8 +328,8 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         report.setdefault("userSessions", [])
         if params.get("userId"):
             user_id = schema.check_user_id("userId", params["userId"])
-            mine = await self.dispatch.call(user_id, "analytics")
-            report["userSessions"] = mine["userSessions"]
+            mine: UserSessions = await self.dispatch.call(user_id, "analytics")
+            report["userSessions"] = msgspec.to_builtins(mine.userSessions)
         return JSONResponse(report)
 
     async def analytics_stream(self, request: Request) -> Response:
@@ -400,8 +403,8 @@ class Ingress(ConversionHandlers, PredictionHandlers):
 
     async def user_detail(self, request: Request) -> Response:
         user_id = path_user_id(request)
-        result = await self.dispatch.call(user_id, "analytics")
-        return JSONResponse({"userId": user_id, "sessions": result["userSessions"]})
+        result: UserSessions = await self.dispatch.call(user_id, "analytics")
+        return answer(UserDetail(userId=user_id, sessions=result.userSessions))
 
     async def erase_user(self, request: Request) -> Response:
         user_id = path_user_id(request)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import ray
+from msgspec import UNSET
 from ray.actor import ActorHandle
 
 from tracker import links, settings
@@ -48,6 +49,7 @@ from tracker.predictions.next_page import NextPageModel, OnlineNextPage
 from tracker.query.index import HistoryIndex
 from tracker.query.rebuild import rebuild
 from tracker.query.run import Query
+from tracker.responses import Declined, Session, UserSessions
 from tracker.schema import Observed, check_user_id
 from tracker.storage import open_storage
 from tracker.ticker import Ticker, each_once
@@ -191,18 +193,19 @@ class HostActor:
         user_id: str,
         session_id: str,
         now_ms: int,
-        session: dict[str, Any],
+        session: Session,
         known: bool,
         visit: dict[str, Any],
     ) -> None:
-        self.index.session(user_id, session_id, session["startTime"], visit)
+        self.index.session(user_id, session_id, session.startTime, visit)
+        info = session.deviceInfo
         # Observed now, not at its start: a session created again may have started hours ago.
         self.outbox.delta.observe_session(
             user_id,
             session_id,
             now_ms,
-            session.get("deviceInfo"),
-            start_ms=session["startTime"],
+            None if info is UNSET else msgspec.to_builtins(info),
+            start_ms=session.startTime,
             known=known,
         )
 
@@ -433,7 +436,7 @@ class HostActor:
         session_id: str,
         device_info: Any = None,
         visit: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Session | Declined:
         # Counted in analytics by the host, as it is stored (`_observe_session`); an opted-out
         # user's is neither stored nor counted.
         return await self._call(self.host.create_session, user_id, session_id, device_info, visit)
@@ -449,10 +452,10 @@ class HostActor:
             self.host.create_new_session, user_id, session_id, device_info, visit
         )
 
-    async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
+    async def get_session(self, user_id: str, session_id: str) -> Session:
         return await self._call(self.host.get_session, user_id, session_id)
 
-    async def analytics(self, user_id: str) -> dict[str, Any]:
+    async def analytics(self, user_id: str) -> UserSessions:
         return await self._call(self.host.analytics, user_id)
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
