@@ -314,6 +314,37 @@ def test_the_python_api_narrows_the_live_figures_too(make_tracker: Any, file_sto
     assert narrowed(t.analytics(browser="Firefox")) == live_figures(FIREFOX_VIEWS)
 
 
+def test_a_filter_keeps_the_rage_clicks_of_the_visits_it_selects(
+    make_tracker: Any, file_storage: str
+) -> None:
+    t = make_tracker(storage=file_storage, hosts=2)
+    start = support.now_ms() - MINUTE_MS
+    users = {}
+    # Three clicks within a second and 30 px on a phone; on Firefox, three a second apart.
+    for agent, gap_ms in ((IPHONE, 300), (FIREFOX, 1_500)):
+        user = users[agent] = str(uuid.uuid4())
+        handle = t.user(user)
+        ray.get(handle.create_session.remote("s1", {"userAgent": agent}))
+        data = {"path": "/cart", "element": "button#pay", "coordinates": {"x": 50, "y": 80}}
+        moves = [
+            support.movement(user, "s1", at=start + i * gap_ms, event="click", data=data)
+            for i in range(3)
+        ]
+        assert ray.get(handle.track_many.remote(moves)) == 3
+    assert t.analytics(device="mobile")["rageClicks"] == [
+        {
+            "path": "/cart",
+            "element": "button#pay",
+            "x": 50,
+            "y": 80,
+            "count": 3,
+            "userId": users[IPHONE],
+            "timestamp": start + 600,
+        }
+    ]
+    assert t.analytics(browser="Firefox")["rageClicks"] == []
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

@@ -324,6 +324,7 @@ class PreviousFigures(Figures):
     recentActivity: Annotated[list[SessionSummary], Meta(max_length=10)]
     heatmap: Heatmap
     scrollDepth: list[ScrollBucket]
+    rageClicks: list[RageClick]
 
 
 class Analytics(Struct):

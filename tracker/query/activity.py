@@ -1,7 +1,7 @@
 """The live report's figures (totals, events by type and per minute, pages, elements,
-journeys, recent activity, the heatmap and scroll depth) over the visits a report's filters
-select: when the report is filtered, these come from the hosts' histories over the range
-instead of the aggregator's unfiltered counts.
+journeys, recent activity, the heatmap, scroll depth and rage clicks) over the visits a
+report's filters select: when the report is filtered, these come from the hosts' histories
+over the range instead of the aggregator's unfiltered counts.
 
 `FilteredActivity` is a `Query`: each host counts its users' matching visits into an
 `ActivityPart`, parts add up, and `activity_figures` turns the sum into the report's fields.
@@ -105,6 +105,7 @@ class FilteredActivity:
         for visit, visit_events in by_visit(events).values():
             if filters.visit_matches(visit) and events_match(filters, visit_events):
                 _count_visit(part, visit_events)
+                part.spots.count(history.user_id, visit.session_id, visit_events)
                 last, start, count = visit_events[-1].ts, visit.start_ms, len(visit_events)
                 part.recent.append((last, history.user_id, visit.session_id, start, count))
                 counted = True
@@ -114,7 +115,6 @@ class FilteredActivity:
 def _count_visit(part: ActivityPart, events: list[Event]) -> None:
     part.sessions += 1
     part.events += len(events)
-    part.spots.count(events)
     previous: str | None = None
     for event in events:
         part.types[event.kind] += 1

@@ -1,10 +1,10 @@
 """The report's figures computed from the hosts' histories: `SiteReport` over the selected
 range, and over the preceding range of equal length when asked to compare.
 
-When the report is filtered, `FilteredActivity` also computes the live report's figures (totals,
-events by type and per minute, pages, elements, journeys, recent activity, the heatmap and
-scroll depth) over the range, in place of the aggregator's, which count every visit; the
-preceding range always has them from here.
+When the report is filtered, `FilteredActivity` also computes the live report's figures
+(totals, events by type and per minute, pages, elements, journeys, recent activity, the
+heatmap, scroll depth and rage clicks) over the range, in place of the aggregator's, which
+count every visit; the preceding range always has them from here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Where clicks and scrolls were, over the visits a report's filters select: the heatmap's
-cells by page and the scroll depth's buckets, as the live report shows them
-(`tracker.analytics.heatmap`, `tracker.analytics.scroll`), counted from the histories."""
+cells by page, the scroll depth's buckets and rage clicks, as the live report shows them
+(`tracker.analytics.heatmap`, `scroll`, `rage`), counted from the histories. A rage click's
+`timestamp` here is the time of its last click."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.analytics.heatmap import HEAT_BIN_PX, HEAT_BINS_X
+from tracker.analytics.metric import Clock
+from tracker.analytics.rage import Click, RageClicks
 from tracker.analytics.scroll import SCROLL_BUCKETS
+from tracker.analytics.sequences import RAGE_MIN_CLICKS, SessionSequence
 from tracker.query.events import Event
 
 # Pages a part keeps cells of, the most clicked: the heatmap shows one page.
@@ -21,11 +25,21 @@ MAX_HEAT_PAGES = 100
 class SpotsPart:
     heat: dict[str, Counter[int]] = field(default_factory=dict)
     scroll: list[int] = field(default_factory=lambda: [0] * SCROLL_BUCKETS)
+    rage: RageClicks = field(default_factory=RageClicks)
 
-    def count(self, events: Iterable[Event]) -> None:
+    def count(self, user_id: str, session_id: str, events: Iterable[Event]) -> None:
+        """One visit's events, in order."""
+        sequence = SessionSequence()
         for event in events:
-            if event.spot is not None and event.spot.cell is not None:
-                self.heat.setdefault(event.path or "", Counter())[event.spot.cell] += 1
+            spot = event.spot
+            if spot is not None:
+                path = event.path or ""
+                if spot.cell is not None:
+                    self.heat.setdefault(path, Counter())[spot.cell] += 1
+                near = sequence.add_click(event.ts, spot.x, spot.y, path)
+                if near >= RAGE_MIN_CLICKS:
+                    click = Click(event.ts, spot.x, spot.y, path, event.element or "")
+                    self.rage.record(sequence, user_id, session_id, event.ts, click, near)
             elif event.depth is not None:
                 self.scroll[min(SCROLL_BUCKETS - 1, max(0, int(event.depth // 10)))] += 1
 
@@ -33,6 +47,7 @@ class SpotsPart:
         for path, cells in other.heat.items():
             self.heat.setdefault(path, Counter()).update(cells)
         self.scroll = [a + b for a, b in zip(self.scroll, other.scroll, strict=True)]
+        self.rage.merge(other.rage, Clock(None))
 
     def bounded(self) -> SpotsPart:
         if len(self.heat) > MAX_HEAT_PAGES:
@@ -56,4 +71,5 @@ class SpotsPart:
                 ],
             },
             "scrollDepth": [{"bucket": i * 10, "count": n} for i, n in enumerate(self.scroll)],
+            **self.rage.rows(0, None),
         }
