@@ -53,7 +53,7 @@ def built_example() -> Path:
 
 
 @pytest.fixture(scope="module")
-def example() -> Iterator[tuple[str, str]]:
+def example(ray_session: None) -> Iterator[tuple[str, str]]:
     """The tracker (its own actors, allowing the example's origin) and the example's server
     on 127.0.0.1; yields (tracker URL, example URL)."""
     entry = built_example()
