@@ -541,7 +541,10 @@ def test_lowering_tracker_hosts_after_a_crash_keeps_every_acknowledged_event(
 
     never = {"compact_interval_s": 3600.0, "compact_log_bytes": 1 << 30}
     before = make_tracker(storage=file_storage, hosts=3, **never)
-    users = anonymous_users(12)
+    # Random IDs, four per host: each of the three logs holds acknowledged events.
+    users: list[str] = []
+    for host in before.hosts:
+        users += [u for u in anonymous_users(200) if host_name(u, before.config) == host][:4]
     assert {host_name(user, before.config) for user in users} == set(before.hosts)
     sent = {user: [f"{user}-{i}" for i in range(5)] for user in users}
     ray.get(

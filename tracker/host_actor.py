@@ -1,8 +1,6 @@
 """The host actor: a thin async shell around `UserHost` (sharded hosts, or one user's own
-actor in the per-user placement), its settings, and what every actor of the tracker shares.
-
-It ships its analytics deltas and alarm requests and compacts in loops of its own, about once
-a second; in the per-user placement it leaves when idle, and an erasure retires it for good.
+actor in the per-user placement) and its settings. It ships analytics deltas and alarm requests
+and compacts about once a second (`ticker.py`); a per-user one leaves when idle.
 """
 
 from __future__ import annotations
