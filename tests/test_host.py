@@ -605,7 +605,7 @@ def test_erase_leaves_no_object_holding_the_user(storage: Storage) -> None:
         await host.track(victim, movement(victim, at=clock()))  # and some still only in the log
         assert any(victim.encode() in data for data in (await everything(storage)).values())
         result = await host.erase(victim)
-        assert result.erased and result.objectsDeleted >= 2
+        assert result["erased"] and result["objectsDeleted"] >= 2
         assert not await storage.list_objects(user_key(victim))
         holders = [k for k, data in (await everything(storage)).items() if victim.encode() in data]
         assert holders == []
@@ -635,7 +635,7 @@ def test_an_erasure_removes_the_temporary_files_a_crash_left_in_the_users_folder
         # Writes a crash interrupted: their temporary files (one with the data) stay behind.
         (chunks / ".tmp-0123456789abcdef").write_bytes((chunks / f"{1:012d}").read_bytes())
         (chunks.parent / ".tmp-fedcba9876543210").write_bytes(b"")
-        assert (await host.erase("alice")).erased
+        assert (await host.erase("alice"))["erased"]
         assert holders(file_storage, user_traces("alice", "alice-1")) == []
 
     run(scenario())
@@ -681,7 +681,7 @@ def test_an_alarm_firing_for_an_erased_user_stores_nothing_and_asks_for_no_alarm
         assert await host.track("alice", movement(at=clock(), eventId="alice-1")) == 1
         await host.compact(force=True)
         host.take_alarm_requests()  # shipped
-        assert (await host.erase("alice")).erased
+        assert (await host.erase("alice"))["erased"]
         clock.advance(DAY)
         assert await host.alarm("alice") is None
         await host.compact(force=True)
@@ -705,12 +705,12 @@ def test_an_erasure_completes_while_another_users_history_cannot_be_written(
         assert await host.track("bob", movement(at=clock(), user="bob", eventId="bob-1")) == 1
         blocker.parent.mkdir(parents=True)
         blocker.write_bytes(b"")
-        assert (await host.erase("alice")).erased
+        assert (await host.erase("alice"))["erased"]
         assert holders(file_storage, user_traces("alice", "alice-1")) == []
         assert host.stats()["setAside"] == 1
         assert [m["eventId"] for m in await movements_of(host, user="bob")] == ["bob-1"]
         # And the user set aside can be erased too: nothing of his is carried on.
-        assert (await host.erase("bob")).erased
+        assert (await host.erase("bob"))["erased"]
         assert host.stats()["setAside"] == 0
         assert holders(file_storage, user_traces("bob", "bob-1")) == []
 
@@ -735,7 +735,7 @@ def test_a_host_that_held_an_erased_user_before_the_host_count_changed_forgets_t
         await host.compact(force=True)
         assert await former.forget("bob") is None  # nothing of his there: nothing to do
         assert await former.forget("alice") is not None
-        assert (await host.erase("alice")).erased
+        assert (await host.erase("alice"))["erased"]
         await former.compact(force=True)
         await host.compact(force=True)
         await former.journal.close()  # a crash
@@ -789,7 +789,7 @@ def test_an_alarm_request_out_as_its_user_is_erased_is_neither_armed_after_nor_s
         release.set()
         with pytest.raises(StorageUnavailable):
             await shipment
-        assert (await erasure).erased
+        assert (await erasure)["erased"]
         assert calls.index("erase") > calls.index("ensure_alarms")
         assert "alice" not in actor.host.alarm_requests
         await actor.host.stop()
@@ -820,7 +820,7 @@ def test_an_erasure_waits_for_a_write_of_the_users_data_and_then_leaves_nothing(
         wrapped.hold = lambda key: False
         wrapped.release.set()
         await writing
-        assert (await erase).erased
+        assert (await erase)["erased"]
         assert await storage.list_objects(user_key("alice")) == []
         again = await started(storage, clock)
         assert await again.export("alice") == []
@@ -865,7 +865,7 @@ def test_an_event_arriving_during_an_erasure_is_kept_and_the_erased_ones_stay_go
         assert not done  # both wait for the erasure
         storage.hold = False
         release.set()
-        assert (await erasure).erased
+        assert (await erasure)["erased"]
         assert await tracked == 1
         assert [line["eventId"] for line in await reads if line["type"] == "movement"] == []
         assert [m["eventId"] for m in await movements_of(host)] == ["after"]
@@ -1147,7 +1147,7 @@ def test_an_alarm_request_a_restarted_host_keeps_is_gone_with_its_erased_user(
         await host.compact(force=True)
         again = await started(storage, clock)  # a crash before the shipment
         assert set(again.alarm_requests) == {"alice", "bob"}
-        assert (await again.erase("alice")).erased
+        assert (await again.erase("alice"))["erased"]
         assert holders(storage_url, user_traces("alice", "alice-1")) == []
         arrived: dict[str, int] = {}
         await (await started(storage, clock)).ship_alarm_requests(scheduler_receiving(arrived))

@@ -91,7 +91,7 @@ def test_erasing_the_user_erases_every_linked_anonymous_id(
     assert event_ids(t, second) == sorted(late)
     t.flush()
 
-    assert ray.get(t.user(user).erase.remote()).erased is True
+    assert ray.get(t.user(user).erase.remote())["erased"] is True
 
     t.flush()
     traces = [trace for u in (first, second, user) for trace in user_traces(u)]

@@ -128,6 +128,6 @@ def test_hostile_user_ids_through_the_python_api_stay_inside_their_hashed_folder
     for user_id in users:
         assert not [name for name in names if user_id in name]
     for user_id in users:
-        assert ray.get(t.user(user_id).erase.remote()).erased is True
+        assert ray.get(t.user(user_id).erase.remote())["erased"] is True
     t.flush()
     assert holders(tmp_path / "data", [trace for u in users for trace in user_traces(u)]) == []

@@ -10,8 +10,6 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from tracker.config import Config
 from tracker.errors import ConfigError, TrackerError
 
@@ -98,7 +96,7 @@ def _erase(args: argparse.Namespace, config: Config) -> int:
     import ray
 
     t = _connect(config)
-    print(json.dumps(msgspec.to_builtins(ray.get(t.user(args.user_id).erase.remote()))))
+    print(json.dumps(ray.get(t.user(args.user_id).erase.remote())))
     return 0
 
 

@@ -15,7 +15,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from tracker.placement import AGGREGATOR_NAME, SCHEDULER_NAME
-from tracker.responses import EraseResult
 
 # A call of another actor's method: (actor name, method, user ID).
 CallNamed = Callable[[str, str, str], Awaitable[Any]]
@@ -28,7 +27,7 @@ class Erasure:
         self,
         *,
         other_hosts: Callable[[], Sequence[str]],
-        erase_here: Callable[[str], Awaitable[EraseResult]],
+        erase_here: Callable[[str], Awaitable[dict[str, Any]]],
         forget_analytics: Callable[[str], Awaitable[None]],
         alarms_shipping: AbstractAsyncContextManager[Any],
         call_named: CallNamed,
@@ -39,7 +38,7 @@ class Erasure:
         self.alarms_shipping = alarms_shipping
         self.call_named = call_named
 
-    async def run(self, user_id: str) -> EraseResult:
+    async def run(self, user_id: str) -> dict[str, Any]:
         """Erase the user everywhere; return this host's answer."""
         others = self.other_hosts()
         await asyncio.gather(*(self.call_named(name, "forget", user_id) for name in others))

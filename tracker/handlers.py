@@ -51,14 +51,7 @@ from tracker.request_parts import (
     site_host,
     time_param,
 )
-from tracker.responses import (
-    Declined,
-    EraseResult,
-    Session,
-    SessionResult,
-    UserDetail,
-    UserSessions,
-)
+from tracker.responses import Declined, Session, SessionResult, UserDetail, UserSessions
 from tracker.route_table import answer
 from tracker.schema import SessionRequest
 from tracker.segment_ingest import SegmentIngest
@@ -415,8 +408,8 @@ class Ingress(ConversionHandlers, PredictionHandlers):
 
     async def erase_user(self, request: Request) -> Response:
         user_id = path_user_id(request)
-        result: EraseResult = await self.dispatch.call(user_id, "erase")
-        return answer(result)
+        result = await self.dispatch.call(user_id, "erase")
+        return JSONResponse(result)
 
     async def follow_user(self, websocket: WebSocket) -> None:
         """`GET /api/users/{userId}/live` (`tracker.live_user`); the admin is checked."""

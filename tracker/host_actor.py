@@ -47,7 +47,7 @@ from tracker.predictions.next_page import NextPageModel, OnlineNextPage
 from tracker.query.index import HistoryIndex
 from tracker.query.rebuild import rebuild
 from tracker.query.run import Query
-from tracker.responses import Declined, EraseResult, Session, UserSessions
+from tracker.responses import Declined, Session, UserSessions
 from tracker.schema import Observed, check_user_id
 from tracker.storage import open_storage
 from tracker.ticker import Ticker, each_once
@@ -135,7 +135,7 @@ class HostActor:
             call_named=lambda name, method, user_id: self._to_named(name, method, user_id),
         )
 
-    async def _erase_here(self, user_id: str) -> EraseResult:
+    async def _erase_here(self, user_id: str) -> dict[str, Any]:
         result = await self._call(self.host.erase, user_id)
         self.index.forget(user_id)
         self.next_pages.forget(user_id)
@@ -462,7 +462,7 @@ class HostActor:
     async def variant(self, user_id: str, experiment: str) -> str:
         return await self._call(self.host.variant, user_id, experiment)
 
-    async def erase(self, user_id: str) -> EraseResult:
+    async def erase(self, user_id: str) -> dict[str, Any]:
         """Erase the user everywhere: on the hosts that held them before `TRACKER_HOSTS`
         changed (first: they could write their records back), here, in the scheduler and in
         the aggregator. A per-user host then stops for good, taking its journal with it."""
@@ -475,7 +475,7 @@ class HostActor:
             await self._leave()
         return result
 
-    async def forget(self, user_id: str) -> EraseResult | None:
+    async def forget(self, user_id: str) -> dict[str, Any] | None:
         """Erase what this host holds of a user who now lives on another host (see
         `UserHost.forget`); called by that host's `erase`."""
         self.index.forget(user_id)

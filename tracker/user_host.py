@@ -20,7 +20,7 @@ from tracker.errors import StorageUnavailable
 from tracker.history import UserSlot, user_key
 from tracker.host import HostRuntime
 from tracker.journal import LOG, holds_commits
-from tracker.responses import Declined, EraseResult, Session, UserSessions
+from tracker.responses import Declined, Session, UserSessions
 from tracker.schema import (
     DeviceInfo,
     Movement,
@@ -305,7 +305,7 @@ class UserHost(HostRuntime):
             records = await self.history.records(user_id)
         return list(export_lines(user_id, records))
 
-    async def erase(self, user_id: str) -> EraseResult:
+    async def erase(self, user_id: str) -> dict[str, Any]:
         """Remove the user from memory, the log and storage. The caller removes the alarm.
 
         The user's other calls wait until it is done, then find them gone: an activation
@@ -344,9 +344,9 @@ class UserHost(HostRuntime):
         finally:
             del self._erasing[user_id]
             done.set()
-        return EraseResult(userId=user_id, erased=True, objectsDeleted=deleted)
+        return {"userId": user_id, "erased": True, "objectsDeleted": deleted}
 
-    async def forget(self, user_id: str) -> EraseResult | None:
+    async def forget(self, user_id: str) -> dict[str, Any] | None:
         """Erase the user if this host holds any of their records (in memory, so in its log
         too): it held them before `TRACKER_HOSTS` changed, and its next compaction would
         write them back into the history of a user their new host erased. Returns the
