@@ -558,7 +558,7 @@ def test_lowering_tracker_hosts_after_a_crash_keeps_every_acknowledged_event(
     after = make_tracker(storage=file_storage, hosts=1, **never)
     for user, ids in sent.items():
         session = ray.get(after.user(user).get_session.remote("s1"))
-        assert sorted(m.eventId for m in session.movements) == sorted(ids)
+        assert sorted(m["eventId"] for m in session["movements"]) == sorted(ids)
 
 
 # -- several nodes, and the whole cluster: each in a process with a Ray cluster of its own ---------

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from conftest import holders, user_traces
 from support import movement, run
@@ -22,8 +21,7 @@ from tracker.errors import Fenced, InvalidMovement, StorageUnavailable, UnknownS
 from tracker.history import user_key
 from tracker.host import LINGER_CALLS
 from tracker.host_settings import HostSettings
-from tracker.responses import Declined, Session
-from tracker.schema import DeviceInfo, movement_from_obj, movements_from_obj
+from tracker.schema import movement_from_obj, movements_from_obj
 from tracker.storage import FileStorage, ObjectInfo, ObjectMissing, Storage, open_storage
 from tracker.user_host import UserHost
 from tracker.user_tracker import Limits
@@ -100,7 +98,7 @@ async def started(storage: Storage, clock: Clock, **settings: Any) -> UserHost:
 
 
 async def movements_of(host: UserHost, user: str = "alice", session: str = "s1") -> list[Any]:
-    return list(msgspec.to_builtins((await host.get_session(user, session)).movements))
+    return list((await host.get_session(user, session))["movements"])
 
 
 async def everything(storage: Storage) -> dict[str, bytes]:
@@ -271,7 +269,7 @@ def test_concurrent_first_calls_share_one_activation(file_storage: str) -> None:
         await host.stop()
         again = await started(storage, clock)
         sessions = await asyncio.gather(*(again.get_session("alice", "s1") for _ in range(20)))
-        assert all(len(s.movements) == 3 for s in sessions)
+        assert all(len(s["movements"]) == 3 for s in sessions)
 
     run(scenario())
 
@@ -393,9 +391,9 @@ def test_a_read_waiting_for_a_commit_that_fails_shows_only_what_was_stored(
         wrapped.release.set()
         with pytest.raises(StorageUnavailable):
             await refused
-        assert [m.eventId for m in (await session).movements] == ["ok"]
-        [listed] = (await analytics).userSessions
-        assert [m.eventId for m in listed.movements] == ["ok"]
+        assert [m["eventId"] for m in (await session)["movements"]] == ["ok"]
+        [listed] = (await analytics)["userSessions"]
+        assert [m["eventId"] for m in listed["movements"]] == ["ok"]
 
     run(scenario())
 
@@ -463,7 +461,7 @@ def test_an_event_acknowledged_while_its_user_reloads_is_kept(file_storage: str)
         await asyncio.sleep(0.05)
         wrapped.release.set()
         assert await later == 1
-        assert [m.eventId for m in (await reader).movements] == ["ok-1", "later"]
+        assert [m["eventId"] for m in (await reader)["movements"]] == ["ok-1", "later"]
         assert [m["eventId"] for m in await movements_of(host)] == ["ok-1", "later"]
         await host.compact(force=True)
         again = await started(wrapped, clock)
@@ -558,7 +556,7 @@ def test_a_stale_user_reloaded_while_a_compaction_writes_them_keeps_their_events
         session = await host.get_session("alice", "s1")
         await compaction
         gated.armed = False
-        assert [m.eventId for m in session.movements] == ["A"]
+        assert [m["eventId"] for m in session["movements"]] == ["A"]
         assert await host.track("alice", movement(at=clock(), eventId="A")) == 0
         await host.compact(force=True)
         exported = [x["eventId"] for x in await host.export("alice") if x["type"] == "movement"]
@@ -1045,15 +1043,15 @@ def test_the_alarm_expires_sessions_after_the_timeout_and_returns_the_next_due_t
         assert host.take_alarm_requests() == {"alice": clock() - 20 * MINUTE + 60 * MINUTE}
         clock.advance(10 * MINUTE)
         assert await host.alarm("alice") == clock() + 60 * MINUTE
-        assert (await host.analytics("alice")).totalSessions == 2
+        assert (await host.analytics("alice"))["totalSessions"] == 2
         clock.advance(1)
         assert await host.alarm("alice") == clock() + 60 * MINUTE
-        assert [s.sessionId for s in (await host.analytics("alice")).userSessions] == ["new"]
+        assert [s["sessionId"] for s in (await host.analytics("alice"))["userSessions"]] == ["new"]
         clock.advance(30 * MINUTE)
         await host.alarm("alice")
-        assert (await host.analytics("alice")).totalSessions == 0
+        assert (await host.analytics("alice"))["totalSessions"] == 0
         again = await started(storage, clock, limits=limits)
-        assert (await again.analytics("alice")).totalSessions == 0
+        assert (await again.analytics("alice"))["totalSessions"] == 0
 
     run(scenario())
 
@@ -1458,10 +1456,8 @@ def counting(storage: Storage, clock: Clock, stats: SiteStats) -> UserHost:
     def on_track(user: str, session: str, movements: Any, now: int, known: bool) -> None:
         stats.observe_stored(user, session, movements, now, known=known)
 
-    def on_session(
-        user: str, session: str, now: int, state: Session, known: bool, visit: Any
-    ) -> None:
-        stats.observe_session(user, session, now, start_ms=state.startTime, known=known)
+    def on_session(user: str, session: str, now: int, state: Any, known: bool, visit: Any) -> None:
+        stats.observe_session(user, session, now, start_ms=state["startTime"], known=known)
 
     return UserHost(
         "host-0", storage, HostSettings(), now_ms=clock, on_track=on_track, on_session=on_session
@@ -1895,7 +1891,7 @@ def test_an_opted_out_user_is_stored_by_no_call_whoever_makes_it(storage: Storag
         entries = codec.encode_entries(movements_from_obj([bob], clock()))
         assert await host.track_stored("bob", entries) == 0
         assert await host.track_stored_batch([("bob", entries)]) == [0]
-        assert isinstance(await host.create_session("bob", "s1"), Declined)
+        assert (await host.create_session("bob", "s1"))["declined"]
         assert await host.track("alice", movement(at=clock(), eventId="a1")) == 1
         await host.compact(force=True)
         assert await storage.list_objects(user_key("bob")) == []
@@ -1914,7 +1910,7 @@ def test_a_new_session_only_call_leaves_an_existing_session_as_it_was(file_stora
         host = await started(open_storage(file_storage), clock, opt_out=frozenset({"bob"}))
         started_first = await host.create_new_session("alice", "s1", {"userAgent": "alice"})
         assert started_first.first and started_first.session is not None
-        assert started_first.session.deviceInfo == DeviceInfo(userAgent="alice")
+        assert started_first.session["deviceInfo"] == {"userAgent": "alice"}
         await host.track("alice", movement(at=clock(), eventId="a1"))
         before = await host.get_session("alice", "s1")
         clock.advance(MINUTE)
@@ -1922,7 +1918,7 @@ def test_a_new_session_only_call_leaves_an_existing_session_as_it_was(file_stora
         assert (again.session, again.first) == (None, False)
         assert await host.get_session("alice", "s1") == before
         another = await host.create_new_session("alice", "s2", {"userAgent": "mallory"})
-        assert another.session is not None and another.session.sessionId == "s2"
+        assert another.session is not None and another.session["sessionId"] == "s2"
         assert not another.first  # alice has s1
         declined = await host.create_new_session("bob", "s1")
         assert (declined.session, declined.first) == (None, False)

@@ -330,7 +330,7 @@ def test_a_session_the_user_tracker_returns_matches_the_session_schemas(
     record, _, _ = tracker.track_record(movements, start + 1)
     assert record is not None
     tracker.apply(record)
-    session = msgspec.to_builtins(tracker.get_session("s-1"))
+    session = tracker.get_session("s-1")
     assert len(session["movements"]) == 3
     component(document, "Session").validate(session)
     component(document, "SessionResult").validate({"success": True, "session": session})
@@ -340,10 +340,7 @@ def test_a_session_the_user_tracker_returns_matches_the_session_schemas(
     assert not component(document, "SessionResult").is_valid(
         {"success": True, "session": {**sent, "movements": []}}
     )
-    detail = {
-        "userId": ANONYMOUS,
-        "sessions": msgspec.to_builtins(tracker.analytics().userSessions),
-    }
+    detail = {"userId": ANONYMOUS, "sessions": tracker.analytics()["userSessions"]}
     component(document, "UserDetail").validate(detail)
     assert not component(document, "Session").is_valid({**session, "surprise": 1})
 

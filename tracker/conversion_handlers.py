@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -22,7 +23,6 @@ from tracker.conversions.reports import Reports
 from tracker.conversions.store import DefinitionStore
 from tracker.errors import Forbidden, InvalidDefinition
 from tracker.query.run import Query
-from tracker.route_table import answer
 from tracker.storage import open_storage
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 # The range a report covers when `from` is left out: the 30 days up to `to`.
 DEFAULT_RANGE_MS = 30 * DAY_MS
 PERIODS = ("day", "week")
+
+
+def answer(body: msgspec.Struct) -> Response:
+    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 class ConversionHandlers:

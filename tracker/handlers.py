@@ -51,9 +51,6 @@ from tracker.request_parts import (
     site_host,
     time_param,
 )
-from tracker.responses import Declined, Session, SessionResult, UserDetail, UserSessions
-from tracker.route_table import answer
-from tracker.schema import SessionRequest
 from tracker.segment_ingest import SegmentIngest
 from tracker.track_socket import Sockets, serve_socket
 from tracker.user_host import DECLINED, NewSession
@@ -213,7 +210,7 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         """In the order of `accept`, for the same reasons."""
         self.origins.check(request.headers)
         if signals_decline(request.headers):
-            return answer(DECLINED)
+            return JSONResponse(DECLINED)
         with self.admit(client_of(request.scope)):
             return await self.start_session(request)
 
@@ -228,14 +225,13 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         req = schema.session_request_from_obj(await self.json_body(request))
         self.access.authorize_user(request.headers, req.userId)
         if req.userId in self.opt_out:
-            return answer(DECLINED)
+            return JSONResponse(DECLINED)
         self.user_limiter.check(req.userId)
         info = msgspec.to_builtins(req.deviceInfo) if req.deviceInfo else None
         visit = self.derived_visit(request, req)
         # Only for an anonymous visitor, who has nothing else to read with: an identified user
         # reads with their token, which expires, and a cookie would outlive it by a year.
         cookie = auth.is_anonymous(req.userId)
-        session: Session | Declined | SessionRequest
         if not cookie or self.may_read(request, req.userId):
             session = await self.dispatch.call(
                 req.userId, "create_session", req.sessionId, info, visit
@@ -245,9 +241,10 @@ class Ingress(ConversionHandlers, PredictionHandlers):
                 req.userId, "create_new_session", req.sessionId, info, visit
             )
             if started.session is None:
-                return answer(SessionResult(success=True, session=req))
+                sent = msgspec.to_builtins(req)
+                return JSONResponse({"success": True, "session": sent})
             session, cookie = started.session, started.first
-        response = answer(SessionResult(success=True, session=session))
+        response = JSONResponse({"success": True, "session": session})
         if cookie:
             response.set_cookie(
                 auth.VISITOR_COOKIE,
@@ -284,8 +281,8 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         if not self.may_read(request, user_id):
             raise Forbidden("only the visitor who owns this session, or the admin")
         self.user_limiter.check(user_id)
-        session: Session = await self.dispatch.call(user_id, "get_session", session_id)
-        return answer(session)
+        session = await self.dispatch.call(user_id, "get_session", session_id)
+        return JSONResponse(session)
 
     async def identify(self, request: Request) -> Response:
         """Link the anonymous visitor of the visitor cookie to the user of the identity token
@@ -328,8 +325,8 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         report.setdefault("userSessions", [])
         if params.get("userId"):
             user_id = schema.check_user_id("userId", params["userId"])
-            mine: UserSessions = await self.dispatch.call(user_id, "analytics")
-            report["userSessions"] = msgspec.to_builtins(mine.userSessions)
+            mine = await self.dispatch.call(user_id, "analytics")
+            report["userSessions"] = mine["userSessions"]
         return JSONResponse(report)
 
     async def analytics_stream(self, request: Request) -> Response:
@@ -403,8 +400,8 @@ class Ingress(ConversionHandlers, PredictionHandlers):
 
     async def user_detail(self, request: Request) -> Response:
         user_id = path_user_id(request)
-        result: UserSessions = await self.dispatch.call(user_id, "analytics")
-        return answer(UserDetail(userId=user_id, sessions=result.userSessions))
+        result = await self.dispatch.call(user_id, "analytics")
+        return JSONResponse({"userId": user_id, "sessions": result["userSessions"]})
 
     async def erase_user(self, request: Request) -> Response:
         user_id = path_user_id(request)

@@ -46,7 +46,6 @@ from tracker.history import Failures, History, UserSlot, carry_record, replayed,
 from tracker.host_settings import HostSettings
 from tracker.journal import Journal, Position
 from tracker.memory import process_rss_bytes
-from tracker.responses import Session
 from tracker.schema import Observed, check_user_id
 from tracker.shedding import MemoryGuard
 from tracker.storage import Storage
@@ -70,7 +69,7 @@ TrackListener = Callable[[str, str, Sequence[Observed], int, bool], None]
 MovedListener = Callable[[str, str, Sequence[Observed], int], None]
 # Told of each session created (or created again) by `create_session`: (user_id, session_id,
 # now_ms, the session as `create_session` answers it, known, what was derived of the visit).
-SessionListener = Callable[[str, str, int, Session, bool, dict[str, Any]], None]
+SessionListener = Callable[[str, str, int, dict[str, Any], bool, dict[str, Any]], None]
 
 
 class HostRuntime:

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import msgspec
 import ray
-from msgspec import UNSET
 from ray.actor import ActorHandle
 
 from tracker import links, settings
@@ -47,7 +46,6 @@ from tracker.predictions.next_page import NextPageModel, OnlineNextPage
 from tracker.query.index import HistoryIndex
 from tracker.query.rebuild import rebuild
 from tracker.query.run import Query
-from tracker.responses import Declined, Session, UserSessions
 from tracker.schema import Observed, check_user_id
 from tracker.storage import open_storage
 from tracker.ticker import Ticker, each_once
@@ -191,19 +189,18 @@ class HostActor:
         user_id: str,
         session_id: str,
         now_ms: int,
-        session: Session,
+        session: dict[str, Any],
         known: bool,
         visit: dict[str, Any],
     ) -> None:
-        self.index.session(user_id, session_id, session.startTime, visit)
-        info = session.deviceInfo
+        self.index.session(user_id, session_id, session["startTime"], visit)
         # Observed now, not at its start: a session created again may have started hours ago.
         self.outbox.delta.observe_session(
             user_id,
             session_id,
             now_ms,
-            None if info is UNSET else msgspec.to_builtins(info),
-            start_ms=session.startTime,
+            session.get("deviceInfo"),
+            start_ms=session["startTime"],
             known=known,
         )
 
@@ -434,7 +431,7 @@ class HostActor:
         session_id: str,
         device_info: Any = None,
         visit: dict[str, Any] | None = None,
-    ) -> Session | Declined:
+    ) -> dict[str, Any]:
         # Counted in analytics by the host, as it is stored (`_observe_session`); an opted-out
         # user's is neither stored nor counted.
         return await self._call(self.host.create_session, user_id, session_id, device_info, visit)
@@ -450,10 +447,10 @@ class HostActor:
             self.host.create_new_session, user_id, session_id, device_info, visit
         )
 
-    async def get_session(self, user_id: str, session_id: str) -> Session:
+    async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         return await self._call(self.host.get_session, user_id, session_id)
 
-    async def analytics(self, user_id: str) -> UserSessions:
+    async def analytics(self, user_id: str) -> dict[str, Any]:
         return await self._call(self.host.analytics, user_id)
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tracker import schema
@@ -28,7 +27,6 @@ from tracker.dispatch import answer_within
 from tracker.errors import TrackerError
 from tracker.http_errors import deny
 from tracker.ratelimit import client_of
-from tracker.responses import UserSessions
 
 if TYPE_CHECKING:
     from tracker.handlers import Ingress
@@ -76,8 +74,8 @@ async def follow_user(ingress: Ingress, websocket: WebSocket) -> None:
     first = True
     try:
         while not leaving.done():
-            result: UserSessions = await ingress.dispatch.call(user_id, "analytics")
-            fresh, sent = new_movements(msgspec.to_builtins(result.userSessions), sent)
+            result = await ingress.dispatch.call(user_id, "analytics")
+            fresh, sent = new_movements(result["userSessions"], sent)
             if fresh or first:
                 message = {"userId": user_id, "movements": fresh, "at": ingress.now_ms()}
                 await websocket.send_text(json.dumps(message))

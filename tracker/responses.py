@@ -86,14 +86,6 @@ class UserDetail(Struct, forbid_unknown_fields=True):
     sessions: list[Session]
 
 
-class UserSessions(Struct, forbid_unknown_fields=True):
-    """One user's live sessions: what a host answers for the user's part of the analytics."""
-
-    totalSessions: Count
-    userSessions: list[Session]
-    recentActivity: Annotated[list[Session], Meta(max_length=10)]
-
-
 class Linked(Struct, forbid_unknown_fields=True):
     userId: UserIdText
     linked: TrueConst

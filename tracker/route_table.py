@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from msgspec import Struct
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
@@ -97,11 +96,6 @@ register_url_convertor("anypath", _AnyPath())
 
 
 # -- the Starlette routes ----------------------------------------------------------------------
-
-
-def answer(body: Struct) -> Response:
-    """A declared response type's JSON answer (`tracker.responses`)."""
-    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 class _NoAnswer(Response):

@@ -20,7 +20,6 @@ from tracker.errors import StorageUnavailable
 from tracker.history import UserSlot, user_key
 from tracker.host import HostRuntime
 from tracker.journal import LOG, holds_commits
-from tracker.responses import Declined, Session, UserSessions
 from tracker.schema import (
     DeviceInfo,
     Movement,
@@ -34,7 +33,7 @@ from tracker.user_tracker import Tracked, export_lines
 from tracker.visits.derive import derive_visit
 
 # What a session request for an opted-out user answers (nothing is stored).
-DECLINED = Declined(success=False, declined=True)
+DECLINED: dict[str, Any] = {"success": False, "declined": True}
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class NewSession:
     none), and whether the user held no other session, so that their sessions so far are
     none but this one."""
 
-    session: Session | None
+    session: dict[str, Any] | None
     first: bool
 
 
@@ -184,13 +183,13 @@ class UserHost(HostRuntime):
         session_id: str,
         device_info: Any = None,
         visit: dict[str, Any] | None = None,
-    ) -> Session | Declined:
+    ) -> dict[str, Any]:
         """Start (or restart) a session. `visit`: what the ingress derived of the visit
         (`tracker.visits.derive`); without it, what the device info's user agent says."""
         check_id("sessionId", session_id)
         info = device_info_from_obj(device_info)
         if user_id in self.settings.opt_out:
-            return DECLINED
+            return dict(DECLINED)
         slot = await self._slot(user_id)
         return await self._start_session(user_id, slot, session_id, info, visit)
 
@@ -226,7 +225,7 @@ class UserHost(HostRuntime):
         info: DeviceInfo | None,
         visit: dict[str, Any] | None,
         observe: bool = True,
-    ) -> Session:
+    ) -> dict[str, Any]:
         now = self.now_ms()
         if visit is None:
             visit = derive_visit(user_agent=info.userAgent if info else None)
@@ -238,12 +237,12 @@ class UserHost(HostRuntime):
             self.on_session(user_id, session_id, now, session, known, visit)
         return session
 
-    async def get_session(self, user_id: str, session_id: str) -> Session:
+    async def get_session(self, user_id: str, session_id: str) -> dict[str, Any]:
         check_id("sessionId", session_id)
         slot = await self._read_slot(user_id)
         return slot.tracker.get_session(session_id)
 
-    async def analytics(self, user_id: str) -> UserSessions:
+    async def analytics(self, user_id: str) -> dict[str, Any]:
         slot = await self._read_slot(user_id)
         return slot.tracker.analytics(self.now_ms())
 

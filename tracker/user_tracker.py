@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import msgspec
-from msgspec import UNSET
 
 from tracker import codec
 from tracker.codec import Record
 from tracker.config import Config
 from tracker.errors import InvalidMovement, UnknownSession
-from tracker.responses import Session, UserSessions
 from tracker.schema import DeviceInfo, Movement, Observed
 from tracker.seen import SeenEvents, pair_key, pair_keys
 from tracker.session import SessionState, kept_positions
@@ -239,14 +237,14 @@ class UserTracker:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def get_session(self, session_id: str) -> Session:
+    def get_session(self, session_id: str) -> dict[str, Any]:
         """The session in the seed's shape; raises UnknownSession."""
         session = self.sessions.get(session_id)
         if session is None:
             raise UnknownSession(self.user_id, session_id)
-        return self.session_answer(session)
+        return self.session_dict(session)
 
-    def created_session(self, record: Record) -> Session:
+    def created_session(self, record: Record) -> dict[str, Any]:
         """The session a `create_session_record` record made, as `get_session` answers it. If
         it has left memory already (more than `max_sessions` sessions started meanwhile), the
         session as that record made it."""
@@ -255,22 +253,27 @@ class UserTracker:
         session = self.sessions.get(session_id)
         if session is None:
             session = SessionState(session_id, now_ms, device_info, self.limits.max_movements)
-        return self.session_answer(session)
+        return self.session_dict(session)
 
-    def session_answer(self, session: SessionState) -> Session:
-        user_id, session_id = self.user_id, session.session_id
-        movements = [codec.decode_movement(m, user_id, session_id) for m in session.movements]
-        info = session.device_info
-        return Session(
-            userId=user_id,
-            sessionId=session_id,
-            startTime=session.start_time,
-            lastActivity=session.last_activity,
-            movements=movements,
-            deviceInfo=UNSET if info is None else msgspec.convert(info, DeviceInfo),
-        )
+    def session_dict(self, session: SessionState, *, movements: bool = True) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "userId": self.user_id,
+            "sessionId": session.session_id,
+            "startTime": session.start_time,
+            "lastActivity": session.last_activity,
+        }
+        if movements:
+            user_id, session_id = self.user_id, session.session_id
+            result["movements"] = [
+                codec.movement_dict(m, user_id, session_id) for m in session.movements
+            ]
+        else:
+            result["movementCount"] = len(session.movements)
+        if session.device_info is not None:
+            result["deviceInfo"] = session.device_info
+        return result
 
-    def analytics(self, now_ms: int | None = None) -> UserSessions:
+    def analytics(self, now_ms: int | None = None) -> dict[str, Any]:
         """The seed's analytics, for this user: totals, their sessions, ten most recent.
 
         Given `now_ms`, sessions idle past the timeout by then are left out: they have ended,
@@ -280,9 +283,9 @@ class UserTracker:
         if now_ms is not None:
             cutoff = now_ms - self.limits.session_timeout_ms
             live = [s for s in live if s.last_activity >= cutoff]
-        sessions = [self.session_answer(s) for s in live]
-        recent = sorted(sessions, key=lambda s: s.lastActivity, reverse=True)[:10]
-        return UserSessions(len(sessions), sessions, recent)
+        sessions = [self.session_dict(s) for s in live]
+        recent = sorted(sessions, key=lambda s: s["lastActivity"], reverse=True)[:10]
+        return {"totalSessions": len(sessions), "userSessions": sessions, "recentActivity": recent}
 
     def is_empty(self) -> bool:
         return not self.sessions
