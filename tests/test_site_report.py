@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -17,7 +15,6 @@ import ray
 import support
 
 from tracker.config import Config
-from tracker.schema import EVENT_TYPES
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
 IPHONE = (
@@ -196,153 +193,7 @@ def test_comparison_adds_the_previous_range_and_bots_can_be_included(
     )
     assert r["visitors"] == 1
     assert r["previous"]["range"] == {"from": earlier[0], "to": earlier[1]}
-    # The live figures of the range before come from the histories too.
-    assert r["previous"]["totalEvents"] == 2 and r["previous"]["totalSessions"] == 2
-    assert r["previous"]["topPages"] == [{"path": "/", "count": 2}]
     assert report(admin, window, bots="include")["visitors"] == 2
-
-
-Sent = list[tuple[str, dict[str, Any]]]
-CLICK = {"metadata": {"viewportWidth": 1000}, "scrollY": 100}
-FIREFOX_VIEWS: Sent = [
-    ("page_view", {"path": "/"}),
-    ("click", {**CLICK, "path": "/", "element": "a.pricing", "coordinates": {"x": 95, "y": 5}}),
-    ("page_view", {"path": "/pricing"}),
-    ("scroll", {"path": "/pricing", "metadata": {"scrollDepth": 40}}),
-    ("custom", {"name": "signup"}),
-]
-IPHONE_VIEWS: Sent = [
-    ("page_view", {"path": "/docs"}),
-    ("click", {**CLICK, "path": "/docs", "element": "b", "coordinates": {"x": 9, "y": 60}}),
-    ("page_view", {"path": "/"}),
-]
-BOT_VIEWS: Sent = [("page_view", {"path": "/"}), ("page_view", {"path": "/x"})]
-
-
-def live_figures(*visits: Sent, page: str | None = None) -> dict[str, Any]:
-    """The live report's figures counted here, independently, from what the visits sent (the
-    heatmap of `page`, else of the most clicked page)."""
-    sent = [event for visit in visits for event in visit]
-    clicks = [data for kind, data in sent if kind == "click"]
-    if page is None and clicks:
-        by_page = Counter(data["path"] for data in clicks)
-        page = min(by_page, key=lambda p: (-by_page[p], p))
-    cells = Counter(  # by row, then column, as the heatmap orders them
-        (int((d["coordinates"]["y"] + 100) // 25), int(d["coordinates"]["x"] / 1000 * 40))
-        for d in clicks
-        if d["path"] == page
-    )
-    depths = Counter(d["metadata"]["scrollDepth"] // 10 * 10 for k, d in sent if k == "scroll")
-    kinds = Counter(kind for kind, _ in sent)
-    pages = Counter(data["path"] for kind, data in sent if kind == "page_view")
-    elements = Counter((d["element"], d["path"]) for kind, d in sent if kind == "click")
-    journeys: Counter[tuple[str, str]] = Counter()
-    for visit in visits:
-        views = [data["path"] for kind, data in visit if kind == "page_view"]
-        journeys.update((a, b) for a, b in pairwise(views) if a != b)
-
-    def ranked(counter: Counter[Any]) -> list[tuple[Any, int]]:
-        return sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
-
-    return {
-        "totalSessions": len(visits),
-        "totalUsers": len(visits),
-        "totalEvents": len(sent),
-        "eventsByType": {k: kinds.get(k, 0) for k in EVENT_TYPES},
-        "topPages": [{"path": p, "count": n} for p, n in ranked(pages)],
-        "topElements": [{"element": e, "path": p, "count": n} for (e, p), n in ranked(elements)],
-        "journeys": [{"from": a, "to": b, "count": n} for (a, b), n in ranked(journeys)],
-        "recentActivity": sorted(len(visit) for visit in visits),
-        "heatmap": {
-            "path": page,
-            "binsX": 40,
-            "binHeightPx": 25,
-            "cells": [{"x": x, "y": y, "count": n} for (y, x), n in sorted(cells.items())],
-        },
-        "scrollDepth": [{"bucket": b, "count": depths.get(b, 0)} for b in range(0, 101, 10)],
-    }
-
-
-def narrowed(r: dict[str, Any]) -> dict[str, Any]:
-    """The live figures of a report, with recent activity as its sessions' event counts."""
-    assert sum(row["count"] for row in r["eventsPerMinute"]) == r["totalEvents"]
-    figures = {name: r[name] for name in live_figures()}
-    figures["recentActivity"] = sorted(row["movementCount"] for row in r["recentActivity"])
-    return figures
-
-
-def test_filters_narrow_the_live_figures_to_an_independent_count(
-    serve_tracker: str, admin: httpx.Client, window: tuple[int, int]
-) -> None:
-    firefox = {"deviceInfo": {"userAgent": FIREFOX}}
-    visitor(serve_tracker, window, FIREFOX_VIEWS, **firefox, referrer="news.ycombinator.com")
-    visitor(serve_tracker, window, IPHONE_VIEWS, deviceInfo={"userAgent": IPHONE})
-    visitor(serve_tracker, window, BOT_VIEWS, **firefox, automation=True)
-    support.wait_for(
-        lambda: report(admin, window, bots="include")["totalEvents"] == 10, timeout_s=30
-    )
-    cases: dict[tuple[tuple[str, str], ...], tuple[Sent, ...]] = {
-        (("browser", "Firefox"),): (FIREFOX_VIEWS,),
-        (("channel", "social"), ("event", "signup")): (FIREFOX_VIEWS,),
-        (("device", "mobile"),): (IPHONE_VIEWS,),
-        (("os", "iOS"), ("path", "/docs")): (IPHONE_VIEWS,),
-        (("path", "/"),): (FIREFOX_VIEWS, IPHONE_VIEWS),
-        (("browser", "Firefox"), ("path", "/docs")): (),
-        (("country", "GB"),): (),
-        (("browser", "Firefox"), ("bots", "include")): (FIREFOX_VIEWS, BOT_VIEWS),
-    }
-    for filters, visits in cases.items():
-        r = report(admin, window, **dict(filters))
-        assert narrowed(r) == live_figures(*visits, page=dict(filters).get("path")), filters
-        # Each row is the minute its events fall in.
-        assert all(window[0] - MINUTE_MS < row["t"] <= window[1] for row in r["eventsPerMinute"])
-
-
-def test_the_python_api_narrows_the_live_figures_too(make_tracker: Any, file_storage: str) -> None:
-    t = make_tracker(storage=file_storage, hosts=2)
-    for sent, agent in ((FIREFOX_VIEWS, FIREFOX), (IPHONE_VIEWS, IPHONE)):
-        name = str(uuid.uuid4())
-        handle = t.user(name)
-        ray.get(handle.create_session.remote("s1", {"userAgent": agent}))
-        start = support.now_ms() - len(sent) * MINUTE_MS
-        moves = [
-            support.movement(name, "s1", at=start + i * MINUTE_MS, event=kind, data=data)
-            for i, (kind, data) in enumerate(sent)
-        ]
-        assert ray.get(handle.track_many.remote(moves)) == len(moves)
-    assert narrowed(t.analytics(device="mobile")) == live_figures(IPHONE_VIEWS)
-    assert narrowed(t.analytics(browser="Firefox")) == live_figures(FIREFOX_VIEWS)
-
-
-def test_a_filter_keeps_the_rage_clicks_of_the_visits_it_selects(
-    make_tracker: Any, file_storage: str
-) -> None:
-    t = make_tracker(storage=file_storage, hosts=2)
-    start = support.now_ms() - MINUTE_MS
-    users = {}
-    # Three clicks within a second and 30 px on a phone; on Firefox, three a second apart.
-    for agent, gap_ms in ((IPHONE, 300), (FIREFOX, 1_500)):
-        user = users[agent] = str(uuid.uuid4())
-        handle = t.user(user)
-        ray.get(handle.create_session.remote("s1", {"userAgent": agent}))
-        data = {"path": "/cart", "element": "button#pay", "coordinates": {"x": 50, "y": 80}}
-        moves = [
-            support.movement(user, "s1", at=start + i * gap_ms, event="click", data=data)
-            for i in range(3)
-        ]
-        assert ray.get(handle.track_many.remote(moves)) == 3
-    assert t.analytics(device="mobile")["rageClicks"] == [
-        {
-            "path": "/cart",
-            "element": "button#pay",
-            "x": 50,
-            "y": 80,
-            "count": 3,
-            "userId": users[IPHONE],
-            "timestamp": start + 600,
-        }
-    ]
-    assert t.analytics(browser="Firefox")["rageClicks"] == []
 
 
 @pytest.mark.parametrize(

@@ -309,24 +309,6 @@ class Figures(Struct):
     range: Range
 
 
-class PreviousFigures(Figures):
-    """The figures of the range before: those from the histories, and the live report's
-    figures over that range's visits (under the same filters)."""
-
-    totalSessions: Count
-    totalUsers: Count
-    totalEvents: Count
-    eventsByType: EventsByType
-    eventsPerMinute: list[MinuteCount]
-    topPages: list[PageCount]
-    topElements: list[ElementCount]
-    journeys: list[Journey]
-    recentActivity: Annotated[list[SessionSummary], Meta(max_length=10)]
-    heatmap: Heatmap
-    scrollDepth: list[ScrollBucket]
-    rageClicks: list[RageClick]
-
-
 class Analytics(Struct):
     totalSessions: Count
     userSessions: list[Session]
@@ -362,7 +344,7 @@ class Analytics(Struct):
     range: Range
     filters: Annotated[dict[str, str], Meta(description="The filters applied.")]
     previous: (
-        Annotated[PreviousFigures, Meta(description="With `compare=previous`: the range before.")]
+        Annotated[Figures, Meta(description="With `compare=previous`: the range before.")]
         | UnsetType
     ) = UNSET
 

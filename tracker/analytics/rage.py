@@ -39,14 +39,6 @@ class RageClick(NamedTuple):
     timestamp: int
 
 
-class Click(NamedTuple):
-    t: int  # client time
-    x: float
-    y: float
-    path: str
-    element: str
-
-
 class RageRow(msgspec.Struct, array_like=True, gc=False):
     burst: Annotated[str, Meta(max_length=3 * KEY_CHARS)]  # user/session/time
     path: Key
@@ -79,22 +71,15 @@ class RageClicks:
             near = add_click(movement.timestamp, point.x, point.y, path)
             if near >= RAGE_MIN_CLICKS:
                 element = "" if data.element is None else data.element[:KEY_CHARS]
-                click = Click(movement.timestamp, point.x, point.y, path, element)
-                self.record(seen.sequence, seen.user_id, seen.session_id, seen.now_ms, click, near)
+                self._rage(seen, movement.timestamp, point.x, point.y, path, element, near)
 
-    def record(
-        self,
-        sequence: SessionSequence,
-        user_id: str,
-        session_id: str,
-        now_ms: int,
-        click: Click,
-        near: int,
+    def _rage(
+        self, seen: Seen, t: int, x: float, y: float, path: str, element: str, near: int
     ) -> None:
-        """Record a rage click of the session's (`near` close clicks, itself included) at
-        `now_ms`: the burst going on, if its last rage click was on this path within 1 s and
-        30 px, else a new one (another cluster of clicks is another rage click)."""
-        t, x, y, path, element = click
+        """Record a rage click at client time `t` (`near` close clicks, itself included): the
+        burst going on, if its last rage click was on this path within 1 s and 30 px, else a
+        new one (another cluster of clicks is another rage click)."""
+        sequence: SessionSequence = seen.sequence
         dx, dy = x - sequence.burst_x, y - sequence.burst_y
         if (
             sequence.burst is not None
@@ -104,7 +89,7 @@ class RageClicks:
         ):
             sequence.burst_count += 1
         else:
-            sequence.burst = f"{user_id}/{session_id}/{t}"
+            sequence.burst = f"{seen.user_id}/{seen.session_id}/{t}"
             sequence.burst_count = near
             sequence.burst_path = path
         sequence.burst_t = t
@@ -112,7 +97,7 @@ class RageClicks:
         sequence.burst_y = y
         self.rage.pop(sequence.burst, None)
         self.rage[sequence.burst] = RageClick(
-            path, element, x, y, sequence.burst_count, user_id, now_ms
+            path, element, x, y, sequence.burst_count, seen.user_id, seen.now_ms
         )
         self._trim()
 
@@ -138,10 +123,7 @@ class RageClicks:
             del self.rage[burst]
 
     def report(self, query: Query) -> dict[str, Any]:
-        return self.rows(query.lo, query.hi)
-
-    def rows(self, lo: int, hi: int | None) -> dict[str, Any]:
-        """`rageClicks` of times `lo` to `hi` (inclusive; None: any later), newest first."""
+        lo, hi = query.lo, query.hi
         rage = sorted(
             (
                 r

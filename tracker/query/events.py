@@ -46,14 +46,6 @@ class Visit:
     bot: bool = False
 
 
-class Spot(msgspec.Struct, gc=False, array_like=True):
-    """Where a click was: its point in the viewport, and its heatmap cell (None off the map)."""
-
-    x: float
-    y: float
-    cell: int | None = None
-
-
 class Event(msgspec.Struct, gc=False):
     """One stored event of a user. A struct made in C: a host makes one per event it stores
     (a slotted dataclass's `__init__` cost four times as much), and they hold no cycles."""
@@ -67,8 +59,6 @@ class Event(msgspec.Struct, gc=False):
     name: str | None = None  # a custom event's name, an exposure's experiment
     properties: dict[str, Property] | None = None
     variant: str | None = None  # an exposure's variant
-    spot: Spot | None = None  # a click's, when it had coordinates
-    depth: float | None = None  # a scroll's depth, %, when it had one
 
 
 @dataclass(slots=True)

@@ -15,11 +15,9 @@ from typing import Any
 import msgspec
 
 from tracker import codec
-from tracker.analytics.counting import NUMBER
-from tracker.analytics.heatmap import cell_of
 from tracker.codec import Record
-from tracker.query.events import Event, Spot, UserHistory, Visit
-from tracker.schema import MovementData, Observed
+from tracker.query.events import Event, UserHistory, Visit
+from tracker.schema import Observed
 from tracker.visits.derive import enter, visit_of
 
 
@@ -84,8 +82,6 @@ class HistoryIndex:
                     None if element is None else intern(element),
                     None if name is None else intern(name),
                     data.properties,
-                    spot=_spot(data) if movement.event == "click" else None,
-                    depth=_depth(data) if movement.event == "scroll" else None,
                 )
             )
         history.extend(made)
@@ -144,18 +140,6 @@ class HistoryIndex:
                     fresh = list(_first_seen(session_id, codec.decode_stored(blob), seen))
                     if fresh:
                         self.track(user_id, session_id, fresh, now_ms)
-
-
-def _spot(data: MovementData) -> Spot | None:
-    point = data.coordinates
-    return None if point is None else Spot(point.x, point.y, cell_of(data, point.x, point.y))
-
-
-def _depth(data: MovementData) -> float | None:
-    depth = None if data.metadata is None else data.metadata.get("scrollDepth")
-    if isinstance(depth, NUMBER) and not isinstance(depth, bool):
-        return float(depth)
-    return None
 
 
 def _first_seen(

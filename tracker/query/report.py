@@ -109,7 +109,7 @@ class SiteReport:
         return total.bounded()
 
 
-def by_visit(events: Iterable[Event]) -> dict[str, tuple[Visit, list[Event]]]:
+def _by_visit(events: Iterable[Event]) -> dict[str, tuple[Visit, list[Event]]]:
     visits: dict[str, tuple[Visit, list[Event]]] = {}
     for event in events:
         entry = visits.get(event.visit.session_id)
@@ -124,10 +124,10 @@ def _count_user(part: ReportPart, history: UserHistory, options: ReportOptions) 
     filters = options.filters
     matched: list[tuple[Visit, list[Event]]] = []
     bot_events = 0
-    for visit, events in by_visit(history.between(options.from_ms, options.to_ms + 1)).values():
+    for visit, events in _by_visit(history.between(options.from_ms, options.to_ms + 1)).values():
         if visit.bot:
             bot_events += len(events)
-        if filters.visit_matches(visit) and events_match(filters, events):
+        if filters.visit_matches(visit) and _events_match(filters, events):
             matched.append((visit, events))
     if bot_events:
         part.bot_visitors += 1
@@ -147,7 +147,7 @@ def _count_user(part: ReportPart, history: UserHistory, options: ReportOptions) 
         entry.visitors += 1
 
 
-def events_match(filters: Filters, events: list[Event]) -> bool:
+def _events_match(filters: Filters, events: list[Event]) -> bool:
     if filters.path is not None and not any(
         e.kind == "page_view" and e.path == filters.path for e in events
     ):
