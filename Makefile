@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint typecheck client client-check bench bench-quick browser loadgen node-sdk sveltekit-example clean
+.PHONY: install run test lint typecheck client client-check bench bench-quick browser loadgen node-sdk clean
 
 install: $(STAMP)
 
@@ -50,13 +50,6 @@ node-sdk:
 	  npm install --prefix tests/node --no-audit --no-fund --silent; \
 	else echo "npm not found: the Node SDK test will be skipped"; fi
 
-# The SvelteKit example (examples/sveltekit), built with the versions its package-lock.json
-# pins, for its browser test (which is skipped where Node is missing).
-sveltekit-example:
-	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
-	  ( cd examples/sveltekit && npm ci --no-audit --no-fund --silent && npm run build --silent ); \
-	else echo "node is not installed: the SvelteKit example is not built and its test will be skipped"; fi
-
 run: install
 	$(BIN)/tracker serve
 
@@ -67,7 +60,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install browser node-sdk sveltekit-example lint typecheck client-check
+test: install browser node-sdk lint typecheck client-check
 	CHROMIUM_PATH=$(CHROMIUM) $(BIN)/pytest
 
 bench: install loadgen
@@ -77,5 +70,4 @@ bench-quick: install loadgen
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache client/node_modules tests/node/node_modules \
-	  examples/sveltekit/node_modules examples/sveltekit/build examples/sveltekit/.svelte-kit
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache client/node_modules tests/node/node_modules

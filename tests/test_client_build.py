@@ -139,11 +139,3 @@ def test_the_es_module_wrapper_is_served_as_javascript(client: httpx.Client) -> 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/javascript")
     assert "export function load" in response.text
-
-
-def test_the_es_module_wrapper_may_be_imported_by_any_site_without_credentials(
-    client: httpx.Client,
-) -> None:
-    response = client.get("/tracker.mjs", headers={"Origin": "https://shop.example"})
-    assert response.headers["access-control-allow-origin"] == "*"
-    assert "access-control-allow-credentials" not in response.headers

@@ -292,7 +292,6 @@ def recording_app(recorder: Recorder) -> Starlette:
             "data-token": params.get("token"),
             "data-websocket": "" if "ws" in params else None,
             "data-experiments": "" if "experiments" in params else None,
-            "data-spa": "off" if "spa_off" in params else None,
         }
         html = PAGE.format(
             attributes=" ".join(f'{k}="{v}"' for k, v in attributes.items() if v is not None),
@@ -1127,16 +1126,6 @@ def test_a_visit_from_another_site_sends_the_referrers_host_and_the_campaign_onl
     assert "referrer" not in views[1]["data"] and "utm" not in views[1]["data"]
     for request in recorder.snapshot():
         assert b"secret" not in request.body
-
-
-def test_with_spa_off_only_page_calls_make_page_views_and_a_repeated_path_counts_once(
-    context: BrowserContext, base_url: str, recorder: Recorder
-) -> None:
-    page = open_page(context, base_url, spa_off="")
-    page.evaluate("history.pushState({}, '', '/app/a'); history.pushState({}, '', '/app/b')")
-    page.evaluate("tracker.page(); tracker.page()")
-    views = wait_for_events(recorder, "page_view", count=2)
-    assert [v["data"]["path"] for v in views] == ["/page", "/app/b"]
 
 
 def test_a_referrer_of_the_same_site_is_not_sent(

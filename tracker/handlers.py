@@ -454,9 +454,6 @@ class Ingress(ConversionHandlers, PredictionHandlers):
         asset = self.assets.get(name)
         headers = {"ETag": asset.etag, "Cache-Control": asset.cache_control}
         headers["Vary"] = "Accept-Encoding"
-        # Any site may load the client, as any page may add a classic <script>; an ES module
-        # import of tracker.mjs from another origin needs CORS to say so. Never credentials.
-        headers["Access-Control-Allow-Origin"] = "*"
         if asset.matches(request.headers.get("if-none-match", "")):
             return Response(status_code=304, headers=headers)
         body, encoding = asset.encoded(request.headers.get("accept-encoding", ""))

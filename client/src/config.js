@@ -11,8 +11,6 @@
 //           data-websocket                 send over a WebSocket while one is open
 //           data-experiments               load the experiments file at once (tracker.variant
 //                                          loads it on first use anyway)
-//           data-spa="off"                 do not follow the History API: the site's router
-//                                          reports each navigation with tracker.page()
 //           data-debug></script>           log what the tracker does to the console
 
 export const script = document.currentScript || document.querySelector('script[src*="tracker"]');
@@ -39,7 +37,6 @@ export const config = {
   websocket: flag('data-websocket'),
   experiments: flag('data-experiments'),
   debug: flag('data-debug'),
-  spa: attr('data-spa') !== 'off',
 };
 
 export const MAX_QUEUE = 500;

@@ -61,14 +61,12 @@ function install() {
   on(document, 'change', onField('change'), passive);
   on(window, 'scroll', onScroll, { passive: true });
   // Capturing: before the site's own listener renders the view it goes back to.
-  if (config.spa) on(window, 'popstate', locationMayHaveChanged, true);
+  on(window, 'popstate', locationMayHaveChanged, true);
   on(document, 'visibilitychange', onVisibility);
   on(window, 'pagehide', flushOnHide);
   on(window, 'pageshow', onPageShow);
-  if (config.spa) {
-    wrapHistory('pushState');
-    wrapHistory('replaceState');
-  }
+  wrapHistory('pushState');
+  wrapHistory('replaceState');
   // What the site asked for beyond the default; each starts with tracking, as a file loads.
   ['hover', 'websocket', 'experiments'].forEach((name) => {
     if (config[name]) load(name).catch(() => {});

@@ -14,7 +14,6 @@ import { track } from './custom.js';
 import { load, provide, register } from './lazy.js';
 import { active, listenForConsent, start, stop, storedId } from './lifecycle.js';
 import { currentPath, describe, elementOf, ignored, secret } from './page.js';
-import { locationMayHaveChanged } from './pageviews.js';
 import { restorePending } from './pending.js';
 import { record } from './queue.js';
 import { pendingCaptures, state, stoppers, transports } from './state.js';
@@ -79,9 +78,6 @@ function identify(userId, token) {
       ? load('experiments').then((experiments) => experiments.variant(String(name)))
       : Promise.reject(new Error('tracker: tracking is off'))),
     isEnabled: () => state.enabled,
-    // A page view of the current location, for routers that report navigations themselves
-    // (with data-spa="off"); the same path twice in a row is one page view.
-    page: guard(() => { locationMayHaveChanged(); }),
   };
   Object.defineProperty(api, '_register', { value: register });
   window.tracker = api;

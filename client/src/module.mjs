@@ -7,9 +7,7 @@
 //   track('signup', { plan: 'pro' });
 //
 // Page views need nothing: tracker.js follows the History API, so a router's navigation is
-// one page view, and must not be reported again from the router's own hooks. A site that
-// would rather report them from its router (SvelteKit's afterNavigate) loads with
-// `spa: false` and calls `page()` after each navigation.
+// one page view, and must not be reported again from the router's own hooks.
 
 /**
  * @typedef {object} Options
@@ -22,7 +20,6 @@
  * @property {boolean} [websocket] send over a WebSocket while one is open
  * @property {boolean} [experiments] load the experiments file at once
  * @property {boolean} [debug] log what the tracker does
- * @property {boolean} [spa] follow the History API for page views (default: true)
  */
 
 /**
@@ -35,7 +32,6 @@
  * @property {() => boolean} optIn
  * @property {() => void} flush
  * @property {() => boolean} isEnabled
- * @property {() => void} page
  */
 
 const here = new URL('.', import.meta.url);
@@ -52,7 +48,6 @@ const ATTRIBUTES = {
   websocket: 'data-websocket',
   experiments: 'data-experiments',
   debug: 'data-debug',
-  spa: 'data-spa',
 };
 
 /**
@@ -74,10 +69,6 @@ export function load(options = {}) {
     tag.setAttribute('data-endpoint', endpoint);
     for (const [key, name] of Object.entries(ATTRIBUTES)) {
       const value = /** @type {any} */ (options)[key];
-      if (key === 'spa') {
-        if (value === false) tag.setAttribute(name, 'off');
-        continue;
-      }
       if (key === 'endpoint' || value === undefined || value === false) continue;
       tag.setAttribute(name, value === true ? '' : String(value));
     }
@@ -123,12 +114,6 @@ export const optOut = () => ready().then((t) => t.optOut());
 
 /** @returns {Promise<boolean>} */
 export const optIn = () => ready().then((t) => t.optIn());
-
-/**
- * Records a page view of the current location (with `spa: false`, after each navigation).
- * @returns {Promise<void>}
- */
-export const page = () => ready().then((t) => t.page());
 
 /** @returns {Promise<void>} */
 export const flush = () => ready().then((t) => t.flush());
